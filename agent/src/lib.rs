@@ -1,0 +1,1 @@
+//! The agent sidecar (filled by the shared-memory/agent issue).
