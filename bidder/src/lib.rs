@@ -3,4 +3,9 @@
 //! Data flow, one module per stage: `openrtb` (parse) → `decide` (campaign index,
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
+pub mod budget;
+pub mod catalog;
+pub mod config;
 pub mod money;
+pub mod strategy;
+pub mod targeting;

@@ -1,0 +1,258 @@
+//! The catalog: a validated [`Config`] compiled into what the decision reads on every
+//! request — campaigns, creatives and partners in flat vectors addressed by index,
+//! and an [`Index`] of campaign sets per targeting value.
+//!
+//! A catalog is immutable once built; a reload builds a new one and swaps it in
+//! whole, so a request always sees one consistent catalog.
+
+mod bitset;
+mod index;
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+pub use bitset::CampaignSet;
+pub use index::Index;
+
+use crate::config::{Config, ConfigError};
+use crate::targeting::MediaType;
+
+/// Position of a campaign in [`Catalog::campaigns`] (and in every [`CampaignSet`]).
+pub type CampaignIdx = usize;
+/// Position of a partner in [`Catalog::partners`].
+pub type PartnerIdx = u16;
+
+/// Auction-wide settings, copied out of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub seat: String,
+    pub currency: String,
+    /// Micros of `currency` per one unit of a foreign currency.
+    pub currency_rates_micros: FxHashMap<String, i64>,
+    pub host_id: u16,
+    pub network_allowance_ms: u32,
+    pub deadline_cap_ms: u32,
+    pub default_tmax_ms: u32,
+    pub default_shading_ppm: u32,
+    pub notice_base_url: String,
+    pub notice_hmac_key: Vec<u8>,
+}
+
+/// A partner (exchange / SSP), compiled.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub name: String,
+    pub cidrs: Vec<ipnet::IpNet>,
+    pub qps_limit: u32,
+    pub burst: u32,
+    pub openrtb_version: String,
+    pub nbr_body: bool,
+    pub gzip_responses: bool,
+    pub enabled: bool,
+}
+
+/// A campaign, compiled: what pricing and creative selection need after the index
+/// has narrowed the candidates.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: String,
+    pub advertiser: String,
+    pub daily_budget_micros: i64,
+    pub max_bid_cpm_micros: i64,
+    pub base_cpm_micros: i64,
+    pub creatives: Vec<Creative>,
+    pub deals: Vec<Deal>,
+    pub deals_only: bool,
+    /// Empty: any seller. Otherwise every schain node must match one entry.
+    pub allowed_sellers: Vec<Seller>,
+}
+
+/// A creative, compiled.
+#[derive(Debug, Clone)]
+pub struct Creative {
+    pub id: String,
+    pub media: MediaType,
+    pub w: u32,
+    pub h: u32,
+    pub attr: Vec<u32>,
+    pub adomain: Vec<String>,
+    pub cat: Vec<String>,
+    pub adm: String,
+    pub duration_s: u32,
+    pub mime: String,
+}
+
+/// A deal a campaign buys through.
+#[derive(Debug, Clone)]
+pub struct Deal {
+    pub id: String,
+    pub floor_cpm_micros: i64,
+}
+
+/// An allowed schain seller: a seller system (`asi`), optionally one seller id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seller {
+    pub asi: String,
+    pub sid: Option<String>,
+}
+
+impl Seller {
+    /// Whether a schain node (`asi`, `sid`) is this seller.
+    pub fn matches(&self, asi: &str, sid: &str) -> bool {
+        self.asi.eq_ignore_ascii_case(asi) && self.sid.as_deref().is_none_or(|s| s == sid)
+    }
+}
+
+/// Everything the decision reads, compiled from one configuration.
+#[derive(Debug)]
+pub struct Catalog {
+    pub settings: Settings,
+    pub partners: Vec<Partner>,
+    pub campaigns: Vec<Campaign>,
+    pub index: Index,
+    partner_by_name: FxHashMap<String, PartnerIdx>,
+}
+
+impl Catalog {
+    /// Compiles a validated configuration. Fails only on what validation cannot see
+    /// without reading other files (the notice key).
+    pub fn compile(config: &Config) -> Result<Catalog, ConfigError> {
+        let key_path = config.hmac_key_path();
+        let notice_hmac_key = std::fs::read(&key_path).map_err(|source| ConfigError::Read {
+            path: key_path.clone(),
+            source,
+        })?;
+        let settings = Settings {
+            seat: config.bidding.seat.clone(),
+            currency: config.bidding.currency.clone(),
+            currency_rates_micros: config
+                .currency_rates_micros
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            host_id: config.bidding.host_id,
+            network_allowance_ms: config.bidding.network_allowance_ms,
+            deadline_cap_ms: config.bidding.deadline_cap_ms,
+            default_tmax_ms: config.bidding.default_tmax_ms,
+            default_shading_ppm: config.bidding.default_shading_ppm,
+            notice_base_url: config.notice.base_url.trim_end_matches('/').to_string(),
+            notice_hmac_key,
+        };
+        let partners: Vec<Partner> = config
+            .partners
+            .iter()
+            .map(|p| compile_partner(p.get_ref()))
+            .collect();
+        let partner_by_name = partners
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i as PartnerIdx))
+            .collect();
+        let campaigns: Vec<Campaign> = config
+            .campaigns
+            .iter()
+            .map(|c| compile_campaign(c.get_ref()))
+            .collect();
+        let index = Index::build(config, &partner_by_name);
+        Ok(Catalog {
+            settings,
+            partners,
+            campaigns,
+            index,
+            partner_by_name,
+        })
+    }
+
+    /// The partner a bid path names (`/bid/{name}`).
+    pub fn partner_by_name(&self, name: &str) -> Option<PartnerIdx> {
+        self.partner_by_name.get(name).copied()
+    }
+
+    /// The partner whose CIDRs hold `addr`, longest prefix first; how traffic without
+    /// a partner path is attributed (the XDP front uses the same CIDRs).
+    pub fn partner_by_addr(&self, addr: IpAddr) -> Option<PartnerIdx> {
+        let mut best: Option<(u8, PartnerIdx)> = None;
+        for (i, partner) in self.partners.iter().enumerate() {
+            for net in &partner.cidrs {
+                if net.contains(&addr) && best.is_none_or(|(len, _)| net.prefix_len() > len) {
+                    best = Some((net.prefix_len(), i as PartnerIdx));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Index of a campaign by id (for operators and the strategy table).
+    pub fn campaign_by_id(&self, id: &str) -> Option<CampaignIdx> {
+        self.campaigns.iter().position(|c| c.id == id)
+    }
+}
+
+fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
+    Partner {
+        name: p.name.clone(),
+        cidrs: p.cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
+        qps_limit: p.qps_limit,
+        burst: p.burst,
+        openrtb_version: p.openrtb_version.clone(),
+        nbr_body: p.nbr_body,
+        gzip_responses: p.gzip_responses,
+        enabled: p.enabled,
+    }
+}
+
+fn compile_campaign(c: &crate::config::CampaignConfig) -> Campaign {
+    let creatives = c
+        .creatives
+        .iter()
+        .filter_map(|cr| {
+            Some(Creative {
+                id: cr.id.clone(),
+                media: MediaType::parse(&cr.format)?,
+                w: cr.w,
+                h: cr.h,
+                attr: cr.attr.clone(),
+                adomain: cr.adomain.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                cat: cr.cat.clone(),
+                adm: cr.adm.clone(),
+                duration_s: cr.duration_s,
+                mime: cr.mime.to_ascii_lowercase(),
+            })
+        })
+        .collect();
+    Campaign {
+        id: c.id.clone(),
+        advertiser: c.advertiser.clone(),
+        daily_budget_micros: c.daily_budget_micros,
+        max_bid_cpm_micros: c.max_bid_cpm_micros,
+        base_cpm_micros: c.base_cpm_micros,
+        creatives,
+        deals: c
+            .targeting
+            .deals
+            .iter()
+            .map(|d| Deal {
+                id: d.id.clone(),
+                floor_cpm_micros: d.floor_cpm_micros,
+            })
+            .collect(),
+        deals_only: c.targeting.deals_only,
+        allowed_sellers: c
+            .targeting
+            .supply_chain
+            .allowed_sellers
+            .iter()
+            .map(|s| match s.split_once(':') {
+                Some((asi, sid)) => Seller {
+                    asi: asi.to_string(),
+                    sid: Some(sid.to_string()),
+                },
+                None => Seller {
+                    asi: s.clone(),
+                    sid: None,
+                },
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,372 @@
+//! The bidder's configuration: one TOML file holding listeners, partners, campaigns,
+//! creatives, targeting and budgets.
+//!
+//! Loading is two steps. `serde` reads the file into the `*Config` types below (the
+//! file's shape, with the TOML spans of partners and campaigns kept so errors can name
+//! a line). [`validate`] then checks every rule a type cannot express and returns the
+//! first problems as [`ConfigError`]s naming file, line, field and fix. Only a
+//! validated [`Config`] is ever compiled into the decision index.
+//!
+//! Money is integer micro-units everywhere (`*_micros`), never floats.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use validate::validate;
+
+/// Most campaigns one bidder serves; the index and budgets are sized from this.
+pub const MAX_CAMPAIGNS: usize = 100_000;
+/// Most partners (exchanges / SSPs); the XDP maps are sized from this later.
+pub const MAX_PARTNERS: usize = 256;
+/// Most creatives a single campaign may hold.
+pub const MAX_CREATIVES_PER_CAMPAIGN: usize = 64;
+/// Largest configuration file accepted, so a wrong path (a log file, a disk image)
+/// fails fast instead of eating memory.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub bidding: BiddingConfig,
+    pub notice: NoticeConfig,
+    /// Exchange rates into `bidding.currency`, as micro-units of our currency per
+    /// one unit of the foreign one (e.g. `EUR = 1_080_000` when 1 EUR = 1.08 USD).
+    /// A floor in a currency missing here means no bid on that imp.
+    #[serde(default)]
+    pub currency_rates_micros: std::collections::BTreeMap<String, i64>,
+    #[serde(default, rename = "partner")]
+    pub partners: Vec<Spanned<PartnerConfig>>,
+    #[serde(default, rename = "campaign")]
+    pub campaigns: Vec<Spanned<CampaignConfig>>,
+    /// Where the file was read from and its text, for error messages.
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// The file a configuration came from; used to turn spans into `file:line`.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl ConfigSource {
+    /// 1-based line of a byte offset in the file.
+    pub fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+}
+
+/// Listeners and threads. Read by the engines; the decision core ignores it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Bid listeners, `ip:port`.
+    pub listen: Vec<String>,
+    /// Admin (metrics, health, reload) listener, `ip:port`.
+    pub admin_listen: String,
+    /// `io_uring` (default) or `tokio`.
+    pub engine: String,
+    /// CPU ids the workers are pinned to, one worker per entry.
+    pub cores: Vec<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec!["127.0.0.1:8080".into()],
+            admin_listen: "127.0.0.1:9090".into(),
+            engine: "io_uring".into(),
+            cores: vec![0],
+        }
+    }
+}
+
+/// Auction-wide settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BiddingConfig {
+    /// Seat id we bid as (`seatbid[].seat`).
+    pub seat: String,
+    /// The one currency we bid in (ISO-4217).
+    pub currency: String,
+    /// Host id folded into bid ids so ids are unique across a fleet (0..=65535).
+    pub host_id: u16,
+    /// Network time subtracted from `tmax` to get our own deadline.
+    pub network_allowance_ms: u32,
+    /// Hard cap on our own deadline whatever `tmax` says.
+    pub deadline_cap_ms: u32,
+    /// `tmax` assumed when a request carries none.
+    pub default_tmax_ms: u32,
+    /// Bid shading applied to every price, parts per million (1_000_000 = none).
+    pub default_shading_ppm: u32,
+}
+
+impl Default for BiddingConfig {
+    fn default() -> Self {
+        BiddingConfig {
+            seat: "bidder".into(),
+            currency: "USD".into(),
+            host_id: 0,
+            network_allowance_ms: 40,
+            deadline_cap_ms: 8,
+            default_tmax_ms: 100,
+            default_shading_ppm: 1_000_000,
+        }
+    }
+}
+
+/// Win / billing / loss notice URLs and their signing key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeConfig {
+    /// Base of nurl/burl/lurl, e.g. `https://bidder.example.com/notice`.
+    pub base_url: String,
+    /// File holding the HMAC key (at least 32 bytes); relative paths are relative to
+    /// the configuration file.
+    pub hmac_key_file: PathBuf,
+}
+
+/// One exchange or SSP that sends us traffic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// Short name: used in the bid path (`/bid/{name}`), metrics and logs.
+    pub name: String,
+    /// Source networks (`10.0.0.0/8`, `2001:db8::/32`); the XDP front uses the same.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+    /// Requests per second allowed; 0 means the partner is shut off.
+    pub qps_limit: u32,
+    /// Requests allowed above the rate in a burst.
+    #[serde(default)]
+    pub burst: u32,
+    /// OpenRTB version the partner speaks (`2.5` or `2.6`).
+    #[serde(default = "default_openrtb_version")]
+    pub openrtb_version: String,
+    /// Answer no-bids with `{"id":…,"nbr":N}` and 200 instead of a bare 204.
+    #[serde(default)]
+    pub nbr_body: bool,
+    /// Gzip responses when the partner sends `Accept-Encoding: gzip`.
+    #[serde(default)]
+    pub gzip_responses: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn default_openrtb_version() -> String {
+    "2.6".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One campaign: money, targeting, creatives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    pub id: String,
+    pub advertiser: String,
+    /// Spend allowed per UTC day.
+    pub daily_budget_micros: i64,
+    /// Largest CPM a single bid may carry (the hard ceiling; strategy stays below it).
+    pub max_bid_cpm_micros: i64,
+    /// What an impression is worth to us, as a CPM, before strategy and shading.
+    pub base_cpm_micros: i64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub targeting: TargetingConfig,
+    #[serde(default, rename = "creative")]
+    pub creatives: Vec<CreativeConfig>,
+}
+
+/// Who a campaign wants. Every list is "any" when empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetingConfig {
+    /// `banner`, `video`, `audio`, `native`.
+    pub media: Vec<String>,
+    /// Banner sizes as `WxH`.
+    pub sizes: Vec<String>,
+    /// ISO-3166-1 alpha-3 country codes (OpenRTB `device.geo.country`).
+    pub countries: Vec<String>,
+    /// OpenRTB device types (1 mobile/tablet, 2 PC, 3 CTV, 4 phone, 5 tablet, …).
+    pub device_types: Vec<u32>,
+    /// Operating systems as sent in `device.os` (matched case-insensitively).
+    pub os: Vec<String>,
+    /// Site domains to bid on; a domain also matches its subdomains.
+    pub site_domains: Vec<String>,
+    /// Site domains never to bid on; wins over `site_domains`.
+    pub block_site_domains: Vec<String>,
+    pub app_bundles: Vec<String>,
+    pub block_app_bundles: Vec<String>,
+    /// IAB content categories of the site/app (`IAB3` also matches `IAB3-1`).
+    pub categories: Vec<String>,
+    /// UTC hours the campaign runs, as `mon-fri 08-20` (days, then hours `start-end`,
+    /// end exclusive). Empty means always.
+    pub dayparts: Vec<String>,
+    /// Partners (by name) the campaign buys from.
+    pub partners: Vec<String>,
+    /// Private-marketplace deals the campaign buys through.
+    #[serde(rename = "deal")]
+    pub deals: Vec<DealConfig>,
+    /// Bid only through one of `deals`.
+    pub deals_only: bool,
+    /// Refuse traffic where GDPR applies without a consent string, or US privacy opt-out.
+    pub require_consent: bool,
+    /// Allow requests flagged as directed at children (COPPA). Off by default.
+    pub allow_coppa: bool,
+    pub supply_chain: SupplyChainConfig,
+}
+
+/// A deal a campaign buys through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealConfig {
+    pub id: String,
+    /// Our own minimum for this deal (the exchange's deal floor also applies).
+    #[serde(default)]
+    pub floor_cpm_micros: i64,
+}
+
+/// Supply-chain (schain) policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupplyChainConfig {
+    /// No bid unless the request carries a complete schain.
+    pub require_complete: bool,
+    /// Sellers every schain node must match: `asi` (any seller id) or `asi:sid`.
+    pub allowed_sellers: Vec<String>,
+}
+
+/// One creative of a campaign.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreativeConfig {
+    pub id: String,
+    /// `banner`, `video`, `audio`, `native`.
+    pub format: String,
+    #[serde(default)]
+    pub w: u32,
+    #[serde(default)]
+    pub h: u32,
+    /// OpenRTB creative attributes (checked against `battr`).
+    #[serde(default)]
+    pub attr: Vec<u32>,
+    /// Advertiser domains (checked against `badv`).
+    pub adomain: Vec<String>,
+    /// IAB categories of the ad (checked against `bcat`).
+    #[serde(default)]
+    pub cat: Vec<String>,
+    /// Markup; exchange macros such as `${AUCTION_PRICE}` are left for the exchange.
+    pub adm: String,
+    /// Video/audio duration, seconds (checked against min/max duration).
+    #[serde(default)]
+    pub duration_s: u32,
+    /// Video/audio MIME type (checked against the imp's `mimes`).
+    #[serde(default)]
+    pub mime: String,
+}
+
+/// Why a configuration was refused: where, what, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source} (check the path and permissions)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: {size} bytes is over the {MAX_CONFIG_BYTES}-byte limit (is this the right file?)"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: {field}: {problem}; fix: {fix}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Returns every problem found
+    /// (up to a bound) so an operator fixes a file in one pass, not one error per run.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let size = std::fs::metadata(path)
+            .map_err(|source| {
+                vec![ConfigError::Read {
+                    path: path.into(),
+                    source,
+                }]
+            })?
+            .len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(vec![ConfigError::TooLarge {
+                path: path.into(),
+                size,
+            }]);
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![ConfigError::Read {
+                path: path.into(),
+                source,
+            }]
+        })?;
+        Config::from_text(path, text)
+    }
+
+    /// Parses and validates configuration text; `path` is used for messages and to
+    /// resolve relative file references.
+    pub fn from_text(path: &Path, text: String) -> Result<Config, Vec<ConfigError>> {
+        let source = ConfigSource {
+            path: path.into(),
+            text,
+        };
+        let mut config: Config = toml::from_str(&source.text).map_err(|e| {
+            let line = e.span().map_or(0, |s| source.line_of(s.start));
+            vec![ConfigError::Syntax {
+                path: path.into(),
+                line,
+                message: e.message().trim().to_string(),
+            }]
+        })?;
+        config.source = source;
+        validate(&config)?;
+        Ok(config)
+    }
+
+    /// The notice HMAC key file, resolved against the configuration's folder.
+    pub fn hmac_key_path(&self) -> PathBuf {
+        let key = &self.notice.hmac_key_file;
+        if key.is_absolute() {
+            return key.clone();
+        }
+        match self.source.path.parent() {
+            Some(dir) => dir.join(key),
+            None => key.clone(),
+        }
+    }
+}

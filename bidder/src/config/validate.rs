@@ -1,0 +1,480 @@
+//! Rules of a valid configuration that the TOML types cannot express.
+//!
+//! Each broken rule becomes a [`ConfigError::Invalid`] naming the line of the
+//! partner or campaign it belongs to, the field path, the problem and the fix.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::{
+    CampaignConfig, Config, ConfigError, CreativeConfig, PartnerConfig, TargetingConfig,
+    MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
+};
+use crate::money::MAX_CPM_MICROS;
+use crate::targeting::{parse_daypart, parse_size, MediaType};
+
+/// Errors reported in one pass at most; past this the file is broken enough.
+const MAX_REPORTED_ERRORS: usize = 50;
+/// Shortest notice HMAC key accepted, bytes.
+pub const MIN_HMAC_KEY_BYTES: usize = 32;
+
+/// Collects problems with the line they belong to.
+struct Problems<'c> {
+    config: &'c Config,
+    errors: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, offset: usize, field: String, problem: impl Into<String>, fix: &str) {
+        if self.errors.len() >= MAX_REPORTED_ERRORS {
+            return;
+        }
+        self.errors.push(ConfigError::Invalid {
+            path: self.config.source.path.clone(),
+            line: self.config.source.line_of(offset),
+            field,
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+/// Checks every rule; returns all problems found (bounded), or `Ok` when the file
+/// can be compiled into a decision index.
+pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let mut p = Problems {
+        config,
+        errors: Vec::new(),
+    };
+    server(&mut p);
+    bidding(&mut p);
+    notice(&mut p);
+    let partner_names = partners(&mut p);
+    campaigns(&mut p, &partner_names);
+    if p.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(p.errors)
+    }
+}
+
+fn server(p: &mut Problems) {
+    let s = &p.config.server;
+    let at = section_offset(p.config, "[server]");
+    for (i, addr) in s.listen.iter().enumerate() {
+        if addr.parse::<SocketAddr>().is_err() {
+            p.add(
+                at,
+                format!("server.listen[{i}]"),
+                format!("`{addr}` is not ip:port"),
+                "write e.g. \"0.0.0.0:8080\"",
+            );
+        }
+    }
+    if s.listen.is_empty() {
+        p.add(
+            at,
+            "server.listen".into(),
+            "no listener",
+            "add at least one \"ip:port\"",
+        );
+    }
+    if s.admin_listen.parse::<SocketAddr>().is_err() {
+        p.add(
+            at,
+            "server.admin_listen".into(),
+            format!("`{}` is not ip:port", s.admin_listen),
+            "write e.g. \"127.0.0.1:9090\"",
+        );
+    }
+    if !matches!(s.engine.as_str(), "io_uring" | "tokio") {
+        p.add(
+            at,
+            "server.engine".into(),
+            format!("unknown engine `{}`", s.engine),
+            "use \"io_uring\" or \"tokio\"",
+        );
+    }
+    if s.cores.is_empty() {
+        p.add(
+            at,
+            "server.cores".into(),
+            "no worker cores",
+            "list the CPU ids to pin workers to, e.g. [0, 1]",
+        );
+    }
+}
+
+fn bidding(p: &mut Problems) {
+    let b = &p.config.bidding;
+    let at = section_offset(p.config, "[bidding]");
+    if b.seat.is_empty() {
+        p.add(
+            at,
+            "bidding.seat".into(),
+            "empty",
+            "set the seat id the exchanges know you by",
+        );
+    }
+    if !is_currency_code(&b.currency) {
+        p.add(
+            at,
+            "bidding.currency".into(),
+            format!("`{}` is not an ISO-4217 code", b.currency),
+            "use three capital letters, e.g. \"USD\"",
+        );
+    }
+    if b.deadline_cap_ms == 0 || b.deadline_cap_ms > 1_000 {
+        p.add(
+            at,
+            "bidding.deadline_cap_ms".into(),
+            format!("{} is outside 1..=1000", b.deadline_cap_ms),
+            "use a few milliseconds, e.g. 8",
+        );
+    }
+    if b.default_tmax_ms == 0 || b.default_tmax_ms > 10_000 {
+        p.add(
+            at,
+            "bidding.default_tmax_ms".into(),
+            format!("{} is outside 1..=10000", b.default_tmax_ms),
+            "use the exchanges' usual tmax, e.g. 100",
+        );
+    }
+    if b.network_allowance_ms >= b.default_tmax_ms.max(1) {
+        p.add(
+            at,
+            "bidding.network_allowance_ms".into(),
+            "not below default_tmax_ms",
+            "use the round-trip time to your exchanges, e.g. 40",
+        );
+    }
+    if b.default_shading_ppm == 0 || b.default_shading_ppm > 1_000_000 {
+        p.add(
+            at,
+            "bidding.default_shading_ppm".into(),
+            format!("{} is outside 1..=1000000", b.default_shading_ppm),
+            "1000000 means no shading",
+        );
+    }
+    for (code, rate) in &p.config.currency_rates_micros {
+        let at = section_offset(p.config, "[currency_rates_micros]");
+        if !is_currency_code(code) || *rate <= 0 {
+            p.add(
+                at,
+                format!("currency_rates_micros.{code}"),
+                "needs an ISO-4217 code and a positive rate",
+                "e.g. EUR = 1_080_000 when 1 EUR = 1.08 of bidding.currency",
+            );
+        }
+    }
+}
+
+fn notice(p: &mut Problems) {
+    let at = section_offset(p.config, "[notice]");
+    let base = &p.config.notice.base_url;
+    if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') {
+        p.add(
+            at,
+            "notice.base_url".into(),
+            format!("`{base}` is not an http(s) URL without a query"),
+            "e.g. \"https://bidder.example.com/notice\"",
+        );
+    }
+    let key_path = p.config.hmac_key_path();
+    match std::fs::metadata(&key_path) {
+        Ok(m) if m.len() as usize >= MIN_HMAC_KEY_BYTES => {}
+        Ok(m) => p.add(
+            at,
+            "notice.hmac_key_file".into(),
+            format!(
+                "{} holds {} bytes, fewer than {MIN_HMAC_KEY_BYTES}",
+                key_path.display(),
+                m.len()
+            ),
+            "write a random key: head -c 64 /dev/urandom > FILE",
+        ),
+        Err(e) => p.add(
+            at,
+            "notice.hmac_key_file".into(),
+            format!("cannot read {}: {e}", key_path.display()),
+            "create it: head -c 64 /dev/urandom > FILE",
+        ),
+    }
+}
+
+fn partners(p: &mut Problems) -> HashSet<String> {
+    let mut names = HashSet::new();
+    if p.config.partners.len() > MAX_PARTNERS {
+        p.add(
+            0,
+            "partner".into(),
+            format!(
+                "{} partners, more than {MAX_PARTNERS}",
+                p.config.partners.len()
+            ),
+            "merge or remove partners",
+        );
+    }
+    for (i, spanned) in p.config.partners.iter().enumerate() {
+        let at = spanned.span().start;
+        let partner: &PartnerConfig = spanned.get_ref();
+        let field = |f: &str| format!("partner[{i}] ({}).{f}", partner.name);
+        if !is_identifier(&partner.name) {
+            p.add(
+                at,
+                field("name"),
+                "must be 1-64 characters of a-z, 0-9, `-`, `_`",
+                "rename the partner; the name is used in the bid path /bid/{name}",
+            );
+        }
+        if !names.insert(partner.name.clone()) {
+            p.add(
+                at,
+                field("name"),
+                "duplicate partner name",
+                "give each partner its own name",
+            );
+        }
+        for (j, cidr) in partner.cidrs.iter().enumerate() {
+            if cidr.parse::<ipnet::IpNet>().is_err() {
+                p.add(
+                    at,
+                    field(&format!("cidrs[{j}]")),
+                    format!("`{cidr}` is not a CIDR"),
+                    "write e.g. \"192.0.2.0/24\" or \"2001:db8::/32\"",
+                );
+            }
+        }
+        if !matches!(partner.openrtb_version.as_str(), "2.5" | "2.6") {
+            p.add(
+                at,
+                field("openrtb_version"),
+                format!("`{}` is not supported", partner.openrtb_version),
+                "use \"2.5\" or \"2.6\"",
+            );
+        }
+    }
+    names
+}
+
+fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
+    if p.config.campaigns.len() > MAX_CAMPAIGNS {
+        p.add(
+            0,
+            "campaign".into(),
+            format!(
+                "{} campaigns, more than {MAX_CAMPAIGNS}",
+                p.config.campaigns.len()
+            ),
+            "split the fleet or archive ended campaigns",
+        );
+    }
+    let mut ids = HashSet::new();
+    for (i, spanned) in p.config.campaigns.iter().enumerate() {
+        let at = spanned.span().start;
+        let c: &CampaignConfig = spanned.get_ref();
+        let prefix = format!("campaign[{i}] ({})", c.id);
+        if !is_identifier(&c.id) {
+            p.add(
+                at,
+                format!("{prefix}.id"),
+                "must be 1-64 characters of a-z, A-Z, 0-9, `-`, `_`",
+                "rename the campaign",
+            );
+        }
+        if !ids.insert(c.id.as_str()) {
+            p.add(
+                at,
+                format!("{prefix}.id"),
+                "duplicate campaign id",
+                "give each campaign its own id",
+            );
+        }
+        money(p, at, &prefix, c);
+        targeting(p, at, &prefix, &c.targeting, partner_names);
+        if c.creatives.is_empty() || c.creatives.len() > MAX_CREATIVES_PER_CAMPAIGN {
+            p.add(
+                at,
+                format!("{prefix}.creative"),
+                format!("{} creatives", c.creatives.len()),
+                "give the campaign 1 to 64 [[campaign.creative]] tables",
+            );
+        }
+        let mut crids = HashSet::new();
+        for (j, cr) in c.creatives.iter().enumerate() {
+            if !crids.insert(cr.id.as_str()) {
+                p.add(
+                    at,
+                    format!("{prefix}.creative[{j}].id"),
+                    "duplicate creative id",
+                    "give each creative its own id",
+                );
+            }
+            creative(p, at, &format!("{prefix}.creative[{j}] ({})", cr.id), cr);
+        }
+    }
+}
+
+fn money(p: &mut Problems, at: usize, prefix: &str, c: &CampaignConfig) {
+    if c.daily_budget_micros < 0 {
+        p.add(
+            at,
+            format!("{prefix}.daily_budget_micros"),
+            "negative",
+            "use 0 or more micro-units (1 USD = 1_000_000)",
+        );
+    }
+    for (name, value) in [
+        ("max_bid_cpm_micros", c.max_bid_cpm_micros),
+        ("base_cpm_micros", c.base_cpm_micros),
+    ] {
+        if value <= 0 || value > MAX_CPM_MICROS {
+            p.add(
+                at,
+                format!("{prefix}.{name}"),
+                format!("{value} is outside 1..={MAX_CPM_MICROS}"),
+                "a CPM in micro-units, e.g. 2_500_000 for 2.50",
+            );
+        }
+    }
+}
+
+fn targeting(
+    p: &mut Problems,
+    at: usize,
+    prefix: &str,
+    t: &TargetingConfig,
+    partner_names: &HashSet<String>,
+) {
+    let field = |f: &str| format!("{prefix}.targeting.{f}");
+    for m in &t.media {
+        if MediaType::parse(m).is_none() {
+            p.add(
+                at,
+                field("media"),
+                format!("unknown media `{m}`"),
+                "use banner, video, audio or native",
+            );
+        }
+    }
+    for s in &t.sizes {
+        if parse_size(s).is_none() {
+            p.add(
+                at,
+                field("sizes"),
+                format!("`{s}` is not WxH"),
+                "write sizes like \"300x250\"",
+            );
+        }
+    }
+    for c in &t.countries {
+        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            p.add(
+                at,
+                field("countries"),
+                format!("`{c}` is not ISO-3166-1 alpha-3"),
+                "use codes like \"USA\", \"GBR\" (OpenRTB device.geo.country)",
+            );
+        }
+    }
+    for d in &t.dayparts {
+        if parse_daypart(d).is_none() {
+            p.add(
+                at,
+                field("dayparts"),
+                format!("`{d}` is not a daypart"),
+                "write e.g. \"mon-fri 08-20\" or \"sat,sun 00-24\" (UTC, end exclusive)",
+            );
+        }
+    }
+    for name in &t.partners {
+        if !partner_names.contains(name) {
+            p.add(
+                at,
+                field("partners"),
+                format!("unknown partner `{name}`"),
+                "name a [[partner]] defined in this file",
+            );
+        }
+    }
+    for (k, d) in t.deals.iter().enumerate() {
+        if d.id.is_empty() || d.floor_cpm_micros < 0 || d.floor_cpm_micros > MAX_CPM_MICROS {
+            p.add(
+                at,
+                field(&format!("deal[{k}]")),
+                "needs an id and a floor in 0..=MAX_CPM",
+                "e.g. { id = \"deal-1\", floor_cpm_micros = 1_000_000 }",
+            );
+        }
+    }
+    if t.deals_only && t.deals.is_empty() {
+        p.add(
+            at,
+            field("deals_only"),
+            "set, but the campaign has no deals",
+            "add [[campaign.targeting.deal]] tables or unset deals_only",
+        );
+    }
+    for s in &t.supply_chain.allowed_sellers {
+        if s.is_empty() || s.split(':').count() > 2 {
+            p.add(
+                at,
+                field("supply_chain.allowed_sellers"),
+                format!("`{s}` is not `asi` or `asi:sid`"),
+                "e.g. \"exchange.com\" or \"exchange.com:pub-123\"",
+            );
+        }
+    }
+}
+
+fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
+    let Some(media) = MediaType::parse(&cr.format) else {
+        p.add(
+            at,
+            format!("{prefix}.format"),
+            format!("unknown format `{}`", cr.format),
+            "use banner, video, audio or native",
+        );
+        return;
+    };
+    if media == MediaType::Banner && (cr.w == 0 || cr.h == 0) {
+        p.add(
+            at,
+            format!("{prefix}.w/h"),
+            "a banner needs its size",
+            "set w and h in pixels",
+        );
+    }
+    if cr.adm.is_empty() {
+        p.add(
+            at,
+            format!("{prefix}.adm"),
+            "empty markup",
+            "put the ad markup (HTML, VAST, native JSON) in adm",
+        );
+    }
+    if cr.adomain.is_empty() {
+        p.add(
+            at,
+            format!("{prefix}.adomain"),
+            "empty",
+            "list the advertiser's domain(s); exchanges block on it",
+        );
+    }
+}
+
+/// Byte offset of a `[section]` header, for errors about a section's fields.
+fn section_offset(config: &Config, header: &str) -> usize {
+    config.source.text.find(header).unwrap_or(0)
+}
+
+fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn is_identifier(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,186 @@
+//! The bid decision: a parsed request and a catalog in, a bid or a no-bid reason per
+//! imp out, with the budget for every bid reserved before it can leave.
+//!
+//! Three stages, cheapest first:
+//! 1. **Request filter** ([`filter`]): intersect the index's campaign sets for what
+//!    the whole request carries (partner, hour, geo, device, publisher, category,
+//!    privacy, supply chain). No per-campaign work.
+//! 2. **Imp filter**: add the imp's media types and banner sizes.
+//! 3. **Candidates** ([`candidate`]): for each remaining campaign, strategy, deals,
+//!    creative fit and block lists, price and floor, pacing, budget. The best price
+//!    per imp wins and reserves its budget.
+//!
+//! A [`Decider`] belongs to one worker and is reused for every request: its sets and
+//! vectors are sized at start, so deciding allocates nothing in steady state.
+
+mod candidate;
+mod filter;
+mod reason;
+
+pub use reason::{DecisionStats, NoBidReason};
+
+use crate::budget::{Budgets, Reservation};
+use crate::catalog::{CampaignIdx, CampaignSet, Catalog, PartnerIdx};
+use crate::openrtb::{BidRequest, Imp};
+use crate::strategy::StrategySource;
+
+/// One bid the decision made, its budget already reserved.
+#[derive(Debug)]
+pub struct ChosenBid {
+    /// Position of the imp in the request.
+    pub imp: usize,
+    pub campaign: CampaignIdx,
+    /// Position of the creative in the campaign.
+    pub creative: usize,
+    /// The bid price, CPM micros in the catalog's currency.
+    pub price_micros: i64,
+    /// Position of the deal in the imp's `pmp.deals`, when bidding through one.
+    pub deal: Option<usize>,
+    /// Budget held for this bid: the price of one impression, rounded up.
+    pub reservation: Reservation,
+}
+
+/// The outcome for one request. Reused between requests by its [`Decider`].
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// At most one bid per imp, in imp order.
+    pub bids: Vec<ChosenBid>,
+    /// Imps without a bid and why, in imp order.
+    pub no_bids: Vec<(usize, NoBidReason)>,
+}
+
+impl Decision {
+    /// The reason to report when nothing was bid: the latest stage any imp reached.
+    pub fn request_reason(&self) -> Option<NoBidReason> {
+        if !self.bids.is_empty() {
+            return None;
+        }
+        self.no_bids.iter().map(|(_, r)| *r).max()
+    }
+
+    /// Gives every reservation back (dry runs, a response that could not be sent).
+    pub fn release_all(&mut self, budgets: &Budgets) {
+        for bid in self.bids.drain(..) {
+            budgets.release(bid.reservation);
+        }
+    }
+}
+
+/// What the decision needs besides the request: who sent it and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub partner: Option<PartnerIdx>,
+    /// Wall-clock time of arrival, Unix seconds (dayparts).
+    pub now_unix_s: u64,
+}
+
+/// Per-worker decision state: scratch campaign sets, candidate list, counters and the
+/// pacing random stream. Never shared between threads.
+pub struct Decider {
+    request_set: CampaignSet,
+    imp_set: CampaignSet,
+    scratch: CampaignSet,
+    candidates: Vec<candidate::Candidate>,
+    decision: Decision,
+    rng: u64,
+    pub stats: DecisionStats,
+}
+
+impl Decider {
+    /// A decider for catalogs of up to `catalog.index.width` campaigns; `seed` makes
+    /// pacing reproducible in tests (use a per-worker value in production).
+    pub fn new(catalog: &Catalog, seed: u64) -> Decider {
+        let width = catalog.index.width;
+        Decider {
+            request_set: CampaignSet::empty(width),
+            imp_set: CampaignSet::empty(width),
+            scratch: CampaignSet::empty(width),
+            candidates: Vec::with_capacity(width.min(4_096)),
+            decision: Decision {
+                bids: Vec::with_capacity(crate::openrtb::MAX_IMPS),
+                no_bids: Vec::with_capacity(crate::openrtb::MAX_IMPS),
+            },
+            rng: seed | 1,
+            stats: DecisionStats::default(),
+        }
+    }
+
+    /// Decides one request. The previous decision must have been consumed (its
+    /// reservations handed on or released): a reservation dropped here would hold
+    /// budget forever, so that is a bug and asserted.
+    pub fn decide(
+        &mut self,
+        catalog: &Catalog,
+        strategy: &dyn StrategySource,
+        budgets: &Budgets,
+        req: &BidRequest<'_>,
+        ctx: Context,
+    ) -> &mut Decision {
+        assert!(self.decision.bids.is_empty(), "previous decision's reservations were not consumed");
+        assert_eq!(self.request_set.len_words(), catalog.index.width.div_ceil(64).max(1), "decider built for another catalog");
+        self.decision.no_bids.clear();
+        self.stats.requests += 1;
+        self.stats.imps += req.imps().len() as u64;
+
+        let filtered = filter::request(catalog, req, ctx, &mut self.request_set, &mut self.scratch);
+        for (i, imp) in req.imps().iter().enumerate() {
+            let outcome = match filtered {
+                Err(reason) => Err(reason),
+                Ok(()) => self.decide_imp(catalog, strategy, budgets, req, i, imp),
+            };
+            match outcome {
+                Ok(bid) => self.decision.bids.push(bid),
+                Err(reason) => {
+                    self.stats.no_bid_imps[reason as usize] += 1;
+                    self.decision.no_bids.push((i, reason));
+                }
+            }
+        }
+        self.stats.bids += self.decision.bids.len() as u64;
+        if self.decision.bids.is_empty() {
+            self.stats.no_bid_requests += 1;
+        }
+        &mut self.decision
+    }
+
+    fn decide_imp(
+        &mut self,
+        catalog: &Catalog,
+        strategy: &dyn StrategySource,
+        budgets: &Budgets,
+        req: &BidRequest<'_>,
+        i: usize,
+        imp: &Imp<'_>,
+    ) -> Result<ChosenBid, NoBidReason> {
+        filter::imp(catalog, req, imp, &self.request_set, &mut self.imp_set, &mut self.scratch)?;
+        let floor_micros = filter::floor_in_our_currency(catalog, imp.bidfloor_micros, imp.bidfloorcur)
+            .ok_or(NoBidReason::FloorCurrencyUnsupported)?;
+        self.candidates.clear();
+        let mut furthest = NoBidReason::MediaNotTargeted;
+        for c in self.imp_set.iter() {
+            self.stats.candidates += 1;
+            let env = candidate::Env { catalog, strategy, budgets, req, imp, floor_micros };
+            match candidate::evaluate(&env, c, &mut self.rng) {
+                Ok(found) => self.candidates.push(found),
+                Err(reason) => furthest = furthest.max(reason),
+            }
+        }
+        // Best price first; ties go to the lower campaign index (stable, reproducible).
+        self.candidates.sort_unstable_by(|a, b| b.price_micros.cmp(&a.price_micros).then(a.campaign.cmp(&b.campaign)));
+        for found in &self.candidates {
+            let cost = crate::money::impression_cost_micros(found.price_micros);
+            if let Some(reservation) = budgets.reserve(found.campaign, cost) {
+                return Ok(ChosenBid {
+                    imp: i,
+                    campaign: found.campaign,
+                    creative: found.creative,
+                    price_micros: found.price_micros,
+                    deal: found.deal,
+                    reservation,
+                });
+            }
+            furthest = furthest.max(NoBidReason::BudgetExhausted);
+        }
+        Err(furthest)
+    }
+}

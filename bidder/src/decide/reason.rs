@@ -1,0 +1,209 @@
+//! Why we did not bid: one reason per imp (and per request), in the order the
+//! decision checks them, with the OpenRTB code an exchange understands.
+
+/// Every no-bid reason. The order is the order of the decision's stages: when several
+/// campaigns fail at different stages, the imp reports the latest stage any of them
+/// reached (the most informative "almost").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum NoBidReason {
+    /// The request could not be parsed or lacks required fields.
+    InvalidRequest,
+    /// The partner is disabled or over its rate.
+    PartnerRefused,
+    /// The request's `cur` list excludes our currency.
+    CurrencyNotAccepted,
+    /// No campaign is enabled.
+    NoActiveCampaign,
+    /// No campaign buys from this partner.
+    PartnerNotTargeted,
+    /// No campaign runs at this hour.
+    OutsideDaypart,
+    /// No campaign targets the user's country.
+    GeoNotTargeted,
+    /// No campaign targets the device type.
+    DeviceNotTargeted,
+    /// No campaign targets the operating system.
+    OsNotTargeted,
+    /// No campaign allows the site or app (allow lists or block lists).
+    PublisherNotTargeted,
+    /// No campaign targets the content category.
+    CategoryNotTargeted,
+    /// GDPR applies without consent, or the user opted out (US privacy).
+    NoConsent,
+    /// The request is flagged as directed at children (COPPA).
+    Coppa,
+    /// A campaign requires a complete supply chain and the request has none.
+    SupplyChainIncomplete,
+    /// A supply-chain node is not an allowed seller.
+    SellerNotAllowed,
+    /// No campaign serves the imp's media types.
+    MediaNotTargeted,
+    /// No campaign targets the banner sizes.
+    SizeNotTargeted,
+    /// No creative fits the imp (format, size, MIME, duration).
+    NoMatchingCreative,
+    /// Every fitting creative has a blocked attribute (`battr`).
+    BlockedAttribute,
+    /// Every fitting creative has a blocked category (`bcat`).
+    BlockedCategory,
+    /// Every fitting creative has a blocked advertiser domain (`badv`).
+    BlockedAdvertiser,
+    /// A private auction and none of its deals is ours.
+    DealRequired,
+    /// The campaigns buy only through deals the imp does not carry.
+    NoDeal,
+    /// The floor is in a currency we have no rate for.
+    FloorCurrencyUnsupported,
+    /// Our price is below the floor.
+    BelowFloor,
+    /// Every candidate campaign is paused.
+    Paused,
+    /// Pacing skipped this opportunity.
+    Paced,
+    /// No candidate campaign has budget left for the price.
+    BudgetExhausted,
+    /// No decision was ready before the deadline.
+    Deadline,
+    /// The bidder was shedding load.
+    Shed,
+}
+
+impl NoBidReason {
+    /// Number of reasons, for per-reason counter arrays.
+    pub const COUNT: usize = NoBidReason::Shed as usize + 1;
+
+    /// Every reason, in stage order.
+    pub const ALL: [NoBidReason; NoBidReason::COUNT] = {
+        use NoBidReason::*;
+        [
+            InvalidRequest, PartnerRefused, CurrencyNotAccepted, NoActiveCampaign,
+            PartnerNotTargeted, OutsideDaypart, GeoNotTargeted, DeviceNotTargeted, OsNotTargeted,
+            PublisherNotTargeted, CategoryNotTargeted, NoConsent, Coppa, SupplyChainIncomplete,
+            SellerNotAllowed, MediaNotTargeted, SizeNotTargeted, NoMatchingCreative,
+            BlockedAttribute, BlockedCategory, BlockedAdvertiser, DealRequired, NoDeal,
+            FloorCurrencyUnsupported, BelowFloor, Paused, Paced, BudgetExhausted, Deadline, Shed,
+        ]
+    };
+
+    /// Stable snake_case name for metrics labels and CLI output.
+    pub fn name(self) -> &'static str {
+        use NoBidReason::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            PartnerRefused => "partner_refused",
+            CurrencyNotAccepted => "currency_not_accepted",
+            NoActiveCampaign => "no_active_campaign",
+            PartnerNotTargeted => "partner_not_targeted",
+            OutsideDaypart => "outside_daypart",
+            GeoNotTargeted => "geo_not_targeted",
+            DeviceNotTargeted => "device_not_targeted",
+            OsNotTargeted => "os_not_targeted",
+            PublisherNotTargeted => "publisher_not_targeted",
+            CategoryNotTargeted => "category_not_targeted",
+            NoConsent => "no_consent",
+            Coppa => "coppa",
+            SupplyChainIncomplete => "supply_chain_incomplete",
+            SellerNotAllowed => "seller_not_allowed",
+            MediaNotTargeted => "media_not_targeted",
+            SizeNotTargeted => "size_not_targeted",
+            NoMatchingCreative => "no_matching_creative",
+            BlockedAttribute => "blocked_attribute",
+            BlockedCategory => "blocked_category",
+            BlockedAdvertiser => "blocked_advertiser",
+            DealRequired => "deal_required",
+            NoDeal => "no_deal",
+            FloorCurrencyUnsupported => "floor_currency_unsupported",
+            BelowFloor => "below_floor",
+            Paused => "paused",
+            Paced => "paced",
+            BudgetExhausted => "budget_exhausted",
+            Deadline => "deadline",
+            Shed => "shed",
+        }
+    }
+
+    /// The OpenRTB no-bid reason code (`BidResponse.nbr`, list "No-Bid Reason
+    /// Codes"): a standard code where one fits, otherwise an exchange-specific code
+    /// `500 + reason` (OpenRTB reserves 500+ for such codes).
+    pub fn nbr(self) -> u32 {
+        use NoBidReason::*;
+        match self {
+            InvalidRequest => 2,
+            PublisherNotTargeted => 7,
+            Deadline => 15,
+            SupplyChainIncomplete => 16,
+            SellerNotAllowed => 17,
+            other => 500 + other as u32,
+        }
+    }
+
+    /// The OpenRTB loss reason code that names the same cause, where one exists
+    /// (list "Loss Reason Codes"): useful when comparing our reasons with an
+    /// exchange's loss notices.
+    pub fn loss_code(self) -> Option<u32> {
+        use NoBidReason::*;
+        match self {
+            BelowFloor => Some(100),
+            SizeNotTargeted => Some(203),
+            NoMatchingCreative => Some(204),
+            BlockedAdvertiser => Some(205),
+            BlockedCategory => Some(209),
+            BlockedAttribute => Some(210),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NoBidReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Counters of one worker's decisions. Plain integers: each worker owns its own and
+/// the metrics endpoint sums them at scrape time, so the hot path has no atomics.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionStats {
+    pub requests: u64,
+    pub imps: u64,
+    pub bids: u64,
+    /// Requests answered with no bid at all.
+    pub no_bid_requests: u64,
+    /// Imps without a bid, by reason.
+    pub no_bid_imps: [u64; NoBidReason::COUNT],
+    /// Candidate campaigns considered after the index (work done per request).
+    pub candidates: u64,
+}
+
+impl DecisionStats {
+    /// Adds another worker's counters (scrape-time merge).
+    pub fn merge(&mut self, other: &DecisionStats) {
+        self.requests += other.requests;
+        self.imps += other.imps;
+        self.bids += other.bids;
+        self.no_bid_requests += other.no_bid_requests;
+        self.candidates += other.candidates;
+        for (a, b) in self.no_bid_imps.iter_mut().zip(other.no_bid_imps.iter()) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_listed_in_stage_order_with_unique_names_and_codes() {
+        for (i, r) in NoBidReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r} out of order");
+        }
+        let names: std::collections::HashSet<_> = NoBidReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), NoBidReason::COUNT);
+        let codes: std::collections::HashSet<_> = NoBidReason::ALL.iter().map(|r| r.nbr()).collect();
+        assert_eq!(codes.len(), NoBidReason::COUNT);
+        assert_eq!(NoBidReason::InvalidRequest.nbr(), 2);
+        assert!(NoBidReason::BudgetExhausted.nbr() >= 500);
+    }
+}

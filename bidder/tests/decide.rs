@@ -1,0 +1,671 @@
+//! Table-driven tests of the bid decision: one row per targeting dimension, floor,
+//! deal, consent location (2.6 and 2.5 `ext`), supply-chain rule, block list and
+//! budget case, each naming the bid or the no-bid reason it must produce.
+
+use std::path::Path;
+
+use bidder::budget::Budgets;
+use bidder::catalog::Catalog;
+use bidder::config::Config;
+use bidder::decide::{Context, Decider, NoBidReason};
+use bidder::openrtb::Parser;
+use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
+
+/// Monday 2026-11-23 10:30 UTC.
+const MONDAY_10_30: u64 = 1_795_343_400;
+
+fn catalog(campaigns: &str) -> Catalog {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
+    let text = format!(
+        r#"
+[bidding]
+seat = "seat-1"
+default_shading_ppm = 1_000_000
+[notice]
+base_url = "https://bidder.test/notice"
+hmac_key_file = "{}"
+[currency_rates_micros]
+EUR = 1_100_000
+[[partner]]
+name = "ex-a"
+qps_limit = 100
+[[partner]]
+name = "ex-b"
+qps_limit = 100
+{campaigns}
+"#,
+        key.display()
+    );
+    let config = match Config::from_text(Path::new("test.toml"), text) {
+        Ok(c) => c,
+        Err(errors) => panic!("test config invalid: {errors:?}"),
+    };
+    Catalog::compile(&config).expect("compile")
+}
+
+/// A banner campaign paying `base` CPM micros, with extra TOML lines for targeting.
+fn banner_campaign(id: &str, base: i64, targeting: &str, creative_extra: &str) -> String {
+    format!(
+        r#"
+[[campaign]]
+id = "{id}"
+advertiser = "adv"
+daily_budget_micros = 1_000_000_000
+max_bid_cpm_micros = 10_000_000
+base_cpm_micros = {base}
+  [campaign.targeting]
+  {targeting}
+  [[campaign.creative]]
+  id = "{id}-cr"
+  format = "banner"
+  w = 300
+  h = 250
+  adomain = ["{id}.example"]
+  adm = "<b>{id}</b>"
+  {creative_extra}
+"#
+    )
+}
+
+/// A simple banner request with `extra` top-level members and `imp_extra` imp members.
+fn banner_request(imp_extra: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id":"req-1","imp":[{{"id":"1","banner":{{"w":300,"h":250}}{imp_extra}}}],
+            "site":{{"domain":"news.example.com","cat":["IAB3-1"]}},
+            "device":{{"devicetype":2,"os":"iOS","geo":{{"country":"DEU"}}}}{extra}}}"#
+    )
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    /// Bid by this campaign at this CPM (micros).
+    Bid(&'static str, i64),
+    NoBid(NoBidReason),
+}
+
+struct Paused;
+impl StrategySource for Paused {
+    fn campaign(&self, idx: usize, c: &bidder::catalog::Campaign) -> CampaignStrategy {
+        CampaignStrategy {
+            paused: true,
+            ..StaticStrategy {
+                shading_ppm: 1_000_000,
+            }
+            .campaign(idx, c)
+        }
+    }
+}
+
+struct NeverPace;
+impl StrategySource for NeverPace {
+    fn campaign(&self, idx: usize, c: &bidder::catalog::Campaign) -> CampaignStrategy {
+        CampaignStrategy {
+            pacing_ppm: 0,
+            ..StaticStrategy {
+                shading_ppm: 1_000_000,
+            }
+            .campaign(idx, c)
+        }
+    }
+}
+
+fn decide_with(
+    campaigns: &str,
+    request: &str,
+    partner: Option<&str>,
+    strategy: &dyn StrategySource,
+) -> Vec<Expect> {
+    let catalog = catalog(campaigns);
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    let mut parser = Parser::new();
+    let mut body = request.as_bytes().to_vec();
+    let req = parser
+        .parse(&mut body)
+        .unwrap_or_else(|e| panic!("request invalid: {e}\n{request}"));
+    let mut decider = Decider::new(&catalog, 7);
+    let ctx = Context {
+        partner: partner.map(|p| catalog.partner_by_name(p).expect("partner")),
+        now_unix_s: MONDAY_10_30,
+    };
+    let decision = decider.decide(&catalog, strategy, &budgets, &req, ctx);
+    let mut out = Vec::new();
+    for bid in &decision.bids {
+        out.push((
+            bid.imp,
+            Expect::Bid(leak(&catalog.campaigns[bid.campaign].id), bid.price_micros),
+        ));
+    }
+    for (imp, reason) in &decision.no_bids {
+        out.push((*imp, Expect::NoBid(*reason)));
+    }
+    decision.release_all(&budgets);
+    for c in 0..budgets.len() {
+        let s = budgets.snapshot(c);
+        assert_eq!(
+            s.available_micros, s.daily_micros,
+            "dry run must give all budget back"
+        );
+    }
+    out.sort_by_key(|(imp, _)| *imp);
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+fn decide(campaigns: &str, request: &str) -> Expect {
+    let static_strategy = StaticStrategy {
+        shading_ppm: 1_000_000,
+    };
+    let mut all = decide_with(campaigns, request, Some("ex-a"), &static_strategy);
+    assert_eq!(all.len(), 1, "single-imp request");
+    all.remove(0)
+}
+
+use Expect::{Bid, NoBid};
+use NoBidReason::*;
+
+#[test]
+fn each_targeting_dimension_admits_and_refuses() {
+    let req = banner_request("", "");
+    let cases: &[(&str, &str, Expect)] = &[
+        ("no targeting bids", "", Bid("c", 2_000_000)),
+        (
+            "country match",
+            r#"countries = ["DEU"]"#,
+            Bid("c", 2_000_000),
+        ),
+        (
+            "country miss",
+            r#"countries = ["USA"]"#,
+            NoBid(GeoNotTargeted),
+        ),
+        (
+            "device type match",
+            "device_types = [2]",
+            Bid("c", 2_000_000),
+        ),
+        (
+            "device type miss",
+            "device_types = [4]",
+            NoBid(DeviceNotTargeted),
+        ),
+        (
+            "os matches case-insensitively",
+            r#"os = ["ios"]"#,
+            Bid("c", 2_000_000),
+        ),
+        ("os miss", r#"os = ["Android"]"#, NoBid(OsNotTargeted)),
+        (
+            "domain matches its subdomains",
+            r#"site_domains = ["example.com"]"#,
+            Bid("c", 2_000_000),
+        ),
+        (
+            "domain miss",
+            r#"site_domains = ["other.com"]"#,
+            NoBid(PublisherNotTargeted),
+        ),
+        (
+            "blocked parent domain",
+            r#"block_site_domains = ["example.com"]"#,
+            NoBid(PublisherNotTargeted),
+        ),
+        (
+            "app allow list refuses site traffic",
+            r#"app_bundles = ["com.game"]"#,
+            NoBid(PublisherNotTargeted),
+        ),
+        (
+            "tier-1 category matches tier-2",
+            r#"categories = ["IAB3"]"#,
+            Bid("c", 2_000_000),
+        ),
+        (
+            "category miss",
+            r#"categories = ["IAB4"]"#,
+            NoBid(CategoryNotTargeted),
+        ),
+        (
+            "daypart covers monday 10:00",
+            r#"dayparts = ["mon-fri 08-20"]"#,
+            Bid("c", 2_000_000),
+        ),
+        (
+            "daypart misses",
+            r#"dayparts = ["sat,sun 00-24", "mon 00-10"]"#,
+            NoBid(OutsideDaypart),
+        ),
+        (
+            "partner match",
+            r#"partners = ["ex-a"]"#,
+            Bid("c", 2_000_000),
+        ),
+        (
+            "partner miss",
+            r#"partners = ["ex-b"]"#,
+            NoBid(PartnerNotTargeted),
+        ),
+        (
+            "size target miss",
+            r#"sizes = ["728x90"]"#,
+            NoBid(SizeNotTargeted),
+        ),
+        (
+            "media miss",
+            r#"media = ["video"]"#,
+            NoBid(MediaNotTargeted),
+        ),
+    ];
+    for (name, targeting, want) in cases {
+        let got = decide(&banner_campaign("c", 2_000_000, targeting, ""), &req);
+        assert_eq!(&got, want, "{name}");
+    }
+}
+
+#[test]
+fn app_traffic_matches_bundle_lists() {
+    let req = r#"{"id":"r","imp":[{"id":"1","banner":{"format":[{"w":320,"h":50},{"w":300,"h":250}]}}],
+        "app":{"bundle":"com.Game","cat":["IAB9"]},"device":{"devicetype":4}}"#;
+    assert_eq!(
+        decide(
+            &banner_campaign("c", 1_000_000, r#"app_bundles = ["com.game"]"#, ""),
+            req
+        ),
+        Bid("c", 1_000_000)
+    );
+    assert_eq!(
+        decide(
+            &banner_campaign("c", 1_000_000, r#"block_app_bundles = ["com.game"]"#, ""),
+            req
+        ),
+        NoBid(PublisherNotTargeted)
+    );
+    assert_eq!(
+        decide(
+            &banner_campaign("c", 1_000_000, r#"site_domains = ["example.com"]"#, ""),
+            req
+        ),
+        NoBid(PublisherNotTargeted)
+    );
+}
+
+#[test]
+fn floors_and_currencies() {
+    let c = banner_campaign("c", 2_000_000, "", "");
+    let cases: &[(&str, Expect)] = &[
+        (r#","bidfloor":1.5"#, Bid("c", 2_000_000)),
+        (r#","bidfloor":2.5"#, NoBid(BelowFloor)),
+        // 1.5 EUR at 1.10 = 1.65 USD: under our 2.00 value, so we bid our price.
+        (
+            r#","bidfloor":1.5,"bidfloorcur":"EUR""#,
+            Bid("c", 2_000_000),
+        ),
+        // 1.9 EUR = 2.09 USD: over our value.
+        (r#","bidfloor":1.9,"bidfloorcur":"EUR""#, NoBid(BelowFloor)),
+        (
+            r#","bidfloor":0.5,"bidfloorcur":"JPY""#,
+            NoBid(FloorCurrencyUnsupported),
+        ),
+        (r#","bidfloor":0,"bidfloorcur":"JPY""#, Bid("c", 2_000_000)),
+    ];
+    for (imp_extra, want) in cases {
+        assert_eq!(
+            &decide(&c, &banner_request(imp_extra, "")),
+            want,
+            "{imp_extra}"
+        );
+    }
+    assert_eq!(
+        decide(&c, &banner_request("", r#","cur":["EUR"]"#)),
+        NoBid(CurrencyNotAccepted)
+    );
+    assert_eq!(
+        decide(&c, &banner_request("", r#","cur":["EUR","USD"]"#)),
+        Bid("c", 2_000_000)
+    );
+}
+
+#[test]
+fn shading_below_the_floor_bids_the_floor_when_value_covers_it() {
+    let c = banner_campaign("c", 2_000_000, "", "");
+    let req = banner_request(r#","bidfloor":1.9"#, "");
+    let shaded = StaticStrategy {
+        shading_ppm: 800_000,
+    };
+    let got = decide_with(&c, &req, Some("ex-a"), &shaded);
+    assert_eq!(got, vec![Bid("c", 1_900_000)]);
+    let got = decide_with(
+        &c,
+        &banner_request(r#","bidfloor":1.0"#, ""),
+        Some("ex-a"),
+        &shaded,
+    );
+    assert_eq!(got, vec![Bid("c", 1_600_000)]);
+}
+
+#[test]
+fn prices_are_capped_and_the_best_campaign_wins() {
+    let campaigns = banner_campaign("cheap", 1_000_000, "", "")
+        + &banner_campaign("rich", 50_000_000, "", "")
+        + &banner_campaign("mid", 3_000_000, "", "");
+    // rich is capped at its max_bid_cpm_micros (10.00).
+    assert_eq!(
+        decide(&campaigns, &banner_request("", "")),
+        Bid("rich", 10_000_000)
+    );
+}
+
+#[test]
+fn deals_and_private_auctions() {
+    let deal = r#"deals_only = true
+  [[campaign.targeting.deal]]
+  id = "D1"
+  floor_cpm_micros = 2_500_000"#;
+    let c = banner_campaign("c", 4_000_000, deal, "");
+    let pmp = |deals: &str, private: u8| {
+        format!(r#","pmp":{{"private_auction":{private},"deals":[{deals}]}}"#)
+    };
+    let cases: &[(String, Expect)] = &[
+        (pmp(r#"{"id":"D1","bidfloor":3.0}"#, 1), Bid("c", 4_000_000)),
+        (pmp(r#"{"id":"D1","bidfloor":5.0}"#, 1), NoBid(BelowFloor)),
+        (
+            pmp(r#"{"id":"D1","bidfloor":3.0,"wseat":["seat-1"]}"#, 1),
+            Bid("c", 4_000_000),
+        ),
+        (
+            pmp(r#"{"id":"D1","bidfloor":3.0,"wseat":["other"]}"#, 1),
+            NoBid(DealRequired),
+        ),
+        (pmp(r#"{"id":"D2","bidfloor":1.0}"#, 1), NoBid(DealRequired)),
+        (pmp(r#"{"id":"D2","bidfloor":1.0}"#, 0), NoBid(NoDeal)),
+        (String::new(), NoBid(NoDeal)),
+    ];
+    for (imp_extra, want) in cases {
+        assert_eq!(
+            &decide(&c, &banner_request(imp_extra, "")),
+            want,
+            "{imp_extra}"
+        );
+    }
+    // Our own deal floor above our value: no bid even when the exchange floor is low.
+    let high = banner_campaign("c", 2_000_000, &deal.replace("2_500_000", "3_000_000"), "");
+    assert_eq!(
+        decide(
+            &high,
+            &banner_request(&pmp(r#"{"id":"D1","bidfloor":0.1}"#, 1), "")
+        ),
+        NoBid(BelowFloor)
+    );
+    // An open-auction campaign does not bid into a private auction without its deal.
+    let open = banner_campaign("o", 2_000_000, "", "");
+    assert_eq!(
+        decide(&open, &banner_request(&pmp(r#"{"id":"D1"}"#, 1), "")),
+        NoBid(DealRequired)
+    );
+    assert_eq!(
+        decide(&open, &banner_request(&pmp(r#"{"id":"D1"}"#, 0), "")),
+        Bid("o", 2_000_000)
+    );
+}
+
+#[test]
+fn consent_in_both_openrtb_locations() {
+    let c = banner_campaign("c", 2_000_000, "require_consent = true", "");
+    let cases: &[(&str, Expect)] = &[
+        ("", Bid("c", 2_000_000)),
+        (r#","regs":{"gdpr":1}"#, NoBid(NoConsent)),
+        (
+            r#","regs":{"gdpr":1},"user":{"consent":"CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"}"#,
+            Bid("c", 2_000_000),
+        ),
+        (r#","regs":{"ext":{"gdpr":1}}"#, NoBid(NoConsent)),
+        (
+            r#","regs":{"ext":{"gdpr":1}},"user":{"ext":{"consent":"CPXxRfAPXxRfAAfKABENB"}}"#,
+            Bid("c", 2_000_000),
+        ),
+        (r#","regs":{"gdpr":0}"#, Bid("c", 2_000_000)),
+        (r#","regs":{"us_privacy":"1YYN"}"#, NoBid(NoConsent)),
+        (r#","regs":{"ext":{"us_privacy":"1YYN"}}"#, NoBid(NoConsent)),
+        (r#","regs":{"us_privacy":"1YNN"}"#, Bid("c", 2_000_000)),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(&decide(&c, &banner_request("", extra)), want, "{extra}");
+    }
+    // A campaign without the requirement is not affected.
+    let free = banner_campaign("f", 2_000_000, "", "");
+    assert_eq!(
+        decide(&free, &banner_request("", r#","regs":{"gdpr":1}"#)),
+        Bid("f", 2_000_000)
+    );
+}
+
+#[test]
+fn coppa_is_refused_unless_allowed() {
+    let req = banner_request("", r#","regs":{"coppa":1}"#);
+    assert_eq!(
+        decide(&banner_campaign("c", 2_000_000, "", ""), &req),
+        NoBid(Coppa)
+    );
+    assert_eq!(
+        decide(
+            &banner_campaign("c", 2_000_000, "allow_coppa = true", ""),
+            &req
+        ),
+        Bid("c", 2_000_000)
+    );
+}
+
+#[test]
+fn supply_chain_rules_in_both_openrtb_locations() {
+    let strict = banner_campaign(
+        "c",
+        2_000_000,
+        "[campaign.targeting.supply_chain]\n  require_complete = true\n  allowed_sellers = [\"good.com\", \"ssp.com:77\"]",
+        "",
+    );
+    let chain = |complete: u8, nodes: &str| {
+        format!(r#"{{"complete":{complete},"ver":"1.0","nodes":[{nodes}]}}"#)
+    };
+    let cases: Vec<(String, Expect)> = vec![
+        (String::new(), NoBid(SupplyChainIncomplete)),
+        (
+            format!(
+                r#","source":{{"schain":{}}}"#,
+                chain(1, r#"{"asi":"good.com","sid":"1","hp":1}"#)
+            ),
+            Bid("c", 2_000_000),
+        ),
+        (
+            format!(
+                r#","source":{{"ext":{{"schain":{}}}}}"#,
+                chain(1, r#"{"asi":"good.com","sid":"1","hp":1}"#)
+            ),
+            Bid("c", 2_000_000),
+        ),
+        (
+            format!(
+                r#","source":{{"schain":{}}}"#,
+                chain(0, r#"{"asi":"good.com","sid":"1","hp":1}"#)
+            ),
+            NoBid(SupplyChainIncomplete),
+        ),
+        (
+            format!(
+                r#","source":{{"schain":{}}}"#,
+                chain(
+                    1,
+                    r#"{"asi":"good.com","sid":"1"},{"asi":"evil.com","sid":"2"}"#
+                )
+            ),
+            NoBid(SellerNotAllowed),
+        ),
+        (
+            format!(
+                r#","source":{{"schain":{}}}"#,
+                chain(1, r#"{"asi":"ssp.com","sid":"77"}"#)
+            ),
+            Bid("c", 2_000_000),
+        ),
+        (
+            format!(
+                r#","source":{{"schain":{}}}"#,
+                chain(1, r#"{"asi":"ssp.com","sid":"78"}"#)
+            ),
+            NoBid(SellerNotAllowed),
+        ),
+    ];
+    for (extra, want) in &cases {
+        assert_eq!(
+            &decide(&strict, &banner_request("", extra)),
+            want,
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn block_lists_against_creatives() {
+    let c = banner_campaign("c", 2_000_000, "", "attr = [6]\n  cat = [\"IAB25-3\"]");
+    let cases: &[(&str, &str, Expect)] = &[
+        ("", "", Bid("c", 2_000_000)),
+        ("", r#","bcat":["IAB25"]"#, NoBid(BlockedCategory)),
+        ("", r#","bcat":["IAB2"]"#, Bid("c", 2_000_000)),
+        ("", r#","badv":["C.example"]"#, NoBid(BlockedAdvertiser)),
+        (
+            r#","banner":{"w":300,"h":250,"battr":[6]}"#,
+            "",
+            NoBid(BlockedAttribute),
+        ),
+    ];
+    for (imp_extra, extra, want) in cases {
+        let req = if imp_extra.is_empty() {
+            banner_request("", extra)
+        } else {
+            format!(
+                r#"{{"id":"r","imp":[{{"id":"1"{imp_extra}}}],"site":{{"domain":"a.com"}}{extra}}}"#
+            )
+        };
+        assert_eq!(&decide(&c, &req), want, "{imp_extra} {extra}");
+    }
+}
+
+#[test]
+fn video_creatives_fit_by_mime_and_duration() {
+    let video = r#"
+[[campaign]]
+id = "v"
+advertiser = "adv"
+daily_budget_micros = 1_000_000_000
+max_bid_cpm_micros = 20_000_000
+base_cpm_micros = 10_000_000
+  [[campaign.creative]]
+  id = "v30"
+  format = "video"
+  duration_s = 30
+  mime = "video/mp4"
+  adomain = ["v.example"]
+  adm = "<VAST/>"
+"#;
+    let req = |video: &str| {
+        format!(r#"{{"id":"r","imp":[{{"id":"1","video":{video}}}],"site":{{"domain":"a.com"}}}}"#)
+    };
+    assert_eq!(
+        decide(
+            video,
+            &req(r#"{"mimes":["video/mp4"],"minduration":5,"maxduration":30}"#)
+        ),
+        Bid("v", 10_000_000)
+    );
+    assert_eq!(
+        decide(video, &req(r#"{"mimes":["video/webm"]}"#)),
+        NoBid(NoMatchingCreative)
+    );
+    assert_eq!(
+        decide(video, &req(r#"{"mimes":["video/mp4"],"maxduration":15}"#)),
+        NoBid(NoMatchingCreative)
+    );
+    assert_eq!(
+        decide(video, &banner_request("", "")),
+        NoBid(MediaNotTargeted)
+    );
+}
+
+#[test]
+fn strategy_pause_and_pacing() {
+    let c = banner_campaign("c", 2_000_000, "", "");
+    let req = banner_request("", "");
+    assert_eq!(
+        decide_with(&c, &req, Some("ex-a"), &Paused),
+        vec![NoBid(Paused)]
+    );
+    assert_eq!(
+        decide_with(&c, &req, Some("ex-a"), &NeverPace),
+        vec![NoBid(Paced)]
+    );
+}
+
+#[test]
+fn budget_exhaustion_stops_bids_and_falls_back_to_the_next_campaign() {
+    let tiny = banner_campaign("rich", 5_000_000, "", "").replace("1_000_000_000", "12_000");
+    let campaigns = tiny + &banner_campaign("poor", 1_000_000, "", "");
+    let catalog = catalog(&campaigns);
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    let strategy = StaticStrategy {
+        shading_ppm: 1_000_000,
+    };
+    let mut parser = Parser::new();
+    let mut decider = Decider::new(&catalog, 1);
+    let ctx = Context {
+        partner: None,
+        now_unix_s: MONDAY_10_30,
+    };
+    let mut winners = Vec::new();
+    for _ in 0..4 {
+        let mut body = banner_request("", "").into_bytes();
+        let req = parser.parse(&mut body).unwrap();
+        let decision = decider.decide(&catalog, &strategy, &budgets, &req, ctx);
+        winners.push(catalog.campaigns[decision.bids[0].campaign].id.clone());
+        // Keep the reservations: they are money committed to bids in flight.
+        let held: Vec<_> = decision.bids.drain(..).collect();
+        std::mem::forget(held);
+    }
+    // 12_000 micros buys two 5.00 CPM impressions (5_000 each); then "poor" bids.
+    assert_eq!(winners, ["rich", "rich", "poor", "poor"]);
+    assert_eq!(budgets.snapshot(0).reserved_micros, 10_000);
+
+    let only_tiny = banner_campaign("rich", 5_000_000, "", "").replace("1_000_000_000", "4_000");
+    assert_eq!(
+        decide(&only_tiny, &banner_request("", "")),
+        NoBid(BudgetExhausted)
+    );
+}
+
+#[test]
+fn multi_imp_requests_get_a_reason_per_imp() {
+    let c = banner_campaign("c", 2_000_000, "", "");
+    let req = r#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250}},{"id":"2","banner":{"w":970,"h":250}},{"id":"3","video":{"mimes":["video/mp4"]}}],
+        "site":{"domain":"a.com"}}"#;
+    let strategy = StaticStrategy {
+        shading_ppm: 1_000_000,
+    };
+    let got = decide_with(&c, req, None, &strategy);
+    assert_eq!(
+        got,
+        vec![
+            Bid("c", 2_000_000),
+            NoBid(NoMatchingCreative),
+            NoBid(MediaNotTargeted)
+        ]
+    );
+}
+
+#[test]
+fn disabled_campaigns_never_bid() {
+    let c = banner_campaign("c", 2_000_000, "", "").replace(
+        "advertiser = \"adv\"",
+        "advertiser = \"adv\"\nenabled = false",
+    );
+    assert_eq!(decide(&c, &banner_request("", "")), NoBid(NoActiveCampaign));
+}
