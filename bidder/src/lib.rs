@@ -4,3 +4,4 @@
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
 pub mod money;
+pub mod openrtb;
