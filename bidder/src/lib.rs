@@ -6,6 +6,8 @@
 pub mod budget;
 pub mod catalog;
 pub mod config;
+pub mod decide;
 pub mod money;
+pub mod openrtb;
 pub mod strategy;
 pub mod targeting;

@@ -12,7 +12,7 @@ use bidder::openrtb::Parser;
 use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 
 /// Monday 2026-11-23 10:30 UTC.
-const MONDAY_10_30: u64 = 1_795_343_400;
+const MONDAY_10_30: u64 = 1_795_429_800;
 
 fn catalog(campaigns: &str) -> Catalog {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
@@ -83,8 +83,8 @@ enum Expect {
     NoBid(NoBidReason),
 }
 
-struct Paused;
-impl StrategySource for Paused {
+struct PausedStrategy;
+impl StrategySource for PausedStrategy {
     fn campaign(&self, idx: usize, c: &bidder::catalog::Campaign) -> CampaignStrategy {
         CampaignStrategy {
             paused: true,
@@ -597,7 +597,7 @@ fn strategy_pause_and_pacing() {
     let c = banner_campaign("c", 2_000_000, "", "");
     let req = banner_request("", "");
     assert_eq!(
-        decide_with(&c, &req, Some("ex-a"), &Paused),
+        decide_with(&c, &req, Some("ex-a"), &PausedStrategy),
         vec![NoBid(Paused)]
     );
     assert_eq!(

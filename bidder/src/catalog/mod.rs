@@ -6,7 +6,7 @@
 //! whole, so a request always sees one consistent catalog.
 
 mod bitset;
-mod index;
+pub(crate) mod index;
 
 use std::net::IpAddr;
 

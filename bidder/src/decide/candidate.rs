@@ -49,7 +49,10 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     if !paced_in(strategy.pacing_ppm, rng) {
         return Err(NoBidReason::Paced);
     }
-    if !env.budgets.can_afford(c, impression_cost_micros(price_micros)) {
+    if !env
+        .budgets
+        .can_afford(c, impression_cost_micros(price_micros))
+    {
         return Err(NoBidReason::BudgetExhausted);
     }
     Ok(Candidate {
@@ -80,7 +83,11 @@ fn sellers_allowed(req: &BidRequest<'_>, campaign: &Campaign) -> bool {
 /// ours if higher). A private auction needs a deal; so does a deals-only campaign.
 fn deal_terms(env: &Env, campaign: &Campaign) -> Result<(Option<usize>, Option<i64>), NoBidReason> {
     let Some(pmp) = &env.imp.pmp else {
-        return if campaign.deals_only { Err(NoBidReason::NoDeal) } else { Ok((None, None)) };
+        return if campaign.deals_only {
+            Err(NoBidReason::NoDeal)
+        } else {
+            Ok((None, None))
+        };
     };
     let seat = env.catalog.settings.seat.as_str();
     for (i, deal) in env.req.deals(pmp.deals).iter().enumerate() {
@@ -91,7 +98,11 @@ fn deal_terms(env: &Env, campaign: &Campaign) -> Result<(Option<usize>, Option<i
         if !wseat.is_empty() && !wseat.contains(&seat) {
             continue;
         }
-        let Some(exchange_floor) = super::filter::floor_in_our_currency(env.catalog, deal.bidfloor_micros, deal.bidfloorcur) else {
+        let Some(exchange_floor) = super::filter::floor_in_our_currency(
+            env.catalog,
+            deal.bidfloor_micros,
+            deal.bidfloorcur,
+        ) else {
             continue;
         };
         return Ok((Some(i), Some(exchange_floor.max(ours.floor_cpm_micros))));
@@ -107,7 +118,11 @@ fn deal_terms(env: &Env, campaign: &Campaign) -> Result<(Option<usize>, Option<i
 
 /// The first creative that fits the imp and passes its block lists; otherwise the
 /// furthest reason any creative reached.
-fn pick_creative(req: &BidRequest<'_>, imp: &Imp<'_>, campaign: &Campaign) -> Result<usize, NoBidReason> {
+fn pick_creative(
+    req: &BidRequest<'_>,
+    imp: &Imp<'_>,
+    campaign: &Campaign,
+) -> Result<usize, NoBidReason> {
     let mut furthest = NoBidReason::NoMatchingCreative;
     for (i, creative) in campaign.creatives.iter().enumerate() {
         let Some(battr) = fits(req, imp, creative) else {
@@ -117,11 +132,19 @@ fn pick_creative(req: &BidRequest<'_>, imp: &Imp<'_>, campaign: &Campaign) -> Re
             furthest = furthest.max(NoBidReason::BlockedAttribute);
             continue;
         }
-        if creative.cat.iter().any(|cat| category_blocked(req.bcat(), cat)) {
+        if creative
+            .cat
+            .iter()
+            .any(|cat| category_blocked(req.bcat(), cat))
+        {
             furthest = furthest.max(NoBidReason::BlockedCategory);
             continue;
         }
-        if creative.adomain.iter().any(|d| req.badv().iter().any(|b| b.eq_ignore_ascii_case(d))) {
+        if creative
+            .adomain
+            .iter()
+            .any(|d| req.badv().iter().any(|b| b.eq_ignore_ascii_case(d)))
+        {
             furthest = furthest.max(NoBidReason::BlockedAdvertiser);
             continue;
         }
@@ -146,11 +169,23 @@ fn fits<'r>(req: &'r BidRequest<'_>, imp: &Imp<'_>, creative: &Creative) -> Opti
         }
         MediaType::Video => {
             let video = imp.video.as_ref()?;
-            timed_media_fits(req.strs(video.mimes), video.minduration, video.maxduration, creative).then(|| req.ints(video.battr))
+            timed_media_fits(
+                req.strs(video.mimes),
+                video.minduration,
+                video.maxduration,
+                creative,
+            )
+            .then(|| req.ints(video.battr))
         }
         MediaType::Audio => {
             let audio = imp.audio.as_ref()?;
-            timed_media_fits(req.strs(audio.mimes), audio.minduration, audio.maxduration, creative).then(|| req.ints(audio.battr))
+            timed_media_fits(
+                req.strs(audio.mimes),
+                audio.minduration,
+                audio.maxduration,
+                creative,
+            )
+            .then(|| req.ints(audio.battr))
         }
         MediaType::Native => imp.native.as_ref().map(|n| req.ints(n.battr)),
     }
@@ -158,26 +193,43 @@ fn fits<'r>(req: &'r BidRequest<'_>, imp: &Imp<'_>, creative: &Creative) -> Opti
 
 /// A video or audio creative fits when its MIME type is accepted (or none is listed)
 /// and its duration is inside the imp's bounds.
-fn timed_media_fits(mimes: &[&str], min_s: Option<u32>, max_s: Option<u32>, creative: &Creative) -> bool {
-    let mime_ok = mimes.is_empty() || creative.mime.is_empty() || mimes.iter().any(|m| m.eq_ignore_ascii_case(&creative.mime));
+fn timed_media_fits(
+    mimes: &[&str],
+    min_s: Option<u32>,
+    max_s: Option<u32>,
+    creative: &Creative,
+) -> bool {
+    let mime_ok = mimes.is_empty()
+        || creative.mime.is_empty()
+        || mimes.iter().any(|m| m.eq_ignore_ascii_case(&creative.mime));
     let d = creative.duration_s;
-    let duration_ok = min_s.is_none_or(|min| d >= min) && max_s.is_none_or(|max| max == 0 || d <= max);
+    let duration_ok =
+        min_s.is_none_or(|min| d >= min) && max_s.is_none_or(|max| max == 0 || d <= max);
     mime_ok && duration_ok
 }
 
 /// `bcat` entry `IAB25` blocks `IAB25` and `IAB25-3`.
 fn category_blocked(bcat: &[&str], cat: &str) -> bool {
-    bcat.iter().any(|b| cat == *b || (cat.starts_with(b) && cat.as_bytes().get(b.len()) == Some(&b'-')))
+    bcat.iter()
+        .any(|b| cat == *b || (cat.starts_with(b) && cat.as_bytes().get(b.len()) == Some(&b'-')))
 }
 
 /// Price = value × margin × shading, capped by the campaign's and the strategy's
 /// ceilings. Below the floor, we bid the floor if our unshaded value covers it;
 /// otherwise no bid.
-fn price(campaign: &Campaign, strategy: &CampaignStrategy, floor_micros: i64) -> Result<i64, NoBidReason> {
+fn price(
+    campaign: &Campaign,
+    strategy: &CampaignStrategy,
+    floor_micros: i64,
+) -> Result<i64, NoBidReason> {
     let ceiling = campaign.max_bid_cpm_micros.min(strategy.max_cpm_micros);
     let worth = apply_ppm(campaign.base_cpm_micros, strategy.margin_ppm).min(ceiling);
     let shaded = apply_ppm(worth, strategy.shading_ppm);
-    let price = if shaded >= floor_micros { shaded } else { floor_micros };
+    let price = if shaded >= floor_micros {
+        shaded
+    } else {
+        floor_micros
+    };
     if price > worth || price <= 0 {
         return Err(NoBidReason::BelowFloor);
     }

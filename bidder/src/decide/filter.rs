@@ -2,7 +2,9 @@
 //! the index, for what the request carries and then for what each imp carries.
 //! The first dimension that leaves no campaign names the no-bid reason.
 
-use crate::catalog::index::{for_each_domain_suffix, lowercase_into, Dimension, MAX_LOOKUP_KEY_BYTES};
+use crate::catalog::index::{
+    for_each_domain_suffix, lowercase_into, Dimension, MAX_LOOKUP_KEY_BYTES,
+};
 use crate::catalog::{CampaignSet, Catalog};
 use crate::openrtb::{BidRequest, Imp};
 use crate::targeting::{hour_of_week, MediaType};
@@ -19,13 +21,23 @@ pub(super) fn request(
 ) -> Result<(), NoBidReason> {
     let index = &catalog.index;
     let cur = req.cur();
-    if !cur.is_empty() && !cur.iter().any(|c| c.eq_ignore_ascii_case(&catalog.settings.currency)) {
+    if !cur.is_empty()
+        && !cur
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&catalog.settings.currency))
+    {
         return Err(NoBidReason::CurrencyNotAccepted);
     }
     set.copy_from(&index.active);
     nonempty(set, NoBidReason::NoActiveCampaign)?;
 
-    dimension(set, scratch, &index.partners, ctx.partner.as_ref(), NoBidReason::PartnerNotTargeted)?;
+    dimension(
+        set,
+        scratch,
+        &index.partners,
+        ctx.partner.as_ref(),
+        NoBidReason::PartnerNotTargeted,
+    )?;
     set.intersect(&index.hours[hour_of_week(ctx.now_unix_s)]);
     nonempty(set, NoBidReason::OutsideDaypart)?;
 
@@ -33,11 +45,30 @@ pub(super) fn request(
     let country = device
         .and_then(|d| d.geo.as_ref())
         .and_then(|g| g.country)
-        .or_else(|| req.user.as_ref().and_then(|u| u.geo.as_ref()).and_then(|g| g.country));
-    dimension(set, scratch, &index.countries, country, NoBidReason::GeoNotTargeted)?;
-    dimension(set, scratch, &index.device_types, device.and_then(|d| d.devicetype).as_ref(), NoBidReason::DeviceNotTargeted)?;
+        .or_else(|| {
+            req.user
+                .as_ref()
+                .and_then(|u| u.geo.as_ref())
+                .and_then(|g| g.country)
+        });
+    dimension(
+        set,
+        scratch,
+        &index.countries,
+        country,
+        NoBidReason::GeoNotTargeted,
+    )?;
+    dimension(
+        set,
+        scratch,
+        &index.device_types,
+        device.and_then(|d| d.devicetype).as_ref(),
+        NoBidReason::DeviceNotTargeted,
+    )?;
     let mut buf = [0u8; MAX_LOOKUP_KEY_BYTES];
-    let os = device.and_then(|d| d.os).and_then(|os| lowercase_into(os, &mut buf));
+    let os = device
+        .and_then(|d| d.os)
+        .and_then(|os| lowercase_into(os, &mut buf));
     dimension(set, scratch, &index.os, os, NoBidReason::OsNotTargeted)?;
 
     publisher(catalog, req, set, scratch)?;
@@ -76,7 +107,12 @@ fn nonempty(set: &CampaignSet, reason: NoBidReason) -> Result<(), NoBidReason> {
 /// Site domains and app bundles: allow lists (a domain also matches its parents)
 /// and block lists. Traffic that is not a site matches only campaigns without a
 /// site allow list, and likewise for apps.
-fn publisher(catalog: &Catalog, req: &BidRequest<'_>, set: &mut CampaignSet, scratch: &mut CampaignSet) -> Result<(), NoBidReason> {
+fn publisher(
+    catalog: &Catalog,
+    req: &BidRequest<'_>,
+    set: &mut CampaignSet,
+    scratch: &mut CampaignSet,
+) -> Result<(), NoBidReason> {
     let index = &catalog.index;
     let site_domain = req.site.as_ref().and_then(|s| {
         s.domain
@@ -119,7 +155,12 @@ fn host_of_url(url: &str) -> Option<&str> {
 }
 
 /// Content categories of the site or app; `IAB3` targets also match `IAB3-1`.
-fn categories(catalog: &Catalog, req: &BidRequest<'_>, set: &mut CampaignSet, scratch: &mut CampaignSet) -> Result<(), NoBidReason> {
+fn categories(
+    catalog: &Catalog,
+    req: &BidRequest<'_>,
+    set: &mut CampaignSet,
+    scratch: &mut CampaignSet,
+) -> Result<(), NoBidReason> {
     let dim = &catalog.index.categories;
     let cats = match (&req.site, &req.app) {
         (Some(site), _) => req.strs(site.cat),
@@ -140,9 +181,17 @@ fn categories(catalog: &Catalog, req: &BidRequest<'_>, set: &mut CampaignSet, sc
 /// Consent (GDPR with no consent string; US privacy opt-out), COPPA and the
 /// supply-chain completeness requirement. Both the 2.6 and the 2.5 `ext` locations
 /// arrive here already folded by the parser.
-fn privacy(catalog: &Catalog, req: &BidRequest<'_>, set: &mut CampaignSet) -> Result<(), NoBidReason> {
+fn privacy(
+    catalog: &Catalog,
+    req: &BidRequest<'_>,
+    set: &mut CampaignSet,
+) -> Result<(), NoBidReason> {
     let index = &catalog.index;
-    let consent = req.user.as_ref().and_then(|u| u.consent).filter(|c| !c.is_empty());
+    let consent = req
+        .user
+        .as_ref()
+        .and_then(|u| u.consent)
+        .filter(|c| !c.is_empty());
     let gdpr_without_consent = req.regs.gdpr == Some(true) && consent.is_none();
     if gdpr_without_consent || us_privacy_opted_out(req.regs.us_privacy) {
         set.subtract(&index.require_consent);
@@ -162,7 +211,11 @@ fn privacy(catalog: &Catalog, req: &BidRequest<'_>, set: &mut CampaignSet) -> Re
 /// US Privacy string (`1YYN`): the third character `Y` means the user opted out of
 /// the sale of personal information.
 fn us_privacy_opted_out(us_privacy: Option<&str>) -> bool {
-    us_privacy.is_some_and(|s| s.as_bytes().get(2).is_some_and(|b| b.eq_ignore_ascii_case(&b'y')))
+    us_privacy.is_some_and(|s| {
+        s.as_bytes()
+            .get(2)
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'y'))
+    })
 }
 
 /// Narrows `request_set` to the campaigns that can serve this imp: a media type it
@@ -192,7 +245,9 @@ pub(super) fn imp(
         let banner_campaigns = &index.media[MediaType::Banner.index()];
         media_matches |= request_set.intersects(banner_campaigns);
         scratch.copy_from(&index.sizes.any);
-        for_each_banner_size(req, banner, |w, h| index.sizes.add_matches(&(w, h), scratch));
+        for_each_banner_size(req, banner, |w, h| {
+            index.sizes.add_matches(&(w, h), scratch)
+        });
         scratch.intersect(banner_campaigns);
         set.union(scratch);
     }
@@ -204,7 +259,11 @@ pub(super) fn imp(
 }
 
 /// Calls `f` for each size a banner accepts: its `format` list, else its `w`×`h`.
-pub(super) fn for_each_banner_size(req: &BidRequest<'_>, banner: &crate::openrtb::Banner, mut f: impl FnMut(u32, u32)) {
+pub(super) fn for_each_banner_size(
+    req: &BidRequest<'_>,
+    banner: &crate::openrtb::Banner,
+    mut f: impl FnMut(u32, u32),
+) {
     let formats = req.formats(banner.format);
     if formats.is_empty() {
         if let (Some(w), Some(h)) = (banner.w, banner.h) {
@@ -220,7 +279,11 @@ pub(super) fn for_each_banner_size(req: &BidRequest<'_>, banner: &crate::openrtb
 /// A floor in micros of our currency: converted with the configured rate (rounded
 /// up, so we never bid under the real floor), `None` when there is no rate. A zero
 /// floor needs no rate.
-pub(super) fn floor_in_our_currency(catalog: &Catalog, floor_micros: i64, cur: &str) -> Option<i64> {
+pub(super) fn floor_in_our_currency(
+    catalog: &Catalog,
+    floor_micros: i64,
+    cur: &str,
+) -> Option<i64> {
     if floor_micros == 0 || cur.is_empty() || cur.eq_ignore_ascii_case(&catalog.settings.currency) {
         return Some(floor_micros);
     }

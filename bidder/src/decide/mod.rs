@@ -116,8 +116,15 @@ impl Decider {
         req: &BidRequest<'_>,
         ctx: Context,
     ) -> &mut Decision {
-        assert!(self.decision.bids.is_empty(), "previous decision's reservations were not consumed");
-        assert_eq!(self.request_set.len_words(), catalog.index.width.div_ceil(64).max(1), "decider built for another catalog");
+        assert!(
+            self.decision.bids.is_empty(),
+            "previous decision's reservations were not consumed"
+        );
+        assert_eq!(
+            self.request_set.len_words(),
+            catalog.index.width.div_ceil(64).max(1),
+            "decider built for another catalog"
+        );
         self.decision.no_bids.clear();
         self.stats.requests += 1;
         self.stats.imps += req.imps().len() as u64;
@@ -152,21 +159,40 @@ impl Decider {
         i: usize,
         imp: &Imp<'_>,
     ) -> Result<ChosenBid, NoBidReason> {
-        filter::imp(catalog, req, imp, &self.request_set, &mut self.imp_set, &mut self.scratch)?;
-        let floor_micros = filter::floor_in_our_currency(catalog, imp.bidfloor_micros, imp.bidfloorcur)
-            .ok_or(NoBidReason::FloorCurrencyUnsupported)?;
+        filter::imp(
+            catalog,
+            req,
+            imp,
+            &self.request_set,
+            &mut self.imp_set,
+            &mut self.scratch,
+        )?;
+        let floor_micros =
+            filter::floor_in_our_currency(catalog, imp.bidfloor_micros, imp.bidfloorcur)
+                .ok_or(NoBidReason::FloorCurrencyUnsupported)?;
         self.candidates.clear();
-        let mut furthest = NoBidReason::MediaNotTargeted;
+        let mut furthest: Option<NoBidReason> = None;
         for c in self.imp_set.iter() {
             self.stats.candidates += 1;
-            let env = candidate::Env { catalog, strategy, budgets, req, imp, floor_micros };
+            let env = candidate::Env {
+                catalog,
+                strategy,
+                budgets,
+                req,
+                imp,
+                floor_micros,
+            };
             match candidate::evaluate(&env, c, &mut self.rng) {
                 Ok(found) => self.candidates.push(found),
-                Err(reason) => furthest = furthest.max(reason),
+                Err(reason) => furthest = furthest.max(Some(reason)),
             }
         }
         // Best price first; ties go to the lower campaign index (stable, reproducible).
-        self.candidates.sort_unstable_by(|a, b| b.price_micros.cmp(&a.price_micros).then(a.campaign.cmp(&b.campaign)));
+        self.candidates.sort_unstable_by(|a, b| {
+            b.price_micros
+                .cmp(&a.price_micros)
+                .then(a.campaign.cmp(&b.campaign))
+        });
         for found in &self.candidates {
             let cost = crate::money::impression_cost_micros(found.price_micros);
             if let Some(reservation) = budgets.reserve(found.campaign, cost) {
@@ -179,8 +205,9 @@ impl Decider {
                     reservation,
                 });
             }
-            furthest = furthest.max(NoBidReason::BudgetExhausted);
+            furthest = furthest.max(Some(NoBidReason::BudgetExhausted));
         }
-        Err(furthest)
+        // The imp filter left at least one campaign, so some candidate was evaluated.
+        Err(furthest.expect("imp filter admitted no campaign"))
     }
 }

@@ -35,12 +35,12 @@ pub enum NoBidReason {
     Coppa,
     /// A campaign requires a complete supply chain and the request has none.
     SupplyChainIncomplete,
-    /// A supply-chain node is not an allowed seller.
-    SellerNotAllowed,
     /// No campaign serves the imp's media types.
     MediaNotTargeted,
     /// No campaign targets the banner sizes.
     SizeNotTargeted,
+    /// A supply-chain node is not an allowed seller.
+    SellerNotAllowed,
     /// No creative fits the imp (format, size, MIME, duration).
     NoMatchingCreative,
     /// Every fitting creative has a blocked attribute (`battr`).
@@ -77,12 +77,36 @@ impl NoBidReason {
     pub const ALL: [NoBidReason; NoBidReason::COUNT] = {
         use NoBidReason::*;
         [
-            InvalidRequest, PartnerRefused, CurrencyNotAccepted, NoActiveCampaign,
-            PartnerNotTargeted, OutsideDaypart, GeoNotTargeted, DeviceNotTargeted, OsNotTargeted,
-            PublisherNotTargeted, CategoryNotTargeted, NoConsent, Coppa, SupplyChainIncomplete,
-            SellerNotAllowed, MediaNotTargeted, SizeNotTargeted, NoMatchingCreative,
-            BlockedAttribute, BlockedCategory, BlockedAdvertiser, DealRequired, NoDeal,
-            FloorCurrencyUnsupported, BelowFloor, Paused, Paced, BudgetExhausted, Deadline, Shed,
+            InvalidRequest,
+            PartnerRefused,
+            CurrencyNotAccepted,
+            NoActiveCampaign,
+            PartnerNotTargeted,
+            OutsideDaypart,
+            GeoNotTargeted,
+            DeviceNotTargeted,
+            OsNotTargeted,
+            PublisherNotTargeted,
+            CategoryNotTargeted,
+            NoConsent,
+            Coppa,
+            SupplyChainIncomplete,
+            MediaNotTargeted,
+            SizeNotTargeted,
+            SellerNotAllowed,
+            NoMatchingCreative,
+            BlockedAttribute,
+            BlockedCategory,
+            BlockedAdvertiser,
+            DealRequired,
+            NoDeal,
+            FloorCurrencyUnsupported,
+            BelowFloor,
+            Paused,
+            Paced,
+            BudgetExhausted,
+            Deadline,
+            Shed,
         ]
     };
 
@@ -199,9 +223,11 @@ mod tests {
         for (i, r) in NoBidReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r} out of order");
         }
-        let names: std::collections::HashSet<_> = NoBidReason::ALL.iter().map(|r| r.name()).collect();
+        let names: std::collections::HashSet<_> =
+            NoBidReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), NoBidReason::COUNT);
-        let codes: std::collections::HashSet<_> = NoBidReason::ALL.iter().map(|r| r.nbr()).collect();
+        let codes: std::collections::HashSet<_> =
+            NoBidReason::ALL.iter().map(|r| r.nbr()).collect();
         assert_eq!(codes.len(), NoBidReason::COUNT);
         assert_eq!(NoBidReason::InvalidRequest.nbr(), 2);
         assert!(NoBidReason::BudgetExhausted.nbr() >= 500);

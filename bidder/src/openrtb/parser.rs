@@ -1,0 +1,113 @@
+//! The parser object each worker owns: simd-json's scratch buffers, the tape, and the
+//! request pools, all kept across requests so that a warmed-up parser allocates
+//! nothing (pinned by `tests/parse_alloc.rs`).
+
+use std::mem;
+use std::ops::Deref;
+
+use simd_json::{Buffers, ErrorType, Tape};
+
+use super::error::ParseError;
+use super::model::BidRequest;
+use super::{extract, MAX_DEPTH, MAX_REQUEST_BYTES};
+
+/// Body size the scratch buffers are first sized for, in bytes; they grow to the
+/// largest body seen (at most [`MAX_REQUEST_BYTES`]) and stay there.
+const INITIAL_BODY_BYTES: usize = 8 * 1024;
+
+/// Reusable OpenRTB parser. One per worker thread; not shared, never locked.
+pub struct Parser {
+    buffers: Buffers,
+    /// Empty between parses; holds its capacity.
+    tape: Tape<'static>,
+    /// Empty between parses; holds the pools' capacity.
+    spare: BidRequest<'static>,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Parser {
+    /// A parser sized for a typical request; the first few requests grow its buffers.
+    pub fn new() -> Self {
+        Self {
+            buffers: Buffers::with_max_depth(INITIAL_BODY_BYTES, MAX_DEPTH),
+            tape: Tape(Vec::new()),
+            spare: BidRequest::empty(),
+        }
+    }
+
+    /// Parses one bid request body.
+    ///
+    /// `body` is unescaped in place (JSON string escapes are rewritten), so the caller
+    /// must not read it as the original bytes afterwards. The returned guard borrows
+    /// both the parser and the body; dropping it hands the request's storage back to
+    /// the parser for the next call. Never panics, whatever the bytes.
+    ///
+    /// # Errors
+    /// [`ParseError`] for a body that is too large, not JSON, too deep, or not a
+    /// usable bid request (see the variants).
+    pub fn parse<'p, 'a>(&'p mut self, body: &'a mut [u8]) -> Result<Parsed<'p, 'a>, ParseError> {
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(ParseError::TooLarge {
+                bytes: body.len(),
+                max: MAX_REQUEST_BYTES,
+            });
+        }
+        let mut tape: Tape<'a> = mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let mut req: BidRequest<'a> = mem::take(&mut self.spare).recycle();
+        let result = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
+            Ok(()) => extract::request(&tape.0, &mut req),
+            Err(e) => Err(json_error(e)),
+        };
+        self.tape = tape.reset();
+        match result {
+            Ok(()) => Ok(Parsed { parser: self, req }),
+            Err(e) => {
+                self.spare = req.recycle();
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cold]
+fn json_error(e: simd_json::Error) -> ParseError {
+    if matches!(e.error(), ErrorType::DepthLimitExceeded) {
+        return ParseError::TooDeep { max: MAX_DEPTH };
+    }
+    ParseError::InvalidJson {
+        offset: e.index(),
+        source: e,
+    }
+}
+
+/// A parsed request, borrowed from the body (`'a`) and from the parser (`'p`).
+/// Dereferences to [`BidRequest`]; on drop its storage returns to the parser.
+pub struct Parsed<'p, 'a> {
+    parser: &'p mut Parser,
+    req: BidRequest<'a>,
+}
+
+impl<'a> Deref for Parsed<'_, 'a> {
+    type Target = BidRequest<'a>;
+
+    fn deref(&self) -> &BidRequest<'a> {
+        &self.req
+    }
+}
+
+impl Drop for Parsed<'_, '_> {
+    fn drop(&mut self) {
+        self.parser.spare = mem::take(&mut self.req).recycle();
+    }
+}
+
+impl std::fmt::Debug for Parsed<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.req.fmt(f)
+    }
+}
