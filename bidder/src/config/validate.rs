@@ -60,11 +60,12 @@ pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
 
 fn server(p: &mut Problems) {
     let s = &p.config.server;
-    let at = section_offset(p.config, "[server]");
+    let config = p.config;
+    let at = |key: &str| key_offset(config, "[server]", key);
     for (i, addr) in s.listen.iter().enumerate() {
         if addr.parse::<SocketAddr>().is_err() {
             p.add(
-                at,
+                at("listen"),
                 format!("server.listen[{i}]"),
                 format!("`{addr}` is not ip:port"),
                 "write e.g. \"0.0.0.0:8080\"",
@@ -73,7 +74,7 @@ fn server(p: &mut Problems) {
     }
     if s.listen.is_empty() {
         p.add(
-            at,
+            at("listen"),
             "server.listen".into(),
             "no listener",
             "add at least one \"ip:port\"",
@@ -81,7 +82,7 @@ fn server(p: &mut Problems) {
     }
     if s.admin_listen.parse::<SocketAddr>().is_err() {
         p.add(
-            at,
+            at("admin_listen"),
             "server.admin_listen".into(),
             format!("`{}` is not ip:port", s.admin_listen),
             "write e.g. \"127.0.0.1:9090\"",
@@ -89,7 +90,7 @@ fn server(p: &mut Problems) {
     }
     if !matches!(s.engine.as_str(), "io_uring" | "tokio") {
         p.add(
-            at,
+            at("engine"),
             "server.engine".into(),
             format!("unknown engine `{}`", s.engine),
             "use \"io_uring\" or \"tokio\"",
@@ -97,7 +98,7 @@ fn server(p: &mut Problems) {
     }
     if s.cores.is_empty() {
         p.add(
-            at,
+            at("cores"),
             "server.cores".into(),
             "no worker cores",
             "list the CPU ids to pin workers to, e.g. [0, 1]",
@@ -107,10 +108,11 @@ fn server(p: &mut Problems) {
 
 fn bidding(p: &mut Problems) {
     let b = &p.config.bidding;
-    let at = section_offset(p.config, "[bidding]");
+    let config = p.config;
+    let at = |key: &str| key_offset(config, "[bidding]", key);
     if b.seat.is_empty() {
         p.add(
-            at,
+            at("seat"),
             "bidding.seat".into(),
             "empty",
             "set the seat id the exchanges know you by",
@@ -118,7 +120,7 @@ fn bidding(p: &mut Problems) {
     }
     if !is_currency_code(&b.currency) {
         p.add(
-            at,
+            at("currency"),
             "bidding.currency".into(),
             format!("`{}` is not an ISO-4217 code", b.currency),
             "use three capital letters, e.g. \"USD\"",
@@ -126,7 +128,7 @@ fn bidding(p: &mut Problems) {
     }
     if b.deadline_cap_ms == 0 || b.deadline_cap_ms > 1_000 {
         p.add(
-            at,
+            at("deadline_cap_ms"),
             "bidding.deadline_cap_ms".into(),
             format!("{} is outside 1..=1000", b.deadline_cap_ms),
             "use a few milliseconds, e.g. 8",
@@ -134,7 +136,7 @@ fn bidding(p: &mut Problems) {
     }
     if b.default_tmax_ms == 0 || b.default_tmax_ms > 10_000 {
         p.add(
-            at,
+            at("default_tmax_ms"),
             "bidding.default_tmax_ms".into(),
             format!("{} is outside 1..=10000", b.default_tmax_ms),
             "use the exchanges' usual tmax, e.g. 100",
@@ -142,7 +144,7 @@ fn bidding(p: &mut Problems) {
     }
     if b.network_allowance_ms >= b.default_tmax_ms.max(1) {
         p.add(
-            at,
+            at("network_allowance_ms"),
             "bidding.network_allowance_ms".into(),
             "not below default_tmax_ms",
             "use the round-trip time to your exchanges, e.g. 40",
@@ -150,17 +152,16 @@ fn bidding(p: &mut Problems) {
     }
     if b.default_shading_ppm == 0 || b.default_shading_ppm > 1_000_000 {
         p.add(
-            at,
+            at("default_shading_ppm"),
             "bidding.default_shading_ppm".into(),
             format!("{} is outside 1..=1000000", b.default_shading_ppm),
             "1000000 means no shading",
         );
     }
     for (code, rate) in &p.config.currency_rates_micros {
-        let at = section_offset(p.config, "[currency_rates_micros]");
         if !is_currency_code(code) || *rate <= 0 {
             p.add(
-                at,
+                key_offset(config, "[currency_rates_micros]", code),
                 format!("currency_rates_micros.{code}"),
                 "needs an ISO-4217 code and a positive rate",
                 "e.g. EUR = 1_080_000 when 1 EUR = 1.08 of bidding.currency",
@@ -170,11 +171,12 @@ fn bidding(p: &mut Problems) {
 }
 
 fn notice(p: &mut Problems) {
-    let at = section_offset(p.config, "[notice]");
+    let config = p.config;
+    let at = |key: &str| key_offset(config, "[notice]", key);
     let base = &p.config.notice.base_url;
     if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') {
         p.add(
-            at,
+            at("base_url"),
             "notice.base_url".into(),
             format!("`{base}` is not an http(s) URL without a query"),
             "e.g. \"https://bidder.example.com/notice\"",
@@ -184,7 +186,7 @@ fn notice(p: &mut Problems) {
     match std::fs::metadata(&key_path) {
         Ok(m) if m.len() as usize >= MIN_HMAC_KEY_BYTES => {}
         Ok(m) => p.add(
-            at,
+            at("hmac_key_file"),
             "notice.hmac_key_file".into(),
             format!(
                 "{} holds {} bytes, fewer than {MIN_HMAC_KEY_BYTES}",
@@ -194,7 +196,7 @@ fn notice(p: &mut Problems) {
             "write a random key: head -c 64 /dev/urandom > FILE",
         ),
         Err(e) => p.add(
-            at,
+            at("hmac_key_file"),
             "notice.hmac_key_file".into(),
             format!("cannot read {}: {e}", key_path.display()),
             "create it: head -c 64 /dev/urandom > FILE",
@@ -223,7 +225,7 @@ fn partners(p: &mut Problems) -> HashSet<String> {
             p.add(
                 at,
                 field("name"),
-                "must be 1-64 characters of a-z, 0-9, `-`, `_`",
+                "must be 1-64 letters, digits, `-` or `_`",
                 "rename the partner; the name is used in the bid path /bid/{name}",
             );
         }
@@ -278,7 +280,7 @@ fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
             p.add(
                 at,
                 format!("{prefix}.id"),
-                "must be 1-64 characters of a-z, A-Z, 0-9, `-`, `_`",
+                "must be 1-64 letters, digits, `-` or `_`",
                 "rename the campaign",
             );
         }
@@ -463,9 +465,29 @@ fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
     }
 }
 
-/// Byte offset of a `[section]` header, for errors about a section's fields.
-fn section_offset(config: &Config, header: &str) -> usize {
-    config.source.text.find(header).unwrap_or(0)
+/// Byte offset of `key = …` inside the section with this header (or of the header
+/// when the key is not written there), so errors point at the line to edit.
+fn key_offset(config: &Config, header: &str, key: &str) -> usize {
+    let text = &config.source.text;
+    let Some(start) = text.find(header) else {
+        return 0;
+    };
+    let mut lines = text[start..].split_inclusive('\n');
+    let mut offset = start + lines.next().map_or(0, str::len);
+    for line in lines {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            break;
+        }
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return offset;
+        }
+        offset += line.len();
+    }
+    start
 }
 
 fn is_currency_code(code: &str) -> bool {

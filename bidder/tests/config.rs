@@ -1,0 +1,210 @@
+//! Configuration loading: the demo file is valid, every broken rule is reported with
+//! file, line, field and fix, and thousands of campaigns load and compile.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use bidder::catalog::Catalog;
+use bidder::config::{Config, ConfigError};
+
+fn demo_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml")
+}
+
+fn key_path() -> String {
+    demo_path()
+        .with_file_name("demo-notice.key")
+        .display()
+        .to_string()
+}
+
+/// A valid file with one campaign; `campaign_extra` and `creative_extra` are spliced in.
+fn config_text(top: &str, campaign_extra: &str, creative_extra: &str) -> String {
+    format!(
+        r#"{top}
+[notice]
+base_url = "https://bidder.test/notice"
+hmac_key_file = "{key}"
+
+[[partner]]
+name = "ex-a"
+cidrs = ["10.0.0.0/8"]
+qps_limit = 10
+
+[[campaign]]
+id = "c1"
+advertiser = "adv"
+daily_budget_micros = 1_000_000
+max_bid_cpm_micros = 5_000_000
+base_cpm_micros = 1_000_000
+{campaign_extra}
+  [[campaign.creative]]
+  id = "cr1"
+  format = "banner"
+  w = 300
+  h = 250
+  adomain = ["a.example"]
+  adm = "<b>x</b>"
+{creative_extra}
+"#,
+        key = key_path()
+    )
+}
+
+fn errors(text: String) -> Vec<String> {
+    match Config::from_text(Path::new("/etc/bidder/test.toml"), text) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ConfigError::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_demo_configuration_is_valid_and_compiles() {
+    let config = Config::load(&demo_path()).unwrap_or_else(|e| panic!("{e:?}"));
+    let catalog = Catalog::compile(&config).expect("compile");
+    assert!(catalog.campaigns.len() >= 5);
+    assert_eq!(catalog.partner_by_name("exchange-a"), Some(0));
+    assert_eq!(
+        catalog.partner_by_addr("127.0.0.1".parse().unwrap()),
+        Some(0)
+    );
+    assert_eq!(
+        catalog.partner_by_addr("192.0.2.7".parse().unwrap()),
+        Some(1)
+    );
+    assert_eq!(
+        catalog.partner_by_addr("198.51.100.1".parse().unwrap()),
+        None
+    );
+}
+
+#[test]
+fn a_valid_minimal_file_has_no_errors() {
+    assert_eq!(errors(config_text("", "", "")), Vec::<String>::new());
+}
+
+#[test]
+fn each_broken_rule_names_line_field_and_fix() {
+    // (top-level text, campaign lines, creative lines, expected fragments of one error)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("[bidding]\ncurrency = \"usd\"", "", "", &["test.toml:2:", "bidding.currency", "fix:"]),
+        ("[bidding]\ndeadline_cap_ms = 0", "", "", &["bidding.deadline_cap_ms", "1..=1000"]),
+        ("[server]\nlisten = [\"nope\"]", "", "", &["server.listen[0]", "ip:port"]),
+        ("[server]\nengine = \"epoll\"", "", "", &["server.engine", "io_uring"]),
+        ("[currency_rates_micros]\nEUR = -5", "", "", &["currency_rates_micros.EUR"]),
+        ("", "daily_budget_micros_typo = 1", "", &["unknown field `daily_budget_micros_typo`", "test.toml:"]),
+        ("", "", "", &[]),
+        ("", "  [campaign.targeting]\n  sizes = [\"300by250\"]", "", &["campaign[0] (c1).targeting.sizes", "WxH"]),
+        ("", "  [campaign.targeting]\n  countries = [\"de\"]", "", &["countries", "alpha-3"]),
+        ("", "  [campaign.targeting]\n  dayparts = [\"weekdays\"]", "", &["dayparts", "mon-fri 08-20"]),
+        ("", "  [campaign.targeting]\n  partners = [\"nobody\"]", "", &["unknown partner `nobody`"]),
+        ("", "  [campaign.targeting]\n  deals_only = true", "", &["deals_only", "no deals"]),
+        ("", "  [campaign.targeting]\n  media = [\"hologram\"]", "", &["unknown media `hologram`"]),
+        ("", "", "  [[campaign.creative]]\n  id = \"cr1\"\n  format = \"banner\"\n  w = 1\n  h = 1\n  adomain = [\"a\"]\n  adm = \"x\"", &["duplicate creative id"]),
+        ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"banner\"\n  adomain = [\"a\"]\n  adm = \"x\"", &["creative[1] (cr2).w/h", "set w and h"]),
+        ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"video\"\n  adomain = []\n  adm = \"\"", &["creative[1] (cr2).adm"]),
+    ];
+    for (top, campaign, creative, fragments) in cases {
+        let found = errors(config_text(top, campaign, creative));
+        if fragments.is_empty() {
+            assert!(found.is_empty(), "{found:?}");
+            continue;
+        }
+        assert!(
+            found
+                .iter()
+                .any(|e| fragments.iter().all(|f| e.contains(f))),
+            "expected an error with {fragments:?}, got {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_campaign_money_is_reported_on_the_campaign_line() {
+    let text =
+        config_text("", "", "").replace("base_cpm_micros = 1_000_000", "base_cpm_micros = -1");
+    let campaign_line = text
+        .lines()
+        .position(|l| l.starts_with("[[campaign]]"))
+        .unwrap()
+        + 1;
+    let found = errors(text);
+    let want = format!("test.toml:{campaign_line}: campaign[0] (c1).base_cpm_micros");
+    assert!(found.iter().any(|e| e.contains(&want)), "{found:#?}");
+}
+
+#[test]
+fn duplicate_ids_and_bad_cidrs_are_refused() {
+    let text = config_text("", "", "")
+        + "[[partner]]\nname = \"ex-a\"\ncidrs = [\"10.0.0.0/33\"]\nqps_limit = 1\n"
+        + "[[campaign]]\nid = \"c1\"\nadvertiser = \"b\"\ndaily_budget_micros = 1\nmax_bid_cpm_micros = 1\nbase_cpm_micros = 1\n  [[campaign.creative]]\n  id = \"x\"\n  format = \"native\"\n  adomain = [\"a\"]\n  adm = \"{}\"\n";
+    let found = errors(text);
+    for fragment in [
+        "duplicate partner name",
+        "`10.0.0.0/33` is not a CIDR",
+        "duplicate campaign id",
+    ] {
+        assert!(
+            found.iter().any(|e| e.contains(fragment)),
+            "{fragment}: {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_short_key_file_is_an_error() {
+    let text = config_text("", "", "").replace(&key_path(), "/nonexistent/key");
+    let found = errors(text);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("notice.hmac_key_file") && e.contains("cannot read")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let found = errors("[bidding]\nseat = \"x\"\nhost_id = \n".into());
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].starts_with("/etc/bidder/test.toml:3:"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn a_missing_file_says_so() {
+    let err = Config::load(Path::new("/nonexistent/bidder.toml")).unwrap_err();
+    assert!(err[0]
+        .to_string()
+        .contains("/nonexistent/bidder.toml: cannot read"));
+}
+
+/// A three-letter upper-case code for `i` (AAA, AAB, …), standing in for a country.
+fn code(i: usize) -> String {
+    [i / 676 % 26, i / 26 % 26, i % 26]
+        .iter()
+        .map(|&d| (b'A' + d as u8) as char)
+        .collect()
+}
+
+#[test]
+fn thousands_of_campaigns_load_and_compile() {
+    let mut text = config_text("", "", "");
+    for i in 0..5_000 {
+        let _ = write!(
+            text,
+            "[[campaign]]\nid = \"gen-{i}\"\nadvertiser = \"a\"\ndaily_budget_micros = 1_000_000\nmax_bid_cpm_micros = 2_000_000\nbase_cpm_micros = 1_000_000\n  [campaign.targeting]\n  countries = [\"{}\"]\n  site_domains = [\"site{}.example\"]\n  [[campaign.creative]]\n  id = \"c\"\n  format = \"banner\"\n  w = 300\n  h = 250\n  adomain = [\"a.example\"]\n  adm = \"x\"\n",
+            code(i % 100),
+            i % 700
+        );
+    }
+    let config = Config::from_text(Path::new("many.toml"), text)
+        .unwrap_or_else(|e| panic!("{:#?}", &e[..e.len().min(3)]));
+    let catalog = Catalog::compile(&config).unwrap();
+    assert_eq!(catalog.campaigns.len(), 5_001);
+    assert_eq!(catalog.index.width, 5_001);
+    assert_eq!(catalog.index.countries.by_value.len(), 100);
+}
