@@ -9,6 +9,9 @@
 //!   except that integer lists also accept decimal strings (`"battr": ["3"]`), because
 //!   dropping such a block-list item would let a blocked creative through.
 //! - 2.6 locations win over the 2.5 `ext` locations when both are present.
+//! - OpenRTB 1.x `imp[].impid` is accepted when `imp[].id` is absent; 1.x sizes on the
+//!   impression itself are not read, so such an impression has no media and draws no
+//!   bid (fail closed) instead of failing the whole request.
 
 use simd_json::Node;
 
@@ -150,10 +153,11 @@ impl<'a> Extract<'_, '_, 'a> {
             tagid: None,
             displaymanager: None,
         };
-        let mut id = None;
+        let (mut id, mut legacy_id) = (None, None);
         for (key, v) in fields {
             match key {
                 "id" => id = Some(v),
+                "impid" => legacy_id = Some(v),
                 "banner" => imp.banner = self.banner(v)?,
                 "video" => imp.video = self.video(v)?,
                 "audio" => imp.audio = self.audio(v)?,
@@ -168,6 +172,7 @@ impl<'a> Extract<'_, '_, 'a> {
                 _ => {}
             }
         }
+        let id = id.or(legacy_id);
         imp.id = required_str(nodes, id, "imp[].id", ParseError::ImpMissingId { index })?;
         Ok(imp)
     }

@@ -16,6 +16,8 @@ mod extract;
 mod model;
 mod parser;
 mod tape;
+#[cfg(test)]
+mod tests;
 
 pub use error::ParseError;
 pub use model::*;
