@@ -3,4 +3,6 @@
 //! Data flow, one module per stage: `openrtb` (parse) → `decide` (campaign index,
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
+pub mod bid_id;
 pub mod money;
+pub mod notice;
