@@ -6,3 +6,4 @@
 pub mod bid_id;
 pub mod money;
 pub mod notice;
+pub mod respond;
