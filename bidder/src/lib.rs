@@ -3,11 +3,14 @@
 //! Data flow, one module per stage: `openrtb` (parse) → `decide` (campaign index,
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
+pub mod bid_id;
 pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod decide;
 pub mod money;
+pub mod notice;
 pub mod openrtb;
+pub mod respond;
 pub mod strategy;
 pub mod targeting;

@@ -1,0 +1,740 @@
+//! Signed notice URLs: win (`nurl`), billing (`burl`) and loss (`lurl`).
+//!
+//! Every bid carries three URLs the exchange calls back: on a win, when the impression
+//! is billable, and on a loss. They settle budget reservations, so a notice must be
+//! ours: each URL carries the bid's own fields (bid id, impression id, campaign id, our
+//! bid price in micros) and an HMAC-SHA256 tag over them, truncated to
+//! [`TAG_BYTES`]. The notice endpoint recomputes the tag and drops anything forged or
+//! edited. The exchange's macros (`${AUCTION_PRICE}` and friends) ride along unsigned,
+//! since the exchange fills them in after we sign.
+//!
+//! One tag covers all three URLs of a bid: they go out in the same response to the same
+//! exchange, so binding the tag to the notice kind would stop no one who can read one
+//! of them, and would triple the hashing on the hot path. The endpoint tells the kinds
+//! apart by path and counts each kind once per bid id.
+//!
+//! URL shape (`/bill` and `/loss` alike; `/loss` adds the two loss macros):
+//!
+//! ```text
+//! {base}/win?bid=<bid id>&imp=<imp id>&cid=<campaign id>&px=<price micros>&sig=<tag hex>
+//!     &price=${AUCTION_PRICE}&auction=${AUCTION_ID}&aimp=${AUCTION_IMP_ID}
+//!     &abid=${AUCTION_BID_ID}&seat=${AUCTION_SEAT_ID}&cur=${AUCTION_CURRENCY}
+//!     [&loss=${AUCTION_LOSS}&mtw=${AUCTION_MIN_TO_WIN}]
+//! ```
+
+use std::borrow::Cow;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::bid_id::BidId;
+use crate::money;
+
+/// Bytes of the HMAC-SHA256 output kept in a URL: 128 bits is far beyond what an
+/// online forger can guess at any request rate, and keeps the URLs short.
+pub const TAG_BYTES: usize = 16;
+/// The shortest signing key accepted: as long as the hash output, so the key is never
+/// the weak part.
+pub const MIN_KEY_BYTES: usize = 32;
+/// The longest base URL accepted; anything longer is a configuration mistake that would
+/// bloat every response three times over.
+pub const MAX_BASE_URL_BYTES: usize = 512;
+/// The longest notice query string the endpoint will parse: ids are bounded by the
+/// OpenRTB parser, and exchanges substitute short macro values.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// Separates this use of the key from any other, and versions the signed layout.
+const DOMAIN: &[u8] = b"bidder notice v1\0";
+/// Text length of a tag in hex.
+const TAG_HEX_LEN: usize = 2 * TAG_BYTES;
+/// Decimal digits of the largest `i64`.
+const MAX_I64_DIGITS: usize = 19;
+
+/// Query keys of our signed fields.
+const KEY_BID: &str = "bid";
+const KEY_IMP: &str = "imp";
+const KEY_CAMPAIGN: &str = "cid";
+const KEY_PRICE: &str = "px";
+const KEY_TAG: &str = "sig";
+
+/// The exchange macros every notice carries, as `(query key, macro)`.
+const COMMON_MACROS: [(&str, &str); 6] = [
+    ("price", "${AUCTION_PRICE}"),
+    ("auction", "${AUCTION_ID}"),
+    ("aimp", "${AUCTION_IMP_ID}"),
+    ("abid", "${AUCTION_BID_ID}"),
+    ("seat", "${AUCTION_SEAT_ID}"),
+    ("cur", "${AUCTION_CURRENCY}"),
+];
+/// The macros only a loss notice carries.
+const LOSS_MACROS: [(&str, &str); 2] = [
+    ("loss", "${AUCTION_LOSS}"),
+    ("mtw", "${AUCTION_MIN_TO_WIN}"),
+];
+
+/// Which notice a URL is for; each has its own path under the base URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// `nurl`: the exchange says we won (clearing price in `${AUCTION_PRICE}`).
+    Win,
+    /// `burl`: the impression is billable; this is what spends budget.
+    Bill,
+    /// `lurl`: we lost; carries the loss reason and the price that would have won.
+    Loss,
+}
+
+impl NoticeKind {
+    /// The path under the base URL that the notice endpoint routes on.
+    pub fn path(self) -> &'static str {
+        match self {
+            NoticeKind::Win => "/win",
+            NoticeKind::Bill => "/bill",
+            NoticeKind::Loss => "/loss",
+        }
+    }
+}
+
+/// The fields of one bid that its notices carry and the tag covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeFields<'a> {
+    pub bid_id: BidId,
+    pub imp_id: &'a str,
+    pub campaign_id: &'a str,
+    /// Our bid price, CPM in micros of the response currency.
+    pub price_micros: i64,
+}
+
+/// A truncated HMAC tag over one bid's [`NoticeFields`]; computed once per bid and
+/// written into all three of its URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeTag([u8; TAG_BYTES]);
+
+/// Why a signer could not be built. Raised at start-up or config reload, never later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    #[error("notice signing key is {0} bytes; it must be at least {MIN_KEY_BYTES}")]
+    KeyTooShort(usize),
+    #[error("notice base URL must start with http:// or https://")]
+    BaseUrlScheme,
+    #[error("notice base URL is {0} bytes; at most {MAX_BASE_URL_BYTES}")]
+    BaseUrlTooLong(usize),
+    #[error("notice base URL has a forbidden character at byte {0} (spaces, quotes, backslash, '?', '#', non-ASCII)")]
+    BaseUrlCharacter(usize),
+    #[error("notice base URL must not end with '/'; the notice paths add it")]
+    BaseUrlTrailingSlash,
+}
+
+/// Why an incoming notice was refused. The endpoint answers 400 and counts the reason;
+/// `BadTag` in particular is the forged-or-edited counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    #[error("notice query is longer than {MAX_QUERY_BYTES} bytes")]
+    TooLong,
+    #[error("notice query lacks `{0}`")]
+    Missing(&'static str),
+    #[error("notice query repeats `{0}`")]
+    Duplicate(&'static str),
+    #[error("notice field `{0}` is malformed")]
+    Malformed(&'static str),
+    #[error("notice signature does not match its fields")]
+    BadTag,
+}
+
+/// A verified notice: our fields, proven to be ones we signed, and the exchange's macro
+/// values as it sent them (unverified: the exchange chose them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice<'q> {
+    pub bid_id: BidId,
+    /// Percent-decoded; borrowed from the query unless it had escapes.
+    pub imp_id: Cow<'q, str>,
+    pub campaign_id: Cow<'q, str>,
+    pub price_micros: i64,
+    pub auction: AuctionValues<'q>,
+}
+
+/// The exchange's substitutions, raw from the query; `None` when the key was absent.
+/// An exchange that does not support a macro may leave it unsubstituted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuctionValues<'q> {
+    pub price: Option<&'q str>,
+    pub auction_id: Option<&'q str>,
+    pub imp_id: Option<&'q str>,
+    pub bid_id: Option<&'q str>,
+    pub seat_id: Option<&'q str>,
+    pub currency: Option<&'q str>,
+    pub loss: Option<&'q str>,
+    pub min_to_win: Option<&'q str>,
+}
+
+impl AuctionValues<'_> {
+    /// The clearing price in micros, if the exchange substituted a plain decimal CPM.
+    /// `None` for an absent, unsubstituted or encrypted price: the caller then settles at
+    /// our bid price, which the tag vouches for.
+    pub fn clearing_price_micros(&self) -> Option<i64> {
+        let text = self.price?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return None;
+        }
+        money::cpm_from_f64(text.parse().ok()?)
+    }
+}
+
+/// Signs notice URLs on the hot path and verifies them at the notice endpoint. Built
+/// once per config load; cloned per worker (the keyed HMAC state is a few hundred bytes).
+#[derive(Clone)]
+pub struct NoticeSigner {
+    /// HMAC state with the key already absorbed: each tag clones it, saving the two
+    /// key-block compressions per bid.
+    keyed: Hmac<Sha256>,
+    base_url: Box<str>,
+}
+
+impl NoticeSigner {
+    /// A signer for `key` whose URLs live under `base_url` (scheme and host, optionally a
+    /// path, no trailing slash, no query). The base URL is checked here so that the hot
+    /// path can copy it into JSON strings without escaping.
+    pub fn new(key: &[u8], base_url: &str) -> Result<Self, SignerError> {
+        if key.len() < MIN_KEY_BYTES {
+            return Err(SignerError::KeyTooShort(key.len()));
+        }
+        check_base_url(base_url)?;
+        let keyed = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        Ok(NoticeSigner {
+            keyed,
+            base_url: base_url.into(),
+        })
+    }
+
+    /// The tag for one bid's fields.
+    pub fn sign(&self, fields: &NoticeFields<'_>) -> NoticeTag {
+        let digest = self.mac(fields).finalize().into_bytes();
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&digest[..TAG_BYTES]);
+        NoticeTag(tag)
+    }
+
+    /// Appends the `kind` notice URL for `fields` to `out`. Allocates nothing when `out`
+    /// has room. The URL holds only printable ASCII without quotes or backslashes, so it
+    /// can sit inside a JSON string as is.
+    pub fn write_url(
+        &self,
+        kind: NoticeKind,
+        fields: &NoticeFields<'_>,
+        tag: &NoticeTag,
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(self.base_url.as_bytes());
+        out.extend_from_slice(kind.path().as_bytes());
+        out.push(b'?');
+        write_key(out, KEY_BID);
+        out.extend_from_slice(fields.bid_id.to_text().as_bytes());
+        out.push(b'&');
+        write_key(out, KEY_IMP);
+        percent_encode(fields.imp_id.as_bytes(), out);
+        out.push(b'&');
+        write_key(out, KEY_CAMPAIGN);
+        percent_encode(fields.campaign_id.as_bytes(), out);
+        out.push(b'&');
+        write_key(out, KEY_PRICE);
+        write_i64(fields.price_micros, out);
+        out.push(b'&');
+        write_key(out, KEY_TAG);
+        write_hex(&tag.0, out);
+        let loss: &[(&str, &str)] = if kind == NoticeKind::Loss {
+            &LOSS_MACROS
+        } else {
+            &[]
+        };
+        for (key, mac) in COMMON_MACROS.iter().chain(loss) {
+            out.push(b'&');
+            write_key(out, key);
+            out.extend_from_slice(mac.as_bytes());
+        }
+    }
+
+    /// Parses an incoming notice's query string (the part after `?`) and checks its tag
+    /// in constant time. Unknown keys are ignored (exchanges append their own); a
+    /// repeated known key is refused, so no two readers can disagree on a field.
+    pub fn verify<'q>(&self, query: &'q str) -> Result<Notice<'q>, NoticeError> {
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(NoticeError::TooLong);
+        }
+        let raw = RawNotice::parse(query)?;
+        let bid_id = required(raw.bid, KEY_BID)?
+            .parse::<BidId>()
+            .map_err(|_| NoticeError::Malformed(KEY_BID))?;
+        let imp_id = percent_decode(required(raw.imp, KEY_IMP)?, KEY_IMP)?;
+        let campaign_id = percent_decode(required(raw.campaign, KEY_CAMPAIGN)?, KEY_CAMPAIGN)?;
+        let price_micros = parse_micros(required(raw.price, KEY_PRICE)?)?;
+        let tag = decode_tag(required(raw.tag, KEY_TAG)?)?;
+        let fields = NoticeFields {
+            bid_id,
+            imp_id: &imp_id,
+            campaign_id: &campaign_id,
+            price_micros,
+        };
+        self.mac(&fields)
+            .verify_truncated_left(&tag)
+            .map_err(|_| NoticeError::BadTag)?;
+        Ok(Notice {
+            bid_id,
+            imp_id,
+            campaign_id,
+            price_micros,
+            auction: raw.auction,
+        })
+    }
+
+    /// The keyed MAC over `fields`, ready to finalize or verify. Variable-length fields
+    /// are length-prefixed so no two field sets hash alike.
+    fn mac(&self, fields: &NoticeFields<'_>) -> Hmac<Sha256> {
+        let mut mac = self.keyed.clone();
+        mac.update(DOMAIN);
+        mac.update(&fields.bid_id.to_be_bytes());
+        mac.update(&fields.price_micros.to_be_bytes());
+        for field in [fields.imp_id, fields.campaign_id] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        mac
+    }
+}
+
+fn check_base_url(base_url: &str) -> Result<(), SignerError> {
+    if base_url.len() > MAX_BASE_URL_BYTES {
+        return Err(SignerError::BaseUrlTooLong(base_url.len()));
+    }
+    let rest = base_url
+        .strip_prefix("https://")
+        .or_else(|| base_url.strip_prefix("http://"))
+        .ok_or(SignerError::BaseUrlScheme)?;
+    if rest.is_empty() {
+        return Err(SignerError::BaseUrlScheme);
+    }
+    let forbidden = |b: u8| !b.is_ascii_graphic() || matches!(b, b'"' | b'\\' | b'?' | b'#');
+    if let Some(at) = base_url.bytes().position(forbidden) {
+        return Err(SignerError::BaseUrlCharacter(at));
+    }
+    if base_url.ends_with('/') {
+        return Err(SignerError::BaseUrlTrailingSlash);
+    }
+    Ok(())
+}
+
+/// The query split into the fields we know, before any decoding.
+#[derive(Default)]
+struct RawNotice<'q> {
+    bid: Option<&'q str>,
+    imp: Option<&'q str>,
+    campaign: Option<&'q str>,
+    price: Option<&'q str>,
+    tag: Option<&'q str>,
+    auction: AuctionValues<'q>,
+}
+
+impl<'q> RawNotice<'q> {
+    fn parse(query: &'q str) -> Result<Self, NoticeError> {
+        let mut raw = RawNotice::default();
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (name, slot) = match raw.slot(key) {
+                Some(found) => found,
+                None => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(NoticeError::Duplicate(name));
+            }
+        }
+        Ok(raw)
+    }
+
+    /// The slot a key fills, with the key's static name for errors.
+    fn slot(&mut self, key: &str) -> Option<(&'static str, &mut Option<&'q str>)> {
+        let auction = &mut self.auction;
+        Some(match key {
+            KEY_BID => (KEY_BID, &mut self.bid),
+            KEY_IMP => (KEY_IMP, &mut self.imp),
+            KEY_CAMPAIGN => (KEY_CAMPAIGN, &mut self.campaign),
+            KEY_PRICE => (KEY_PRICE, &mut self.price),
+            KEY_TAG => (KEY_TAG, &mut self.tag),
+            "price" => ("price", &mut auction.price),
+            "auction" => ("auction", &mut auction.auction_id),
+            "aimp" => ("aimp", &mut auction.imp_id),
+            "abid" => ("abid", &mut auction.bid_id),
+            "seat" => ("seat", &mut auction.seat_id),
+            "cur" => ("cur", &mut auction.currency),
+            "loss" => ("loss", &mut auction.loss),
+            "mtw" => ("mtw", &mut auction.min_to_win),
+            _ => return None,
+        })
+    }
+}
+
+fn required<'q>(value: Option<&'q str>, key: &'static str) -> Result<&'q str, NoticeError> {
+    value.ok_or(NoticeError::Missing(key))
+}
+
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+}
+
+/// RFC 3986 unreserved bytes pass; everything else becomes `%XX`. Ids come from the
+/// request, so this is what keeps a hostile imp id from injecting query keys.
+fn percent_encode(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]]);
+        }
+    }
+}
+
+fn percent_decode<'q>(text: &'q str, key: &'static str) -> Result<Cow<'q, str>, NoticeError> {
+    if !text.contains('%') {
+        return Ok(Cow::Borrowed(text));
+    }
+    let malformed = NoticeError::Malformed(key);
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            decoded.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hi = bytes
+            .get(i + 1)
+            .and_then(|&b| hex_value(b))
+            .ok_or(malformed)?;
+        let lo = bytes
+            .get(i + 2)
+            .and_then(|&b| hex_value(b))
+            .ok_or(malformed)?;
+        decoded.push(hi << 4 | lo);
+        i += 3;
+    }
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| malformed)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn write_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]]);
+    }
+}
+
+fn decode_tag(text: &str) -> Result<[u8; TAG_BYTES], NoticeError> {
+    let malformed = NoticeError::Malformed(KEY_TAG);
+    let bytes = text.as_bytes();
+    if bytes.len() != TAG_HEX_LEN {
+        return Err(malformed);
+    }
+    let mut tag = [0u8; TAG_BYTES];
+    for (slot, pair) in tag.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = hex_value(pair[0]).ok_or(malformed)?;
+        let lo = hex_value(pair[1]).ok_or(malformed)?;
+        *slot = hi << 4 | lo;
+    }
+    Ok(tag)
+}
+
+/// Decimal digits only (no sign, no leading `+`), within `i64`.
+fn parse_micros(text: &str) -> Result<i64, NoticeError> {
+    let malformed = NoticeError::Malformed(KEY_PRICE);
+    if text.is_empty() || text.len() > MAX_I64_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed);
+    }
+    text.parse().map_err(|_| malformed)
+}
+
+/// Appends the decimal digits of `value` (a leading `-` if negative, which the
+/// endpoint refuses: prices are never negative).
+fn write_i64(value: i64, out: &mut Vec<u8>) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_u64(value.unsigned_abs(), out);
+}
+
+/// Appends the decimal digits of `value`, without allocating.
+fn write_u64(mut value: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bid_id::BidIdGen;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const BASE: &str = "https://n.example.com/rtb";
+
+    fn signer() -> NoticeSigner {
+        NoticeSigner::new(KEY, BASE).expect("valid signer")
+    }
+
+    fn fields(bid_id: BidId) -> NoticeFields<'static> {
+        NoticeFields {
+            bid_id,
+            imp_id: "imp 1&x=2",
+            campaign_id: "camp-7",
+            price_micros: 1_500_000,
+        }
+    }
+
+    fn url(signer: &NoticeSigner, kind: NoticeKind, fields: &NoticeFields<'_>) -> String {
+        let mut out = Vec::new();
+        signer.write_url(kind, fields, &signer.sign(fields), &mut out);
+        String::from_utf8(out).expect("URL is ASCII")
+    }
+
+    /// The query as an exchange would call it: macros substituted.
+    fn substituted(url: &str) -> String {
+        let query = url.split_once('?').expect("URL has a query").1;
+        query
+            .replace("${AUCTION_PRICE}", "1.234567")
+            .replace("${AUCTION_ID}", "auction-9")
+            .replace("${AUCTION_LOSS}", "102")
+    }
+
+    #[test]
+    fn each_kind_has_its_path_and_macros() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        for kind in [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss] {
+            let url = url(&signer, kind, &f);
+            assert!(
+                url.starts_with(&format!("{BASE}{}?bid=", kind.path())),
+                "{url}"
+            );
+            for (_, mac) in COMMON_MACROS {
+                assert!(url.contains(mac), "{url} lacks {mac}");
+            }
+            for (_, mac) in LOSS_MACROS {
+                assert_eq!(url.contains(mac), kind == NoticeKind::Loss, "{url}");
+            }
+            assert!(url
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+        }
+    }
+
+    #[test]
+    fn signed_notice_verifies_and_decodes() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        let query = substituted(&url(&signer, NoticeKind::Loss, &f));
+        let notice = signer.verify(&query).expect("our own notice verifies");
+        assert_eq!(notice.bid_id, f.bid_id);
+        assert_eq!(notice.imp_id, f.imp_id);
+        assert_eq!(notice.campaign_id, f.campaign_id);
+        assert_eq!(notice.price_micros, f.price_micros);
+        assert_eq!(notice.auction.auction_id, Some("auction-9"));
+        assert_eq!(notice.auction.loss, Some("102"));
+        assert_eq!(notice.auction.clearing_price_micros(), Some(1_234_567));
+        assert_eq!(notice.auction.min_to_win, Some("${AUCTION_MIN_TO_WIN}"));
+    }
+
+    #[test]
+    fn tampering_with_any_signed_field_is_rejected() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        let other_id = BidIdGen::new(2, 2).next_id().to_string();
+        let query = substituted(&url(&signer, NoticeKind::Win, &f));
+        let tag = query
+            .split("sig=")
+            .nth(1)
+            .expect("tag")
+            .get(..TAG_HEX_LEN)
+            .expect("hex");
+        let mut flipped_tag = tag.to_owned();
+        flipped_tag.replace_range(..1, if tag.starts_with('0') { "1" } else { "0" });
+        let tampered = [
+            query.replace(&f.bid_id.to_string(), &other_id),
+            query.replace("imp=imp%201", "imp=imp%202"),
+            query.replace("cid=camp-7", "cid=camp-8"),
+            query.replace("px=1500000", "px=1500001"),
+            query.replace("px=1500000", "px=15000000"),
+            query.replace(tag, &flipped_tag),
+        ];
+        for forged in &tampered {
+            assert_ne!(forged, &query, "tamper case did not change the query");
+            assert_eq!(signer.verify(forged), Err(NoticeError::BadTag), "{forged}");
+        }
+    }
+
+    #[test]
+    fn exchange_values_are_not_signed() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        let query = substituted(&url(&signer, NoticeKind::Win, &f)).replace("auction-9", "zzz");
+        assert!(signer.verify(&query).is_ok());
+    }
+
+    #[test]
+    fn another_key_rejects_the_notice() {
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        let query = substituted(&url(&signer(), NoticeKind::Bill, &f));
+        let other = NoticeSigner::new(b"another key, also 32 bytes long!", BASE).expect("signer");
+        assert_eq!(other.verify(&query), Err(NoticeError::BadTag));
+    }
+
+    #[test]
+    fn malformed_queries_are_rejected_with_a_reason() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        let query = substituted(&url(&signer, NoticeKind::Win, &f));
+        let without = |key: &str| {
+            query
+                .split('&')
+                .filter(|pair| !pair.starts_with(&format!("{key}=")))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let cases = [
+            (without(KEY_BID), NoticeError::Missing(KEY_BID)),
+            (without(KEY_IMP), NoticeError::Missing(KEY_IMP)),
+            (without(KEY_CAMPAIGN), NoticeError::Missing(KEY_CAMPAIGN)),
+            (without(KEY_PRICE), NoticeError::Missing(KEY_PRICE)),
+            (without(KEY_TAG), NoticeError::Missing(KEY_TAG)),
+            (format!("{query}&px=1"), NoticeError::Duplicate(KEY_PRICE)),
+            (format!("{query}&cur=EUR"), NoticeError::Duplicate("cur")),
+            (
+                query.replace("px=", "px=-"),
+                NoticeError::Malformed(KEY_PRICE),
+            ),
+            (
+                query.replace("px=", "px=+"),
+                NoticeError::Malformed(KEY_PRICE),
+            ),
+            (
+                query.replace("imp=", "imp=%"),
+                NoticeError::Malformed(KEY_IMP),
+            ),
+            (
+                format!("{}%2", without(KEY_IMP) + "&imp=x"),
+                NoticeError::Malformed(KEY_IMP),
+            ),
+            (
+                query.replace("imp=", "imp=%FF"),
+                NoticeError::Malformed(KEY_IMP),
+            ),
+            (
+                query.replace("bid=", "bid=x"),
+                NoticeError::Malformed(KEY_BID),
+            ),
+            (
+                query.replace("sig=", "sig=00"),
+                NoticeError::Malformed(KEY_TAG),
+            ),
+            ("x".repeat(MAX_QUERY_BYTES + 1), NoticeError::TooLong),
+        ];
+        for (bad, error) in cases {
+            assert_eq!(signer.verify(&bad), Err(error), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id());
+        let query = format!(
+            "{}&exchange_extra=1&flag",
+            substituted(&url(&signer, NoticeKind::Win, &f))
+        );
+        assert!(signer.verify(&query).is_ok());
+    }
+
+    #[test]
+    fn hostile_ids_cannot_inject_query_keys() {
+        let signer = signer();
+        let f = NoticeFields {
+            imp_id: "1&px=1&sig=00",
+            campaign_id: "é/?#\"\\\u{0}",
+            ..fields(BidIdGen::new(1, 1).next_id())
+        };
+        let query = substituted(&url(&signer, NoticeKind::Win, &f));
+        let notice = signer.verify(&query).expect("verifies");
+        assert_eq!(notice.imp_id, f.imp_id);
+        assert_eq!(notice.campaign_id, f.campaign_id);
+    }
+
+    #[test]
+    fn clearing_price_needs_a_plain_decimal() {
+        let values = |price| AuctionValues {
+            price,
+            ..AuctionValues::default()
+        };
+        assert_eq!(values(Some("2.5")).clearing_price_micros(), Some(2_500_000));
+        assert_eq!(values(Some("0")).clearing_price_micros(), Some(0));
+        assert_eq!(
+            values(Some("${AUCTION_PRICE}")).clearing_price_micros(),
+            None
+        );
+        assert_eq!(values(Some("-1")).clearing_price_micros(), None);
+        assert_eq!(values(Some("1e3")).clearing_price_micros(), None);
+        assert_eq!(values(Some("AAAB1234")).clearing_price_micros(), None);
+        assert_eq!(values(Some("")).clearing_price_micros(), None);
+        assert_eq!(values(None).clearing_price_micros(), None);
+    }
+
+    #[test]
+    fn signer_config_is_checked() {
+        let short = [0u8; MIN_KEY_BYTES - 1];
+        assert_eq!(
+            NoticeSigner::new(&short, BASE).err(),
+            Some(SignerError::KeyTooShort(31))
+        );
+        let cases = [
+            ("ftp://x", SignerError::BaseUrlScheme),
+            ("https://", SignerError::BaseUrlScheme),
+            ("https://x/", SignerError::BaseUrlTrailingSlash),
+            ("https://x y", SignerError::BaseUrlCharacter(9)),
+            ("https://x?a", SignerError::BaseUrlCharacter(9)),
+            ("https://x\"", SignerError::BaseUrlCharacter(9)),
+        ];
+        for (base, error) in cases {
+            assert_eq!(NoticeSigner::new(KEY, base).err(), Some(error), "{base}");
+        }
+        let long = format!("https://{}", "x".repeat(MAX_BASE_URL_BYTES));
+        assert!(matches!(
+            NoticeSigner::new(KEY, &long),
+            Err(SignerError::BaseUrlTooLong(_))
+        ));
+        assert!(NoticeSigner::new(KEY, "http://10.0.0.1:8080/n").is_ok());
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for value in [0, 7, -7, 10, 1_500_000, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            write_i64(value, &mut out);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+    }
+}

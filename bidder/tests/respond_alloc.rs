@@ -1,0 +1,121 @@
+//! The encoders allocate nothing in steady state: once the output buffers have grown to
+//! a response's size, encoding the next response (JSON, FlatBuffers or no-bid) makes no
+//! heap call. Counted per thread by a wrapping global allocator, so the test harness's
+//! own threads cannot disturb the count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bidder::bid_id::BidIdGen;
+use bidder::notice::NoticeSigner;
+use bidder::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
+
+struct CountingAllocator;
+
+thread_local! {
+    /// Heap calls (alloc, realloc, zeroed alloc) made by this thread. Const-initialized
+    /// and without a destructor, so reading it never allocates.
+    static HEAP_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with` fails only during thread teardown, when nothing is being measured.
+    let _ = HEAP_CALLS.try_with(|calls| calls.set(calls.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
+// `GlobalAlloc` contract; the counter is a thread-local `Cell` that never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same layout the caller gave us, per `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Heap calls `f` makes on this thread.
+fn heap_calls(f: impl FnOnce()) -> u64 {
+    let before = HEAP_CALLS.with(Cell::get);
+    f();
+    HEAP_CALLS.with(Cell::get) - before
+}
+
+/// Responses encoded after warm-up; each must allocate nothing.
+const STEADY_STATE_RESPONSES: usize = 1_000;
+
+#[test]
+fn encoders_do_not_allocate_in_steady_state() {
+    let signer = NoticeSigner::new(&[7u8; 32], "https://notice.example.com/n").expect("signer");
+    let mut encoder = Encoder::new(signer);
+    let mut ids = BidIdGen::new(3, 4);
+    let adomain = vec!["advertiser.example".to_owned()];
+    let cat = vec!["IAB1".to_owned()];
+    let bid = |ids: &mut BidIdGen, imp_id| BidOut {
+        bid_id: ids.next_id(),
+        imp_id,
+        price_micros: 1_234_567,
+        campaign_id: "camp-1",
+        creative_id: "cr-1",
+        adm: "<div class=\"ad\">\n<img src=\"https://ad.example/${AUCTION_PRICE}\"></div>",
+        adomain: &adomain,
+        cat: &cat,
+        attr: &[3],
+        w: 728,
+        h: 90,
+        mtype: 1,
+        deal_id: None,
+    };
+    let mut out = Vec::with_capacity(16 * 1024);
+
+    let mut encode_both = |ids: &mut BidIdGen, out: &mut Vec<u8>| {
+        let bids = [bid(ids, "1"), bid(ids, "2")];
+        let resp = ResponseOut {
+            request_id: "req-\"1\"",
+            seat: "seat",
+            cur: "USD",
+            bids: &bids,
+        };
+        out.clear();
+        encoder.encode_json(&resp, out).expect("json");
+        assert!(out.len() > 1_000, "a real response was written");
+        let fb = encoder.encode_flatbuffers(&resp).expect("flatbuffers");
+        assert!(fb.len() > 1_000, "a real buffer was built");
+        out.clear();
+        encode_nobid_json("req-2", 2, out);
+    };
+
+    // Warm-up: buffers grow to size.
+    encode_both(&mut ids, &mut out);
+    let calls = heap_calls(|| {
+        for _ in 0..STEADY_STATE_RESPONSES {
+            encode_both(&mut ids, &mut out);
+        }
+    });
+    assert_eq!(
+        calls, 0,
+        "heap calls in {STEADY_STATE_RESPONSES} steady-state encodes"
+    );
+
+    // The counter works: a growing Vec is seen.
+    assert!(heap_calls(|| drop(Vec::<u8>::with_capacity(64))) > 0);
+}
