@@ -4,13 +4,16 @@
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
 pub mod bid_id;
+pub mod bidding;
 pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod decide;
+pub mod ledger;
 pub mod money;
 pub mod notice;
 pub mod openrtb;
 pub mod respond;
+mod scratch;
 pub mod strategy;
 pub mod targeting;

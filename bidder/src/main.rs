@@ -1,1 +1,184 @@
-fn main() {}
+//! `bidder`: the daemon's command line.
+//!
+//! Exit codes: 0 success; 1 the configuration is invalid; 2 a request or the command
+//! line is invalid.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bidder::bidding::{Answer, Bidding, Worker};
+use bidder::budget::Budgets;
+use bidder::catalog::Catalog;
+use bidder::config::Config;
+use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
+use bidder::strategy::StaticStrategy;
+use clap::{Parser, Subcommand};
+
+const EXIT_CONFIG: u8 = 1;
+const EXIT_INPUT: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "bidder", version, about = "Bare-metal OpenRTB bidder")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file; print every problem with its line and fix.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Dry run: decide bid requests against a configuration and print the response
+    /// JSON or each imp's no-bid reason. No budget is spent.
+    Decide {
+        #[arg(long)]
+        config: PathBuf,
+        /// Partner (by name) the requests come from.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Request files (`-` or none: standard input).
+        requests: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Decide {
+            config,
+            partner,
+            requests,
+        } => decide(&config, partner.as_deref(), &requests),
+    }
+}
+
+fn load(path: &Path) -> Result<(Config, Catalog), ExitCode> {
+    let config = Config::load(path).map_err(|errors| {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!(
+            "{}: {} problem(s); nothing was applied",
+            path.display(),
+            errors.len()
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    let catalog = Catalog::compile(&config).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok((config, catalog))
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((_, catalog)) => {
+            let creatives: usize = catalog.campaigns.iter().map(|c| c.creatives.len()).sum();
+            println!(
+                "{}: ok: {} partners, {} campaigns, {} creatives",
+                path.display(),
+                catalog.partners.len(),
+                catalog.campaigns.len(),
+                creatives
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> ExitCode {
+    let catalog = match load(config_path) {
+        Ok((_, catalog)) => catalog,
+        Err(code) => return code,
+    };
+    let partner_idx = match partner.map(|name| (name, catalog.partner_by_name(name))) {
+        Some((name, None)) => {
+            eprintln!(
+                "error: --partner {name}: no such partner in {}",
+                config_path.display()
+            );
+            return ExitCode::from(EXIT_INPUT);
+        }
+        Some((_, idx)) => idx,
+        None => None,
+    };
+    let bidding = Bidding {
+        budgets: Arc::new(Budgets::new(
+            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+        )),
+        strategy: Arc::new(StaticStrategy {
+            shading_ppm: catalog.settings.default_shading_ppm,
+        }),
+        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
+        catalog: Arc::new(catalog),
+    };
+    let mut worker = match Worker::new(&bidding, 0) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {}: notice signer: {e}", config_path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let stdin = [PathBuf::from("-")];
+    let inputs = if requests.is_empty() {
+        &stdin[..]
+    } else {
+        requests
+    };
+    let mut worst = ExitCode::SUCCESS;
+    for path in inputs {
+        if inputs.len() > 1 {
+            println!("== {}", path.display());
+        }
+        let mut body = match read_request(path) {
+            Ok(body) => body,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                worst = ExitCode::from(EXIT_INPUT);
+                continue;
+            }
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match worker.bid(&bidding, &mut body, partner_idx, now_ms) {
+            Answer::Bid(json) => println!("{}", String::from_utf8_lossy(json)),
+            Answer::NoBid { reason, body } => {
+                println!("no bid: {reason} (nbr {})", reason.nbr());
+                if let Some(body) = body {
+                    println!("{}", String::from_utf8_lossy(body));
+                }
+            }
+            Answer::Invalid(e) => {
+                eprintln!("error: {}: invalid bid request: {e}", path.display());
+                worst = ExitCode::from(EXIT_INPUT);
+            }
+        }
+        print_imp_reasons(&worker);
+    }
+    worst
+}
+
+/// After each request, the per-imp reasons of imps that did not bid.
+fn print_imp_reasons(worker: &Worker) {
+    for (imp, reason) in worker.last_no_bids() {
+        println!("  imp[{imp}]: no bid: {reason} (nbr {})", reason.nbr());
+    }
+}
+
+fn read_request(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut body)?;
+    } else {
+        body = std::fs::read(path)?;
+    }
+    Ok(body)
+}

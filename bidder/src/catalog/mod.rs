@@ -35,6 +35,7 @@ pub struct Settings {
     pub deadline_cap_ms: u32,
     pub default_tmax_ms: u32,
     pub default_shading_ppm: u32,
+    pub reservation_ttl_ms: u64,
     pub notice_base_url: String,
     pub notice_hmac_key: Vec<u8>,
 }
@@ -136,6 +137,7 @@ impl Catalog {
             deadline_cap_ms: config.bidding.deadline_cap_ms,
             default_tmax_ms: config.bidding.default_tmax_ms,
             default_shading_ppm: config.bidding.default_shading_ppm,
+            reservation_ttl_ms: config.bidding.reservation_ttl_ms,
             notice_base_url: config.notice.base_url.trim_end_matches('/').to_string(),
             notice_hmac_key,
         };

@@ -113,6 +113,10 @@ pub struct BiddingConfig {
     pub default_tmax_ms: u32,
     /// Bid shading applied to every price, parts per million (1_000_000 = none).
     pub default_shading_ppm: u32,
+    /// How long a bid's budget stays reserved waiting for its win, billing or loss
+    /// notice before it is returned. Longer is safer against late billing notices;
+    /// shorter frees budget sooner.
+    pub reservation_ttl_ms: u64,
 }
 
 impl Default for BiddingConfig {
@@ -125,6 +129,7 @@ impl Default for BiddingConfig {
             deadline_cap_ms: 8,
             default_tmax_ms: 100,
             default_shading_ppm: 1_000_000,
+            reservation_ttl_ms: 300_000,
         }
     }
 }

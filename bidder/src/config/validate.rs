@@ -158,6 +158,14 @@ fn bidding(p: &mut Problems) {
             "1000000 means no shading",
         );
     }
+    if !(1_000..=86_400_000).contains(&b.reservation_ttl_ms) {
+        p.add(
+            at("reservation_ttl_ms"),
+            "bidding.reservation_ttl_ms".into(),
+            format!("{} is outside 1000..=86400000", b.reservation_ttl_ms),
+            "use how long your exchanges take to send billing notices, e.g. 300000 (5 min)",
+        );
+    }
     for (code, rate) in &p.config.currency_rates_micros {
         if !is_currency_code(code) || *rate <= 0 {
             p.add(

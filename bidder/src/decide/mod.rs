@@ -105,6 +105,11 @@ impl Decider {
         }
     }
 
+    /// The imps of the last request that got no bid, by position, with why.
+    pub fn last_no_bids(&self) -> &[(usize, NoBidReason)] {
+        &self.decision.no_bids
+    }
+
     /// Decides one request. The previous decision must have been consumed (its
     /// reservations handed on or released): a reservation dropped here would hold
     /// budget forever, so that is a bug and asserted.

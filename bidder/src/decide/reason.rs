@@ -67,11 +67,13 @@ pub enum NoBidReason {
     Deadline,
     /// The bidder was shedding load.
     Shed,
+    /// Our own failure: a response that could not be encoded, a full ledger.
+    TechnicalError,
 }
 
 impl NoBidReason {
     /// Number of reasons, for per-reason counter arrays.
-    pub const COUNT: usize = NoBidReason::Shed as usize + 1;
+    pub const COUNT: usize = NoBidReason::TechnicalError as usize + 1;
 
     /// Every reason, in stage order.
     pub const ALL: [NoBidReason; NoBidReason::COUNT] = {
@@ -107,6 +109,7 @@ impl NoBidReason {
             BudgetExhausted,
             Deadline,
             Shed,
+            TechnicalError,
         ]
     };
 
@@ -144,6 +147,7 @@ impl NoBidReason {
             BudgetExhausted => "budget_exhausted",
             Deadline => "deadline",
             Shed => "shed",
+            TechnicalError => "technical_error",
         }
     }
 
@@ -153,6 +157,7 @@ impl NoBidReason {
     pub fn nbr(self) -> u32 {
         use NoBidReason::*;
         match self {
+            TechnicalError => 1,
             InvalidRequest => 2,
             PublisherNotTargeted => 7,
             Deadline => 15,

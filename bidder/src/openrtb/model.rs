@@ -15,6 +15,7 @@
 //! Which wire location a privacy or supply-chain signal came from (2.6 field vs the
 //! 2.5 `ext` that Prebid Server still sends) is recorded in [`Origins`] for metrics.
 
+use crate::scratch::reuse_vec;
 use std::marker::PhantomData;
 
 /// The currency OpenRTB assumes when `bidfloorcur` is absent.
@@ -276,13 +277,13 @@ impl<'a> BidRequest<'a> {
     /// keeping every allocation. Called by the parser, never on a live request.
     pub(crate) fn recycle<'b>(self) -> BidRequest<'b> {
         BidRequest {
-            imps: reuse(self.imps),
-            strs: reuse(self.strs),
-            ints: reuse(self.ints),
-            formats: reuse(self.formats),
-            deals: reuse(self.deals),
-            nodes: reuse(self.nodes),
-            eids: reuse(self.eids),
+            imps: reuse_vec(self.imps),
+            strs: reuse_vec(self.strs),
+            ints: reuse_vec(self.ints),
+            formats: reuse_vec(self.formats),
+            deals: reuse_vec(self.deals),
+            nodes: reuse_vec(self.nodes),
+            eids: reuse_vec(self.eids),
             ..BidRequest::empty()
         }
     }
@@ -295,17 +296,6 @@ impl<'a> BidRequest<'a> {
             ..Self::default()
         }
     }
-}
-
-/// Empties `v` and returns its allocation as a `Vec<B>`. `A` and `B` are the same type
-/// up to lifetimes, so the standard library's in-place collection reuses the buffer
-/// (the counting-allocator test pins this); no `unsafe` is needed because no `A` is
-/// ever turned into a `B`: the vector is empty before the conversion.
-fn reuse<A, B>(mut v: Vec<A>) -> Vec<B> {
-    debug_assert_eq!(std::mem::size_of::<A>(), std::mem::size_of::<B>());
-    debug_assert_eq!(std::mem::align_of::<A>(), std::mem::align_of::<B>());
-    v.clear();
-    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// One impression on offer (`imp`).

@@ -1,0 +1,338 @@
+//! The spend ledger: every bid in flight and the budget it holds, until a notice
+//! settles or releases it, or it expires.
+//!
+//! Workers never touch the ledger's map. They push each bid's reservation into a
+//! bounded lock-free [`LedgerInbox`] and move on; one owner (the control thread)
+//! drains the inbox, applies notices and expires old reservations. So the hot path
+//! takes no lock, and a slow notice burst cannot stall a worker. When the inbox is
+//! full the worker gets its reservation back, releases it and answers no-bid: the
+//! budget can never be held by a bid the ledger does not know (fail closed).
+//!
+//! A notice settles a bid once. A second notice for the same bid (exchanges send
+//! both nurl and burl, and retry) is recognised for a while after and counted as a
+//! duplicate, never charged twice.
+
+use std::collections::VecDeque;
+
+use crossbeam_queue::ArrayQueue;
+use rustc_hash::FxHashMap;
+
+use crate::bid_id::BidId;
+use crate::budget::{Budgets, Reservation, Settlement};
+
+/// Bids a worker can hand over before the owner drains them; at 100k bids/s and a
+/// drain every millisecond this is 40× headroom.
+pub const INBOX_CAPACITY: usize = 4_096;
+/// Most reservations held at once; beyond this new bids are refused (fail closed).
+pub const MAX_PENDING: usize = 1_000_000;
+
+/// A bid that left with budget reserved.
+#[derive(Debug)]
+pub struct HeldBid {
+    pub bid_id: BidId,
+    pub reservation: Reservation,
+    /// When the reservation is returned if no notice came, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// Where workers hand over reservations. Shared (`Arc`) between all workers and the
+/// ledger's owner.
+#[derive(Debug)]
+pub struct LedgerInbox {
+    queue: ArrayQueue<HeldBid>,
+}
+
+impl LedgerInbox {
+    pub fn new(capacity: usize) -> LedgerInbox {
+        LedgerInbox {
+            queue: ArrayQueue::new(capacity),
+        }
+    }
+
+    /// Hands a reservation to the ledger. `Err` gives it back when the inbox is full:
+    /// the caller must release it and not send the bid.
+    pub fn hold(&self, bid: HeldBid) -> Result<(), HeldBid> {
+        self.queue.push(bid)
+    }
+}
+
+/// What a notice did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// The reservation was settled at the clearing price.
+    Settled(Settlement),
+    /// The reservation was returned (loss notice).
+    Released { refunded_micros: i64 },
+    /// This bid was already settled or released: nothing changed.
+    Duplicate,
+    /// No such bid in flight (never made, or expired before its notice came).
+    Unknown,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerStats {
+    pub held: u64,
+    pub settled: u64,
+    pub released: u64,
+    pub expired: u64,
+    pub duplicates: u64,
+    pub unknown: u64,
+    /// Bids refused because `MAX_PENDING` reservations were already held.
+    pub refused_full: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    reservation: Reservation,
+    expires_at_ms: u64,
+}
+
+/// The ledger itself, owned by one thread.
+#[derive(Debug)]
+pub struct Ledger {
+    pending: FxHashMap<BidId, Pending>,
+    /// Bids in the order they expire (they arrive in roughly that order), lazily
+    /// skipped when already settled.
+    expiry: VecDeque<(u64, BidId)>,
+    /// Bids settled or released recently, with when to forget them, to spot duplicates.
+    done: FxHashMap<BidId, u64>,
+    done_order: VecDeque<(u64, BidId)>,
+    /// How long a settled bid is remembered for duplicate detection, ms.
+    duplicate_window_ms: u64,
+    pub stats: LedgerStats,
+}
+
+impl Ledger {
+    /// A ledger remembering settled bids for `duplicate_window_ms`.
+    pub fn new(duplicate_window_ms: u64) -> Ledger {
+        Ledger {
+            pending: FxHashMap::default(),
+            expiry: VecDeque::new(),
+            done: FxHashMap::default(),
+            done_order: VecDeque::new(),
+            duplicate_window_ms,
+            stats: LedgerStats::default(),
+        }
+    }
+
+    /// Moves everything workers handed over into the ledger. Past `MAX_PENDING`,
+    /// reservations are released at once (those bids may win; their notices will be
+    /// `Unknown` and counted, and the budget stays safe because nothing was charged).
+    pub fn drain(&mut self, inbox: &LedgerInbox, budgets: &Budgets) {
+        while let Some(bid) = inbox.queue.pop() {
+            if self.pending.len() >= MAX_PENDING {
+                self.stats.refused_full += 1;
+                budgets.release(bid.reservation);
+                continue;
+            }
+            self.stats.held += 1;
+            self.expiry.push_back((bid.expires_at_ms, bid.bid_id));
+            let previous = self.pending.insert(
+                bid.bid_id,
+                Pending {
+                    reservation: bid.reservation,
+                    expires_at_ms: bid.expires_at_ms,
+                },
+            );
+            assert!(previous.is_none(), "bid id {:?} issued twice", bid.bid_id);
+        }
+    }
+
+    /// A win or billing notice: charge the clearing price (per impression, micros).
+    pub fn settle(
+        &mut self,
+        bid_id: BidId,
+        clearing_micros: i64,
+        budgets: &Budgets,
+        now_ms: u64,
+    ) -> NoticeOutcome {
+        match self.pending.remove(&bid_id) {
+            Some(p) => {
+                self.stats.settled += 1;
+                self.remember(bid_id, now_ms);
+                NoticeOutcome::Settled(budgets.settle(p.reservation, clearing_micros))
+            }
+            None => self.not_pending(bid_id),
+        }
+    }
+
+    /// A loss notice: return the whole reservation.
+    pub fn release(&mut self, bid_id: BidId, budgets: &Budgets, now_ms: u64) -> NoticeOutcome {
+        match self.pending.remove(&bid_id) {
+            Some(p) => {
+                self.stats.released += 1;
+                self.remember(bid_id, now_ms);
+                let refunded_micros = p.reservation.amount_micros;
+                budgets.release(p.reservation);
+                NoticeOutcome::Released { refunded_micros }
+            }
+            None => self.not_pending(bid_id),
+        }
+    }
+
+    /// Returns the budget of every bid whose notice did not come in time, and forgets
+    /// settled bids past the duplicate window. Returns how many expired.
+    pub fn expire(&mut self, now_ms: u64, budgets: &Budgets) -> usize {
+        let mut expired = 0;
+        while let Some(&(at, bid_id)) = self.expiry.front() {
+            if at > now_ms {
+                break;
+            }
+            self.expiry.pop_front();
+            let due = self
+                .pending
+                .get(&bid_id)
+                .is_some_and(|p| p.expires_at_ms <= now_ms);
+            if due {
+                let p = self.pending.remove(&bid_id).expect("checked above");
+                budgets.release(p.reservation);
+                expired += 1;
+            }
+        }
+        while let Some(&(forget_at, bid_id)) = self.done_order.front() {
+            if forget_at > now_ms {
+                break;
+            }
+            self.done_order.pop_front();
+            self.done.remove(&bid_id);
+        }
+        self.stats.expired += expired as u64;
+        expired
+    }
+
+    /// Bids holding budget now.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn remember(&mut self, bid_id: BidId, now_ms: u64) {
+        let forget_at = now_ms + self.duplicate_window_ms;
+        self.done.insert(bid_id, forget_at);
+        self.done_order.push_back((forget_at, bid_id));
+    }
+
+    fn not_pending(&mut self, bid_id: BidId) -> NoticeOutcome {
+        if self.done.contains_key(&bid_id) {
+            self.stats.duplicates += 1;
+            NoticeOutcome::Duplicate
+        } else {
+            self.stats.unknown += 1;
+            NoticeOutcome::Unknown
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bid_id::BidIdGen;
+
+    fn setup() -> (Budgets, LedgerInbox, Ledger, BidIdGen) {
+        (
+            Budgets::new([100_000]),
+            LedgerInbox::new(8),
+            Ledger::new(60_000),
+            BidIdGen::new(1, 0),
+        )
+    }
+
+    fn hold(
+        b: &Budgets,
+        inbox: &LedgerInbox,
+        ids: &mut BidIdGen,
+        amount: i64,
+        expires: u64,
+    ) -> BidId {
+        let bid_id = ids.next_id();
+        let reservation = b.reserve(0, amount).unwrap();
+        inbox
+            .hold(HeldBid {
+                bid_id,
+                reservation,
+                expires_at_ms: expires,
+            })
+            .unwrap();
+        bid_id
+    }
+
+    #[test]
+    fn a_bid_settles_once_and_duplicates_are_counted() {
+        let (b, inbox, mut ledger, mut ids) = setup();
+        let id = hold(&b, &inbox, &mut ids, 2_000, 1_000);
+        ledger.drain(&inbox, &b);
+        let outcome = ledger.settle(id, 1_500, &b, 10);
+        assert!(matches!(outcome, NoticeOutcome::Settled(s) if s.charged_micros == 1_500));
+        assert_eq!(ledger.settle(id, 1_500, &b, 11), NoticeOutcome::Duplicate);
+        assert_eq!(ledger.release(id, &b, 12), NoticeOutcome::Duplicate);
+        let s = b.snapshot(0);
+        assert_eq!(
+            (s.spent_micros, s.reserved_micros, s.available_micros),
+            (1_500, 0, 98_500)
+        );
+        assert_eq!(ledger.stats.duplicates, 2);
+    }
+
+    #[test]
+    fn a_loss_returns_the_reservation() {
+        let (b, inbox, mut ledger, mut ids) = setup();
+        let id = hold(&b, &inbox, &mut ids, 2_000, 1_000);
+        ledger.drain(&inbox, &b);
+        assert_eq!(
+            ledger.release(id, &b, 5),
+            NoticeOutcome::Released {
+                refunded_micros: 2_000
+            }
+        );
+        assert_eq!(b.snapshot(0).available_micros, 100_000);
+    }
+
+    #[test]
+    fn unsettled_reservations_expire_and_late_notices_are_unknown() {
+        let (b, inbox, mut ledger, mut ids) = setup();
+        let early = hold(&b, &inbox, &mut ids, 1_000, 100);
+        let late = hold(&b, &inbox, &mut ids, 1_000, 200);
+        ledger.drain(&inbox, &b);
+        assert_eq!(ledger.expire(150, &b), 1);
+        assert_eq!(ledger.pending(), 1);
+        assert_eq!(b.snapshot(0).reserved_micros, 1_000);
+        assert_eq!(ledger.settle(early, 1_000, &b, 160), NoticeOutcome::Unknown);
+        assert_eq!(ledger.expire(200, &b), 1);
+        assert_eq!(ledger.settle(late, 1_000, &b, 210), NoticeOutcome::Unknown);
+        let s = b.snapshot(0);
+        assert_eq!(
+            (s.available_micros, s.reserved_micros, s.spent_micros),
+            (100_000, 0, 0)
+        );
+    }
+
+    #[test]
+    fn duplicates_are_forgotten_after_the_window() {
+        let (b, inbox, _, mut ids) = setup();
+        let mut ledger = Ledger::new(50);
+        let id = hold(&b, &inbox, &mut ids, 1_000, 10_000);
+        ledger.drain(&inbox, &b);
+        ledger.settle(id, 500, &b, 100);
+        assert_eq!(ledger.settle(id, 500, &b, 140), NoticeOutcome::Duplicate);
+        ledger.expire(151, &b);
+        assert_eq!(ledger.settle(id, 500, &b, 160), NoticeOutcome::Unknown);
+    }
+
+    #[test]
+    fn a_full_inbox_gives_the_reservation_back() {
+        let (b, inbox, _, mut ids) = setup();
+        for _ in 0..8 {
+            hold(&b, &inbox, &mut ids, 100, 1_000);
+        }
+        let reservation = b.reserve(0, 100).unwrap();
+        let refused = inbox
+            .hold(HeldBid {
+                bid_id: ids.next_id(),
+                reservation,
+                expires_at_ms: 1_000,
+            })
+            .unwrap_err();
+        b.release(refused.reservation);
+        assert_eq!(b.snapshot(0).reserved_micros, 800);
+    }
+}
