@@ -3,4 +3,5 @@
 //! Data flow, one module per stage: `openrtb` (parse) → `decide` (campaign index,
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
+pub mod http;
 pub mod money;
