@@ -9,6 +9,7 @@ pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod decide;
+pub mod http;
 pub mod ledger;
 pub mod money;
 pub mod notice;

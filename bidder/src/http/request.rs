@@ -1,0 +1,388 @@
+//! Parsing one request from the front of a byte buffer.
+//!
+//! Sans-I/O: the caller owns the bytes (a provided recv buffer or a connection's
+//! accumulation buffer) and calls [`parse_request`] again when more arrive. A complete
+//! request reports how many bytes it spans, so pipelined requests are parsed one after
+//! another from the same buffer, in order.
+
+use std::ops::Range;
+
+use super::chunked;
+use super::error::HttpError;
+use super::limits::{HttpLimits, MAX_HEADERS_CEILING};
+
+/// Protocol version of the request; decides the keep-alive default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: closes after each response unless it asked for keep-alive.
+    Http10,
+    /// HTTP/1.1: keep-alive unless it asked to close.
+    Http11,
+}
+
+/// How the body bytes were encoded by the sender (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    /// As is.
+    Identity,
+    /// gzip; inflated with a bound before the service sees it.
+    Gzip,
+}
+
+/// Where the body is in the parsed buffer, and how it is framed. Ranges index the buffer
+/// given to [`parse_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length` (or no body at all, as an empty range): the bytes are the body.
+    Length(Range<usize>),
+    /// `Transfer-Encoding: chunked`: the raw chunked bytes, trailers included, still to be
+    /// de-chunked.
+    Chunked(Range<usize>),
+}
+
+/// One complete request, borrowing from the parsed buffer. Only the fields the bid path
+/// acts on are kept; other headers are validated by `httparse` and ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// Always `POST` once parsed: other methods are refused with 405.
+    pub method: &'a str,
+    /// The request target as sent, query string included.
+    pub path: &'a str,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Whether the client lets us keep the connection after answering.
+    pub keep_alive: bool,
+    /// `Content-Encoding` of the body.
+    pub content_encoding: ContentEncoding,
+    /// Whether the client takes a gzip response (`Accept-Encoding: gzip`, q > 0).
+    pub accepts_gzip: bool,
+    /// `x-openrtb-version`, if sent.
+    pub openrtb_version: Option<&'a str>,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The body's bytes and framing.
+    pub framing: BodyFraming,
+    /// Bytes of the buffer this request spans; the next pipelined request starts here.
+    pub consumed: usize,
+}
+
+/// Result of one parse attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// More bytes are needed. `expect_continue` is true once the head is complete and the
+    /// client waits for `100 Continue` before sending the body.
+    Incomplete {
+        /// The head asked for `100 Continue`.
+        expect_continue: bool,
+    },
+    /// A whole request is in the buffer.
+    Complete(Request<'a>),
+}
+
+/// What the header fields said, before framing is decided.
+struct Fields<'a> {
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding_seen: bool,
+    content_encoding: ContentEncoding,
+    accepts_gzip: bool,
+    close: bool,
+    keep_alive: bool,
+    openrtb_version: Option<&'a str>,
+    expect_continue: bool,
+}
+
+/// Parses the request at the front of `buf`.
+///
+/// Limits are checked as early as the bytes allow: an over-long head is refused before
+/// its end arrives, a `Content-Length` over the limit before the body arrives.
+pub fn parse_request<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpError> {
+    debug_assert!(limits.max_headers <= MAX_HEADERS_CEILING);
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+    let mut head = httparse::Request::new(&mut storage[..max_headers]);
+    let head_len = match head.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(HttpError::HeadersTooLarge);
+            }
+            return Ok(Parsed::Incomplete {
+                expect_continue: false,
+            });
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(e) => return Err(HttpError::Malformed(httparse_reason(e))),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let (Some(method), Some(path), Some(minor)) = (head.method, head.path, head.version) else {
+        return Err(HttpError::Malformed("incomplete request line"));
+    };
+    if method != "POST" {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let fields = read_fields(head.headers)?;
+    let keep_alive = match version {
+        Version::Http11 => !fields.close,
+        Version::Http10 => fields.keep_alive && !fields.close,
+    };
+    let Some((framing, consumed)) = frame_body(buf, head_len, version, &fields, limits)? else {
+        return Ok(Parsed::Incomplete {
+            expect_continue: fields.expect_continue,
+        });
+    };
+    Ok(Parsed::Complete(Request {
+        method,
+        path,
+        version,
+        keep_alive,
+        content_encoding: fields.content_encoding,
+        accepts_gzip: fields.accepts_gzip,
+        openrtb_version: fields.openrtb_version,
+        expect_continue: fields.expect_continue,
+        framing,
+        consumed,
+    }))
+}
+
+/// Decides where the body is; `None` while it has not fully arrived.
+fn frame_body(
+    buf: &[u8],
+    head_len: usize,
+    version: Version,
+    fields: &Fields<'_>,
+    limits: &HttpLimits,
+) -> Result<Option<(BodyFraming, usize)>, HttpError> {
+    if fields.transfer_encoding_seen {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0, or alongside Content-Length, is
+        // faulty framing and a request-smuggling vector; refuse rather than guess.
+        if version == Version::Http10 || fields.content_length.is_some() {
+            return Err(HttpError::Malformed("ambiguous message framing"));
+        }
+        if !fields.chunked {
+            return Err(HttpError::UnsupportedTransferEncoding);
+        }
+        let body = &buf[head_len..];
+        return Ok(chunked::scan(body, limits)?.map(|len| {
+            let end = head_len + len;
+            (BodyFraming::Chunked(head_len..end), end)
+        }));
+    }
+    let length = fields.content_length.unwrap_or(0);
+    if length > limits.max_body_bytes as u64 {
+        return Err(HttpError::BodyTooLarge);
+    }
+    // Cannot truncate: bounded by max_body_bytes, a usize, just above.
+    let end = head_len + length as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    Ok(Some((BodyFraming::Length(head_len..end), end)))
+}
+
+/// Reads the header fields the bid path acts on.
+fn read_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, HttpError> {
+    let mut f = Fields {
+        content_length: None,
+        chunked: false,
+        transfer_encoding_seen: false,
+        content_encoding: ContentEncoding::Identity,
+        accepts_gzip: false,
+        close: false,
+        keep_alive: false,
+        openrtb_version: None,
+        expect_continue: false,
+    };
+    for h in headers {
+        let name = h.name;
+        let value = trim(h.value);
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(value)?;
+            if f.content_length.is_some_and(|old| old != n) {
+                return Err(HttpError::Malformed("conflicting content-length"));
+            }
+            f.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if f.transfer_encoding_seen {
+                return Err(HttpError::Malformed("repeated transfer-encoding"));
+            }
+            f.transfer_encoding_seen = true;
+            f.chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            f.content_encoding = parse_content_encoding(value)?;
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            f.accepts_gzip |= accepts_gzip(value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',').map(trim) {
+                f.close |= token.eq_ignore_ascii_case(b"close");
+                f.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            f.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("x-openrtb-version") {
+            let v = std::str::from_utf8(value)
+                .map_err(|_| HttpError::Malformed("x-openrtb-version is not utf-8"))?;
+            f.openrtb_version = Some(v);
+        }
+    }
+    Ok(f)
+}
+
+/// Digits only: no sign, no list, no whitespace inside. Values too large for `u64` are
+/// saturated, since they are over any body limit anyway.
+fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(HttpError::Malformed("invalid content-length"));
+    }
+    Ok(value.iter().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+fn parse_content_encoding(value: &[u8]) -> Result<ContentEncoding, HttpError> {
+    if value.eq_ignore_ascii_case(b"gzip") || value.eq_ignore_ascii_case(b"x-gzip") {
+        Ok(ContentEncoding::Gzip)
+    } else if value.eq_ignore_ascii_case(b"identity") || value.is_empty() {
+        Ok(ContentEncoding::Identity)
+    } else {
+        Err(HttpError::UnsupportedContentEncoding)
+    }
+}
+
+/// True if the `Accept-Encoding` list names gzip (or `*`) with a non-zero quality.
+fn accepts_gzip(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|item| {
+        let mut parts = item.split(|&b| b == b';').map(trim);
+        let coding = parts.next().unwrap_or_default();
+        let named = coding.eq_ignore_ascii_case(b"gzip")
+            || coding.eq_ignore_ascii_case(b"x-gzip")
+            || coding == b"*";
+        named && !parts.any(is_zero_quality)
+    })
+}
+
+/// `q=0`, `q=0.`, `q=0.0`, `q=0.00`, `q=0.000` (RFC 9110 §12.4.2).
+fn is_zero_quality(param: &[u8]) -> bool {
+    let Some(q) = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))
+    else {
+        return false;
+    };
+    match q.split_first() {
+        Some((b'0', rest)) => match rest.split_first() {
+            None => true,
+            Some((b'.', frac)) => frac.iter().all(|&d| d == b'0'),
+            Some(_) => false,
+        },
+        _ => false,
+    }
+}
+
+/// Strips optional whitespace (SP, HTAB) from both ends.
+pub(crate) fn trim(v: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = v.iter().position(|b| !is_ows(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token in request line",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "unsupported HTTP version",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Parsed<'_>, HttpError> {
+        parse_request(raw.as_bytes(), &HttpLimits::default())
+    }
+
+    fn complete(raw: &str) -> Request<'_> {
+        match parse(raw) {
+            Ok(Parsed::Complete(r)) => r,
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_the_fields_the_bid_path_uses() {
+        let raw = "POST /bid/acme?x=1 HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\
+                   Accept-Encoding: br, gzip;q=0.5\r\nx-openrtb-version: 2.6\r\n\r\n{}";
+        let r = complete(raw);
+        assert_eq!(r.path, "/bid/acme?x=1");
+        assert_eq!(r.version, Version::Http11);
+        assert!(r.keep_alive);
+        assert!(r.accepts_gzip);
+        assert_eq!(r.openrtb_version, Some("2.6"));
+        assert_eq!(r.framing, BodyFraming::Length(raw.len() - 2..raw.len()));
+        assert_eq!(r.consumed, raw.len());
+    }
+
+    #[test]
+    fn keep_alive_defaults_follow_the_version() {
+        let cases = [
+            ("HTTP/1.1", "", true),
+            ("HTTP/1.1", "Connection: close\r\n", false),
+            ("HTTP/1.1", "Connection: Keep-Alive, Close\r\n", false),
+            ("HTTP/1.0", "", false),
+            ("HTTP/1.0", "Connection: keep-alive\r\n", true),
+        ];
+        for (version, header, expected) in cases {
+            let raw = format!("POST / {version}\r\n{header}\r\n");
+            assert_eq!(complete(&raw).keep_alive, expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn accept_encoding_honours_zero_quality() {
+        let cases: [(&[u8], bool); 7] = [
+            (b"gzip", true),
+            (b"GZIP", true),
+            (b"deflate, gzip;q=0", false),
+            (b"gzip; q=0.000", false),
+            (b"gzip;q=0.001", true),
+            (b"*", true),
+            (b"br", false),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(accepts_gzip(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn content_length_must_be_plain_digits() {
+        for bad in ["-1", "+5", "1 2", "0x10", "", "5,5"] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert!(
+                matches!(parse(&raw), Err(HttpError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        let huge = "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        assert_eq!(parse(huge), Err(HttpError::BodyTooLarge));
+    }
+
+    #[test]
+    fn trim_strips_optional_whitespace_only() {
+        assert_eq!(trim(b" \tgzip \t"), b"gzip");
+        assert_eq!(trim(b"   "), b"");
+        assert_eq!(trim(b"a b"), b"a b");
+    }
+}
