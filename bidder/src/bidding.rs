@@ -58,13 +58,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `bidding`'s catalog; `worker_id` makes its bid ids unique.
-    pub fn new(bidding: &Bidding, worker_id: u16) -> Result<Worker, SignerError> {
+    /// A worker for `bidding`'s catalog; `worker_id` makes its bid ids unique; it
+    /// counts into `stats`, which outlives it across catalog reloads.
+    pub fn new(
+        bidding: &Bidding,
+        worker_id: u16,
+        stats: Arc<DecisionStats>,
+    ) -> Result<Worker, SignerError> {
         let settings = &bidding.catalog.settings;
         let signer = NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)?;
         Ok(Worker {
             parser: Parser::new(),
-            decider: Decider::new(&bidding.catalog, u64::from(worker_id) << 32 | 0x9E37_79B9),
+            decider: Decider::new(
+                &bidding.catalog,
+                stats,
+                u64::from(worker_id) << 32 | 0x9E37_79B9,
+            ),
             encoder: Encoder::new(signer),
             bid_ids: BidIdGen::new(settings.host_id, worker_id),
             bids: Vec::with_capacity(crate::respond::MAX_BIDS_PER_RESPONSE),
@@ -75,7 +84,7 @@ impl Worker {
 
     /// Decision counters of this worker (summed across workers at scrape time).
     pub fn stats(&self) -> &DecisionStats {
-        &self.decider.stats
+        self.decider.stats()
     }
 
     /// The imps of the last request that got no bid (position in `imp`, reason).
@@ -96,7 +105,7 @@ impl Worker {
         let req = match self.parser.parse(body) {
             Ok(req) => req,
             Err(e) => {
-                self.decider.stats.no_bid_imps[NoBidReason::InvalidRequest as usize] += 1;
+                self.decider.stats().no_bid_imps[NoBidReason::InvalidRequest as usize].inc();
                 return Answer::Invalid(e);
             }
         };

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod notice;
 pub mod openrtb;

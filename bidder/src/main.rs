@@ -119,7 +119,7 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
         inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
         catalog: Arc::new(catalog),
     };
-    let mut worker = match Worker::new(&bidding, 0) {
+    let mut worker = match Worker::new(&bidding, 0, Arc::default()) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("error: {}: notice signer: {e}", config_path.display());

@@ -122,7 +122,7 @@ fn decide_with(
     let req = parser
         .parse(&mut body)
         .unwrap_or_else(|e| panic!("request invalid: {e}\n{request}"));
-    let mut decider = Decider::new(&catalog, 7);
+    let mut decider = Decider::new(&catalog, Default::default(), 7);
     let ctx = Context {
         partner: partner.map(|p| catalog.partner_by_name(p).expect("partner")),
         now_unix_s: MONDAY_10_30,
@@ -616,7 +616,7 @@ fn budget_exhaustion_stops_bids_and_falls_back_to_the_next_campaign() {
         shading_ppm: 1_000_000,
     };
     let mut parser = Parser::new();
-    let mut decider = Decider::new(&catalog, 1);
+    let mut decider = Decider::new(&catalog, Default::default(), 1);
     let ctx = Context {
         partner: None,
         now_unix_s: MONDAY_10_30,

@@ -19,6 +19,8 @@ mod reason;
 
 pub use reason::{DecisionStats, NoBidReason};
 
+use std::sync::Arc;
+
 use crate::budget::{Budgets, Reservation};
 use crate::catalog::{CampaignIdx, CampaignSet, Catalog, PartnerIdx};
 use crate::openrtb::{BidRequest, Imp};
@@ -83,13 +85,14 @@ pub struct Decider {
     candidates: Vec<candidate::Candidate>,
     decision: Decision,
     rng: u64,
-    pub stats: DecisionStats,
+    stats: Arc<DecisionStats>,
 }
 
 impl Decider {
-    /// A decider for catalogs of up to `catalog.index.width` campaigns; `seed` makes
-    /// pacing reproducible in tests (use a per-worker value in production).
-    pub fn new(catalog: &Catalog, seed: u64) -> Decider {
+    /// A decider for catalogs of up to `catalog.index.width` campaigns, counting into
+    /// `stats` (kept across catalog reloads); `seed` makes pacing reproducible in tests
+    /// (use a per-worker value in production).
+    pub fn new(catalog: &Catalog, stats: Arc<DecisionStats>, seed: u64) -> Decider {
         let width = catalog.index.width;
         Decider {
             request_set: CampaignSet::empty(width),
@@ -101,8 +104,13 @@ impl Decider {
                 no_bids: Vec::with_capacity(crate::openrtb::MAX_IMPS),
             },
             rng: seed | 1,
-            stats: DecisionStats::default(),
+            stats,
         }
+    }
+
+    /// This decider's counters.
+    pub fn stats(&self) -> &DecisionStats {
+        &self.stats
     }
 
     /// The imps of the last request that got no bid, by position, with why.
@@ -131,8 +139,8 @@ impl Decider {
             "decider built for another catalog"
         );
         self.decision.no_bids.clear();
-        self.stats.requests += 1;
-        self.stats.imps += req.imps().len() as u64;
+        self.stats.requests.inc();
+        self.stats.imps.add(req.imps().len() as u64);
 
         let filtered = filter::request(catalog, req, ctx, &mut self.request_set, &mut self.scratch);
         for (i, imp) in req.imps().iter().enumerate() {
@@ -143,14 +151,14 @@ impl Decider {
             match outcome {
                 Ok(bid) => self.decision.bids.push(bid),
                 Err(reason) => {
-                    self.stats.no_bid_imps[reason as usize] += 1;
+                    self.stats.no_bid_imps[reason as usize].inc();
                     self.decision.no_bids.push((i, reason));
                 }
             }
         }
-        self.stats.bids += self.decision.bids.len() as u64;
+        self.stats.bids.add(self.decision.bids.len() as u64);
         if self.decision.bids.is_empty() {
-            self.stats.no_bid_requests += 1;
+            self.stats.no_bid_requests.inc();
         }
         &mut self.decision
     }
@@ -178,7 +186,7 @@ impl Decider {
         self.candidates.clear();
         let mut furthest: Option<NoBidReason> = None;
         for c in self.imp_set.iter() {
-            self.stats.candidates += 1;
+            self.stats.candidates.inc();
             let env = candidate::Env {
                 catalog,
                 strategy,

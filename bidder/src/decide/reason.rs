@@ -1,6 +1,8 @@
 //! Why we did not bid: one reason per imp (and per request), in the order the
 //! decision checks them, with the OpenRTB code an exchange understands.
 
+use crate::metrics::Counter;
+
 /// Every no-bid reason. The order is the order of the decision's stages: when several
 /// campaigns fail at different stages, the imp reports the latest stage any of them
 /// reached (the most informative "almost").
@@ -190,33 +192,20 @@ impl std::fmt::Display for NoBidReason {
     }
 }
 
-/// Counters of one worker's decisions. Plain integers: each worker owns its own and
-/// the metrics endpoint sums them at scrape time, so the hot path has no atomics.
-#[derive(Debug, Clone, Default)]
+/// Counters of one worker's decisions. The worker writes them (single-writer
+/// [`Counter`]s: no atomic read-modify-write on the hot path); the metrics scrape
+/// reads and sums every worker's.
+#[derive(Debug, Default)]
 pub struct DecisionStats {
-    pub requests: u64,
-    pub imps: u64,
-    pub bids: u64,
+    pub requests: Counter,
+    pub imps: Counter,
+    pub bids: Counter,
     /// Requests answered with no bid at all.
-    pub no_bid_requests: u64,
-    /// Imps without a bid, by reason.
-    pub no_bid_imps: [u64; NoBidReason::COUNT],
+    pub no_bid_requests: Counter,
+    /// Imps without a bid, by reason (indexed by `NoBidReason as usize`).
+    pub no_bid_imps: [Counter; NoBidReason::COUNT],
     /// Candidate campaigns considered after the index (work done per request).
-    pub candidates: u64,
-}
-
-impl DecisionStats {
-    /// Adds another worker's counters (scrape-time merge).
-    pub fn merge(&mut self, other: &DecisionStats) {
-        self.requests += other.requests;
-        self.imps += other.imps;
-        self.bids += other.bids;
-        self.no_bid_requests += other.no_bid_requests;
-        self.candidates += other.candidates;
-        for (a, b) in self.no_bid_imps.iter_mut().zip(other.no_bid_imps.iter()) {
-            *a += b;
-        }
-    }
+    pub candidates: Counter,
 }
 
 #[cfg(test)]
