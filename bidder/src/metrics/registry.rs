@@ -1,0 +1,279 @@
+//! What the control port's `/metrics` scrapes: every worker's [`WorkerMetrics`], the
+//! engines' own counters through [`Collect`], and campaign budgets.
+//!
+//! Only the control thread (and start-up code) touches the registry's locks; workers
+//! never do, so a scrape, however slow, cannot hold up a request.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::histogram::LatencyHistogram;
+use super::prom::PromText;
+use super::worker::WorkerMetrics;
+use crate::budget::Budgets;
+use crate::catalog::Catalog;
+use crate::config::MAX_PARTNERS;
+use crate::decide::NoBidReason;
+use crate::http::Status;
+
+/// Label value for requests that named no known partner. Partner names are config keys
+/// (letters, digits, `-`, `_`), so this cannot collide with one.
+pub const UNATTRIBUTED_PARTNER: &str = "(none)";
+
+/// A source of samples the scrape includes, e.g. an engine's per-worker connection
+/// counters. `collect` runs on the control thread at every scrape; it must only read
+/// (atomics, or locks that no worker takes).
+pub trait Collect: Send + Sync {
+    /// Adds this source's samples to `out`.
+    fn collect(&self, out: &mut PromText);
+}
+
+/// The catalog whose names label partner and campaign series, and its budgets.
+struct Campaigns {
+    catalog: Arc<Catalog>,
+    budgets: Arc<Budgets>,
+}
+
+/// Everything `/metrics` shows. Shared as `Arc<Registry>` between start-up code, which
+/// adds workers and collectors, reload, which swaps the catalog, and the control port.
+#[derive(Default)]
+pub struct Registry {
+    workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+    collectors: Mutex<Vec<Arc<dyn Collect>>>,
+    campaigns: Mutex<Option<Campaigns>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("workers", &lock(&self.workers).len())
+            .field("collectors", &lock(&self.collectors).len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Metrics for one more worker, numbered in the order added. Hand the result to the
+    /// engine (responses, latencies) and to that worker's service (partners, decisions).
+    pub fn add_worker(&self) -> Arc<WorkerMetrics> {
+        let mut workers = lock(&self.workers);
+        let metrics = Arc::new(WorkerMetrics::new(workers.len()));
+        workers.push(Arc::clone(&metrics));
+        metrics
+    }
+
+    /// `n` workers' metrics at once, in worker order.
+    pub fn add_workers(&self, n: usize) -> Vec<Arc<WorkerMetrics>> {
+        (0..n).map(|_| self.add_worker()).collect()
+    }
+
+    /// Includes `collector` in every scrape from now on.
+    pub fn register(&self, collector: Arc<dyn Collect>) {
+        lock(&self.collectors).push(collector);
+    }
+
+    /// Sets the catalog that names partners and campaigns, and the budgets to report;
+    /// called at start and after each successful reload.
+    pub fn set_catalog(&self, catalog: Arc<Catalog>, budgets: Arc<Budgets>) {
+        *lock(&self.campaigns) = Some(Campaigns { catalog, budgets });
+    }
+
+    /// Renders a whole scrape.
+    pub fn scrape(&self) -> String {
+        let mut out = PromText::new();
+        self.collect(&mut out);
+        out.render()
+    }
+
+    /// Adds every sample to `out`, for callers that append their own (the control port).
+    pub fn collect(&self, out: &mut PromText) {
+        let collectors: Vec<Arc<dyn Collect>> = lock(&self.collectors).clone();
+        for c in &collectors {
+            c.collect(out);
+        }
+        let workers: Vec<Arc<WorkerMetrics>> = lock(&self.workers).clone();
+        let campaigns = lock(&self.campaigns);
+        let catalog = campaigns.as_ref().map(|c| &*c.catalog);
+        collect_responses(&workers, out);
+        collect_partners(&workers, catalog, out);
+        collect_decisions(&workers, out);
+        collect_latencies(&workers, out);
+        if let Some(c) = campaigns.as_ref() {
+            collect_budgets(&c.catalog, &c.budgets, out);
+        }
+    }
+}
+
+fn collect_responses(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
+    for status in Status::ALL {
+        let total: u64 = workers.iter().map(|w| w.responses(status)).sum();
+        let code = status.code().to_string();
+        out.counter(
+            "bidder_http_responses_total",
+            "Responses on the bid port by HTTP status, all workers.",
+            &[("status", &code)],
+            total,
+        );
+    }
+}
+
+fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, out: &mut PromText) {
+    let named = catalog.map_or(0, |c| c.partners.len().min(MAX_PARTNERS));
+    let sum = |slot: Option<u16>, pick: fn(&super::PartnerCounters) -> u64| -> u64 {
+        workers.iter().map(|w| pick(w.partner(slot))).sum()
+    };
+    let partners = (0..named)
+        .map(|i| {
+            let name = catalog.map_or("", |c| c.partners[i].name.as_str());
+            (Some(i as u16), name)
+        })
+        .chain([(None, UNATTRIBUTED_PARTNER)]);
+    for (slot, name) in partners {
+        let labels = [("partner", name)];
+        out.counter(
+            "bidder_partner_requests_total",
+            "Bid requests by partner.",
+            &labels,
+            sum(slot, |p| p.requests.get()),
+        );
+        out.counter(
+            "bidder_partner_bids_total",
+            "Bid requests answered with a bid, by partner.",
+            &labels,
+            sum(slot, |p| p.bids.get()),
+        );
+        out.counter(
+            "bidder_partner_no_bids_total",
+            "Bid requests answered without a bid, by partner.",
+            &labels,
+            sum(slot, |p| p.no_bids.get()),
+        );
+    }
+}
+
+fn collect_decisions(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
+    let sum = |pick: &dyn Fn(&crate::decide::DecisionStats) -> u64| -> u64 {
+        workers.iter().map(|w| pick(w.decisions())).sum()
+    };
+    out.counter(
+        "bidder_decision_requests_total",
+        "Bid requests decided.",
+        &[],
+        sum(&|d| d.requests.get()),
+    );
+    out.counter(
+        "bidder_decision_imps_total",
+        "Impressions decided.",
+        &[],
+        sum(&|d| d.imps.get()),
+    );
+    out.counter(
+        "bidder_decision_bids_total",
+        "Bids made.",
+        &[],
+        sum(&|d| d.bids.get()),
+    );
+    out.counter(
+        "bidder_decision_no_bid_requests_total",
+        "Bid requests answered with no bid at all.",
+        &[],
+        sum(&|d| d.no_bid_requests.get()),
+    );
+    out.counter(
+        "bidder_decision_candidates_total",
+        "Candidate campaigns considered after the targeting index.",
+        &[],
+        sum(&|d| d.candidates.get()),
+    );
+    for reason in NoBidReason::ALL {
+        out.counter(
+            "bidder_decision_no_bid_imps_total",
+            "Impressions without a bid, by reason.",
+            &[("reason", reason.name())],
+            sum(&|d| d.no_bid_imps[reason as usize].get()),
+        );
+    }
+}
+
+fn collect_latencies(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
+    let mut decision = LatencyHistogram::new();
+    let mut total = LatencyHistogram::new();
+    let mut skips = 0;
+    for w in workers {
+        w.with_published(|d, t| {
+            decision.add(d);
+            total.add(t);
+        });
+        skips += w.publish_counts().1;
+    }
+    out.latency_histogram(
+        "bidder_decision_duration_seconds",
+        "Time from a complete request to its response bytes, all workers.",
+        &[],
+        &decision,
+    );
+    out.latency_histogram(
+        "bidder_request_duration_seconds",
+        "Time from a request's arrival to its response leaving, all workers.",
+        &[],
+        &total,
+    );
+    out.counter(
+        "bidder_latency_publish_skips_total",
+        "Times a worker found the scrape holding its histograms and published later.",
+        &[],
+        skips,
+    );
+}
+
+fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
+    let n = catalog.campaigns.len().min(budgets.len());
+    for (i, campaign) in catalog.campaigns.iter().take(n).enumerate() {
+        let s = budgets.snapshot(i);
+        let labels = [("campaign", campaign.id.as_str())];
+        out.gauge(
+            "bidder_budget_daily_micros",
+            "Daily budget, micros of the bidding currency.",
+            &labels,
+            s.daily_micros,
+        );
+        out.gauge(
+            "bidder_budget_available_micros",
+            "Budget neither spent nor reserved, micros; negative after a cut below spend.",
+            &labels,
+            s.available_micros,
+        );
+        out.gauge(
+            "bidder_budget_reserved_micros",
+            "Budget held by bids awaiting a notice, micros.",
+            &labels,
+            s.reserved_micros,
+        );
+        out.gauge(
+            "bidder_budget_spent_micros",
+            "Budget spent today at clearing prices, micros.",
+            &labels,
+            s.spent_micros,
+        );
+        out.counter(
+            "bidder_budget_overcharged_micros_total",
+            "Clearing prices above our reservation, not charged to the budget, micros.",
+            &labels,
+            u64::try_from(s.overcharged_micros).unwrap_or(0),
+        );
+        out.counter(
+            "bidder_budget_refused_total",
+            "Reservations refused for lack of budget.",
+            &labels,
+            s.refused,
+        );
+    }
+}
