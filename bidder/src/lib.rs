@@ -19,3 +19,4 @@ pub mod respond;
 mod scratch;
 pub mod strategy;
 pub mod targeting;
+pub mod tokio_engine;

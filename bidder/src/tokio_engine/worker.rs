@@ -1,0 +1,253 @@
+//! One worker: a thread with its own current-thread runtime, its own listener, and the
+//! HTTP state ([`Server`]) that all its connections take turns with.
+//!
+//! Connections are local tasks. `Server::serve_one` is synchronous, so a connection
+//! borrows the worker's server only between awaits and never holds it across I/O; one
+//! set of parse, decode and response buffers serves every connection of the worker, as
+//! in the io_uring engine.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::LocalSet;
+use tracing::warn;
+
+use super::conn;
+use super::stats::TokioWorkerStats;
+use crate::http::{canned, ConnectionHeader, Server, Service, Status};
+use crate::metrics::{LatencyRecorder, WorkerMetrics, PUBLISH_INTERVAL_MS};
+
+/// After a failed accept (e.g. out of file descriptors) the worker waits this long
+/// before the next, instead of spinning on the error.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
+
+/// Shed connections that may linger at once per worker (to deliver their 503 before the
+/// close); past this a shed connection is closed right after the write. Bounds what a
+/// connection flood costs beyond `max_connections`.
+const MAX_LINGERING_SHEDS: u32 = 64;
+
+/// The timeouts a worker enforces, from the config.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    pub idle: Duration,
+    pub request: Duration,
+    pub close_linger: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// What a worker thread is started with.
+pub(super) struct WorkerSetup<S> {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub listener: StdListener,
+    pub server: Server<S>,
+    pub timeouts: Timeouts,
+    pub max_connections: u32,
+    pub stats: Arc<TokioWorkerStats>,
+    pub metrics: Arc<WorkerMetrics>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// The HTTP side of a worker, borrowed by one connection at a time.
+pub(super) struct HttpSide<S> {
+    pub server: Server<S>,
+    /// Scratch for one response (`Server::min_out_bytes`); copied out to the connection.
+    pub out: Vec<u8>,
+    pub recorder: LatencyRecorder,
+}
+
+/// Worker state shared by its connection tasks (all on the worker's thread).
+pub(super) struct Worker<S> {
+    pub http: RefCell<HttpSide<S>>,
+    pub stats: Arc<TokioWorkerStats>,
+    pub metrics: Arc<WorkerMetrics>,
+    pub timeouts: Timeouts,
+    pub max_request_bytes: usize,
+    max_connections: u32,
+    open: Cell<u32>,
+    lingering_sheds: Cell<u32>,
+    /// Set once shutdown starts; connections answer what they hold and close.
+    pub draining: Cell<bool>,
+    /// Wakes every connection when draining starts.
+    pub drain: Notify,
+    /// Wakes the worker's shutdown wait when a connection closes.
+    closed: Notify,
+}
+
+/// Runs a worker thread to completion: pins it, builds its runtime, reports readiness
+/// (or the failure) on `ready`, serves until stopped, then drains.
+pub(super) fn run<S: Service + 'static>(
+    setup: WorkerSetup<S>,
+    ready: mpsc::Sender<(usize, io::Result<()>)>,
+) {
+    let index = setup.index;
+    if let Some(core) = setup.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            warn!(
+                worker = index,
+                core, "could not pin tokio worker to its core; running unpinned"
+            );
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send((index, Err(e)));
+            return;
+        }
+    };
+    LocalSet::new().block_on(&runtime, serve(setup, ready));
+    // Dropping the LocalSet (above) and the runtime (here) cancels connections still
+    // open after the grace period; their sockets close.
+}
+
+async fn serve<S: Service + 'static>(
+    setup: WorkerSetup<S>,
+    ready: mpsc::Sender<(usize, io::Result<()>)>,
+) {
+    let WorkerSetup {
+        index,
+        listener,
+        server,
+        timeouts,
+        max_connections,
+        stats,
+        metrics,
+        mut stop,
+        ..
+    } = setup;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send((index, Err(e)));
+            return;
+        }
+    };
+    let worker = Rc::new(Worker {
+        max_request_bytes: server.limits().max_request_bytes(),
+        http: RefCell::new(HttpSide {
+            out: vec![0; server.min_out_bytes()],
+            server,
+            recorder: metrics.recorder(),
+        }),
+        stats,
+        metrics,
+        timeouts,
+        max_connections,
+        open: Cell::new(0),
+        lingering_sheds: Cell::new(0),
+        draining: Cell::new(false),
+        drain: Notify::new(),
+        closed: Notify::new(),
+    });
+    let _ = ready.send((index, Ok(())));
+    drop(ready);
+    tokio::task::spawn_local(publish_latencies(Rc::clone(&worker)));
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => admit(&worker, stream),
+                Err(_) => {
+                    worker.stats.accept_errors.inc();
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drain(&worker).await;
+}
+
+/// Stops new requests and waits, up to the grace period, for open connections to close.
+async fn drain<S>(worker: &Worker<S>) {
+    worker.draining.set(true);
+    worker.drain.notify_waiters();
+    let grace = tokio::time::sleep(worker.timeouts.shutdown_grace);
+    tokio::pin!(grace);
+    while worker.open.get() > 0 {
+        tokio::select! {
+            _ = worker.closed.notified() => {}
+            _ = &mut grace => break,
+        }
+    }
+    if worker.open.get() > 0 {
+        warn!(
+            connections = worker.open.get(),
+            "tokio worker: shutdown grace over; closing connections with requests in progress"
+        );
+    }
+}
+
+/// Publishes recorded latencies on a timer, so an idle worker's last values still reach
+/// the scrape.
+async fn publish_latencies<S>(worker: Rc<Worker<S>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(PUBLISH_INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        worker
+            .http
+            .borrow_mut()
+            .recorder
+            .publish_if_due(Instant::now());
+    }
+}
+
+/// Gives `stream` a slot and a task, or sheds it with 503 when every slot is taken.
+fn admit<S: Service + 'static>(worker: &Rc<Worker<S>>, stream: TcpStream) {
+    if worker.open.get() >= worker.max_connections {
+        shed(worker, stream);
+        return;
+    }
+    worker.open.set(worker.open.get() + 1);
+    worker.stats.connections_accepted.inc();
+    let _ = stream.set_nodelay(true);
+    let worker = Rc::clone(worker);
+    tokio::task::spawn_local(async move {
+        let _slot = Slot(Rc::clone(&worker));
+        conn::run(&worker, stream).await;
+    });
+}
+
+/// Holds a connection slot; dropping it (the task ended or was cancelled) frees it.
+struct Slot<S>(Rc<Worker<S>>);
+
+impl<S> Drop for Slot<S> {
+    fn drop(&mut self) {
+        let w = &self.0;
+        w.open.set(w.open.get() - 1);
+        w.stats.connections_closed.inc();
+        w.closed.notify_one();
+    }
+}
+
+/// Answers 503 and closes. The write cannot block: the socket's send buffer is empty.
+fn shed<S: 'static>(worker: &Rc<Worker<S>>, stream: TcpStream) {
+    worker.stats.connections_shed.inc();
+    let refusal = canned(Status::ServiceUnavailable, ConnectionHeader::Close);
+    if stream.try_write(refusal).ok() == Some(refusal.len()) {
+        worker.metrics.count_response(Status::ServiceUnavailable);
+    }
+    if worker.lingering_sheds.get() >= MAX_LINGERING_SHEDS {
+        return;
+    }
+    worker.lingering_sheds.set(worker.lingering_sheds.get() + 1);
+    let worker = Rc::clone(worker);
+    tokio::task::spawn_local(async move {
+        let mut stream = stream;
+        conn::linger(&mut stream, worker.timeouts.close_linger).await;
+        worker.lingering_sheds.set(worker.lingering_sheds.get() - 1);
+    });
+}
