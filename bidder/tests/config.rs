@@ -208,3 +208,45 @@ fn thousands_of_campaigns_load_and_compile() {
     assert_eq!(catalog.index.width, 5_001);
     assert_eq!(catalog.index.countries.by_value.len(), 100);
 }
+
+/// A valid file whose two campaigns have ids `a` and `b`.
+fn two(a: &str, b: &str) -> String {
+    let base = config_text("", "", "");
+    let (head, campaign) = base.split_once("[[campaign]]").expect("one campaign");
+    let campaign = format!("[[campaign]]{campaign}");
+    head.to_string()
+        + &campaign.replace("id = \"c1\"", &format!("id = \"{a}\""))
+        + &campaign.replace("id = \"c1\"", &format!("id = \"{b}\""))
+}
+
+#[test]
+fn budget_slots_stay_with_their_campaign_across_reloads() {
+    use bidder::catalog::BudgetSlots;
+    let mut slots = BudgetSlots::with_capacity(3);
+    let first = Config::from_text(Path::new("a.toml"), two("alpha", "beta")).unwrap();
+    let first = Catalog::compile_with_slots(&first, &mut slots).unwrap();
+    assert_eq!(
+        first
+            .campaigns
+            .iter()
+            .map(|c| c.budget_slot)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let second = Config::from_text(Path::new("a.toml"), two("gamma", "beta")).unwrap();
+    let second = Catalog::compile_with_slots(&second, &mut slots).unwrap();
+    assert_eq!(
+        second
+            .campaigns
+            .iter()
+            .map(|c| (c.id.as_str(), c.budget_slot))
+            .collect::<Vec<_>>(),
+        [("gamma", 2), ("beta", 1)]
+    );
+    let third = Config::from_text(Path::new("a.toml"), two("delta", "beta")).unwrap();
+    let err = Catalog::compile_with_slots(&third, &mut slots).unwrap_err();
+    assert!(
+        err.to_string().contains("more than 3 distinct campaigns"),
+        "{err}"
+    );
+}
