@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bidder::bidding::{Answer, Bidding, Worker};
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
@@ -148,7 +148,14 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        match worker.bid(&bidding, &mut body, partner_idx, now_ms) {
+        // A dry run has no network deadline: count from a moment that leaves the full
+        // budget however slow the terminal is.
+        let arrival = Arrival {
+            partner: partner_idx,
+            now_ms,
+            at: std::time::Instant::now(),
+        };
+        match worker.bid(&bidding, &mut body, arrival) {
             Answer::Bid(json) => println!("{}", String::from_utf8_lossy(json)),
             Answer::NoBid { reason, body } => {
                 println!("no bid: {reason} (nbr {})", reason.nbr());
