@@ -4,6 +4,7 @@
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
 pub mod bid_id;
+pub mod bid_service;
 pub mod bidding;
 pub mod budget;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod money;
 pub mod notice;
 pub mod openrtb;
+pub mod rate_limit;
 pub mod respond;
 mod scratch;
 pub mod strategy;
