@@ -491,3 +491,65 @@ fn the_kernel_features_in_use_are_reported() {
     );
     assert!(f.missing(false).is_empty() || !f.defer_taskrun);
 }
+
+#[test]
+fn an_empty_receive_buffer_ring_stalls_receives_without_losing_them() {
+    let engine = start(RingConfig {
+        recv_buffers: 2,
+        output_buffers: 1,
+        ..config()
+    });
+    let addr = engine.local_addr();
+    let clients: Vec<_> = (0..12)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut batch = Vec::new();
+                for i in 0..30 {
+                    batch.extend(post("/bid/e", &vec![b'e'; 100 * c + i]));
+                }
+                s.write_all(&batch).unwrap();
+                for i in 0..30 {
+                    let r = read_response(&mut s);
+                    assert_eq!(
+                        r.body,
+                        format!("{{\"len\":{}}}", 100 * c + i).as_bytes(),
+                        "client {c} request {i}: {}",
+                        r.head
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let totals = engine.totals();
+    assert_eq!(totals.responses_with(Status::Ok), 360);
+    assert!(totals.recv_buffer_exhaustions > 0, "{totals:?}");
+}
+
+#[test]
+fn an_unusable_config_is_refused_before_anything_starts() {
+    let bad = [
+        RingConfig {
+            cores: vec![],
+            ..config()
+        },
+        RingConfig {
+            recv_buffers: 3,
+            ..config()
+        },
+        RingConfig {
+            max_connections: 0,
+            ..config()
+        },
+    ];
+    for config in bad {
+        let err = Engine::start(config, Arc::new(Echo))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, bidder::ring::EngineError::Config(_)), "{err}");
+    }
+}

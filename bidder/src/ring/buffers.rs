@@ -178,6 +178,8 @@ pub(crate) struct BufRing {
     entries: u16,
     buf_bytes: u32,
     tail: u16,
+    /// Buffers completions handed us that we have not recycled yet.
+    lent: u16,
 }
 
 impl BufRing {
@@ -190,6 +192,7 @@ impl BufRing {
             entries,
             buf_bytes,
             tail: 0,
+            lent: 0,
         };
         for bid in 0..entries {
             ring.push(bid);
@@ -213,6 +216,18 @@ impl BufRing {
         }
     }
 
+    /// Notes that a completion handed us buffer `bid`; it stays ours until recycled.
+    pub(crate) fn taken(&mut self, bid: u16) {
+        assert!(bid < self.entries && self.lent < self.entries);
+        self.lent += 1;
+    }
+
+    /// Whether the kernel has (or is about to get back) a buffer to receive into: false
+    /// only while we hold every buffer.
+    pub(crate) fn has_free(&self) -> bool {
+        self.lent < self.entries
+    }
+
     /// The first `len` bytes of buffer `bid`, which a completion just handed us.
     pub(crate) fn filled(&self, bid: u16, len: usize) -> &[u8] {
         assert!(bid < self.entries && len <= self.buf_bytes as usize);
@@ -226,7 +241,8 @@ impl BufRing {
 
     /// Gives buffer `bid` back to the kernel.
     pub(crate) fn recycle(&mut self, bid: u16) {
-        assert!(bid < self.entries);
+        assert!(bid < self.entries && self.lent > 0);
+        self.lent -= 1;
         self.push(bid);
         self.publish();
     }

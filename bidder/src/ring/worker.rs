@@ -66,7 +66,7 @@ pub(crate) struct Worker<S> {
     open: Vec<u32>,
     out_waiters: VecDeque<(u32, u32)>,
     /// Connections whose receive ended for lack of provided buffers (ENOBUFS); re-armed
-    /// when a buffer comes back rather than spinning on an empty ring.
+    /// after a batch of completions once the ring has a buffer, not in a spin.
     starved: Vec<(u32, u32)>,
     recv_ring: BufRing,
     inputs: Pool,
@@ -232,6 +232,7 @@ impl<S: Service> Worker<S> {
                 }
                 self.dispatch(user_data, result, flags);
             }
+            self.rearm_starved();
         }
     }
 
@@ -325,6 +326,9 @@ impl<S: Service> Worker<S> {
     fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) {
         let more = cqueue::more(flags);
         let buffer = cqueue::buffer_select(flags);
+        if let Some(bid) = buffer {
+            self.recv_ring.taken(bid);
+        }
         let conn = &mut self.conns[slot as usize];
         let current =
             conn.phase != Phase::Free && token::same_generation(generation, conn.generation);
@@ -378,9 +382,18 @@ impl<S: Service> Worker<S> {
         self.close_now(slot);
     }
 
-    /// Returns a provided buffer to the kernel and re-arms receives that starved.
+    /// Returns a provided buffer to the kernel.
     fn give_back(&mut self, bid: u16) {
         self.recv_ring.recycle(bid);
+    }
+
+    /// Re-arms receives that ended on an empty buffer ring, once the ring has a buffer
+    /// again. Called after each batch of completions, when every buffer not held by a
+    /// waiting connection is back in the ring.
+    fn rearm_starved(&mut self) {
+        if !self.recv_ring.has_free() {
+            return;
+        }
         while let Some((slot, generation)) = self.starved.pop() {
             let conn = &self.conns[slot as usize];
             let wants = matches!(conn.phase, Phase::Open | Phase::Lingering)
