@@ -42,7 +42,9 @@ pub struct RingConfig {
     pub output_buffers: u32,
     /// A keep-alive connection with no request in progress is closed after this long.
     pub idle_timeout_ms: u64,
-    /// A request must arrive whole within this long of its first byte, or it gets 408.
+    /// A request must arrive whole within this long of its first byte, or it gets 408;
+    /// a response being written must be taken by the client within as long, or the
+    /// connection is closed (a slow reader must not hold an output buffer).
     pub request_timeout_ms: u64,
     /// After answering with `connection: close`, keep reading (and discarding) for up to
     /// this long so the client sees our response rather than a reset.
@@ -91,6 +93,19 @@ pub const MAX_RECV_BUFFERS: u16 = 1 << 15;
 pub const MAX_OUTPUT_BUFFERS: u32 = 1 << 14;
 
 impl RingConfig {
+    /// Bytes each worker allocates at start for receive, input and output buffers and
+    /// HTTP decoding: the figure to check against the host's memory and memlock limits.
+    pub fn memory_per_worker_bytes(&self) -> usize {
+        let http = &self.http;
+        let recv = usize::from(self.recv_buffers) * self.recv_buffer_bytes as usize;
+        let input = self.input_buffers as usize
+            * (http.limits.max_request_bytes() + self.recv_buffer_bytes as usize);
+        let output = self.output_buffers as usize
+            * crate::http::max_response_bytes(http.max_response_body_bytes);
+        let decode = http.limits.max_body_bytes + http.limits.max_decompressed_body_bytes;
+        recv + input + output + decode + 2 * http.max_response_body_bytes
+    }
+
     /// Checks the settings that the kernel or the engine's bookkeeping cannot accept.
     pub fn validate(&self) -> Result<(), String> {
         let checks: [(bool, &str); 10] = [
@@ -127,6 +142,44 @@ impl RingConfig {
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err((*why).to_owned()),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_fit_a_worker_memory_budget() {
+        let config = RingConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        let bytes = config.memory_per_worker_bytes();
+        assert!(
+            bytes > 32 << 20 && bytes < 64 << 20,
+            "{bytes} bytes per worker"
+        );
+    }
+
+    #[test]
+    fn settings_the_kernel_would_refuse_are_caught() {
+        let cases = [
+            RingConfig {
+                recv_buffers: 1000,
+                ..RingConfig::default()
+            },
+            RingConfig {
+                output_buffers: MAX_OUTPUT_BUFFERS + 1,
+                ..RingConfig::default()
+            },
+            RingConfig {
+                timer_tick_ms: 100,
+                request_timeout_ms: 50,
+                ..RingConfig::default()
+            },
+        ];
+        for config in cases {
+            assert!(config.validate().is_err(), "{config:?}");
         }
     }
 }
