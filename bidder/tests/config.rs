@@ -89,7 +89,7 @@ fn each_broken_rule_names_line_field_and_fix() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         ("[bidding]\ncurrency = \"usd\"", "", "", &["test.toml:2:", "bidding.currency", "fix:"]),
         ("[bidding]\ndeadline_cap_ms = 0", "", "", &["bidding.deadline_cap_ms", "1..=1000"]),
-        ("[server]\nlisten = [\"nope\"]", "", "", &["server.listen[0]", "ip:port"]),
+        ("[server]\nlisten = \"nope\"", "", "", &["test.toml:2:", "server.listen", "ip:port"]),
         ("[server]\nengine = \"epoll\"", "", "", &["server.engine", "io_uring"]),
         ("[currency_rates_micros]\nEUR = -5", "", "", &["currency_rates_micros.EUR"]),
         ("", "daily_budget_micros_typo = 1", "", &["unknown field `daily_budget_micros_typo`", "test.toml:"]),
