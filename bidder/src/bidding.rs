@@ -6,14 +6,15 @@
 //! holds its reservation, so no budget is ever held by a bid nobody tracks.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::bid_id::BidIdGen;
+use crate::bid_id::{BidId, BidIdGen};
 use crate::budget::Budgets;
 use crate::catalog::{Catalog, PartnerIdx};
-use crate::decide::{Context, Decider, DecisionStats, NoBidReason};
+use crate::decide::{ChosenBid, Context, Decider, DecisionStats, NoBidReason};
 use crate::ledger::{HeldBid, LedgerInbox};
 use crate::notice::{NoticeSigner, SignerError};
-use crate::openrtb::{ParseError, Parser};
+use crate::openrtb::{BidRequest, ParseError, Parser};
 use crate::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
 use crate::scratch::reuse_vec;
 use crate::strategy::StrategySource;
@@ -28,6 +29,16 @@ pub struct Bidding {
     pub budgets: Arc<Budgets>,
     pub strategy: Arc<dyn StrategySource>,
     pub inbox: Arc<LedgerInbox>,
+}
+
+/// Who sent a request and when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub partner: Option<PartnerIdx>,
+    /// Wall-clock time, ms since the Unix epoch (dayparts, reservation expiry).
+    pub now_ms: u64,
+    /// Monotonic time the request's last byte arrived: the deadline counts from here.
+    pub at: Instant,
 }
 
 /// How to answer a request.
@@ -53,6 +64,7 @@ pub struct Worker {
     bid_ids: BidIdGen,
     bids: Vec<BidOut<'static>>,
     out: Vec<u8>,
+    stats: Arc<DecisionStats>,
     /// Bids dropped because the ledger inbox was full or encoding failed.
     pub dropped_bids: u64,
 }
@@ -71,20 +83,21 @@ impl Worker {
             parser: Parser::new(),
             decider: Decider::new(
                 &bidding.catalog,
-                stats,
+                Arc::clone(&stats),
                 u64::from(worker_id) << 32 | 0x9E37_79B9,
             ),
             encoder: Encoder::new(signer),
             bid_ids: BidIdGen::new(settings.host_id, worker_id),
             bids: Vec::with_capacity(crate::respond::MAX_BIDS_PER_RESPONSE),
             out: Vec::with_capacity(INITIAL_RESPONSE_BYTES),
+            stats,
             dropped_bids: 0,
         })
     }
 
     /// Decision counters of this worker (summed across workers at scrape time).
     pub fn stats(&self) -> &DecisionStats {
-        self.decider.stats()
+        &self.stats
     }
 
     /// The imps of the last request that got no bid (position in `imp`, reason).
@@ -93,45 +106,41 @@ impl Worker {
     }
 
     /// Answers one bid request. `body` is rewritten in place by the parser.
-    /// `now_ms` is wall-clock time in ms since the Unix epoch.
-    pub fn bid(
-        &mut self,
-        bidding: &Bidding,
-        body: &mut [u8],
-        partner: Option<PartnerIdx>,
-        now_ms: u64,
-    ) -> Answer<'_> {
+    ///
+    /// Fail closed on time: the deadline is `arrival + min(tmax − network allowance,
+    /// deadline cap)`; a decision that ends after it answers no-bid (`deadline`) and
+    /// gives its reservations back, so no stale bid ever leaves.
+    pub fn bid(&mut self, bidding: &Bidding, body: &mut [u8], arrival: Arrival) -> Answer<'_> {
         let catalog = &bidding.catalog;
         let req = match self.parser.parse(body) {
             Ok(req) => req,
             Err(e) => {
-                self.decider.stats().no_bid_imps[NoBidReason::InvalidRequest as usize].inc();
+                self.stats.no_bid_imps[NoBidReason::InvalidRequest as usize].inc();
                 return Answer::Invalid(e);
             }
         };
+        let deadline = arrival.at + deadline_budget(&catalog.settings, req.tmax_ms);
         let ctx = Context {
-            partner,
-            now_unix_s: now_ms / 1000,
+            partner: arrival.partner,
+            now_unix_s: arrival.now_ms / 1000,
         };
-        let decision = self.decider.decide(
-            catalog,
-            bidding.strategy.as_ref(),
-            &bidding.budgets,
-            &req,
-            ctx,
-        );
-        let reason = decision.request_reason();
+        let strategy = bidding.strategy.as_ref();
+        let decision = self
+            .decider
+            .decide(catalog, strategy, &bidding.budgets, &req, ctx);
+        let mut reason = decision.request_reason();
+        if Instant::now() >= deadline {
+            decision.release_all(&bidding.budgets);
+            self.stats.deadline_missed.inc();
+            reason = Some(NoBidReason::Deadline);
+        }
 
+        // Hand every reservation to the ledger; a bid the ledger refused is dropped.
         let mut bids: Vec<BidOut<'_>> = reuse_vec(std::mem::take(&mut self.bids));
-        let expires_at_ms = now_ms + catalog.settings.reservation_ttl_ms;
+        let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
         for chosen in decision.bids.drain(..) {
             let bid_id = self.bid_ids.next_id();
-            let imp = &req.imps()[chosen.imp];
-            let campaign = &catalog.campaigns[chosen.campaign];
-            let creative = &campaign.creatives[chosen.creative];
-            let deal_id = chosen
-                .deal
-                .and_then(|d| imp.pmp.as_ref().map(|pmp| req.deals(pmp.deals)[d].id));
+            let out = bid_out(catalog, &req, &chosen, bid_id);
             let held = HeldBid {
                 bid_id,
                 reservation: chosen.reservation,
@@ -142,54 +151,88 @@ impl Worker {
                 self.dropped_bids += 1;
                 continue;
             }
-            bids.push(BidOut {
-                bid_id,
-                imp_id: imp.id,
-                price_micros: chosen.price_micros,
-                campaign_id: &campaign.id,
-                creative_id: &creative.id,
-                adm: &creative.adm,
-                adomain: &creative.adomain,
-                cat: &creative.cat,
-                attr: &creative.attr,
-                w: creative.w,
-                h: creative.h,
-                mtype: creative.media as u8,
-                deal_id,
-            });
+            bids.push(out);
         }
 
         self.out.clear();
-        let answer_is_bid = !bids.is_empty() && {
-            let resp = ResponseOut {
-                request_id: req.id,
-                seat: &catalog.settings.seat,
-                cur: &catalog.settings.currency,
-                bids: &bids,
-            };
-            // An encode error is our bug or a bad config; the reservations already
-            // sit in the ledger and expire. Count it and answer no-bid.
-            self.encoder.encode_json(&resp, &mut self.out).is_ok()
-        };
-        if !bids.is_empty() && !answer_is_bid {
+        let sent = !bids.is_empty() && encode(&self.encoder, &mut self.out, catalog, req.id, &bids);
+        if !bids.is_empty() && !sent {
+            // Our bug or a bad config: the reservations sit in the ledger and expire.
             self.dropped_bids += bids.len() as u64;
         }
-        let request_id_for_nbr = req.id;
-        let wants_nbr_body = partner.is_some_and(|p| catalog.partners[usize::from(p)].nbr_body);
+        let wants_nbr_body = arrival
+            .partner
+            .is_some_and(|p| catalog.partners[usize::from(p)].nbr_body);
         let reason = reason.unwrap_or(NoBidReason::TechnicalError);
-        if !answer_is_bid && wants_nbr_body {
+        if !sent && wants_nbr_body {
             self.out.clear();
-            encode_nobid_json(request_id_for_nbr, reason.nbr(), &mut self.out);
+            encode_nobid_json(req.id, reason.nbr(), &mut self.out);
         }
         self.bids = reuse_vec(bids);
         drop(req);
-        if answer_is_bid {
-            Answer::Bid(&self.out)
-        } else {
-            Answer::NoBid {
-                reason,
-                body: wants_nbr_body.then_some(self.out.as_slice()),
-            }
+        if sent {
+            return Answer::Bid(&self.out);
+        }
+        Answer::NoBid {
+            reason,
+            body: wants_nbr_body.then_some(self.out.as_slice()),
         }
     }
+}
+
+/// Encodes the response into `out`; false if the encoder refused it.
+fn encode(
+    encoder: &Encoder,
+    out: &mut Vec<u8>,
+    catalog: &Catalog,
+    request_id: &str,
+    bids: &[BidOut<'_>],
+) -> bool {
+    let resp = ResponseOut {
+        request_id,
+        seat: &catalog.settings.seat,
+        cur: &catalog.settings.currency,
+        bids,
+    };
+    encoder.encode_json(&resp, out).is_ok()
+}
+
+/// The encoder's view of a chosen bid, borrowed from the request and the catalog.
+fn bid_out<'a>(
+    catalog: &'a Catalog,
+    req: &'a BidRequest<'a>,
+    chosen: &ChosenBid,
+    bid_id: BidId,
+) -> BidOut<'a> {
+    let imp = &req.imps()[chosen.imp];
+    let campaign = &catalog.campaigns[chosen.campaign];
+    let creative = &campaign.creatives[chosen.creative];
+    let deal_id = chosen
+        .deal
+        .and_then(|d| imp.pmp.as_ref().map(|pmp| req.deals(pmp.deals)[d].id));
+    BidOut {
+        bid_id,
+        imp_id: imp.id,
+        price_micros: chosen.price_micros,
+        campaign_id: &campaign.id,
+        creative_id: &creative.id,
+        adm: &creative.adm,
+        adomain: &creative.adomain,
+        cat: &creative.cat,
+        attr: &creative.attr,
+        w: creative.w,
+        h: creative.h,
+        mtype: creative.media as u8,
+        deal_id,
+    }
+}
+
+/// Time we allow ourselves: `tmax` (or the configured default) minus the network
+/// allowance, capped; zero when the exchange left us no time at all.
+fn deadline_budget(settings: &crate::catalog::Settings, tmax_ms: Option<u32>) -> Duration {
+    let tmax = tmax_ms.unwrap_or(settings.default_tmax_ms);
+    let ours = tmax
+        .saturating_sub(settings.network_allowance_ms)
+        .min(settings.deadline_cap_ms);
+    Duration::from_millis(u64::from(ours))
 }

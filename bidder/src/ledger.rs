@@ -54,6 +54,11 @@ impl LedgerInbox {
     pub fn hold(&self, bid: HeldBid) -> Result<(), HeldBid> {
         self.queue.push(bid)
     }
+
+    /// Whether nothing waits to be drained.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }
 
 /// What a notice did.

@@ -4,10 +4,12 @@
 //! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
 
 pub mod bid_id;
+pub mod bid_service;
 pub mod bidding;
 pub mod budget;
 pub mod catalog;
 pub mod config;
+pub mod daemon;
 pub mod decide;
 pub mod http;
 pub mod ledger;
@@ -15,7 +17,9 @@ pub mod metrics;
 pub mod money;
 pub mod notice;
 pub mod openrtb;
+pub mod rate_limit;
 pub mod respond;
+pub mod ring;
 mod scratch;
 pub mod strategy;
 pub mod targeting;

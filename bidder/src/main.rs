@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bidder::bidding::{Answer, Bidding, Worker};
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
+use bidder::daemon::Daemon;
 use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
 use bidder::strategy::StaticStrategy;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bidder: serve bid requests until SIGTERM; SIGHUP reloads the config.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a configuration file; print every problem with its line and fix.
     CheckConfig {
         #[arg(long)]
@@ -48,12 +54,38 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run { config } => run(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::Decide {
             config,
             partner,
             requests,
         } => decide(&config, partner.as_deref(), &requests),
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let daemon = match Daemon::load(path) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: not started", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match daemon.serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -148,7 +180,14 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        match worker.bid(&bidding, &mut body, partner_idx, now_ms) {
+        // A dry run has no network deadline: count from a moment that leaves the full
+        // budget however slow the terminal is.
+        let arrival = Arrival {
+            partner: partner_idx,
+            now_ms,
+            at: std::time::Instant::now(),
+        };
+        match worker.bid(&bidding, &mut body, arrival) {
             Answer::Bid(json) => println!("{}", String::from_utf8_lossy(json)),
             Answer::NoBid { reason, body } => {
                 println!("no bid: {reason} (nbr {})", reason.nbr());

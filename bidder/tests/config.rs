@@ -89,7 +89,7 @@ fn each_broken_rule_names_line_field_and_fix() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         ("[bidding]\ncurrency = \"usd\"", "", "", &["test.toml:2:", "bidding.currency", "fix:"]),
         ("[bidding]\ndeadline_cap_ms = 0", "", "", &["bidding.deadline_cap_ms", "1..=1000"]),
-        ("[server]\nlisten = [\"nope\"]", "", "", &["server.listen[0]", "ip:port"]),
+        ("[server]\nlisten = \"nope\"", "", "", &["test.toml:2:", "server.listen", "ip:port"]),
         ("[server]\nengine = \"epoll\"", "", "", &["server.engine", "io_uring"]),
         ("[currency_rates_micros]\nEUR = -5", "", "", &["currency_rates_micros.EUR"]),
         ("", "daily_budget_micros_typo = 1", "", &["unknown field `daily_budget_micros_typo`", "test.toml:"]),
@@ -207,4 +207,46 @@ fn thousands_of_campaigns_load_and_compile() {
     assert_eq!(catalog.campaigns.len(), 5_001);
     assert_eq!(catalog.index.width, 5_001);
     assert_eq!(catalog.index.countries.by_value.len(), 100);
+}
+
+/// A valid file whose two campaigns have ids `a` and `b`.
+fn two(a: &str, b: &str) -> String {
+    let base = config_text("", "", "");
+    let (head, campaign) = base.split_once("[[campaign]]").expect("one campaign");
+    let campaign = format!("[[campaign]]{campaign}");
+    head.to_string()
+        + &campaign.replace("id = \"c1\"", &format!("id = \"{a}\""))
+        + &campaign.replace("id = \"c1\"", &format!("id = \"{b}\""))
+}
+
+#[test]
+fn budget_slots_stay_with_their_campaign_across_reloads() {
+    use bidder::catalog::BudgetSlots;
+    let mut slots = BudgetSlots::with_capacity(3);
+    let first = Config::from_text(Path::new("a.toml"), two("alpha", "beta")).unwrap();
+    let first = Catalog::compile_with_slots(&first, &mut slots).unwrap();
+    assert_eq!(
+        first
+            .campaigns
+            .iter()
+            .map(|c| c.budget_slot)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let second = Config::from_text(Path::new("a.toml"), two("gamma", "beta")).unwrap();
+    let second = Catalog::compile_with_slots(&second, &mut slots).unwrap();
+    assert_eq!(
+        second
+            .campaigns
+            .iter()
+            .map(|c| (c.id.as_str(), c.budget_slot))
+            .collect::<Vec<_>>(),
+        [("gamma", 2), ("beta", 1)]
+    );
+    let third = Config::from_text(Path::new("a.toml"), two("delta", "beta")).unwrap();
+    let err = Catalog::compile_with_slots(&third, &mut slots).unwrap_err();
+    assert!(
+        err.to_string().contains("more than 3 distinct campaigns"),
+        "{err}"
+    );
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
-use bidder::decide::NoBidReason;
+use bidder::decide::{DecisionStats, NoBidReason};
 use bidder::http::Status;
 use bidder::metrics::{Collect, PromText, Registry, PUBLISH_INTERVAL_MS};
 
@@ -114,6 +114,12 @@ fn a_scrape_with_every_metric_kind_passes_promtool() {
     let r = budgets.reserve(0, 2_000).expect("budget");
     budgets.settle(r, 1_500);
     registry.set_catalog(Arc::clone(&catalog), budgets);
+    let decisions: Vec<Arc<DecisionStats>> = (0..2).map(|_| Arc::default()).collect();
+    for d in &decisions {
+        d.requests.add(5);
+        d.no_bid_imps[NoBidReason::BelowFloor as usize].inc();
+    }
+    registry.add_decision_source(Arc::new(move || decisions.clone()));
 
     for (i, w) in workers.iter().enumerate() {
         w.count_response(Status::Ok);
@@ -121,8 +127,6 @@ fn a_scrape_with_every_metric_kind_passes_promtool() {
         w.partner(Some(0)).requests.add(10 + i as u64);
         w.partner(Some(0)).bids.inc();
         w.partner(None).no_bids.inc();
-        w.decisions().requests.add(5);
-        w.decisions().no_bid_imps[NoBidReason::BelowFloor as usize].inc();
         let mut rec = w.recorder();
         let start = Instant::now();
         for us in [20, 80, 450, 3_000, 20_000_000] {
@@ -140,6 +144,7 @@ fn a_scrape_with_every_metric_kind_passes_promtool() {
         "bidder_partner_requests_total{partner=\"ex_b\"} 0",
         "bidder_partner_no_bids_total{partner=\"(none)\"} 2",
         "bidder_decision_no_bid_imps_total{reason=\"below_floor\"} 2",
+        "bidder_decision_requests_total 10",
         "bidder_budget_spent_micros{campaign=\"camp-1\"} 1500",
         "bidder_budget_available_micros{campaign=\"camp-1\"} 4998500",
         "test_connections_open{engine=\"quote\\\" back\\\\slash\\nnewline\",worker=\"0\"} 3",

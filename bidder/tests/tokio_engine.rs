@@ -23,8 +23,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the slow partner's decision takes.
 const SLOW_DECISION: Duration = Duration::from_millis(300);
 
-/// Answers by partner: `nobid` → 204, `bad` → 400, `slow` → sleeps, then bids; anything
-/// else → `{"len":N,"partner":P}` with the decoded body length.
+/// Answers by partner: `nobid` → 204, `bad` → 400, `slow` → sleeps, then bids;
+/// `whoami` → the client address, counted in the worker's metrics; anything else →
+/// `{"len":N,"partner":P}` with the decoded body length.
 struct Echo;
 
 impl Service for Echo {
@@ -33,6 +34,11 @@ impl Service for Echo {
             Some("nobid") => return Outcome::NoBid,
             Some("bad") => return Outcome::Reject(Status::BadRequest),
             Some("slow") => thread::sleep(SLOW_DECISION),
+            Some("whoami") => {
+                WorkerMetrics::with_current(|m| m.partner(Some(0)).requests.inc());
+                let _ = write!(out, "{:?}", call.peer);
+                return Outcome::Bid;
+            }
             _ => {}
         }
         let _ = write!(
@@ -188,6 +194,16 @@ fn a_keep_alive_connection_is_reused_for_many_requests() {
     }
     assert_eq!(r.engine.stats()[0].connections_accepted.get(), 1);
     assert_eq!(r.responses(Status::Ok), 100);
+    r.engine.shutdown().unwrap();
+}
+
+#[test]
+fn the_service_sees_the_client_address_and_its_worker_metrics() {
+    let r = start(config());
+    let mut c = Client::connect(r.addr);
+    let resp = c.post("/bid/whoami", b"");
+    assert_eq!(resp.body, b"Some(127.0.0.1)");
+    assert_eq!(r.metrics[0].partner(Some(0)).requests.get(), 1);
     r.engine.shutdown().unwrap();
 }
 

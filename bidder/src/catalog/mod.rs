@@ -58,6 +58,9 @@ pub struct Partner {
 #[derive(Debug, Clone)]
 pub struct Campaign {
     pub id: String,
+    /// The campaign's row in [`crate::budget::Budgets`]: stable across reloads for the
+    /// same campaign id, so reservations made before a reload settle where they belong.
+    pub budget_slot: usize,
     pub advertiser: String,
     pub daily_budget_micros: i64,
     pub max_bid_cpm_micros: i64,
@@ -105,6 +108,53 @@ impl Seller {
     }
 }
 
+/// Budget slots by campaign id, kept by the daemon across reloads. A slot is never
+/// given to another campaign while the process lives, so a reservation made for a
+/// campaign that a reload removed still settles into that campaign's row.
+#[derive(Debug, Clone)]
+pub struct BudgetSlots {
+    by_id: FxHashMap<String, usize>,
+    /// Rows of the `Budgets` table the slots index into.
+    pub capacity: usize,
+}
+
+impl Default for BudgetSlots {
+    fn default() -> Self {
+        BudgetSlots::with_capacity(crate::config::MAX_CAMPAIGNS)
+    }
+}
+
+impl BudgetSlots {
+    pub fn with_capacity(capacity: usize) -> BudgetSlots {
+        BudgetSlots {
+            by_id: FxHashMap::default(),
+            capacity,
+        }
+    }
+
+    /// The slot of `id`, assigning the next free one; `None` when all are used.
+    pub fn slot_for(&mut self, id: &str) -> Option<usize> {
+        if let Some(slot) = self.by_id.get(id) {
+            return Some(*slot);
+        }
+        let next = self.by_id.len();
+        if next >= self.capacity {
+            return None;
+        }
+        self.by_id.insert(id.to_string(), next);
+        Some(next)
+    }
+
+    /// Slots handed out so far.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
 /// Everything the decision reads, compiled from one configuration.
 #[derive(Debug)]
 pub struct Catalog {
@@ -116,9 +166,19 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Compiles a validated configuration. Fails only on what validation cannot see
-    /// without reading other files (the notice key).
+    /// Compiles a validated configuration with budget slots equal to campaign
+    /// positions: for one-shot uses (dry runs, tests) with `Budgets::new`.
     pub fn compile(config: &Config) -> Result<Catalog, ConfigError> {
+        Catalog::compile_with_slots(config, &mut BudgetSlots::default())
+    }
+
+    /// Compiles a validated configuration, giving each campaign the budget slot its
+    /// id already has in `slots` or a new one. Fails only on what validation cannot
+    /// see without reading other files (the notice key), or when slots run out.
+    pub fn compile_with_slots(
+        config: &Config,
+        slots: &mut BudgetSlots,
+    ) -> Result<Catalog, ConfigError> {
         let key_path = config.hmac_key_path();
         let notice_hmac_key = std::fs::read(&key_path).map_err(|source| ConfigError::Read {
             path: key_path.clone(),
@@ -151,11 +211,21 @@ impl Catalog {
             .enumerate()
             .map(|(i, p)| (p.name.clone(), i as PartnerIdx))
             .collect();
-        let campaigns: Vec<Campaign> = config
-            .campaigns
-            .iter()
-            .map(|c| compile_campaign(c.get_ref()))
-            .collect();
+        let mut campaigns = Vec::with_capacity(config.campaigns.len());
+        for spanned in &config.campaigns {
+            let c = spanned.get_ref();
+            let slot = slots.slot_for(&c.id).ok_or_else(|| ConfigError::Invalid {
+                path: config.source.path.clone(),
+                line: config.source.line_of(spanned.span().start),
+                field: format!("campaign ({})", c.id),
+                problem: format!(
+                    "more than {} distinct campaigns since the bidder started",
+                    slots.capacity
+                ),
+                fix: "restart the bidder to recycle budget slots of removed campaigns".into(),
+            })?;
+            campaigns.push(compile_campaign(c, slot));
+        }
         let index = Index::build(config, &partner_by_name);
         Ok(Catalog {
             settings,
@@ -204,7 +274,7 @@ fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
     }
 }
 
-fn compile_campaign(c: &crate::config::CampaignConfig) -> Campaign {
+fn compile_campaign(c: &crate::config::CampaignConfig, budget_slot: usize) -> Campaign {
     let creatives = c
         .creatives
         .iter()
@@ -225,6 +295,7 @@ fn compile_campaign(c: &crate::config::CampaignConfig) -> Campaign {
         .collect();
     Campaign {
         id: c.id.clone(),
+        budget_slot,
         advertiser: c.advertiser.clone(),
         daily_budget_micros: c.daily_budget_micros,
         max_bid_cpm_micros: c.max_bid_cpm_micros,

@@ -70,27 +70,66 @@ impl ConfigSource {
     }
 }
 
-/// Listeners and threads. Read by the engines; the decision core ignores it.
+/// Listeners, threads and the limits the engines hold connections to. Read by the
+/// engines; the decision core ignores it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Bid listeners, `ip:port`.
-    pub listen: Vec<String>,
-    /// Admin (metrics, health, reload) listener, `ip:port`.
+    /// Bid listener, `ip:port`; every worker binds it with `SO_REUSEPORT`.
+    pub listen: String,
+    /// Admin (metrics, health, reload, notices) listener, `ip:port`.
     pub admin_listen: String,
-    /// `io_uring` (default) or `tokio`.
+    /// `io_uring` (default; falls back to `tokio` where the kernel lacks io_uring) or
+    /// `tokio`.
     pub engine: String,
     /// CPU ids the workers are pinned to, one worker per entry.
     pub cores: Vec<usize>,
+    /// Bid path for exchanges that do not use `/bid/{partner}`.
+    pub default_bid_path: String,
+    /// Open connections per worker; past this a new connection gets 503.
+    pub max_connections_per_worker: u32,
+    /// A keep-alive connection with nothing in progress is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// A request must arrive whole within this long of its first byte (else 408).
+    pub request_timeout_ms: u64,
+    /// On shutdown, requests in progress get this long to finish.
+    pub shutdown_grace_ms: u64,
+    /// Largest request head (431 past it).
+    pub max_header_bytes: usize,
+    /// Largest request body as sent (413 past it).
+    pub max_body_bytes: usize,
+    /// Largest request body after gzip decompression (413 past it).
+    pub max_decompressed_body_bytes: usize,
+    /// io_uring submission queue entries per worker.
+    pub ring_entries: u32,
+    /// Kernel submission polling per worker (costs a CPU each; off by default).
+    pub sqpoll: bool,
+    /// CPU for worker i's polling thread: `sqpoll_cpus[i % len]` (e.g. hyperthread
+    /// siblings of `cores`); empty leaves them unpinned.
+    pub sqpoll_cpus: Vec<usize>,
+    /// How long an idle polling thread spins before it sleeps.
+    pub sqpoll_idle_ms: u32,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: vec!["127.0.0.1:8080".into()],
+            listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             engine: "io_uring".into(),
             cores: vec![0],
+            default_bid_path: "/openrtb2/bid".into(),
+            max_connections_per_worker: 4_096,
+            idle_timeout_ms: 60_000,
+            request_timeout_ms: 1_000,
+            shutdown_grace_ms: 2_000,
+            max_header_bytes: 8 * 1024,
+            max_body_bytes: 256 * 1024,
+            max_decompressed_body_bytes: 1024 * 1024,
+            ring_entries: 1_024,
+            sqpoll: false,
+            sqpoll_cpus: Vec::new(),
+            sqpoll_idle_ms: 100,
         }
     }
 }

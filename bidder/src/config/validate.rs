@@ -62,31 +62,15 @@ fn server(p: &mut Problems) {
     let s = &p.config.server;
     let config = p.config;
     let at = |key: &str| key_offset(config, "[server]", key);
-    for (i, addr) in s.listen.iter().enumerate() {
+    for (key, addr) in [("listen", &s.listen), ("admin_listen", &s.admin_listen)] {
         if addr.parse::<SocketAddr>().is_err() {
             p.add(
-                at("listen"),
-                format!("server.listen[{i}]"),
+                at(key),
+                format!("server.{key}"),
                 format!("`{addr}` is not ip:port"),
                 "write e.g. \"0.0.0.0:8080\"",
             );
         }
-    }
-    if s.listen.is_empty() {
-        p.add(
-            at("listen"),
-            "server.listen".into(),
-            "no listener",
-            "add at least one \"ip:port\"",
-        );
-    }
-    if s.admin_listen.parse::<SocketAddr>().is_err() {
-        p.add(
-            at("admin_listen"),
-            "server.admin_listen".into(),
-            format!("`{}` is not ip:port", s.admin_listen),
-            "write e.g. \"127.0.0.1:9090\"",
-        );
     }
     if !matches!(s.engine.as_str(), "io_uring" | "tokio") {
         p.add(
@@ -102,6 +86,51 @@ fn server(p: &mut Problems) {
             "server.cores".into(),
             "no worker cores",
             "list the CPU ids to pin workers to, e.g. [0, 1]",
+        );
+    }
+    if !s.default_bid_path.starts_with('/') || s.default_bid_path.starts_with("/bid/") {
+        p.add(
+            at("default_bid_path"),
+            "server.default_bid_path".into(),
+            format!("`{}` is not a path outside /bid/", s.default_bid_path),
+            "e.g. \"/openrtb2/bid\"",
+        );
+    }
+    let ranges: [(&str, u64, u64, u64); 7] = [
+        (
+            "max_connections_per_worker",
+            u64::from(s.max_connections_per_worker),
+            1,
+            1 << 24,
+        ),
+        ("idle_timeout_ms", s.idle_timeout_ms, 10, 3_600_000),
+        ("request_timeout_ms", s.request_timeout_ms, 10, 60_000),
+        ("shutdown_grace_ms", s.shutdown_grace_ms, 0, 60_000),
+        (
+            "max_header_bytes",
+            s.max_header_bytes as u64,
+            1_024,
+            1 << 20,
+        ),
+        ("max_body_bytes", s.max_body_bytes as u64, 1_024, 16 << 20),
+        ("ring_entries", u64::from(s.ring_entries), 8, 32_768),
+    ];
+    for (key, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            p.add(
+                at(key),
+                format!("server.{key}"),
+                format!("{value} is outside {min}..={max}"),
+                "see the defaults in bidder/examples/demo.toml",
+            );
+        }
+    }
+    if s.max_decompressed_body_bytes < s.max_body_bytes {
+        p.add(
+            at("max_decompressed_body_bytes"),
+            "server.max_decompressed_body_bytes".into(),
+            "smaller than max_body_bytes",
+            "make it at least max_body_bytes",
         );
     }
 }

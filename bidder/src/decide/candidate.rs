@@ -51,7 +51,7 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     }
     if !env
         .budgets
-        .can_afford(c, impression_cost_micros(price_micros))
+        .can_afford(campaign.budget_slot, impression_cost_micros(price_micros))
     {
         return Err(NoBidReason::BudgetExhausted);
     }

@@ -208,7 +208,8 @@ impl Decider {
         });
         for found in &self.candidates {
             let cost = crate::money::impression_cost_micros(found.price_micros);
-            if let Some(reservation) = budgets.reserve(found.campaign, cost) {
+            let slot = catalog.campaigns[found.campaign].budget_slot;
+            if let Some(reservation) = budgets.reserve(slot, cost) {
                 return Ok(ChosenBid {
                     imp: i,
                     campaign: found.campaign,

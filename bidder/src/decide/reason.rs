@@ -206,6 +206,8 @@ pub struct DecisionStats {
     pub no_bid_imps: [Counter; NoBidReason::COUNT],
     /// Candidate campaigns considered after the index (work done per request).
     pub candidates: Counter,
+    /// Decisions that finished after their deadline (answered no-bid, budget released).
+    pub deadline_missed: Counter,
 }
 
 #[cfg(test)]

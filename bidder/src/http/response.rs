@@ -89,6 +89,7 @@ pub struct ResponseBuf {
     body: Vec<u8>,
     content_type: ContentType,
     overflowed: bool,
+    gzip_allowed: bool,
 }
 
 impl ResponseBuf {
@@ -98,14 +99,28 @@ impl ResponseBuf {
             body: Vec::with_capacity(max_body_bytes),
             content_type: ContentType::Json,
             overflowed: false,
+            gzip_allowed: true,
         }
     }
 
-    /// Empties the buffer and resets the content type to JSON; called before each request.
+    /// Empties the buffer and resets the content type to JSON and gzip to allowed;
+    /// called before each request.
     pub fn clear(&mut self) {
         self.body.clear();
         self.content_type = ContentType::Json;
         self.overflowed = false;
+        self.gzip_allowed = true;
+    }
+
+    /// Whether the body may be gzipped for a client that accepts it (the service
+    /// turns this off for partners not configured for gzip).
+    pub fn set_gzip_allowed(&mut self, allowed: bool) {
+        self.gzip_allowed = allowed;
+    }
+
+    /// See [`ResponseBuf::set_gzip_allowed`].
+    pub fn gzip_allowed(&self) -> bool {
+        self.gzip_allowed
     }
 
     /// Appends `bytes`, or fails without writing if they do not fit.

@@ -66,6 +66,9 @@ pub struct ConnState {
     /// The engine wants this connection closed after the next response (e.g. draining
     /// for shutdown); responses then carry `connection: close`.
     pub close_after_response: bool,
+    /// The client's address, set by the engine at accept: partners without a bid path
+    /// of their own are recognised by it.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// What the engine does next.
@@ -168,7 +171,7 @@ impl<S: Service> Server<S> {
             (false, Version::Http10) => ConnectionHeader::KeepAlive,
             (false, Version::Http11) => ConnectionHeader::Omit,
         };
-        let status = match self.answer(input, &req, arrived, connection, out) {
+        let status = match self.answer(input, &req, arrived, conn.peer, connection, out) {
             Ok(status) => status,
             Err(e) => return refuse(e, input.len(), out),
         };
@@ -185,6 +188,7 @@ impl<S: Service> Server<S> {
         input: &[u8],
         req: &Request<'_>,
         arrived: Instant,
+        peer: Option<std::net::IpAddr>,
         connection: ConnectionHeader,
         out: &mut OutBuf<'_>,
     ) -> Result<Status, HttpError> {
@@ -195,6 +199,7 @@ impl<S: Service> Server<S> {
         let body = self.decoder.decode(input, req)?;
         let call = BidCall {
             partner,
+            peer,
             openrtb_version: req.openrtb_version,
             body,
             arrived,
@@ -213,7 +218,8 @@ impl<S: Service> Server<S> {
             return Ok(put_canned(status, connection, out));
         }
         let plain = self.response.body();
-        let gzipped = if req.accepts_gzip && plain.len() >= self.gzip_min_response_bytes {
+        let gzip_wanted = req.accepts_gzip && self.response.gzip_allowed();
+        let gzipped = if gzip_wanted && plain.len() >= self.gzip_min_response_bytes {
             self.gzip.compress(plain).filter(|z| z.len() < plain.len())
         } else {
             None

@@ -13,6 +13,8 @@ use super::status::Status;
 pub struct BidCall<'a> {
     /// Partner named by `/bid/{partner}`; `None` on the default path.
     pub partner: Option<&'a str>,
+    /// The client's address, when the engine knows it.
+    pub peer: Option<std::net::IpAddr>,
     /// `x-openrtb-version` as sent.
     pub openrtb_version: Option<&'a str>,
     /// The request body (OpenRTB JSON), ready to parse.

@@ -16,7 +16,7 @@ mod worker;
 pub use counter::Counter;
 pub use histogram::{LatencyHistogram, MAX_RECORDED_LATENCY_US};
 pub use prom::{escape_label_value, Labels, PromText, LATENCY_BUCKETS_US};
-pub use registry::{Collect, Registry, UNATTRIBUTED_PARTNER};
+pub use registry::{Collect, DecisionSource, Registry, UNATTRIBUTED_PARTNER};
 pub use worker::{
     LatencyRecorder, PartnerCounters, WorkerMetrics, PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS,
 };

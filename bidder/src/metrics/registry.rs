@@ -12,7 +12,7 @@ use super::worker::WorkerMetrics;
 use crate::budget::Budgets;
 use crate::catalog::Catalog;
 use crate::config::MAX_PARTNERS;
-use crate::decide::NoBidReason;
+use crate::decide::{DecisionStats, NoBidReason};
 use crate::http::Status;
 
 /// Label value for requests that named no known partner. Partner names are config keys
@@ -27,6 +27,21 @@ pub trait Collect: Send + Sync {
     fn collect(&self, out: &mut PromText);
 }
 
+/// Where the scrape finds decision counters: the bid service keeps one
+/// [`DecisionStats`] per worker thread and creates them lazily, so the scrape asks for
+/// the current list each time. Any `Fn() -> Vec<Arc<DecisionStats>>` will do, e.g.
+/// `move || service.decision_stats()`.
+pub trait DecisionSource: Send + Sync {
+    /// Every worker's decision counters, summed by the scrape.
+    fn decision_stats(&self) -> Vec<Arc<DecisionStats>>;
+}
+
+impl<F: Fn() -> Vec<Arc<DecisionStats>> + Send + Sync> DecisionSource for F {
+    fn decision_stats(&self) -> Vec<Arc<DecisionStats>> {
+        self()
+    }
+}
+
 /// The catalog whose names label partner and campaign series, and its budgets.
 struct Campaigns {
     catalog: Arc<Catalog>,
@@ -39,6 +54,7 @@ struct Campaigns {
 pub struct Registry {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
     collectors: Mutex<Vec<Arc<dyn Collect>>>,
+    decisions: Mutex<Vec<Arc<dyn DecisionSource>>>,
     campaigns: Mutex<Option<Campaigns>>,
 }
 
@@ -80,6 +96,11 @@ impl Registry {
         lock(&self.collectors).push(collector);
     }
 
+    /// Includes the decision counters `source` lists in every scrape from now on.
+    pub fn add_decision_source(&self, source: Arc<dyn DecisionSource>) {
+        lock(&self.decisions).push(source);
+    }
+
     /// Sets the catalog that names partners and campaigns, and the budgets to report;
     /// called at start and after each successful reload.
     pub fn set_catalog(&self, catalog: Arc<Catalog>, budgets: Arc<Budgets>) {
@@ -104,7 +125,11 @@ impl Registry {
         let catalog = campaigns.as_ref().map(|c| &*c.catalog);
         collect_responses(&workers, out);
         collect_partners(&workers, catalog, out);
-        collect_decisions(&workers, out);
+        let decisions: Vec<Arc<DecisionStats>> = lock(&self.decisions)
+            .iter()
+            .flat_map(|source| source.decision_stats())
+            .collect();
+        collect_decisions(&decisions, out);
         collect_latencies(&workers, out);
         if let Some(c) = campaigns.as_ref() {
             collect_budgets(&c.catalog, &c.budgets, out);
@@ -159,10 +184,8 @@ fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, o
     }
 }
 
-fn collect_decisions(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
-    let sum = |pick: &dyn Fn(&crate::decide::DecisionStats) -> u64| -> u64 {
-        workers.iter().map(|w| pick(w.decisions())).sum()
-    };
+fn collect_decisions(stats: &[Arc<DecisionStats>], out: &mut PromText) {
+    let sum = |pick: &dyn Fn(&DecisionStats) -> u64| -> u64 { stats.iter().map(|d| pick(d)).sum() };
     out.counter(
         "bidder_decision_requests_total",
         "Bid requests decided.",
@@ -192,6 +215,12 @@ fn collect_decisions(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
         "Candidate campaigns considered after the targeting index.",
         &[],
         sum(&|d| d.candidates.get()),
+    );
+    out.counter(
+        "bidder_decision_deadline_missed_total",
+        "Decisions that finished after their deadline (answered no-bid, budget released).",
+        &[],
+        sum(&|d| d.deadline_missed.get()),
     );
     for reason in NoBidReason::ALL {
         out.counter(
@@ -234,10 +263,13 @@ fn collect_latencies(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
     );
 }
 
+/// One series per campaign of the catalog, read from its budget slot.
 fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
-    let n = catalog.campaigns.len().min(budgets.len());
-    for (i, campaign) in catalog.campaigns.iter().take(n).enumerate() {
-        let s = budgets.snapshot(i);
+    for campaign in &catalog.campaigns {
+        if campaign.budget_slot >= budgets.len() {
+            continue;
+        }
+        let s = budgets.snapshot(campaign.budget_slot);
         let labels = [("campaign", campaign.id.as_str())];
         out.gauge(
             "bidder_budget_daily_micros",

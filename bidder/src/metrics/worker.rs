@@ -9,6 +9,7 @@
 //! (invariant 4). The scrape takes the lock, adds the shared copy into its total and
 //! lets go.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -17,7 +18,6 @@ use super::counter::Counter;
 use super::histogram::LatencyHistogram;
 use crate::catalog::PartnerIdx;
 use crate::config::MAX_PARTNERS;
-use crate::decide::DecisionStats;
 use crate::http::{Status, STATUS_COUNT};
 
 /// Values a worker records before it tries to publish them.
@@ -54,7 +54,6 @@ pub struct WorkerMetrics {
     responses: [Counter; STATUS_COUNT],
     /// Indexed by [`PartnerIdx`]; the last slot counts requests of no known partner.
     partners: Box<[PartnerCounters]>,
-    decisions: Arc<DecisionStats>,
     published: Mutex<Published>,
     publishes: Counter,
     publish_skips: Counter,
@@ -69,7 +68,6 @@ impl WorkerMetrics {
             partners: (0..=MAX_PARTNERS)
                 .map(|_| PartnerCounters::default())
                 .collect(),
-            decisions: Arc::default(),
             published: Mutex::default(),
             publishes: Counter::default(),
             publish_skips: Counter::default(),
@@ -101,10 +99,19 @@ impl WorkerMetrics {
         &self.partners[slot]
     }
 
-    /// The decision counters the worker's decider writes into; hand this to
-    /// [`crate::bidding::Worker::new`] so the scrape sees them.
-    pub fn decisions(&self) -> &Arc<DecisionStats> {
-        &self.decisions
+    /// Makes these the metrics of the calling thread, for code that runs on a worker
+    /// thread but is not handed them: the shared [`Service`](crate::http::Service) finds
+    /// its worker's partner counters through [`WorkerMetrics::with_current`]. Engines
+    /// call this once when a worker thread starts.
+    pub fn install_on_this_thread(self: &Arc<Self>) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(self)));
+    }
+
+    /// Runs `f` with the calling thread's metrics; `None` on a thread no engine worker
+    /// runs on (tests, the CLI), where there is nothing to count into.
+    #[inline]
+    pub fn with_current<R>(f: impl FnOnce(&WorkerMetrics) -> R) -> Option<R> {
+        CURRENT.with(|c| c.borrow().as_deref().map(f))
     }
 
     /// Times the worker published its histograms, and times it found the lock taken.
@@ -136,6 +143,11 @@ impl WorkerMetrics {
         let published = lock(&self.published);
         f(&published.decision, &published.total)
     }
+}
+
+thread_local! {
+    /// The metrics of the engine worker running on this thread, if any.
+    static CURRENT: RefCell<Option<Arc<WorkerMetrics>>> = const { RefCell::new(None) };
 }
 
 /// A poisoned lock only means a scrape panicked mid-merge; the histograms are still
@@ -282,6 +294,22 @@ mod tests {
         let m = Arc::new(WorkerMetrics::new(3));
         let _a = m.recorder();
         let _b = m.recorder();
+    }
+
+    #[test]
+    fn the_current_worker_is_found_only_on_its_thread() {
+        let m = Arc::new(WorkerMetrics::new(7));
+        assert_eq!(WorkerMetrics::with_current(|w| w.worker()), None);
+        let on_thread = Arc::clone(&m);
+        let seen = std::thread::spawn(move || {
+            on_thread.install_on_this_thread();
+            WorkerMetrics::with_current(|w| w.partner(Some(2)).requests.inc());
+            WorkerMetrics::with_current(|w| w.worker())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, Some(7));
+        assert_eq!(m.partner(Some(2)).requests.get(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`MAX_ANSWERS_PER_FLUSH`] pile up, so a client pipelining thousands of requests
 //! without reading cannot make us buffer their answers.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,12 +77,14 @@ struct Conn {
 }
 
 /// Serves `stream` until it closes, times out, or the worker drains.
-pub(super) async fn run<S: Service>(worker: &Worker<S>, mut stream: TcpStream) {
+pub(super) async fn run<S: Service>(worker: &Worker<S>, mut stream: TcpStream, peer: SocketAddr) {
+    let mut http = ConnState::default();
+    http.peer = Some(peer.ip());
     let mut conn = Conn {
         input: vec![0; INITIAL_INPUT_BYTES.min(worker.max_request_bytes)],
         filled: 0,
         output: Vec::new(),
-        http: ConnState::default(),
+        http,
         request_started: None,
         arrived: Instant::now(),
         decisions_us: [0; MAX_ANSWERS_PER_FLUSH],

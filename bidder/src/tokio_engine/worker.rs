@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -150,6 +150,7 @@ async fn serve<S: Service + 'static>(
         drain: Notify::new(),
         closed: Notify::new(),
     });
+    worker.metrics.install_on_this_thread();
     let _ = ready.send((index, Ok(())));
     drop(ready);
     tokio::task::spawn_local(publish_latencies(Rc::clone(&worker)));
@@ -158,7 +159,7 @@ async fn serve<S: Service + 'static>(
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => admit(&worker, stream),
+                Ok((stream, peer)) => admit(&worker, stream, peer),
                 Err(_) => {
                     worker.stats.accept_errors.inc();
                     tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
@@ -206,7 +207,7 @@ async fn publish_latencies<S>(worker: Rc<Worker<S>>) {
 }
 
 /// Gives `stream` a slot and a task, or sheds it with 503 when every slot is taken.
-fn admit<S: Service + 'static>(worker: &Rc<Worker<S>>, stream: TcpStream) {
+fn admit<S: Service + 'static>(worker: &Rc<Worker<S>>, stream: TcpStream, peer: SocketAddr) {
     if worker.open.get() >= worker.max_connections {
         shed(worker, stream);
         return;
@@ -217,7 +218,7 @@ fn admit<S: Service + 'static>(worker: &Rc<Worker<S>>, stream: TcpStream) {
     let worker = Rc::clone(worker);
     tokio::task::spawn_local(async move {
         let _slot = Slot(Rc::clone(&worker));
-        conn::run(&worker, stream).await;
+        conn::run(&worker, stream, peer).await;
     });
 }
 

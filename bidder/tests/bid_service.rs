@@ -1,0 +1,161 @@
+//! The real bid service behind the HTTP layer, driven sans-I/O the way an engine
+//! drives it: partner recognition (path and source address), user-space partner
+//! limits, per-partner gzip, reload to a new generation.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bidder::bid_service::BidService;
+use bidder::bidding::Bidding;
+use bidder::budget::Budgets;
+use bidder::catalog::Catalog;
+use bidder::config::Config;
+use bidder::decide::NoBidReason;
+use bidder::http::{ConnState, HttpConfig, OutBuf, Server, Step};
+use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
+use bidder::strategy::StaticStrategy;
+
+const BANNER: &str =
+    r#"{"id":"r1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
+
+fn bidding(config_text: Option<String>) -> Bidding {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let text = config_text.unwrap_or_else(|| std::fs::read_to_string(&demo).unwrap());
+    let catalog = Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap();
+    Bidding {
+        budgets: Arc::new(Budgets::new(
+            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+        )),
+        strategy: Arc::new(StaticStrategy {
+            shading_ppm: catalog.settings.default_shading_ppm,
+        }),
+        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
+        catalog: Arc::new(catalog),
+    }
+}
+
+/// Sends one POST and returns (status code, headers+body text).
+fn post(
+    server: &mut Server<BidService>,
+    path: &str,
+    peer: Option<&str>,
+    extra_headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\n{extra_headers}content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = ConnState::default();
+    conn.peer = peer.map(|p| p.parse::<IpAddr>().unwrap());
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut out = OutBuf::new(&mut buf);
+    let step = server.serve_one(&mut conn, request.as_bytes(), Instant::now(), &mut out);
+    assert!(matches!(step, Step::Answered { .. }), "{step:?}");
+    let text = String::from_utf8_lossy(out.as_bytes()).to_string();
+    let code = text[9..12].parse().unwrap();
+    (code, text)
+}
+
+fn server(service: &Arc<BidService>) -> Server<BidService> {
+    Server::new(Arc::clone(service), &HttpConfig::default()).unwrap()
+}
+
+#[test]
+fn partners_are_recognised_by_path_and_by_source_address() {
+    let service = Arc::new(BidService::new(bidding(None), 1));
+    let mut s = server(&service);
+    assert_eq!(post(&mut s, "/bid/exchange-a", None, "", BANNER).0, 200);
+    assert_eq!(post(&mut s, "/bid/nobody", None, "", BANNER).0, 404);
+    assert_eq!(
+        service
+            .gate
+            .unknown_partner
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Default path: the partner comes from the source address (exchange-a is 127.0.0.0/8).
+    let (code, _) = post(&mut s, "/openrtb2/bid", Some("127.0.0.1"), "", BANNER);
+    assert_eq!(code, 200);
+    // ssp-b (192.0.2.0/24) wants an nbr body: a currency it cannot have gets 200 + nbr.
+    let jpy = BANNER.replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
+    let (code, text) = post(&mut s, "/openrtb2/bid", Some("192.0.2.9"), "", &jpy);
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains(&format!(
+            "\"nbr\":{}",
+            NoBidReason::CurrencyNotAccepted.nbr()
+        )),
+        "{text}"
+    );
+    // Unknown source on the default path: no partner, bids on campaigns open to all.
+    assert_eq!(
+        post(&mut s, "/openrtb2/bid", Some("198.51.100.1"), "", BANNER).0,
+        200
+    );
+    assert_eq!(
+        post(&mut s, "/bid/exchange-a", None, "", "{not json").0,
+        400
+    );
+}
+
+#[test]
+fn the_user_space_partner_limit_answers_204_past_the_burst() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let text = std::fs::read_to_string(&demo).unwrap().replace(
+        "qps_limit = 50_000\nburst = 5_000",
+        "qps_limit = 1\nburst = 3",
+    );
+    let service = Arc::new(BidService::new(bidding(Some(text)), 1));
+    let mut s = server(&service);
+    let codes: Vec<u16> = (0..6)
+        .map(|_| post(&mut s, "/bid/exchange-a", None, "", BANNER).0)
+        .collect();
+    assert_eq!(codes, [200, 200, 200, 204, 204, 204]);
+    let refused: u64 = service
+        .decision_stats()
+        .iter()
+        .map(|st| st.no_bid_imps[NoBidReason::PartnerRefused as usize].get())
+        .sum();
+    assert_eq!(refused, 3);
+    // With the XDP front enforcing limits, user space lets everything through.
+    service.set_user_space_limits(false);
+    assert_eq!(post(&mut s, "/bid/exchange-a", None, "", BANNER).0, 200);
+}
+
+#[test]
+fn gzip_responses_only_for_partners_configured_for_it() {
+    let service = Arc::new(BidService::new(bidding(None), 1));
+    let mut s = server(&service);
+    let gzip = "accept-encoding: gzip\r\n";
+    // exchange-a: gzip_responses = false.
+    let (_, text) = post(&mut s, "/bid/exchange-a", None, gzip, BANNER);
+    assert!(
+        !text.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{text}"
+    );
+    // ssp-b: gzip_responses = true (bids are over the 1 KiB gzip threshold).
+    let (code, text) = post(&mut s, "/bid/ssp-b", None, gzip, BANNER);
+    assert_eq!(code, 200);
+    assert!(
+        text.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reload_takes_effect_on_the_next_request() {
+    let service = Arc::new(BidService::new(bidding(None), 1));
+    let mut s = server(&service);
+    let (_, before) = post(&mut s, "/bid/exchange-a", None, "", BANNER);
+    assert!(before.contains("\"price\":1.8"), "{before}");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let text = std::fs::read_to_string(&demo)
+        .unwrap()
+        .replace("base_cpm_micros = 2_000_000", "base_cpm_micros = 3_000_000");
+    assert_eq!(service.swap(bidding(Some(text))), 2);
+    let (_, after) = post(&mut s, "/bid/exchange-a", None, "", BANNER);
+    assert!(after.contains("\"price\":2.7"), "{after}");
+}

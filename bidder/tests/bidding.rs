@@ -1,0 +1,205 @@
+//! The bidding pipeline as the engines call it: deadline (fail closed), no-bid
+//! bodies, the ledger hand-over and invalid requests.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::budget::Budgets;
+use bidder::catalog::{Campaign, Catalog};
+use bidder::config::Config;
+use bidder::decide::NoBidReason;
+use bidder::ledger::{Ledger, LedgerInbox};
+use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
+
+const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
+
+fn bidding_with(strategy: Arc<dyn StrategySource>, inbox_capacity: usize) -> Bidding {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let catalog = Catalog::compile(&Config::load(&demo).unwrap()).unwrap();
+    Bidding {
+        budgets: Arc::new(Budgets::new(
+            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+        )),
+        strategy,
+        inbox: Arc::new(LedgerInbox::new(inbox_capacity)),
+        catalog: Arc::new(catalog),
+    }
+}
+
+fn arrival(partner: Option<u16>) -> Arrival {
+    Arrival {
+        partner,
+        now_ms: 1_795_429_800_000,
+        at: Instant::now(),
+    }
+}
+
+fn fast() -> Arc<dyn StrategySource> {
+    Arc::new(StaticStrategy {
+        shading_ppm: 1_000_000,
+    })
+}
+
+/// A strategy that takes `delay` per campaign: a decision too slow for its deadline.
+struct Slow(Duration);
+impl StrategySource for Slow {
+    fn campaign(&self, idx: usize, c: &Campaign) -> CampaignStrategy {
+        std::thread::sleep(self.0);
+        StaticStrategy {
+            shading_ppm: 1_000_000,
+        }
+        .campaign(idx, c)
+    }
+}
+
+fn reserved(bidding: &Bidding) -> i64 {
+    (0..bidding.budgets.len())
+        .map(|c| bidding.budgets.snapshot(c).reserved_micros)
+        .sum()
+}
+
+#[test]
+fn a_bid_leaves_only_with_its_reservation_in_the_ledger() {
+    let bidding = bidding_with(fast(), 64);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut body = BANNER.as_bytes().to_vec();
+    let Answer::Bid(json) = worker.bid(&bidding, &mut body, arrival(Some(0))) else {
+        panic!("expected a bid");
+    };
+    let response: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let bid_id = response["seatbid"][0]["bid"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        reserved(&bidding),
+        2_000,
+        "2.00 CPM reserves 2,000 micros for one impression"
+    );
+    let mut ledger = Ledger::new(60_000);
+    ledger.drain(&bidding.inbox, &bidding.budgets);
+    assert_eq!(ledger.pending(), 1);
+    ledger.settle(bid_id, 1_500, &bidding.budgets, 0);
+    assert_eq!(reserved(&bidding), 0);
+}
+
+#[test]
+fn a_decision_past_its_deadline_answers_no_bid_and_releases_budget() {
+    // The demo caps our own deadline at 8 ms; each campaign's strategy takes 5 ms.
+    let bidding = bidding_with(Arc::new(Slow(Duration::from_millis(5))), 64);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut body = BANNER.as_bytes().to_vec();
+    let answer = worker.bid(&bidding, &mut body, arrival(Some(0)));
+    assert!(
+        matches!(
+            answer,
+            Answer::NoBid {
+                reason: NoBidReason::Deadline,
+                body: None
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(
+        reserved(&bidding),
+        0,
+        "no budget stays held by a late decision"
+    );
+    assert_eq!(worker.stats().deadline_missed.get(), 1);
+    assert!(bidding.inbox.is_empty(), "nothing was handed to the ledger");
+}
+
+#[test]
+fn a_tmax_smaller_than_the_network_allowance_leaves_no_time() {
+    let bidding = bidding_with(fast(), 64);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut body = BANNER.replace("\"tmax\":120", "\"tmax\":30").into_bytes();
+    let answer = worker.bid(&bidding, &mut body, arrival(Some(0)));
+    assert!(
+        matches!(
+            answer,
+            Answer::NoBid {
+                reason: NoBidReason::Deadline,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn partners_that_want_a_body_get_the_nbr_json() {
+    let bidding = bidding_with(fast(), 64);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    // ssp-b (partner 1) sets nbr_body; "cur":["JPY"] excludes our currency.
+    let mut body = BANNER
+        .replace("\"tmax\":120", "\"cur\":[\"JPY\"]")
+        .into_bytes();
+    let Answer::NoBid {
+        reason,
+        body: Some(json),
+    } = worker.bid(&bidding, &mut body, arrival(Some(1)))
+    else {
+        panic!("expected a no-bid body");
+    };
+    assert_eq!(reason, NoBidReason::CurrencyNotAccepted);
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    assert_eq!(v["id"], "r1");
+    assert_eq!(v["nbr"], NoBidReason::CurrencyNotAccepted.nbr());
+}
+
+#[test]
+fn a_full_ledger_inbox_drops_the_bid_and_keeps_budget_free() {
+    let bidding = bidding_with(fast(), 1);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut first = BANNER.as_bytes().to_vec();
+    assert!(matches!(
+        worker.bid(&bidding, &mut first, arrival(None)),
+        Answer::Bid(_)
+    ));
+    let mut second = BANNER.as_bytes().to_vec();
+    let answer = worker.bid(&bidding, &mut second, arrival(None));
+    assert!(
+        matches!(
+            answer,
+            Answer::NoBid {
+                reason: NoBidReason::TechnicalError,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(worker.dropped_bids, 1);
+    assert_eq!(
+        reserved(&bidding),
+        2_000,
+        "only the bid the ledger holds keeps budget"
+    );
+}
+
+#[test]
+fn invalid_requests_are_refused_with_the_parse_error() {
+    let bidding = bidding_with(fast(), 64);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    for bad in [
+        &b"{"[..],
+        b"[]",
+        br#"{"id":"x"}"#,
+        br#"{"id":"x","imp":[]}"#,
+        b"\xff\xfe",
+    ] {
+        let mut body = bad.to_vec();
+        let answer = worker.bid(&bidding, &mut body, arrival(None));
+        let Answer::Invalid(e) = answer else {
+            panic!("{bad:?} should be invalid, got {answer:?}");
+        };
+        assert!(!e.to_string().is_empty());
+    }
+    assert_eq!(
+        worker.stats().no_bid_imps[NoBidReason::InvalidRequest as usize].get(),
+        5
+    );
+}
