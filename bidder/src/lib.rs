@@ -9,6 +9,7 @@ pub mod bidding;
 pub mod budget;
 pub mod catalog;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod decide;
 pub mod http;

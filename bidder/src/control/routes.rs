@@ -1,0 +1,151 @@
+//! The control port's endpoints, one function each.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::notices::NoticeDesk;
+use super::server::Control;
+use super::ReloadFn;
+use crate::metrics::PromText;
+use crate::notice::NoticeKind;
+
+/// Where notice URLs point under the notice base URL's host: `/notice/win` etc.
+pub const NOTICE_PATH_PREFIX: &str = "/notice";
+
+/// The Prometheus text format's media type.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(super) type Reply = Response<Full<Bytes>>;
+
+/// Answers one request. Never fails: every problem is a status.
+pub(super) async fn route(control: &Control, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path();
+    if let Some(kind) = notice_kind(path) {
+        if req.method() != Method::GET {
+            return not_allowed("GET");
+        }
+        let query = req.uri().query().unwrap_or("");
+        return notice(&mut control.desk.borrow_mut(), kind, query);
+    }
+    let allowed = match path {
+        "/metrics" | "/health" | "/ready" => "GET",
+        "/reload" => "POST",
+        _ => return text(StatusCode::NOT_FOUND, "not found"),
+    };
+    if req.method().as_str() != allowed {
+        return not_allowed(allowed);
+    }
+    match path {
+        "/metrics" => metrics(control),
+        "/health" => text(StatusCode::OK, "ok"),
+        "/ready" if control.readiness.is_ready() => text(StatusCode::OK, "ready"),
+        "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        _ => reload(control, req).await,
+    }
+}
+
+fn notice_kind(path: &str) -> Option<NoticeKind> {
+    let rest = path.strip_prefix(NOTICE_PATH_PREFIX)?;
+    [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss]
+        .into_iter()
+        .find(|k| k.path() == rest)
+}
+
+/// 204 for any verified notice (duplicates and unknown bids included: the exchange
+/// did its part); 400 with the reason for forged, edited or malformed ones.
+fn notice(desk: &mut NoticeDesk, kind: NoticeKind, query: &str) -> Reply {
+    match desk.apply(kind, query, now_ms()) {
+        Ok(_) => empty(StatusCode::NO_CONTENT),
+        Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+fn metrics(control: &Control) -> Reply {
+    let mut out = PromText::new();
+    control.registry.collect(&mut out);
+    control.collect(&mut out);
+    control.desk.borrow().collect(&mut out);
+    let mut reply = Response::new(Full::new(Bytes::from(out.render())));
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    reply
+}
+
+/// Reads the bounded body within the body timeout, then runs the reload callback on a
+/// blocking thread (loading a large config takes a while; the ledger tick and notices
+/// go on meanwhile). Reloads run one at a time.
+async fn reload(control: &Control, req: Request<Incoming>) -> Reply {
+    let body = Limited::new(req.into_body(), control.config.max_reload_body_bytes);
+    let collected = tokio::time::timeout(control.body_timeout(), body.collect()).await;
+    let body = match collected {
+        Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "reload body too large")
+        }
+        Ok(Err(_)) => return text(StatusCode::BAD_REQUEST, "unreadable request body"),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let callback = Arc::clone(&control.reload);
+    let ran = tokio::task::spawn_blocking(move || call_reload(&callback, &body)).await;
+    let (status, line) = match ran {
+        Ok(Ok(summary)) => (StatusCode::OK, summary),
+        Ok(Err(error)) => (StatusCode::BAD_REQUEST, error),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload failed unexpectedly (panicked); see the log".to_owned(),
+        ),
+    };
+    control.count_reload(status == StatusCode::OK);
+    text(status, &line)
+}
+
+fn call_reload(callback: &Mutex<ReloadFn>, body: &[u8]) -> Result<String, String> {
+    let mut f = callback
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    f(body)
+}
+
+/// Wall-clock ms since the Unix epoch, the ledger's clock.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(super) fn empty(status: StatusCode) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = status;
+    reply
+}
+
+/// A plain-text answer: `line` and a newline.
+pub(super) fn text(status: StatusCode, line: &str) -> Reply {
+    let mut body = String::with_capacity(line.len() + 1);
+    body.push_str(line);
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    reply
+}
+
+fn not_allowed(allow: &'static str) -> Reply {
+    let mut reply = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    reply
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    reply
+}

@@ -1,0 +1,539 @@
+//! The control port over real loopback sockets: health and readiness, notices settling
+//! real budgets through the ledger (clearing price, duplicates, tampering, losses,
+//! expiry), reload, `/metrics` through promtool, its own bounds, and that a slow scrape
+//! never holds up a worker of the bid engine.
+//!
+//! Every client socket has read and write timeouts, and every server is shut down (and
+//! its threads joined) by the test that started it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bidder::bid_id::{BidId, BidIdGen};
+use bidder::budget::Budgets;
+use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
+use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
+use bidder::ledger::{HeldBid, Ledger, LedgerInbox};
+use bidder::metrics::{Registry, PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
+use bidder::money::impression_cost_micros;
+use bidder::notice::{NoticeFields, NoticeKind, NoticeSigner};
+use bidder::tokio_engine::{TokioEngine, TokioEngineConfig};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
+const BASE_URL: &str = "http://bidder.test/notice";
+const DAILY_MICROS: i64 = 1_000_000;
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+struct Setup {
+    port: ControlPort,
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    readiness: Readiness,
+    budgets: Arc<Budgets>,
+    inbox: Arc<LedgerInbox>,
+    signer: NoticeSigner,
+    ids: BidIdGen,
+    reloads: Arc<AtomicUsize>,
+}
+
+/// A control port whose reload callback accepts the body `good` and refuses others.
+fn start(config: ControlConfig) -> Setup {
+    let registry = Arc::new(Registry::new());
+    let readiness = Readiness::new();
+    let budgets = Arc::new(Budgets::new([DAILY_MICROS]));
+    let inbox = Arc::new(LedgerInbox::new(64));
+    let signer = NoticeSigner::new(KEY, BASE_URL).unwrap();
+    let reloads = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::clone(&reloads);
+    let parts = ControlParts {
+        registry: Arc::clone(&registry),
+        readiness: readiness.clone(),
+        reload: Box::new(move |body: &[u8]| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match body {
+                b"good" => Ok("test.toml: reloaded: 2 partners, 3 campaigns".to_owned()),
+                _ => Err("test.toml:3: [[campaign]] id: must not be empty".to_owned()),
+            }
+        }),
+        notices: Notices {
+            signer: signer.clone(),
+            ledger: Ledger::new(60_000),
+            inbox: Arc::clone(&inbox),
+            budgets: Arc::clone(&budgets),
+        },
+    };
+    let port = ControlPort::start(
+        ControlConfig {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            ..config
+        },
+        parts,
+    )
+    .expect("control port starts");
+    Setup {
+        addr: port.local_addr(),
+        port,
+        registry,
+        readiness,
+        budgets,
+        inbox,
+        signer,
+        ids: BidIdGen::new(1, 0),
+        reloads,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A bid of `price_cpm_micros` that a worker made: budget reserved, handed to the
+/// ledger inbox, notice URLs signed.
+struct Bid {
+    id: BidId,
+    price_cpm_micros: i64,
+}
+
+impl Setup {
+    fn bid(&mut self, price_cpm_micros: i64, ttl_ms: u64) -> Bid {
+        let id = self.ids.next_id();
+        let reservation = self
+            .budgets
+            .reserve(0, impression_cost_micros(price_cpm_micros))
+            .expect("budget left");
+        self.inbox
+            .hold(HeldBid {
+                bid_id: id,
+                reservation,
+                expires_at_ms: now_ms() + ttl_ms,
+            })
+            .expect("inbox has room");
+        Bid {
+            id,
+            price_cpm_micros,
+        }
+    }
+
+    /// The path and query of `bid`'s `kind` notice, as the exchange would call it with
+    /// `${AUCTION_PRICE}` replaced by `price` (left as is when `None`).
+    fn notice_path(&self, bid: &Bid, kind: NoticeKind, price: Option<&str>) -> String {
+        let fields = NoticeFields {
+            bid_id: bid.id,
+            imp_id: "imp-1",
+            campaign_id: "camp 1",
+            price_micros: bid.price_cpm_micros,
+        };
+        let tag = self.signer.sign(&fields);
+        let mut url = Vec::new();
+        self.signer.write_url(kind, &fields, &tag, &mut url);
+        let url = String::from_utf8(url).unwrap();
+        let path = url.strip_prefix("http://bidder.test").unwrap().to_owned();
+        match price {
+            Some(p) => path.replace("${AUCTION_PRICE}", p),
+            None => path,
+        }
+    }
+
+    fn budget(&self) -> (i64, i64, i64) {
+        let s = self.budgets.snapshot(0);
+        (s.available_micros, s.reserved_micros, s.spent_micros)
+    }
+
+    fn scrape(&self) -> String {
+        let (status, body) = get(self.addr, "/metrics");
+        assert_eq!(status, 200);
+        body
+    }
+}
+
+/// One request on a fresh connection; the status and body.
+fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let status = text[9..12].parse().expect("status");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path, b"")
+}
+
+fn eventually(limit: Duration, what: &str, cond: impl Fn() -> bool) {
+    let until = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn promtool_check(text: &str) {
+    assert!(
+        Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} is missing: install Debian's `prometheus` package (the setup step does)"
+    );
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics failed:\n{}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn health_answers_and_ready_follows_the_flag() {
+    let s = start(ControlConfig::default());
+    assert_eq!(get(s.addr, "/health"), (200, "ok\n".to_owned()));
+    assert_eq!(get(s.addr, "/ready").0, 503);
+    s.readiness.set_ready(true);
+    assert_eq!(get(s.addr, "/ready"), (200, "ready\n".to_owned()));
+    s.readiness.set_ready(false);
+    assert_eq!(get(s.addr, "/ready").0, 503);
+    assert_eq!(request(s.addr, "POST", "/health", b"").0, 405);
+    assert_eq!(get(s.addr, "/reload").0, 405);
+    assert_eq!(request(s.addr, "POST", "/notice/win", b"").0, 405);
+    assert_eq!(get(s.addr, "/nope").0, 404);
+    assert_eq!(get(s.addr, "/notice/other?bid=1").0, 404);
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_win_settles_at_the_clearing_price_and_a_second_notice_counts_once() {
+    let mut s = start(ControlConfig::default());
+    let bid = s.bid(2_000_000, 60_000);
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_000, 2_000, 0));
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    assert_eq!(get(s.addr, &win), (204, String::new()));
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500));
+    let bill = s.notice_path(&bid, NoticeKind::Bill, Some("1.5"));
+    assert_eq!(get(s.addr, &bill).0, 204);
+    assert_eq!(get(s.addr, &win).0, 204, "exchanges retry");
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500), "charged once");
+    let text = s.scrape();
+    for needle in [
+        "bidder_notices_total{kind=\"win\",outcome=\"settled\"} 1\n",
+        "bidder_notices_total{kind=\"win\",outcome=\"duplicate\"} 1\n",
+        "bidder_notices_total{kind=\"bill\",outcome=\"duplicate\"} 1\n",
+        "bidder_ledger_settled_total 1\n",
+        "bidder_ledger_duplicates_total 2\n",
+        "bidder_ledger_pending 0\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_notice_without_a_readable_price_settles_at_our_bid() {
+    let mut s = start(ControlConfig::default());
+    // Exchanges that do not substitute the macro send it raw or percent-encoded.
+    let raw_bid = s.bid(3_000_000, 60_000);
+    let raw = s.notice_path(&raw_bid, NoticeKind::Win, None);
+    assert_eq!(get(s.addr, &raw).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 3_000, 0, 3_000));
+    let bid = s.bid(3_000_000, 60_000);
+    let encoded = s
+        .notice_path(&bid, NoticeKind::Bill, None)
+        .replace("${AUCTION_PRICE}", "%24%7BAUCTION_PRICE%7D");
+    assert_eq!(get(s.addr, &encoded).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 6_000, 0, 6_000));
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_loss_returns_the_reservation() {
+    let mut s = start(ControlConfig::default());
+    let bid = s.bid(2_000_000, 60_000);
+    let loss = s.notice_path(&bid, NoticeKind::Loss, Some("2.5"));
+    assert_eq!(get(s.addr, &loss).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS, 0, 0));
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.0"));
+    assert_eq!(get(s.addr, &win).0, 204);
+    assert_eq!(
+        s.budget(),
+        (DAILY_MICROS, 0, 0),
+        "a win after the loss is a duplicate"
+    );
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn forged_edited_or_malformed_notices_are_refused_and_change_nothing() {
+    let mut s = start(ControlConfig::default());
+    let bid = s.bid(2_000_000, 60_000);
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    let cases = [
+        (win.replace("px=2000000", "px=1"), "bad_signature"),
+        (win.replace("cid=camp%201", "cid=camp%202"), "bad_signature"),
+        (win.replace("&sig=", "&nosig="), "missing_field"),
+        (format!("{win}&bid=1"), "repeated_field"),
+        ("/notice/win".to_owned(), "missing_field"),
+    ];
+    for (path, _) in &cases {
+        let (status, body) = get(s.addr, path);
+        assert_eq!(status, 400, "{path}");
+        assert!(!body.is_empty(), "a reason is given");
+    }
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_000, 2_000, 0));
+    let text = s.scrape();
+    for needle in [
+        "bidder_notices_refused_total{kind=\"win\",reason=\"bad_signature\"} 2\n",
+        "bidder_notices_refused_total{kind=\"win\",reason=\"missing_field\"} 2\n",
+        "bidder_notices_refused_total{kind=\"win\",reason=\"repeated_field\"} 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    assert_eq!(get(s.addr, &win).0, 204, "the genuine notice still settles");
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500));
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn overdue_reservations_expire_on_the_tick_without_any_notice() {
+    let mut s = start(ControlConfig {
+        ledger_tick_ms: 10,
+        ..ControlConfig::default()
+    });
+    let bid = s.bid(2_000_000, 50);
+    let budgets = Arc::clone(&s.budgets);
+    eventually(CLIENT_TIMEOUT, "the reservation to expire", || {
+        budgets.snapshot(0).reserved_micros == 0
+    });
+    assert_eq!(s.budget(), (DAILY_MICROS, 0, 0));
+    let late = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    assert_eq!(get(s.addr, &late).0, 204);
+    assert_eq!(
+        s.budget(),
+        (DAILY_MICROS, 0, 0),
+        "a late win charges nothing"
+    );
+    let text = s.scrape();
+    assert!(text.contains("bidder_ledger_expired_total 1\n"), "{text}");
+    assert!(text.contains("bidder_ledger_unknown_total 1\n"), "{text}");
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn reload_reports_the_summary_or_the_error() {
+    let s = start(ControlConfig {
+        max_reload_body_bytes: 16,
+        ..ControlConfig::default()
+    });
+    assert_eq!(
+        request(s.addr, "POST", "/reload", b"good"),
+        (
+            200,
+            "test.toml: reloaded: 2 partners, 3 campaigns\n".to_owned()
+        )
+    );
+    assert_eq!(
+        request(s.addr, "POST", "/reload", b"bad"),
+        (
+            400,
+            "test.toml:3: [[campaign]] id: must not be empty\n".to_owned()
+        )
+    );
+    assert_eq!(s.reloads.load(Ordering::SeqCst), 2);
+    let (status, _) = request(s.addr, "POST", "/reload", &[b'x'; 17]);
+    assert_eq!(status, 413);
+    assert_eq!(s.reloads.load(Ordering::SeqCst), 2, "not called");
+    let text = s.scrape();
+    assert!(text.contains("bidder_reloads_total{result=\"ok\"} 1\n"));
+    assert!(text.contains("bidder_reloads_total{result=\"error\"} 1\n"));
+    s.port.shutdown().unwrap();
+}
+
+/// Bids `{}` for every request (the engine side of the scrape tests).
+struct Bids;
+
+impl Service for Bids {
+    fn handle(&self, _call: &BidCall<'_>, out: &mut ResponseBuf) -> Outcome {
+        let _ = out.extend(b"{}");
+        Outcome::Bid
+    }
+}
+
+fn engine(registry: &Registry) -> (TokioEngine, Vec<Arc<bidder::metrics::WorkerMetrics>>) {
+    let metrics = registry.add_workers(1);
+    let engine = TokioEngine::start(
+        TokioEngineConfig {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            ..TokioEngineConfig::default()
+        },
+        Arc::new(Bids),
+        &metrics,
+    )
+    .expect("engine starts");
+    registry.register(engine.collector());
+    (engine, metrics)
+}
+
+/// Sends `n` pipelined bid requests on one connection and reads `n` answers.
+fn bid_requests(addr: SocketAddr, n: usize) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let one = b"POST /bid/acme HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    let answer_len = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nx-openrtb-version: 2.6\r\n\r\n{}".len();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let batch: Vec<u8> = chunk.iter().flat_map(|_| one.iter().copied()).collect();
+        s.write_all(&batch).unwrap();
+        let mut answers = vec![0; answer_len * chunk.len()];
+        s.read_exact(&mut answers).expect("every request answered");
+    }
+}
+
+#[test]
+fn metrics_over_the_port_pass_promtool() {
+    let mut s = start(ControlConfig::default());
+    let (engine, _metrics) = engine(&s.registry);
+    bid_requests(engine.local_addr(), 50);
+    let bid = s.bid(1_000_000, 60_000);
+    assert_eq!(
+        get(s.addr, &s.notice_path(&bid, NoticeKind::Win, Some("0.8"))).0,
+        204
+    );
+    assert_eq!(get(s.addr, "/notice/bill?bid=x").0, 400);
+    s.readiness.set_ready(true);
+    let text = s.scrape();
+    for needle in [
+        "bidder_connections_accepted_total{engine=\"tokio\",worker=\"0\"} 1\n",
+        "bidder_http_responses_total{status=\"200\"} 50\n",
+        "bidder_ready 1\n",
+        "# TYPE bidder_request_duration_seconds histogram\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    promtool_check(&text);
+    engine.shutdown().unwrap();
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_slow_scrape_never_blocks_a_worker_recording_latencies() {
+    let s = start(ControlConfig::default());
+    let (engine, metrics) = engine(&s.registry);
+    let requests = 3 * PUBLISH_EVERY_RECORDS as usize;
+
+    // Stand in for a scrape stuck mid-merge: hold the worker's published histograms.
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (held_tx, held_rx) = mpsc::channel::<()>();
+    let holder = {
+        let m = Arc::clone(&metrics[0]);
+        thread::spawn(move || {
+            m.with_published(|_, _| {
+                held_tx.send(()).unwrap();
+                release_rx.recv_timeout(CLIENT_TIMEOUT * 2).unwrap();
+            })
+        })
+    };
+    held_rx.recv_timeout(CLIENT_TIMEOUT).unwrap();
+    // A real scrape now waits behind the held lock, as a slow one would.
+    let addr = s.addr;
+    let scrape = thread::spawn(move || get(addr, "/metrics"));
+
+    let started = Instant::now();
+    bid_requests(engine.local_addr(), requests);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (published, skipped) = metrics[0].publish_counts();
+    assert_eq!(
+        published, 0,
+        "nothing published while the scrape holds the lock"
+    );
+    assert!(skipped > 0, "the worker tried, skipped, and kept serving");
+    assert!(!scrape.is_finished(), "the scrape is the one waiting");
+
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let (status, _) = scrape.join().unwrap();
+    assert_eq!(status, 200);
+    let expected = format!("bidder_request_duration_seconds_count {requests}\n");
+    let limit = Duration::from_millis(PUBLISH_INTERVAL_MS * 30);
+    let until = Instant::now() + limit;
+    loop {
+        let text = s.scrape();
+        if text.contains(&expected) {
+            break;
+        }
+        assert!(Instant::now() < until, "latencies never published:\n{text}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    engine.shutdown().unwrap();
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn connections_are_bounded_and_stalled_heads_time_out() {
+    let s = start(ControlConfig {
+        max_connections: 2,
+        header_read_timeout_ms: 300,
+        ..ControlConfig::default()
+    });
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let c = TcpStream::connect(s.addr).unwrap();
+            c.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    let mut extra = TcpStream::connect(s.addr).unwrap();
+    extra.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let mut refused = String::new();
+    extra.read_to_string(&mut refused).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+
+    let started = Instant::now();
+    for mut c in idle {
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    }
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    eventually(CLIENT_TIMEOUT, "slots to free up", || {
+        get(s.addr, "/health").0 == 200
+    });
+    assert!(s
+        .scrape()
+        .contains("bidder_control_connections_shed_total 1\n"));
+    s.port.shutdown().unwrap();
+}
