@@ -20,11 +20,13 @@ use flate2::Compression;
 
 /// Longest any client waits for one read or write before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Body size of the `big` partner's bids.
+const BIG_BODY_BYTES: usize = 60_000;
 /// How long the slow partner's decision takes.
 const SLOW_DECISION: Duration = Duration::from_millis(300);
 
 /// Answers by partner: `nobid` → 204, `bad` → 400, `slow` → sleeps, then bids;
-/// `whoami` → the client address, counted in the worker's metrics; anything else →
+/// `big` → a body of [`BIG_BODY_BYTES`]; `whoami` → the client address, counted in the worker's metrics; anything else →
 /// `{"len":N,"partner":P}` with the decoded body length.
 struct Echo;
 
@@ -34,6 +36,10 @@ impl Service for Echo {
             Some("nobid") => return Outcome::NoBid,
             Some("bad") => return Outcome::Reject(Status::BadRequest),
             Some("slow") => thread::sleep(SLOW_DECISION),
+            Some("big") => {
+                let _ = out.extend(&[b'x'; BIG_BODY_BYTES]);
+                return Outcome::Bid;
+            }
             Some("whoami") => {
                 WorkerMetrics::with_current(|m| m.partner(Some(0)).requests.inc());
                 let _ = write!(out, "{:?}", call.peer);
@@ -362,6 +368,32 @@ fn an_idle_keep_alive_connection_is_closed() {
     });
     assert_eq!(stats.idle_timeouts.get(), 1);
     assert_eq!(stats.connections_open(), 0);
+    r.engine.shutdown().unwrap();
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
+    let r = start(TokioEngineConfig {
+        idle_timeout_ms: 300,
+        ..config()
+    });
+    let mut c = Client::connect(r.addr);
+    // ~24 MB of answers: more than loopback socket buffers hold, so writes block.
+    let requests: Vec<u8> = (0..400).flat_map(|_| post("/bid/big", "", b"")).collect();
+    c.send(&requests);
+    let stats = &r.engine.stats()[0];
+    eventually(CLIENT_TIMEOUT, "the stuck write to time out", || {
+        stats.write_timeouts.get() == 1
+    });
+    eventually(CLIENT_TIMEOUT, "the connection to close", || {
+        stats.connections_open() == 0
+    });
+    let mut fresh = Client::connect(r.addr);
+    assert_eq!(
+        fresh.post("/bid/a", b"").status,
+        200,
+        "the worker is not stuck"
+    );
     r.engine.shutdown().unwrap();
 }
 

@@ -238,3 +238,56 @@ impl Drop for ControlPort {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_field() {
+        assert_eq!(ControlConfig::default().validate(), Ok(()));
+        let cases = [
+            (
+                ControlConfig {
+                    max_connections: 0,
+                    ..ControlConfig::default()
+                },
+                "max_connections",
+            ),
+            (
+                ControlConfig {
+                    body_read_timeout_ms: 0,
+                    ..ControlConfig::default()
+                },
+                "body_read_timeout_ms",
+            ),
+            (
+                ControlConfig {
+                    max_reload_body_bytes: 0,
+                    ..ControlConfig::default()
+                },
+                "max_reload_body_bytes",
+            ),
+            (
+                ControlConfig {
+                    ledger_tick_ms: 0,
+                    ..ControlConfig::default()
+                },
+                "ledger_tick_ms",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn readiness_clones_share_one_flag() {
+        let a = Readiness::new();
+        let b = a.clone();
+        assert!(!b.is_ready());
+        a.set_ready(true);
+        assert!(b.is_ready());
+    }
+}

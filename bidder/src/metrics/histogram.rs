@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 pub const MAX_RECORDED_LATENCY_US: u64 = 10_000_000;
 
 /// Significant decimal digits kept per value: 0.1% error, which is far finer than the
-/// exported buckets, at ~140 KiB per histogram.
+/// exported buckets, at about 120 KiB of counts per histogram.
 const SIGNIFICANT_DIGITS: u8 = 3;
 
 /// Latencies in µs. Recording is a few arithmetic operations on preallocated counts, so

@@ -245,13 +245,13 @@ fn collect_latencies(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
     }
     out.latency_histogram(
         "bidder_decision_duration_seconds",
-        "Time from a complete request to its response bytes, all workers.",
+        "Time from a complete bid request to its bid or no-bid answer bytes (HTTP and decision), all workers.",
         &[],
         &decision,
     );
     out.latency_histogram(
         "bidder_request_duration_seconds",
-        "Time from a request's arrival to its response leaving, all workers.",
+        "Time from the read completing a bid request to its answer being written, all workers.",
         &[],
         &total,
     );
