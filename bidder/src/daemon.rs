@@ -15,10 +15,13 @@ use crate::bidding::Bidding;
 use crate::budget::Budgets;
 use crate::catalog::{BudgetSlots, Catalog};
 use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
+use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
 use crate::http::{HttpConfig, HttpLimits};
-use crate::ledger::{LedgerInbox, INBOX_CAPACITY};
+use crate::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
+use crate::metrics::{Collect, Registry, WorkerMetrics};
 use crate::ring::{RingConfig, SqPoll};
 use crate::strategy::StaticStrategy;
+use crate::tokio_engine::TokioEngineConfig;
 
 /// What stays across reloads.
 pub struct Daemon {
@@ -153,40 +156,205 @@ pub fn ring_config(server: &ServerConfig) -> RingConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
-    Engine(#[from] crate::ring::EngineError),
+    Ring(#[from] crate::ring::EngineError),
+    #[error("{0}")]
+    Tokio(#[from] crate::tokio_engine::EngineError),
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    #[error("notice signer: {0}")]
+    Signer(#[from] crate::notice::SignerError),
     #[error("signals: {0}")]
     Signals(std::io::Error),
 }
 
+/// The engine serving the bid port.
+enum Running {
+    Ring(crate::ring::Engine),
+    Tokio(crate::tokio_engine::TokioEngine),
+}
+
+impl Running {
+    /// Starts the configured engine; io_uring falls back to tokio (with a log line)
+    /// when the kernel cannot run it.
+    fn start(daemon: &Daemon, metrics: &[Arc<WorkerMetrics>]) -> Result<Running, RunError> {
+        let service = Arc::clone(&daemon.service);
+        if daemon.server.engine == "io_uring" {
+            match crate::ring::Engine::start(
+                ring_config(&daemon.server),
+                Arc::clone(&service),
+                metrics,
+            ) {
+                Ok(engine) => return Ok(Running::Ring(engine)),
+                Err(crate::ring::EngineError::Unsupported(why)) => {
+                    tracing::warn!("io_uring unavailable ({why}); serving with the tokio engine");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let engine = crate::tokio_engine::TokioEngine::start(
+            tokio_config(&daemon.server),
+            service,
+            metrics,
+        )?;
+        Ok(Running::Tokio(engine))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Running::Ring(_) => "io_uring",
+            Running::Tokio(_) => "tokio",
+        }
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Running::Ring(e) => e.local_addr(),
+            Running::Tokio(e) => e.local_addr(),
+        }
+    }
+
+    fn collector(&self) -> Arc<dyn Collect> {
+        match self {
+            Running::Ring(e) => e.collector(),
+            Running::Tokio(e) => e.collector(),
+        }
+    }
+
+    fn shutdown(self) -> Result<(), RunError> {
+        match self {
+            Running::Ring(e) => e.shutdown()?,
+            Running::Tokio(e) => e.shutdown()?,
+        }
+        Ok(())
+    }
+}
+
+/// Addresses a running daemon serves on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub bid: SocketAddr,
+    pub admin: SocketAddr,
+}
+
 impl Daemon {
-    /// Starts the engine and serves until SIGTERM or SIGINT; SIGHUP reloads the
-    /// configuration. Returns once in-flight requests finished (within the grace).
+    /// Starts the engine and the control port and serves until SIGTERM or SIGINT;
+    /// SIGHUP (or `POST /reload`) reloads the configuration. Returns once requests in
+    /// flight finished (within the grace).
     pub fn serve(self) -> Result<(), RunError> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        // Signals are taken before the engine starts, so a SIGTERM during start-up is
-        // not lost to the default handler.
+        // Taken before anything starts, so a SIGTERM during start-up is not lost.
         let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
             .map_err(RunError::Signals)?;
-        let ring = ring_config(&self.server);
-        let engine = crate::ring::Engine::start(ring, Arc::clone(&self.service))?;
+        let daemon = Arc::new(self);
+        let registry = Arc::new(Registry::new());
+        let metrics = registry.add_workers(daemon.server.cores.len());
+        let engine = Running::start(&daemon, &metrics)?;
+        registry.register(engine.collector());
+        let service = Arc::clone(&daemon.service);
+        registry.add_decision_source(Arc::new(move || service.decision_stats()));
+        publish_catalog(&daemon, &registry);
+        let readiness = Readiness::new();
+        let control = ControlPort::start(
+            control_config(&daemon.server),
+            daemon.control_parts(&registry, &readiness)?,
+        )?;
+        readiness.set_ready(true);
         tracing::info!(
             listen = %engine.local_addr(),
-            workers = self.server.cores.len(),
-            engine = "io_uring",
-            "bidder serving"
+            admin = %control.local_addr(),
+            workers = daemon.server.cores.len(),
+            engine = engine.name(),
+            "bidder ready"
         );
         for signal in signals.forever() {
             if signal != SIGHUP {
                 tracing::info!(signal, "stopping: finishing requests in flight");
                 break;
             }
-            match self.reload() {
-                Ok(summary) => tracing::info!("{summary}"),
-                Err(e) => tracing::error!("reload refused, the running configuration stays:\n{e}"),
-            }
+            log_reload(reload_and_publish(&daemon, &registry));
         }
+        readiness.set_ready(false);
         engine.shutdown()?;
+        control.shutdown()?;
         tracing::info!("stopped");
         Ok(())
+    }
+
+    fn control_parts(
+        self: &Arc<Self>,
+        registry: &Arc<Registry>,
+        readiness: &Readiness,
+    ) -> Result<ControlParts, RunError> {
+        let settings = &self.service.current().bidding.catalog.settings;
+        let signer =
+            crate::notice::NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)?;
+        let daemon = Arc::clone(self);
+        let reload_registry = Arc::clone(registry);
+        Ok(ControlParts {
+            registry: Arc::clone(registry),
+            readiness: readiness.clone(),
+            reload: Box::new(move |_body| {
+                let result = reload_and_publish(&daemon, &reload_registry);
+                log_reload(result.clone());
+                result
+            }),
+            notices: Notices {
+                signer,
+                ledger: Ledger::new(settings.reservation_ttl_ms),
+                inbox: Arc::clone(&self.inbox),
+                budgets: Arc::clone(&self.budgets),
+            },
+        })
+    }
+}
+
+/// Reloads and points the metrics at the new catalog.
+fn reload_and_publish(daemon: &Daemon, registry: &Registry) -> Result<String, String> {
+    let summary = daemon.reload().map_err(|e| e.to_string())?;
+    publish_catalog(daemon, registry);
+    Ok(summary)
+}
+
+fn publish_catalog(daemon: &Daemon, registry: &Registry) {
+    let generation = daemon.service.current();
+    registry.set_catalog(
+        Arc::clone(&generation.bidding.catalog),
+        Arc::clone(&daemon.budgets),
+    );
+}
+
+fn log_reload(result: Result<String, String>) {
+    match result {
+        Ok(summary) => tracing::info!("{summary}"),
+        Err(e) => tracing::error!("reload refused, the running configuration stays:\n{e}"),
+    }
+}
+
+/// The tokio engine's settings from the server section.
+pub fn tokio_config(server: &ServerConfig) -> TokioEngineConfig {
+    TokioEngineConfig {
+        listen_addr: server
+            .listen
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        workers: server.cores.len(),
+        cores: server.cores.clone(),
+        max_connections: server.max_connections_per_worker,
+        idle_timeout_ms: server.idle_timeout_ms,
+        request_timeout_ms: server.request_timeout_ms,
+        shutdown_grace_ms: server.shutdown_grace_ms,
+        http: http_config(server),
+        ..TokioEngineConfig::default()
+    }
+}
+
+/// The control port's settings from the server section.
+pub fn control_config(server: &ServerConfig) -> ControlConfig {
+    ControlConfig {
+        listen_addr: server
+            .admin_listen
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
+        ..ControlConfig::default()
     }
 }

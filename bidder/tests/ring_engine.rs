@@ -60,7 +60,7 @@ fn config() -> RingConfig {
 }
 
 fn start(config: RingConfig) -> Engine {
-    Engine::start(config, Arc::new(Echo)).expect("engine starts")
+    Engine::start(config.clone(), Arc::new(Echo), &metrics_for(&config)).expect("engine starts")
 }
 
 fn connect(engine: &Engine) -> TcpStream {
@@ -563,9 +563,14 @@ fn an_unusable_config_is_refused_before_anything_starts() {
         },
     ];
     for config in bad {
-        let err = Engine::start(config, Arc::new(Echo))
+        let err = Engine::start(config.clone(), Arc::new(Echo), &metrics_for(&config))
             .err()
             .expect("refused");
         assert!(matches!(err, bidder::ring::EngineError::Config(_)), "{err}");
     }
+}
+
+/// One metrics sink per worker, as the daemon's registry would hand out.
+fn metrics_for(config: &RingConfig) -> Vec<Arc<bidder::metrics::WorkerMetrics>> {
+    bidder::metrics::Registry::new().add_workers(config.cores.len())
 }

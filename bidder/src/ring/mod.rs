@@ -39,6 +39,7 @@ pub use probe::RingFeatures;
 pub use stats::{StatsSnapshot, WorkerStats};
 
 use crate::http::{HttpConfigError, Server, Service};
+use crate::metrics::WorkerMetrics;
 use worker::{Worker, WorkerSetup};
 
 /// Why the engine did not start.
@@ -88,8 +89,16 @@ impl Engine {
     pub fn start<S: Service + 'static>(
         config: RingConfig,
         service: Arc<S>,
+        metrics: &[Arc<WorkerMetrics>],
     ) -> Result<Engine, EngineError> {
         config.validate().map_err(EngineError::Config)?;
+        if metrics.len() != config.cores.len() {
+            return Err(EngineError::Config(format!(
+                "{} worker metrics for {} workers",
+                metrics.len(),
+                config.cores.len()
+            )));
+        }
         let (listeners, local_addr) = socket::reuseport_listeners(
             config.listen_addr,
             config.cores.len(),
@@ -121,6 +130,7 @@ impl Engine {
                 wake: Arc::clone(&wake),
                 stop: Arc::clone(&engine.stop),
                 stats: Arc::clone(&stats),
+                metrics: Arc::clone(&metrics[index]),
             };
             let ready = ready_tx.clone();
             let core = config.cores[index];
@@ -158,6 +168,13 @@ impl Engine {
     /// Each worker's counters, in worker order; cheap to read at any time.
     pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
         self.workers.iter().map(|w| Arc::clone(&w.stats)).collect()
+    }
+
+    /// A metrics collector for this engine's per-worker counters.
+    pub fn collector(&self) -> Arc<dyn crate::metrics::Collect> {
+        Arc::new(stats::RingStatsCollector {
+            workers: self.stats(),
+        })
     }
 
     /// Counters summed over the workers.

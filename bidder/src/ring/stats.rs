@@ -118,3 +118,76 @@ impl WorkerStats {
         Self::bump(&self.responses[status.index()]);
     }
 }
+
+/// Renders every worker's [`WorkerStats`] with `engine="io_uring"` and `worker`
+/// labels, under the metric names the tokio engine uses too (plus the ring's own).
+#[derive(Debug)]
+pub(crate) struct RingStatsCollector {
+    pub(crate) workers: Vec<std::sync::Arc<WorkerStats>>,
+}
+
+impl crate::metrics::Collect for RingStatsCollector {
+    fn collect(&self, out: &mut crate::metrics::PromText) {
+        for (i, w) in self.workers.iter().enumerate() {
+            let worker = i.to_string();
+            let labels = [("engine", "io_uring"), ("worker", worker.as_str())];
+            let open = w.connections_open.load(Ordering::Relaxed);
+            out.gauge(
+                "bidder_connections_open",
+                "Connections holding a slot on the bid port.",
+                &labels,
+                i64::try_from(open).unwrap_or(i64::MAX),
+            );
+            let counters: [(&'static str, &'static str, &AtomicU64); 9] = [
+                (
+                    "bidder_connections_accepted_total",
+                    "Connections accepted into a slot on the bid port.",
+                    &w.connections_accepted,
+                ),
+                (
+                    "bidder_connections_closed_total",
+                    "Connections closed on the bid port.",
+                    &w.connections_closed,
+                ),
+                (
+                    "bidder_connections_shed_total",
+                    "Connections refused with 503 because every slot was taken.",
+                    &w.connections_shed,
+                ),
+                (
+                    "bidder_idle_timeouts_total",
+                    "Keep-alive connections closed for idleness.",
+                    &w.idle_timeouts,
+                ),
+                (
+                    "bidder_request_timeouts_total",
+                    "Requests not received whole in time, answered 408.",
+                    &w.request_timeouts,
+                ),
+                (
+                    "bidder_accept_errors_total",
+                    "Failed accepts on the bid port.",
+                    &w.accept_errors,
+                ),
+                (
+                    "bidder_ring_input_buffers_exhausted_total",
+                    "Connections closed because no input buffer was free for a partial request.",
+                    &w.input_buffers_exhausted,
+                ),
+                (
+                    "bidder_ring_input_overflows_total",
+                    "Connections closed for sending far more than could be buffered.",
+                    &w.input_overflows,
+                ),
+                (
+                    "bidder_ring_recv_buffer_exhaustions_total",
+                    "Multishot receives ended by an empty provided-buffer ring and re-armed.",
+                    &w.recv_buffer_exhaustions,
+                ),
+            ];
+            for (name, help, counter) in counters {
+                out.counter(name, help, &labels, counter.load(Ordering::Relaxed));
+            }
+        }
+    }
+}

@@ -22,6 +22,7 @@ use super::probe::RingFeatures;
 use super::socket;
 use super::stats::WorkerStats;
 use crate::http::{canned, ConnectionHeader, OutBuf, Server, Service, Status, Step};
+use crate::metrics::{LatencyRecorder, WorkerMetrics};
 
 /// Most completions handled per loop turn before submitting again.
 const COMPLETIONS_PER_TURN: usize = 256;
@@ -37,6 +38,7 @@ pub(crate) struct WorkerSetup<S> {
     pub(crate) wake: Arc<OwnedFd>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) metrics: Arc<WorkerMetrics>,
 }
 
 /// Timeouts in effect, converted once.
@@ -55,6 +57,8 @@ pub(crate) struct Worker<S> {
     index: usize,
     server: Server<S>,
     stats: Arc<WorkerStats>,
+    metrics: Arc<WorkerMetrics>,
+    recorder: LatencyRecorder,
     stop: Arc<AtomicBool>,
     listener: OwnedFd,
     wake: Arc<OwnedFd>,
@@ -91,6 +95,7 @@ impl<S: Service> Worker<S> {
             wake,
             stop,
             stats,
+            metrics,
         } = setup;
         let (ring, mut features) = super::probe::build_ring(&config, index)?;
         let io_err =
@@ -124,6 +129,8 @@ impl<S: Service> Worker<S> {
             index,
             server,
             stats,
+            recorder: metrics.recorder(),
+            metrics,
             stop,
             listener,
             wake,
@@ -161,6 +168,7 @@ impl<S: Service> Worker<S> {
 
     /// Serves until stopped and drained, then waits for the last operations.
     pub(crate) fn run(mut self) {
+        self.metrics.install_on_this_thread();
         self.arm_accept();
         self.arm_wake();
         self.arm_tick();
@@ -430,7 +438,11 @@ impl<S: Service> Worker<S> {
                 conn,
                 &mut self.outputs,
                 &mut self.out_waiters,
-                &self.stats,
+                &mut Meters {
+                    stats: &self.stats,
+                    metrics: &self.metrics,
+                    recorder: &mut self.recorder,
+                },
                 slot,
                 data,
                 now,
@@ -509,7 +521,11 @@ impl<S: Service> Worker<S> {
             conn,
             &mut self.outputs,
             &mut self.out_waiters,
-            &self.stats,
+            &mut Meters {
+                stats: &self.stats,
+                metrics: &self.metrics,
+                recorder: &mut self.recorder,
+            },
             slot,
             input,
             now,
@@ -539,7 +555,11 @@ impl<S: Service> Worker<S> {
             conn,
             &mut self.outputs,
             &mut self.out_waiters,
-            &self.stats,
+            &mut Meters {
+                stats: &self.stats,
+                metrics: &self.metrics,
+                recorder: &mut self.recorder,
+            },
             slot,
             input,
             now,
@@ -712,7 +732,9 @@ impl<S: Service> Worker<S> {
         if self.stopping_since.is_none() && self.stop.load(Ordering::Acquire) {
             self.begin_stop();
         }
-        self.sweep(Instant::now());
+        let now = Instant::now();
+        self.sweep(now);
+        self.recorder.publish_if_due(now);
         if !(self.stopping_since.is_some() && self.open.is_empty()) {
             self.arm_tick();
         }
@@ -869,6 +891,13 @@ fn idle(conn: &Conn) -> bool {
         && conn.out_len == 0
 }
 
+/// Where `serve` counts: the engine's own stats and the metrics both engines share.
+struct Meters<'a> {
+    stats: &'a WorkerStats,
+    metrics: &'a WorkerMetrics,
+    recorder: &'a mut LatencyRecorder,
+}
+
 /// Serves requests from `input` into the connection's output buffer until the input has
 /// no complete request, the buffer is full, or the connection must close. Returns the
 /// input bytes consumed.
@@ -878,7 +907,7 @@ fn serve<S: Service>(
     conn: &mut Conn,
     outputs: &mut Pool,
     waiters: &mut VecDeque<(u32, u32)>,
-    stats: &WorkerStats,
+    meters: &mut Meters<'_>,
     slot: u32,
     input: &[u8],
     now: Instant,
@@ -902,6 +931,7 @@ fn serve<S: Service>(
             },
         };
         let mut out = OutBuf::new(&mut outputs.get_mut(idx)[conn.out_len..]);
+        let started = Instant::now();
         let step = server.serve_one(&mut conn.http, &input[pos..], now, &mut out);
         conn.out_len += out.len();
         match step {
@@ -912,8 +942,15 @@ fn serve<S: Service>(
                 close,
             } => {
                 pos += consumed;
-                WorkerStats::bump(&stats.requests);
-                stats.response(status);
+                WorkerStats::bump(&meters.stats.requests);
+                meters.stats.response(status);
+                meters.metrics.count_response(status);
+                if matches!(status, Status::Ok | Status::NoContent) {
+                    let done = Instant::now();
+                    let decision_us = done.duration_since(started).as_micros() as u64;
+                    let total_us = done.duration_since(now).as_micros() as u64;
+                    meters.recorder.record(decision_us, total_us, done);
+                }
                 conn.close_after_write |= close;
             }
         }
