@@ -23,3 +23,4 @@ pub mod ring;
 mod scratch;
 pub mod strategy;
 pub mod targeting;
+pub mod xdp_object;
