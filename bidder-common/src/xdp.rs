@@ -67,6 +67,12 @@ impl PacketCounter {
     }
 }
 
+// SAFETY: `PacketCounter` is `#[repr(C)]` with two `u64`s and no padding (its size is
+// asserted below), so every 16-byte pattern is a valid value and aya may copy it
+// to and from the kernel as plain bytes.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PacketCounter {}
+
 const _: () = assert!(size_of::<PacketClass>() == 4);
 const _: () = assert!(size_of::<PacketCounter>() == 16);
 const _: () = assert!(align_of::<PacketCounter>() == 8);
