@@ -2,6 +2,7 @@
 
 use std::{
     ffi::OsStr,
+    io::{BufRead as _, BufReader, Write as _},
     process::{Command, Stdio},
 };
 
@@ -21,6 +22,32 @@ pub fn stream(cmd: &mut Command) -> Result<()> {
         .stdin(Stdio::null())
         .status()
         .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Like [`stream`], but also hands each stdout line to `on_line` as it passes through
+/// (stderr stays untouched), for steps whose output xtask summarises.
+pub fn stream_lines(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<()> {
+    let shown = describe(cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.with_context(|| format!("reading the output of `{shown}`"))?;
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        on_line(&line);
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }

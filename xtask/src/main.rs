@@ -45,8 +45,9 @@ enum Task {
     ///    XDP programs and create network namespaces)
     ///
     /// Output streams as it comes; a failed step does not stop the later ones, so one
-    /// run shows every problem. Ends with one summary line; exit status 1 if anything
-    /// failed. Starts nothing that outlives it.
+    /// run shows every problem. Ends with the failed checks, if any, and the test
+    /// counts summed over all test binaries; exit status 1 if anything failed. Starts
+    /// nothing that outlives it.
     #[command(verbatim_doc_comment)]
     Ci,
     /// Run setup if needed, build the bidder, and run `bidder decide` with
