@@ -44,7 +44,8 @@ pub fn run() -> Result<()> {
         ("clippy (bidder-ebpf, BPF target)", ebpf_clippy()),
         (TESTS_STEP, {
             let mut cmd = command::cargo();
-            cmd.args(["test", "--workspace"]);
+            // --no-fail-fast: one failing test binary must not hide the others' results.
+            cmd.args(["test", "--workspace", "--no-fail-fast"]);
             cmd
         }),
     ];

@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
-    name = "cargo xtask",
+    name = "xtask",
+    bin_name = "cargo xtask",
     about = "Setup, demo and CI for the bidder workspace"
 )]
 struct Cli {
@@ -41,8 +42,8 @@ enum Task {
     /// 2. rustfmt: `cargo fmt --all --check`, and the same for bidder-ebpf
     /// 3. clippy: `cargo clippy --workspace --all-targets -- -D warnings`
     /// 4. clippy for bidder-ebpf on the BPF target, `-D warnings`
-    /// 5. tests: `cargo test --workspace` (as root this includes the tests that load
-    ///    XDP programs and create network namespaces)
+    /// 5. tests: `cargo test --workspace --no-fail-fast` (as root this includes the
+    ///    tests that load XDP programs and create network namespaces)
     ///
     /// Output streams as it comes; a failed step does not stop the later ones, so one
     /// run shows every problem. Ends with the failed checks, if any, and the test
