@@ -3,3 +3,5 @@
 //! Everything here is `#[repr(C)]` with its layout asserted at compile time, because
 //! both sides of a BPF map or a shared-memory table read the same bytes.
 #![no_std]
+
+pub mod xdp;

@@ -25,3 +25,4 @@ mod scratch;
 pub mod strategy;
 pub mod targeting;
 pub mod tokio_engine;
+pub mod xdp_object;

@@ -1,1 +1,74 @@
-fn main() {}
+//! `cargo xtask …`: the project's own commands, so that a fresh Debian 12 machine gets
+//! from `git clone` to a demo or a green CI run with cargo alone.
+//!
+//! Each subcommand prints one line per step and exits non-zero when a step fails.
+
+mod ci;
+mod command;
+mod demo;
+mod paths;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Setup, demo and CI for the bidder workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build, demo and tests need (idempotent; seconds when done).
+    ///
+    /// 1. apt packages: LLVM 22 for bpf-linker, servers and tools the tests and
+    ///    benchmarks drive (redis, nginx, wrk, promtool, perf, flatc, ip, socat).
+    ///    Runs `apt-get update` only when something is missing; needs root for that.
+    /// 2. rustup components of the active toolchain: rust-src (builds `core` for the BPF
+    ///    target), clippy and rustfmt (used by `ci`).
+    /// 3. bpf-linker, built from crates.io against the system LLVM 22.
+    #[command(verbatim_doc_comment)]
+    Setup,
+    /// Run setup if needed, then every check CI runs, in this order:
+    ///
+    /// 1. setup (fast when nothing is missing)
+    /// 2. rustfmt: `cargo fmt --all --check`, and the same for bidder-ebpf
+    /// 3. clippy: `cargo clippy --workspace --all-targets -- -D warnings`
+    /// 4. clippy for bidder-ebpf on the BPF target, `-D warnings`
+    /// 5. tests: `cargo test --workspace --no-fail-fast` (as root this includes the
+    ///    tests that load XDP programs and create network namespaces)
+    ///
+    /// Output streams as it comes; a failed step does not stop the later ones, so one
+    /// run shows every problem. Ends with the failed checks, if any, and the test
+    /// counts summed over all test binaries; exit status 1 if anything failed. Starts
+    /// nothing that outlives it.
+    #[command(verbatim_doc_comment)]
+    Ci,
+    /// Run setup if needed, build the bidder, and run `bidder decide` with
+    /// `bidder/examples/demo.toml` over every `bidder/examples/traffic/*.json`,
+    /// printing each decision.
+    #[command(verbatim_doc_comment)]
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Ci => ci::run(),
+        Task::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

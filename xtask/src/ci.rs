@@ -1,0 +1,177 @@
+//! `cargo xtask ci`: the one command CI runs (`.ci/run` calls it), and the one a
+//! developer runs before pushing. Same steps, same order, same flags.
+
+use std::{process::Command, time::Instant};
+
+use anyhow::{bail, Result};
+
+use crate::{command, paths, setup};
+
+/// The eBPF crate: outside the workspace, so fmt and clippy need its manifest.
+const EBPF_MANIFEST: &str = "bidder-ebpf/Cargo.toml";
+const BPF_TARGET: &str = "bpfel-unknown-none";
+
+/// Runs setup, then every check; later checks run even when an earlier one failed.
+pub fn run() -> Result<()> {
+    let started = Instant::now();
+    println!("ci: step setup");
+    setup::run()?;
+
+    let root = paths::workspace_root();
+    let steps: [(&str, Command); 5] = [
+        ("rustfmt (workspace)", {
+            let mut cmd = command::cargo();
+            cmd.args(["fmt", "--all", "--check"]);
+            cmd
+        }),
+        ("rustfmt (bidder-ebpf)", {
+            let mut cmd = command::cargo();
+            cmd.args(["fmt", "--check", "--manifest-path", EBPF_MANIFEST]);
+            cmd
+        }),
+        ("clippy (workspace)", {
+            let mut cmd = command::cargo();
+            cmd.args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            cmd
+        }),
+        ("clippy (bidder-ebpf, BPF target)", ebpf_clippy()),
+        (TESTS_STEP, {
+            let mut cmd = command::cargo();
+            // --no-fail-fast: one failing test binary must not hide the others' results.
+            cmd.args(["test", "--workspace", "--no-fail-fast"]);
+            cmd
+        }),
+    ];
+
+    let mut failed = Vec::new();
+    let mut tally = TestTally::default();
+    let total = steps.len();
+    for (name, mut cmd) in steps {
+        println!("ci: step {name}: {}", command::describe(&cmd));
+        let step_started = Instant::now();
+        cmd.current_dir(root);
+        let result = if name == TESTS_STEP {
+            command::stream_lines(&mut cmd, |line| tally.add(line))
+        } else {
+            command::stream(&mut cmd)
+        };
+        match result {
+            Ok(()) => println!(
+                "ci: step {name}: ok in {:.0}s",
+                step_started.elapsed().as_secs_f64()
+            ),
+            Err(err) => {
+                println!("ci: step {name}: FAILED: {err:#}");
+                failed.push(name);
+            }
+        }
+    }
+
+    let elapsed = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        println!("ci: OK, all {total} checks succeeded after setup, in {elapsed:.0}s");
+    } else {
+        println!(
+            "ci: FAILED {} of {total} checks ({}) in {elapsed:.0}s",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    // Last, in the plain form CI reads: the test counts over every test binary, rather
+    // than whichever binary (often an empty doc-test run) happened to finish last.
+    println!("{}", tally.summary());
+    if failed.is_empty() {
+        return Ok(());
+    }
+    bail!("ci failed")
+}
+
+/// Name of the step whose output is tallied.
+const TESTS_STEP: &str = "tests";
+
+/// Test counts summed over every `test result:` line libtest prints, one per binary.
+#[derive(Default, Debug, PartialEq, Eq)]
+struct TestTally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTally {
+    /// Adds the counts from `line` if it is a libtest result line; ignores anything else.
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            let (Some(count), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match what {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.ignored
+        )
+    }
+}
+
+/// Clippy on the eBPF crate for its real target, so lints see the code the kernel
+/// runs. Same recipe as the build (`RUSTC_BOOTSTRAP=1` for `-Z build-std=core`, see
+/// `bidder/build/ebpf.rs`), with its own target directory so it never invalidates the
+/// object that the bidder build caches.
+fn ebpf_clippy() -> Command {
+    let mut cmd = command::cargo();
+    cmd.args(["clippy", "--manifest-path", EBPF_MANIFEST])
+        .args(["--target", BPF_TARGET, "-Z", "build-std=core"])
+        .args(["--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", paths::target_dir().join("bidder-ebpf"));
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestTally;
+
+    #[test]
+    fn tally_sums_result_lines_and_ignores_the_rest() {
+        let mut tally = TestTally::default();
+        for line in [
+            "test result: ok. 74 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.46s",
+            "test something ... ok",
+            "test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 5 filtered out; finished in 0.01s",
+            "running 4 tests",
+        ] {
+            tally.add(line);
+        }
+        assert_eq!(
+            tally,
+            TestTally {
+                passed: 77,
+                failed: 1,
+                ignored: 2
+            }
+        );
+        assert_eq!(tally.summary(), "tests: 77 passed, 1 failed, 2 skipped");
+    }
+}
