@@ -19,6 +19,7 @@ use crate::bidding::{Answer, Arrival, Bidding, Worker};
 use crate::catalog::{Catalog, PartnerIdx};
 use crate::decide::{DecisionStats, NoBidReason};
 use crate::http::{BidCall, Outcome, ResponseBuf, Service, Status};
+use crate::metrics::WorkerMetrics;
 use crate::rate_limit::{worker_share, TokenBucket};
 
 /// Largest bid body copied for parsing; the HTTP limits keep bodies below this.
@@ -175,8 +176,7 @@ impl BidService {
 impl Service for BidService {
     fn handle(&self, call: &BidCall<'_>, out: &mut ResponseBuf) -> Outcome {
         let generation = self.current.load();
-        let bidding = &generation.bidding;
-        let catalog = &bidding.catalog;
+        let catalog = &generation.bidding.catalog;
         let partner: Option<PartnerIdx> = match call.partner {
             Some(name) => match catalog.partner_by_name(name) {
                 Some(p) => Some(p),
@@ -187,41 +187,67 @@ impl Service for BidService {
             },
             None => call.peer.and_then(|ip| catalog.partner_by_addr(ip)),
         };
-        let limits_on = self.user_space_limits.load(Ordering::Relaxed);
-        self.with_thread(&generation, |t| {
-            if let Some(p) = partner {
-                let config = &catalog.partners[usize::from(p)];
-                let refused = !config.enabled
-                    || (limits_on && !t.buckets[usize::from(p)].try_take(call.arrived));
-                if refused {
-                    t.stats.no_bid_imps[NoBidReason::PartnerRefused as usize].inc();
-                    return Outcome::NoBid;
-                }
-                out.set_gzip_allowed(config.gzip_responses);
-            } else {
-                out.set_gzip_allowed(false);
+        let outcome = self.with_thread(&generation, |t| {
+            self.answer(&generation, t, partner, call, out)
+        });
+        WorkerMetrics::with_current(|m| {
+            let counters = m.partner(partner);
+            counters.requests.inc();
+            match outcome {
+                Outcome::Bid => counters.bids.inc(),
+                Outcome::NoBid => counters.no_bids.inc(),
+                Outcome::Reject(_) => {}
             }
-            t.body.clear();
-            t.body.extend_from_slice(call.body);
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let arrival = Arrival {
-                partner,
-                now_ms,
-                at: call.arrived,
-            };
-            match t.worker.bid(bidding, &mut t.body, arrival) {
-                Answer::Bid(json)
-                | Answer::NoBid {
-                    body: Some(json), ..
-                } => match out.extend(json) {
-                    Ok(()) => Outcome::Bid,
-                    Err(_) => Outcome::NoBid,
-                },
-                Answer::NoBid { body: None, .. } => Outcome::NoBid,
-                Answer::Invalid(_) => Outcome::Reject(Status::BadRequest),
+        });
+        outcome
+    }
+}
+
+impl BidService {
+    /// The partner gate (enabled, rate), then the bidding pipeline.
+    fn answer(
+        &self,
+        generation: &Generation,
+        t: &mut ThreadState,
+        partner: Option<PartnerIdx>,
+        call: &BidCall<'_>,
+        out: &mut ResponseBuf,
+    ) -> Outcome {
+        let bidding = &generation.bidding;
+        let catalog = &bidding.catalog;
+        if let Some(p) = partner {
+            let config = &catalog.partners[usize::from(p)];
+            let limits_on = self.user_space_limits.load(Ordering::Relaxed);
+            let refused =
+                !config.enabled || (limits_on && !t.buckets[usize::from(p)].try_take(call.arrived));
+            if refused {
+                t.stats.no_bid_imps[NoBidReason::PartnerRefused as usize].inc();
+                return Outcome::NoBid;
             }
-        })
+            out.set_gzip_allowed(config.gzip_responses);
+        } else {
+            out.set_gzip_allowed(false);
+        }
+        t.body.clear();
+        t.body.extend_from_slice(call.body);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let arrival = Arrival {
+            partner,
+            now_ms,
+            at: call.arrived,
+        };
+        match t.worker.bid(bidding, &mut t.body, arrival) {
+            Answer::Bid(json)
+            | Answer::NoBid {
+                body: Some(json), ..
+            } => match out.extend(json) {
+                Ok(()) => Outcome::Bid,
+                Err(_) => Outcome::NoBid,
+            },
+            Answer::NoBid { body: None, .. } => Outcome::NoBid,
+            Answer::Invalid(_) => Outcome::Reject(Status::BadRequest),
+        }
     }
 }

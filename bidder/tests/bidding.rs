@@ -15,9 +15,18 @@ use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 
 const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 
-fn bidding_with(strategy: Arc<dyn StrategySource>, inbox_capacity: usize) -> Bidding {
+/// The demo configuration with its deadline cap set to `deadline_cap_ms`.
+fn bidding_with_cap(
+    strategy: Arc<dyn StrategySource>,
+    inbox_capacity: usize,
+    deadline_cap_ms: u32,
+) -> Bidding {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
-    let catalog = Catalog::compile(&Config::load(&demo).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&demo).unwrap().replace(
+        "deadline_cap_ms = 8",
+        &format!("deadline_cap_ms = {deadline_cap_ms}"),
+    );
+    let catalog = Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap();
     Bidding {
         budgets: Arc::new(Budgets::new(
             catalog.campaigns.iter().map(|c| c.daily_budget_micros),
@@ -26,6 +35,12 @@ fn bidding_with(strategy: Arc<dyn StrategySource>, inbox_capacity: usize) -> Bid
         inbox: Arc::new(LedgerInbox::new(inbox_capacity)),
         catalog: Arc::new(catalog),
     }
+}
+
+/// Tests not about deadlines get a generous cap, so a loaded CI machine (debug build,
+/// parallel tests) cannot turn a bid into a deadline no-bid.
+fn bidding_with(strategy: Arc<dyn StrategySource>, inbox_capacity: usize) -> Bidding {
+    bidding_with_cap(strategy, inbox_capacity, 1_000)
 }
 
 fn arrival(partner: Option<u16>) -> Arrival {
@@ -88,8 +103,8 @@ fn a_bid_leaves_only_with_its_reservation_in_the_ledger() {
 
 #[test]
 fn a_decision_past_its_deadline_answers_no_bid_and_releases_budget() {
-    // The demo caps our own deadline at 8 ms; each campaign's strategy takes 5 ms.
-    let bidding = bidding_with(Arc::new(Slow(Duration::from_millis(5))), 64);
+    // Our own deadline capped at 8 ms; each candidate campaign's strategy takes 5 ms.
+    let bidding = bidding_with_cap(Arc::new(Slow(Duration::from_millis(5))), 64, 8);
     let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
     let mut body = BANNER.as_bytes().to_vec();
     let answer = worker.bid(&bidding, &mut body, arrival(Some(0)));

@@ -1,20 +1,40 @@
-//! `cargo xtask demo`: what the bidder decides for a handful of example bid requests,
-//! from a fresh clone, with one command.
+//! `cargo xtask demo`: the bidder on one machine with embedded defaults (no Redis, no
+//! API key), from a fresh clone, with one command.
+//!
+//! 1. Dry run: `bidder decide` on each example request, showing the decision core.
+//! 2. Live: `bidder run` on the demo config, the same requests POSTed over HTTP,
+//!    a `/metrics` excerpt, then SIGTERM and a clean exit.
 
-use std::{fs, path::PathBuf, process::Command};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use std::{fs, thread};
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::{command, paths, setup};
 
-/// Campaign config the demo decides against, relative to the workspace root.
+/// Campaign config the demo runs, relative to the workspace root.
 const DEMO_CONFIG: &str = "bidder/examples/demo.toml";
 /// Folder of example OpenRTB bid requests, one JSON file each.
 const TRAFFIC_DIR: &str = "bidder/examples/traffic";
+/// Where the demo config listens for bids and for admin requests.
+const BID_ADDR: &str = "127.0.0.1:8080";
+const ADMIN_ADDR: &str = "127.0.0.1:9090";
+/// How long the server may take to become ready.
+const READY_TIMEOUT_MS: u64 = 15_000;
+/// Metric families the demo prints from `/metrics`.
+const SHOWN_METRICS: [&str; 5] = [
+    "bidder_http_responses_total",
+    "bidder_partner_bids_total",
+    "bidder_decision_no_bid_imps_total",
+    "bidder_budget_reserved_micros",
+    "bidder_request_duration_seconds_count",
+];
 
-/// Ensures setup, builds the bidder (debug profile: the demo decides a few requests,
-/// and the debug build is the one `ci` already keeps warm), then runs `bidder decide`
-/// on each example in name order. Every file is tried; fails if any decision failed.
+/// Ensures setup, builds the bidder, runs the dry run and then the live server.
 pub fn run() -> Result<()> {
     setup::run()?;
     let root = paths::workspace_root();
@@ -22,39 +42,162 @@ pub fn run() -> Result<()> {
     command::stream(
         command::cargo()
             .args(["build", "--package", "bidder", "--bin", "bidder"])
-            .current_dir(root),
+            .current_dir(&root),
     )?;
     let bidder = paths::target_dir().join("debug").join("bidder");
-
     let requests = example_requests(&root.join(TRAFFIC_DIR))?;
-    let mut failed = Vec::new();
-    for request in &requests {
-        let name = request.file_name().unwrap_or_default().to_string_lossy();
-        println!("demo: ── {name} ──");
-        let mut decide = Command::new(&bidder);
-        decide
-            .args(["decide", "--config", DEMO_CONFIG])
-            .arg(request)
-            .current_dir(root);
-        if let Err(err) = command::stream(&mut decide) {
-            println!("demo: {name}: {err:#}");
-            failed.push(name.into_owned());
-        }
-    }
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} requests failed: {}",
-            failed.len(),
-            requests.len(),
-            failed.join(", ")
+    dry_run(&bidder, &root, &requests)?;
+    live(&bidder, &root, &requests)
+}
+
+/// `bidder decide` on every example: the decision core alone, no server.
+fn dry_run(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
+    println!(
+        "\ndemo: ── dry run: `bidder decide` on {} example requests ──",
+        requests.len()
+    );
+    let mut decide = Command::new(bidder);
+    decide
+        .args(["decide", "--config", DEMO_CONFIG])
+        .args(requests)
+        .current_dir(root);
+    command::stream(&mut decide)
+}
+
+/// The real server: start, wait for `/ready`, bid over HTTP, scrape, stop.
+fn live(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
+    println!("\ndemo: ── live: `bidder run --config {DEMO_CONFIG}` ──");
+    let mut server = Server(
+        Command::new(bidder)
+            .args(["run", "--config", DEMO_CONFIG])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting `bidder run`")?,
+    );
+    wait_ready(&mut server.0)?;
+    for path in requests {
+        let body = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (status, text) = http(BID_ADDR, "POST", "/bid/exchange-a", &body)?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        println!(
+            "demo: POST /bid/exchange-a {name:<28} → {status} {}",
+            summary(status, &text)
         );
     }
-    println!("demo: decided {} requests", requests.len());
-    Ok(())
+    // Workers publish latencies at most every 100 ms; let one period pass.
+    thread::sleep(Duration::from_millis(250));
+    let (_, metrics) = http(ADMIN_ADDR, "GET", "/metrics", b"")?;
+    println!("\ndemo: ── /metrics (excerpt, non-zero series) ──");
+    let shown = metrics
+        .lines()
+        .filter(|l| SHOWN_METRICS.iter().any(|m| l.starts_with(m)))
+        .filter(|l| !l.ends_with(" 0"));
+    for line in shown {
+        println!("  {line}");
+    }
+    server.stop()
+}
+
+/// A child process that is killed if the demo fails half-way.
+struct Server(Child);
+
+impl Server {
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> Result<()> {
+        println!("\ndemo: stopping the server (SIGTERM)");
+        let pid = self.0.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("sending SIGTERM")?;
+        let status = self.0.wait().context("waiting for the server")?;
+        if !status.success() {
+            bail!("the server exited with {status}");
+        }
+        println!("demo: server stopped cleanly");
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn wait_ready(child: &mut Child) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(READY_TIMEOUT_MS) {
+        if let Some(status) = child.try_wait()? {
+            bail!("`bidder run` exited during start-up with {status} (see its log above)");
+        }
+        if matches!(http(ADMIN_ADDR, "GET", "/ready", b""), Ok((200, _))) {
+            println!("demo: server ready on {BID_ADDR} (admin {ADMIN_ADDR})");
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!("`bidder run` was not ready within {READY_TIMEOUT_MS} ms")
+}
+
+/// One line about a bid response: price and campaign of each bid, or the no-bid.
+fn summary(status: u16, body: &str) -> String {
+    if status != 200 {
+        return "(no bid)".into();
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.chars().take(80).collect();
+    };
+    let bids = v["seatbid"][0]["bid"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let parts: Vec<String> = bids
+        .iter()
+        .map(|b| {
+            let deal = b["dealid"]
+                .as_str()
+                .map(|d| format!(" deal {d}"))
+                .unwrap_or_default();
+            format!(
+                "bid {} on imp {} by {}{deal}",
+                b["price"], b["impid"], b["cid"]
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
+/// A minimal HTTP/1.1 exchange on a fresh connection: status code and body text.
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP response")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
 }
 
 /// The `*.json` files directly in `dir`, sorted so the demo reads the same every time.
-fn example_requests(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+fn example_requests(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     let mut requests = Vec::new();
     for entry in entries {
