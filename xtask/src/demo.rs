@@ -42,12 +42,12 @@ pub fn run() -> Result<()> {
     command::stream(
         command::cargo()
             .args(["build", "--package", "bidder", "--bin", "bidder"])
-            .current_dir(&root),
+            .current_dir(root),
     )?;
     let bidder = paths::target_dir().join("debug").join("bidder");
     let requests = example_requests(&root.join(TRAFFIC_DIR))?;
-    dry_run(&bidder, &root, &requests)?;
-    live(&bidder, &root, &requests)
+    dry_run(&bidder, root, &requests)?;
+    live(&bidder, root, &requests)
 }
 
 /// `bidder decide` on every example: the decision core alone, no server.
