@@ -33,13 +33,11 @@ use serde_json::{json, Value};
 
 use measure::{Plan, Summary};
 use scenarios::{BidScenario, DecideOnly, EncodeOnly, Outcomes, ParseOnly};
+use workload::{GENERATED_CAMPAIGNS, GENERATED_SEED};
 
 /// The project's latency goal for the banner case on this machine, ns.
 const BANNER_MEDIAN_GOAL_NS: u64 = 2_000;
 const BANNER_P99_GOAL_NS: u64 = 10_000;
-/// Size and seed of the generated book of campaigns.
-const GENERATED_CAMPAIGNS: usize = 1_000;
-const GENERATED_SEED: u64 = 0x5EED_2026;
 /// Calls prepared (and, for throughput, timed) together.
 const BATCH: usize = 64;
 

@@ -156,6 +156,10 @@ impl Control {
     }
 }
 
+/// The size and seed of the generated book every report quotes ("1,000 campaigns").
+pub const GENERATED_CAMPAIGNS: usize = 1_000;
+pub const GENERATED_SEED: u64 = 0x5EED_2026;
+
 /// A catalog of `campaigns` campaigns from [`generated_config_text`].
 pub fn generated_catalog(campaigns: usize, seed: u64) -> Catalog {
     let text = generated_config_text(campaigns, seed);
