@@ -3,7 +3,9 @@
 //! `cargo bench -p bidder --bench core` runs the full benchmark (well under a minute);
 //! `-- --quick` (or `BENCH_QUICK=1`) a few-second smoke run; without `--bench` (as
 //! `cargo test --benches` runs it) a tiny run that only checks every scenario works.
-//! `BENCH_JSON=path` also writes the results as JSON for reports.
+//! `BENCH_JSON=path` also writes the results as JSON for reports. A word after `--`
+//! runs only that group: `corpus`, or `banner` (the 1,000-campaign rows and the stage
+//! split), e.g. to profile one of them.
 //!
 //! Scenarios, each a latency distribution (median, p90, p99, max) and requests/s:
 //! - **corpus**: every request of the OpenRTB corpus the parser accepts, through
@@ -50,8 +52,7 @@ enum Mode {
 }
 
 impl Mode {
-    fn from_env() -> Mode {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+    fn from_args(args: &[String]) -> Mode {
         let quick = args.iter().any(|a| a == "--quick")
             || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         if !args.iter().any(|a| a == "--bench") {
@@ -93,8 +94,25 @@ struct Row {
     extra: Value,
 }
 
+/// The scenario group named on the command line, if any (`corpus` or `banner`).
+fn only_group(args: &[String]) -> Option<&str> {
+    let group = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str);
+    if let Some(g) = group {
+        assert!(
+            ["corpus", "banner"].contains(&g),
+            "unknown scenario group `{g}`: use corpus or banner"
+        );
+    }
+    group
+}
+
 fn main() {
-    let mode = Mode::from_env();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = Mode::from_args(&args);
+    let only = only_group(&args);
     let load_before = loadavg();
     let timer_ns = measure::timer_overhead_ns();
     println!(
@@ -104,23 +122,30 @@ fn main() {
     );
 
     let mut rows = Vec::new();
-    corpus_rows(mode, &mut rows);
-    let generated = workload::bidding(workload::generated_catalog(
-        GENERATED_CAMPAIGNS,
-        GENERATED_SEED,
-    ));
-    let banner = banner_rows(mode, &generated, &mut rows);
-    let stages = stage_rows(mode, &generated, &mut rows);
-
-    print_table(&rows);
-    let verdict = goal_verdict(&rows[banner].summary);
-    println!("\n{verdict}");
-    let glue_ns = rows[banner].summary.median_ns as i64 - stages.iter().sum::<u64>() as i64;
-    println!(
-        "banner median split: parse {} + decide {} + encode {} ns; the remaining {glue_ns} ns \
-         of the whole request is bid ids, the ledger hand-off and assembling the response",
-        stages[0], stages[1], stages[2]
-    );
+    if only.is_none_or(|g| g == "corpus") {
+        corpus_rows(mode, &mut rows);
+    }
+    let mut verdict = String::from("banner goal: not measured in this run");
+    if only.is_none_or(|g| g == "banner") {
+        let generated = workload::bidding(workload::generated_catalog(
+            GENERATED_CAMPAIGNS,
+            GENERATED_SEED,
+        ));
+        let banner = banner_rows(mode, &generated, &mut rows);
+        let stages = stage_rows(mode, &generated, &mut rows);
+        verdict = goal_verdict(&rows[banner].summary);
+        let glue_ns = rows[banner].summary.median_ns as i64 - stages.iter().sum::<u64>() as i64;
+        print_table(&rows);
+        println!(
+            "\nbanner median split: parse {} + decide {} + encode {} ns; whole request minus \
+             the stages: {glue_ns} ns (bid ids, ledger hand-off, response assembly; medians \
+             do not add exactly, so this can be slightly negative)",
+            stages[0], stages[1], stages[2]
+        );
+    } else {
+        print_table(&rows);
+    }
+    println!("{verdict}");
     let load_after = loadavg();
     println!("load average after: {load_after}");
 
@@ -162,7 +187,8 @@ fn corpus_rows(mode: Mode, rows: &mut Vec<Row>) {
         println!("  refused: {refused}");
     }
     let all: Vec<&[u8]> = corpus.requests.iter().map(|r| r.body.as_slice()).collect();
-    let (summary, outcomes) = run_bids(&bidding, all, mode.plan(300_000));
+    let (summary, outcomes) = run_bids(&bidding, all, mode.plan(200_000));
+    println!("  all: {outcomes:?}");
     rows.push(Row {
         name: format!("corpus: all ({} requests)", corpus.requests.len()),
         summary,
@@ -179,7 +205,8 @@ fn corpus_rows(mode: Mode, rows: &mut Vec<Row>) {
             continue;
         }
         let count = bodies.len();
-        let (summary, outcomes) = run_bids(&bidding, bodies, mode.plan(100_000));
+        let (summary, outcomes) = run_bids(&bidding, bodies, mode.plan(60_000));
+        println!("  {}: {outcomes:?}", media.name());
         rows.push(Row {
             name: format!("corpus: {} ({count})", media.name()),
             summary,
@@ -204,7 +231,7 @@ fn banner_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> usize {
     let headline = rows.len();
     for (label, body) in requests {
         let mut scenario = BidScenario::new(generated, vec![body], BATCH);
-        let measured = measure::run(&mut scenario, mode.plan(500_000));
+        let measured = measure::run(&mut scenario, mode.plan(300_000));
         let stats = scenario.worker.stats();
         let candidates = stats.candidates.get() as f64 / stats.requests.get().max(1) as f64;
         let outcomes = scenario.outcomes;
@@ -235,7 +262,7 @@ fn banner_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> usize {
 /// (c) The Prebid site banner's stages on their own; returns their medians, ns.
 fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 3] {
     let body = workload::PBS_SITE_BANNER.as_bytes();
-    let plan = mode.plan(500_000);
+    let plan = mode.plan(300_000);
 
     let mut parse = ParseOnly::new(body, BATCH);
     let parsed = Summary::of(&measure::run(&mut parse, plan));
