@@ -120,7 +120,7 @@ fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
         if i >= WARMUP_BIDS {
             total += calls;
         }
-        assert_eq!(control.settle_all(bidding), 1, "one reservation per bid");
+        assert_eq!(control.release_all(bidding), 1, "one reservation per bid");
     }
     total
 }

@@ -92,7 +92,7 @@ impl Scenario for BidScenario<'_> {
     }
 
     fn after_batch(&mut self) {
-        self.control.settle_all(self.bidding);
+        self.control.release_all(self.bidding);
     }
 }
 
