@@ -243,3 +243,27 @@ impl Scenario for EncodeOnly<'_> {
         self.bytes = black_box(self.out.len());
     }
 }
+
+/// The in-run baseline: the same body parsed into a `serde_json::Value` (a DOM with
+/// an allocation per string, array and object), the way a bidder without a tuned
+/// parser would read it. Host load slows it as much as the rest, so ratios to it
+/// compare across runs on a shared machine where absolute numbers do not.
+pub struct SerdeBaseline<'b> {
+    body: &'b [u8],
+}
+
+impl<'b> SerdeBaseline<'b> {
+    pub fn new(body: &'b [u8]) -> SerdeBaseline<'b> {
+        SerdeBaseline { body }
+    }
+}
+
+impl Scenario for SerdeBaseline<'_> {
+    fn prepare(&mut self, _slot: usize) {}
+
+    fn call(&mut self, _slot: usize) {
+        let doc: serde_json::Value =
+            serde_json::from_slice(black_box(self.body)).expect("the body is JSON");
+        black_box(doc);
+    }
+}
