@@ -13,9 +13,10 @@
 //! - **banner × 1,000 campaigns**: a Prebid-style site banner (and the IAB simple
 //!   banner) against a generated book of 1,000 campaigns with realistic targeting;
 //! - **stages** of that banner request: parse only, decide only, encode only;
-//! - **baseline**: the same request parsed into a `serde_json::Value`. The machine is
-//!   shared, so absolute numbers move with other people's load; ratios to this
-//!   baseline, measured in the same run, move much less.
+//! - **baseline**: the same request parsed into a `serde_json::Value`, a reference
+//!   point for the parser and the whole request. On a shared machine, load from other
+//!   processes comes and goes between scenarios, so both absolute numbers and ratios
+//!   are only comparable between quiet runs.
 //!
 //! The project's goal on this machine is a banner median ≤ 2 µs and p99 ≤ 10 µs; the
 //! run prints whether the measurement meets it. Everything runs on the calling thread;

@@ -246,8 +246,7 @@ impl Scenario for EncodeOnly<'_> {
 
 /// The in-run baseline: the same body parsed into a `serde_json::Value` (a DOM with
 /// an allocation per string, array and object), the way a bidder without a tuned
-/// parser would read it. Host load slows it as much as the rest, so ratios to it
-/// compare across runs on a shared machine where absolute numbers do not.
+/// parser would read it.
 pub struct SerdeBaseline<'b> {
     body: &'b [u8],
 }
