@@ -1,0 +1,169 @@
+//! A warmed-up `Worker::bid` makes no heap call per request: parse, decide, the ledger
+//! hand-off and encode together, on the demo configuration and on a book of 1,000
+//! campaigns (DESIGN.md invariant 4: nothing on the hot path allocates per request).
+//!
+//! Allocations are counted only inside a window armed around each `bid` call on the
+//! test's own thread, so the harness, warm-up and the ledger drain (the control
+//! thread's job, done between calls) are not counted. Set `BID_ALLOC_BACKTRACE=1` to
+//! print the backtrace of every allocation inside a window: that names the culprit
+//! when this test fails.
+
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use bidder::bidding::{Answer, Bidding, Worker};
+use workload::{Control, EXCHANGE_A, MONDAY_10_30_MS};
+
+/// Bids made before counting starts: parser buffers, pools and the response buffer
+/// grow to the request's size during these.
+const WARMUP_BIDS: usize = 16;
+/// Bids counted; each must make no heap call.
+const COUNTED_BIDS: usize = 1_000;
+
+thread_local! {
+    /// Whether this thread is inside a counted window. Const-initialised, no
+    /// destructor: touching these never allocates.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static HEAP_CALLS: Cell<u64> = const { Cell::new(0) };
+    /// Print a backtrace for each counted allocation (`BID_ALLOC_BACKTRACE`).
+    static TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_heap_call() {
+    // `try_with` fails only while the thread is being torn down: nothing is measured then.
+    let _ = ARMED.try_with(|armed| {
+        if !armed.get() {
+            return;
+        }
+        HEAP_CALLS.with(|n| n.set(n.get() + 1));
+        if TRACE.with(Cell::get) {
+            // Capturing and printing allocate: disarm so those are neither counted
+            // nor traced.
+            armed.set(false);
+            eprintln!(
+                "heap call inside a counted bid:\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
+            armed.set(true);
+        }
+    });
+}
+
+struct CountingAllocator;
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
+// `GlobalAlloc` contract; the bookkeeping touches only const-initialised thread-locals
+// and never allocates itself while counting (tracing disarms first).
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_heap_call();
+        // SAFETY: the caller's layout, per `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_heap_call();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_heap_call();
+        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Heap calls `f` makes on this thread.
+fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    TRACE.with(|t| t.set(std::env::var_os("BID_ALLOC_BACKTRACE").is_some()));
+    let before = HEAP_CALLS.with(Cell::get);
+    ARMED.with(|a| a.set(true));
+    let result = f();
+    ARMED.with(|a| a.set(false));
+    (result, HEAP_CALLS.with(Cell::get) - before)
+}
+
+/// Bids `body` `WARMUP_BIDS + COUNTED_BIDS` times on one worker and returns the heap
+/// calls made by the counted bids. Every bid must be answered with a bid, so the whole
+/// path (decide, reservation, ledger hand-off, encode) is covered. The ledger is drained
+/// between bids, outside the count, as the control thread would.
+fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
+    let mut worker = Worker::new(bidding, 0, Arc::default()).expect("notice signer");
+    let mut control = Control::default();
+    let mut buf = Vec::with_capacity(body.len());
+    let mut total = 0;
+    for i in 0..WARMUP_BIDS + COUNTED_BIDS {
+        buf.clear();
+        buf.extend_from_slice(body);
+        let (is_bid, calls) = counted(|| {
+            let answer = worker.bid(bidding, &mut buf, Some(EXCHANGE_A), MONDAY_10_30_MS);
+            matches!(answer, Answer::Bid(_))
+        });
+        assert!(
+            is_bid,
+            "bid {i} got no bid (reasons {:?}): the test must cover the bid path",
+            worker.last_no_bids()
+        );
+        if i >= WARMUP_BIDS {
+            total += calls;
+        }
+        assert_eq!(control.release_all(bidding), 1, "one reservation per bid");
+    }
+    total
+}
+
+#[test]
+fn the_allocation_counter_sees_heap_calls() {
+    let ((), calls) = counted(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(64))));
+    assert_eq!(
+        calls, 1,
+        "the counter is blind; every other result here is void"
+    );
+}
+
+#[test]
+fn warm_bids_on_the_demo_config_allocate_nothing() {
+    let bidding = workload::bidding(workload::demo_catalog());
+    let calls = heap_calls_of_warm_bids(&bidding, &workload::iab_simple_banner());
+    assert_eq!(
+        calls, 0,
+        "{calls} heap calls in {COUNTED_BIDS} warm bids of the IAB simple banner \
+         (rerun with BID_ALLOC_BACKTRACE=1 to see where)"
+    );
+}
+
+#[test]
+fn warm_bids_against_1000_campaigns_allocate_nothing() {
+    let bidding = workload::bidding(workload::generated_catalog(
+        workload::GENERATED_CAMPAIGNS,
+        workload::GENERATED_SEED,
+    ));
+    let requests: [(&str, Vec<u8>); 2] = [
+        (
+            "Prebid site banner",
+            workload::PBS_SITE_BANNER.as_bytes().to_vec(),
+        ),
+        ("IAB simple banner", workload::iab_simple_banner()),
+    ];
+    for (name, body) in requests {
+        let calls = heap_calls_of_warm_bids(&bidding, &body);
+        assert_eq!(
+            calls, 0,
+            "{name}: {calls} heap calls in {COUNTED_BIDS} warm bids against 1,000 \
+             campaigns (rerun with BID_ALLOC_BACKTRACE=1 to see where)"
+        );
+    }
+}
