@@ -15,7 +15,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use bidder::bidding::{Answer, Bidding, Worker};
+use std::time::Instant;
+
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use workload::{Control, EXCHANGE_A, MONDAY_10_30_MS};
 
 /// Bids made before counting starts: parser buffers, pools and the response buffer
@@ -109,7 +111,15 @@ fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
         buf.clear();
         buf.extend_from_slice(body);
         let (is_bid, calls) = counted(|| {
-            let answer = worker.bid(bidding, &mut buf, Some(EXCHANGE_A), MONDAY_10_30_MS);
+            let answer = worker.bid(
+                bidding,
+                &mut buf,
+                Arrival {
+                    partner: Some(EXCHANGE_A),
+                    now_ms: MONDAY_10_30_MS,
+                    at: Instant::now(),
+                },
+            );
             matches!(answer, Answer::Bid(_))
         });
         assert!(

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bidder::bidding::{Answer, Bidding, Worker};
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::{BudgetSnapshot, Budgets, Reservation};
 use bidder::catalog::Catalog;
 use bidder::config::Config;
@@ -395,6 +395,7 @@ fn e2e_bidding() -> Bidding {
 seat = "seat-1"
 default_shading_ppm = 1_000_000
 reservation_ttl_ms = {E2E_RESERVATION_TTL_MS}
+deadline_cap_ms = 1000
 [notice]
 base_url = "https://bidder.test/notice"
 hmac_key_file = "{}"
@@ -470,7 +471,15 @@ fn e2e_worker(bidding: &Bidding, id: u16, notices: mpsc::Sender<Notice>) -> u64 
     for _ in 0..E2E_REQUESTS_PER_WORKER {
         body.clear();
         body.extend_from_slice(request);
-        let response = match worker.bid(bidding, &mut body, Some(0), test_clock_ms()) {
+        let response = match worker.bid(
+            bidding,
+            &mut body,
+            Arrival {
+                partner: Some(0),
+                now_ms: test_clock_ms(),
+                at: Instant::now(),
+            },
+        ) {
             Answer::Bid(json) => json.to_vec(),
             Answer::NoBid { .. } => continue,
             Answer::Invalid(e) => panic!("request refused: {e}"),

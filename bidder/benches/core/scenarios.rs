@@ -3,9 +3,10 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bidder::bid_id::{BidId, BidIdGen};
-use bidder::bidding::{Answer, Bidding, Worker};
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::decide::{ChosenBid, Context, Decider};
 use bidder::notice::NoticeSigner;
 use bidder::openrtb::{BidRequest, Parser};
@@ -81,8 +82,11 @@ impl Scenario for BidScenario<'_> {
         let answer = self.worker.bid(
             self.bidding,
             &mut self.slots.bufs[slot],
-            Some(EXCHANGE_A),
-            MONDAY_10_30_MS,
+            Arrival {
+                partner: Some(EXCHANGE_A),
+                now_ms: MONDAY_10_30_MS,
+                at: Instant::now(),
+            },
         );
         match black_box(answer) {
             Answer::Bid(_) => self.outcomes.bids += 1,
