@@ -51,8 +51,15 @@ impl StrategySource for StaticStrategy {
 }
 
 /// `value × ratio`, for a ratio in parts per million, without overflow or floats.
+/// Prices are at most `MAX_CPM_MICROS` (1e12) and ratios a few million, so the 64-bit
+/// product almost always fits (division by a constant compiles to a multiply); the
+/// 128-bit path is there for the values that do not.
+#[inline]
 pub fn apply_ppm(value_micros: i64, ratio_ppm: u32) -> i64 {
-    (i128::from(value_micros) * i128::from(ratio_ppm) / i128::from(PPM_ONE)) as i64
+    match value_micros.checked_mul(i64::from(ratio_ppm)) {
+        Some(product) => product / i64::from(PPM_ONE),
+        None => (i128::from(value_micros) * i128::from(ratio_ppm) / i128::from(PPM_ONE)) as i64,
+    }
 }
 
 #[cfg(test)]

@@ -532,6 +532,12 @@ fn block_lists_against_creatives() {
         ("", "", Bid("c", 2_000_000)),
         ("", r#","bcat":["IAB25"]"#, NoBid(BlockedCategory)),
         ("", r#","bcat":["IAB2"]"#, Bid("c", 2_000_000)),
+        (
+            "",
+            r#","bcat":["IAB25-3","IAB25-2"]"#,
+            NoBid(BlockedCategory),
+        ),
+        ("", r#","bcat":["IAB25-2"]"#, Bid("c", 2_000_000)),
         ("", r#","badv":["C.example"]"#, NoBid(BlockedAdvertiser)),
         (
             r#","banner":{"w":300,"h":250,"battr":[6]}"#,
@@ -549,6 +555,19 @@ fn block_lists_against_creatives() {
         };
         assert_eq!(&decide(&c, &req), want, "{imp_extra} {extra}");
     }
+}
+
+#[test]
+fn a_tier2_block_does_not_block_the_tier1_category() {
+    let c = banner_campaign("c", 2_000_000, "", "cat = [\"IAB25\"]");
+    assert_eq!(
+        decide(&c, &banner_request("", r#","bcat":["IAB25-3"]"#)),
+        Bid("c", 2_000_000)
+    );
+    assert_eq!(
+        decide(&c, &banner_request("", r#","bcat":["IAB25"]"#)),
+        NoBid(BlockedCategory)
+    );
 }
 
 #[test]
@@ -651,11 +670,12 @@ fn multi_imp_requests_get_a_reason_per_imp() {
         shading_ppm: 1_000_000,
     };
     let got = decide_with(&c, req, None, &strategy);
+    // 970x250: no campaign has a creative of that size, so the index refuses it.
     assert_eq!(
         got,
         vec![
             Bid("c", 2_000_000),
-            NoBid(NoMatchingCreative),
+            NoBid(SizeNotTargeted),
             NoBid(MediaNotTargeted)
         ]
     );

@@ -78,7 +78,10 @@ pub struct Index {
     /// Campaigns able to serve each media type: a creative of that type and the type
     /// allowed by targeting.
     pub media: [CampaignSet; 4],
-    pub sizes: Dimension<(u32, u32)>,
+    /// Campaigns with a banner creative of each size that their size targeting (if
+    /// any) allows: a banner imp's candidates are the union over its sizes, so a
+    /// campaign whose creatives cannot fit never reaches per-campaign evaluation.
+    pub banner_sizes: FxHashMap<(u32, u32), CampaignSet>,
     pub countries: Dimension<String>,
     pub device_types: Dimension<u32>,
     pub os: Dimension<String>,
@@ -103,7 +106,7 @@ impl Index {
             active: CampaignSet::empty(width),
             partners: Dimension::new(width),
             media: std::array::from_fn(|_| CampaignSet::empty(width)),
-            sizes: Dimension::new(width),
+            banner_sizes: FxHashMap::default(),
             countries: Dimension::new(width),
             device_types: Dimension::new(width),
             os: Dimension::new(width),
@@ -150,8 +153,18 @@ impl Index {
                 .iter()
                 .filter_map(|p| partner_by_name.get(p).copied()),
         );
-        self.sizes
-            .restrict(c, w, t.sizes.iter().filter_map(|s| parse_size(s)));
+        let targeted_sizes: Vec<(u32, u32)> =
+            t.sizes.iter().filter_map(|s| parse_size(s)).collect();
+        let banner_allowed = allowed_media.is_empty() || allowed_media.contains(&MediaType::Banner);
+        for creative in campaign.creatives.iter().filter(|cr| cr.format == "banner") {
+            let size = (creative.w, creative.h);
+            if banner_allowed && (targeted_sizes.is_empty() || targeted_sizes.contains(&size)) {
+                self.banner_sizes
+                    .entry(size)
+                    .or_insert_with(|| CampaignSet::empty(w))
+                    .insert(c);
+            }
+        }
         self.countries.restrict(c, w, t.countries.iter().cloned());
         self.device_types
             .restrict(c, w, t.device_types.iter().copied());

@@ -85,6 +85,41 @@ pub struct Creative {
     pub adm: String,
     pub duration_s: u32,
     pub mime: String,
+    /// `cat` as [`Vocabulary`] ids, each category's tier-1 parent included (`IAB25-3`
+    /// also as `IAB25`), so a `bcat` entry blocks with one bit test.
+    pub cat_ids: Vec<u32>,
+    /// `adomain` as [`Vocabulary`] ids.
+    pub adomain_ids: Vec<u32>,
+}
+
+/// Ids for the categories and advertiser domains creatives carry, so a request's
+/// block lists (`bcat`, `badv`) become bitsets once per request instead of string
+/// comparisons per candidate creative.
+#[derive(Debug, Default)]
+pub struct Vocabulary {
+    pub categories: FxHashMap<String, u32>,
+    /// Lower-cased.
+    pub adomains: FxHashMap<String, u32>,
+}
+
+impl Vocabulary {
+    fn id(map: &mut FxHashMap<String, u32>, value: &str) -> u32 {
+        let next = map.len() as u32;
+        *map.entry(value.to_string()).or_insert(next)
+    }
+
+    fn category_ids(&mut self, cats: &[String]) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for cat in cats {
+            ids.push(Self::id(&mut self.categories, cat));
+            if let Some((tier1, _)) = cat.split_once('-') {
+                ids.push(Self::id(&mut self.categories, tier1));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// A deal a campaign buys through.
@@ -162,6 +197,7 @@ pub struct Catalog {
     pub partners: Vec<Partner>,
     pub campaigns: Vec<Campaign>,
     pub index: Index,
+    pub vocabulary: Vocabulary,
     partner_by_name: FxHashMap<String, PartnerIdx>,
 }
 
@@ -212,6 +248,7 @@ impl Catalog {
             .map(|(i, p)| (p.name.clone(), i as PartnerIdx))
             .collect();
         let mut campaigns = Vec::with_capacity(config.campaigns.len());
+        let mut vocabulary = Vocabulary::default();
         for spanned in &config.campaigns {
             let c = spanned.get_ref();
             let slot = slots.slot_for(&c.id).ok_or_else(|| ConfigError::Invalid {
@@ -224,7 +261,7 @@ impl Catalog {
                 ),
                 fix: "restart the bidder to recycle budget slots of removed campaigns".into(),
             })?;
-            campaigns.push(compile_campaign(c, slot));
+            campaigns.push(compile_campaign(c, slot, &mut vocabulary));
         }
         let index = Index::build(config, &partner_by_name);
         Ok(Catalog {
@@ -232,6 +269,7 @@ impl Catalog {
             partners,
             campaigns,
             index,
+            vocabulary,
             partner_by_name,
         })
     }
@@ -274,18 +312,28 @@ fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
     }
 }
 
-fn compile_campaign(c: &crate::config::CampaignConfig, budget_slot: usize) -> Campaign {
+fn compile_campaign(
+    c: &crate::config::CampaignConfig,
+    budget_slot: usize,
+    vocabulary: &mut Vocabulary,
+) -> Campaign {
     let creatives = c
         .creatives
         .iter()
         .filter_map(|cr| {
+            let adomain: Vec<String> = cr.adomain.iter().map(|d| d.to_ascii_lowercase()).collect();
             Some(Creative {
+                cat_ids: vocabulary.category_ids(&cr.cat),
+                adomain_ids: adomain
+                    .iter()
+                    .map(|d| Vocabulary::id(&mut vocabulary.adomains, d))
+                    .collect(),
                 id: cr.id.clone(),
                 media: MediaType::parse(&cr.format)?,
                 w: cr.w,
                 h: cr.h,
                 attr: cr.attr.clone(),
-                adomain: cr.adomain.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                adomain,
                 cat: cr.cat.clone(),
                 adm: cr.adm.clone(),
                 duration_s: cr.duration_s,

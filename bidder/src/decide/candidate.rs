@@ -9,6 +9,7 @@ use crate::openrtb::{BidRequest, Imp};
 use crate::strategy::{apply_ppm, CampaignStrategy, StrategySource, PPM_ONE};
 use crate::targeting::MediaType;
 
+use super::blocked::Blocked;
 use super::filter::for_each_banner_size;
 use super::NoBidReason;
 
@@ -30,6 +31,8 @@ pub(super) struct Env<'e, 'r> {
     pub imp: &'e Imp<'r>,
     /// The imp's floor in our currency, CPM micros.
     pub floor_micros: i64,
+    /// The request's `bcat` and `badv` as bitsets.
+    pub blocked: &'e Blocked,
 }
 
 /// Evaluates campaign `c` for the imp; the error is how far it got.
@@ -43,7 +46,7 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
         return Err(NoBidReason::Paused);
     }
     let (deal, deal_floor) = deal_terms(env, campaign)?;
-    let creative = pick_creative(env.req, env.imp, campaign)?;
+    let creative = pick_creative(env, campaign)?;
     let floor = deal_floor.unwrap_or(env.floor_micros);
     let price_micros = price(campaign, &strategy, floor)?;
     if !paced_in(strategy.pacing_ppm, rng) {
@@ -118,33 +121,21 @@ fn deal_terms(env: &Env, campaign: &Campaign) -> Result<(Option<usize>, Option<i
 
 /// The first creative that fits the imp and passes its block lists; otherwise the
 /// furthest reason any creative reached.
-fn pick_creative(
-    req: &BidRequest<'_>,
-    imp: &Imp<'_>,
-    campaign: &Campaign,
-) -> Result<usize, NoBidReason> {
+fn pick_creative(env: &Env, campaign: &Campaign) -> Result<usize, NoBidReason> {
     let mut furthest = NoBidReason::NoMatchingCreative;
     for (i, creative) in campaign.creatives.iter().enumerate() {
-        let Some(battr) = fits(req, imp, creative) else {
+        let Some(battr) = fits(env.req, env.imp, creative) else {
             continue;
         };
         if creative.attr.iter().any(|a| battr.contains(a)) {
             furthest = furthest.max(NoBidReason::BlockedAttribute);
             continue;
         }
-        if creative
-            .cat
-            .iter()
-            .any(|cat| category_blocked(req.bcat(), cat))
-        {
+        if env.blocked.category(&creative.cat_ids) {
             furthest = furthest.max(NoBidReason::BlockedCategory);
             continue;
         }
-        if creative
-            .adomain
-            .iter()
-            .any(|d| req.badv().iter().any(|b| b.eq_ignore_ascii_case(d)))
-        {
+        if env.blocked.adomain(&creative.adomain_ids) {
             furthest = furthest.max(NoBidReason::BlockedAdvertiser);
             continue;
         }
@@ -208,12 +199,6 @@ fn timed_media_fits(
     mime_ok && duration_ok
 }
 
-/// `bcat` entry `IAB25` blocks `IAB25` and `IAB25-3`.
-fn category_blocked(bcat: &[&str], cat: &str) -> bool {
-    bcat.iter()
-        .any(|b| cat == *b || (cat.starts_with(b) && cat.as_bytes().get(b.len()) == Some(&b'-')))
-}
-
 /// Price = value × margin × shading, capped by the campaign's and the strategy's
 /// ceilings. Below the floor, we bid the floor if our unshaded value covers it;
 /// otherwise no bid.
@@ -254,14 +239,6 @@ fn paced_in(pacing_ppm: u32, rng: &mut u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn category_blocks_match_whole_tiers_only() {
-        assert!(category_blocked(&["IAB25"], "IAB25"));
-        assert!(category_blocked(&["IAB25"], "IAB25-3"));
-        assert!(!category_blocked(&["IAB2"], "IAB25-3"));
-        assert!(!category_blocked(&["IAB25-3"], "IAB25"));
-    }
 
     #[test]
     fn pacing_bids_on_roughly_its_share() {

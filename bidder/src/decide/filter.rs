@@ -244,11 +244,19 @@ pub(super) fn imp(
     if let Some(banner) = &imp.banner {
         let banner_campaigns = &index.media[MediaType::Banner.index()];
         media_matches |= request_set.intersects(banner_campaigns);
-        scratch.copy_from(&index.sizes.any);
+        // A banner that names no size takes any banner campaign; otherwise only those
+        // with a creative of one of its sizes.
+        let mut sized = false;
+        scratch.clear();
         for_each_banner_size(req, banner, |w, h| {
-            index.sizes.add_matches(&(w, h), scratch)
+            sized = true;
+            if let Some(set) = index.banner_sizes.get(&(w, h)) {
+                scratch.union(set);
+            }
         });
-        scratch.intersect(banner_campaigns);
+        if !sized {
+            scratch.copy_from(banner_campaigns);
+        }
         set.union(scratch);
     }
     set.intersect(request_set);

@@ -13,6 +13,7 @@
 //! A [`Decider`] belongs to one worker and is reused for every request: its sets and
 //! vectors are sized at start, so deciding allocates nothing in steady state.
 
+mod blocked;
 mod candidate;
 mod filter;
 mod reason;
@@ -79,6 +80,7 @@ pub struct Context {
 /// Per-worker decision state: scratch campaign sets, candidate list, counters and the
 /// pacing random stream. Never shared between threads.
 pub struct Decider {
+    blocked: blocked::Blocked,
     request_set: CampaignSet,
     imp_set: CampaignSet,
     scratch: CampaignSet,
@@ -95,6 +97,7 @@ impl Decider {
     pub fn new(catalog: &Catalog, stats: Arc<DecisionStats>, seed: u64) -> Decider {
         let width = catalog.index.width;
         Decider {
+            blocked: blocked::Blocked::new(&catalog.vocabulary),
             request_set: CampaignSet::empty(width),
             imp_set: CampaignSet::empty(width),
             scratch: CampaignSet::empty(width),
@@ -142,6 +145,7 @@ impl Decider {
         self.stats.requests.inc();
         self.stats.imps.add(req.imps().len() as u64);
 
+        self.blocked.fill(&catalog.vocabulary, req);
         let filtered = filter::request(catalog, req, ctx, &mut self.request_set, &mut self.scratch);
         for (i, imp) in req.imps().iter().enumerate() {
             let outcome = match filtered {
@@ -194,19 +198,19 @@ impl Decider {
                 req,
                 imp,
                 floor_micros,
+                blocked: &self.blocked,
             };
             match candidate::evaluate(&env, c, &mut self.rng) {
                 Ok(found) => self.candidates.push(found),
                 Err(reason) => furthest = furthest.max(Some(reason)),
             }
         }
-        // Best price first; ties go to the lower campaign index (stable, reproducible).
-        self.candidates.sort_unstable_by(|a, b| {
-            b.price_micros
-                .cmp(&a.price_micros)
-                .then(a.campaign.cmp(&b.campaign))
-        });
-        for found in &self.candidates {
+        // Best price first; ties go to the lower campaign index (candidates arrive in
+        // index order). Usually the first reservation succeeds, so take the best with
+        // one pass instead of sorting; a candidate that lost its budget race is removed
+        // and the next best taken.
+        while let Some(best) = best_candidate(&self.candidates) {
+            let found = self.candidates.swap_remove(best);
             let cost = crate::money::impression_cost_micros(found.price_micros);
             let slot = catalog.campaigns[found.campaign].budget_slot;
             if let Some(reservation) = budgets.reserve(slot, cost) {
@@ -224,4 +228,20 @@ impl Decider {
         // The imp filter left at least one campaign, so some candidate was evaluated.
         Err(furthest.expect("imp filter admitted no campaign"))
     }
+}
+
+/// Position of the highest price, the lowest campaign index among equals.
+fn best_candidate(candidates: &[candidate::Candidate]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let better = best.is_none_or(|b| {
+            let b = &candidates[b];
+            (c.price_micros, std::cmp::Reverse(c.campaign))
+                > (b.price_micros, std::cmp::Reverse(b.campaign))
+        });
+        if better {
+            best = Some(i);
+        }
+    }
+    best
 }

@@ -39,7 +39,7 @@ pub enum NoBidReason {
     SupplyChainIncomplete,
     /// No campaign serves the imp's media types.
     MediaNotTargeted,
-    /// No campaign targets the banner sizes.
+    /// No campaign targets the banner sizes or has a creative of one of them.
     SizeNotTargeted,
     /// A supply-chain node is not an allowed seller.
     SellerNotAllowed,
