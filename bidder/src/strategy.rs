@@ -9,6 +9,11 @@ use crate::catalog::{Campaign, CampaignIdx};
 
 /// ×1.0 in parts per million.
 pub const PPM_ONE: u32 = 1_000_000;
+/// Highest margin multiplier any strategy may set (×1.5). The strategy writer enforces
+/// it; the decision clamps to it too, because the catalog orders campaigns by the most
+/// they can bid (value × this, capped) and stops evaluating once no campaign left can
+/// beat the best bid found.
+pub const MAX_MARGIN_PPM: u32 = 1_500_000;
 
 /// Strategy of one campaign, read once per candidate per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -689,3 +689,49 @@ fn disabled_campaigns_never_bid() {
     );
     assert_eq!(decide(&c, &banner_request("", "")), NoBid(NoActiveCampaign));
 }
+
+#[test]
+fn evaluation_stops_once_no_campaign_left_can_win() {
+    // rich bids 10.00; mid and cheap can bid at most 4.50 and 1.50 (value × 1.5).
+    let campaigns = banner_campaign("cheap", 1_000_000, "", "")
+        + &banner_campaign("mid", 3_000_000, "", "")
+        + &banner_campaign("rich", 50_000_000, "", "");
+    let catalog = catalog(&campaigns);
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    let stats = std::sync::Arc::new(bidder::decide::DecisionStats::default());
+    let mut decider = Decider::new(&catalog, std::sync::Arc::clone(&stats), 1);
+    let mut parser = Parser::new();
+    let mut body = banner_request("", "").into_bytes();
+    let req = parser.parse(&mut body).unwrap();
+    let strategy = StaticStrategy {
+        shading_ppm: 1_000_000,
+    };
+    let ctx = Context {
+        partner: None,
+        now_unix_s: MONDAY_10_30,
+    };
+    let decision = decider.decide(&catalog, &strategy, &budgets, &req, ctx);
+    assert_eq!(catalog.campaigns[decision.bids[0].campaign].id, "rich");
+    assert_eq!(
+        stats.candidates.get(),
+        1,
+        "mid and cheap cannot beat 10.00 and are not evaluated"
+    );
+    decision.release_all(&budgets);
+
+    // When rich cannot afford its bid, the search goes on to the next best.
+    let broke = campaigns
+        .replacen(
+            "daily_budget_micros = 1_000_000_000",
+            "daily_budget_micros = 1_000_000_000",
+            2,
+        )
+        .replace(
+            "id = \"rich\"\nadvertiser = \"adv\"\ndaily_budget_micros = 1_000_000_000",
+            "id = \"rich\"\nadvertiser = \"adv\"\ndaily_budget_micros = 1",
+        );
+    assert_eq!(
+        decide(&broke, &banner_request("", "")),
+        Bid("mid", 3_000_000)
+    );
+}

@@ -98,8 +98,13 @@ pub struct Index {
 }
 
 impl Index {
-    /// Builds the index from a validated configuration.
-    pub fn build(config: &Config, partner_by_name: &FxHashMap<String, PartnerIdx>) -> Index {
+    /// Builds the index from a validated configuration; campaign `c` of the catalog is
+    /// `config.campaigns[order[c]]`.
+    pub fn build(
+        config: &Config,
+        order: &[usize],
+        partner_by_name: &FxHashMap<String, PartnerIdx>,
+    ) -> Index {
         let width = config.campaigns.len();
         let mut index = Index {
             width,
@@ -120,8 +125,8 @@ impl Index {
             allow_coppa: CampaignSet::empty(width),
             require_complete_schain: CampaignSet::empty(width),
         };
-        for (c, campaign) in config.campaigns.iter().enumerate() {
-            index.add_campaign(c, campaign.get_ref(), partner_by_name);
+        for (c, &position) in order.iter().enumerate() {
+            index.add_campaign(c, config.campaigns[position].get_ref(), partner_by_name);
         }
         index
     }

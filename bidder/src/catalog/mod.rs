@@ -65,6 +65,10 @@ pub struct Campaign {
     pub daily_budget_micros: i64,
     pub max_bid_cpm_micros: i64,
     pub base_cpm_micros: i64,
+    /// The most this campaign can ever bid: its value at the highest margin a strategy
+    /// may set, capped by `max_bid_cpm_micros`. Campaigns are ordered by it, so the
+    /// decision meets candidates best-first and can stop early.
+    pub max_price_cpm_micros: i64,
     pub creatives: Vec<Creative>,
     pub deals: Vec<Deal>,
     pub deals_only: bool,
@@ -247,9 +251,11 @@ impl Catalog {
             .enumerate()
             .map(|(i, p)| (p.name.clone(), i as PartnerIdx))
             .collect();
+        let order = campaign_order(config);
         let mut campaigns = Vec::with_capacity(config.campaigns.len());
         let mut vocabulary = Vocabulary::default();
-        for spanned in &config.campaigns {
+        for &position in &order {
+            let spanned = &config.campaigns[position];
             let c = spanned.get_ref();
             let slot = slots.slot_for(&c.id).ok_or_else(|| ConfigError::Invalid {
                 path: config.source.path.clone(),
@@ -263,7 +269,7 @@ impl Catalog {
             })?;
             campaigns.push(compile_campaign(c, slot, &mut vocabulary));
         }
-        let index = Index::build(config, &partner_by_name);
+        let index = Index::build(config, &order, &partner_by_name);
         Ok(Catalog {
             settings,
             partners,
@@ -297,6 +303,19 @@ impl Catalog {
     pub fn campaign_by_id(&self, id: &str) -> Option<CampaignIdx> {
         self.campaigns.iter().position(|c| c.id == id)
     }
+}
+
+/// Configuration positions of the campaigns in catalog order: highest possible price
+/// first, configuration order among equals.
+fn campaign_order(config: &Config) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..config.campaigns.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(max_price(config.campaigns[i].get_ref())));
+    order
+}
+
+fn max_price(c: &crate::config::CampaignConfig) -> i64 {
+    crate::strategy::apply_ppm(c.base_cpm_micros, crate::strategy::MAX_MARGIN_PPM)
+        .min(c.max_bid_cpm_micros)
 }
 
 fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
@@ -348,6 +367,7 @@ fn compile_campaign(
         daily_budget_micros: c.daily_budget_micros,
         max_bid_cpm_micros: c.max_bid_cpm_micros,
         base_cpm_micros: c.base_cpm_micros,
+        max_price_cpm_micros: max_price(c),
         creatives,
         deals: c
             .targeting

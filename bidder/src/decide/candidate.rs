@@ -6,7 +6,7 @@ use crate::budget::Budgets;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Creative};
 use crate::money::impression_cost_micros;
 use crate::openrtb::{BidRequest, Imp};
-use crate::strategy::{apply_ppm, CampaignStrategy, StrategySource, PPM_ONE};
+use crate::strategy::{apply_ppm, CampaignStrategy, StrategySource, MAX_MARGIN_PPM, PPM_ONE};
 use crate::targeting::MediaType;
 
 use super::blocked::Blocked;
@@ -208,7 +208,9 @@ fn price(
     floor_micros: i64,
 ) -> Result<i64, NoBidReason> {
     let ceiling = campaign.max_bid_cpm_micros.min(strategy.max_cpm_micros);
-    let worth = apply_ppm(campaign.base_cpm_micros, strategy.margin_ppm).min(ceiling);
+    let margin = strategy.margin_ppm.min(MAX_MARGIN_PPM);
+    let worth = apply_ppm(campaign.base_cpm_micros, margin).min(ceiling);
+    debug_assert!(worth <= campaign.max_price_cpm_micros);
     let shaded = apply_ppm(worth, strategy.shading_ppm);
     let price = if shaded >= floor_micros {
         shaded

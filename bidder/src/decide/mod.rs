@@ -189,28 +189,46 @@ impl Decider {
                 .ok_or(NoBidReason::FloorCurrencyUnsupported)?;
         self.candidates.clear();
         let mut furthest: Option<NoBidReason> = None;
-        for c in self.imp_set.iter() {
-            self.stats.candidates.inc();
-            let env = candidate::Env {
-                catalog,
-                strategy,
-                budgets,
-                req,
-                imp,
-                floor_micros,
-                blocked: &self.blocked,
-            };
-            match candidate::evaluate(&env, c, &mut self.rng) {
-                Ok(found) => self.candidates.push(found),
-                Err(reason) => furthest = furthest.max(Some(reason)),
+        let env = candidate::Env {
+            catalog,
+            strategy,
+            budgets,
+            req,
+            imp,
+            floor_micros,
+            blocked: &self.blocked,
+        };
+        // Campaigns come best-first (the catalog orders them by the most they can
+        // bid): evaluate until no campaign left can beat the best bid found. A best bid
+        // that loses its budget race is dropped and the search goes on.
+        let mut remaining = self.imp_set.iter().peekable();
+        let mut best: Option<usize> = None;
+        loop {
+            while let Some(&c) = remaining.peek() {
+                let beaten = best.is_some_and(|b| {
+                    catalog.campaigns[c].max_price_cpm_micros <= self.candidates[b].price_micros
+                });
+                if beaten {
+                    break;
+                }
+                remaining.next();
+                self.stats.candidates.inc();
+                match candidate::evaluate(&env, c, &mut self.rng) {
+                    Ok(found) => {
+                        let better = best
+                            .is_none_or(|b| found.price_micros > self.candidates[b].price_micros);
+                        self.candidates.push(found);
+                        if better {
+                            best = Some(self.candidates.len() - 1);
+                        }
+                    }
+                    Err(reason) => furthest = furthest.max(Some(reason)),
+                }
             }
-        }
-        // Best price first; ties go to the lower campaign index (candidates arrive in
-        // index order). Usually the first reservation succeeds, so take the best with
-        // one pass instead of sorting; a candidate that lost its budget race is removed
-        // and the next best taken.
-        while let Some(best) = best_candidate(&self.candidates) {
-            let found = self.candidates.swap_remove(best);
+            let Some(b) = best else {
+                break;
+            };
+            let found = self.candidates.swap_remove(b);
             let cost = crate::money::impression_cost_micros(found.price_micros);
             let slot = catalog.campaigns[found.campaign].budget_slot;
             if let Some(reservation) = budgets.reserve(slot, cost) {
@@ -224,6 +242,7 @@ impl Decider {
                 });
             }
             furthest = furthest.max(Some(NoBidReason::BudgetExhausted));
+            best = best_candidate(&self.candidates);
         }
         // The imp filter left at least one campaign, so some candidate was evaluated.
         Err(furthest.expect("imp filter admitted no campaign"))
