@@ -720,16 +720,10 @@ fn evaluation_stops_once_no_campaign_left_can_win() {
     decision.release_all(&budgets);
 
     // When rich cannot afford its bid, the search goes on to the next best.
-    let broke = campaigns
-        .replacen(
-            "daily_budget_micros = 1_000_000_000",
-            "daily_budget_micros = 1_000_000_000",
-            2,
-        )
-        .replace(
-            "id = \"rich\"\nadvertiser = \"adv\"\ndaily_budget_micros = 1_000_000_000",
-            "id = \"rich\"\nadvertiser = \"adv\"\ndaily_budget_micros = 1",
-        );
+    let broke = campaigns.replace(
+        "id = \"rich\"\nadvertiser = \"adv\"\ndaily_budget_micros = 1_000_000_000",
+        "id = \"rich\"\nadvertiser = \"adv\"\ndaily_budget_micros = 1",
+    );
     assert_eq!(
         decide(&broke, &banner_request("", "")),
         Bid("mid", 3_000_000)
