@@ -1,12 +1,14 @@
-//! The generator's only contact with the kernel beyond std: epoll for socket readiness,
-//! a timerfd for send deadlines, and the monotonic clock.
+//! The generator's only contact with the kernel beyond std: epoll with a nanosecond
+//! timeout, the monotonic clock, and getrusage.
 //!
 //! Why not std or an async runtime: an open-loop generator must send each request at its
-//! intended instant with microsecond precision. epoll and async-runtime timers round to
-//! milliseconds, which at 50,000 req/s would batch 50 requests per wake and add up to a
-//! millisecond to every latency it reports. A timerfd armed at an absolute
-//! `CLOCK_MONOTONIC` deadline fires with hrtimer precision and wakes the same
-//! `epoll_wait` that socket events do, so one thread serves both without spinning.
+//! intended instant with microsecond precision. `epoll_wait` and async-runtime timers
+//! round to milliseconds, which at 50,000 req/s would batch 50 requests per wake and add
+//! up to a millisecond to every latency reported. `epoll_pwait2` (Linux 5.11) takes a
+//! nanosecond timeout, and unlike a separately armed timerfd it programs a timer only
+//! when it actually sleeps: on a VM, where each timer reprogramming traps to the
+//! hypervisor, a timerfd re-armed per request cost more CPU than the requests.
+//! The thread's timer slack is lowered so the kernel does not defer the wake.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -14,8 +16,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// Nanoseconds in a second, for timespec conversions.
 const NS_PER_S: u64 = 1_000_000_000;
 
-/// Token that `Poller::wait` reports for the timer; connection tokens are their index.
-pub(crate) const TIMER_TOKEN: u64 = u64::MAX;
+/// Timer slack of a generator thread: how much later than asked the kernel may wake
+/// it (the default, 50 µs, would show up in every latency measured from intended).
+const TIMER_SLACK_NS: u64 = 1_000;
 
 /// Reads the monotonic clock in nanoseconds. All schedule arithmetic in the generator
 /// uses this one clock, because the timer deadline must be expressed in it.
@@ -61,46 +64,37 @@ pub(crate) struct Ready {
     pub hangup: bool,
 }
 
-/// An epoll instance plus one timerfd, owned by exactly one worker thread.
+/// An epoll instance owned by exactly one worker thread.
 pub(crate) struct Poller {
     epoll: OwnedFd,
-    timer: OwnedFd,
     events: Vec<libc::epoll_event>,
 }
 
 impl Poller {
-    /// Creates the epoll instance and the timer; `max_events` bounds one `wait` batch.
+    /// Creates the epoll instance and lowers the calling thread's timer slack, so it
+    /// must be called on the thread that waits; `max_events` bounds one `wait` batch.
     pub(crate) fn new(max_events: usize) -> io::Result<Self> {
         assert!(max_events > 0 && max_events <= i32::MAX as usize);
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer argument and only changes
+        // the calling thread's own timer slack.
+        unsafe {
+            cvt(libc::prctl(
+                libc::PR_SET_TIMERSLACK,
+                TIMER_SLACK_NS as libc::c_ulong,
+            ))?
+        };
         // SAFETY: epoll_create1 takes no pointers; a non-negative return is a fresh fd
         // that nothing else owns, so wrapping it in OwnedFd transfers sole ownership.
         let epoll = unsafe { cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))? };
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-        // SAFETY: as above, timerfd_create takes no pointers and returns a fresh fd.
-        let timer = unsafe {
-            cvt(libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            ))?
-        };
-        let timer = unsafe { OwnedFd::from_raw_fd(timer) };
-        let poller = Poller {
+        Ok(Poller {
             epoll,
-            timer,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events],
-        };
-        poller.ctl(
-            libc::EPOLL_CTL_ADD,
-            poller.timer.as_raw_fd(),
-            TIMER_TOKEN,
-            libc::EPOLLIN as u32,
-        )?;
-        Ok(poller)
+        })
     }
 
     /// Registers a socket under `token` (level-triggered).
     pub(crate) fn add(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        debug_assert_ne!(token, TIMER_TOKEN);
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest.events())
     }
 
@@ -122,51 +116,39 @@ impl Poller {
         Ok(())
     }
 
-    /// Arms the timer to fire at `deadline_ns` on the monotonic clock (a deadline in
-    /// the past fires at once), or disarms it with `None`. Re-arming also clears a
-    /// fired timer's readiness, so the timer never needs a separate read.
-    pub(crate) fn arm_timer(&self, deadline_ns: Option<u64>) -> io::Result<()> {
-        // A zero it_value disarms a timerfd, so a real deadline must never be zero.
-        let at = deadline_ns.map_or(0, |ns| ns.max(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (at / NS_PER_S) as libc::time_t,
-                tv_nsec: (at % NS_PER_S) as libc::c_long,
-            },
-        };
-        // SAFETY: `spec` is a valid itimerspec that outlives the call, the old-value
-        // pointer may be null, and the timer fd is open and owned by `self`.
-        unsafe {
-            cvt(libc::timerfd_settime(
-                self.timer.as_raw_fd(),
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            ))?
-        };
-        Ok(())
-    }
-
-    /// Waits up to `timeout_ms` (-1: until an event) and returns the ready set.
+    /// Waits until a socket is ready or the monotonic clock reaches `deadline_ns`
+    /// (a deadline already passed polls without sleeping), and returns the ready set.
     /// Interrupted waits return an empty set rather than an error.
-    pub(crate) fn wait(&mut self, timeout_ms: i32) -> io::Result<impl Iterator<Item = Ready> + '_> {
-        // SAFETY: the pointer and length describe `self.events`, a live, writable
-        // buffer of initialised epoll_event values that the kernel fills in place.
+    pub(crate) fn wait(
+        &mut self,
+        deadline_ns: u64,
+    ) -> io::Result<impl Iterator<Item = Ready> + '_> {
+        let timeout_ns = deadline_ns.saturating_sub(now_ns());
+        let timeout = libc::timespec {
+            tv_sec: (timeout_ns / NS_PER_S) as libc::time_t,
+            tv_nsec: (timeout_ns % NS_PER_S) as libc::c_long,
+        };
+        // SAFETY: the events pointer and length describe `self.events`, a live,
+        // writable buffer of initialised epoll_event values the kernel fills in place;
+        // `timeout` is a valid timespec that outlives the call; a null sigmask (with
+        // its size argument) means the signal mask is left alone.
         let n = unsafe {
-            libc::epoll_wait(
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
                 self.epoll.as_raw_fd(),
                 self.events.as_mut_ptr(),
-                self.events.len() as i32,
-                timeout_ms,
+                self.events.len() as libc::c_int,
+                &timeout as *const libc::timespec,
+                std::ptr::null::<libc::sigset_t>(),
+                0 as libc::size_t,
             )
         };
-        let n = match cvt(n) {
+        let n = match cvt(n as i32) {
             Ok(n) => n as usize,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                return Err(io::Error::other("epoll_pwait2 needs Linux 5.11 or later"))
+            }
             Err(e) => return Err(e),
         };
         Ok(self.events[..n].iter().map(|ev| {
@@ -207,31 +189,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timer_fires_near_its_deadline_and_not_before() {
+    fn a_wait_with_nothing_ready_returns_at_its_deadline_and_not_before() {
         let mut poller = Poller::new(8).unwrap();
-        let deadline = now_ns() + 2_000_000;
-        poller.arm_timer(Some(deadline)).unwrap();
-        let fired = loop {
-            let tokens: Vec<u64> = poller.wait(1_000).unwrap().map(|r| r.token).collect();
-            if tokens.contains(&TIMER_TOKEN) {
-                break now_ns();
-            }
-        };
-        assert!(
-            fired >= deadline,
-            "timer fired {} ns early",
-            deadline - fired
-        );
-        // Generous bound: a shared 2-core VM can delay a wake, but not by 50 ms.
-        assert!(fired - deadline < 50_000_000);
+        for delay_ns in [200_000, 2_000_000] {
+            let deadline = now_ns() + delay_ns;
+            assert_eq!(poller.wait(deadline).unwrap().count(), 0);
+            let woke = now_ns();
+            assert!(woke >= deadline, "woke {} ns early", deadline - woke);
+            // Generous bound: a shared 2-core VM can delay a wake, but not by 50 ms.
+            assert!(woke - deadline < 50_000_000);
+        }
     }
 
     #[test]
-    fn rearming_clears_a_fired_timer() {
+    fn a_ready_socket_ends_the_wait_at_once_and_a_past_deadline_only_polls() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut poller = Poller::new(8).unwrap();
-        poller.arm_timer(Some(1)).unwrap();
-        assert_eq!(poller.wait(1_000).unwrap().count(), 1);
-        poller.arm_timer(None).unwrap();
-        assert_eq!(poller.wait(0).unwrap().count(), 0);
+        let began = now_ns();
+        assert_eq!(poller.wait(began).unwrap().count(), 0);
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        poller.add(listener.as_raw_fd(), 7, Interest::Read).unwrap();
+        let ready: Vec<Ready> = poller.wait(now_ns() + 5_000_000_000).unwrap().collect();
+        assert_eq!(
+            (ready.len(), ready[0].token, ready[0].readable),
+            (1, 7, true)
+        );
+        assert!(now_ns() - began < 1_000_000_000);
     }
 }

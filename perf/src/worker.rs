@@ -23,7 +23,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::poller::{now_ns, Interest, Poller, Ready, TIMER_TOKEN};
+use crate::poller::{now_ns, Interest, Poller, Ready};
 use crate::request::{Randomise, RequestTemplate, SplitMix64};
 use crate::response::{ResponseParser, MAX_HEAD_BYTES};
 use crate::stats::{new_histogram, ns_to_us, Counts, Interval};
@@ -166,7 +166,6 @@ struct Worker {
     next_tick_ns: u64,
     tick: u64,
     next_scan_ns: u64,
-    armed_ns: Option<u64>,
     // Measurements of the current interval.
     counts: Counts,
     completed_all: u64,
@@ -212,7 +211,6 @@ impl Worker {
             next_tick_ns: 0,
             tick: 0,
             next_scan_ns: 0,
-            armed_ns: None,
             counts: Counts::default(),
             completed_all: 0,
             latency: new_histogram(),
@@ -236,13 +234,10 @@ impl Worker {
             if now - began > CONNECT_TIMEOUT_NS {
                 return Err(format!("connecting to {} timed out", self.plan.addr));
             }
-            self.wait_events(Some(now + TIMEOUT_SCAN_INTERVAL_NS))
+            self.wait_events(now + TIMEOUT_SCAN_INTERVAL_NS)
                 .map_err(|e| format!("epoll: {e}"))?;
             for i in 0..self.ready.len() {
-                let ready = self.ready[i];
-                if ready.token != TIMER_TOKEN {
-                    self.on_event(ready, now_ns());
-                }
+                self.on_event(self.ready[i], now_ns());
             }
             if self
                 .conns
@@ -283,13 +278,10 @@ impl Worker {
             if self.finished(now) || now >= hard_stop_ns {
                 break;
             }
-            self.wait_events(Some(self.next_deadline()))?;
+            self.wait_events(self.next_deadline())?;
             let now = now_ns();
             for i in 0..self.ready.len() {
-                let ready = self.ready[i];
-                if ready.token != TIMER_TOKEN {
-                    self.on_event(ready, now);
-                }
+                self.on_event(self.ready[i], now);
             }
         }
         // Whatever is still pending at the hard stop has waited past the timeout.
@@ -319,12 +311,17 @@ impl Worker {
         self.start_ns + (global as f64 * self.interval_ns) as u64
     }
 
+    /// Requests remain to be sent: the open loop has unsent scheduled requests (some
+    /// may be past the end, waiting for room), or the closed loop has time left.
+    fn schedule_pending(&self, now: u64) -> bool {
+        match self.plan.pacing {
+            Pacing::OpenLoop { .. } => self.next_intended_ns < self.end_ns,
+            Pacing::ClosedLoop => now < self.end_ns,
+        }
+    }
+
     fn finished(&self, now: u64) -> bool {
-        let schedule_done = match self.plan.pacing {
-            Pacing::OpenLoop { .. } => self.next_intended_ns >= self.end_ns,
-            Pacing::ClosedLoop => now >= self.end_ns,
-        };
-        schedule_done && self.conns.iter().all(|c| c.inflight.is_empty())
+        !self.schedule_pending(now) && self.conns.iter().all(|c| c.inflight.is_empty())
     }
 
     /// The earliest instant something must happen without a socket event.
@@ -341,17 +338,9 @@ impl Worker {
     }
 
     /// Waits for socket events or `deadline_ns`, whichever first; fills `self.ready`.
-    fn wait_events(&mut self, deadline_ns: Option<u64>) -> io::Result<()> {
-        if deadline_ns != self.armed_ns {
-            self.poller.arm_timer(deadline_ns)?;
-            self.armed_ns = deadline_ns;
-        }
+    fn wait_events(&mut self, deadline_ns: u64) -> io::Result<()> {
         self.ready.clear();
-        self.ready.extend(self.poller.wait(-1)?);
-        if self.ready.iter().any(|r| r.token == TIMER_TOKEN) {
-            // A fired timer stays readable until re-armed: force the next wait to re-arm.
-            self.armed_ns = None;
-        }
+        self.ready.extend(self.poller.wait(deadline_ns)?);
         Ok(())
     }
 
@@ -646,7 +635,7 @@ impl Worker {
                 DropReason::Failed | DropReason::Closed => self.counts.connection_errors += 1,
             }
         }
-        if why == DropReason::Closed && now < self.end_ns {
+        if why == DropReason::Closed && self.schedule_pending(now) {
             let _ = self.reconnect(c, now);
         }
     }
@@ -690,7 +679,9 @@ impl Worker {
                 ConnState::Connecting { since_ns } if now - since_ns > CONNECT_TIMEOUT_NS => {
                     self.drop_conn(c, DropReason::Failed, now);
                 }
-                ConnState::Down { retry_at_ns } if retry_at_ns <= now && now < self.end_ns => {
+                ConnState::Down { retry_at_ns }
+                    if retry_at_ns <= now && self.schedule_pending(now) =>
+                {
                     let _ = self.reconnect(c, now);
                 }
                 _ => {}
