@@ -371,7 +371,7 @@ impl RunReport {
             g.cpu_pct_of_core, g.cpu_user_s, g.cpu_sys_s, g.cpu_us_per_response
         );
         let verdict = if g.fell_behind {
-            "FELL BEHIND: the generator, not the server, limited this run"
+            "FELL BEHIND: sends left late with connections free (generator short of CPU), so this run understates the server"
         } else {
             "kept up"
         };

@@ -19,7 +19,7 @@ use crate::worker::{self, Pacing, WorkerMsg, WorkerPlan};
 /// Most generator threads; the generator should need far fewer cores than the server.
 pub const MAX_THREADS: usize = 64;
 /// Most connections in one run.
-pub const MAX_CONNECTIONS: usize = 10_000;
+pub const MAX_CONNECTIONS: usize = 4_096;
 /// Deepest pipeline per connection.
 pub const MAX_PIPELINE_DEPTH: usize = 128;
 /// Highest rate accepted, req/s; far above what one host can generate.

@@ -20,7 +20,6 @@ pub struct Request {
     pub seq: u64,
     pub head: String,
     pub body: Vec<u8>,
-    pub arrived: Instant,
 }
 
 impl Request {
@@ -140,14 +139,12 @@ fn read_request(reader: &mut BufReader<TcpStream>, seq: &AtomicU64) -> Option<Re
         if reader.read_line(&mut line).ok()? == 0 || head.len() > MAX_TEST_HEAD_BYTES {
             return None;
         }
-        let arrived = Instant::now();
         head.push_str(&line);
         if line == "\r\n" {
             let mut request = Request {
                 seq: 0,
                 head,
                 body: Vec::new(),
-                arrived,
             };
             let len: usize = request
                 .header("content-length")
