@@ -586,6 +586,53 @@ mod tests {
         assert!(randomise().validate().is_ok());
     }
 
+    /// Counts heap allocations made by the current thread, so parallel tests do not
+    /// disturb each other's counts.
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator, which upholds
+    // the GlobalAlloc contract; the counter is a const-initialised thread-local Cell
+    // without a destructor, so touching it never allocates or re-enters the allocator.
+    unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: same layout the caller gave us, as the contract requires.
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            // SAFETY: `ptr` came from `System.alloc` with this layout (via `alloc`).
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+    #[test]
+    fn rendering_a_request_does_not_allocate() {
+        let r = randomise();
+        for gzip in [false, true] {
+            let mut template = RequestTemplate::build(&sample(), &head(gzip), &r);
+            let mut rng = SplitMix64::new(11);
+            let before = ALLOCATIONS.with(|n| n.get());
+            let mut bytes = 0;
+            for _ in 0..1_000 {
+                bytes += template.render(&mut rng, &r).len();
+            }
+            let allocations = ALLOCATIONS.with(|n| n.get()) - before;
+            assert!(bytes > 0);
+            assert_eq!(
+                allocations, 0,
+                "gzip {gzip}: {allocations} allocations in 1,000 renders"
+            );
+        }
+    }
+
     #[test]
     fn below_stays_in_range_and_covers_it() {
         let mut rng = SplitMix64::new(42);
