@@ -1,0 +1,212 @@
+//! Test fixtures: a real HTTP/1.1 server on loopback whose answers and delays a test
+//! scripts, and a runner for the `loadgen` binary with a deadline.
+//!
+//! The server is deliberately plain (a thread per connection, blocking sockets,
+//! `thread::sleep` for injected delays) so that what it does is obvious from the test.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// One request as the test server read it.
+pub struct Request {
+    /// Order of arrival across all connections, from 0.
+    pub seq: u64,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A header value by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// What the server does with a request.
+pub struct Reply {
+    /// Send the response no earlier than this.
+    pub not_before: Instant,
+    pub bytes: Vec<u8>,
+    /// Close the connection after the response.
+    pub close: bool,
+}
+
+impl Reply {
+    pub fn no_content_after(delay: Duration) -> Reply {
+        Reply {
+            not_before: Instant::now() + delay,
+            bytes: b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+            close: false,
+        }
+    }
+
+    pub fn no_content_at(at: Instant) -> Reply {
+        Reply {
+            not_before: at,
+            ..Reply::no_content_after(Duration::ZERO)
+        }
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A loopback server that answers with `handler`; stops accepting when dropped
+/// (connection threads end when the client closes).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// Longest request head the test server reads.
+const MAX_TEST_HEAD_BYTES: usize = 64 * 1024;
+
+impl TestServer {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let seq = Arc::new(AtomicU64::new(0));
+        let stopping = stop.clone();
+        let accept = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (handler, seq) = (handler.clone(), seq.clone());
+                thread::spawn(move || serve(stream, &*handler, &seq));
+            }
+        });
+        TestServer {
+            addr,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, seq: &AtomicU64) {
+    let _ = stream.set_nodelay(true);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Some(request) = read_request(&mut reader, seq) else {
+            return;
+        };
+        let reply = handler(&request);
+        let now = Instant::now();
+        if reply.not_before > now {
+            thread::sleep(reply.not_before - now);
+        }
+        if writer.write_all(&reply.bytes).is_err() || reply.close {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>, seq: &AtomicU64) -> Option<Request> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 || head.len() > MAX_TEST_HEAD_BYTES {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            let mut request = Request {
+                seq: 0,
+                head,
+                body: Vec::new(),
+            };
+            let len: usize = request
+                .header("content-length")
+                .map_or(Some(0), |v| v.parse().ok())?;
+            request.body = vec![0; len];
+            reader.read_exact(&mut request.body).ok()?;
+            request.seq = seq.fetch_add(1, Ordering::SeqCst);
+            return Some(request);
+        }
+    }
+}
+
+/// What one `loadgen` invocation produced.
+pub struct LoadgenOutput {
+    pub code: i32,
+    pub json: serde_json::Value,
+    pub stderr: String,
+}
+
+/// Longest a single loadgen invocation may take in a test before it is killed.
+const LOADGEN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs the `loadgen` binary with `args` and `--json --quiet`, killing it if it
+/// overruns, and parses its report.
+pub fn loadgen(args: &[&str]) -> LoadgenOutput {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if began.elapsed() > LOADGEN_DEADLINE {
+            let _ = child.kill();
+            panic!("loadgen overran {LOADGEN_DEADLINE:?}: {args:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    LoadgenOutput {
+        code: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A field of the report in milliseconds (the report holds µs).
+pub fn ms(report: &serde_json::Value, pointer: &str) -> f64 {
+    report
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
+        / 1_000.0
+}
+
+/// A count field of the report.
+pub fn count(report: &serde_json::Value, pointer: &str) -> u64 {
+    report
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
+}

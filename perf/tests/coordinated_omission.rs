@@ -1,0 +1,100 @@
+//! A server that stalls shows up in the report the way an exchange would feel it.
+//!
+//! The server answers at once except during one window, 1.5 s to 2.5 s after its
+//! first request, when every response waits for the window's end. An exchange sending
+//! 1,000 req/s keeps sending through that second, so a quarter of the 4,000 measured
+//! requests wait between 0 and 1 s: measured from their intended send times, p99 and
+//! p99.9 are close to 1 s. A client timing from the actual send (or a closed loop, which
+//! simply stops sending while it waits) charges the stall to only the 2 requests that
+//! were on the wire, so its p99.9 stays at loopback latency and only its max shows it.
+
+mod common;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{loadgen, ms, LoadgenOutput, Reply, TestServer};
+
+const STALL_AFTER: Duration = Duration::from_millis(1_500);
+const STALL_FOR: Duration = Duration::from_millis(1_000);
+/// Below this, a latency percentile "hides" the stall (the server otherwise answers
+/// in well under a millisecond; the margin absorbs a busy host).
+const HIDDEN_BELOW_MS: f64 = 50.0;
+
+fn stalling_server() -> TestServer {
+    let first: OnceLock<Instant> = OnceLock::new();
+    let guard = Mutex::new(());
+    TestServer::start(move |_| {
+        let t0 = *first.get_or_init(Instant::now);
+        let _one_at_a_time = guard.lock().unwrap();
+        let now = Instant::now();
+        let (from, to) = (t0 + STALL_AFTER, t0 + STALL_AFTER + STALL_FOR);
+        if now >= from && now < to {
+            Reply::no_content_at(to)
+        } else {
+            Reply::no_content_after(Duration::ZERO)
+        }
+    })
+}
+
+fn run(server: &TestServer, pacing: &[&str]) -> LoadgenOutput {
+    let url = server.url("/bid/test");
+    let mut args = vec![
+        "run",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--warmup-s",
+        "0.5",
+    ];
+    args.extend_from_slice(&["--timeout-ms", "5000", "--seed", "2"]);
+    args.extend_from_slice(pacing);
+    let out = loadgen(&args);
+    assert!(out.code == 0 || out.code == 3, "{}", out.stderr);
+    out
+}
+
+#[test]
+fn a_one_second_stall_shows_in_p99_9_and_max_from_intended_but_not_from_sent() {
+    let server = stalling_server();
+    let out = run(&server, &["--rate", "1000", "--duration-s", "4"]);
+    let r = &out.json;
+    assert!(
+        ms(r, "/latency_us/p99") >= 800.0,
+        "corrected p99 must show the stall\n{r:#}"
+    );
+    assert!(
+        ms(r, "/latency_us/p99_9") >= 900.0,
+        "corrected p99.9\n{r:#}"
+    );
+    let max = ms(r, "/latency_us/max");
+    assert!(
+        (950.0..=1_300.0).contains(&max),
+        "corrected max {max}\n{r:#}"
+    );
+    // The same run timed from the actual send hides it below the maximum.
+    assert!(
+        ms(r, "/service_time_us/p99_9") < HIDDEN_BELOW_MS,
+        "uncorrected p99.9\n{r:#}"
+    );
+    assert!(
+        ms(r, "/service_time_us/max") >= 950.0,
+        "uncorrected max\n{r:#}"
+    );
+    assert_eq!(r["requests"]["timeouts"], 0);
+    assert_eq!(r["sla"]["pass"], false, "a 1 s stall misses a 60 ms p99");
+}
+
+#[test]
+fn a_closed_loop_run_hides_the_same_stall() {
+    let server = stalling_server();
+    let out = run(&server, &["--closed-loop", "--duration-s", "3"]);
+    let r = &out.json;
+    assert_eq!(r["mode"], "closed-loop");
+    assert!(
+        ms(r, "/latency_us/p99_9") < HIDDEN_BELOW_MS,
+        "closed-loop p99.9\n{r:#}"
+    );
+    assert!(ms(r, "/latency_us/max") >= 950.0, "closed-loop max\n{r:#}");
+}
