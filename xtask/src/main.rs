@@ -3,6 +3,7 @@
 //!
 //! Each subcommand prints one line per step and exits non-zero when a step fails.
 
+mod bench;
 mod ci;
 mod command;
 mod demo;
@@ -51,11 +52,29 @@ enum Task {
     /// nothing that outlives it.
     #[command(verbatim_doc_comment)]
     Ci,
-    /// Run setup if needed, build the bidder, and run `bidder decide` with
-    /// `bidder/examples/demo.toml` over every `bidder/examples/traffic/*.json`,
-    /// printing each decision.
+    /// Run setup if needed, build the bidder, print `bidder decide` for every
+    /// `bidder/examples/traffic/*.json`, then run the real server on
+    /// `bidder/examples/demo.toml`, POST the same requests, show /metrics, stop it.
     #[command(verbatim_doc_comment)]
     Demo,
+    /// Benchmarks, each comparing in one run on this machine.
+    #[command(subcommand)]
+    Bench(BenchTask),
+}
+
+#[derive(Subcommand)]
+enum BenchTask {
+    /// The decision core: per-request time over the corpus and for a banner request
+    /// against 1,000 campaigns (`cargo bench -p bidder --bench core`); arguments after
+    /// `--` go to the benchmark (`--quick`, `corpus`, `banner`).
+    Core {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// io_uring (SQPOLL off and on), tokio and nginx `return 204` under the same
+    /// clients: wrk for saturation, loadgen (open loop) for latency at half of it.
+    /// Writes perf/reports/engines-<time>.{json,md}.
+    Engines,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +82,8 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Ci => ci::run(),
         Task::Demo => demo::run(),
+        Task::Bench(BenchTask::Core { args }) => bench::core(&args),
+        Task::Bench(BenchTask::Engines) => bench::engines(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
