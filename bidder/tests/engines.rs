@@ -520,8 +520,19 @@ fn connections_past_the_limit_get_503_and_a_freed_slot_is_reused(engine: EngineK
     assert_eq!((resp.status, resp.closes()), (503, true), "{resp:?}");
     assert_eq!(resp.header("x-openrtb-version"), Some("2.6"));
     extra.expect_closed();
-    assert_eq!(b.counter("bidder_connections_shed_total"), 1);
-    assert_eq!(b.responses(Status::ServiceUnavailable), 1);
+    // A client that sends its request at once still reads the 503.
+    let mut eager = b.connect();
+    let resp = eager.request(&post("/bid/exchange-a", "", banner("e").as_bytes()));
+    assert_eq!((resp.status, resp.closes()), (503, true), "{resp:?}");
+    // Closed after the 503, by EOF or by a reset for the request left unread.
+    assert!(eager.read_until_closed().is_empty());
+    assert_eq!(b.counter("bidder_connections_shed_total"), 2);
+    assert_eq!(b.responses(Status::ServiceUnavailable), 2);
+    assert_eq!(
+        b.decisions(|d| d.requests.get()),
+        2,
+        "shed requests are not decided"
+    );
 
     drop(held.pop());
     eventually(CLIENT_TIMEOUT, "the slot to free up", || {
@@ -691,6 +702,22 @@ fn connection_close_is_honoured(engine: EngineKind) {
     ));
     assert!(resp.closes(), "{resp:?}");
     the_bid(&resp, "c");
+    c.expect_closed();
+
+    // Requests pipelined behind a `Connection: close` are not answered.
+    let mut c = b.connect();
+    let mut raw = post("/bid/exchange-a", "", banner("p1").as_bytes());
+    raw.extend(post(
+        "/bid/exchange-a",
+        "Connection: close\r\n",
+        banner("p2").as_bytes(),
+    ));
+    raw.extend(post("/bid/exchange-a", "", banner("p3").as_bytes()));
+    c.send(&raw);
+    the_bid(&c.read_response(), "p1");
+    let resp = c.read_response();
+    assert!(resp.closes());
+    the_bid(&resp, "p2");
     c.expect_closed();
 
     // HTTP/1.0 closes unless asked to keep alive.
