@@ -300,6 +300,7 @@ impl<S: Service> Worker<S> {
             // Counted first: the client may read the stats as soon as it reads the 503.
             WorkerStats::bump(&self.stats.connections_shed);
             self.stats.response(Status::ServiceUnavailable);
+            self.metrics.count_response(Status::ServiceUnavailable);
             let response = canned(Status::ServiceUnavailable, ConnectionHeader::Close);
             socket::shed(fd, response);
             return;
@@ -791,6 +792,7 @@ impl<S: Service> Worker<S> {
     fn request_timeout(&mut self, slot: u32) {
         WorkerStats::bump(&self.stats.request_timeouts);
         self.stats.response(Status::RequestTimeout);
+        self.metrics.count_response(Status::RequestTimeout);
         let conn = &mut self.conns[slot as usize];
         socket::send_now(
             conn.fd,

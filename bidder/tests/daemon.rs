@@ -1,0 +1,576 @@
+//! The real `bidder` binary as a child process, the way systemd runs it: `bidder run`
+//! on a copy of the demo configuration (free ports, an absolute key path) becomes
+//! ready, bids over HTTP, serves `/metrics` that promtool accepts, reloads on SIGHUP
+//! and `POST /reload`, keeps serving its old configuration when the new one is
+//! broken, and exits 0 on SIGTERM with clients connected. `bidder check-config` and
+//! `bidder run` refuse a broken file naming its line.
+//!
+//! Each daemon lives in a [`Daemon`] guard that kills it (and removes its temporary
+//! folder) if the test fails; every wait is bounded.
+
+#[path = "engines/harness.rs"]
+mod harness;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use harness::{banner, edit, eventually, metric_sum, post, unbiddable, Client, CLIENT_TIMEOUT};
+
+const BIDDER: &str = env!("CARGO_BIN_EXE_bidder");
+const PROMTOOL: &str = "/usr/bin/promtool";
+/// How long a daemon may take to answer `/ready` (a debug build on a busy machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a daemon may take to exit after SIGTERM: the configured grace and slack.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `shutdown_grace_ms` in the test configurations.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// Tries to start a daemon when another process took one of its free ports first.
+const START_ATTEMPTS: usize = 3;
+
+// ---- a temporary folder and the configuration in it --------------------------------
+
+/// A folder under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "bidder-daemon-test-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback address with a port nobody listens on right now.
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind port 0")
+}
+
+/// The demo configuration for a daemon on `bid` and `admin`, with the key file at an
+/// absolute path (the copy lives elsewhere), a short shutdown grace, and a deadline
+/// cap that a loaded machine cannot turn bids into no-bids with.
+fn demo_config(bid: SocketAddr, admin: SocketAddr) -> String {
+    let demo = harness::demo_path();
+    let key = demo.with_file_name("demo-notice.key");
+    let text = std::fs::read_to_string(&demo).expect("read the demo config");
+    let text = edit(&text, "\"127.0.0.1:8080\"", &format!("\"{bid}\""));
+    let text = edit(&text, "\"127.0.0.1:9090\"", &format!("\"{admin}\""));
+    let text = edit(
+        &text,
+        "http://127.0.0.1:9090/notice",
+        &format!("http://{admin}/notice"),
+    );
+    let text = edit(
+        &text,
+        "\"demo-notice.key\"",
+        &format!("\"{}\"", key.display()),
+    );
+    let text = edit(
+        &text,
+        "cores = [0, 1]\n",
+        &format!(
+            "cores = [0, 1]\nshutdown_grace_ms = {}\n",
+            SHUTDOWN_GRACE.as_millis()
+        ),
+    );
+    edit(&text, "deadline_cap_ms = 8", "deadline_cap_ms = 1000")
+}
+
+/// The configuration with acme-display's base price raised: bids of 2.70, not 1.80.
+fn raised_price(text: &str) -> String {
+    edit(
+        text,
+        "base_cpm_micros = 2_000_000",
+        "base_cpm_micros = 3_000_000",
+    )
+}
+
+/// The configuration with a value validation refuses, in ssp-b's `[[partner]]` block.
+fn broken(text: &str) -> String {
+    edit(
+        text,
+        "openrtb_version = \"2.5\"",
+        "openrtb_version = \"3.0\"",
+    )
+}
+
+/// 1-based lines `[first, last]` of ssp-b's `[[partner]]` block in `text`.
+fn ssp_b_block(text: &str) -> (usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let name = lines
+        .iter()
+        .position(|l| l.trim() == "name = \"ssp-b\"")
+        .expect("ssp-b in the config");
+    let first = lines[..name]
+        .iter()
+        .rposition(|l| l.trim() == "[[partner]]")
+        .expect("ssp-b has a [[partner]] header");
+    let last = lines[name..]
+        .iter()
+        .position(|l| l.trim().is_empty())
+        .map_or(lines.len(), |i| name + i);
+    (first + 1, last)
+}
+
+/// Asserts that `stderr` names `config` and a line inside ssp-b's block.
+fn assert_names_the_broken_line(stderr: &str, config: &Path, text: &str) {
+    let prefix = format!("{}:", config.display());
+    let at = stderr
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix}LINE in:\n{stderr}"));
+    let line: usize = stderr[at + prefix.len()..]
+        .split(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line number after {prefix} in:\n{stderr}"));
+    let (first, last) = ssp_b_block(text);
+    assert!(
+        (first..=last).contains(&line),
+        "line {line} is outside ssp-b's block ({first}..={last}):\n{stderr}"
+    );
+    assert!(stderr.contains("openrtb_version"), "{stderr}");
+}
+
+// ---- the daemon -------------------------------------------------------------------
+
+/// A running `bidder run`; killed when dropped if it has not exited.
+struct Daemon {
+    child: Child,
+    bid: SocketAddr,
+    admin: SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts `bidder run` on `customise(demo_config(..))` and waits for `/ready`.
+    fn start(tag: &str, customise: impl Fn(String) -> String) -> Daemon {
+        for _ in 0..START_ATTEMPTS {
+            let (bid, admin) = (free_addr(), free_addr());
+            let dir = TempDir::new(tag);
+            let config = dir.0.join("bidder.toml");
+            let log = dir.0.join("bidder.log");
+            std::fs::write(&config, customise(demo_config(bid, admin))).expect("write config");
+            let out = File::create(&log).expect("create log");
+            let child = Command::new(BIDDER)
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log handle"))
+                .stderr(out)
+                .spawn()
+                .expect("spawn bidder run");
+            let mut daemon = Daemon {
+                child,
+                bid,
+                admin,
+                config,
+                log,
+                _dir: dir,
+            };
+            match daemon.wait_ready() {
+                Ok(()) => return daemon,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("bidder run did not become ready:\n{log}"),
+            }
+        }
+        panic!("no free ports after {START_ATTEMPTS} attempts");
+    }
+
+    /// Polls `/ready` until 200; the log if the daemon exits or time runs out.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let until = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status}:\n{}", self.log()));
+            }
+            if matches!(try_admin(self.admin, "GET", "/ready", b""), Ok((200, _))) {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "not ready within {READY_TIMEOUT:?}:\n{}",
+            self.log()
+        ))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped (we
+        // hold its `Child` and only wait through it), so the pid cannot be reused.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the daemon to exit, at most `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for bidder") {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "still running {limit:?} later:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn admin(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        try_admin(self.admin, method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
+    }
+
+    /// Bids on a one-banner request on a fresh connection; the price, or `None` for
+    /// any other answer than a 200 bid.
+    fn price(&self) -> Option<f64> {
+        let mut c = Client::connect(self.bid);
+        let resp = c.post("/bid/exchange-a", banner("p").as_bytes());
+        if resp.status != 200 {
+            return None;
+        }
+        resp.json()["seatbid"][0]["bid"][0]["price"].as_f64()
+    }
+
+    fn metrics(&self) -> String {
+        let (status, text) = self.admin("GET", "/metrics", b"");
+        assert_eq!(status, 200);
+        text
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_log(&self, needle: &str) {
+        eventually(CLIENT_TIMEOUT, needle, || self.log().contains(needle));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One control-port request on its own connection; the status and body.
+fn try_admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
+    s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    s.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+fn promtool_check(text: &str) {
+    assert!(
+        Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} is missing: install Debian's `prometheus` package (`cargo xtask setup` does)"
+    );
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics failed ({}):\n{}{}\n--- scrape ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `bidder <args> --config <config>` to completion; killed (and the test failed) if it
+/// is still running after [`EXIT_TIMEOUT`], e.g. a `run` that should have refused.
+fn bidder(args: &[&str], config: &Path) -> Output {
+    let mut child = Command::new(BIDDER)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bidder");
+    let until = Instant::now() + EXIT_TIMEOUT;
+    while child.try_wait().expect("wait for bidder").is_none() {
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reap bidder");
+            panic!(
+                "bidder {args:?} still running after {EXIT_TIMEOUT:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("bidder output")
+}
+
+// ---- the tests --------------------------------------------------------------------
+
+#[test]
+fn the_daemon_becomes_ready_and_bids_over_http() {
+    let d = Daemon::start("bids", |t| t);
+    assert_eq!(d.admin("GET", "/health", b""), (200, "ok\n".to_owned()));
+    let mut c = Client::connect(d.bid);
+    let resp = c.post("/bid/exchange-a", banner("d1").as_bytes());
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let bid = resp.json();
+    assert_eq!(bid["id"], "d1");
+    assert_eq!(bid["seatbid"][0]["bid"][0]["price"], 1.8);
+    let nurl = bid["seatbid"][0]["bid"][0]["nurl"].as_str().unwrap();
+    assert!(
+        nurl.starts_with(&format!("http://{}/notice/win?", d.admin)),
+        "{nurl}"
+    );
+    assert_eq!(
+        c.post("/bid/exchange-a", unbiddable("d2").as_bytes())
+            .status,
+        204
+    );
+    // The default path: partner by source address (exchange-a owns 127.0.0.0/8).
+    assert_eq!(c.post("/openrtb2/bid", banner("d3").as_bytes()).status, 200);
+    // io_uring is configured: it serves, or the fallback to tokio is logged.
+    let metrics = d.metrics();
+    let ring = metrics.contains("bidder_connections_open{engine=\"io_uring\"");
+    assert!(
+        ring || d.log().contains("io_uring unavailable"),
+        "neither io_uring nor a logged fallback:\n{metrics}\n{}",
+        d.log()
+    );
+}
+
+#[test]
+fn metrics_over_the_control_port_pass_promtool() {
+    let d = Daemon::start("metrics", |t| t);
+    let mut c = Client::connect(d.bid);
+    for i in 0..4 {
+        let body = if i % 2 == 0 {
+            banner("m")
+        } else {
+            unbiddable("m")
+        };
+        c.post("/bid/exchange-a", body.as_bytes());
+    }
+    assert_eq!(c.post("/nope", b"{}").status, 404);
+    // Workers publish latencies every 100 ms or so.
+    eventually(CLIENT_TIMEOUT, "latencies in /metrics", || {
+        metric_sum(&d.metrics(), "bidder_request_duration_seconds_count") == 4
+    });
+    let text = d.metrics();
+    for needle in [
+        "bidder_http_responses_total{status=\"200\"} 2\n",
+        "bidder_http_responses_total{status=\"204\"} 2\n",
+        "bidder_http_responses_total{status=\"404\"} 1\n",
+        "bidder_partner_bids_total{partner=\"exchange-a\"} 2\n",
+        "bidder_partner_no_bids_total{partner=\"exchange-a\"} 2\n",
+        "bidder_ready 1\n",
+        "# TYPE bidder_request_duration_seconds histogram\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    assert_eq!(
+        metric_sum(&text, "bidder_budget_reserved_micros"),
+        2 * 1_800,
+        "two 1.80 bids hold their reservations:\n{text}"
+    );
+    promtool_check(&text);
+}
+
+#[test]
+fn sighup_after_editing_the_config_changes_the_next_bid() {
+    let d = Daemon::start("sighup", |t| t);
+    assert_eq!(d.price(), Some(1.8));
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, raised_price(&text)).unwrap();
+    d.signal(libc::SIGHUP);
+    eventually(CLIENT_TIMEOUT, "the reload to take effect", || {
+        d.price() == Some(2.7)
+    });
+    d.wait_log("reloaded");
+    assert_eq!(d.price(), Some(2.7), "and it stays");
+}
+
+#[test]
+fn a_broken_config_is_refused_on_sighup_and_on_post_reload_and_the_old_one_serves() {
+    let d = Daemon::start("broken", |t| t);
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    // Broken, and with a new price: a half-applied reload would show 2.70.
+    let bad = broken(&raised_price(&good));
+    std::fs::write(&d.config, &bad).unwrap();
+
+    d.signal(libc::SIGHUP);
+    d.wait_log("reload refused");
+    assert_names_the_broken_line(&d.log(), &d.config, &bad);
+    assert_eq!(d.price(), Some(1.8), "the old configuration serves");
+
+    let (status, reason) = d.admin("POST", "/reload", b"");
+    assert_eq!(status, 400, "{reason}");
+    assert_names_the_broken_line(&reason, &d.config, &bad);
+    assert_eq!(d.price(), Some(1.8), "the old configuration serves");
+
+    std::fs::write(&d.config, raised_price(&good)).unwrap();
+    let (status, summary) = d.admin("POST", "/reload", b"");
+    assert_eq!(status, 200, "{summary}");
+    assert!(summary.contains("reloaded"), "{summary}");
+    assert_eq!(d.price(), Some(2.7));
+    let metrics = d.metrics();
+    for needle in [
+        "bidder_reloads_total{result=\"ok\"} 1\n",
+        "bidder_reloads_total{result=\"error\"} 1\n",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+}
+
+#[test]
+fn sigterm_with_clients_connected_exits_0_within_the_grace() {
+    let mut d = Daemon::start("sigterm", |t| t);
+    let mut idle = Client::connect(d.bid);
+    assert_eq!(
+        idle.post("/bid/exchange-a", banner("i").as_bytes()).status,
+        200
+    );
+    let request = post("/bid/exchange-a", "", banner("p").as_bytes());
+    let (sent, unsent) = request.split_at(60);
+    let mut partial = Client::connect(d.bid);
+    partial.send(sent);
+    thread::sleep(Duration::from_millis(100));
+
+    let started = Instant::now();
+    d.signal(libc::SIGTERM);
+    d.wait_log("stopping: finishing requests in flight");
+    thread::sleep(Duration::from_millis(50));
+    // The request in progress when the stop came is finished and answered.
+    partial.send(unsent);
+    let resp = partial.read_response();
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.json()["id"], "p");
+    partial.expect_closed();
+    idle.expect_closed();
+
+    let status = d.wait_exit(EXIT_TIMEOUT);
+    let took = started.elapsed();
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+    assert!(
+        took < SHUTDOWN_GRACE + Duration::from_secs(2),
+        "exit took {took:?}"
+    );
+    assert!(d.log().contains("stopped"), "{}", d.log());
+    assert!(TcpStream::connect(d.bid).is_err(), "the bid port is closed");
+}
+
+#[test]
+fn the_tokio_engine_serves_when_configured() {
+    let mut d = Daemon::start("tokio", |t| {
+        edit(&t, "engine = \"io_uring\"", "engine = \"tokio\"")
+    });
+    assert_eq!(d.price(), Some(1.8));
+    let metrics = d.metrics();
+    assert!(
+        metrics.contains("bidder_connections_accepted_total{engine=\"tokio\",worker=\"0\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("engine=\"io_uring\""), "{metrics}");
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(EXIT_TIMEOUT);
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+}
+
+#[test]
+fn check_config_and_run_refuse_a_broken_file_naming_its_line() {
+    let dir = TempDir::new("check");
+    let good = demo_config(free_addr(), free_addr());
+    let path = dir.0.join("bidder.toml");
+
+    std::fs::write(&path, &good).unwrap();
+    let out = bidder(&["check-config"], &path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(": ok: 2 partners, 6 campaigns"), "{stdout}");
+
+    let bad = broken(&good);
+    std::fs::write(&path, &bad).unwrap();
+    let out = bidder(&["check-config"], &path);
+    assert_eq!(out.status.code(), Some(1));
+    assert_names_the_broken_line(&String::from_utf8_lossy(&out.stderr), &path, &bad);
+
+    // A syntax error: an unterminated string on a known line.
+    let (head, tail) = good.split_at(good.find("[[campaign]]").unwrap());
+    let line = head.lines().count() + 1;
+    std::fs::write(&path, format!("{head}seat = \"unterminated\n{tail}")).unwrap();
+    let out = bidder(&["check-config"], &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:{line}:", path.display())),
+        "expected line {line}:\n{stderr}"
+    );
+
+    // `run` refuses to start on it too, before binding anything.
+    std::fs::write(&path, &bad).unwrap();
+    let out = bidder(&["run"], &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not started"), "{stderr}");
+    assert_names_the_broken_line(&stderr, &path, &bad);
+}
