@@ -120,12 +120,12 @@ fn each_broken_rule_names_line_field_and_fix() {
 }
 
 #[test]
-fn invalid_campaign_money_is_reported_on_the_campaign_line() {
+fn invalid_campaign_money_is_reported_on_its_own_line() {
     let text =
         config_text("", "", "").replace("base_cpm_micros = 1_000_000", "base_cpm_micros = -1");
     let campaign_line = text
         .lines()
-        .position(|l| l.starts_with("[[campaign]]"))
+        .position(|l| l.starts_with("base_cpm_micros = -1"))
         .unwrap()
         + 1;
     let found = errors(text);
@@ -248,5 +248,34 @@ fn budget_slots_stay_with_their_campaign_across_reloads() {
     assert!(
         err.to_string().contains("more than 3 distinct campaigns"),
         "{err}"
+    );
+}
+
+#[test]
+fn partner_and_campaign_errors_point_at_the_field_line() {
+    let text = config_text("", "", "").replace("cidrs = [\"10.0.0.0/8\"]", "cidrs = [\"10.0.0.0/88\"]")
+        + "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"banner\"\n  adomain = [\"a\"]\n  adm = \"\"\n";
+    let line_of = |needle: &str, nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    let cidr_line = line_of("10.0.0.0/88", 0);
+    let adm_line = line_of("adm = \"\"", 0);
+    let found = errors(text);
+    assert!(
+        found.iter().any(|e| e.contains(&format!(
+            "test.toml:{cidr_line}: partner[0] (ex-a).cidrs[0]"
+        ))),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|e| e.contains(&format!(
+            "test.toml:{adm_line}: campaign[0] (c1).creative[1] (cr2).adm"
+        ))),
+        "{found:#?}"
     );
 }

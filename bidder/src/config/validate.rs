@@ -29,6 +29,7 @@ impl Problems<'_> {
         if self.errors.len() >= MAX_REPORTED_ERRORS {
             return;
         }
+        let offset = locate(&self.config.source.text, offset, &field);
         self.errors.push(ConfigError::Invalid {
             path: self.config.source.path.clone(),
             line: self.config.source.line_of(offset),
@@ -500,6 +501,74 @@ fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
             "list the advertiser's domain(s); exchanges block on it",
         );
     }
+}
+
+/// Narrows an error's offset from the start of its `[[partner]]` or `[[campaign]]`
+/// block to the line of the field it names (`campaign[0] (c1).creative[1] (x).w/h`
+/// → the `w = …` line of that campaign's second creative), so operators edit the
+/// right line. Falls back to `at` when the key is not written in the block.
+fn locate(text: &str, at: usize, field: &str) -> usize {
+    let Some(key) = last_key(field) else {
+        return at;
+    };
+    let mut start = at;
+    if let Some(n) = table_index(field, "creative[") {
+        match nth_line_starting(text, at, "[[campaign.creative]]", n) {
+            Some(offset) => start = offset,
+            None => return at,
+        }
+    }
+    let mut offset = start;
+    for (i, line) in text[start..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        let next_block = trimmed.starts_with("[[partner]]") || trimmed.starts_with("[[campaign]]");
+        if i > 0 && (next_block || (start != at && trimmed.starts_with("[[campaign.creative]]"))) {
+            break;
+        }
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return offset;
+        }
+        offset += line.len();
+    }
+    at
+}
+
+/// The last key of a field path: `….targeting.sizes` → `sizes`, `….cidrs[1]` →
+/// `cidrs`, `….w/h` → `w`.
+fn last_key(field: &str) -> Option<&str> {
+    let last = field.rsplit('.').next()?;
+    let key = last.split(['[', ' ', '/']).next()?;
+    (!key.is_empty()).then_some(key)
+}
+
+/// `n` from `…creative[n]…`.
+fn table_index(field: &str, table: &str) -> Option<usize> {
+    let rest = &field[field.find(table)? + table.len()..];
+    rest.split(']').next()?.parse().ok()
+}
+
+/// Offset of the `n`-th line (0-based) at or after `from` that starts with `prefix`
+/// (after indentation), before the next partner or campaign block.
+fn nth_line_starting(text: &str, from: usize, prefix: &str, n: usize) -> Option<usize> {
+    let mut offset = from;
+    let mut seen = 0;
+    for (i, line) in text[from..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if i > 0 && (trimmed.starts_with("[[partner]]") || trimmed.starts_with("[[campaign]]")) {
+            return None;
+        }
+        if trimmed.starts_with(prefix) {
+            if seen == n {
+                return Some(offset);
+            }
+            seen += 1;
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// Byte offset of `key = …` inside the section with this header (or of the header
