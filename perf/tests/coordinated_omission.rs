@@ -68,9 +68,11 @@ fn a_one_second_stall_shows_in_p99_9_and_max_from_intended_but_not_from_sent() {
         ms(r, "/latency_us/p99_9") >= 900.0,
         "corrected p99.9\n{r:#}"
     );
+    // The stall is 1 s; the upper bound leaves room for a CI machine running other
+    // tests at the same time (scheduling delay adds to the stall, never subtracts).
     let max = ms(r, "/latency_us/max");
     assert!(
-        (950.0..=1_300.0).contains(&max),
+        (950.0..=2_000.0).contains(&max),
         "corrected max {max}\n{r:#}"
     );
     // The same run timed from the actual send hides it below the maximum.
