@@ -67,8 +67,6 @@ pub enum NoBidReason {
     BudgetExhausted,
     /// No decision was ready before the deadline.
     Deadline,
-    /// The bidder was shedding load.
-    Shed,
     /// Our own failure: a response that could not be encoded, a full ledger.
     TechnicalError,
 }
@@ -110,7 +108,6 @@ impl NoBidReason {
             Paced,
             BudgetExhausted,
             Deadline,
-            Shed,
             TechnicalError,
         ]
     };
@@ -148,7 +145,6 @@ impl NoBidReason {
             Paced => "paced",
             BudgetExhausted => "budget_exhausted",
             Deadline => "deadline",
-            Shed => "shed",
             TechnicalError => "technical_error",
         }
     }
