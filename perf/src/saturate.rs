@@ -209,7 +209,7 @@ pub fn saturate(
 /// The header of the step table, printed once before the first step line.
 pub fn step_table_header(sla: &Sla) -> String {
     format!(
-        "  step     offered    achieved  {:>12}  errors  generator  verdict",
+        "  step     offered    achieved  {:>12}  errors    gen CPU  verdict",
         sla.label()
     )
 }
@@ -244,9 +244,12 @@ impl SaturateReport {
         s
     }
 
-    fn result_text(&self) -> String {
+    /// The result lines alone, for when the step table was already shown live.
+    pub fn result_text(&self) -> String {
         let r = &self.result;
-        let mut s = String::new();
+        let mut s = String::from(
+            "  (gen CPU: the generator's CPU in % of one core; ! marks a step where it fell behind schedule)\n",
+        );
         match (r.highest_passing_rps, r.lowest_failing_rps) {
             (Some(p), Some(f)) => {
                 let _ = writeln!(

