@@ -62,12 +62,15 @@ fn reported_percentiles_match_an_injected_latency_distribution() {
     let report = &out.json;
     let fast_ms = |share: f64| (FAST_MIN_US as f64 + FAST_SPREAD_US as f64 * share / 0.95) / 1e3;
     let slow_ms = SLOW_DELAY_US as f64 / 1e3;
+    // Asymmetric on purpose: nothing may report less than was injected (the point of
+    // measuring from the intended send), while a shared 2-core CI host can add
+    // scheduling delay on top, never take it away.
     let expected = [
-        ("/latency_us/p50", fast_ms(0.50), 1.0, 3.0),
-        ("/latency_us/p90", fast_ms(0.90), 1.0, 3.0),
-        ("/latency_us/p99", slow_ms, 0.1, 3.0),
-        ("/latency_us/p99_9", slow_ms, 0.1, 15.0),
-        ("/latency_us/max", slow_ms, 0.1, 15.0),
+        ("/latency_us/p50", fast_ms(0.50), 1.0, 8.0),
+        ("/latency_us/p90", fast_ms(0.90), 1.0, 8.0),
+        ("/latency_us/p99", slow_ms, 0.1, 10.0),
+        ("/latency_us/p99_9", slow_ms, 0.1, 30.0),
+        ("/latency_us/max", slow_ms, 0.1, 30.0),
     ];
     for (field, want, below, above) in expected {
         let got = ms(report, field);
