@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::{command, paths, setup};
 
 /// Ports the benchmark servers listen on (the bidder's admin port is `BID_PORT + 1`).
-const BID_PORT: u16 = 18_080;
+pub(crate) const BID_PORT: u16 = 18_080;
 const NGINX_PORT: u16 = 8_090;
 /// wrk run per target, seconds, and its connections.
 const WRK_DURATION_S: u32 = 10;
@@ -26,14 +26,14 @@ const WRK_CONNECTIONS: u32 = 64;
 const HALF_RATE_DURATION_S: u32 = 8;
 /// How long a server may take to accept connections.
 const START_TIMEOUT_MS: u64 = 15_000;
-const SERVER_CPU: &str = "0";
-const CLIENT_CPU: &str = "1";
+pub(crate) const SERVER_CPU: &str = "0";
+pub(crate) const CLIENT_CPU: &str = "1";
 
-/// One benchmarked server.
-struct Target {
-    name: &'static str,
+/// One benchmarked server (also what `xtask profile` starts).
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
     /// `engine` and extra `[server]` lines of the bidder config; `None` for nginx.
-    bidder: Option<(&'static str, &'static str)>,
+    pub(crate) bidder: Option<(&'static str, &'static str)>,
 }
 
 const TARGETS: [Target; 4] = [
@@ -105,7 +105,8 @@ pub fn engines() -> Result<()> {
         let url = format!("http://127.0.0.1:{}/bid/exchange-a", port(target));
         let saturation_rps = wrk(root, &url)?;
         let half_rate = (saturation_rps / 2.0).max(1.0);
-        let (p50_us, p99_us, bid_rate) = loadgen(root, &release, &url, half_rate)?;
+        let (p50_us, p99_us, bid_rate) =
+            loadgen(root, &release, &url, half_rate, HALF_RATE_DURATION_S)?;
         drop(server);
         println!(
             "bench: {}: {saturation_rps:.0} req/s saturated; at {half_rate:.0} req/s p50 {p50_us} µs, p99 {p99_us} µs",
@@ -133,7 +134,14 @@ fn port(target: &Target) -> u16 {
 }
 
 /// A server process, killed when dropped.
-struct Server(Child);
+pub(crate) struct Server(Child);
+
+impl Server {
+    /// The server's own pid: `taskset` execs it, so this is what perf attaches to.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -151,7 +159,7 @@ impl Drop for Server {
     }
 }
 
-fn start(target: &Target, root: &Path, release: &Path, work: &Path) -> Result<Server> {
+pub(crate) fn start(target: &Target, root: &Path, release: &Path, work: &Path) -> Result<Server> {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c")
         .arg(SERVER_CPU)
@@ -265,14 +273,21 @@ fn wrk(root: &Path, url: &str) -> Result<f64> {
     Ok(rps)
 }
 
-/// Latency at `rate` with the open-loop generator: (p50, p99, bid share).
-fn loadgen(root: &Path, release: &Path, url: &str, rate: f64) -> Result<(u64, u64, f64)> {
+/// Latency at `rate` for `duration_s` with the open-loop generator, pinned to
+/// `CLIENT_CPU`: (p50, p99, bid share).
+pub(crate) fn loadgen(
+    root: &Path,
+    release: &Path,
+    url: &str,
+    rate: f64,
+    duration_s: u32,
+) -> Result<(u64, u64, f64)> {
     let output = Command::new("taskset")
         .args(["-c", CLIENT_CPU])
         .arg(release.join("loadgen"))
         .args(["run", "--url", url, "--quiet", "--json", "-c", "32"])
         .arg(format!("--rate={rate:.0}"))
-        .arg(format!("--duration-s={HALF_RATE_DURATION_S}"))
+        .arg(format!("--duration-s={duration_s}"))
         .current_dir(root)
         .output()
         .context("running loadgen")?;

@@ -8,6 +8,7 @@ mod ci;
 mod command;
 mod demo;
 mod paths;
+mod profile;
 mod setup;
 
 use std::process::ExitCode;
@@ -60,6 +61,23 @@ enum Task {
     /// Benchmarks, each comparing in one run on this machine.
     #[command(subcommand)]
     Bench(BenchTask),
+    /// Profile the bidder under load: build it with symbols and frame pointers, run the
+    /// io_uring engine (CPU 0) under loadgen (CPU 1), `perf record -g` it, and write a
+    /// flamegraph SVG and its folded stacks to perf/reports/flamegraph-<time>.*; print
+    /// the top functions by self and total time, `perf stat` software counters and the
+    /// decision vs request latency from /metrics.
+    #[command(verbatim_doc_comment)]
+    Profile {
+        /// Seconds to sample for (load runs 4 s longer: warm-up, perf stat, tail).
+        #[arg(long, default_value_t = 10)]
+        duration_s: u32,
+        /// loadgen's target rate, requests per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u32,
+        /// Directory for the SVG and folded stacks instead of perf/reports.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +102,15 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
+        Task::Profile {
+            duration_s,
+            rate,
+            out_dir,
+        } => profile::run(&profile::Options {
+            duration_s,
+            rate,
+            out_dir,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
