@@ -1,1 +1,1 @@
-//! The agent sidecar (filled by the shared-memory/agent issue).
+//! The agent sidecar: control socket, strategy-table writer, audit log.
