@@ -147,3 +147,26 @@ impl AgentConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agent.toml");
+        let example = AgentConfig::load(&path).unwrap();
+        let default = AgentConfig::default();
+        assert_eq!(format!("{example:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn numbers_out_of_bounds_and_an_empty_allow_list_are_refused() {
+        let mut c = AgentConfig::default();
+        c.socket.idle_timeout_ms = 0;
+        assert!(c.check().unwrap_err().contains("socket.idle_timeout_ms"));
+        let mut c = AgentConfig::default();
+        c.socket.allowed_uids.clear();
+        assert!(c.check().unwrap_err().contains("nobody"));
+    }
+}
