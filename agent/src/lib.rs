@@ -1,1 +1,55 @@
-//! The agent sidecar (filled by the shared-memory/agent issue).
+//! The agent sidecar: owns the strategy table (the only writer), serves the control
+//! socket that operators and `bidderctl` speak, and audits every change.
+//!
+//! The request's journey: [`socket`] (credentials, line limits, timeouts) →
+//! [`protocol`] (parse, version) → [`verbs`] (validate against [`bounds`] and the
+//! bidder's catalog from the stats table, append to the [`audit`] log, write the
+//! table) → the bidder's table reader → the decision.
+
+pub mod audit;
+pub mod bounds;
+pub mod config;
+pub mod protocol;
+pub mod socket;
+pub mod units;
+pub mod verbs;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use config::AgentConfig;
+use verbs::Agent;
+
+/// How often the agent stamps its heartbeat into the strategy table's header.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+
+/// Takes the table, binds the socket and serves until `shutdown` completes; removes
+/// the socket file on the way out. The table lock is taken first, so a second agent
+/// fails before it could steal the first one's socket.
+pub async fn run_until(
+    config: AgentConfig,
+    config_path: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let socket_path = config.socket.path.clone();
+    let agent = Agent::open(config.clone(), config_path)?;
+    let listener = socket::bind(&config.socket)?;
+    let agent = Arc::new(Mutex::new(agent));
+    let beat = Arc::clone(&agent);
+    let heartbeat = async move {
+        let mut every = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+        loop {
+            every.tick().await;
+            beat.lock().unwrap_or_else(|p| p.into_inner()).heartbeat();
+        }
+    };
+    tokio::select! {
+        () = socket::serve(listener, agent) => {}
+        () = heartbeat => {}
+        () = shutdown => {}
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}

@@ -4,4 +4,10 @@
 //! both sides of a BPF map or a shared-memory table read the same bytes.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
+// The XDP program has no use for the shared-memory tables (and BPF has no mmap).
+#[cfg(not(target_arch = "bpf"))]
+pub mod table;
 pub mod xdp;

@@ -20,7 +20,10 @@ use crate::http::{HttpConfig, HttpLimits};
 use crate::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::metrics::{Collect, Registry, WorkerMetrics};
 use crate::ring::{RingConfig, SqPoll};
-use crate::strategy::StaticStrategy;
+// ---- strategy and stats tables (issue 6) ----
+use crate::stats_table::{StatsInputs, StatsPublisher};
+use crate::strategy_table::{Mirror, MirrorParts, StrategyTable};
+// ---- end strategy and stats tables ----
 use crate::tokio_engine::TokioEngineConfig;
 
 /// What stays across reloads.
@@ -32,6 +35,14 @@ pub struct Daemon {
     pub service: Arc<BidService>,
     /// The server section in force at start: engines are not rebuilt on reload.
     pub server: ServerConfig,
+    // ---- strategy and stats tables (issue 6) ----
+    /// The agent's strategy table (mapped when it exists).
+    pub strategy: Arc<StrategyTable>,
+    /// The configuration in force, to recompile the catalog when the table changes a
+    /// partner's limits. Its lock also serialises every generation swap, so a table
+    /// change and a reload cannot undo each other.
+    config: Mutex<Config>,
+    // ---- end strategy and stats tables ----
 }
 
 /// Why a configuration could not be loaded; every problem, one per line.
@@ -55,14 +66,15 @@ impl std::error::Error for LoadError {}
 impl Daemon {
     /// Loads the configuration and builds everything but the engines.
     pub fn load(config_path: &Path) -> Result<Daemon, LoadError> {
-        let config = Config::load(config_path).map_err(LoadError)?;
+        let mut config = Config::load(config_path).map_err(LoadError)?;
+        let strategy = Arc::new(StrategyTable::open(&config.strategy.table_path));
         let mut slots = BudgetSlots::with_capacity(MAX_CAMPAIGNS);
         let catalog =
             Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
         apply_budgets(&catalog, &budgets);
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
-        let bidding = bidding(catalog, &budgets, &inbox);
+        let bidding = bidding(catalog, &budgets, &inbox, &strategy);
         let workers = config.server.cores.len() as u32;
         Ok(Daemon {
             config_path: config_path.to_path_buf(),
@@ -70,7 +82,9 @@ impl Daemon {
             budgets,
             inbox,
             service: Arc::new(BidService::new(bidding, workers)),
-            server: config.server,
+            server: std::mem::take(&mut config.server),
+            strategy,
+            config: Mutex::new(config),
         })
     }
 
@@ -78,10 +92,18 @@ impl Daemon {
     /// running catalog stays and the problems are returned. Returns a one-line summary.
     pub fn reload(&self) -> Result<String, LoadError> {
         let config = Config::load(&self.config_path).map_err(LoadError)?;
+        let mut in_force = self.config.lock().expect("config poisoned");
+        let summary = self.install(&config)?;
+        *in_force = config;
+        Ok(summary)
+    }
+
+    /// Compiles `config` and swaps it in; the caller holds the `config` lock.
+    fn install(&self, config: &Config) -> Result<String, LoadError> {
         // Slots are assigned on a copy and kept only if the whole reload succeeds.
         let mut slots = self.slots.lock().expect("slots poisoned").clone();
         let catalog =
-            Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
+            Catalog::compile_with_slots(config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         apply_budgets(&catalog, &self.budgets);
         let summary = format!(
             "{}: reloaded: {} partners, {} campaigns",
@@ -89,12 +111,64 @@ impl Daemon {
             catalog.partners.len(),
             catalog.campaigns.len()
         );
-        let generation = self
-            .service
-            .swap(bidding(catalog, &self.budgets, &self.inbox));
+        let generation =
+            self.service
+                .swap(bidding(catalog, &self.budgets, &self.inbox, &self.strategy));
         *self.slots.lock().expect("slots poisoned") = slots;
         Ok(format!("{summary} (generation {generation})"))
     }
+
+    // ---- strategy and stats tables (issue 6) ----
+    /// Recompiles the configuration in force (the strategy table changed a partner's
+    /// limits, which live in the catalog).
+    pub fn rebuild_catalog(&self) -> Result<String, LoadError> {
+        let in_force = self.config.lock().expect("config poisoned");
+        self.install(&in_force)
+    }
+
+    /// Swaps in a generation with the same catalog and the strategy table's current
+    /// rows (the agent added rows or re-created the table).
+    pub fn refresh_strategy(&self) -> u64 {
+        let _serialised = self.config.lock().expect("config poisoned");
+        let mut bidding = self.service.current().bidding.clone();
+        bidding.strategy = self.strategy.source_for(&bidding.catalog);
+        self.service.swap(bidding)
+    }
+
+    /// Starts the thread that follows the strategy table and writes the stats table.
+    fn start_mirror(self: &Arc<Self>, workers: &[Arc<WorkerMetrics>]) -> std::io::Result<Mirror> {
+        let section = &self.config.lock().expect("config poisoned").strategy;
+        let cap = bidder_common::table::Capacity {
+            campaigns: section.stats_campaign_capacity,
+            partners: section.stats_partner_capacity,
+        };
+        let stats = StatsPublisher::open(&section.stats_path, cap)
+            .inspect_err(|e| tracing::error!("stats table not published: {e}"))
+            .ok();
+        let (refresh, rebuild, inputs) = (Arc::clone(self), Arc::clone(self), Arc::clone(self));
+        let workers = workers.to_vec();
+        Mirror::start(MirrorParts {
+            table: Arc::clone(&self.strategy),
+            refresh_strategy: Box::new(move || {
+                refresh.refresh_strategy();
+            }),
+            rebuild_catalog: Box::new(move || {
+                log_reload(rebuild.rebuild_catalog().map_err(|e| e.to_string()))
+            }),
+            inputs: Box::new(move || StatsInputs {
+                generation: inputs.service.current(),
+                budgets: Arc::clone(&inputs.budgets),
+                decisions: inputs.service.decision_stats(),
+                workers: workers.clone(),
+                strategy_contended: 0,
+            }),
+            budgets: Arc::clone(&self.budgets),
+            stats,
+            poll_interval_ms: section.poll_interval_ms,
+            stats_interval_ms: section.stats_interval_ms,
+        })
+    }
+    // ---- end strategy and stats tables ----
 }
 
 /// Sets each campaign's daily budget in its slot (money already spent or reserved
@@ -105,11 +179,18 @@ fn apply_budgets(catalog: &Catalog, budgets: &Budgets) {
     }
 }
 
-fn bidding(catalog: Catalog, budgets: &Arc<Budgets>, inbox: &Arc<LedgerInbox>) -> Bidding {
+fn bidding(
+    mut catalog: Catalog,
+    budgets: &Arc<Budgets>,
+    inbox: &Arc<LedgerInbox>,
+    strategy: &StrategyTable,
+) -> Bidding {
+    // Issue 6: the strategy table's partner limits and budget overrides win over the
+    // configuration's; campaigns read their strategy rows through the table.
+    strategy.apply_partner_overrides(&mut catalog.partners);
+    strategy.apply_budget_overrides(&catalog, budgets);
     Bidding {
-        strategy: Arc::new(StaticStrategy {
-            shading_ppm: catalog.settings.default_shading_ppm,
-        }),
+        strategy: strategy.source_for(&catalog),
         catalog: Arc::new(catalog),
         budgets: Arc::clone(budgets),
         inbox: Arc::clone(inbox),
@@ -258,6 +339,7 @@ impl Daemon {
             control_config(&daemon.server),
             daemon.control_parts(&registry, &readiness)?,
         )?;
+        let mirror = daemon.start_mirror(&metrics).map_err(RunError::Signals)?; // issue 6
         readiness.set_ready(true);
         tracing::info!(
             listen = %engine.local_addr(),
@@ -274,6 +356,7 @@ impl Daemon {
             log_reload(reload_and_publish(&daemon, &registry));
         }
         readiness.set_ready(false);
+        mirror.stop(); // issue 6
         engine.shutdown()?;
         control.shutdown()?;
         tracing::info!("stopped");

@@ -46,6 +46,10 @@ pub struct Config {
     pub partners: Vec<Spanned<PartnerConfig>>,
     #[serde(default, rename = "campaign")]
     pub campaigns: Vec<Spanned<CampaignConfig>>,
+    // ---- strategy and stats tables (issue 6) ----
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    // ---- end strategy and stats tables ----
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -327,6 +331,87 @@ pub struct CreativeConfig {
     pub mime: String,
 }
 
+// ---- strategy and stats tables (issue 6) ----
+/// Where the bidder finds the agent's strategy table and writes its stats table
+/// (`[strategy]`). Every field has a default, so a file without the section runs on
+/// the configured strategy until an agent creates the table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrategyConfig {
+    /// The strategy table the agent writes; missing means "bid on the configuration's
+    /// defaults" until it appears.
+    pub table_path: PathBuf,
+    /// The stats table this bidder writes for the agent.
+    pub stats_path: PathBuf,
+    /// Campaign rows of the stats table (campaigns past it are not reported).
+    pub stats_campaign_capacity: u32,
+    /// Partner rows of the stats table.
+    pub stats_partner_capacity: u32,
+    /// How often the control side looks for a new or re-created strategy table, new
+    /// rows and partner or budget changes. Row values need no polling: the hot path
+    /// reads them from the table directly.
+    pub poll_interval_ms: u64,
+    /// How often the stats table is rewritten.
+    pub stats_interval_ms: u64,
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        StrategyConfig {
+            table_path: "/dev/shm/bidder-strategy".into(),
+            stats_path: "/dev/shm/bidder-stats".into(),
+            stats_campaign_capacity: 4_096,
+            stats_partner_capacity: 256,
+            poll_interval_ms: 10,
+            stats_interval_ms: 1_000,
+        }
+    }
+}
+
+impl StrategyConfig {
+    /// The section's own rules (bounds of each number), named like `validate`'s.
+    fn check(&self, source: &ConfigSource) -> Result<(), Vec<ConfigError>> {
+        let max_rows = u64::from(bidder_common::table::MAX_ROWS);
+        let ranges: [(&str, u64, u64, u64); 4] = [
+            (
+                "stats_campaign_capacity",
+                u64::from(self.stats_campaign_capacity),
+                1,
+                max_rows,
+            ),
+            (
+                "stats_partner_capacity",
+                u64::from(self.stats_partner_capacity),
+                1,
+                max_rows,
+            ),
+            ("poll_interval_ms", self.poll_interval_ms, 1, 60_000),
+            ("stats_interval_ms", self.stats_interval_ms, 10, 3_600_000),
+        ];
+        let line = source
+            .text
+            .find("[strategy]")
+            .map_or(0, |at| source.line_of(at));
+        let errors: Vec<ConfigError> = ranges
+            .into_iter()
+            .filter(|(_, v, lo, hi)| v < lo || v > hi)
+            .map(|(key, v, lo, hi)| ConfigError::Invalid {
+                path: source.path.clone(),
+                line,
+                field: format!("strategy.{key}"),
+                problem: format!("{v} is outside {lo}..={hi}"),
+                fix: format!("set it between {lo} and {hi}"),
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+// ---- end strategy and stats tables ----
+
 /// Why a configuration was refused: where, what, and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -399,6 +484,7 @@ impl Config {
         })?;
         config.source = source;
         validate(&config)?;
+        config.strategy.check(&config.source)?; // issue 6: [strategy] bounds
         Ok(config)
     }
 

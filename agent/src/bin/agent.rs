@@ -1,0 +1,69 @@
+//! `agent`: the sidecar process. Runs until SIGTERM or SIGINT.
+//!
+//! Exit codes: 0 stopped on a signal; 1 could not start (configuration, table lock,
+//! socket, audit log — the message says which and what to do).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "Bidder sidecar: strategy table writer and control socket"
+)]
+struct Cli {
+    /// Configuration file (TOML); without it every default applies.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => agent::config::AgentConfig::load(path),
+        None => Ok(agent::config::AgentConfig::default()),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agent: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agent: tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let socket = config.socket.path.display().to_string();
+    let result = runtime.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("signals: {e}"))?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        eprintln!("agent: serving {socket} (pid {})", std::process::id());
+        agent::run_until(config, cli.config, stop).await
+    });
+    match result {
+        Ok(()) => {
+            eprintln!("agent: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! `bidderctl`: the operator's command line for the agent's control socket.
+//!
+//! Prints a readable table by default and the agent's JSON answer with `--json`.
+//! Multipliers are typed as decimals (`--margin 1.10`) and money in currency units
+//! (`--max-cpm 2.50`); both are sent as exact integers (ppm, micros), never floats.
+//!
+//! Exit codes:
+//!   0  done
+//!   1  the agent refused the request (bad arguments, out of bounds, not found, …)
+//!   2  the command line is invalid
+//!   3  the agent cannot be reached (no socket, not running, timed out)
+//!   4  the agent denied this user
+//!   5  the agent's answer was not understood
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent::units::{format_millionths, parse_millionths};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_DENIED: u8 = 4;
+const EXIT_BAD_ANSWER: u8 = 5;
+/// Longest answer read (a full `strategy list` of 4,096 campaigns fits).
+const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "bidderctl",
+    version,
+    about = "Control the bidder's strategy through the agent"
+)]
+struct Cli {
+    /// The agent's control socket.
+    #[arg(long, global = true, default_value = "/run/bidder/control.sock")]
+    socket: PathBuf,
+    /// Print the agent's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// How long to wait for the agent.
+    #[arg(long, global = true, default_value_t = 5_000)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The agent's health, its tables and the bidder it sees.
+    Status,
+    /// Campaign strategy: margin, max CPM, pacing, shading.
+    #[command(subcommand)]
+    Strategy(StrategyCmd),
+    /// Pause or resume a campaign.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Daily budgets.
+    #[command(subcommand)]
+    Budget(BudgetCmd),
+    /// Partner (exchange) limits.
+    #[command(subcommand)]
+    Partner(PartnerCmd),
+    /// The bidder's counters, all or one campaign or partner.
+    Stats {
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Re-read the agent's configuration and ask the bidder to reload its own.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum StrategyCmd {
+    Get {
+        campaign: String,
+    },
+    List,
+    /// Change one or more fields; the rest stay.
+    Set {
+        campaign: String,
+        /// Margin multiplier, e.g. 1.10 (bounds 0.90–1.50).
+        #[arg(long)]
+        margin: Option<String>,
+        /// Max CPM in currency units, e.g. 2.50 (at most the campaign's ceiling).
+        #[arg(long)]
+        max_cpm: Option<String>,
+        /// Share of eligible requests to bid on, 0–1.
+        #[arg(long)]
+        pacing: Option<String>,
+        /// Bid shading multiplier, 0.10–1.00.
+        #[arg(long)]
+        shading: Option<String>,
+        #[arg(long)]
+        why: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignCmd {
+    Pause {
+        campaign: String,
+        #[arg(long)]
+        why: String,
+    },
+    Resume {
+        campaign: String,
+        #[arg(long)]
+        why: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BudgetCmd {
+    Get {
+        campaign: String,
+    },
+    /// Set the daily budget in currency units, or `configured` to drop the override.
+    Set {
+        campaign: String,
+        amount: String,
+        #[arg(long)]
+        why: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnerCmd {
+    List,
+    SetLimit {
+        partner: String,
+        #[arg(long)]
+        qps: i64,
+        #[arg(long)]
+        burst: i64,
+        #[arg(long)]
+        why: String,
+    },
+    Enable {
+        partner: String,
+        #[arg(long)]
+        why: String,
+    },
+    Disable {
+        partner: String,
+        #[arg(long)]
+        why: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+    },
+}
+
+/// A failure and the exit code it maps to.
+struct Fail(u8, String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, message)) => {
+            eprintln!("bidderctl: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Fail> {
+    let (verb, args, why) = request(&cli.command)?;
+    let mut req = json!({"v": agent::protocol::VERSION, "verb": verb, "args": args});
+    if let Some(why) = why {
+        req["why"] = json!(why);
+    }
+    let answer = call(cli, &req)?;
+    if answer["ok"] != json!(true) {
+        let e = &answer["error"];
+        let code = if e["code"] == "denied" {
+            EXIT_DENIED
+        } else {
+            EXIT_REFUSED
+        };
+        if cli.json {
+            println!("{answer}");
+        }
+        let hint = e["hint"].as_str().unwrap_or("");
+        return Err(Fail(
+            code,
+            format!("{}: {} ({hint})", text(&e["code"]), text(&e["message"])),
+        ));
+    }
+    if cli.json {
+        println!("{answer}");
+    } else {
+        print!("{}", render(verb, &answer["result"]));
+    }
+    Ok(())
+}
+
+fn usage(message: String) -> Fail {
+    Fail(EXIT_USAGE, message)
+}
+
+fn millionths(flag: &str, v: &Option<String>) -> Result<Option<i64>, Fail> {
+    v.as_deref()
+        .map(|t| parse_millionths(t).map_err(|e| usage(format!("{flag}: {e}"))))
+        .transpose()
+}
+
+/// The verb, its arguments and the reason, from the command line.
+fn request(cmd: &Command) -> Result<(&'static str, Value, Option<&str>), Fail> {
+    Ok(match cmd {
+        Command::Status => ("status", json!({}), None),
+        Command::Strategy(StrategyCmd::Get { campaign }) => {
+            ("strategy.get", json!({"campaign": campaign}), None)
+        }
+        Command::Strategy(StrategyCmd::List) => ("strategy.list", json!({}), None),
+        Command::Strategy(StrategyCmd::Set {
+            campaign,
+            margin,
+            max_cpm,
+            pacing,
+            shading,
+            why,
+        }) => {
+            let mut args = json!({"campaign": campaign});
+            for (key, flag, v) in [
+                ("margin_ppm", "--margin", margin),
+                ("max_cpm_micros", "--max-cpm", max_cpm),
+                ("pacing_ppm", "--pacing", pacing),
+                ("shading_ppm", "--shading", shading),
+            ] {
+                if let Some(n) = millionths(flag, v)? {
+                    args[key] = json!(n);
+                }
+            }
+            ("strategy.set", args, Some(why.as_str()))
+        }
+        Command::Campaign(CampaignCmd::Pause { campaign, why }) => (
+            "campaign.pause",
+            json!({"campaign": campaign}),
+            Some(why.as_str()),
+        ),
+        Command::Campaign(CampaignCmd::Resume { campaign, why }) => (
+            "campaign.resume",
+            json!({"campaign": campaign}),
+            Some(why.as_str()),
+        ),
+        Command::Budget(BudgetCmd::Get { campaign }) => {
+            ("budget.get", json!({"campaign": campaign}), None)
+        }
+        Command::Budget(BudgetCmd::Set {
+            campaign,
+            amount,
+            why,
+        }) => {
+            let micros = if amount == "configured" {
+                Value::Null
+            } else {
+                json!(parse_millionths(amount).map_err(|e| usage(format!("amount: {e}")))?)
+            };
+            (
+                "budget.set",
+                json!({"campaign": campaign, "daily_budget_micros": micros}),
+                Some(why.as_str()),
+            )
+        }
+        Command::Partner(PartnerCmd::List) => ("partner.list", json!({}), None),
+        Command::Partner(PartnerCmd::SetLimit {
+            partner,
+            qps,
+            burst,
+            why,
+        }) => (
+            "partner.set_limit",
+            json!({"partner": partner, "qps_limit": qps, "burst": burst}),
+            Some(why.as_str()),
+        ),
+        Command::Partner(PartnerCmd::Enable { partner, why }) => (
+            "partner.enable",
+            json!({"partner": partner}),
+            Some(why.as_str()),
+        ),
+        Command::Partner(PartnerCmd::Disable { partner, why }) => (
+            "partner.disable",
+            json!({"partner": partner}),
+            Some(why.as_str()),
+        ),
+        Command::Stats { campaign, partner } => {
+            let mut args = json!({});
+            if let Some(c) = campaign {
+                args["campaign"] = json!(c);
+            }
+            if let Some(p) = partner {
+                args["partner"] = json!(p);
+            }
+            ("stats", args, None)
+        }
+        Command::Audit(AuditCmd::Tail { lines }) => ("audit.tail", json!({"lines": lines}), None),
+        Command::Reload => ("reload", json!({}), None),
+    })
+}
+
+/// Sends one request line and reads one answer line.
+fn call(cli: &Cli, req: &Value) -> Result<Value, Fail> {
+    let unreachable = |e: std::io::Error| {
+        Fail(
+            EXIT_UNREACHABLE,
+            format!("{}: {e} (is the agent running?)", cli.socket.display()),
+        )
+    };
+    let mut stream = UnixStream::connect(&cli.socket).map_err(unreachable)?;
+    let timeout = Some(Duration::from_millis(cli.timeout_ms.max(1)));
+    stream.set_read_timeout(timeout).map_err(unreachable)?;
+    stream.set_write_timeout(timeout).map_err(unreachable)?;
+    let mut line = req.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(unreachable)?;
+    let mut answer = String::new();
+    let mut reader = BufReader::new(std::io::Read::take(&stream, MAX_ANSWER_BYTES));
+    reader.read_line(&mut answer).map_err(unreachable)?;
+    serde_json::from_str(&answer).map_err(|e| {
+        Fail(
+            EXIT_BAD_ANSWER,
+            format!("unreadable answer from the agent ({e}): {answer:?}"),
+        )
+    })
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn ppm(v: &Value) -> String {
+    v.as_i64().map_or_else(|| text(v), format_millionths)
+}
+
+/// A table: a header row and aligned columns.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers.iter().map(|h| h.to_string()).collect(), &mut out);
+    for row in rows {
+        line(row, &mut out);
+    }
+    out
+}
+
+fn key_values(v: &Value, prefix: &str, out: &mut String) {
+    if let Value::Object(map) = v {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.is_object() {
+                key_values(v, &key, out);
+            } else {
+                out.push_str(&format!("{key:<32} {}\n", text(v)));
+            }
+        }
+    }
+}
+
+fn strategy_rows(campaigns: &[Value]) -> String {
+    let rows = campaigns
+        .iter()
+        .map(|c| {
+            vec![
+                text(&c["campaign"]),
+                ppm(&c["margin_ppm"]),
+                ppm(&c["max_cpm_micros"]),
+                ppm(&c["ceiling_cpm_micros"]),
+                ppm(&c["pacing_ppm"]),
+                ppm(&c["shading_ppm"]),
+                if c["paused"] == json!(true) {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                text(&c["source"]),
+                text(&c["updated_by"]),
+                text(&c["why"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CAMPAIGN", "MARGIN", "MAX CPM", "CEILING", "PACING", "SHADING", "PAUSED", "SOURCE",
+            "BY", "WHY",
+        ],
+        rows,
+    )
+}
+
+fn partner_rows(partners: &[Value]) -> String {
+    let rows = partners
+        .iter()
+        .map(|p| {
+            let conf = &p["configured"];
+            vec![
+                text(&p["partner"]),
+                if p["enabled"] == json!(true) {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                text(&p["qps_limit"]),
+                text(&p["burst"]),
+                format!("{}/{}", text(&conf["qps_limit"]), text(&conf["burst"])),
+                if p["override"].is_null() {
+                    "-".into()
+                } else {
+                    "yes".into()
+                },
+                text(&p["requests"]),
+                text(&p["bids"]),
+                text(&p["no_bids"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PARTNER",
+            "ENABLED",
+            "QPS",
+            "BURST",
+            "CONFIGURED",
+            "OVERRIDE",
+            "REQUESTS",
+            "BIDS",
+            "NO BIDS",
+        ],
+        rows,
+    )
+}
+
+/// "field: old → new" for every field a change moved.
+fn change(result: &Value) -> String {
+    let target = text(result.get("campaign").unwrap_or(&result["partner"]));
+    let (old, new) = (&result["old"], &result["new"]);
+    let mut out = String::new();
+    if let Value::Object(map) = new {
+        for (k, v) in map {
+            if old.get(k) != Some(v)
+                && !matches!(k.as_str(), "updated_at" | "updated_by" | "why" | "source")
+            {
+                let show = |x: &Value| {
+                    if k.ends_with("_ppm") || k.ends_with("_micros") {
+                        ppm(x)
+                    } else {
+                        text(x)
+                    }
+                };
+                out.push_str(&format!(
+                    "{target}: {k}: {} -> {}\n",
+                    show(&old[k]),
+                    show(v)
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        out = format!("{target}: unchanged\n");
+    }
+    out
+}
+
+fn render(verb: &str, r: &Value) -> String {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    match verb {
+        "strategy.get" => strategy_rows(std::slice::from_ref(r)),
+        "strategy.list" => strategy_rows(&list(&r["campaigns"])),
+        "partner.list" => partner_rows(&list(&r["partners"])),
+        "stats" => {
+            let mut out = String::new();
+            key_values(&r["totals"], "", &mut out);
+            let campaigns = list(&r["campaigns"])
+                .iter()
+                .map(|c| {
+                    vec![
+                        text(&c["campaign"]),
+                        ppm(&c["daily_budget_micros"]),
+                        ppm(&c["spent_micros"]),
+                        ppm(&c["reserved_micros"]),
+                        text(&c["budget_refusals"]),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(
+                &["CAMPAIGN", "DAILY", "SPENT", "RESERVED", "REFUSED"],
+                campaigns,
+            ));
+            out.push('\n');
+            out.push_str(&partner_rows(&list(&r["partners"])));
+            out
+        }
+        "audit.tail" => {
+            let rows = list(&r["entries"])
+                .iter()
+                .map(|e| {
+                    vec![
+                        text(&e["at"]),
+                        text(&e["who"]["uid"]),
+                        text(&e["verb"]),
+                        text(&e["target"]),
+                        text(&e["why"]),
+                    ]
+                })
+                .collect();
+            table(&["AT", "UID", "VERB", "TARGET", "WHY"], rows)
+        }
+        "strategy.set" | "campaign.pause" | "campaign.resume" | "budget.set"
+        | "partner.set_limit" | "partner.enable" | "partner.disable" => change(r),
+        _ => {
+            let mut out = String::new();
+            key_values(r, "", &mut out);
+            out
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Decimal text ↔ fixed-point integers, without floats: `1.10` ↔ 1_100_000 ppm,
+//! `2.50` (currency units) ↔ 2_500_000 micros. Both scales are 10⁻⁶, so one pair of
+//! functions serves multipliers and money.
+
+/// Units per whole: 1.0 = 1_000_000 ppm, 1 USD = 1_000_000 micros.
+pub const SCALE: i64 = 1_000_000;
+
+/// Parses `[-]digits[.digits]` with at most 6 decimals into millionths.
+pub fn parse_millionths(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (whole, frac) = match t.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (t, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let frac_ok = frac.is_none_or(|f| digits(f) && f.len() <= 6);
+    if !digits(whole) || !frac_ok {
+        return Err(format!(
+            "`{text}` is not a decimal number with at most 6 decimals"
+        ));
+    }
+    let whole: i64 = whole
+        .parse()
+        .ok()
+        .filter(|w: &i64| *w < i64::MAX / SCALE)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    let frac_value: i64 = frac.map_or(0, |f| {
+        f.parse::<i64>().unwrap_or(0) * 10i64.pow(6 - f.len() as u32)
+    });
+    let value = whole * SCALE + frac_value;
+    Ok(if neg { -value } else { value })
+}
+
+/// Millionths as decimal text, trailing zeros trimmed but at least 2 decimals
+/// (`1100000` → `1.10`, `2500000` → `2.50`, `1234567` → `1.234567`).
+pub fn format_millionths(value: i64) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let v = value.unsigned_abs();
+    let whole = v / SCALE as u64;
+    let mut frac = format!("{:06}", v % SCALE as u64);
+    while frac.len() > 2 && frac.ends_with('0') {
+        frac.pop();
+    }
+    format!("{sign}{whole}.{frac}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_parse_exactly() {
+        let cases = [
+            ("1", 1_000_000),
+            ("1.1", 1_100_000),
+            ("1.10", 1_100_000),
+            ("0.9", 900_000),
+            ("2.500001", 2_500_001),
+            ("-0.5", -500_000),
+            ("0", 0),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_millionths(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "",
+            ".",
+            "1.",
+            "abc",
+            "1.1234567",
+            "1e3",
+            "--1",
+            "1.2.3",
+            "99999999999999999",
+        ] {
+            assert!(parse_millionths(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn millionths_print_with_two_to_six_decimals() {
+        assert_eq!(format_millionths(1_100_000), "1.10");
+        assert_eq!(format_millionths(2_500_001), "2.500001");
+        assert_eq!(format_millionths(0), "0.00");
+        assert_eq!(format_millionths(-500_000), "-0.50");
+    }
+}

@@ -1,0 +1,492 @@
+//! End to end with real processes: `bidder run` and `agent`, driven by `bidderctl`,
+//! observed over HTTP.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BANNER: &str = r#"{"id":"r1","tmax":500,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `bidder` binary, built (or found up to date) in this test's target directory.
+/// Cargo builds only this package's binaries for its tests, so the bidder is built
+/// here, with the same cargo and target directory.
+fn bidder_binary() -> PathBuf {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_agent"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = bin_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "bidder",
+            "--bin",
+            "bidder",
+            "--target-dir",
+        ])
+        .arg(target)
+        .current_dir(workspace())
+        .status()
+        .expect("run cargo build for the bidder");
+    assert!(status.success(), "building the bidder failed");
+    bin_dir.join("bidder")
+}
+
+/// A free localhost port (bound, read, released: the bidder binds it next).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes killed when the test ends, however it ends.
+struct Procs(Vec<(&'static str, Child)>);
+
+impl Procs {
+    fn take(&mut self, name: &str) -> Child {
+        let i = self.0.iter().position(|(n, _)| *n == name).unwrap();
+        self.0.remove(i).1
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Setup {
+    dir: PathBuf,
+    bid: String,
+    admin: String,
+    socket: PathBuf,
+    bidder_config: PathBuf,
+    agent_config: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("agent-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bid, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let examples = workspace().join("bidder/examples");
+    let demo = std::fs::read_to_string(examples.join("demo.toml")).unwrap();
+    let key = examples.join("demo-notice.key");
+    let config = demo
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"{bid}\""),
+        )
+        .replace(
+            "admin_listen = \"127.0.0.1:9090\"",
+            &format!("admin_listen = \"{admin}\""),
+        )
+        .replace("cores = [0, 1]", "cores = [0]")
+        .replace(
+            "hmac_key_file = \"demo-notice.key\"",
+            &format!("hmac_key_file = \"{}\"", key.display()),
+        );
+    let config = format!(
+        "{config}\n[strategy]\ntable_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\npoll_interval_ms = 2\nstats_interval_ms = 50\n",
+        d = dir.display()
+    );
+    let bidder_config = dir.join("bidder.toml");
+    std::fs::write(&bidder_config, config).unwrap();
+    let socket = dir.join("control.sock");
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let agent = format!(
+        "audit_log = \"{d}/audit.jsonl\"\nbidder_admin = \"{admin}\"\n[socket]\npath = \"{s}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\ncampaign_capacity = 64\npartner_capacity = 8\n",
+        d = dir.display(),
+        s = socket.display()
+    );
+    let agent_config = dir.join("agent.toml");
+    std::fs::write(&agent_config, agent).unwrap();
+    Setup {
+        dir,
+        bid,
+        admin,
+        socket,
+        bidder_config,
+        agent_config,
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out);
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
+/// The price of a bid on the demo banner from `exchange-a`, in micros; `None` for a
+/// no-bid. Panics on anything else (an error is a failure of the test).
+fn bid_price(addr: &str) -> Option<i64> {
+    let (status, body) = http(addr, "POST", "/bid/exchange-a", BANNER).expect("bid request");
+    match status {
+        204 => None,
+        200 => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let price = v["seatbid"][0]["bid"][0]["price"].as_f64().unwrap();
+            Some((price * 1_000_000.0).round() as i64)
+        }
+        other => panic!("bid answered {other}: {body}"),
+    }
+}
+
+fn wait_until(what: &str, timeout_ms: u64, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_millis(timeout_ms),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn start_bidder(s: &Setup, bin: &Path) -> Child {
+    let child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&s.bidder_config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the bidder to be ready", 30_000, || {
+        matches!(http(&s.admin, "GET", "/ready", ""), Ok((200, _)))
+    });
+    child
+}
+
+fn start_agent(s: &Setup) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("--config")
+        .arg(&s.agent_config)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the agent's socket", 10_000, || {
+        std::os::unix::net::UnixStream::connect(&s.socket).is_ok()
+    });
+    child
+}
+
+/// Runs `bidderctl --socket … args`; returns (exit code, stdout).
+fn ctl(s: &Setup, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bidderctl"))
+        .arg("--socket")
+        .arg(&s.socket)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        eprintln!(
+            "bidderctl {args:?}: {code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (code, stdout)
+}
+
+/// Bids until the price is `want`; returns the time from `since` to that answer.
+fn first_bid_at(addr: &str, want: Option<i64>, since: Instant) -> Duration {
+    loop {
+        let got = bid_price(addr);
+        if got == want {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "price stayed {got:?}, wanted {want:?}"
+        );
+    }
+}
+
+#[test]
+fn operators_steer_a_running_bidder_through_the_agent() {
+    let bidder_bin = bidder_binary();
+    let s = setup("steer");
+    let mut procs = Procs(Vec::new());
+    procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
+    procs.0.push(("agent", start_agent(&s)));
+    // Base 2.00 CPM × configured shading 0.90.
+    assert_eq!(bid_price(&s.bid), Some(1_800_000));
+    wait_until("the bidder's stats table", 5_000, || {
+        ctl(&s, &["strategy", "get", "acme-display"]).0 == 0
+    });
+
+    // strategy set: a new row, then a rewrite of an existing row.
+    let (code, out) = ctl(
+        &s,
+        &[
+            "strategy",
+            "set",
+            "acme-display",
+            "--margin",
+            "1.25",
+            "--why",
+            "e2e: new row",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("margin_ppm: 1.00 -> 1.25"), "{out}");
+    let new_row = first_bid_at(&s.bid, Some(2_250_000), Instant::now());
+    let (code, _) = ctl(
+        &s,
+        &[
+            "strategy",
+            "set",
+            "acme-display",
+            "--margin",
+            "1.30",
+            "--why",
+            "e2e: rewrite",
+        ],
+    );
+    let returned = Instant::now();
+    assert_eq!(code, 0);
+    let rewrite = first_bid_at(&s.bid, Some(2_340_000), returned);
+    println!("command return -> first changed bid: new row {new_row:?}, existing row {rewrite:?}");
+
+    // campaign pause stops its bids; resume brings them back.
+    assert_eq!(
+        ctl(&s, &["campaign", "pause", "acme-display", "--why", "e2e"]).0,
+        0
+    );
+    first_bid_at(&s.bid, None, Instant::now());
+    assert_eq!(
+        ctl(&s, &["campaign", "resume", "acme-display", "--why", "e2e"]).0,
+        0
+    );
+    first_bid_at(&s.bid, Some(2_340_000), Instant::now());
+
+    // partner set-limit: the user-space limiter lets through what the row allows.
+    assert_eq!(
+        ctl(
+            &s,
+            &[
+                "partner",
+                "set-limit",
+                "exchange-a",
+                "--qps",
+                "1",
+                "--burst",
+                "1",
+                "--why",
+                "e2e"
+            ]
+        )
+        .0,
+        0
+    );
+    wait_until("the limit to apply", 5_000, || bid_price(&s.bid).is_none());
+    let bids = (0..20).filter(|_| bid_price(&s.bid).is_some()).count();
+    assert!(bids <= 2, "{bids} of 20 requests got through a 1 QPS limit");
+    let (code, out) = ctl(&s, &["--json", "partner", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(r#""override":{"burst":1,"enabled":true,"qps_limit":1}"#),
+        "{out}"
+    );
+    assert_eq!(
+        ctl(
+            &s,
+            &[
+                "partner",
+                "set-limit",
+                "exchange-a",
+                "--qps",
+                "50000",
+                "--burst",
+                "5000",
+                "--why",
+                "e2e"
+            ]
+        )
+        .0,
+        0
+    );
+    wait_until("the limit to lift", 5_000, || bid_price(&s.bid).is_some());
+
+    // Out of bounds through the CLI: refused with exit code 1, nothing changes.
+    assert_eq!(
+        ctl(
+            &s,
+            &[
+                "strategy",
+                "set",
+                "acme-display",
+                "--margin",
+                "2.0",
+                "--why",
+                "e2e"
+            ]
+        )
+        .0,
+        1
+    );
+    assert_eq!(bid_price(&s.bid), Some(2_340_000));
+
+    // Kill the agent under load: every bid keeps the last strategy, no errors.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (stop, served, wrong, bid) = (
+            Arc::clone(&stop),
+            Arc::clone(&served),
+            Arc::clone(&wrong),
+            s.bid.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if bid_price(&bid) != Some(2_340_000) {
+                    wrong.fetch_add(1, Ordering::Relaxed);
+                }
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let mut agent = procs.take("agent");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    procs.0.push(("agent", start_agent(&s)));
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    println!(
+        "agent killed and restarted under load: {} bids, {} not at the last strategy",
+        served.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed)
+    );
+    assert!(served.load(Ordering::Relaxed) > 10);
+    assert_eq!(wrong.load(Ordering::Relaxed), 0);
+    let (code, out) = ctl(&s, &["--json", "strategy", "get", "acme-display"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(r#""margin_ppm":1300000"#),
+        "the restarted agent kept the row: {out}"
+    );
+
+    // Restart the bidder: the table is intact and priced with at once.
+    let mut bidder = procs.take("bidder");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(bidder.id() as i32, libc::SIGTERM) };
+    bidder.wait().unwrap();
+    procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
+    assert_eq!(bid_price(&s.bid), Some(2_340_000));
+
+    // reload goes through to the bidder's admin port.
+    let (code, out) = ctl(&s, &["reload"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("reloaded"), "{out}");
+
+    // Every change is in the audit log with its reason.
+    let audit = std::fs::read_to_string(s.dir.join("audit.jsonl")).unwrap();
+    assert_eq!(audit.lines().count(), 6, "{audit}");
+    assert!(audit.contains("e2e: rewrite"));
+}
+
+#[test]
+fn bidderctl_exit_codes() {
+    let s = setup("exit-codes");
+    assert_eq!(ctl(&s, &["status"]).0, 3, "no agent: unreachable");
+    let mut procs = Procs(Vec::new());
+    procs.0.push(("agent", start_agent(&s)));
+    let (code, out) = ctl(&s, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("agent.protocol"), "{out}");
+    assert_eq!(
+        ctl(
+            &s,
+            &[
+                "strategy",
+                "set",
+                "acme-display",
+                "--margin",
+                "1.1",
+                "--why",
+                "x"
+            ]
+        )
+        .0,
+        1,
+        "no bidder: refused"
+    );
+    assert_eq!(
+        ctl(
+            &s,
+            &[
+                "strategy",
+                "set",
+                "acme-display",
+                "--margin",
+                "abc",
+                "--why",
+                "x"
+            ]
+        )
+        .0,
+        2
+    );
+    assert_eq!(ctl(&s, &["strategy", "frobnicate"]).0, 2);
+    let denied = s.agent_config.with_extension("denied.toml");
+    let text = std::fs::read_to_string(&s.agent_config).unwrap();
+    let uid_line = text
+        .lines()
+        .find(|l| l.starts_with("allowed_uids"))
+        .unwrap()
+        .to_string();
+    std::fs::write(&denied, text.replace(&uid_line, "allowed_uids = [4242]")).unwrap();
+    std::fs::copy(&denied, &s.agent_config).unwrap();
+    assert_eq!(
+        ctl(&s, &["reload"]).0,
+        1,
+        "the bidder_admin is not running: reload fails"
+    );
+}

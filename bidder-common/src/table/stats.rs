@@ -1,0 +1,386 @@
+//! The stats table: what the bidder reports to the agent — the campaigns and partners
+//! of the catalog in force with their configured limits (the agent validates changes
+//! against these), budget figures, per-partner traffic and the no-bid totals.
+//!
+//! The bidder rewrites every row on a timer; values are cumulative since the bidder
+//! started (budget figures are today's). Rows of campaigns no longer in the catalog
+//! stay, flagged [`IN_CATALOG`] off.
+
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use super::cell::{Payload, SeqCell};
+use super::{checksum, Key, Row, TableKind, TableSpec};
+
+/// Row flag: the campaign or partner is in the catalog in force.
+pub const IN_CATALOG: u32 = 1;
+/// Partner flag: enabled in the bidder's configuration.
+pub const CONFIG_ENABLED: u32 = 2;
+/// Partner flag: enabled now (configuration or the strategy table's override).
+pub const ENABLED: u32 = 4;
+
+/// No-bid reasons the totals have room for (the bidder has 31 today).
+pub const MAX_NO_BID_REASONS: usize = 48;
+
+/// The stats table's [`TableSpec`].
+pub enum StatsTable {}
+
+impl TableSpec for StatsTable {
+    const MAGIC: u64 = u64::from_le_bytes(*b"BIDSTATS");
+    const KIND: TableKind = TableKind::Stats;
+    type Campaign = CampaignStatsWords;
+    type Partner = PartnerStatsWords;
+    type Prefix = StatsPrefix;
+}
+
+/// One campaign's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CampaignStatsValue {
+    /// [`IN_CATALOG`].
+    pub flags: u32,
+    /// Shading the bidder applies when no strategy row exists (configuration).
+    pub default_shading_ppm: u32,
+    /// The campaign's hard ceiling: no strategy may raise a bid above it.
+    pub max_bid_cpm_micros: i64,
+    /// What an impression is worth before strategy.
+    pub base_cpm_micros: i64,
+    /// Daily budget in the configuration.
+    pub config_daily_budget_micros: i64,
+    /// Daily budget in force (the configuration's or the strategy table's override).
+    pub daily_budget_micros: i64,
+    pub available_micros: i64,
+    pub reserved_micros: i64,
+    /// Spent today: the sum of clearing prices charged.
+    pub spent_micros: i64,
+    /// Clearing prices above what was reserved (billed more than we bid).
+    pub overcharged_micros: i64,
+    /// Bids not made for lack of budget.
+    pub budget_refusals: u64,
+    pub checksum: u64,
+}
+
+impl CampaignStatsValue {
+    fn sum(&self) -> u64 {
+        checksum([
+            u64::from(self.flags),
+            u64::from(self.default_shading_ppm),
+            self.max_bid_cpm_micros as u64,
+            self.base_cpm_micros as u64,
+            self.config_daily_budget_micros as u64,
+            self.daily_budget_micros as u64,
+            self.available_micros as u64,
+            self.reserved_micros as u64,
+            self.spent_micros as u64,
+            self.overcharged_micros as u64,
+            self.budget_refusals,
+        ])
+    }
+
+    pub fn sealed(mut self) -> Self {
+        self.checksum = self.sum();
+        self
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.checksum == self.sum()
+    }
+}
+
+/// The shared-memory form of [`CampaignStatsValue`].
+#[repr(C)]
+pub struct CampaignStatsWords {
+    pub flags: AtomicU32,
+    pub default_shading_ppm: AtomicU32,
+    pub max_bid_cpm_micros: AtomicI64,
+    pub base_cpm_micros: AtomicI64,
+    pub config_daily_budget_micros: AtomicI64,
+    pub daily_budget_micros: AtomicI64,
+    pub available_micros: AtomicI64,
+    pub reserved_micros: AtomicI64,
+    pub spent_micros: AtomicI64,
+    pub overcharged_micros: AtomicI64,
+    pub budget_refusals: AtomicU64,
+    pub checksum: AtomicU64,
+}
+
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, max_bid_cpm_micros) == 8);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 80);
+const _: () = assert!(size_of::<CampaignStatsWords>() == 88);
+
+impl Payload for CampaignStatsWords {
+    type Value = CampaignStatsValue;
+
+    fn load(&self) -> CampaignStatsValue {
+        CampaignStatsValue {
+            flags: self.flags.load(Relaxed),
+            default_shading_ppm: self.default_shading_ppm.load(Relaxed),
+            max_bid_cpm_micros: self.max_bid_cpm_micros.load(Relaxed),
+            base_cpm_micros: self.base_cpm_micros.load(Relaxed),
+            config_daily_budget_micros: self.config_daily_budget_micros.load(Relaxed),
+            daily_budget_micros: self.daily_budget_micros.load(Relaxed),
+            available_micros: self.available_micros.load(Relaxed),
+            reserved_micros: self.reserved_micros.load(Relaxed),
+            spent_micros: self.spent_micros.load(Relaxed),
+            overcharged_micros: self.overcharged_micros.load(Relaxed),
+            budget_refusals: self.budget_refusals.load(Relaxed),
+            checksum: self.checksum.load(Relaxed),
+        }
+    }
+
+    fn store(&self, v: &CampaignStatsValue) {
+        self.flags.store(v.flags, Relaxed);
+        self.default_shading_ppm
+            .store(v.default_shading_ppm, Relaxed);
+        self.max_bid_cpm_micros.store(v.max_bid_cpm_micros, Relaxed);
+        self.base_cpm_micros.store(v.base_cpm_micros, Relaxed);
+        self.config_daily_budget_micros
+            .store(v.config_daily_budget_micros, Relaxed);
+        self.daily_budget_micros
+            .store(v.daily_budget_micros, Relaxed);
+        self.available_micros.store(v.available_micros, Relaxed);
+        self.reserved_micros.store(v.reserved_micros, Relaxed);
+        self.spent_micros.store(v.spent_micros, Relaxed);
+        self.overcharged_micros.store(v.overcharged_micros, Relaxed);
+        self.budget_refusals.store(v.budget_refusals, Relaxed);
+        self.checksum.store(v.checksum, Relaxed);
+    }
+}
+
+/// One partner's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartnerStatsValue {
+    /// [`IN_CATALOG`], [`CONFIG_ENABLED`], [`ENABLED`].
+    pub flags: u32,
+    pub config_qps_limit: u32,
+    pub config_burst: u32,
+    /// Limits in force (configuration or strategy-table override).
+    pub qps_limit: u32,
+    pub burst: u32,
+    _pad: u32,
+    /// Bid requests attributed to the partner.
+    pub requests: u64,
+    /// Requests answered with a bid.
+    pub bids: u64,
+    /// Requests answered without one (refused by the limiter included).
+    pub no_bids: u64,
+    pub checksum: u64,
+}
+
+impl PartnerStatsValue {
+    /// A value with every field given (the padding stays zero).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        flags: u32,
+        config_qps_limit: u32,
+        config_burst: u32,
+        qps_limit: u32,
+        burst: u32,
+        requests: u64,
+        bids: u64,
+        no_bids: u64,
+    ) -> Self {
+        PartnerStatsValue {
+            flags,
+            config_qps_limit,
+            config_burst,
+            qps_limit,
+            burst,
+            _pad: 0,
+            requests,
+            bids,
+            no_bids,
+            checksum: 0,
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        checksum([
+            u64::from(self.flags),
+            u64::from(self.config_qps_limit),
+            u64::from(self.config_burst),
+            u64::from(self.qps_limit),
+            u64::from(self.burst),
+            self.requests,
+            self.bids,
+            self.no_bids,
+        ])
+    }
+
+    pub fn sealed(mut self) -> Self {
+        self.checksum = self.sum();
+        self
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.checksum == self.sum()
+    }
+}
+
+/// The shared-memory form of [`PartnerStatsValue`].
+#[repr(C)]
+pub struct PartnerStatsWords {
+    pub flags: AtomicU32,
+    pub config_qps_limit: AtomicU32,
+    pub config_burst: AtomicU32,
+    pub qps_limit: AtomicU32,
+    pub burst: AtomicU32,
+    _pad: AtomicU32,
+    pub requests: AtomicU64,
+    pub bids: AtomicU64,
+    pub no_bids: AtomicU64,
+    pub checksum: AtomicU64,
+}
+
+const _: () = assert!(core::mem::offset_of!(PartnerStatsWords, requests) == 24);
+const _: () = assert!(size_of::<PartnerStatsWords>() == 56);
+
+impl Payload for PartnerStatsWords {
+    type Value = PartnerStatsValue;
+
+    fn load(&self) -> PartnerStatsValue {
+        PartnerStatsValue {
+            flags: self.flags.load(Relaxed),
+            config_qps_limit: self.config_qps_limit.load(Relaxed),
+            config_burst: self.config_burst.load(Relaxed),
+            qps_limit: self.qps_limit.load(Relaxed),
+            burst: self.burst.load(Relaxed),
+            _pad: 0,
+            requests: self.requests.load(Relaxed),
+            bids: self.bids.load(Relaxed),
+            no_bids: self.no_bids.load(Relaxed),
+            checksum: self.checksum.load(Relaxed),
+        }
+    }
+
+    fn store(&self, v: &PartnerStatsValue) {
+        self.flags.store(v.flags, Relaxed);
+        self.config_qps_limit.store(v.config_qps_limit, Relaxed);
+        self.config_burst.store(v.config_burst, Relaxed);
+        self.qps_limit.store(v.qps_limit, Relaxed);
+        self.burst.store(v.burst, Relaxed);
+        self.requests.store(v.requests, Relaxed);
+        self.bids.store(v.bids, Relaxed);
+        self.no_bids.store(v.no_bids, Relaxed);
+        self.checksum.store(v.checksum, Relaxed);
+    }
+}
+
+/// The bidder's totals across campaigns and partners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotalsValue {
+    pub requests: u64,
+    pub imps: u64,
+    pub bids: u64,
+    pub no_bid_requests: u64,
+    pub deadline_missed: u64,
+    /// The catalog generation in force (bumped by every reload).
+    pub catalog_generation: u64,
+    /// Reads of the strategy table that failed closed (a row rewritten too fast to
+    /// copy): the campaign sat that request out.
+    pub strategy_contended: u64,
+    /// Imps without a bid, by reason; the names are in [`StatsPrefix::reason_names`].
+    pub no_bid_imps: [u64; MAX_NO_BID_REASONS],
+    pub checksum: u64,
+}
+
+impl Default for TotalsValue {
+    fn default() -> Self {
+        TotalsValue {
+            requests: 0,
+            imps: 0,
+            bids: 0,
+            no_bid_requests: 0,
+            deadline_missed: 0,
+            catalog_generation: 0,
+            strategy_contended: 0,
+            no_bid_imps: [0; MAX_NO_BID_REASONS],
+            checksum: 0,
+        }
+    }
+}
+
+impl TotalsValue {
+    fn sum(&self) -> u64 {
+        let head = [
+            self.requests,
+            self.imps,
+            self.bids,
+            self.no_bid_requests,
+            self.deadline_missed,
+            self.catalog_generation,
+            self.strategy_contended,
+        ];
+        checksum(head.into_iter().chain(self.no_bid_imps))
+    }
+
+    pub fn sealed(mut self) -> Self {
+        self.checksum = self.sum();
+        self
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.checksum == self.sum()
+    }
+}
+
+/// The shared-memory form of [`TotalsValue`].
+#[repr(C)]
+pub struct TotalsWords {
+    pub requests: AtomicU64,
+    pub imps: AtomicU64,
+    pub bids: AtomicU64,
+    pub no_bid_requests: AtomicU64,
+    pub deadline_missed: AtomicU64,
+    pub catalog_generation: AtomicU64,
+    pub strategy_contended: AtomicU64,
+    pub no_bid_imps: [AtomicU64; MAX_NO_BID_REASONS],
+    pub checksum: AtomicU64,
+}
+
+const _: () = assert!(size_of::<TotalsWords>() == 8 * (8 + MAX_NO_BID_REASONS));
+
+impl Payload for TotalsWords {
+    type Value = TotalsValue;
+
+    fn load(&self) -> TotalsValue {
+        TotalsValue {
+            requests: self.requests.load(Relaxed),
+            imps: self.imps.load(Relaxed),
+            bids: self.bids.load(Relaxed),
+            no_bid_requests: self.no_bid_requests.load(Relaxed),
+            deadline_missed: self.deadline_missed.load(Relaxed),
+            catalog_generation: self.catalog_generation.load(Relaxed),
+            strategy_contended: self.strategy_contended.load(Relaxed),
+            no_bid_imps: core::array::from_fn(|i| self.no_bid_imps[i].load(Relaxed)),
+            checksum: self.checksum.load(Relaxed),
+        }
+    }
+
+    fn store(&self, v: &TotalsValue) {
+        self.requests.store(v.requests, Relaxed);
+        self.imps.store(v.imps, Relaxed);
+        self.bids.store(v.bids, Relaxed);
+        self.no_bid_requests.store(v.no_bid_requests, Relaxed);
+        self.deadline_missed.store(v.deadline_missed, Relaxed);
+        self.catalog_generation.store(v.catalog_generation, Relaxed);
+        self.strategy_contended.store(v.strategy_contended, Relaxed);
+        for (word, n) in self.no_bid_imps.iter().zip(v.no_bid_imps) {
+            word.store(n, Relaxed);
+        }
+        self.checksum.store(v.checksum, Relaxed);
+    }
+}
+
+/// The section in front of the stats rows: the totals and the names of the no-bid
+/// reasons they count (the bidder writes the names when it opens the table, so the
+/// agent need not know the bidder's reason list).
+#[repr(C, align(64))]
+pub struct StatsPrefix {
+    pub totals: SeqCell<TotalsWords>,
+    pub reason_count: AtomicU32,
+    _pad: AtomicU32,
+    pub reason_names: [Key; MAX_NO_BID_REASONS],
+}
+
+const _: () = assert!(size_of::<Row<CampaignStatsWords>>().is_multiple_of(64));
+const _: () = assert!(size_of::<Row<PartnerStatsWords>>().is_multiple_of(64));
+const _: () = assert!(size_of::<StatsPrefix>().is_multiple_of(64));

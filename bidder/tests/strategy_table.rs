@@ -1,0 +1,374 @@
+//! The bidder's side of the strategy table: defaults without a table, rows read on
+//! the hot path, an agent that dies or re-creates the table, refused layouts, partner
+//! and budget overrides, and the stats table the bidder writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::budget::Budgets;
+use bidder::catalog::Catalog;
+use bidder::config::Config;
+use bidder::ledger::LedgerInbox;
+use bidder::stats_table::{StatsInputs, StatsPublisher};
+use bidder::strategy::{CampaignStrategy, PPM_ONE};
+use bidder::strategy_table::{Change, StrategyTable};
+use bidder_common::table::shm::{reason_names, OnMismatch, Table, Writer};
+use bidder_common::table::stats::{StatsTable, IN_CATALOG};
+use bidder_common::table::strategy::{
+    CampaignStrategyValue, PartnerLimitValue, StrategyTable as Layout, BUDGET_AS_CONFIGURED,
+    CAMPAIGN_PAUSED, MAX_REASONING_BYTES, PARTNER_ENABLED,
+};
+use bidder_common::table::Capacity;
+
+const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
+const CAP: Capacity = Capacity {
+    campaigns: 64,
+    partners: 8,
+};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("strategy-table-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn catalog() -> Catalog {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    Catalog::compile(&Config::load(&demo).unwrap()).unwrap()
+}
+
+fn row(margin_ppm: u32, max_cpm_micros: i64, paused: bool) -> CampaignStrategyValue {
+    let mut v = CampaignStrategyValue {
+        margin_ppm,
+        pacing_ppm: PPM_ONE,
+        shading_ppm: PPM_ONE,
+        flags: if paused { CAMPAIGN_PAUSED } else { 0 },
+        max_cpm_micros,
+        daily_budget_micros: BUDGET_AS_CONFIGURED,
+        updated_at_unix_ms: 1,
+        updated_by: 1000,
+        reasoning_len: 0,
+        reasoning: [0; MAX_REASONING_BYTES],
+        checksum: 0,
+    };
+    v.set_reasoning("test");
+    v.sealed()
+}
+
+fn strategy_of(table: &StrategyTable, catalog: &Catalog, id: &str) -> CampaignStrategy {
+    let idx = catalog.campaign_by_id(id).unwrap();
+    table
+        .source_for(catalog)
+        .campaign(idx, &catalog.campaigns[idx])
+}
+
+#[test]
+fn without_a_table_the_bidder_bids_on_the_configuration() {
+    let dir = TempDir::new("none");
+    let catalog = catalog();
+    let table = StrategyTable::open(&dir.0.join("strategy"));
+    assert!(table.mapped().is_none());
+    let s = strategy_of(&table, &catalog, "acme-display");
+    assert_eq!(
+        s,
+        CampaignStrategy {
+            margin_ppm: PPM_ONE,
+            max_cpm_micros: 5_000_000,
+            pacing_ppm: PPM_ONE,
+            shading_ppm: 900_000,
+            paused: false
+        }
+    );
+    assert_eq!(table.poll(), Change::default());
+}
+
+#[test]
+fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
+    let dir = TempDir::new("rows");
+    let path = dir.0.join("strategy");
+    let catalog = catalog();
+    let table = StrategyTable::open(&path);
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    agent
+        .put_campaign("acme-display", &row(1_200_000, 3_000_000, false))
+        .unwrap();
+    assert_eq!(
+        table.poll(),
+        Change {
+            remap: true,
+            values: true
+        }
+    );
+    let source = table.source_for(&catalog);
+    let idx = catalog.campaign_by_id("acme-display").unwrap();
+    let campaign = &catalog.campaigns[idx];
+    assert_eq!(source.campaign(idx, campaign).margin_ppm, 1_200_000);
+    assert_eq!(source.campaign(idx, campaign).max_cpm_micros, 3_000_000);
+    agent
+        .put_campaign("acme-display", &row(1_100_000, 3_000_000, true))
+        .unwrap();
+    let s = source.campaign(idx, campaign);
+    assert!(s.paused && s.margin_ppm == 1_100_000, "{s:?}");
+    // A campaign without a row stays on the configuration.
+    let other = catalog.campaign_by_id("zephyr-video").unwrap();
+    assert_eq!(
+        source.campaign(other, &catalog.campaigns[other]).margin_ppm,
+        PPM_ONE
+    );
+}
+
+#[test]
+fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
+    let dir = TempDir::new("agent-dies");
+    let path = dir.0.join("strategy");
+    let catalog = catalog();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    agent
+        .put_campaign("acme-display", &row(1_300_000, 4_000_000, false))
+        .unwrap();
+    let table = StrategyTable::open(&path);
+    drop(agent);
+    std::fs::remove_file(&path).unwrap();
+    table.poll();
+    assert_eq!(
+        strategy_of(&table, &catalog, "acme-display").margin_ppm,
+        1_300_000
+    );
+    // A re-created table (new inode) is mapped on the next poll.
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    agent
+        .put_campaign("acme-display", &row(950_000, 4_000_000, false))
+        .unwrap();
+    assert!(table.poll().remap);
+    assert_eq!(
+        strategy_of(&table, &catalog, "acme-display").margin_ppm,
+        950_000
+    );
+}
+
+#[test]
+fn a_table_of_another_layout_is_refused_and_the_last_good_one_stays() {
+    let dir = TempDir::new("layout");
+    let path = dir.0.join("strategy");
+    let catalog = catalog();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    agent
+        .put_campaign("acme-display", &row(1_400_000, 4_000_000, false))
+        .unwrap();
+    drop(agent);
+    let table = StrategyTable::open(&path);
+    // Something else appears under the name: a stats table (wrong magic).
+    let stats = dir.0.join("stats");
+    drop(Writer::<StatsTable>::open(&stats, CAP, OnMismatch::Recreate).unwrap());
+    std::fs::rename(&stats, &path).unwrap();
+    assert!(!table.poll().remap);
+    assert_eq!(
+        strategy_of(&table, &catalog, "acme-display").margin_ppm,
+        1_400_000
+    );
+    // A fresh bidder facing the same file starts on the configuration.
+    let fresh = StrategyTable::open(&path);
+    assert!(fresh.mapped().is_none());
+    assert_eq!(
+        strategy_of(&fresh, &catalog, "acme-display").margin_ppm,
+        PPM_ONE
+    );
+}
+
+#[test]
+fn partner_and_budget_rows_override_the_configuration() {
+    let dir = TempDir::new("overrides");
+    let path = dir.0.join("strategy");
+    let mut catalog = catalog();
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let limit = PartnerLimitValue {
+        qps_limit: 10,
+        burst: 2,
+        flags: 0,
+        ..PartnerLimitValue::default()
+    };
+    agent.put_partner("ssp-b", &limit.sealed()).unwrap();
+    let mut budget_row = row(PPM_ONE, 5_000_000, false);
+    budget_row.daily_budget_micros = 7_000_000;
+    agent
+        .put_campaign("acme-display", &budget_row.sealed())
+        .unwrap();
+    let table = StrategyTable::open(&path);
+    table.apply_partner_overrides(&mut catalog.partners);
+    let ssp = &catalog.partners[catalog.partner_by_name("ssp-b").unwrap() as usize];
+    assert_eq!((ssp.qps_limit, ssp.burst, ssp.enabled), (10, 2, false));
+    let configured = table.configured_partner("ssp-b").unwrap();
+    assert_eq!(
+        (configured.qps_limit, configured.burst, configured.enabled),
+        (20_000, 2_000, true)
+    );
+    assert!(table.configured_partner("exchange-a").is_none());
+    let slot = catalog.campaigns[catalog.campaign_by_id("acme-display").unwrap()].budget_slot;
+    table.apply_budget_overrides(&catalog, &budgets);
+    assert_eq!(budgets.snapshot(slot).daily_micros, 7_000_000);
+    assert_eq!(budgets.snapshot(slot).available_micros, 7_000_000);
+    // Back to "as configured".
+    agent
+        .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
+        .unwrap();
+    table.apply_budget_overrides(&catalog, &budgets);
+    assert_eq!(budgets.snapshot(slot).daily_micros, 500_000_000);
+    let enabled = PartnerLimitValue {
+        flags: PARTNER_ENABLED,
+        ..limit
+    };
+    agent.put_partner("ssp-b", &enabled.sealed()).unwrap();
+    assert!(table.poll().values);
+    assert!(table.partner_rows()["ssp-b"].enabled());
+}
+
+#[test]
+fn the_price_of_the_next_bid_follows_the_table() {
+    let dir = TempDir::new("price");
+    let path = dir.0.join("strategy");
+    let catalog = catalog();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    agent
+        .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
+        .unwrap();
+    let table = StrategyTable::open(&path);
+    let bidding = Bidding {
+        budgets: Arc::new(Budgets::new(
+            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+        )),
+        strategy: table.source_for(&catalog),
+        inbox: Arc::new(LedgerInbox::new(64)),
+        catalog: Arc::new(catalog),
+    };
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let price = |worker: &mut Worker| -> Option<f64> {
+        let mut body = BANNER.as_bytes().to_vec();
+        let arrival = Arrival {
+            partner: Some(0),
+            now_ms: 1_795_429_800_000,
+            at: Instant::now(),
+        };
+        match worker.bid(&bidding, &mut body, arrival) {
+            Answer::Bid(json) => {
+                let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+                v["seatbid"][0]["bid"][0]["price"].as_f64()
+            }
+            _ => None,
+        }
+    };
+    assert_eq!(price(&mut worker), Some(2.0));
+    agent
+        .put_campaign("acme-display", &row(1_250_000, 5_000_000, false))
+        .unwrap();
+    assert_eq!(price(&mut worker), Some(2.5));
+    agent
+        .put_campaign("acme-display", &row(1_250_000, 2_200_000, false))
+        .unwrap();
+    assert_eq!(
+        price(&mut worker),
+        Some(2.2),
+        "the strategy's max CPM caps the price"
+    );
+    agent
+        .put_campaign("acme-display", &row(1_250_000, 9_000_000, false))
+        .unwrap();
+    assert_eq!(price(&mut worker), Some(2.5));
+    agent
+        .put_campaign("acme-display", &row(1_500_000, 9_000_000, false))
+        .unwrap();
+    assert_eq!(price(&mut worker), Some(3.0));
+    agent
+        .put_campaign("acme-display", &row(1_500_000, 9_000_000, true))
+        .unwrap();
+    assert_eq!(price(&mut worker), None, "a paused campaign does not bid");
+}
+
+#[test]
+fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
+    let dir = TempDir::new("stats");
+    let catalog = Arc::new(catalog());
+    let budgets = Arc::new(Budgets::new(
+        catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+    ));
+    let strategy = StrategyTable::open(&dir.0.join("strategy"));
+    let bidding = Bidding {
+        budgets: Arc::clone(&budgets),
+        strategy: strategy.source_for(&catalog),
+        inbox: Arc::new(LedgerInbox::new(64)),
+        catalog: Arc::clone(&catalog),
+    };
+    let service = bidder::bid_service::BidService::new(bidding, 1);
+    let stats_path = dir.0.join("stats");
+    let mut publisher = StatsPublisher::open(&stats_path, CAP).unwrap();
+    let second = StatsPublisher::open(&stats_path, CAP);
+    assert!(
+        second.is_err(),
+        "a second bidder cannot write the same stats table"
+    );
+    let slot = catalog.campaigns[0].budget_slot;
+    let reservation = budgets.reserve(slot, 1_234).unwrap();
+    let inputs = StatsInputs {
+        generation: service.current(),
+        budgets: Arc::clone(&budgets),
+        decisions: Vec::new(),
+        workers: Vec::new(),
+        strategy_contended: 3,
+    };
+    publisher.publish(&inputs, &strategy);
+    budgets.release(reservation);
+    let table = Table::<StatsTable>::open_read(&stats_path).unwrap();
+    assert_eq!(table.campaigns().len(), catalog.campaigns.len());
+    let acme = table.campaigns()[table.find_campaign("acme-display").unwrap()]
+        .load()
+        .unwrap();
+    assert!(acme.is_sealed());
+    assert_eq!(acme.flags, IN_CATALOG);
+    assert_eq!(acme.max_bid_cpm_micros, 5_000_000);
+    assert_eq!(acme.reserved_micros, 1_234);
+    assert_eq!(acme.default_shading_ppm, 900_000);
+    assert_eq!(table.partners().len(), 2);
+    let totals = table.prefix().totals.load().unwrap();
+    assert_eq!(totals.strategy_contended, 3);
+    let names = reason_names(&table);
+    assert_eq!(names[0], "invalid_request");
+    assert_eq!(names.len(), bidder::decide::NoBidReason::COUNT);
+}
+
+#[test]
+fn the_strategy_section_has_defaults_and_bounded_numbers() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let config = Config::from_text(&demo, text.clone()).unwrap();
+    assert_eq!(
+        config.strategy.table_path,
+        Path::new("/dev/shm/bidder-strategy")
+    );
+    assert_eq!(config.strategy.stats_campaign_capacity, 4_096);
+    let bad = format!("{text}\n[strategy]\npoll_interval_ms = 0\nstats_partner_capacity = 0\n");
+    let errors = Config::from_text(&demo, bad).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 2, "{text:?}");
+    assert!(
+        text[0].contains("strategy.stats_partner_capacity"),
+        "{text:?}"
+    );
+    assert!(
+        text[1].contains("strategy.poll_interval_ms: 0 is outside 1..=60000"),
+        "{text:?}"
+    );
+}
