@@ -2,8 +2,8 @@
 //! reader in another process copy rows and check each copy is whole — its checksum
 //! matches and every field derives from the same write. Millions of reads, zero torn.
 //!
-//! The other process is this test binary again, running the ignored
-//! `stress_reader_child` test with the table path in its environment.
+//! The other process is this test binary again, running the stress test itself with
+//! the table path in its environment.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -113,6 +113,16 @@ impl Drop for TempDir {
 
 #[test]
 fn readers_in_threads_and_another_process_never_see_a_torn_row() {
+    // The same test binary, started again by this test with the table path in its
+    // environment, is the reader in the other process.
+    if let Some(path) = std::env::var_os(CHILD_ENV) {
+        let t = read_loop(Path::new(&path), READS_IN_CHILD, 0xDEAD_BEEF);
+        println!(
+            "child reads={} torn={} contended={}",
+            t.reads, t.torn, t.contended
+        );
+        return;
+    }
     let dir = TempDir(std::env::temp_dir().join(format!("table-stress-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("strategy");
@@ -142,7 +152,11 @@ fn readers_in_threads_and_another_process_never_see_a_torn_row() {
     };
 
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "stress_reader_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "readers_in_threads_and_another_process_never_see_a_torn_row",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .spawn()
@@ -190,20 +204,6 @@ fn readers_in_threads_and_another_process_never_see_a_torn_row() {
     assert!(writes > 10_000, "the writer barely ran ({writes} writes)");
     // Contended reads fail closed; they must stay rare even under this abuse.
     assert!(total.contended + field("contended") < total.reads / 100);
-}
-
-/// The reader half in another process; does nothing unless started by the test above.
-#[test]
-#[ignore = "helper: started in a child process by the stress test"]
-fn stress_reader_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
-    let t = read_loop(Path::new(&path), READS_IN_CHILD, 0xDEAD_BEEF);
-    println!(
-        "child reads={} torn={} contended={}",
-        t.reads, t.torn, t.contended
-    );
 }
 
 /// The checker itself must be able to fail: a value mixing two writes is caught.

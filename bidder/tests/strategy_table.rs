@@ -320,7 +320,8 @@ fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
         second.is_err(),
         "a second bidder cannot write the same stats table"
     );
-    let slot = catalog.campaigns[0].budget_slot;
+    let acme_idx = catalog.campaign_by_id("acme-display").unwrap();
+    let slot = catalog.campaigns[acme_idx].budget_slot;
     let reservation = budgets.reserve(slot, 1_234).unwrap();
     let inputs = StatsInputs {
         generation: service.current(),
