@@ -6,10 +6,12 @@
 //! Every client socket has read and write timeouts, and every server is shut down (and
 //! its threads joined) by the test that started it.
 
+#[path = "support/promtool.rs"]
+mod promtool;
+use promtool::promtool_check;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -29,7 +31,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
 const BASE_URL: &str = "http://bidder.test/notice";
 const DAILY_MICROS: i64 = 1_000_000;
-const PROMTOOL: &str = "/usr/bin/promtool";
 
 struct Setup {
     port: ControlPort,
@@ -188,33 +189,6 @@ fn eventually(limit: Duration, what: &str, cond: impl Fn() -> bool) {
         assert!(Instant::now() < until, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn promtool_check(text: &str) {
-    assert!(
-        Path::new(PROMTOOL).exists(),
-        "{PROMTOOL} is missing: install Debian's `prometheus` package (the setup step does)"
-    );
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics failed:\n{}{}\n--- scrape ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

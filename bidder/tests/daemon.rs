@@ -11,6 +11,10 @@
 #[path = "engines/harness.rs"]
 mod harness;
 
+#[path = "support/promtool.rs"]
+mod promtool;
+use promtool::promtool_check;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,7 +27,6 @@ use std::time::{Duration, Instant};
 use harness::{banner, edit, eventually, metric_sum, post, unbiddable, Client, CLIENT_TIMEOUT};
 
 const BIDDER: &str = env!("CARGO_BIN_EXE_bidder");
-const PROMTOOL: &str = "/usr/bin/promtool";
 /// How long a daemon may take to answer `/ready` (a debug build on a busy machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a daemon may take to exit after SIGTERM: the configured grace and slack.
@@ -308,34 +311,6 @@ fn try_admin(
         .map_or("", |(_, b)| b)
         .to_owned();
     Ok((status, body))
-}
-
-fn promtool_check(text: &str) {
-    assert!(
-        Path::new(PROMTOOL).exists(),
-        "{PROMTOOL} is missing: install Debian's `prometheus` package (`cargo xtask setup` does)"
-    );
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics failed ({}):\n{}{}\n--- scrape ---\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `bidder <args> --config <config>` to completion; killed (and the test failed) if it

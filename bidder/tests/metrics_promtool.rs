@@ -3,9 +3,11 @@
 //! Prometheus project's own linter. promtool comes from Debian's `prometheus` package,
 //! which the setup step installs; without it this test fails rather than pass silently.
 
-use std::io::Write;
+#[path = "support/promtool.rs"]
+mod promtool;
+use promtool::promtool_check;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +17,6 @@ use bidder::config::Config;
 use bidder::decide::{DecisionStats, NoBidReason};
 use bidder::http::Status;
 use bidder::metrics::{Collect, PromText, Registry, PUBLISH_INTERVAL_MS};
-
-const PROMTOOL: &str = "/usr/bin/promtool";
 
 fn catalog() -> Catalog {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
@@ -71,35 +71,6 @@ impl Collect for Awkward {
             7,
         );
     }
-}
-
-/// Runs `promtool check metrics` on `text`; panics with its output on any finding.
-pub fn promtool_check(text: &str) {
-    assert!(
-        Path::new(PROMTOOL).exists(),
-        "{PROMTOOL} is missing: install Debian's `prometheus` package (the setup step does)"
-    );
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics failed ({}):\n{}{}\n--- scrape ---\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
