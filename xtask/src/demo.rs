@@ -23,6 +23,17 @@ const TRAFFIC_DIR: &str = "bidder/examples/traffic";
 /// Where the demo config listens for bids and for admin requests.
 const BID_ADDR: &str = "127.0.0.1:8080";
 const ADMIN_ADDR: &str = "127.0.0.1:9090";
+/// The demo config's strategy and stats tables (`[strategy]` in the demo config),
+/// removed at start so every demo begins from the configured strategy.
+const DEMO_TABLES: [&str; 2] = [
+    "/dev/shm/bidder-demo-strategy",
+    "/dev/shm/bidder-demo-stats",
+];
+/// The campaign whose strategy the demo changes through the agent, and its new margin.
+const DEMO_CAMPAIGN: &str = "acme-display";
+const DEMO_MARGIN: &str = "1.25";
+/// How long a strategy change may take to reach the bidder's bids.
+const STRATEGY_VISIBLE_TIMEOUT_MS: u64 = 2_000;
 /// How long the server may take to become ready.
 const READY_TIMEOUT_MS: u64 = 15_000;
 /// Metric families the demo prints from `/metrics`.
@@ -38,13 +49,23 @@ const SHOWN_METRICS: [&str; 5] = [
 pub fn run() -> Result<()> {
     setup::run()?;
     let root = paths::workspace_root();
-    println!("demo: building the bidder");
+    println!("demo: building the bidder and the agent");
     command::stream(
         command::cargo()
-            .args(["build", "--package", "bidder", "--bin", "bidder"])
+            .args([
+                "build",
+                "--package",
+                "bidder",
+                "--package",
+                "agent",
+                "--bins",
+            ])
             .current_dir(root),
     )?;
     let bidder = paths::target_dir().join("debug").join("bidder");
+    for table in DEMO_TABLES {
+        let _ = fs::remove_file(table);
+    }
     let requests = example_requests(&root.join(TRAFFIC_DIR))?;
     dry_run(&bidder, root, &requests)?;
     live(&bidder, root, &requests)
@@ -96,13 +117,97 @@ fn live(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
     for line in shown {
         println!("  {line}");
     }
+    agent_changes_strategy(root)?;
     server.stop()
+}
+
+/// Starts the agent, changes a campaign's margin with `bidderctl`, and shows the next
+/// bid carrying the new price.
+fn agent_changes_strategy(root: &Path) -> Result<()> {
+    println!(
+        "\ndemo: ── the agent: `bidderctl strategy set {DEMO_CAMPAIGN} --margin {DEMO_MARGIN}` ──"
+    );
+    let dir = std::env::temp_dir().join(format!("bidder-demo-agent-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    let socket = dir.join("control.sock");
+    let uid = String::from_utf8(Command::new("id").arg("-u").output()?.stdout)?
+        .trim()
+        .to_string();
+    let config = format!(
+        "audit_log = \"{audit}\"\nbidder_admin = \"{ADMIN_ADDR}\"\n[socket]\npath = \"{socket}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{}\"\nstats_path = \"{}\"\n",
+        DEMO_TABLES[0],
+        DEMO_TABLES[1],
+        audit = dir.join("audit.jsonl").display(),
+        socket = socket.display(),
+    );
+    let config_path = dir.join("agent.toml");
+    fs::write(&config_path, config)?;
+    let debug = paths::target_dir().join("debug");
+    let agent = Server(
+        Command::new(debug.join("agent"))
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting the agent")?,
+    );
+    let started = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if started.elapsed() > Duration::from_millis(READY_TIMEOUT_MS) {
+            bail!("the agent's socket {} did not appear", socket.display());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let banner = fs::read(root.join(TRAFFIC_DIR).join("01-site-banner.json"))?;
+    let before = http(BID_ADDR, "POST", "/bid/exchange-a", &banner)?;
+    println!("demo: before: {}", summary(before.0, &before.1));
+    let mut ctl = Command::new(debug.join("bidderctl"));
+    ctl.arg("--socket").arg(&socket).args([
+        "strategy",
+        "set",
+        DEMO_CAMPAIGN,
+        "--margin",
+        DEMO_MARGIN,
+        "--why",
+        "demo: show a strategy change",
+    ]);
+    command::stream(&mut ctl)?;
+    let changed = Instant::now();
+    loop {
+        let after = http(BID_ADDR, "POST", "/bid/exchange-a", &banner)?;
+        if after.0 == 200 && summary(after.0, &after.1) != summary(before.0, &before.1) {
+            println!(
+                "demo: after:  {} (visible {} µs after bidderctl returned)",
+                summary(after.0, &after.1),
+                changed.elapsed().as_micros()
+            );
+            break;
+        }
+        if changed.elapsed() > Duration::from_millis(STRATEGY_VISIBLE_TIMEOUT_MS) {
+            bail!("the strategy change did not reach the bids within {STRATEGY_VISIBLE_TIMEOUT_MS} ms");
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    let mut audit = Command::new(debug.join("bidderctl"));
+    audit.arg("--socket").arg(&socket).args(["audit", "tail"]);
+    command::stream(&mut audit)?;
+    agent.stop_quietly();
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// A child process that is killed if the demo fails half-way.
 struct Server(Child);
 
 impl Server {
+    /// SIGTERM and wait, for a helper process whose exit status does not matter.
+    fn stop_quietly(mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.0.wait();
+    }
+
     /// SIGTERM, then wait for a clean exit.
     fn stop(mut self) -> Result<()> {
         println!("\ndemo: stopping the server (SIGTERM)");
