@@ -23,12 +23,6 @@ const TRAFFIC_DIR: &str = "bidder/examples/traffic";
 /// Where the demo config listens for bids and for admin requests.
 const BID_ADDR: &str = "127.0.0.1:8080";
 const ADMIN_ADDR: &str = "127.0.0.1:9090";
-/// The demo config's strategy and stats tables (`[strategy]` in the demo config),
-/// removed at start so every demo begins from the configured strategy.
-const DEMO_TABLES: [&str; 2] = [
-    "/dev/shm/bidder-demo-strategy",
-    "/dev/shm/bidder-demo-stats",
-];
 /// The campaign whose strategy the demo changes through the agent, and its new margin.
 const DEMO_CAMPAIGN: &str = "acme-display";
 const DEMO_MARGIN: &str = "1.25";
@@ -63,9 +57,6 @@ pub fn run() -> Result<()> {
             .current_dir(root),
     )?;
     let bidder = paths::target_dir().join("debug").join("bidder");
-    for table in DEMO_TABLES {
-        let _ = fs::remove_file(table);
-    }
     let requests = example_requests(&root.join(TRAFFIC_DIR))?;
     dry_run(&bidder, root, &requests)?;
     live(&bidder, root, &requests)
@@ -87,10 +78,17 @@ fn dry_run(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
 
 /// The real server: start, wait for `/ready`, bid over HTTP, scrape, stop.
 fn live(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
-    println!("\ndemo: ── live: `bidder run --config {DEMO_CONFIG}` ──");
+    println!("\ndemo: ── live: `bidder run` on {DEMO_CONFIG} ──");
+    // The demo's strategy and stats tables live in a folder of its own, so it neither
+    // picks up strategy another bidder on this host left behind nor leaves any.
+    let dir = Scratch::new()?;
+    let config = dir.0.join("demo.toml");
+    fs::write(&config, live_config(root, &dir.0)?)?;
     let mut server = Server(
         Command::new(bidder)
-            .args(["run", "--config", DEMO_CONFIG])
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
             .current_dir(root)
             .stdin(Stdio::null())
             .spawn()
@@ -117,26 +115,56 @@ fn live(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
     for line in shown {
         println!("  {line}");
     }
-    agent_changes_strategy(root)?;
+    agent_changes_strategy(root, &dir.0)?;
     server.stop()
+}
+
+/// A temporary folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("bidder-demo-{}", std::process::id()));
+        fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The demo configuration with its tables in `dir` and the key file by absolute path.
+fn live_config(root: &Path, dir: &Path) -> Result<String> {
+    let text = fs::read_to_string(root.join(DEMO_CONFIG))?;
+    let key = root.join("bidder/examples/demo-notice.key");
+    let text = text.replace(
+        "hmac_key_file = \"demo-notice.key\"",
+        &format!("hmac_key_file = \"{}\"", key.display()),
+    );
+    Ok(format!(
+        "{text}\n[strategy]\ntable_path = \"{}\"\nstats_path = \"{}\"\n",
+        dir.join("strategy").display(),
+        dir.join("stats").display()
+    ))
 }
 
 /// Starts the agent, changes a campaign's margin with `bidderctl`, and shows the next
 /// bid carrying the new price.
-fn agent_changes_strategy(root: &Path) -> Result<()> {
+fn agent_changes_strategy(root: &Path, dir: &Path) -> Result<()> {
     println!(
         "\ndemo: ── the agent: `bidderctl strategy set {DEMO_CAMPAIGN} --margin {DEMO_MARGIN}` ──"
     );
-    let dir = std::env::temp_dir().join(format!("bidder-demo-agent-{}", std::process::id()));
-    fs::create_dir_all(&dir)?;
     let socket = dir.join("control.sock");
     let uid = String::from_utf8(Command::new("id").arg("-u").output()?.stdout)?
         .trim()
         .to_string();
     let config = format!(
         "audit_log = \"{audit}\"\nbidder_admin = \"{ADMIN_ADDR}\"\n[socket]\npath = \"{socket}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{}\"\nstats_path = \"{}\"\n",
-        DEMO_TABLES[0],
-        DEMO_TABLES[1],
+        dir.join("strategy").display(),
+        dir.join("stats").display(),
         audit = dir.join("audit.jsonl").display(),
         socket = socket.display(),
     );
@@ -193,7 +221,6 @@ fn agent_changes_strategy(root: &Path) -> Result<()> {
     audit.arg("--socket").arg(&socket).args(["audit", "tail"]);
     command::stream(&mut audit)?;
     agent.stop_quietly();
-    let _ = fs::remove_dir_all(&dir);
     Ok(())
 }
 
