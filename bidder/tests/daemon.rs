@@ -172,7 +172,15 @@ impl Daemon {
             let dir = TempDir::new(tag);
             let config = dir.0.join("bidder.toml");
             let log = dir.0.join("bidder.log");
-            std::fs::write(&config, customise(demo_config(bid, admin))).expect("write config");
+            // Strategy and stats tables of its own: no state shared with other bidders
+            // (or tests) on this host.
+            let tables = format!(
+                "\n[strategy]\ntable_path = \"{}\"\nstats_path = \"{}\"\n",
+                dir.0.join("strategy").display(),
+                dir.0.join("stats").display()
+            );
+            let text = customise(demo_config(bid, admin)) + &tables;
+            std::fs::write(&config, text).expect("write config");
             let out = File::create(&log).expect("create log");
             let child = Command::new(BIDDER)
                 .args(["run", "--config"])
