@@ -36,8 +36,25 @@ fn injected_delay_us(seq: u64) -> u64 {
     FAST_MIN_US + (z ^ (z >> 29)) % (FAST_SPREAD_US + 1)
 }
 
+/// Attempts at the measurement: a shared 2-core host can stall the whole VM for a few
+/// hundred milliseconds, which moves every percentile at once; that does not repeat,
+/// while a wrong measurement fails every attempt.
+const ATTEMPTS: usize = 2;
+
 #[test]
 fn reported_percentiles_match_an_injected_latency_distribution() {
+    let mut failures = Vec::new();
+    for _ in 0..ATTEMPTS {
+        match attempt() {
+            Ok(()) => return,
+            Err(e) => failures.push(e),
+        }
+    }
+    panic!("every attempt failed:\n{}", failures.join("\n---\n"));
+}
+
+/// One run against the injected distribution; `Err` says which percentile missed.
+fn attempt() -> Result<(), String> {
     let server = TestServer::start(|request| {
         common::Reply::no_content_after(Duration::from_micros(injected_delay_us(request.seq)))
     });
@@ -74,10 +91,11 @@ fn reported_percentiles_match_an_injected_latency_distribution() {
     ];
     for (field, want, below, above) in expected {
         let got = ms(report, field);
-        assert!(
-            got >= want - below && got <= want + above,
-            "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{below}/+{above} ms)\n{report:#}"
-        );
+        if !(got >= want - below && got <= want + above) {
+            return Err(format!(
+                "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{below}/+{above} ms)\n{report:#}"
+            ));
+        }
     }
     let achieved = report["achieved_rps"].as_f64().unwrap();
     assert!(
@@ -85,4 +103,5 @@ fn reported_percentiles_match_an_injected_latency_distribution() {
         "achieved {achieved} req/s of 400"
     );
     assert_eq!(report["requests"]["status_204"], report["requests"]["sent"]);
+    Ok(())
 }
