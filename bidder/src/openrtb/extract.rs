@@ -539,7 +539,7 @@ impl<'a> Extract<'_, '_, 'a> {
                         eid.first_uid = uids
                             .and_then(|mut u| u.next())
                             .and_then(|uid| object(nodes, uid))
-                            .and_then(|mut f| f.find(|(k, _)| *k == "id"))
+                            .and_then(|f| f.filter(|(k, _)| *k == "id").last())
                             .and_then(|(_, v)| str_at(nodes, v));
                     }
                     _ => {}
@@ -606,7 +606,7 @@ impl<'a> Extract<'_, '_, 'a> {
         if source.schain.is_none() {
             let schain = ext
                 .and_then(|v| object(nodes, v))
-                .and_then(|mut f| f.find(|(k, _)| *k == "schain"));
+                .and_then(|f| f.filter(|(k, _)| *k == "schain").last());
             if let Some((_, v)) = schain {
                 source.schain = self.schain(v)?;
                 if source.schain.is_some() {

@@ -4,6 +4,20 @@
 //! Entry point: [`Parser::parse`]. Both engines (io_uring and tokio) call it with the
 //! request body; the decision core reads the [`BidRequest`] it returns.
 //!
+//! ```
+//! use bidder::openrtb::Parser;
+//!
+//! let mut parser = Parser::new(); // one per worker, reused for every request
+//! let mut body = br#"{"id":"r1","imp":[{"id":"1","bidfloor":0.5,
+//!     "banner":{"w":300,"h":250}}],"bcat":["IAB25"]}"#.to_vec();
+//! let req = parser.parse(&mut body)?;
+//! let imp = &req.imps()[0];
+//! assert_eq!(imp.bidfloor_micros, 500_000);
+//! assert_eq!(req.formats(imp.banner.unwrap().format)[0].w, 300);
+//! assert_eq!(req.bcat(), ["IAB25"]);
+//! # Ok::<(), bidder::openrtb::ParseError>(())
+//! ```
+//!
 //! ## Limits
 //! Every limit below is enforced per request. A list whose truncation can only lose an
 //! opportunity (sizes, deals, extended ids) is cut at its limit and the request is

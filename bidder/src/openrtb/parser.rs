@@ -47,6 +47,11 @@ impl Parser {
     /// both the parser and the body; dropping it hands the request's storage back to
     /// the parser for the next call. Never panics, whatever the bytes.
     ///
+    /// Bind the guard with `let`: left as a temporary in a block's tail expression
+    /// (`match parser.parse(..) { .. }` as the last expression), it would be dropped
+    /// after the block's locals, and the borrow checker refuses that when the body is
+    /// one of them; a `;` after the `match` fixes it.
+    ///
     /// # Errors
     /// [`ParseError`] for a body that is too large, not JSON, too deep, or not a
     /// usable bid request (see the variants).
