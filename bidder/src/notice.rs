@@ -100,9 +100,11 @@ impl NoticeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoticeFields<'a> {
     pub bid_id: BidId,
+    /// The request's `imp.id`; percent-encoded in the URL, so any text is safe.
     pub imp_id: &'a str,
+    /// The campaign whose budget the notice settles.
     pub campaign_id: &'a str,
-    /// Our bid price, CPM in micros of the response currency.
+    /// Our bid price, CPM in micros of the response currency; never negative.
     pub price_micros: i64,
 }
 
@@ -151,11 +153,14 @@ pub enum NoticeError {
 /// values as it sent them (unverified: the exchange chose them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice<'q> {
+    /// Its timestamp lets the endpoint refuse notices older than any reservation.
     pub bid_id: BidId,
     /// Percent-decoded; borrowed from the query unless it had escapes.
     pub imp_id: Cow<'q, str>,
     pub campaign_id: Cow<'q, str>,
+    /// Our bid price in micros: the most the exchange may charge.
     pub price_micros: i64,
+    /// What the exchange substituted for its macros.
     pub auction: AuctionValues<'q>,
 }
 
@@ -163,13 +168,21 @@ pub struct Notice<'q> {
 /// An exchange that does not support a macro may leave it unsubstituted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuctionValues<'q> {
+    /// `${AUCTION_PRICE}`: the clearing price (CPM), possibly encrypted by the exchange.
     pub price: Option<&'q str>,
+    /// `${AUCTION_ID}`: the request id.
     pub auction_id: Option<&'q str>,
+    /// `${AUCTION_IMP_ID}`: the impression id.
     pub imp_id: Option<&'q str>,
+    /// `${AUCTION_BID_ID}`: the response's `bidid`.
     pub bid_id: Option<&'q str>,
+    /// `${AUCTION_SEAT_ID}`: the seat that bid.
     pub seat_id: Option<&'q str>,
+    /// `${AUCTION_CURRENCY}`: the currency of `price`.
     pub currency: Option<&'q str>,
+    /// `${AUCTION_LOSS}`: the OpenRTB loss reason code (loss notices only).
     pub loss: Option<&'q str>,
+    /// `${AUCTION_MIN_TO_WIN}`: the price that would have won (loss notices only).
     pub min_to_win: Option<&'q str>,
 }
 
