@@ -159,6 +159,12 @@ impl FromStr for BidId {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BidIdText([u8; BidId::TEXT_LEN]);
 
+impl fmt::Debug for BidIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl BidIdText {
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {

@@ -109,11 +109,10 @@ fn notice_urls(
     fbb: &mut FlatBufferBuilder<'static>,
     url: &mut Vec<u8>,
 ) -> [WIPOffset<&'static str>; 3] {
-    let fields = notice_fields(bid);
-    let tag = signer.sign(&fields);
+    let signed = signer.sign(&notice_fields(bid));
     [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss].map(|kind| {
         url.clear();
-        signer.write_url(kind, &fields, &tag, url);
+        signer.write_url(kind, &signed, url);
         fbb.create_string(std::str::from_utf8(url).expect("notice URLs are ASCII"))
     })
 }

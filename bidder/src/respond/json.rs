@@ -95,8 +95,7 @@ fn write_bid(signer: &NoticeSigner, bid: &BidOut<'_>, out: &mut Vec<u8>) {
 /// `nurl`, `burl`, `lurl`, sharing one tag. The signer guarantees the URLs need no JSON
 /// escaping, so they are written straight into the string.
 fn write_notice_urls(signer: &NoticeSigner, bid: &BidOut<'_>, out: &mut Vec<u8>) {
-    let fields = notice_fields(bid);
-    let tag = signer.sign(&fields);
+    let signed = signer.sign(&notice_fields(bid));
     let kinds = [
         (&b",\"nurl\":\""[..], NoticeKind::Win),
         (&b",\"burl\":\""[..], NoticeKind::Bill),
@@ -104,7 +103,7 @@ fn write_notice_urls(signer: &NoticeSigner, bid: &BidOut<'_>, out: &mut Vec<u8>)
     ];
     for (key, kind) in kinds {
         out.extend_from_slice(key);
-        signer.write_url(kind, &fields, &tag, out);
+        signer.write_url(kind, &signed, out);
         out.push(b'"');
     }
 }

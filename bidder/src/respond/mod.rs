@@ -43,7 +43,9 @@ const MTYPES: std::ops::RangeInclusive<u8> = 1..=4;
 
 /// One bid the decision chose, ready to encode. Borrowed from the request and the config.
 pub struct BidOut<'a> {
+    /// From the worker's [`crate::bid_id::BidIdGen`]; unique, so notices join back.
     pub bid_id: BidId,
+    /// The request's `imp.id` this bid is for.
     pub imp_id: &'a str,
     /// CPM in micro-units of the response currency; > 0 unless `deal_id` is `Some`.
     pub price_micros: i64,
@@ -54,14 +56,19 @@ pub struct BidOut<'a> {
     /// Markup from config, copied verbatim (exchange macros like `${AUCTION_PRICE}` are
     /// left in for the exchange). Empty = omitted (markup served from the win notice).
     pub adm: &'a str,
+    /// Advertiser domains; empty = omitted. At most [`MAX_LIST_ITEMS`].
     pub adomain: &'a [String],
+    /// IAB content categories; empty = omitted. At most [`MAX_LIST_ITEMS`].
     pub cat: &'a [String],
+    /// Creative attributes; empty = omitted. At most [`MAX_LIST_ITEMS`].
     pub attr: &'a [u32],
-    /// Creative size in pixels; 0 = omit.
+    /// Creative width in pixels; 0 = omit.
     pub w: u32,
+    /// Creative height in pixels; 0 = omit.
     pub h: u32,
-    /// 1 banner, 2 video, 3 audio, 4 native.
+    /// 1 banner, 2 video, 3 audio, 4 native; anything else is refused.
     pub mtype: u8,
+    /// The deal this bid is made under, if any; allows a zero price.
     pub deal_id: Option<&'a str>,
 }
 
@@ -69,6 +76,7 @@ pub struct BidOut<'a> {
 pub struct ResponseOut<'a> {
     /// The request's `id`, echoed.
     pub request_id: &'a str,
+    /// Our buyer seat id at this exchange.
     pub seat: &'a str,
     /// ISO-4217 currency of every price, e.g. `USD`.
     pub cur: &'a str,
@@ -186,43 +194,47 @@ fn validate(resp: &ResponseOut<'_>) -> Result<(), EncodeError> {
         .try_for_each(|(i, bid)| validate_bid(i, bid))
 }
 
-fn validate_bid(bid: usize, out: &BidOut<'_>) -> Result<(), EncodeError> {
+fn validate_bid(index: usize, bid: &BidOut<'_>) -> Result<(), EncodeError> {
     for (field, value) in [
-        ("impid", out.imp_id),
-        ("crid", out.creative_id),
-        ("cid", out.campaign_id),
+        ("impid", bid.imp_id),
+        ("crid", bid.creative_id),
+        ("cid", bid.campaign_id),
     ] {
         if value.is_empty() {
-            return Err(EncodeError::EmptyBidField { bid, field });
+            return Err(EncodeError::EmptyBidField { bid: index, field });
         }
     }
-    if out.deal_id == Some("") {
+    if bid.deal_id == Some("") {
         return Err(EncodeError::EmptyBidField {
-            bid,
+            bid: index,
             field: "dealid",
         });
     }
-    let floor = if out.deal_id.is_some() { 0 } else { 1 };
-    if !(floor..=MAX_CPM_MICROS).contains(&out.price_micros) {
+    let floor = if bid.deal_id.is_some() { 0 } else { 1 };
+    if !(floor..=MAX_CPM_MICROS).contains(&bid.price_micros) {
         return Err(EncodeError::Price {
-            bid,
-            micros: out.price_micros,
+            bid: index,
+            micros: bid.price_micros,
         });
     }
-    if !MTYPES.contains(&out.mtype) {
+    if !MTYPES.contains(&bid.mtype) {
         return Err(EncodeError::Mtype {
-            bid,
-            mtype: out.mtype,
+            bid: index,
+            mtype: bid.mtype,
         });
     }
     let lists = [
-        ("adomain", out.adomain.len()),
-        ("cat", out.cat.len()),
-        ("attr", out.attr.len()),
+        ("adomain", bid.adomain.len()),
+        ("cat", bid.cat.len()),
+        ("attr", bid.attr.len()),
     ];
     for (field, count) in lists {
         if count > MAX_LIST_ITEMS {
-            return Err(EncodeError::TooManyItems { bid, field, count });
+            return Err(EncodeError::TooManyItems {
+                bid: index,
+                field,
+                count,
+            });
         }
     }
     Ok(())
