@@ -134,9 +134,9 @@ impl Setup {
             campaign_id: "camp 1",
             price_micros: bid.price_cpm_micros,
         };
-        let tag = self.signer.sign(&fields);
+        let signed = self.signer.sign(&fields);
         let mut url = Vec::new();
-        self.signer.write_url(kind, &fields, &tag, &mut url);
+        self.signer.write_url(kind, &signed, &mut url);
         let url = String::from_utf8(url).unwrap();
         let path = url.strip_prefix("http://bidder.test").unwrap().to_owned();
         match price {
