@@ -6,8 +6,11 @@
 //! fixtures/openrtb`. A missing corpus fails the run: a silent skip would let CI pass
 //! without ever exercising the parser on real traffic.
 
+#[path = "support/corpus.rs"]
+mod corpus_support;
+use corpus_support::corpus_dir;
+
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use bidder::openrtb::{BidRequest, NativeRequest, Origins, ParseError, Parser};
@@ -15,24 +18,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
 
-const FIXTURES_ENV: &str = "BIDDER_FIXTURES";
-
 /// Fewer manifest entries than this means a truncated or wrong corpus.
 const MIN_MANIFEST_ENTRIES: usize = 150;
-
-fn corpus_dir() -> PathBuf {
-    let dir = match std::env::var_os(FIXTURES_ENV) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openrtb"),
-    };
-    assert!(
-        dir.join("MANIFEST.json").is_file(),
-        "OpenRTB corpus not found: {} has no MANIFEST.json; set {FIXTURES_ENV} to the \
-         fixtures/openrtb folder",
-        dir.display()
-    );
-    dir
-}
 
 struct Entry {
     path: String,

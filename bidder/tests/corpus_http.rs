@@ -11,29 +11,16 @@
 #[path = "engines/harness.rs"]
 mod harness;
 
-use std::path::PathBuf;
+#[path = "support/corpus.rs"]
+mod corpus_support;
+use corpus_support::corpus_dir;
 
 use bidder::http::HttpLimits;
 use harness::{bidding, demo_text, edit, gunzip, post, Bidder, EngineKind, EngineSettings};
 use serde_json::Value;
 
-const FIXTURES_ENV: &str = "BIDDER_FIXTURES";
 /// Fewer real requests than this means a truncated or wrong corpus.
 const MIN_REQUESTS: usize = 150;
-
-fn corpus_dir() -> PathBuf {
-    let dir = match std::env::var_os(FIXTURES_ENV) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openrtb"),
-    };
-    assert!(
-        dir.join("MANIFEST.json").is_file(),
-        "OpenRTB corpus not found: {} has no MANIFEST.json; set {FIXTURES_ENV} to the \
-         fixtures/openrtb folder",
-        dir.display()
-    );
-    dir
-}
 
 /// What a body must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

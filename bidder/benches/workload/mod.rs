@@ -22,19 +22,12 @@ use bidder::strategy::StaticStrategy;
 /// every run.
 pub const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
 
-/// Where the OpenRTB corpus lives: `BIDDER_FIXTURES`, else `shared/fixtures/openrtb`
-/// beside the repository (the layout of every worktree and of CI).
+#[path = "../../tests/support/corpus.rs"]
+mod corpus_support;
+
+/// Where the OpenRTB corpus lives (one definition for tests and benchmarks).
 pub fn fixtures_dir() -> PathBuf {
-    let dir = std::env::var_os("BIDDER_FIXTURES").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openrtb"),
-        PathBuf::from,
-    );
-    assert!(
-        dir.join("MANIFEST.json").is_file(),
-        "OpenRTB corpus not found at {}; set BIDDER_FIXTURES to the fixtures/openrtb folder",
-        dir.display()
-    );
-    dir
+    corpus_support::corpus_dir()
 }
 
 /// The IAB 2.6 spec's simple banner request (one 300×250 imp on a site).
