@@ -110,6 +110,9 @@ fn setup(name: &str) -> Setup {
             &format!("admin_listen = \"{admin}\""),
         )
         .replace("cores = [0, 1]", "cores = [0]")
+        // Not a deadline test: a busy CI host may stall a debug build for more than the
+        // demo's 8 ms, and a fail-closed no-bid then reads as a lost strategy.
+        .replace("deadline_cap_ms = 8", "deadline_cap_ms = 400")
         .replace(
             "hmac_key_file = \"demo-notice.key\"",
             &format!("hmac_key_file = \"{}\"", key.display()),
@@ -373,7 +376,8 @@ fn operators_steer_a_running_bidder_through_the_agent() {
 
     // Kill the agent under load: every bid keeps the last strategy, no errors.
     let stop = Arc::new(AtomicBool::new(false));
-    let (served, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let served = Arc::new(AtomicU64::new(0));
+    let wrong = Arc::new(std::sync::Mutex::new(Vec::new()));
     let load = {
         let (stop, served, wrong, bid) = (
             Arc::clone(&stop),
@@ -383,8 +387,9 @@ fn operators_steer_a_running_bidder_through_the_agent() {
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if bid_price(&bid) != Some(2_340_000) {
-                    wrong.fetch_add(1, Ordering::Relaxed);
+                let got = bid_price(&bid);
+                if got != Some(2_340_000) {
+                    wrong.lock().unwrap().push(got);
                 }
                 served.fetch_add(1, Ordering::Relaxed);
             }
@@ -399,13 +404,24 @@ fn operators_steer_a_running_bidder_through_the_agent() {
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
+    let wrong = wrong.lock().unwrap();
     println!(
         "agent killed and restarted under load: {} bids, {} not at the last strategy",
         served.load(Ordering::Relaxed),
-        wrong.load(Ordering::Relaxed)
+        wrong.len()
     );
     assert!(served.load(Ordering::Relaxed) > 10);
-    assert_eq!(wrong.load(Ordering::Relaxed), 0);
+    if !wrong.is_empty() {
+        let (_, metrics) = http(&s.admin, "GET", "/metrics", "").unwrap();
+        let no_bids: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("bidder_decision_no_bid_requests_total"))
+            .collect();
+        panic!(
+            "answers not at the last strategy: {wrong:?}\n{}",
+            no_bids.join("\n")
+        );
+    }
     let (code, out) = ctl(&s, &["--json", "strategy", "get", "acme-display"]);
     assert_eq!(code, 0);
     assert!(

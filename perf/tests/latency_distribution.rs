@@ -36,21 +36,12 @@ fn injected_delay_us(seq: u64) -> u64 {
     FAST_MIN_US + (z ^ (z >> 29)) % (FAST_SPREAD_US + 1)
 }
 
-/// Attempts at the measurement: a shared 2-core host can stall the whole VM for a few
-/// hundred milliseconds, which moves every percentile at once; that does not repeat,
-/// while a wrong measurement fails every attempt.
-const ATTEMPTS: usize = 2;
+/// Attempts at the measurement (see [`common::within_attempts`]).
+const ATTEMPTS: usize = 3;
 
 #[test]
 fn reported_percentiles_match_an_injected_latency_distribution() {
-    let mut failures = Vec::new();
-    for _ in 0..ATTEMPTS {
-        match attempt() {
-            Ok(()) => return,
-            Err(e) => failures.push(e),
-        }
-    }
-    panic!("every attempt failed:\n{}", failures.join("\n---\n"));
+    common::within_attempts(ATTEMPTS, attempt);
 }
 
 /// One run against the injected distribution; `Err` says which percentile missed.
@@ -98,10 +89,9 @@ fn attempt() -> Result<(), String> {
         }
     }
     let achieved = report["achieved_rps"].as_f64().unwrap();
-    assert!(
-        (achieved - 400.0).abs() <= 8.0,
-        "achieved {achieved} req/s of 400"
-    );
+    if (achieved - 400.0).abs() > 8.0 {
+        return Err(format!("achieved {achieved} req/s of 400\n{report:#}"));
+    }
     assert_eq!(report["requests"]["status_204"], report["requests"]["sent"]);
     Ok(())
 }
