@@ -179,9 +179,10 @@ fn readers_in_threads_and_another_process_never_see_a_torn_row() {
     let writes = writes.join().unwrap();
     assert!(out.status.success(), "reader process failed: {out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // The harness may print the test's name on the same line before the tally.
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("child "))
+        .find_map(|l| l.find("child reads=").map(|at| &l[at..]))
         .unwrap_or_else(|| panic!("no tally from the reader process: {stdout}"));
     let field = |name: &str| -> u64 {
         let tag = format!("{name}=");

@@ -63,9 +63,11 @@ fn build_object(ebpf_dir: &Path, out_dir: &Path, toolchain: &str) -> Result<(), 
     let target_dir = out_dir.join("ebpf-target");
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
     // CARGO_ENCODED_RUSTFLAGS separates flags with 0x1f. BTF lets the kernel check the
-    // maps' types; the cfg tells aya-ebpf which architecture's context layout to use.
-    let rustflags =
-        format!("--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf");
+    // maps' types; the cfg tells aya-ebpf which architecture's context layout to use;
+    // BPF ISA v3 has the compare-and-swap the rate limits need (kernel ≥ 5.12).
+    let rustflags = format!(
+        "--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Ctarget-cpu=v3"
+    );
     let mut cargo = match find_on_path("rustup") {
         Some(rustup) => {
             let mut c = Command::new(rustup);

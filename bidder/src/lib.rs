@@ -27,4 +27,5 @@ pub mod strategy;
 pub mod strategy_table;
 pub mod targeting;
 pub mod tokio_engine;
+pub mod xdp;
 pub mod xdp_object;

@@ -13,85 +13,102 @@ mod tests {
     use super::XDP_OBJECT;
     use aya_obj::{generated::bpf_map_type, Object, ProgramSection};
     use bidder_common::xdp::{
-        PacketClass, PacketCounter, BID_PORT_GLOBAL, PACKET_COUNTS_MAP, PROGRAM_NAME,
+        Counters, LpmV4, LpmV6, PartnerBuckets, PartnerLimit, Settings, ALL_MAPS, BLOCK_V4_MAP,
+        BLOCK_V6_MAP, BUCKETS_MAP, COUNTERS_MAP, COUNTER_SLOTS, LIMITS_MAP, LOG_STATE_MAP,
+        MAX_PARTNERS, MAX_PREFIXES, PARTNERS_V4_MAP, PARTNERS_V6_MAP, PROGRAM_NAME, SETTINGS_MAP,
     };
-    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
     fn parsed() -> Object {
         Object::parse(XDP_OBJECT).expect("the embedded XDP object is a valid BPF ELF")
     }
 
     #[test]
-    fn object_has_the_xdp_program_under_its_shared_name() {
+    fn object_has_the_xdp_program_under_its_shared_name_with_frags() {
         let object = parsed();
         let program = object
             .programs
             .get(PROGRAM_NAME)
             .unwrap_or_else(|| panic!("no program {PROGRAM_NAME} in {:?}", object.programs.keys()));
         assert!(
-            matches!(program.section, ProgramSection::Xdp { .. }),
-            "{PROGRAM_NAME} is in section {:?}, not xdp",
+            matches!(program.section, ProgramSection::Xdp { frags: true, .. }),
+            "{PROGRAM_NAME} is in section {:?}, not xdp.frags",
             program.section
         );
     }
 
     #[test]
-    fn packet_counts_map_matches_the_shared_types() {
+    fn maps_match_the_shared_types() {
+        use bpf_map_type::*;
         let object = parsed();
-        let map = object
-            .maps
-            .get(PACKET_COUNTS_MAP)
-            .unwrap_or_else(|| panic!("no map {PACKET_COUNTS_MAP} in {:?}", object.maps.keys()));
-        assert_eq!(
-            map.map_type(),
-            bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY as u32
-        );
-        assert_eq!(map.key_size() as usize, size_of::<u32>());
-        assert_eq!(map.value_size() as usize, size_of::<PacketCounter>());
-        assert_eq!(map.max_entries(), PacketClass::COUNT);
-    }
-
-    #[test]
-    fn bid_port_global_is_a_read_only_u16_defaulting_to_unset() {
-        // The loader overrides the global by symbol name before load; it must sit in
-        // `.rodata` (read-only to the program) and start as 0, "no bid port configured".
-        let elf = object::File::parse(XDP_OBJECT).expect("the embedded object is ELF");
-        let symbol = elf
-            .symbols()
-            .find(|symbol| symbol.name() == Ok(BID_PORT_GLOBAL))
-            .unwrap_or_else(|| panic!("no symbol {BID_PORT_GLOBAL}"));
-        assert_eq!(symbol.size() as usize, size_of::<u16>());
-        let section = elf
-            .section_by_index(symbol.section_index().expect("defined symbol"))
-            .expect("symbol section exists");
-        assert_eq!(section.name(), Ok(".rodata"));
-        let data = section.data().expect("section has bytes");
-        let at = (symbol.address() - section.address()) as usize;
-        assert_eq!(data[at..at + size_of::<u16>()], [0, 0]);
-    }
-
-    #[test]
-    fn kernel_verifier_accepts_the_program() {
-        if !running_as_root() {
-            eprintln!("skipped kernel_verifier_accepts_the_program: loading BPF needs root");
-            return;
+        let expect = [
+            (
+                SETTINGS_MAP,
+                BPF_MAP_TYPE_ARRAY,
+                4,
+                size_of::<Settings>(),
+                1,
+            ),
+            (
+                PARTNERS_V4_MAP,
+                BPF_MAP_TYPE_LPM_TRIE,
+                size_of::<LpmV4>(),
+                4,
+                MAX_PREFIXES,
+            ),
+            (
+                PARTNERS_V6_MAP,
+                BPF_MAP_TYPE_LPM_TRIE,
+                size_of::<LpmV6>(),
+                4,
+                MAX_PREFIXES,
+            ),
+            (
+                BLOCK_V4_MAP,
+                BPF_MAP_TYPE_LPM_TRIE,
+                size_of::<LpmV4>(),
+                4,
+                MAX_PREFIXES,
+            ),
+            (
+                BLOCK_V6_MAP,
+                BPF_MAP_TYPE_LPM_TRIE,
+                size_of::<LpmV6>(),
+                4,
+                MAX_PREFIXES,
+            ),
+            (
+                LIMITS_MAP,
+                BPF_MAP_TYPE_ARRAY,
+                4,
+                size_of::<PartnerLimit>(),
+                MAX_PARTNERS,
+            ),
+            (
+                BUCKETS_MAP,
+                BPF_MAP_TYPE_ARRAY,
+                4,
+                size_of::<PartnerBuckets>(),
+                MAX_PARTNERS,
+            ),
+            (
+                COUNTERS_MAP,
+                BPF_MAP_TYPE_PERCPU_ARRAY,
+                4,
+                size_of::<Counters>(),
+                COUNTER_SLOTS,
+            ),
+            (LOG_STATE_MAP, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1),
+        ];
+        assert_eq!(expect.len(), ALL_MAPS.len());
+        for (name, kind, key, value, entries) in expect {
+            let map = object
+                .maps
+                .get(name)
+                .unwrap_or_else(|| panic!("no map {name} in {:?}", object.maps.keys()));
+            assert_eq!(map.map_type(), kind as u32, "{name} type");
+            assert_eq!(map.key_size() as usize, key, "{name} key size");
+            assert_eq!(map.value_size() as usize, value, "{name} value size");
+            assert_eq!(map.max_entries(), entries, "{name} entries");
         }
-        let bid_port: u16 = 8080;
-        let mut ebpf = aya::EbpfLoader::new()
-            .override_global(BID_PORT_GLOBAL, &bid_port, true)
-            .load(XDP_OBJECT)
-            .expect("the kernel creates the object's maps");
-        let program: &mut aya::programs::Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("program present")
-            .try_into()
-            .expect("program is XDP");
-        program.load().expect("the verifier accepts the program");
-    }
-
-    /// `/proc/self` belongs to the process's effective uid, so this needs no libc call.
-    fn running_as_root() -> bool {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
     }
 }
