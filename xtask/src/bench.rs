@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: benchmarks that compare, in one run on this machine.
 //!
 //! - `core`: the decision core alone (`cargo bench -p bidder --bench core`).
+//! - `xdp`: CPU per over-limit request, XDP drop versus user-space 204
+//!   (`cargo bench -p bidder --bench xdp`).
 //! - `engines`: the io_uring engine (SQPOLL off and on), the tokio engine and nginx
 //!   `return 204`, one after another under the same clients. Each server is pinned to
 //!   CPU 0 and the client to CPU 1. Saturation is wrk's throughput (closed loop, the
@@ -72,6 +74,16 @@ pub fn core(args: &[String]) -> Result<()> {
         command::cargo()
             .args(["bench", "--package", "bidder", "--bench", "core", "--"])
             .args(args)
+            .current_dir(paths::workspace_root()),
+    )
+}
+
+/// `cargo xtask bench xdp`.
+pub fn xdp() -> Result<()> {
+    setup::run()?;
+    command::stream(
+        command::cargo()
+            .args(["bench", "--package", "bidder", "--bench", "xdp"])
             .current_dir(paths::workspace_root()),
     )
 }

@@ -93,6 +93,9 @@ enum BenchTask {
     /// clients: wrk for saturation, loadgen (open loop) for latency at half of it.
     /// Writes perf/reports/engines-<time>.{json,md}.
     Engines,
+    /// CPU per over-limit request: dropped by the XDP front versus answered 204 by the
+    /// bidder in user space (`cargo bench -p bidder --bench xdp`; needs root).
+    Xdp,
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
+        Task::Bench(BenchTask::Xdp) => bench::xdp(),
         Task::Profile {
             duration_s,
             rate,
