@@ -48,12 +48,21 @@ const BPF_F_RDONLY_PROG: u32 = 1 << 7;
 /// How long `bidder run` may take to become ready or to exit (debug build, busy host).
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn skip_unless_root(test: &str) -> bool {
-    if running_as_root() {
-        return false;
+/// A namespace and a pin folder for `test` (`tag` names them), or `None` after a skip
+/// line when not root.
+fn sandbox(test: &str, tag: &str) -> Option<(Netns, PinDir)> {
+    if !running_as_root() {
+        eprintln!("skipped {test}: namespaces and BPF need root (CI runs as root)");
+        return None;
     }
-    eprintln!("skipped {test}: namespaces and BPF need root (CI runs as root)");
-    true
+    Some((Netns::new(tag), PinDir::new(tag)))
+}
+
+/// `text` mentions every one of `wants`.
+fn assert_mentions(text: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
 }
 
 // ---- pin folders ---------------------------------------------------------------------
@@ -221,13 +230,12 @@ fn xdp_on(ns: &Netns, dev: &str) -> Option<(bool, u32)> {
 
 #[test]
 fn generic_on_lo_fills_the_maps_and_a_reload_updates_them_under_the_same_link() {
-    if skip_unless_root(
+    let Some((ns, pins)) = sandbox(
         "generic_on_lo_fills_the_maps_and_a_reload_updates_them_under_the_same_link",
-    ) {
+        "lo",
+    ) else {
         return;
-    }
-    let ns = Netns::new("lo");
-    let pins = PinDir::new("lo");
+    };
     let xdp = section(
         "lo",
         "generic",
@@ -261,16 +269,17 @@ fn generic_on_lo_fills_the_maps_and_a_reload_updates_them_under_the_same_link() 
         let link = status.link.unwrap();
         assert_eq!((link.link_id, link.program_id), (at.link_id, at.program_id));
         let table = status.table();
-        for want in [
-            "attached:  lo (ifindex",
-            "generic mode",
-            "xdp_bid_front",
-            "alpha",
-            "beta",
-            "unknown_source",
-        ] {
-            assert!(table.contains(want), "{want} missing from\n{table}");
-        }
+        assert_mentions(
+            &table,
+            &[
+                "attached:  lo (ifindex",
+                "generic mode",
+                "xdp_bid_front",
+                "alpha",
+                "beta",
+                "unknown_source",
+            ],
+        );
         assert_eq!(status.json()["partners"][1]["limits"]["enabled"], false);
 
         // A reload: beta removed, gamma added, alpha's limit changed, blocklist changed.
@@ -324,11 +333,12 @@ fn generic_on_lo_fills_the_maps_and_a_reload_updates_them_under_the_same_link() 
 
 #[test]
 fn a_restart_takes_over_the_pinned_link_keeping_slots_and_counters() {
-    if skip_unless_root("a_restart_takes_over_the_pinned_link_keeping_slots_and_counters") {
+    let Some((ns, pins)) = sandbox(
+        "a_restart_takes_over_the_pinned_link_keeping_slots_and_counters",
+        "restart",
+    ) else {
         return;
-    }
-    let ns = Netns::new("restart");
-    let pins = PinDir::new("restart");
+    };
     let xdp = section("lo", "generic", &pins, &[]);
     ns.run(|| {
         let first = XdpFront::start(&xdp, &rules(&xdp, &[alpha(1_000), beta(), gamma()])).unwrap();
@@ -369,12 +379,13 @@ fn a_restart_takes_over_the_pinned_link_keeping_slots_and_counters() {
 
 #[test]
 fn native_on_a_veth_end_and_a_changed_mode_attaches_anew() {
-    if skip_unless_root("native_on_a_veth_end_and_a_changed_mode_attaches_anew") {
+    let Some((ns, pins)) = sandbox(
+        "native_on_a_veth_end_and_a_changed_mode_attaches_anew",
+        "veth",
+    ) else {
         return;
-    }
-    let ns = Netns::new("veth");
+    };
     ns.veth("xv0", "xv1");
-    let pins = PinDir::new("veth");
     let partners = [alpha(1_000)];
     ns.run(|| {
         let native = section("xv0", "native", &pins, &[]);
@@ -420,11 +431,12 @@ fn native_on_a_veth_end_and_a_changed_mode_attaches_anew() {
 
 #[test]
 fn auto_mode_falls_back_to_generic_where_the_driver_has_no_xdp() {
-    if skip_unless_root("auto_mode_falls_back_to_generic_where_the_driver_has_no_xdp") {
+    let Some((ns, pins)) = sandbox(
+        "auto_mode_falls_back_to_generic_where_the_driver_has_no_xdp",
+        "auto",
+    ) else {
         return;
-    }
-    let ns = Netns::new("auto");
-    let pins = PinDir::new("auto");
+    };
     let xdp = section("lo", "auto", &pins, &[]);
     ns.run(|| {
         let front = XdpFront::start(&xdp, &rules(&xdp, &[alpha(10)])).unwrap();
@@ -436,25 +448,27 @@ fn auto_mode_falls_back_to_generic_where_the_driver_has_no_xdp() {
             .err()
             .expect("lo has no native XDP");
         let text = err.to_string();
-        for want in [
-            "interface `lo`",
-            "native mode",
-            "bpf_link_create",
-            "xdp.required = false",
-        ] {
-            assert!(text.contains(want), "{want} missing from: {text}");
-        }
+        assert_mentions(
+            &text,
+            &[
+                "interface `lo`",
+                "native mode",
+                "bpf_link_create",
+                "xdp.required = false",
+            ],
+        );
         assert_eq!(xdp_on(&ns, "lo"), None);
     });
 }
 
 #[test]
 fn pins_of_another_layout_or_unusable_ones_are_replaced() {
-    if skip_unless_root("pins_of_another_layout_or_unusable_ones_are_replaced") {
+    let Some((ns, pins)) = sandbox(
+        "pins_of_another_layout_or_unusable_ones_are_replaced",
+        "stale",
+    ) else {
         return;
-    }
-    let ns = Netns::new("stale");
-    let pins = PinDir::new("stale");
+    };
     std::fs::create_dir_all(&pins.0).unwrap();
     // An older build's LIMITS: a 16-byte value instead of PartnerLimit.
     let old: Array<MapData, [u8; 16]> = Array::create(MAX_PARTNERS, 0).unwrap();
@@ -603,11 +617,12 @@ fn http(ns: &Netns, addr: &str, request: String) -> String {
 
 #[test]
 fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
-    if skip_unless_root("bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm") {
+    let Some((ns, pins)) = sandbox(
+        "bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm",
+        "run",
+    ) else {
         return;
-    }
-    let ns = Netns::new("run");
-    let pins = PinDir::new("run");
+    };
     let section = format!(
         "[xdp]\ninterface = \"lo\"\nmode = \"generic\"\npin_dir = \"{}\"\nblocklist = [\"203.0.113.0/24\"]\n",
         pins.0.display()
@@ -702,11 +717,12 @@ fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
 
 #[test]
 fn an_attach_failure_refuses_to_start_unless_xdp_is_not_required() {
-    if skip_unless_root("an_attach_failure_refuses_to_start_unless_xdp_is_not_required") {
+    let Some((ns, pins)) = sandbox(
+        "an_attach_failure_refuses_to_start_unless_xdp_is_not_required",
+        "missing",
+    ) else {
         return;
-    }
-    let ns = Netns::new("missing");
-    let pins = PinDir::new("missing");
+    };
     let section = |required: bool| {
         format!(
             "[xdp]\ninterface = \"nosuch0\"\nrequired = {required}\npin_dir = \"{}\"\n",
@@ -716,13 +732,14 @@ fn an_attach_failure_refuses_to_start_unless_xdp_is_not_required() {
     let mut refused = Daemon::start(&ns, "required", &section(true));
     assert_eq!(refused.wait_exit(), 1);
     let log = refused.log();
-    for want in [
-        "cannot attach the XDP program to interface `nosuch0`",
-        "no such interface",
-        "xdp.required = false",
-    ] {
-        assert!(log.contains(want), "{want} missing from:\n{log}");
-    }
+    assert_mentions(
+        &log,
+        &[
+            "cannot attach the XDP program to interface `nosuch0`",
+            "no such interface",
+            "xdp.required = false",
+        ],
+    );
     drop(refused);
 
     let mut lenient = Daemon::start(&ns, "lenient", &section(false));
@@ -745,11 +762,9 @@ fn an_attach_failure_refuses_to_start_unless_xdp_is_not_required() {
 
 #[test]
 fn xdp_status_and_detach_on_the_command_line() {
-    if skip_unless_root("xdp_status_and_detach_on_the_command_line") {
+    let Some((ns, pins)) = sandbox("xdp_status_and_detach_on_the_command_line", "cli") else {
         return;
-    }
-    let ns = Netns::new("cli");
-    let pins = PinDir::new("cli");
+    };
     let cli = |args: &[&str]| {
         let out = ns
             .command(BIDDER)

@@ -23,7 +23,7 @@ use bidder_common::xdp::{
     BUCKETS_MAP, COUNTERS_MAP, LIMITS_MAP, LIMIT_IN_USE, MAX_PARTNERS, PARTNERS_V4_MAP,
     PARTNERS_V6_MAP, SETTINGS_MAP,
 };
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::pins::map_path;
 use super::rules::{PartnerRule, Rules};
@@ -35,10 +35,10 @@ type TrieV6 = LpmTrie<MapData, [u8; 16], u32>;
 /// The maps the bidder reads and writes (`LOG_STATE` is the program's alone).
 pub struct FrontMaps {
     settings: Array<MapData, Settings>,
-    partners_v4: TrieV4,
-    partners_v6: TrieV6,
-    block_v4: TrieV4,
-    block_v6: TrieV6,
+    /// Source prefix → partner slot.
+    partners: Tries,
+    /// Source prefix → `BLOCKED`.
+    blocklist: Tries,
     limits: Array<MapData, PartnerLimit>,
     buckets: Array<MapData, PartnerBuckets>,
     counters: PerCpuArray<MapData, Counters>,
@@ -113,10 +113,16 @@ impl FrontMaps {
     ) -> Result<FrontMaps, XdpError> {
         Ok(FrontMaps {
             settings: typed(open(SETTINGS_MAP)?, SETTINGS_MAP)?,
-            partners_v4: typed(open(PARTNERS_V4_MAP)?, PARTNERS_V4_MAP)?,
-            partners_v6: typed(open(PARTNERS_V6_MAP)?, PARTNERS_V6_MAP)?,
-            block_v4: typed(open(BLOCK_V4_MAP)?, BLOCK_V4_MAP)?,
-            block_v6: typed(open(BLOCK_V6_MAP)?, BLOCK_V6_MAP)?,
+            partners: Tries {
+                v4: typed(open(PARTNERS_V4_MAP)?, PARTNERS_V4_MAP)?,
+                v6: typed(open(PARTNERS_V6_MAP)?, PARTNERS_V6_MAP)?,
+                names: [PARTNERS_V4_MAP, PARTNERS_V6_MAP],
+            },
+            blocklist: Tries {
+                v4: typed(open(BLOCK_V4_MAP)?, BLOCK_V4_MAP)?,
+                v6: typed(open(BLOCK_V6_MAP)?, BLOCK_V6_MAP)?,
+                names: [BLOCK_V4_MAP, BLOCK_V6_MAP],
+            },
             limits: typed(open(LIMITS_MAP)?, LIMITS_MAP)?,
             buckets: typed(open(BUCKETS_MAP)?, BUCKETS_MAP)?,
             counters: typed(open(COUNTERS_MAP)?, COUNTERS_MAP)?,
@@ -159,16 +165,12 @@ impl FrontMaps {
 
     /// Prefix → slot entries of both partner tries.
     pub fn partner_prefixes(&self) -> Result<BTreeMap<IpNet, u32>, XdpError> {
-        let mut all = trie_entries_v4(&self.partners_v4, PARTNERS_V4_MAP)?;
-        all.extend(trie_entries_v6(&self.partners_v6, PARTNERS_V6_MAP)?);
-        Ok(all)
+        self.partners.entries()
     }
 
     /// Prefixes of both blocklist tries.
     pub fn blocked_prefixes(&self) -> Result<Vec<IpNet>, XdpError> {
-        let mut all = trie_entries_v4(&self.block_v4, BLOCK_V4_MAP)?;
-        all.extend(trie_entries_v6(&self.block_v6, BLOCK_V6_MAP)?);
-        Ok(all.into_keys().collect())
+        Ok(self.blocklist.entries()?.into_keys().collect())
     }
 
     /// Brings every map in step with `rules`; `settings` carries what only the loader
@@ -179,9 +181,25 @@ impl FrontMaps {
         rules: &Rules,
         mut settings: Settings,
     ) -> Result<(Vec<(String, u32)>, Applied), XdpError> {
+        let mut applied = Applied::default();
+        let table = self.apply_partners(rules, &mut applied)?;
+        let blocked: BTreeMap<IpNet, u32> = rules.blocklist.iter().map(|n| (*n, BLOCKED)).collect();
+        (applied.blocked_added, applied.blocked_removed) = self.blocklist.sync(&blocked)?;
+        settings.ports = rules.ports;
+        settings.unknown_action = rules.unknown_action;
+        settings.log_interval_ns = rules.log_interval_ns;
+        self.set_settings(&settings)?;
+        Ok((table, applied))
+    }
+
+    /// Partner limits and prefixes, in the order the module documentation gives.
+    fn apply_partners(
+        &mut self,
+        rules: &Rules,
+        applied: &mut Applied,
+    ) -> Result<Vec<(String, u32)>, XdpError> {
         let current = self.slots()?;
         let plan = SlotPlan::new(&current, &rules.partners);
-        let mut applied = Applied::default();
         for &(i, slot) in &plan.added_now {
             self.hand_over(slot, &rules.partners[i].limit)?;
             applied.partners_added.push(rules.partners[i].name.clone());
@@ -194,10 +212,9 @@ impl FrontMaps {
                 applied.limits_changed.push(rules.partners[i].name.clone());
             }
         }
-        let now: Vec<(usize, u32)> = plan.kept.iter().chain(&plan.added_now).copied().collect();
-        let (added, removed) = self.sync_partner_prefixes(&prefix_slots(rules, &now))?;
-        applied.prefixes_added += added;
-        applied.prefixes_removed += removed;
+        let mut holders: Vec<(usize, u32)> =
+            plan.kept.iter().chain(&plan.added_now).copied().collect();
+        self.sync_prefixes(rules, &holders, applied)?;
         for entry in &plan.removed {
             self.write_limit(entry.slot, &PartnerLimit::default())?;
             applied
@@ -209,31 +226,38 @@ impl FrontMaps {
                 self.hand_over(slot, &rules.partners[i].limit)?;
                 applied.partners_added.push(rules.partners[i].name.clone());
             }
-            let all: Vec<(usize, u32)> = now
-                .iter()
-                .chain(&plan.added_after_removal)
-                .copied()
-                .collect();
-            let (added, removed) = self.sync_partner_prefixes(&prefix_slots(rules, &all))?;
-            applied.prefixes_added += added;
-            applied.prefixes_removed += removed;
+            holders.extend(&plan.added_after_removal);
+            self.sync_prefixes(rules, &holders, applied)?;
         }
-        let (added, removed) = self.sync_blocklist(&rules.blocklist)?;
-        applied.blocked_added = added;
-        applied.blocked_removed = removed;
-        settings.ports = rules.ports;
-        settings.unknown_action = rules.unknown_action;
-        settings.log_interval_ns = rules.log_interval_ns;
-        self.set_settings(&settings)?;
-        let mut table: Vec<(String, u32)> = plan
-            .kept
+        let mut table: Vec<(String, u32)> = holders
             .iter()
-            .chain(&plan.added_now)
-            .chain(&plan.added_after_removal)
             .map(|&(i, slot)| (rules.partners[i].name.clone(), slot))
             .collect();
         table.sort_by_key(|(_, slot)| *slot);
-        Ok((table, applied))
+        Ok(table)
+    }
+
+    /// Makes the partner tries hold exactly the prefixes of `holders`
+    /// (`(index into rules.partners, slot)`).
+    fn sync_prefixes(
+        &mut self,
+        rules: &Rules,
+        holders: &[(usize, u32)],
+        applied: &mut Applied,
+    ) -> Result<(), XdpError> {
+        let want: BTreeMap<IpNet, u32> = holders
+            .iter()
+            .flat_map(|&(i, slot)| {
+                rules.partners[i]
+                    .prefixes
+                    .iter()
+                    .map(move |net| (*net, slot))
+            })
+            .collect();
+        let (added, removed) = self.partners.sync(&want)?;
+        applied.prefixes_added += added;
+        applied.prefixes_removed += removed;
+        Ok(())
     }
 
     /// Gives `slot` to a new partner: its GCRA state and counters start from zero
@@ -256,62 +280,6 @@ impl FrontMaps {
             .set(slot, limit, 0)
             .map_err(map_err(LIMITS_MAP, "writing"))
     }
-
-    /// Inserts or repoints every wanted prefix, then removes the others.
-    fn sync_partner_prefixes(
-        &mut self,
-        want: &BTreeMap<IpNet, u32>,
-    ) -> Result<(usize, usize), XdpError> {
-        let have = self.partner_prefixes()?;
-        let mut added = 0;
-        for (net, &slot) in want {
-            if have.get(net) != Some(&slot) {
-                insert(
-                    &mut self.partners_v4,
-                    &mut self.partners_v6,
-                    net,
-                    slot,
-                    (PARTNERS_V4_MAP, PARTNERS_V6_MAP),
-                )?;
-                added += 1;
-            }
-        }
-        let stale: Vec<&IpNet> = have.keys().filter(|n| !want.contains_key(n)).collect();
-        for net in &stale {
-            remove(
-                &mut self.partners_v4,
-                &mut self.partners_v6,
-                net,
-                (PARTNERS_V4_MAP, PARTNERS_V6_MAP),
-            )?;
-        }
-        Ok((added, stale.len()))
-    }
-
-    /// Adds new blocked prefixes first, then removes those no longer listed.
-    fn sync_blocklist(&mut self, want: &[IpNet]) -> Result<(usize, usize), XdpError> {
-        let have = self.blocked_prefixes()?;
-        let new: Vec<&IpNet> = want.iter().filter(|n| !have.contains(n)).collect();
-        for net in &new {
-            insert(
-                &mut self.block_v4,
-                &mut self.block_v6,
-                net,
-                BLOCKED,
-                (BLOCK_V4_MAP, BLOCK_V6_MAP),
-            )?;
-        }
-        let stale: Vec<&IpNet> = have.iter().filter(|n| !want.contains(n)).collect();
-        for net in &stale {
-            remove(
-                &mut self.block_v4,
-                &mut self.block_v6,
-                net,
-                (BLOCK_V4_MAP, BLOCK_V6_MAP),
-            )?;
-        }
-        Ok((new.len(), stale.len()))
-    }
 }
 
 /// Sums `slot` of a per-CPU counters map.
@@ -327,90 +295,73 @@ pub(crate) fn sum_counters(
         .fold(Counters::default(), |sum, c| sum.plus(c)))
 }
 
-/// Wanted prefix → slot for the partners `(index into rules.partners, slot)`.
-fn prefix_slots(rules: &Rules, partners: &[(usize, u32)]) -> BTreeMap<IpNet, u32> {
-    partners
-        .iter()
-        .flat_map(|&(i, slot)| {
-            rules.partners[i]
-                .prefixes
-                .iter()
-                .map(move |net| (*net, slot))
-        })
-        .collect()
+/// An IPv4 and an IPv6 trie used as one (partner prefixes, or the blocklist).
+struct Tries {
+    v4: TrieV4,
+    v6: TrieV6,
+    /// Map names for errors, v4 then v6.
+    names: [&'static str; 2],
 }
 
-fn insert(
-    v4: &mut TrieV4,
-    v6: &mut TrieV6,
-    net: &IpNet,
-    value: u32,
-    names: (&'static str, &'static str),
-) -> Result<(), XdpError> {
-    match net {
-        IpNet::V4(n) => v4
-            .insert(
-                &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                value,
-                0,
-            )
-            .map_err(map_err(names.0, "inserting a prefix")),
-        IpNet::V6(n) => v6
-            .insert(
-                &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                value,
-                0,
-            )
-            .map_err(map_err(names.1, "inserting a prefix")),
-    }
-}
-
-fn remove(
-    v4: &mut TrieV4,
-    v6: &mut TrieV6,
-    net: &IpNet,
-    names: (&'static str, &'static str),
-) -> Result<(), XdpError> {
-    match net {
-        IpNet::V4(n) => v4
-            .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
-            .map_err(map_err(names.0, "removing a prefix")),
-        IpNet::V6(n) => v6
-            .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
-            .map_err(map_err(names.1, "removing a prefix")),
-    }
-}
-
-fn trie_entries_v4(trie: &TrieV4, name: &'static str) -> Result<BTreeMap<IpNet, u32>, XdpError> {
-    trie_entries(trie.iter(), name, |addr: [u8; 4], len| {
-        ipnet::Ipv4Net::new(Ipv4Addr::from(addr), len)
-            .ok()
-            .map(IpNet::V4)
-    })
-}
-
-fn trie_entries_v6(trie: &TrieV6, name: &'static str) -> Result<BTreeMap<IpNet, u32>, XdpError> {
-    trie_entries(trie.iter(), name, |addr: [u8; 16], len| {
-        ipnet::Ipv6Net::new(Ipv6Addr::from(addr), len)
-            .ok()
-            .map(IpNet::V6)
-    })
-}
-
-fn trie_entries<A: Pod>(
-    entries: impl Iterator<Item = Result<(Key<A>, u32), MapError>>,
-    name: &'static str,
-    net: impl Fn(A, u8) -> Option<IpNet>,
-) -> Result<BTreeMap<IpNet, u32>, XdpError> {
-    let mut all = BTreeMap::new();
-    for entry in entries {
-        let (key, value) = entry.map_err(map_err(name, "listing prefixes"))?;
-        let len = u8::try_from(key.prefix_len()).unwrap_or(u8::MAX);
-        if let Some(n) = net(key.data(), len) {
-            all.insert(n, value);
+impl Tries {
+    /// Every prefix of both tries with its value.
+    fn entries(&self) -> Result<BTreeMap<IpNet, u32>, XdpError> {
+        let mut all = BTreeMap::new();
+        for entry in self.v4.iter() {
+            let (key, value) = entry.map_err(map_err(self.names[0], "listing prefixes"))?;
+            let net = Ipv4Net::new(Ipv4Addr::from(key.data()), prefix_len(&key));
+            all.extend(net.ok().map(|n| (IpNet::V4(n), value)));
         }
+        for entry in self.v6.iter() {
+            let (key, value) = entry.map_err(map_err(self.names[1], "listing prefixes"))?;
+            let net = Ipv6Net::new(Ipv6Addr::from(key.data()), prefix_len(&key));
+            all.extend(net.ok().map(|n| (IpNet::V6(n), value)));
+        }
+        Ok(all)
     }
-    Ok(all)
+
+    /// Inserts or repoints every wanted prefix first, then removes the others: a
+    /// prefix moving between holders never goes missing. Returns (written, removed).
+    fn sync(&mut self, want: &BTreeMap<IpNet, u32>) -> Result<(usize, usize), XdpError> {
+        let have = self.entries()?;
+        let new: Vec<(&IpNet, u32)> = want
+            .iter()
+            .filter(|(net, value)| have.get(net) != Some(value))
+            .map(|(net, value)| (net, *value))
+            .collect();
+        for &(net, value) in &new {
+            self.write(net, Some(value))?;
+        }
+        let stale: Vec<&IpNet> = have.keys().filter(|n| !want.contains_key(n)).collect();
+        for net in &stale {
+            self.write(net, None)?;
+        }
+        Ok((new.len(), stale.len()))
+    }
+
+    /// Inserts `net` → `value`, or removes `net` when `value` is `None`.
+    fn write(&mut self, net: &IpNet, value: Option<u32>) -> Result<(), XdpError> {
+        let v4 = |n: &Ipv4Net| Key::new(u32::from(n.prefix_len()), n.network().octets());
+        let v6 = |n: &Ipv6Net| Key::new(u32::from(n.prefix_len()), n.network().octets());
+        let result = match (net, value) {
+            (IpNet::V4(n), Some(value)) => self.v4.insert(&v4(n), value, 0),
+            (IpNet::V4(n), None) => self.v4.remove(&v4(n)),
+            (IpNet::V6(n), Some(value)) => self.v6.insert(&v6(n), value, 0),
+            (IpNet::V6(n), None) => self.v6.remove(&v6(n)),
+        };
+        let name = self.names[usize::from(matches!(net, IpNet::V6(_)))];
+        let what = if value.is_some() {
+            "inserting a prefix"
+        } else {
+            "removing a prefix"
+        };
+        result.map_err(map_err(name, what))
+    }
+}
+
+/// A trie key's prefix length as `ipnet` takes it (longer than any address: refused).
+fn prefix_len<A: Pod>(key: &Key<A>) -> u8 {
+    u8::try_from(key.prefix_len()).unwrap_or(u8::MAX)
 }
 
 /// Which partner gets which slot: kept partners keep theirs; new partners take free

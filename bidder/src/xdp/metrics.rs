@@ -78,47 +78,51 @@ impl Collect for XdpMetrics {
     }
 }
 
+/// A pair of counter families (packets, bytes) labelled by partner and one more label.
+struct Families {
+    packets: &'static str,
+    packets_help: &'static str,
+    bytes: &'static str,
+    bytes_help: &'static str,
+    label: &'static str,
+}
+
+const PASSED: Families = Families {
+    packets: "bidder_xdp_passed_packets_total",
+    packets_help:
+        "Bid-port TCP segments the XDP front passed, by partner and kind (all, payload, syn).",
+    bytes: "bidder_xdp_passed_bytes_total",
+    bytes_help:
+        "Bytes of the frames the XDP front passed, by partner and kind (all, payload, syn).",
+    label: "kind",
+};
+
+const DROPPED: Families = Families {
+    packets: "bidder_xdp_dropped_packets_total",
+    packets_help: "Bid-port TCP segments the XDP front dropped, by partner and reason.",
+    bytes: "bidder_xdp_dropped_bytes_total",
+    bytes_help: "Bytes of the frames the XDP front dropped, by partner and reason.",
+    label: "reason",
+};
+
 fn samples(out: &mut PromText, partner: &str, c: &Counters) {
-    for (kind, tally) in [
+    let passed = [
         ("all", c.passed),
         ("payload", c.passed_payload),
         ("syn", c.passed_syn),
-    ] {
-        passed(out, partner, kind, tally);
+    ];
+    for (kind, tally) in passed {
+        PASSED.add(out, partner, kind, tally);
     }
     for reason in DropReason::ALL {
-        dropped(out, partner, reason.name(), c.dropped[reason as usize]);
+        DROPPED.add(out, partner, reason.name(), c.dropped[reason as usize]);
     }
 }
 
-fn passed(out: &mut PromText, partner: &str, kind: &str, t: Tally) {
-    let labels = [("partner", partner), ("kind", kind)];
-    out.counter(
-        "bidder_xdp_passed_packets_total",
-        "Bid-port TCP segments the XDP front passed, by partner and kind (all, payload, syn).",
-        &labels,
-        t.packets,
-    );
-    out.counter(
-        "bidder_xdp_passed_bytes_total",
-        "Bytes of the frames the XDP front passed, by partner and kind (all, payload, syn).",
-        &labels,
-        t.bytes,
-    );
-}
-
-fn dropped(out: &mut PromText, partner: &str, reason: &str, t: Tally) {
-    let labels = [("partner", partner), ("reason", reason)];
-    out.counter(
-        "bidder_xdp_dropped_packets_total",
-        "Bid-port TCP segments the XDP front dropped, by partner and reason.",
-        &labels,
-        t.packets,
-    );
-    out.counter(
-        "bidder_xdp_dropped_bytes_total",
-        "Bytes of the frames the XDP front dropped, by partner and reason.",
-        &labels,
-        t.bytes,
-    );
+impl Families {
+    fn add(&self, out: &mut PromText, partner: &str, value: &str, t: Tally) {
+        let labels = [("partner", partner), (self.label, value)];
+        out.counter(self.packets, self.packets_help, &labels, t.packets);
+        out.counter(self.bytes, self.bytes_help, &labels, t.bytes);
+    }
 }

@@ -46,60 +46,33 @@ const fn layout(
     }
 }
 
+/// An array map: `u32` index keys.
+const fn array(name: &'static str, value_bytes: usize, max_entries: u32) -> Layout {
+    layout(name, MapType::Array, 4, value_bytes, max_entries)
+}
+
+/// A per-CPU array map: `u32` index keys.
+const fn per_cpu(name: &'static str, value_bytes: usize, max_entries: u32) -> Layout {
+    layout(name, MapType::PerCpuArray, 4, value_bytes, max_entries)
+}
+
+/// A prefix trie: `key_bytes` of prefix length and address, `u32` values.
+const fn trie(name: &'static str, key_bytes: usize) -> Layout {
+    layout(name, MapType::LpmTrie, key_bytes, 4, MAX_PREFIXES)
+}
+
 /// Every map of the program with the layout the shared types give it, in
 /// `ALL_MAPS` order. The object test checks the built object against this table.
 pub const LAYOUTS: [Layout; ALL_MAPS.len()] = [
-    layout(SETTINGS_MAP, MapType::Array, 4, size_of::<Settings>(), 1),
-    layout(
-        PARTNERS_V4_MAP,
-        MapType::LpmTrie,
-        size_of::<LpmV4>(),
-        4,
-        MAX_PREFIXES,
-    ),
-    layout(
-        PARTNERS_V6_MAP,
-        MapType::LpmTrie,
-        size_of::<LpmV6>(),
-        4,
-        MAX_PREFIXES,
-    ),
-    layout(
-        BLOCK_V4_MAP,
-        MapType::LpmTrie,
-        size_of::<LpmV4>(),
-        4,
-        MAX_PREFIXES,
-    ),
-    layout(
-        BLOCK_V6_MAP,
-        MapType::LpmTrie,
-        size_of::<LpmV6>(),
-        4,
-        MAX_PREFIXES,
-    ),
-    layout(
-        LIMITS_MAP,
-        MapType::Array,
-        4,
-        size_of::<PartnerLimit>(),
-        MAX_PARTNERS,
-    ),
-    layout(
-        BUCKETS_MAP,
-        MapType::Array,
-        4,
-        size_of::<PartnerBuckets>(),
-        MAX_PARTNERS,
-    ),
-    layout(
-        COUNTERS_MAP,
-        MapType::PerCpuArray,
-        4,
-        size_of::<Counters>(),
-        COUNTER_SLOTS,
-    ),
-    layout(LOG_STATE_MAP, MapType::PerCpuArray, 4, 8, 1),
+    array(SETTINGS_MAP, size_of::<Settings>(), 1),
+    trie(PARTNERS_V4_MAP, size_of::<LpmV4>()),
+    trie(PARTNERS_V6_MAP, size_of::<LpmV6>()),
+    trie(BLOCK_V4_MAP, size_of::<LpmV4>()),
+    trie(BLOCK_V6_MAP, size_of::<LpmV6>()),
+    array(LIMITS_MAP, size_of::<PartnerLimit>(), MAX_PARTNERS),
+    array(BUCKETS_MAP, size_of::<PartnerBuckets>(), MAX_PARTNERS),
+    per_cpu(COUNTERS_MAP, size_of::<Counters>(), COUNTER_SLOTS),
+    per_cpu(LOG_STATE_MAP, 8, 1),
 ];
 
 /// Path of map `name`'s pin.
@@ -137,19 +110,16 @@ fn difference(want: &Layout, info: &MapInfo) -> Option<String> {
         value_bytes: info.value_size() as usize,
         max_entries: info.max_entries(),
     };
-    (found != *want).then(|| {
+    (found != *want).then(|| format!("pinned {}, this build {}", found.shape(), want.shape()))
+}
+
+impl Layout {
+    fn shape(&self) -> String {
         format!(
-            "pinned {:?} key {} B value {} B × {}, this build {:?} key {} B value {} B × {}",
-            found.map_type,
-            found.key_bytes,
-            found.value_bytes,
-            found.max_entries,
-            want.map_type,
-            want.key_bytes,
-            want.value_bytes,
-            want.max_entries
+            "{:?} key {} B value {} B × {}",
+            self.map_type, self.key_bytes, self.value_bytes, self.max_entries
         )
-    })
+    }
 }
 
 /// Removes every map pin of the program (not the link); returns how many there were.
