@@ -129,6 +129,23 @@ fn the_user_space_partner_limit_answers_204_past_the_burst() {
 }
 
 #[test]
+fn partners_the_xdp_front_cannot_recognise_stay_limited_in_user_space() {
+    // ssp-b without cidrs: the XDP front cannot tell its traffic apart.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let text = std::fs::read_to_string(&demo).unwrap().replace(
+        "cidrs = [\"192.0.2.0/24\", \"2001:db8:b::/48\"]\nqps_limit = 20_000\nburst = 2_000",
+        "qps_limit = 1\nburst = 2",
+    );
+    let service = Arc::new(BidService::new(bidding(Some(text)), 1));
+    service.set_user_space_limits(false);
+    let mut s = server(&service);
+    let codes: Vec<u16> = (0..4)
+        .map(|_| post(&mut s, "/bid/ssp-b", None, "", BANNER).0)
+        .collect();
+    assert_eq!(codes, [200, 200, 204, 204]);
+}
+
+#[test]
 fn gzip_responses_only_for_partners_configured_for_it() {
     let service = Arc::new(BidService::new(bidding(None), 1));
     let mut s = server(&service);

@@ -33,6 +33,9 @@ use bidder::config::XdpConfig;
 use bidder::xdp::maps::FrontMaps;
 use bidder::xdp::pins::{link_path, map_path};
 use bidder::xdp::{link, AttachedMode, Rules, Status, XdpFront};
+use bidder_common::table::shm::{OnMismatch, Writer};
+use bidder_common::table::strategy::{PartnerLimitValue, StrategyTable as Layout, PARTNER_ENABLED};
+use bidder_common::table::Capacity;
 use bidder_common::xdp::{
     Counters, PartnerBuckets, PartnerLimit, BUCKETS_MAP, COUNTERS_MAP, LIMITS_MAP, MAX_PARTNERS,
     MODE_GENERIC, MODE_NATIVE, SETTINGS_MAP,
@@ -43,6 +46,11 @@ use netns::Netns;
 
 const BIDDER: &str = env!("CARGO_BIN_EXE_bidder");
 const BID_PORT: u16 = 9080;
+/// Rows of the strategy table the test writes as the agent would.
+const CAP: Capacity = Capacity {
+    campaigns: 64,
+    partners: 8,
+};
 /// `BPF_F_RDONLY_PROG`: the program may not write the map (the verifier enforces it).
 const BPF_F_RDONLY_PROG: u32 = 1 << 7;
 /// How long `bidder run` may take to become ready or to exit (debug build, busy host).
@@ -615,6 +623,28 @@ fn http(ns: &Netns, addr: &str, request: String) -> String {
     })
 }
 
+/// The admin port's `/metrics` body, scraped from inside `ns`.
+fn scrape(ns: &Netns) -> String {
+    let response = http(
+        ns,
+        "127.0.0.1:9090",
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".into(),
+    );
+    response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string())
+}
+
+/// The value of `series` (name and labels) in a scrape.
+fn sample(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
     let Some((ns, pins)) = sandbox(
@@ -643,31 +673,68 @@ fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
         format!("POST /bid/exchange-a HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()),
     );
     assert!(bid.starts_with("HTTP/1.1 200"), "{bid}");
-    let scrape = http(
-        &ns,
-        "127.0.0.1:9090",
-        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".into(),
-    );
-    let metrics = scrape.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    promtool::promtool_check(metrics);
-    assert!(
-        metrics.contains("bidder_xdp_attached{interface=\"lo\",mode=\"generic\"} 1"),
-        "{metrics}"
+    // A blocklisted source: its SYN never arrives; the drop is counted and logged.
+    ns.ip(&["addr", "add", "203.0.113.5/32", "dev", "lo"]);
+    let blocked = ns.run(|| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(
+                &"203.0.113.5:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        let to = "127.0.0.1:8080"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
+        socket.connect_timeout(&to, Duration::from_millis(300))
+    });
+    assert!(blocked.is_err(), "a blocklisted source connected");
+    daemon.wait_log("xdp drop: slot 256 reason 0");
+    let metrics = scrape(&ns);
+    promtool::promtool_check(&metrics);
+    assert_mentions(
+        &metrics,
+        &["bidder_xdp_attached{interface=\"lo\",mode=\"generic\"} 1"],
     );
     for kind in ["all", "payload", "syn"] {
         let series =
-            format!("bidder_xdp_passed_packets_total{{partner=\"exchange-a\",kind=\"{kind}\"}} ");
-        let value: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-            .parse()
-            .unwrap();
-        assert!(value >= 1, "{series}{value}");
+            format!("bidder_xdp_passed_packets_total{{partner=\"exchange-a\",kind=\"{kind}\"}}");
+        assert!(sample(&metrics, &series) >= 1, "{series}");
     }
-    assert!(metrics.contains(
-        "bidder_xdp_dropped_packets_total{partner=\"unknown_source\",reason=\"blocklist\"} 0"
-    ));
+    let series =
+        "bidder_xdp_dropped_packets_total{partner=\"unknown_source\",reason=\"blocklist\"}";
+    assert!(sample(&metrics, series) >= 1, "{series}");
+
+    // The agent's partner row for ssp-b reaches the XDP limits.
+    let mut agent =
+        Writer::<Layout>::open(&daemon.dir.join("strategy"), CAP, OnMismatch::Refuse).unwrap();
+    let row = PartnerLimitValue {
+        qps_limit: 10,
+        burst: 2,
+        flags: PARTNER_ENABLED,
+        ..PartnerLimitValue::default()
+    };
+    agent.put_partner("ssp-b", &row.sealed()).unwrap();
+    daemon.wait_log("limits changed [\"ssp-b\"]");
+    let maps = FrontMaps::open_pinned(&pins.0).unwrap();
+    let ssp_b = maps
+        .slots()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.limit.name_str() == "ssp-b")
+        .unwrap();
+    // 10 requests/s × 3 packets per request; burst 2 × 3.
+    assert_eq!(
+        (
+            ssp_b.limit.packet_interval_ns,
+            ssp_b.limit.packet_tolerance_ns
+        ),
+        (33_333_333, 199_999_998)
+    );
 
     // SIGHUP: ssp-b removed, blocklist changed; same program on the same link.
     let path = daemon.dir.join("bidder.toml");
@@ -680,7 +747,7 @@ fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
         .replace("[\"203.0.113.0/24\"]", "[\"198.51.100.0/24\"]");
     std::fs::write(&path, text).unwrap();
     daemon.signal(libc::SIGHUP);
-    daemon.wait_log("xdp maps updated");
+    daemon.wait_log("removed [\"ssp-b\"]");
     let maps = FrontMaps::open_pinned(&pins.0).unwrap();
     let names: Vec<String> = maps
         .slots()
@@ -749,12 +816,9 @@ fn an_attach_failure_refuses_to_start_unless_xdp_is_not_required() {
         "{}",
         lenient.log()
     );
-    let scrape = http(
-        &ns,
-        "127.0.0.1:9090",
-        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".into(),
-    );
-    assert!(!scrape.contains("bidder_xdp_attached"), "{scrape}");
+    let metrics = scrape(&ns);
+    assert!(metrics.contains("bidder_ready 1"), "{metrics}");
+    assert!(!metrics.contains("bidder_xdp_attached"), "{metrics}");
     assert!(!link_path(&pins.0).exists());
     lenient.signal(libc::SIGTERM);
     assert_eq!(lenient.wait_exit(), 0, "{}", lenient.log());
