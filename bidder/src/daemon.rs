@@ -171,7 +171,7 @@ impl Daemon {
         let Some(front) = self.xdp.get() else {
             if config.xdp.enabled() {
                 tracing::warn!(
-                    "xdp.interface set by a reload: the XDP front starts at the next restart"
+                    "no XDP front running (none at start, or its attach failed): [xdp] takes effect at the next restart"
                 );
             }
             return None;

@@ -6,6 +6,7 @@
 //! what arrived. Nothing on the bid path touches it.
 
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -62,11 +63,17 @@ impl DropLog {
                     };
                     // SAFETY: one valid pollfd, owned by this frame, for the call.
                     let ready = unsafe { libc::poll(&mut fd, 1, POLL_TIMEOUT_MS) };
-                    if ready > 0 {
-                        logger.flush();
+                    // aya-log panics on a record it cannot parse; stop forwarding
+                    // then, and say so once, rather than die silently.
+                    let flushed = ready <= 0
+                        || std::panic::catch_unwind(AssertUnwindSafe(|| logger.flush())).is_ok();
+                    if !flushed {
+                        tracing::error!(
+                            "xdp drop records no longer forwarded: one could not be parsed"
+                        );
+                        return;
                     }
                 }
-                logger.flush();
             })
             .map_err(|e| format!("spawning the xdp-log thread: {e}"))?;
         Ok(DropLog {
