@@ -67,13 +67,24 @@ struct Running {
     _log: Option<DropLog>,
 }
 
+/// The object loaded and its maps filled, before the program is attached.
+struct Loaded {
+    ebpf: Ebpf,
+    maps: FrontMaps,
+    /// Partner → slot after the first fill.
+    partners: Vec<(String, u32)>,
+    program_id: u32,
+}
+
 impl XdpFront {
     /// Loads, fills and attaches the program as `config` says, enforcing `rules`.
+    /// A failure after attaching detaches again: no program is left filtering for a
+    /// bidder that did not start it.
     pub fn start(config: &XdpConfig, rules: &Rules) -> Result<XdpFront, XdpError> {
-        let pin_dir = config.pin_dir.clone();
-        prepare_pin_dir(&pin_dir)?;
-        let previous = previous_settings(&pin_dir);
-        let mut ebpf = load(&pin_dir)?;
+        let pin_dir = &config.pin_dir;
+        prepare_pin_dir(pin_dir)?;
+        let previous = previous_settings(pin_dir);
+        let mut ebpf = load(pin_dir)?;
         let mut maps = FrontMaps::from_ebpf(&mut ebpf)?;
         // Filled before attaching: a fresh program never runs on empty maps. On a
         // replaced link the old program already shares these maps.
@@ -82,12 +93,34 @@ impl XdpFront {
         let program = xdp_program(&mut ebpf)?;
         let attached = link::attach(
             program,
-            &pin_dir,
+            pin_dir,
             &config.interface,
             config.attach_mode(),
             previous.attach_mode,
         )?;
         let program_id = program.info().map_err(XdpError::Program)?.id();
+        let loaded = Loaded {
+            ebpf,
+            maps,
+            partners,
+            program_id,
+        };
+        Self::attached(config, rules, loaded, attached).inspect_err(|_| {
+            if let Err(e) = link::detach(pin_dir) {
+                tracing::error!("xdp link left attached after a failed start: {e}");
+            }
+        })
+    }
+
+    /// The rest of `start` once the program is attached: settings naming the
+    /// interface and mode, the metrics, the log thread.
+    fn attached(
+        config: &XdpConfig,
+        rules: &Rules,
+        mut loaded: Loaded,
+        attached: link::Attached,
+    ) -> Result<XdpFront, XdpError> {
+        let pin_dir = config.pin_dir.clone();
         let link_id = link::inspect(&pins::link_path(&pin_dir))
             .ok()
             .flatten()
@@ -97,14 +130,10 @@ impl XdpFront {
             attach_mode: attached.mode.code(),
             ..Settings::default()
         };
-        maps.apply(rules, base_settings)?;
-        let metrics = Arc::new(XdpMetrics::open(
-            &pin_dir,
-            &config.interface,
-            attached.mode.name(),
-        )?);
-        metrics.set_partners(partners);
-        let log = DropLog::start(&mut ebpf)
+        loaded.maps.apply(rules, base_settings)?;
+        let metrics = XdpMetrics::open(&pin_dir, &config.interface, attached.mode.name())?;
+        metrics.set_partners(loaded.partners);
+        let log = DropLog::start(&mut loaded.ebpf)
             .inspect_err(|e| tracing::warn!("xdp drop records not forwarded to the log: {e}"))
             .ok();
         let attachment = Attachment {
@@ -112,26 +141,26 @@ impl XdpFront {
             ifindex: attached.ifindex,
             mode: attached.mode,
             link_id,
-            program_id,
+            program_id: loaded.program_id,
             replaced: attached.replaced,
         };
         tracing::info!(
             interface = %attachment.interface,
             mode = attachment.mode.name(),
             link_id,
-            program_id,
+            program_id = attachment.program_id,
             replaced = attachment.replaced,
             "xdp front attached"
         );
         Ok(XdpFront {
-            maps: Mutex::new(maps),
+            maps: Mutex::new(loaded.maps),
             base_settings,
             attachment,
             pin_dir,
-            metrics,
+            metrics: Arc::new(metrics),
             running: Mutex::new(Some(Running {
                 _link: attached.link,
-                _ebpf: ebpf,
+                _ebpf: loaded.ebpf,
                 _log: log,
             })),
         })
