@@ -186,7 +186,7 @@ impl Daemon {
             Ok(applied) => format!("xdp maps updated ({applied})"),
             Err(e) => {
                 tracing::error!("xdp maps not updated: {e}");
-                format!("XDP MAPS NOT UPDATED: {e}")
+                format!("xdp maps NOT updated: {e}")
             }
         })
     }

@@ -509,9 +509,13 @@ impl Config {
             }]
         })?;
         config.source = source;
-        validate(&config)?;
+        // One pass reports the problems of every section together.
+        let mut problems = validate(&config).err().unwrap_or_default();
+        problems.extend(config.xdp.check(&config).err().unwrap_or_default());
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         config.strategy.check(&config.source)?; // issue 6: [strategy] bounds
-        config.xdp.check(&config)?;
         Ok(config)
     }
 

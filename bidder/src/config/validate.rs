@@ -14,7 +14,7 @@ use crate::money::MAX_CPM_MICROS;
 use crate::targeting::{parse_daypart, parse_size, MediaType};
 
 /// Errors reported in one pass at most; past this the file is broken enough.
-const MAX_REPORTED_ERRORS: usize = 50;
+pub(super) const MAX_REPORTED_ERRORS: usize = 50;
 /// Shortest notice HMAC key accepted, bytes.
 pub const MIN_HMAC_KEY_BYTES: usize = 32;
 

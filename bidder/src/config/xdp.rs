@@ -13,7 +13,7 @@ use bidder_common::xdp::{MAX_PARTNERS as XDP_MAX_PARTNERS, MAX_PREFIXES, PARTNER
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::validate::{key_offset, locate};
+use super::validate::{key_offset, locate, MAX_REPORTED_ERRORS};
 use super::{Config, ConfigError, PartnerConfig};
 
 /// Partner label of traffic from sources no partner prefix matches (`/metrics`,
@@ -126,6 +126,9 @@ impl XdpConfig {
     pub(super) fn check(&self, config: &Config) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut add = |offset: usize, field: String, problem: String, fix: &str| {
+            if errors.len() >= MAX_REPORTED_ERRORS {
+                return;
+            }
             errors.push(ConfigError::Invalid {
                 path: config.source.path.clone(),
                 line: config.source.line_of(offset),
