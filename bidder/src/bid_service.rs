@@ -44,7 +44,8 @@ pub struct BidService {
     current: ArcSwap<Generation>,
     /// Engine worker threads, to split partner limits between them.
     worker_threads: u32,
-    /// Enforce partner limits here (no XDP program does it at the NIC).
+    /// Enforce every partner's limit here (no XDP front does it at the NIC). Off,
+    /// only partners the front cannot recognise (no CIDRs) are limited here.
     user_space_limits: AtomicBool,
     next_worker_id: AtomicU16,
     /// Every worker thread's decision counters, for the metrics scrape.
@@ -99,7 +100,8 @@ impl BidService {
         self.current.load_full()
     }
 
-    /// Turns the user-space partner limits off when the XDP program enforces them.
+    /// Turns the user-space limits off for the partners the XDP front enforces (those
+    /// with CIDRs); partners known only by their bid path stay limited here.
     pub fn set_user_space_limits(&self, on: bool) {
         self.user_space_limits.store(on, Ordering::Relaxed);
     }
@@ -217,7 +219,8 @@ impl BidService {
         let catalog = &bidding.catalog;
         if let Some(p) = partner {
             let config = &catalog.partners[usize::from(p)];
-            let limits_on = self.user_space_limits.load(Ordering::Relaxed);
+            let limits_on =
+                self.user_space_limits.load(Ordering::Relaxed) || config.cidrs.is_empty();
             let refused =
                 !config.enabled || (limits_on && !t.buckets[usize::from(p)].try_take(call.arrived));
             if refused {

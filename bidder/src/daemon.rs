@@ -2,13 +2,13 @@
 //! serves until SIGTERM, reloading on SIGHUP.
 //!
 //! What outlives a reload lives here: the budget table and its slots (so money held
-//! by bids in flight stays accounted), the ledger inbox, and the service whose
-//! generation is swapped. A configuration that fails validation is logged and the
-//! running one stays.
+//! by bids in flight stays accounted), the ledger inbox, the service whose generation
+//! is swapped, and the XDP front whose maps follow each generation. A configuration
+//! that fails validation is logged and the running one stays.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::bid_service::BidService;
 use crate::bidding::Bidding;
@@ -25,6 +25,7 @@ use crate::stats_table::{StatsInputs, StatsPublisher};
 use crate::strategy_table::{Mirror, MirrorParts, StrategyTable};
 // ---- end strategy and stats tables ----
 use crate::tokio_engine::TokioEngineConfig;
+use crate::xdp::{Rules, XdpError, XdpFront};
 
 /// What stays across reloads.
 pub struct Daemon {
@@ -43,6 +44,8 @@ pub struct Daemon {
     /// change and a reload cannot undo each other.
     config: Mutex<Config>,
     // ---- end strategy and stats tables ----
+    /// The XDP front, once `serve` attached it (`[xdp] interface` set and attached).
+    xdp: OnceLock<XdpFront>,
 }
 
 /// Why a configuration could not be loaded; every problem, one per line.
@@ -85,6 +88,7 @@ impl Daemon {
             server: std::mem::take(&mut config.server),
             strategy,
             config: Mutex::new(config),
+            xdp: OnceLock::new(),
         })
     }
 
@@ -115,7 +119,85 @@ impl Daemon {
             self.service
                 .swap(bidding(catalog, &self.budgets, &self.inbox, &self.strategy));
         *self.slots.lock().expect("slots poisoned") = slots;
-        Ok(format!("{summary} (generation {generation})"))
+        let summary = format!("{summary} (generation {generation})");
+        Ok(match self.sync_xdp(config) {
+            Some(xdp) => format!("{summary}; {xdp}"),
+            None => summary,
+        })
+    }
+
+    /// Starts the XDP front when `xdp.interface` is set; attached, it takes over the
+    /// limits of the partners it recognises from user space. An attach failure stops
+    /// the start unless `xdp.required = false`.
+    fn start_xdp(&self, registry: &Registry) -> Result<(), RunError> {
+        let config = self.config.lock().expect("config poisoned");
+        let section = &config.xdp;
+        if !section.enabled() {
+            tracing::info!("no xdp.interface: partner limits enforced in user space");
+            return Ok(());
+        }
+        let rules = self.xdp_rules(&config);
+        match XdpFront::start(section, &rules) {
+            Ok(front) => {
+                registry.register(front.collector());
+                self.service.set_user_space_limits(false);
+                // `serve` runs once per daemon, so the cell is empty here.
+                assert!(self.xdp.set(front).is_ok(), "XDP front started twice");
+                Ok(())
+            }
+            Err(e) if !section.required => {
+                tracing::error!("{e}; xdp.required = false: partner limits stay in user space");
+                Ok(())
+            }
+            Err(e) => Err(RunError::Xdp(e)),
+        }
+    }
+
+    /// The XDP rules for the generation in force (partners with the agent's overrides).
+    fn xdp_rules(&self, config: &Config) -> Rules {
+        let port = self
+            .server
+            .listen
+            .parse::<SocketAddr>()
+            .map_or(0, |a| a.port());
+        let generation = self.service.current();
+        Rules::new(&config.xdp, &[port], &generation.bidding.catalog.partners)
+    }
+
+    /// Brings the XDP maps in step with the generation just installed (reload, agent
+    /// partner rows). A failure is logged and named in the summary; the maps are
+    /// compared afresh at the next update, so they converge then.
+    fn sync_xdp(&self, config: &Config) -> Option<String> {
+        let Some(front) = self.xdp.get() else {
+            if config.xdp.enabled() {
+                tracing::warn!(
+                    "no XDP front running (none at start, or its attach failed): [xdp] takes effect at the next restart"
+                );
+            }
+            return None;
+        };
+        let section = &config.xdp;
+        if section.interface != front.attachment().interface || section.pin_dir != front.pin_dir() {
+            tracing::warn!(
+                "xdp.interface / xdp.pin_dir changed: they take effect at the next restart; maps updated in place"
+            );
+        }
+        Some(match front.apply(&self.xdp_rules(config)) {
+            Ok(applied) => format!("xdp maps updated ({applied})"),
+            Err(e) => {
+                tracing::error!("xdp maps not updated: {e}");
+                format!("xdp maps NOT updated: {e}")
+            }
+        })
+    }
+
+    /// Clean shutdown of the XDP front: the link detached, the maps left pinned.
+    fn detach_xdp(&self) {
+        if let Some(front) = self.xdp.get() {
+            if let Err(e) = front.detach() {
+                tracing::error!("xdp front not detached: {e} (run `bidder xdp detach`)");
+            }
+        }
     }
 
     // ---- strategy and stats tables (issue 6) ----
@@ -246,6 +328,8 @@ pub enum RunError {
     Signer(#[from] crate::notice::SignerError),
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Xdp(#[from] XdpError),
 }
 
 /// The engine serving the bid port.
@@ -318,26 +402,40 @@ pub struct Bound {
 }
 
 impl Daemon {
-    /// Starts the engine and the control port and serves until SIGTERM or SIGINT;
-    /// SIGHUP (or `POST /reload`) reloads the configuration. Returns once requests in
-    /// flight finished (within the grace).
+    /// Attaches the XDP front (if configured), starts the engine and the control port
+    /// and serves until SIGTERM or SIGINT; SIGHUP (or `POST /reload`) reloads the
+    /// configuration. Returns once requests in flight finished (within the grace),
+    /// having detached the XDP front (its maps stay pinned).
     pub fn serve(self) -> Result<(), RunError> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         // Taken before anything starts, so a SIGTERM during start-up is not lost.
-        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
             .map_err(RunError::Signals)?;
         let daemon = Arc::new(self);
         let registry = Arc::new(Registry::new());
+        daemon.start_xdp(&registry)?;
+        let served = Daemon::serve_attached(&daemon, &registry, signals);
+        daemon.detach_xdp();
+        served
+    }
+
+    /// Everything of `serve` after the XDP front: engine, control port, mirror, signals.
+    fn serve_attached(
+        daemon: &Arc<Daemon>,
+        registry: &Arc<Registry>,
+        mut signals: signal_hook::iterator::Signals,
+    ) -> Result<(), RunError> {
+        use signal_hook::consts::SIGHUP;
         let metrics = registry.add_workers(daemon.server.cores.len());
-        let engine = Running::start(&daemon, &metrics)?;
+        let engine = Running::start(daemon, &metrics)?;
         registry.register(engine.collector());
         let service = Arc::clone(&daemon.service);
         registry.add_decision_source(Arc::new(move || service.decision_stats()));
-        publish_catalog(&daemon, &registry);
+        publish_catalog(daemon, registry);
         let readiness = Readiness::new();
         let control = ControlPort::start(
             control_config(&daemon.server),
-            daemon.control_parts(&registry, &readiness)?,
+            daemon.control_parts(registry, &readiness)?,
         )?;
         let mirror = daemon.start_mirror(&metrics).map_err(RunError::Signals)?; // issue 6
         readiness.set_ready(true);
@@ -353,7 +451,7 @@ impl Daemon {
                 tracing::info!(signal, "stopping: finishing requests in flight");
                 break;
             }
-            log_reload(reload_and_publish(&daemon, &registry));
+            log_reload(reload_and_publish(daemon, registry));
         }
         readiness.set_ready(false);
         mirror.stop(); // issue 6

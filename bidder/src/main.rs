@@ -1,7 +1,8 @@
 //! `bidder`: the daemon's command line.
 //!
-//! Exit codes: 0 success; 1 the configuration is invalid; 2 a request or the command
-//! line is invalid.
+//! Exit codes: 0 success; 1 the configuration is invalid, the daemon failed (e.g. the
+//! XDP front could not be attached with `xdp.required`), or `bidder xdp` found nothing
+//! pinned or could not read or detach it; 2 a request or the command line is invalid.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use bidder::config::Config;
 use bidder::daemon::Daemon;
 use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
 use bidder::strategy::StaticStrategy;
+use bidder::xdp::{link, Status};
 use clap::{Parser, Subcommand};
 
 const EXIT_CONFIG: u8 = 1;
@@ -50,6 +52,33 @@ enum Command {
         /// Request files (`-` or none: standard input).
         requests: Vec<PathBuf>,
     },
+    /// The XDP front's pinned state, readable and fixable without a running bidder.
+    Xdp {
+        #[command(subcommand)]
+        command: XdpCommand,
+    },
+}
+
+/// Default of `--pin-dir`: the default of `xdp.pin_dir`.
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/bidder";
+
+#[derive(Subcommand)]
+enum XdpCommand {
+    /// Where the program is attached (interface, mode, program id) and every partner's
+    /// packets and bytes passed and dropped by reason. Exit 1 when nothing is pinned.
+    Status {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// One JSON object instead of the tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach the pinned link (recovery after a crash: the program keeps filtering
+    /// until then). The maps stay pinned. Detaching twice is fine.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +90,68 @@ fn main() -> ExitCode {
             partner,
             requests,
         } => decide(&config, partner.as_deref(), &requests),
+        Command::Xdp {
+            command: XdpCommand::Status { pin_dir, json },
+        } => xdp_status(&pin_dir, json),
+        Command::Xdp {
+            command: XdpCommand::Detach { pin_dir },
+        } => xdp_detach(&pin_dir),
+    }
+}
+
+fn xdp_status(pin_dir: &Path, json: bool) -> ExitCode {
+    use std::io::Write as _;
+    match Status::read(pin_dir) {
+        Ok(status) => {
+            let text = if json {
+                format!("{}\n", status.json())
+            } else {
+                status.table()
+            };
+            // A reader that stops early (`| head`) is not an error.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn xdp_detach(pin_dir: &Path) -> ExitCode {
+    match link::detach(pin_dir) {
+        Ok(Some(state)) if state.ifindex == 0 => {
+            println!(
+                "removed link {} (program {}): its interface was already gone; maps stay pinned at {}",
+                state.link_id,
+                state.program_id,
+                pin_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(state)) => {
+            let interface = link::interface_name(state.ifindex)
+                .unwrap_or_else(|| format!("ifindex {}", state.ifindex));
+            println!(
+                "detached link {} (program {}) from {interface}; maps stay pinned at {}",
+                state.link_id,
+                state.program_id,
+                pin_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!(
+                "nothing to detach: no link pinned at {}",
+                pin_dir.join(bidder::xdp::pins::LINK_FILE).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

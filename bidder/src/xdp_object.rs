@@ -11,12 +11,9 @@ pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 #[cfg(test)]
 mod tests {
     use super::XDP_OBJECT;
-    use aya_obj::{generated::bpf_map_type, Object, ProgramSection};
-    use bidder_common::xdp::{
-        Counters, LpmV4, LpmV6, PartnerBuckets, PartnerLimit, Settings, ALL_MAPS, BLOCK_V4_MAP,
-        BLOCK_V6_MAP, BUCKETS_MAP, COUNTERS_MAP, COUNTER_SLOTS, LIMITS_MAP, LOG_STATE_MAP,
-        MAX_PARTNERS, MAX_PREFIXES, PARTNERS_V4_MAP, PARTNERS_V6_MAP, PROGRAM_NAME, SETTINGS_MAP,
-    };
+    use crate::xdp::pins::LAYOUTS;
+    use aya_obj::{Object, ProgramSection};
+    use bidder_common::xdp::{ALL_MAPS, PROGRAM_NAME};
 
     fn parsed() -> Object {
         Object::parse(XDP_OBJECT).expect("the embedded XDP object is a valid BPF ELF")
@@ -36,79 +33,27 @@ mod tests {
         );
     }
 
+    /// The object's maps have the layouts the loader expects of pinned maps
+    /// (`xdp::pins::LAYOUTS`, built from the shared types), so a pin it accepts is one
+    /// this program can use.
     #[test]
     fn maps_match_the_shared_types() {
-        use bpf_map_type::*;
         let object = parsed();
-        let expect = [
-            (
-                SETTINGS_MAP,
-                BPF_MAP_TYPE_ARRAY,
-                4,
-                size_of::<Settings>(),
-                1,
-            ),
-            (
-                PARTNERS_V4_MAP,
-                BPF_MAP_TYPE_LPM_TRIE,
-                size_of::<LpmV4>(),
-                4,
-                MAX_PREFIXES,
-            ),
-            (
-                PARTNERS_V6_MAP,
-                BPF_MAP_TYPE_LPM_TRIE,
-                size_of::<LpmV6>(),
-                4,
-                MAX_PREFIXES,
-            ),
-            (
-                BLOCK_V4_MAP,
-                BPF_MAP_TYPE_LPM_TRIE,
-                size_of::<LpmV4>(),
-                4,
-                MAX_PREFIXES,
-            ),
-            (
-                BLOCK_V6_MAP,
-                BPF_MAP_TYPE_LPM_TRIE,
-                size_of::<LpmV6>(),
-                4,
-                MAX_PREFIXES,
-            ),
-            (
-                LIMITS_MAP,
-                BPF_MAP_TYPE_ARRAY,
-                4,
-                size_of::<PartnerLimit>(),
-                MAX_PARTNERS,
-            ),
-            (
-                BUCKETS_MAP,
-                BPF_MAP_TYPE_ARRAY,
-                4,
-                size_of::<PartnerBuckets>(),
-                MAX_PARTNERS,
-            ),
-            (
-                COUNTERS_MAP,
-                BPF_MAP_TYPE_PERCPU_ARRAY,
-                4,
-                size_of::<Counters>(),
-                COUNTER_SLOTS,
-            ),
-            (LOG_STATE_MAP, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1),
-        ];
-        assert_eq!(expect.len(), ALL_MAPS.len());
-        for (name, kind, key, value, entries) in expect {
+        assert_eq!(LAYOUTS.len(), ALL_MAPS.len());
+        for layout in LAYOUTS {
+            let name = layout.name;
             let map = object
                 .maps
                 .get(name)
                 .unwrap_or_else(|| panic!("no map {name} in {:?}", object.maps.keys()));
-            assert_eq!(map.map_type(), kind as u32, "{name} type");
-            assert_eq!(map.key_size() as usize, key, "{name} key size");
-            assert_eq!(map.value_size() as usize, value, "{name} value size");
-            assert_eq!(map.max_entries(), entries, "{name} entries");
+            assert_eq!(map.map_type(), layout.map_type as u32, "{name} type");
+            assert_eq!(map.key_size() as usize, layout.key_bytes, "{name} key size");
+            assert_eq!(
+                map.value_size() as usize,
+                layout.value_bytes,
+                "{name} value size"
+            );
+            assert_eq!(map.max_entries(), layout.max_entries, "{name} entries");
         }
     }
 }

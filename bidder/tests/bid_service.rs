@@ -107,10 +107,17 @@ fn partners_are_recognised_by_path_and_by_source_address() {
 #[test]
 fn the_user_space_partner_limit_answers_204_past_the_burst() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
-    let text = std::fs::read_to_string(&demo).unwrap().replace(
-        "qps_limit = 50_000\nburst = 5_000",
-        "qps_limit = 1\nburst = 3",
-    );
+    // ssp-b without cidrs: an XDP front could not tell its traffic apart.
+    let text = std::fs::read_to_string(&demo)
+        .unwrap()
+        .replace(
+            "qps_limit = 50_000\nburst = 5_000",
+            "qps_limit = 1\nburst = 3",
+        )
+        .replace(
+            "cidrs = [\"192.0.2.0/24\", \"2001:db8:b::/48\"]\nqps_limit = 20_000\nburst = 2_000",
+            "qps_limit = 1\nburst = 1",
+        );
     let service = Arc::new(BidService::new(bidding(Some(text)), 1));
     let mut s = server(&service);
     let codes: Vec<u16> = (0..6)
@@ -123,9 +130,14 @@ fn the_user_space_partner_limit_answers_204_past_the_burst() {
         .map(|st| st.no_bid_imps[NoBidReason::PartnerRefused as usize].get())
         .sum();
     assert_eq!(refused, 3);
-    // With the XDP front enforcing limits, user space lets everything through.
+    // With the XDP front enforcing limits, user space lets partners with cidrs through;
+    // a partner known only by its path stays limited here.
     service.set_user_space_limits(false);
     assert_eq!(post(&mut s, "/bid/exchange-a", None, "", BANNER).0, 200);
+    let ssp_b: Vec<u16> = (0..3)
+        .map(|_| post(&mut s, "/bid/ssp-b", None, "", BANNER).0)
+        .collect();
+    assert_eq!(ssp_b, [200, 204, 204]);
 }
 
 #[test]

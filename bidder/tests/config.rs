@@ -279,3 +279,76 @@ fn partner_and_campaign_errors_point_at_the_field_line() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn the_xdp_section_loads_with_every_key_and_partner_syn_limits_default_to_1000() {
+    let top = "[xdp]\ninterface = \"eth0\"\nmode = \"native\"\nrequired = false\npin_dir = \"/sys/fs/bpf/b1\"\nunknown_sources = \"drop\"\nblocklist = [\"203.0.113.0/24\", \"2001:db8:bad::/48\"]\npackets_per_request = 5\nlog_interval_ms = 0\n";
+    let text = config_text(top, "", "")
+        + "[[partner]]\nname = \"ex-b\"\ncidrs = [\"10.9.0.0/16\"]\nqps_limit = 1\nsyn_per_s = 7\nsyn_burst = 3\n";
+    let config = Config::from_text(Path::new("x.toml"), text).unwrap_or_else(|e| panic!("{e:?}"));
+    let x = &config.xdp;
+    assert!(x.enabled());
+    assert_eq!(x.attach_mode(), bidder::config::AttachMode::Native);
+    assert_eq!(x.unknown_policy(), bidder::config::UnknownSources::Drop);
+    assert!(!x.required);
+    assert_eq!(x.pin_dir, Path::new("/sys/fs/bpf/b1"));
+    assert_eq!(x.blocklist_nets().len(), 2);
+    assert_eq!((x.packets_per_request, x.log_interval_ms), (5, 0));
+    let syn: Vec<(u32, u32)> = config
+        .partners
+        .iter()
+        .map(|p| (p.get_ref().syn_per_s, p.get_ref().syn_burst))
+        .collect();
+    assert_eq!(syn, [(1_000, 1_000), (7, 3)]);
+    // Without the section: no XDP front, and the documented defaults.
+    let plain = Config::from_text(Path::new("y.toml"), config_text("", "", "")).unwrap();
+    assert!(!plain.xdp.enabled());
+    assert!(plain.xdp.required);
+    assert_eq!(plain.xdp.pin_dir, Path::new("/sys/fs/bpf/bidder"));
+    assert_eq!(
+        (plain.xdp.mode.as_str(), plain.xdp.unknown_sources.as_str()),
+        ("auto", "pass")
+    );
+    assert_eq!(
+        (plain.xdp.packets_per_request, plain.xdp.log_interval_ms),
+        (3, 1_000)
+    );
+}
+
+#[test]
+fn each_broken_xdp_rule_names_line_field_and_fix() {
+    let long_a = format!("{}-a", "p".repeat(40));
+    let long_b = format!("{}-b", "p".repeat(40));
+    let long_b_field = format!("partner[2] ({long_b}).name");
+    // (top-level text, extra partners, expected fragments of one error)
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("[xdp]\nmode = \"turbo\"", String::new(), vec!["test.toml:2:", "xdp.mode", "fix: use \"native\", \"generic\" or \"auto\""]),
+        ("[xdp]\n\nunknown_sources = \"reject\"", String::new(), vec!["test.toml:3:", "xdp.unknown_sources", "\"pass\" or \"drop\""]),
+        ("[xdp]\npin_dir = \"bpf/bidder\"", String::new(), vec!["test.toml:2:", "xdp.pin_dir", "not an absolute path"]),
+        ("[xdp]\nblocklist = [\"203.0.113.0/24\", \"nope\"]", String::new(), vec!["test.toml:2:", "xdp.blocklist[1]", "`nope` is not a CIDR"]),
+        ("[xdp]\npackets_per_request = 0", String::new(), vec!["xdp.packets_per_request", "outside 1..=1000"]),
+        ("[xdp]\nlog_interval_ms = 99_999_999", String::new(), vec!["xdp.log_interval_ms", "outside 0..=3600000"]),
+        ("[xdp]\ninterface = \"a-very-long-interface\"", String::new(), vec!["xdp.interface", "at most 15 bytes"]),
+        ("[xdp]\nintreface = \"eth0\"", String::new(), vec!["unknown field `intreface`", "test.toml:2:"]),
+        ("[server]\nlisten = \"127.0.0.1:0\"\n[xdp]\ninterface = \"eth0\"", String::new(), vec!["test.toml:2:", "server.listen", "port 0", "fixed port"]),
+        ("", "[[partner]]\nname = \"unknown_source\"\nqps_limit = 1\n".into(), vec!["(unknown_source).name", "reserved", "rename the partner"]),
+        (
+            "[xdp]\ninterface = \"eth0\"",
+            format!("[[partner]]\nname = \"{long_a}\"\ncidrs = [\"10.1.0.0/16\"]\nqps_limit = 1\n[[partner]]\nname = \"{long_b}\"\ncidrs = [\"10.2.0.0/16\"]\nqps_limit = 1\n"),
+            vec![&long_b_field, "first 32 bytes", "differ"],
+        ),
+    ];
+    for (top, partners, fragments) in &cases {
+        let found = errors(config_text(top, "", "") + partners);
+        assert!(
+            found
+                .iter()
+                .any(|e| fragments.iter().all(|f| e.contains(f))),
+            "expected an error with {fragments:?}, got {found:#?}"
+        );
+    }
+    // Without an interface the partner rules that only XDP needs do not apply.
+    let (top, partners, _) = &cases[10];
+    let without = config_text(&top.replace("interface = \"eth0\"", ""), "", "") + partners;
+    assert_eq!(errors(without), Vec::<String>::new());
+}

@@ -3,7 +3,9 @@
 //!
 //! 1. Dry run: `bidder decide` on each example request, showing the decision core.
 //! 2. Live: `bidder run` on the demo config, the same requests POSTed over HTTP,
-//!    a `/metrics` excerpt, then SIGTERM and a clean exit.
+//!    a `/metrics` excerpt, then SIGTERM and a clean exit. As root the XDP front runs
+//!    on `lo` (generic mode, pins in a folder of the demo's own) and its per-partner
+//!    counters are shown; otherwise the demo says it runs with user-space limits.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,13 +33,17 @@ const STRATEGY_VISIBLE_TIMEOUT_MS: u64 = 2_000;
 /// How long the server may take to become ready.
 const READY_TIMEOUT_MS: u64 = 15_000;
 /// Metric families the demo prints from `/metrics`.
-const SHOWN_METRICS: [&str; 5] = [
+const SHOWN_METRICS: [&str; 7] = [
     "bidder_http_responses_total",
     "bidder_partner_bids_total",
     "bidder_decision_no_bid_imps_total",
     "bidder_budget_reserved_micros",
     "bidder_request_duration_seconds_count",
+    "bidder_xdp_attached",
+    "bidder_xdp_passed_packets_total",
 ];
+/// bpffs, where the demo's XDP pin folder goes.
+const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
 /// Ensures setup, builds the bidder, runs the dry run and then the live server.
 pub fn run() -> Result<()> {
@@ -82,8 +88,9 @@ fn live(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
     // The demo's strategy and stats tables live in a folder of its own, so it neither
     // picks up strategy another bidder on this host left behind nor leaves any.
     let dir = Scratch::new()?;
+    let xdp = XdpPins::for_demo();
     let config = dir.0.join("demo.toml");
-    fs::write(&config, live_config(root, &dir.0)?)?;
+    fs::write(&config, live_config(root, &dir.0, xdp.as_ref())?)?;
     let mut server = Server(
         Command::new(bidder)
             .arg("run")
@@ -115,8 +122,42 @@ fn live(bidder: &Path, root: &Path, requests: &[PathBuf]) -> Result<()> {
     for line in shown {
         println!("  {line}");
     }
+    if let Some(xdp) = &xdp {
+        println!("\ndemo: ── `bidder xdp status`: the XDP front's per-partner counters ──");
+        let mut status = Command::new(bidder);
+        status.args(["xdp", "status", "--pin-dir"]).arg(&xdp.0);
+        command::stream(&mut status)?;
+    }
     agent_changes_strategy(root, &dir.0)?;
     server.stop()
+}
+
+/// The demo's own XDP pin folder (root only), removed when dropped: removing the pins
+/// also detaches a link a killed server left behind.
+struct XdpPins(PathBuf);
+
+impl XdpPins {
+    /// Pins for the demo when it runs as root; otherwise says the demo runs without XDP.
+    fn for_demo() -> Option<XdpPins> {
+        if !setup::running_as_root() {
+            println!(
+                "demo: not root: running WITHOUT the XDP front; partner limits are enforced in user space"
+            );
+            return None;
+        }
+        let dir = Path::new(BPFFS_ROOT).join(format!("bidder-demo-{}", std::process::id()));
+        println!(
+            "demo: root: the XDP front runs on lo (generic mode), pins in {}",
+            dir.display()
+        );
+        Some(XdpPins(dir))
+    }
+}
+
+impl Drop for XdpPins {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A temporary folder removed when dropped.
@@ -136,16 +177,23 @@ impl Drop for Scratch {
     }
 }
 
-/// The demo configuration with its tables in `dir` and the key file by absolute path.
-fn live_config(root: &Path, dir: &Path) -> Result<String> {
+/// The demo configuration with its tables in `dir`, the key file by absolute path and,
+/// given pins, the XDP front on `lo`.
+fn live_config(root: &Path, dir: &Path, xdp: Option<&XdpPins>) -> Result<String> {
     let text = fs::read_to_string(root.join(DEMO_CONFIG))?;
     let key = root.join("bidder/examples/demo-notice.key");
     let text = text.replace(
         "hmac_key_file = \"demo-notice.key\"",
         &format!("hmac_key_file = \"{}\"", key.display()),
     );
+    let xdp = xdp.map_or(String::new(), |pins| {
+        format!(
+            "\n[xdp]\ninterface = \"lo\"\nmode = \"generic\"\npin_dir = \"{}\"\n",
+            pins.0.display()
+        )
+    });
     Ok(format!(
-        "{text}\n[strategy]\ntable_path = \"{}\"\nstats_path = \"{}\"\n",
+        "{text}\n[strategy]\ntable_path = \"{}\"\nstats_path = \"{}\"\n{xdp}",
         dir.join("strategy").display(),
         dir.join("stats").display()
     ))

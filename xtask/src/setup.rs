@@ -274,7 +274,7 @@ fn cargo_bin_dir() -> PathBuf {
 }
 
 /// `/proc/self` belongs to the process's effective uid, so this needs no libc call.
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

@@ -51,6 +51,9 @@ pub struct Partner {
     pub nbr_body: bool,
     pub gzip_responses: bool,
     pub enabled: bool,
+    /// New connections per second the XDP front admits (not overridden by the agent).
+    pub syn_per_s: u32,
+    pub syn_burst: u32,
 }
 
 /// A campaign, compiled: what pricing and creative selection need after the index
@@ -328,6 +331,8 @@ fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
         nbr_body: p.nbr_body,
         gzip_responses: p.gzip_responses,
         enabled: p.enabled,
+        syn_per_s: p.syn_per_s,
+        syn_burst: p.syn_burst,
     }
 }
 

@@ -10,6 +10,7 @@
 //! Money is integer micro-units everywhere (`*_micros`), never floats.
 
 mod validate;
+mod xdp;
 
 use std::path::{Path, PathBuf};
 
@@ -17,11 +18,16 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use validate::validate;
+pub use xdp::{
+    AttachMode, UnknownSources, XdpConfig, MAX_LOG_INTERVAL_MS, MAX_PACKETS_PER_REQUEST,
+    UNKNOWN_SOURCE_PARTNER,
+};
 
 /// Most campaigns one bidder serves; the index and budgets are sized from this.
 pub const MAX_CAMPAIGNS: usize = 100_000;
-/// Most partners (exchanges / SSPs); the XDP maps are sized from this later.
+/// Most partners (exchanges / SSPs); each with CIDRs takes one XDP slot.
 pub const MAX_PARTNERS: usize = 256;
+const _: () = assert!(MAX_PARTNERS <= bidder_common::xdp::MAX_PARTNERS as usize);
 /// Most creatives a single campaign may hold.
 pub const MAX_CREATIVES_PER_CAMPAIGN: usize = 64;
 /// Largest configuration file accepted, so a wrong path (a log file, a disk image)
@@ -50,6 +56,9 @@ pub struct Config {
     #[serde(default)]
     pub strategy: StrategyConfig,
     // ---- end strategy and stats tables ----
+    /// The XDP front (`[xdp]`); absent: partner limits in user space.
+    #[serde(default)]
+    pub xdp: XdpConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -213,6 +222,23 @@ pub struct PartnerConfig {
     pub gzip_responses: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// New connections (SYNs) per second the XDP front lets through; 0 shuts the
+    /// partner's new connections off.
+    #[serde(default = "default_syn_per_s")]
+    pub syn_per_s: u32,
+    /// SYNs allowed above that rate in a burst.
+    #[serde(default = "default_syn_burst")]
+    pub syn_burst: u32,
+}
+
+/// SYN limits default high enough for a partner reconnecting all its keep-alive
+/// connections at once, low enough to blunt a SYN flood from its prefixes.
+fn default_syn_per_s() -> u32 {
+    1_000
+}
+
+fn default_syn_burst() -> u32 {
+    1_000
 }
 
 fn default_openrtb_version() -> String {
@@ -483,7 +509,12 @@ impl Config {
             }]
         })?;
         config.source = source;
-        validate(&config)?;
+        // One pass reports the problems of every section together.
+        let mut problems = validate(&config).err().unwrap_or_default();
+        problems.extend(config.xdp.check(&config).err().unwrap_or_default());
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         config.strategy.check(&config.source)?; // issue 6: [strategy] bounds
         Ok(config)
     }

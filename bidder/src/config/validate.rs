@@ -14,7 +14,7 @@ use crate::money::MAX_CPM_MICROS;
 use crate::targeting::{parse_daypart, parse_size, MediaType};
 
 /// Errors reported in one pass at most; past this the file is broken enough.
-const MAX_REPORTED_ERRORS: usize = 50;
+pub(super) const MAX_REPORTED_ERRORS: usize = 50;
 /// Shortest notice HMAC key accepted, bytes.
 pub const MIN_HMAC_KEY_BYTES: usize = 32;
 
@@ -507,7 +507,7 @@ fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
 /// block to the line of the field it names (`campaign[0] (c1).creative[1] (x).w/h`
 /// → the `w = …` line of that campaign's second creative), so operators edit the
 /// right line. Falls back to `at` when the key is not written in the block.
-fn locate(text: &str, at: usize, field: &str) -> usize {
+pub(super) fn locate(text: &str, at: usize, field: &str) -> usize {
     let Some(key) = last_key(field) else {
         return at;
     };
@@ -573,7 +573,7 @@ fn nth_line_starting(text: &str, from: usize, prefix: &str, n: usize) -> Option<
 
 /// Byte offset of `key = …` inside the section with this header (or of the header
 /// when the key is not written there), so errors point at the line to edit.
-fn key_offset(config: &Config, header: &str, key: &str) -> usize {
+pub(super) fn key_offset(config: &Config, header: &str, key: &str) -> usize {
     let text = &config.source.text;
     let Some(start) = text.find(header) else {
         return 0;
