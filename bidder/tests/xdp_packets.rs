@@ -668,11 +668,27 @@ fn a_partner_gets_its_burst_then_its_rate_and_acks_always_pass() {
 
 /// Two threads on two CPUs send one partner's requests as fast as they can; the
 /// partner's limit holds for both together, because the GCRA state is shared.
+///
+/// The ceiling (`rate × t + burst + 1`) is never exceeded, however busy the host. The
+/// floor (95% of it) assumes the senders run the whole time: a host busy enough to
+/// deschedule them leaves tokens unused, so that part gets three attempts.
 #[test]
 fn the_limit_holds_across_cpus() {
     if skip_unless_root("the_limit_holds_across_cpus") {
         return;
     }
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match limit_across_cpus_attempt() {
+            Ok(()) => return,
+            Err(e) => failures.push(e),
+        }
+    }
+    panic!("every attempt missed the floor:\n{}", failures.join("\n"));
+}
+
+/// One run of [`the_limit_holds_across_cpus`]; `Err` when it admitted too few.
+fn limit_across_cpus_attempt() -> Result<(), String> {
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(2);
@@ -719,10 +735,12 @@ fn the_limit_holds_across_cpus() {
         passed <= ceiling,
         "passed {passed} over the ceiling {ceiling}"
     );
-    assert!(
-        passed as f64 >= 0.95 * ceiling as f64,
-        "passed {passed}, far under the ceiling {ceiling}: contention drops too much"
-    );
+    if (passed as f64) < 0.95 * ceiling as f64 {
+        return Err(format!(
+            "passed {passed}, under 95% of the ceiling {ceiling}"
+        ));
+    }
+    Ok(())
 }
 
 fn pin_to_cpu(cpu: usize) {
