@@ -160,12 +160,8 @@ struct RemoveDir(PathBuf);
 
 impl Drop for RemoveDir {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.0) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&self.0);
+        // Unlinking a pin removes it; the objects go when nothing else holds them.
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

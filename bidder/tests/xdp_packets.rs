@@ -172,12 +172,8 @@ impl Loaded {
 
 impl Drop for Loaded {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.pin_dir) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&self.pin_dir);
+        // Unlinking a pin removes it; the objects go when nothing else holds them.
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
 }
 
@@ -204,6 +200,23 @@ fn payload(slot: u32) -> Effect {
     Passed {
         slot,
         payload: true,
+        syn: false,
+    }
+}
+
+fn syn(slot: u32) -> Effect {
+    Passed {
+        slot,
+        payload: false,
+        syn: true,
+    }
+}
+
+/// Passed, neither a SYN nor carrying payload (an ACK, FIN, SYN-ACK).
+fn bare(slot: u32) -> Effect {
+    Passed {
+        slot,
+        payload: false,
         syn: false,
     }
 }
@@ -280,38 +293,22 @@ fn every_crafted_frame_gets_its_verdict_and_counter() {
         (
             "v4 syn",
             v4_tcp(ALPHA_V4, BID_PORT, TCP_SYN, b""),
-            Passed {
-                slot: ALPHA,
-                payload: false,
-                syn: true,
-            },
+            syn(ALPHA),
         ),
         (
             "v4 pure ack",
             v4_tcp(ALPHA_V4, BID_PORT, TCP_ACK, b""),
-            Passed {
-                slot: ALPHA,
-                payload: false,
-                syn: false,
-            },
+            bare(ALPHA),
         ),
         (
             "v4 syn-ack is not a syn",
             v4_tcp(ALPHA_V4, BID_PORT, TCP_SYN | TCP_ACK, b""),
-            Passed {
-                slot: ALPHA,
-                payload: false,
-                syn: false,
-            },
+            bare(ALPHA),
         ),
         (
             "v4 fin",
             v4_tcp(ALPHA_V4, BID_PORT, TCP_FIN | TCP_ACK, b""),
-            Passed {
-                slot: ALPHA,
-                payload: false,
-                syn: false,
-            },
+            bare(ALPHA),
         ),
         (
             "v4 other port",
@@ -399,11 +396,7 @@ fn every_crafted_frame_gets_its_verdict_and_counter() {
         (
             "v6 syn",
             v6_tcp(ALPHA_V6, BID_PORT, TCP_SYN, b""),
-            Passed {
-                slot: ALPHA,
-                payload: false,
-                syn: true,
-            },
+            syn(ALPHA),
         ),
         (
             "v6 hop-by-hop then dest opts",
@@ -609,17 +602,7 @@ fn unknown_sources_drop_when_the_policy_says_so() {
     let other = v4_tcp(UNKNOWN_V4, OTHER_PORT, TCP_SYN, b"");
     check(&loaded, "unknown v4, other port", &other, Untouched).unwrap();
     let known = v4_tcp(ALPHA_V4, BID_PORT, TCP_SYN, b"");
-    check(
-        &loaded,
-        "partner",
-        &known,
-        Passed {
-            slot: ALPHA,
-            payload: false,
-            syn: true,
-        },
-    )
-    .unwrap();
+    check(&loaded, "partner", &known, syn(ALPHA)).unwrap();
 }
 
 #[test]

@@ -13,6 +13,8 @@
 mod frames;
 #[path = "support/netns.rs"]
 mod netns;
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -21,6 +23,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::Netns;
+use temp_dir::TempDir;
 
 const BID_PORT: u16 = 18_280;
 const ADMIN_PORT: u16 = 18_281;
@@ -132,7 +135,7 @@ fn generic_on_lo_filters_real_traffic_by_partner() {
 }
 
 fn scenario(server_ns: &Netns, client_ns: &Netns, interface: &str, mode: &str, a: &Addresses) {
-    let work = TempDir::new(&format!("bidder-xdp-traffic-{mode}-{}", std::process::id()));
+    let work = TempDir::new(&format!("bidder-xdp-traffic-{mode}"));
     let pin_dir = PinDir(PathBuf::from(format!(
         "/sys/fs/bpf/bidder-xdp-traffic-{mode}-{}",
         std::process::id()
@@ -397,34 +400,13 @@ impl Drop for Bidder {
     }
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The bidder's pin directory on bpffs: its pinned maps (and a link left by a failed
 /// run) are removed when dropped.
 struct PinDir(PathBuf);
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.0) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&self.0);
+        // Unlinking a pin removes it; the objects go when nothing else holds them.
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
