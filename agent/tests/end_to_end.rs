@@ -275,9 +275,10 @@ fn operators_steer_a_running_bidder_through_the_agent() {
             "e2e: new row",
         ],
     );
+    let returned = Instant::now();
     assert_eq!(code, 0);
     assert!(out.contains("margin_ppm: 1.00 -> 1.25"), "{out}");
-    let new_row = first_bid_at(&s.bid, Some(2_250_000), Instant::now());
+    let new_row = first_bid_at(&s.bid, Some(2_250_000), returned);
     let (code, _) = ctl(
         &s,
         &[
@@ -293,7 +294,14 @@ fn operators_steer_a_running_bidder_through_the_agent() {
     let returned = Instant::now();
     assert_eq!(code, 0);
     let rewrite = first_bid_at(&s.bid, Some(2_340_000), returned);
+    // Both include one HTTP bid round trip; the goal (≤ 1 ms on a quiet host) is measured
+    // without it by `cargo bench -p bidder --bench strategy_table`. The bound here only
+    // catches a change that never arrives or waits for something slow.
     println!("command return -> first changed bid: new row {new_row:?}, existing row {rewrite:?}");
+    assert!(
+        new_row < Duration::from_secs(1) && rewrite < Duration::from_secs(1),
+        "new row {new_row:?}, existing row {rewrite:?}"
+    );
 
     // campaign pause stops its bids; resume brings them back.
     assert_eq!(

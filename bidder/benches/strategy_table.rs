@@ -8,6 +8,7 @@
 //! a read ≤ 50 ns, a new row visible ≤ 1 ms after the agent's write returns. Without
 //! `--bench` (as `cargo test --benches` runs it) a tiny run that only checks it works.
 
+// Only the generated catalog is used here; the rest serves the core benchmark.
 #[path = "workload/mod.rs"]
 #[allow(dead_code)]
 mod workload;
@@ -16,7 +17,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bidder::catalog::Catalog;
 use bidder::strategy::{StaticStrategy, StrategySource, PPM_ONE};
@@ -33,6 +34,8 @@ const CAMPAIGNS: usize = 4_096;
 const READ_GOAL_NS: f64 = 50.0;
 /// The visibility goal, from the agent's write returning to a reader pricing with it.
 const VISIBLE_GOAL_NS: u64 = 1_000_000;
+/// The margin of the rows the visibility samples add.
+const NEW_MARGIN_PPM: u32 = 1_200_000;
 /// How long a reader waits for a new row before the run says it never came.
 const VISIBLE_TIMEOUT_MS: u64 = 200;
 
@@ -136,53 +139,63 @@ fn new_row_visibility(
     source: Arc<dyn StrategySource>,
     samples: usize,
 ) {
+    const IDLE: usize = usize::MAX - 1;
+    const STOP: usize = usize::MAX;
     let epoch = Instant::now();
-    // The campaign the reader watches (usize::MAX: stop), and the write's timestamp.
-    let target = Arc::new(AtomicUsize::new(usize::MAX - 1));
-    let stamp = Arc::new(AtomicU64::new(0));
-    // Latency of the last sample in ns, 0 while waiting, u64::MAX on a timeout.
-    let seen = Arc::new(AtomicU64::new(0));
-    let catalog = Arc::new(catalog.campaigns.clone());
+    let probe = Arc::new(Probe {
+        target: AtomicUsize::new(IDLE),
+        ready: AtomicUsize::new(IDLE),
+        done: AtomicUsize::new(IDLE),
+        stamp: AtomicU64::new(0),
+        seen: AtomicU64::new(0),
+    });
+    let campaigns = Arc::new(catalog.campaigns.clone());
     let reader = {
-        let (target, stamp, seen, catalog) = (
-            Arc::clone(&target),
-            Arc::clone(&stamp),
-            Arc::clone(&seen),
-            Arc::clone(&catalog),
-        );
+        let (p, campaigns) = (Arc::clone(&probe), Arc::clone(&campaigns));
         std::thread::spawn(move || loop {
-            let idx = target.load(Ordering::Acquire);
-            if idx == usize::MAX {
+            let idx = p.target.load(Ordering::Acquire);
+            if idx == STOP {
                 return;
             }
-            if idx >= catalog.len() || seen.load(Ordering::Acquire) != 0 {
+            if idx == IDLE || p.done.load(Ordering::Acquire) == idx {
                 std::hint::spin_loop();
                 continue;
             }
-            let s = source.campaign(idx, &catalog[idx]);
+            let s = source.campaign(idx, &campaigns[idx]);
+            // Stored before the agent's write: a read that sees the row sees it. The
+            // clock is read after it, so `now` is never before the stamp.
+            let since = p.stamp.load(Ordering::Acquire);
             let now = epoch.elapsed().as_nanos() as u64;
-            let since = stamp.load(Ordering::Acquire);
-            if s.margin_ppm == 1_200_000 {
-                seen.store((now - since).max(1), Ordering::Release);
-            } else if since > 0 && now - since > VISIBLE_TIMEOUT_MS * 1_000_000 {
-                seen.store(u64::MAX, Ordering::Release);
+            if s.margin_ppm == NEW_MARGIN_PPM {
+                p.seen.store((now - since).max(1), Ordering::Release);
+                p.done.store(idx, Ordering::Release);
+            } else if since == 0 {
+                p.ready.store(idx, Ordering::Release);
+            } else if now - since > VISIBLE_TIMEOUT_MS * 1_000_000 {
+                p.seen.store(u64::MAX, Ordering::Release);
+                p.done.store(idx, Ordering::Release);
             }
         })
     };
     let mut lat = Vec::with_capacity(samples);
     let mut timeouts = 0;
     for idx in (1..CAMPAIGNS).step_by(2).take(samples) {
-        stamp.store(0, Ordering::Release);
-        seen.store(0, Ordering::Release);
-        target.store(idx, Ordering::Release);
-        // Let the reader settle on the campaign before the row appears.
-        std::thread::sleep(Duration::from_micros(200));
-        stamp.store(epoch.elapsed().as_nanos() as u64, Ordering::Release);
-        agent.put_campaign(&catalog[idx].id, &row(1_200_000)).unwrap();
+        probe.stamp.store(0, Ordering::Release);
+        probe.seen.store(0, Ordering::Release);
+        probe.target.store(idx, Ordering::Release);
         // Yield rather than spin: on a two-core machine a spinning writer would steal
         // the reader's core and measure the scheduler instead.
+        while probe.ready.load(Ordering::Acquire) != idx {
+            std::thread::yield_now();
+        }
+        probe
+            .stamp
+            .store(epoch.elapsed().as_nanos() as u64, Ordering::Release);
+        agent
+            .put_campaign(&campaigns[idx].id, &row(NEW_MARGIN_PPM))
+            .unwrap();
         let ns = loop {
-            match seen.load(Ordering::Acquire) {
+            match probe.seen.load(Ordering::Acquire) {
                 0 => std::thread::yield_now(),
                 ns => break ns,
             }
@@ -196,7 +209,7 @@ fn new_row_visibility(
             lat.push(ns);
         }
     }
-    target.store(usize::MAX, Ordering::Release);
+    probe.target.store(STOP, Ordering::Release);
     reader.join().unwrap();
     if lat.is_empty() {
         println!(
@@ -220,4 +233,18 @@ fn new_row_visibility(
             "MISSED"
         }
     );
+}
+
+/// The hand-shake between the bench and its reader thread.
+struct Probe {
+    /// The campaign the reader watches (or idle, or stop).
+    target: AtomicUsize,
+    /// The campaign the reader has read without a row: the write may start.
+    ready: AtomicUsize,
+    /// The campaign whose sample the reader finished.
+    done: AtomicUsize,
+    /// When the agent's write started, ns since the bench's epoch (0: not yet).
+    stamp: AtomicU64,
+    /// The sample, ns (0: waiting; `u64::MAX`: timed out).
+    seen: AtomicU64,
 }
