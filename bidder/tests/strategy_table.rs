@@ -3,11 +3,13 @@
 //! re-creates the table, refused layouts, partner and budget overrides, and the stats
 //! table the bidder writes.
 
+#[path = "support/first_bid.rs"]
+mod first_bid;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::bidding::{Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
@@ -22,6 +24,7 @@ use bidder_common::table::strategy::{
     CAMPAIGN_PAUSED, MAX_REASONING_BYTES, PARTNER_ENABLED,
 };
 use bidder_common::table::Capacity;
+use first_bid::first_bid;
 
 const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 const CAP: Capacity = Capacity {
@@ -132,20 +135,20 @@ fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
     );
 }
 
-fn bid_price(worker: &mut Worker, bidding: &Bidding) -> Option<f64> {
-    let mut body = BANNER.as_bytes().to_vec();
-    let arrival = Arrival {
-        partner: Some(0),
-        now_ms: 1_795_429_800_000,
-        at: Instant::now(),
-    };
-    match worker.bid(bidding, &mut body, arrival) {
-        Answer::Bid(json) => {
-            let v: serde_json::Value = serde_json::from_slice(json).unwrap();
-            v["seatbid"][0]["bid"][0]["price"].as_f64()
-        }
-        _ => None,
+/// What workers share, with `table`'s strategy: full budgets, a small inbox.
+fn bidding_on(table: &StrategyTable, catalog: Catalog) -> Bidding {
+    Bidding {
+        budgets: Arc::new(Budgets::new(
+            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+        )),
+        strategy: table.source_for(&catalog),
+        inbox: Arc::new(LedgerInbox::new(64)),
+        catalog: Arc::new(catalog),
     }
+}
+
+fn bid_price(worker: &mut Worker, bidding: &Bidding) -> Option<f64> {
+    first_bid(worker, bidding, BANNER).and_then(|b| b["price"].as_f64())
 }
 
 #[test]
@@ -158,14 +161,7 @@ fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
         .put_campaign("zephyr-video", &row(1_100_000, 9_000_000, false))
         .unwrap();
     let table = StrategyTable::open(&path);
-    let bidding = Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: table.source_for(&catalog),
-        inbox: Arc::new(LedgerInbox::new(64)),
-        catalog: Arc::new(catalog),
-    };
+    let bidding = bidding_on(&table, catalog);
     let catalog = &bidding.catalog;
     let acme = catalog.campaign_by_id("acme-display").unwrap();
     let zephyr = catalog.campaign_by_id("zephyr-video").unwrap();
@@ -368,14 +364,7 @@ fn the_price_of_the_next_bid_follows_the_table() {
         .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
         .unwrap();
     let table = StrategyTable::open(&path);
-    let bidding = Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: table.source_for(&catalog),
-        inbox: Arc::new(LedgerInbox::new(64)),
-        catalog: Arc::new(catalog),
-    };
+    let bidding = bidding_on(&table, catalog);
     let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
     let price = |worker: &mut Worker| bid_price(worker, &bidding);
     assert_eq!(price(&mut worker), Some(2.0));
