@@ -140,10 +140,11 @@ impl Worker {
             .decider
             .decide(catalog, strategy, &bidding.budgets, &req, ctx);
         let mut reason = decision.request_reason();
+        let counts = self.campaigns.counting();
         if Instant::now() >= deadline {
             for late in &decision.bids {
                 let slot = catalog.campaigns[late.campaign].budget_slot;
-                self.campaigns.no_bid(slot, NoBidReason::Deadline);
+                counts.no_bid(slot, NoBidReason::Deadline);
             }
             decision.release_all(&bidding.budgets);
             self.stats.deadline_missed.inc();
@@ -165,7 +166,7 @@ impl Worker {
             };
             if let Err(refused) = bidding.inbox.hold(held) {
                 bidding.budgets.release(refused.reservation);
-                self.campaigns.no_bid(slot, NoBidReason::TechnicalError);
+                counts.no_bid(slot, NoBidReason::TechnicalError);
                 self.dropped_bids += 1;
                 continue;
             }
@@ -181,9 +182,9 @@ impl Worker {
         }
         for &slot in &self.bid_slots {
             if sent {
-                self.campaigns.bid(slot);
+                counts.bid(slot);
             } else {
-                self.campaigns.no_bid(slot, NoBidReason::TechnicalError);
+                counts.no_bid(slot, NoBidReason::TechnicalError);
             }
         }
         let wants_nbr_body = arrival

@@ -21,7 +21,7 @@ mod candidate;
 mod filter;
 mod reason;
 
-pub use campaign_counts::{CampaignCounts, CampaignFigures, CampaignTotals};
+pub use campaign_counts::{CampaignCounts, CampaignFigures, CampaignTotals, Counting};
 pub use reason::{DecisionStats, NoBidReason};
 
 use std::sync::Arc;
@@ -126,7 +126,7 @@ impl Decider {
     /// This decider's per-campaign counters. The decision counts every evaluated
     /// campaign's outcome except that of the bids it chooses: their fate (sent, or
     /// dropped at the deadline or on our error) is the caller's to count, with
-    /// [`CampaignCounts::bid`] or [`CampaignCounts::no_bid`].
+    /// [`Counting::bid`] or [`Counting::no_bid`].
     pub fn campaign_counts(&self) -> &Arc<CampaignCounts> {
         &self.campaigns
     }
@@ -215,7 +215,9 @@ impl Decider {
         };
         // Campaigns come best-first (the catalog orders them by the most they can
         // bid): evaluate until no campaign left can beat the best bid found. A best bid
-        // that loses its budget race is dropped and the search goes on.
+        // that loses its budget race is dropped and the search goes on. Every campaign
+        // evaluated is counted once, with how it ended.
+        let counts = self.campaigns.counting();
         let mut remaining = self.imp_set.iter().peekable();
         let mut best: Option<usize> = None;
         loop {
@@ -228,8 +230,6 @@ impl Decider {
                 }
                 remaining.next();
                 self.stats.candidates.inc();
-                let slot = catalog.campaigns[c].budget_slot;
-                self.campaigns.evaluated(slot);
                 match candidate::evaluate(&env, c, &mut self.rng) {
                     Ok(found) => {
                         let better = best
@@ -240,7 +240,7 @@ impl Decider {
                         }
                     }
                     Err(reason) => {
-                        self.campaigns.no_bid(slot, reason);
+                        counts.no_bid(catalog.campaigns[c].budget_slot, reason);
                         furthest = furthest.max(Some(reason));
                     }
                 }
@@ -250,11 +250,9 @@ impl Decider {
             };
             let found = self.candidates.swap_remove(b);
             let cost = crate::money::impression_cost_micros(found.price_micros);
-            let slot = catalog.campaigns[found.campaign].budget_slot;
-            if let Some(reservation) = budgets.reserve(slot, cost) {
+            if let Some(reservation) = budgets.reserve(found.slot, cost) {
                 for lost in &self.candidates {
-                    self.campaigns
-                        .outbid(catalog.campaigns[lost.campaign].budget_slot);
+                    counts.outbid(lost.slot);
                 }
                 return Ok(ChosenBid {
                     imp: i,
@@ -265,7 +263,7 @@ impl Decider {
                     reservation,
                 });
             }
-            self.campaigns.no_bid(slot, NoBidReason::BudgetExhausted);
+            counts.no_bid(found.slot, NoBidReason::BudgetExhausted);
             furthest = furthest.max(Some(NoBidReason::BudgetExhausted));
             best = best_candidate(&self.candidates);
         }
