@@ -22,7 +22,7 @@ pub const PER_CAMPAIGN_REASONS: usize = NoBidReason::PER_CAMPAIGN.len();
 
 /// One campaign's counters in one worker: 120 bytes.
 #[derive(Debug, Default)]
-pub struct CampaignCounters {
+struct CampaignCounters {
     bids: Counter,
     outbid: Counter,
     no_bids: [Counter; PER_CAMPAIGN_REASONS],
@@ -31,9 +31,18 @@ pub struct CampaignCounters {
 /// One worker's counters of every campaign, by budget slot. Written only by the worker
 /// that owns its [`DecisionStats`]; sized when the worker builds its decider for a
 /// catalog ([`DecisionStats::campaign_counts_for`]), never per request.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CampaignCounts {
     campaigns: Box<[CampaignCounters]>,
+}
+
+impl std::fmt::Debug for CampaignCounts {
+    /// The size only: a table can hold 100,000 campaigns.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignCounts")
+            .field("slots", &self.campaigns.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CampaignCounts {
