@@ -120,14 +120,19 @@ fn main() {
         "strategy read through TableStrategy ({CAMPAIGNS} campaigns, random order): \
          with a row {hot:.1} ns, without a row {cold:.1} ns (StaticStrategy baseline \
          {base:.1} ns; goal ≤ {READ_GOAL_NS} ns: {})",
-        if hot.max(cold) <= READ_GOAL_NS {
-            "MET"
-        } else {
-            "MISSED"
-        }
+        verdict(full, hot.max(cold) <= READ_GOAL_NS)
     );
 
-    new_row_visibility(&mut agent, &catalog, source, samples);
+    new_row_visibility(&mut agent, &catalog, source, samples, full);
+}
+
+/// Whether a goal was met; a smoke run (few samples, maybe a debug build) says nothing.
+fn verdict(full: bool, met: bool) -> &'static str {
+    match (full, met) {
+        (false, _) => "not judged in a smoke run",
+        (true, true) => "MET",
+        (true, false) => "MISSED",
+    }
 }
 
 /// A reader thread prices one campaign without a row in a loop, as a busy worker
@@ -138,6 +143,7 @@ fn new_row_visibility(
     catalog: &Catalog,
     source: Arc<dyn StrategySource>,
     samples: usize,
+    full: bool,
 ) {
     const IDLE: usize = usize::MAX - 1;
     const STOP: usize = usize::MAX;
@@ -227,11 +233,7 @@ fn new_row_visibility(
         lat.len(),
         pct(0.50),
         pct(0.99),
-        if timeouts == 0 && max <= VISIBLE_GOAL_NS {
-            "MET"
-        } else {
-            "MISSED"
-        }
+        verdict(full, timeouts == 0 && max <= VISIBLE_GOAL_NS)
     );
 }
 
