@@ -12,7 +12,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bidder_common::table::shm::{now_unix_ms, reason_names, OnMismatch, Table, Writer};
+use bidder_common::table::shm::{
+    campaign_reason_names, now_unix_ms, reason_names, OnMismatch, Table, Writer,
+};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
 };
@@ -519,20 +521,15 @@ impl Agent {
     fn stats(&self, args: StatsArgs) -> Result<Value, Error> {
         let stats = self.stats_table()?;
         let totals = stats.prefix().totals.load().unwrap_or_default();
-        let names = reason_names(&stats);
-        let no_bids: serde_json::Map<String, Value> = names
-            .iter()
-            .zip(totals.no_bid_imps)
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| (name.clone(), json!(n)))
-            .collect();
+        let no_bids = named_counts(&reason_names(&stats), &totals.no_bid_imps);
+        let campaign_reasons = campaign_reason_names(&stats);
         let campaigns: Vec<Value> = stats
             .campaigns()
             .iter()
             .filter_map(|r| Some((r.key.get(), r.load().ok()?)))
             .filter(|(k, _)| args.campaign.as_deref().is_none_or(|c| c == k.as_str()))
             .filter(|_| args.partner.is_none() || args.campaign.is_some())
-            .map(|(k, c)| campaign_stats_view(k.as_str(), &c))
+            .map(|(k, c)| campaign_stats_view(k.as_str(), &c, &campaign_reasons))
             .collect();
         let partners: Vec<Value> = stats
             .partners()
@@ -748,10 +745,26 @@ fn partner_view(name: &str, p: &PartnerStatsValue, row: Option<PartnerLimitValue
     })
 }
 
-fn campaign_stats_view(id: &str, c: &CampaignStatsValue) -> Value {
+/// `{name: count}` for the counts that are not zero, names by position.
+fn named_counts(names: &[String], counts: &[u64]) -> serde_json::Map<String, Value> {
+    names
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| (name.clone(), json!(n)))
+        .collect()
+}
+
+fn campaign_stats_view(id: &str, c: &CampaignStatsValue, reasons: &[String]) -> Value {
     json!({
         "campaign": id,
         "in_catalog": c.flags & IN_CATALOG != 0,
+        "requests": c.requests,
+        "bids": c.bids,
+        "outbid": c.outbid,
+        "no_bids": named_counts(reasons, &c.no_bids),
+        "wins": c.wins,
+        "clearing_micros": c.clearing_micros,
         "daily_budget_micros": c.daily_budget_micros,
         "spent_micros": c.spent_micros,
         "reserved_micros": c.reserved_micros,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::bid_id::{BidId, BidIdGen};
 use crate::budget::Budgets;
 use crate::catalog::{Catalog, PartnerIdx};
-use crate::decide::{ChosenBid, Context, Decider, DecisionStats, NoBidReason};
+use crate::decide::{CampaignCounts, ChosenBid, Context, Decider, DecisionStats, NoBidReason};
 use crate::ledger::{HeldBid, LedgerInbox};
 use crate::notice::{NoticeSigner, SignerError};
 use crate::openrtb::{BidRequest, ParseError, Parser};
@@ -63,8 +63,13 @@ pub struct Worker {
     encoder: Encoder,
     bid_ids: BidIdGen,
     bids: Vec<BidOut<'static>>,
+    /// Budget slots of the campaigns in `bids`, to count each bid's fate.
+    bid_slots: Vec<usize>,
     out: Vec<u8>,
     stats: Arc<DecisionStats>,
+    /// The decider's per-campaign counters, held here too so a bid's fate can be
+    /// counted while the decision is borrowed.
+    campaigns: Arc<CampaignCounts>,
     /// Bids dropped because the ledger inbox was full or encoding failed.
     pub dropped_bids: u64,
 }
@@ -79,16 +84,19 @@ impl Worker {
     ) -> Result<Worker, SignerError> {
         let settings = &bidding.catalog.settings;
         let signer = NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)?;
+        let decider = Decider::new(
+            &bidding.catalog,
+            Arc::clone(&stats),
+            u64::from(worker_id) << 32 | 0x9E37_79B9,
+        );
         Ok(Worker {
             parser: Parser::new(),
-            decider: Decider::new(
-                &bidding.catalog,
-                Arc::clone(&stats),
-                u64::from(worker_id) << 32 | 0x9E37_79B9,
-            ),
+            campaigns: Arc::clone(decider.campaign_counts()),
+            decider,
             encoder: Encoder::new(signer),
             bid_ids: BidIdGen::new(settings.host_id, worker_id),
             bids: Vec::with_capacity(crate::respond::MAX_BIDS_PER_RESPONSE),
+            bid_slots: Vec::with_capacity(crate::respond::MAX_BIDS_PER_RESPONSE),
             out: Vec::with_capacity(INITIAL_RESPONSE_BYTES),
             stats,
             dropped_bids: 0,
@@ -110,6 +118,9 @@ impl Worker {
     /// Fail closed on time: the deadline is `arrival + min(tmax − network allowance,
     /// deadline cap)`; a decision that ends after it answers no-bid (`deadline`) and
     /// gives its reservations back, so no stale bid ever leaves.
+    ///
+    /// Counts each chosen bid's fate per campaign: a bid once it is encoded, otherwise
+    /// `deadline` or `technical_error` (the decision counted the rest).
     pub fn bid(&mut self, bidding: &Bidding, body: &mut [u8], arrival: Arrival) -> Answer<'_> {
         let catalog = &bidding.catalog;
         let req = match self.parser.parse(body) {
@@ -129,7 +140,12 @@ impl Worker {
             .decider
             .decide(catalog, strategy, &bidding.budgets, &req, ctx);
         let mut reason = decision.request_reason();
+        let counts = self.campaigns.counting();
         if Instant::now() >= deadline {
+            for late in &decision.bids {
+                let slot = catalog.campaigns[late.campaign].budget_slot;
+                counts.no_bid(slot, NoBidReason::Deadline);
+            }
             decision.release_all(&bidding.budgets);
             self.stats.deadline_missed.inc();
             reason = Some(NoBidReason::Deadline);
@@ -137,8 +153,10 @@ impl Worker {
 
         // Hand every reservation to the ledger; a bid the ledger refused is dropped.
         let mut bids: Vec<BidOut<'_>> = reuse_vec(std::mem::take(&mut self.bids));
+        self.bid_slots.clear();
         let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
         for chosen in decision.bids.drain(..) {
+            let slot = catalog.campaigns[chosen.campaign].budget_slot;
             let bid_id = self.bid_ids.next_id();
             let out = bid_out(catalog, &req, &chosen, bid_id);
             let held = HeldBid {
@@ -148,10 +166,12 @@ impl Worker {
             };
             if let Err(refused) = bidding.inbox.hold(held) {
                 bidding.budgets.release(refused.reservation);
+                counts.no_bid(slot, NoBidReason::TechnicalError);
                 self.dropped_bids += 1;
                 continue;
             }
             bids.push(out);
+            self.bid_slots.push(slot);
         }
 
         self.out.clear();
@@ -159,6 +179,13 @@ impl Worker {
         if !bids.is_empty() && !sent {
             // Our bug or a bad config: the reservations sit in the ledger and expire.
             self.dropped_bids += bids.len() as u64;
+        }
+        for &slot in &self.bid_slots {
+            if sent {
+                counts.bid(slot);
+            } else {
+                counts.no_bid(slot, NoBidReason::TechnicalError);
+            }
         }
         let wants_nbr_body = arrival
             .partner

@@ -32,7 +32,14 @@ struct CampaignBudget {
     /// bid); we never charge the budget above the reservation, but we count it.
     overcharged_micros: AtomicI64,
     refused: AtomicU64,
+    /// Reservations settled (wins) and the sum of their clearing prices, since start:
+    /// outcome counters the stats table and `/metrics` report beside the budget. Only
+    /// the ledger's owner settles, so these see no contention.
+    wins: AtomicU64,
+    clearing_micros: AtomicI64,
 }
+
+const _: () = assert!(size_of::<CampaignBudget>() == 64);
 
 /// A campaign's budget as a consistent-enough snapshot for operators and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +51,12 @@ pub struct BudgetSnapshot {
     pub overcharged_micros: i64,
     /// Reservations refused for lack of budget.
     pub refused: u64,
+    /// Reservations settled by a win or billing notice, since start (not reset daily).
+    pub wins: u64,
+    /// Sum of the clearing prices those settlements reported, micros per impression,
+    /// before the cap at the reservation (so `spent + overcharged` for a day without
+    /// a budget reset), since start.
+    pub clearing_micros: i64,
 }
 
 /// Money held for one bid until its notice or expiry. Must be settled or released.
@@ -143,6 +156,8 @@ impl Budgets {
             b.overcharged_micros
                 .fetch_add(overcharged, Ordering::Relaxed);
         }
+        b.wins.fetch_add(1, Ordering::Relaxed);
+        b.clearing_micros.fetch_add(clearing, Ordering::Relaxed);
         Settlement {
             charged_micros: charged,
             refunded_micros: refunded,
@@ -193,6 +208,8 @@ impl Budgets {
             spent_micros: b.spent_micros.load(Ordering::Acquire),
             overcharged_micros: b.overcharged_micros.load(Ordering::Acquire),
             refused: b.refused.load(Ordering::Relaxed),
+            wins: b.wins.load(Ordering::Relaxed),
+            clearing_micros: b.clearing_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -263,6 +280,20 @@ mod tests {
         assert_eq!(s.overcharged_micros, 3_000);
         assert_eq!(b.snapshot(0).spent_micros, 2_000);
         assert!(balanced(&b, 0));
+    }
+
+    #[test]
+    fn wins_and_clearing_prices_are_counted_uncapped_and_survive_a_new_day() {
+        let b = Budgets::new([10_000]);
+        let r = b.reserve(0, 2_000).unwrap();
+        b.settle(r, 5_000);
+        let r = b.reserve(0, 2_000).unwrap();
+        b.settle(r, 1_200);
+        let lost = b.reserve(0, 2_000).unwrap();
+        b.release(lost);
+        b.start_day();
+        let s = b.snapshot(0);
+        assert_eq!((s.wins, s.clearing_micros, s.spent_micros), (2, 6_200, 0));
     }
 
     #[test]

@@ -208,8 +208,8 @@ impl Daemon {
         self.install(&in_force)
     }
 
-    /// Swaps in a generation with the same catalog and the strategy table's current
-    /// rows (the agent added rows or re-created the table).
+    /// Swaps in a generation with the same catalog and a strategy source on the table
+    /// file now mapped (the agent created or re-created the table).
     pub fn refresh_strategy(&self) -> u64 {
         let _serialised = self.config.lock().expect("config poisoned");
         let mut bidding = self.service.current().bidding.clone();

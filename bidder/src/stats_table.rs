@@ -1,6 +1,8 @@
 //! The stats table the bidder writes for the agent (`bidder_common::table::stats`):
 //! the campaigns and partners of the catalog in force with their configured limits,
-//! budget figures, per-partner traffic and the no-bid totals by reason.
+//! budget figures, per-campaign outcomes (requests, bids, outbid, no-bids by reason
+//! from the workers' counters; wins and clearing prices from the budgets the ledger
+//! settles into), per-partner traffic and the no-bid totals by reason.
 //!
 //! Written by the [`Mirror`](crate::strategy_table::Mirror) thread on a timer, never
 //! by the workers: the hot path only bumps its own single-writer counters, and this
@@ -14,18 +16,19 @@ use std::sync::Arc;
 use bidder_common::table::shm::{OnMismatch, OpenError, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, TotalsValue, CONFIG_ENABLED, ENABLED,
-    IN_CATALOG, MAX_NO_BID_REASONS,
+    IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS, MAX_NO_BID_REASONS,
 };
 use bidder_common::table::Capacity;
 
 use crate::bid_service::Generation;
 use crate::budget::Budgets;
 use crate::catalog::{Catalog, PartnerIdx};
-use crate::decide::{DecisionStats, NoBidReason};
+use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::metrics::WorkerMetrics;
 use crate::strategy_table::StrategyTable;
 
 const _: () = assert!(NoBidReason::COUNT <= MAX_NO_BID_REASONS);
+const _: () = assert!(NoBidReason::PER_CAMPAIGN.len() <= MAX_CAMPAIGN_NO_BID_REASONS);
 
 /// What one publication reads.
 pub struct StatsInputs {
@@ -55,6 +58,7 @@ impl StatsPublisher {
     pub fn open(path: &Path, cap: Capacity) -> Result<StatsPublisher, OpenError> {
         let mut writer = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate)?;
         writer.put_reason_names(NoBidReason::ALL.iter().map(|r| r.name()));
+        writer.put_campaign_reason_names(NoBidReason::PER_CAMPAIGN.iter().map(|r| r.name()));
         Ok(StatsPublisher {
             writer,
             in_catalog: HashSet::new(),
@@ -66,7 +70,8 @@ impl StatsPublisher {
     pub fn publish(&mut self, inputs: &StatsInputs, strategy: &StrategyTable) {
         let catalog = &inputs.generation.bidding.catalog;
         let mut now_in = HashSet::with_capacity(catalog.campaigns.len() + catalog.partners.len());
-        let mut overflow = self.campaigns(catalog, &inputs.budgets, &mut now_in);
+        let outcomes = CampaignTotals::of(&inputs.decisions);
+        let mut overflow = self.campaigns(catalog, &inputs.budgets, &outcomes, &mut now_in);
         overflow |= self.partners(catalog, &inputs.workers, strategy, &mut now_in);
         self.retire(&now_in);
         self.in_catalog = now_in;
@@ -82,6 +87,7 @@ impl StatsPublisher {
         &mut self,
         catalog: &Catalog,
         budgets: &Budgets,
+        outcomes: &CampaignTotals,
         now_in: &mut HashSet<String>,
     ) -> bool {
         let mut overflow = false;
@@ -90,6 +96,9 @@ impl StatsPublisher {
                 continue;
             }
             let b = budgets.snapshot(c.budget_slot);
+            let o = outcomes.campaign(c.budget_slot);
+            let mut no_bids = [0; MAX_CAMPAIGN_NO_BID_REASONS];
+            no_bids[..o.no_bids.len()].copy_from_slice(&o.no_bids);
             let value = CampaignStatsValue {
                 flags: IN_CATALOG,
                 default_shading_ppm: catalog.settings.default_shading_ppm,
@@ -102,6 +111,12 @@ impl StatsPublisher {
                 spent_micros: b.spent_micros,
                 overcharged_micros: b.overcharged_micros,
                 budget_refusals: b.refused,
+                requests: o.requests,
+                bids: o.bids,
+                outbid: o.outbid,
+                wins: b.wins,
+                clearing_micros: b.clearing_micros,
+                no_bids,
                 checksum: 0,
             }
             .sealed();

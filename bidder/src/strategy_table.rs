@@ -4,20 +4,22 @@
 //!   agent re-creates it (new inode). A missing file means the configuration's
 //!   defaults; a file that disappears or turns unreadable leaves the last good mapping
 //!   in force — the agent dying must never change what the bidder bids.
-//! * [`TableStrategy`] is the [`StrategySource`] of one catalog generation: campaign
-//!   indices are mapped to table rows once, when the generation is built, so the hot
-//!   path is an array index and a sequence-locked copy of five fields.
-//! * [`Mirror`] is the control-side thread that polls the file (new table, new rows,
-//!   partner limits, budget overrides) and publishes the stats table.
+//! * [`TableStrategy`] is the [`StrategySource`] of one catalog generation: each
+//!   campaign's row position is kept in an atomic slot, so the hot path is an array
+//!   index and a sequence-locked copy of five fields. Rows the agent appends later are
+//!   matched to campaigns by the first read that notices them (see
+//!   [`TableStrategy::campaign`]), not by a poll.
+//! * [`Mirror`] is the control-side thread that polls the file (a new table, partner
+//!   limits, budget overrides) and publishes the stats table.
 //!
-//! Row *values* need no polling: a `strategy set` is visible to the next bid as soon
-//! as the agent's write completes. Only structure changes (a new row, a new file) and
-//! values the bidder copies elsewhere (partner limits into the limiter, budgets into
-//! [`Budgets`]) go through the poll.
+//! Neither row values nor new rows need polling: a `strategy set` is visible to the
+//! next bid as soon as the agent's write completes, whether it rewrote a row or added
+//! one. Only a new file and values the bidder copies elsewhere (partner limits into
+//! the limiter, budgets into [`Budgets`]) go through the poll.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use bidder_common::table::shm::{file_id, FileId, OpenError, Table};
 use bidder_common::table::strategy::{
     PartnerLimitValue, StrategyTable as Layout, BUDGET_AS_CONFIGURED, CAMPAIGN_PAUSED,
 };
+use rustc_hash::FxHashMap;
 
 use crate::budget::Budgets;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Partner};
@@ -49,9 +52,9 @@ pub struct PartnerLimits {
 /// What [`StrategyTable::poll`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Change {
-    /// A new file or new rows: every generation's row map must be rebuilt.
+    /// A new file: every generation's [`TableStrategy`] must be rebuilt on it.
     pub remap: bool,
-    /// Some row was rewritten: partner limits and budgets may need copying.
+    /// Some row was written or added: partner limits and budgets may need copying.
     pub values: bool,
 }
 
@@ -71,7 +74,6 @@ struct Mapped {
     table: Option<Arc<StrategyFile>>,
     /// The file last looked at (mapped or refused), to act once per new file.
     seen: Option<FileId>,
-    campaigns_used: usize,
     generation: u64,
 }
 
@@ -103,8 +105,9 @@ impl StrategyTable {
         self.state.lock().expect("strategy table state poisoned")
     }
 
-    /// Looks at the file: maps a new or re-created table, notices new rows and writes.
-    /// Never blocks on the agent (a `stat` and two atomic loads when nothing changed).
+    /// Looks at the file: maps a new or re-created table, notices writes (new rows
+    /// included). Never blocks on the agent (a `stat` and an atomic load when nothing
+    /// changed).
     pub fn poll(&self) -> Change {
         let mut state = self.lock();
         let mut change = Change::default();
@@ -115,7 +118,6 @@ impl StrategyTable {
                 Ok(table) => {
                     tracing::info!(path = %self.path.display(), "strategy table mapped");
                     state.table = Some(Arc::new(table));
-                    state.campaigns_used = 0;
                     state.generation = 0;
                     change.remap = true;
                 }
@@ -127,11 +129,6 @@ impl StrategyTable {
         let Some(table) = state.table.clone() else {
             return change;
         };
-        let used = table.campaigns().len();
-        if used != state.campaigns_used {
-            state.campaigns_used = used;
-            change.remap = true;
-        }
         let generation = table.generation();
         if generation != state.generation {
             state.generation = generation;
@@ -140,26 +137,30 @@ impl StrategyTable {
         change
     }
 
-    /// The strategy source for `catalog`: each campaign's row found once, here.
+    /// The strategy source for `catalog`: the rows published so far are matched to
+    /// campaigns here, later ones by the hot path.
     pub fn source_for(&self, catalog: &Catalog) -> Arc<dyn StrategySource> {
-        let table = self.mapped();
-        let rows: Box<[u32]> = match &table {
-            None => vec![NO_ROW; catalog.campaigns.len()].into_boxed_slice(),
-            Some(t) => {
-                let by_key = row_index(t.campaigns().iter().map(|r| r.key.get()));
-                catalog
-                    .campaigns
-                    .iter()
-                    .map(|c| by_key.get(c.id.as_str()).copied().unwrap_or(NO_ROW))
-                    .collect()
-            }
-        };
-        Arc::new(TableStrategy {
-            table,
-            rows,
+        let source = TableStrategy {
+            table: self.mapped(),
+            rows: catalog
+                .campaigns
+                .iter()
+                .map(|_| AtomicU32::new(NO_ROW))
+                .collect(),
+            resolved: AtomicU32::new(0),
+            by_id: catalog
+                .campaigns
+                .iter()
+                .enumerate()
+                .map(|(idx, c)| (c.id.clone(), idx))
+                .collect(),
             default_shading_ppm: catalog.settings.default_shading_ppm,
             contended: Arc::clone(&self.contended),
-        })
+        };
+        if let Some(table) = &source.table {
+            source.resolve_new_rows(table);
+        }
+        Arc::new(source)
     }
 
     /// Partner rows of the table, by name (unreadable rows left out).
@@ -253,10 +254,23 @@ fn row_index(keys: impl Iterator<Item = bidder_common::table::KeyBuf>) -> HashMa
 /// configured shading, its own ceiling). A row the writer rewrote faster than we could
 /// copy it [`READ_ATTEMPTS`](bidder_common::table::cell::READ_ATTEMPTS) times in a row
 /// makes the campaign sit this request out (paused): failing closed, counted.
+///
+/// Rows are found without the mirror: the agent only ever appends rows and never
+/// re-keys one, so `rows[c]`, once set, stays right for this file. Whichever worker
+/// first reads a campaign that has no row yet while the table has published rows
+/// beyond [`TableStrategy::resolved`] matches those new rows' keys to campaigns and
+/// fills their slots. Any number of workers may do that at once: they store the same
+/// positions, so the race is harmless, and nothing on that path allocates or blocks.
 pub struct TableStrategy {
     table: Option<Arc<StrategyFile>>,
-    /// Row of each catalog campaign, or [`NO_ROW`].
-    rows: Box<[u32]>,
+    /// Row of each catalog campaign, or [`NO_ROW`]; set at most once per campaign
+    /// (a corrupt file with a key twice could see either row stored, both valid).
+    rows: Box<[AtomicU32]>,
+    /// Table rows `0..resolved` have been matched to campaigns; only grows.
+    resolved: AtomicU32,
+    /// Catalog index by campaign id, to match the keys of new rows (built once per
+    /// generation; read-only after).
+    by_id: FxHashMap<String, CampaignIdx>,
     default_shading_ppm: u32,
     contended: Arc<AtomicU64>,
 }
@@ -271,17 +285,68 @@ impl TableStrategy {
             paused: false,
         }
     }
+
+    /// The row of campaign `idx` (or [`NO_ROW`]) once every row the table has
+    /// published is matched: the hot path's check for rows added since the last
+    /// match, two loads when there are none.
+    #[inline]
+    fn row_after_new_rows(&self, table: &StrategyFile, idx: CampaignIdx) -> u32 {
+        // Relaxed: only a hint that there is work; `resolve_new_rows` Acquires it.
+        let published = table
+            .header()
+            .campaigns_used
+            .load(Ordering::Relaxed)
+            .min(table.capacity().campaigns);
+        // Acquire: pairs with the Release in `resolve_new_rows`, so if another worker
+        // already matched the new rows, its stores into `rows` are visible below.
+        if self.resolved.load(Ordering::Acquire) < published {
+            self.resolve_new_rows(table);
+        }
+        self.rows[idx].load(Ordering::Acquire)
+    }
+
+    /// Matches rows published since the last match to catalog campaigns. Idempotent
+    /// and safe to run on any number of threads at once; no allocation, no lock.
+    #[cold]
+    #[inline(never)]
+    fn resolve_new_rows(&self, table: &StrategyFile) {
+        // `campaigns()` Acquires `campaigns_used`, which the agent stores (Release)
+        // after a new row's key and first value: every key below is complete.
+        let published = table.campaigns();
+        let from = self.resolved.load(Ordering::Acquire) as usize;
+        for (row, r) in published.iter().enumerate().skip(from) {
+            if let Some(&idx) = self.by_id.get(r.key.get().as_str()) {
+                // Release: a reader that Acquires this position reads a row whose
+                // publication (above) happened before.
+                self.rows[idx].store(row as u32, Ordering::Release);
+            }
+        }
+        // Release: a reader that sees the new count (Acquire) sees every store above.
+        // `fetch_max`: a slower worker matching fewer rows never moves it back.
+        self.resolved
+            .fetch_max(published.len() as u32, Ordering::AcqRel);
+    }
 }
 
 impl StrategySource for TableStrategy {
+    /// The campaign's strategy from its row, its new row, or the configuration.
+    ///
+    /// Cost: a campaign with a row pays one atomic load for its position and the
+    /// sequence-locked copy; one without pays two more loads (the table's row count
+    /// and ours) and, only for the first read after the agent adds rows, the match of
+    /// those rows (one hash lookup each).
     #[inline]
     fn campaign(&self, idx: CampaignIdx, campaign: &Campaign) -> CampaignStrategy {
-        let row = self.rows.get(idx).copied().unwrap_or(NO_ROW);
-        let Some(table) = self.table.as_ref().filter(|_| row != NO_ROW) else {
+        let (Some(table), Some(slot)) = (self.table.as_ref(), self.rows.get(idx)) else {
             return self.defaults(campaign);
         };
-        // The row exists: `rows` was built from rows published in this file, which
-        // only ever grows.
+        // Acquire: pairs with the Release store in `resolve_new_rows`.
+        let mut row = slot.load(Ordering::Acquire);
+        if row == NO_ROW {
+            row = self.row_after_new_rows(table, idx);
+        }
+        // A row is only ever stored from the published rows of this file, which only
+        // grows, so this finds it; a missing one means no row.
         let Some(row) = table.campaigns().get(row as usize) else {
             return self.defaults(campaign);
         };
@@ -307,8 +372,8 @@ impl StrategySource for TableStrategy {
 /// What the mirror thread needs from the daemon, which owns generations.
 pub struct MirrorParts {
     pub table: Arc<StrategyTable>,
-    /// Swaps in a generation with the same catalog and a fresh [`TableStrategy`]
-    /// (new rows or a new file).
+    /// Swaps in a generation with the same catalog and a fresh [`TableStrategy`] on
+    /// a new file (new rows need none: the hot path finds them).
     pub refresh_strategy: Box<dyn Fn() + Send>,
     /// Recompiles the catalog with the partner rows applied and swaps it in.
     pub rebuild_catalog: Box<dyn Fn() + Send>,

@@ -266,6 +266,8 @@ struct Model {
     spent: i64,
     overcharged: i64,
     refused: u64,
+    wins: u64,
+    clearing: i64,
 }
 
 impl Model {
@@ -277,6 +279,8 @@ impl Model {
             spent: 0,
             overcharged: 0,
             refused: 0,
+            wins: 0,
+            clearing: 0,
         }
     }
 
@@ -288,6 +292,8 @@ impl Model {
             spent_micros: self.spent,
             overcharged_micros: self.overcharged,
             refused: self.refused,
+            wins: self.wins,
+            clearing_micros: self.clearing,
         }
     }
 }
@@ -322,6 +328,8 @@ fn apply(op: &Op, budgets: &Budgets, models: &mut [Model; 2], held: &mut Vec<Res
             m.available += amount - charged;
             m.reserved -= amount;
             m.overcharged += clearing - charged;
+            m.wins += 1;
+            m.clearing += clearing;
         }
         Op::Release { pick } if !held.is_empty() => {
             let r = held.swap_remove(pick.index(held.len()));

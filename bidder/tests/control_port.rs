@@ -6,8 +6,11 @@
 //! Every client socket has read and write timeouts, and every server is shut down (and
 //! its threads joined) by the test that started it.
 
+#[path = "support/admin_http.rs"]
+mod admin_http;
 #[path = "support/promtool.rs"]
 mod promtool;
+use admin_http::{get, request, CLIENT_TIMEOUT};
 use promtool::promtool_check;
 
 use std::io::{Read, Write};
@@ -27,7 +30,6 @@ use bidder::money::impression_cost_micros;
 use bidder::notice::{NoticeFields, NoticeKind, NoticeSigner};
 use bidder::tokio_engine::{TokioEngine, TokioEngineConfig};
 
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
 const BASE_URL: &str = "http://bidder.test/notice";
 const DAILY_MICROS: i64 = 1_000_000;
@@ -155,32 +157,6 @@ impl Setup {
         assert_eq!(status, 200);
         body
     }
-}
-
-/// One request on a fresh connection; the status and body.
-fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let status = text[9..12].parse().expect("status");
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    request(addr, "GET", path, b"")
 }
 
 fn eventually(limit: Duration, what: &str, cond: impl Fn() -> bool) {

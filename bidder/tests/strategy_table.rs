@@ -1,12 +1,15 @@
 //! The bidder's side of the strategy table: defaults without a table, rows read on
-//! the hot path, an agent that dies or re-creates the table, refused layouts, partner
-//! and budget overrides, and the stats table the bidder writes.
+//! the hot path, new rows found by the hot path without a poll, an agent that dies or
+//! re-creates the table, refused layouts, partner and budget overrides, and the stats
+//! table the bidder writes.
+
+#[path = "support/first_bid.rs"]
+mod first_bid;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::bidding::{Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
@@ -21,6 +24,7 @@ use bidder_common::table::strategy::{
     CAMPAIGN_PAUSED, MAX_REASONING_BYTES, PARTNER_ENABLED,
 };
 use bidder_common::table::Capacity;
+use first_bid::first_bid;
 
 const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 const CAP: Capacity = Capacity {
@@ -134,6 +138,119 @@ fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
         source.campaign(other, &catalog.campaigns[other]).margin_ppm,
         PPM_ONE
     );
+}
+
+/// What workers share, with `table`'s strategy: full budgets, a small inbox.
+fn bidding_on(table: &StrategyTable, catalog: Catalog) -> Bidding {
+    Bidding {
+        budgets: Arc::new(Budgets::new(
+            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
+        )),
+        strategy: table.source_for(&catalog),
+        inbox: Arc::new(LedgerInbox::new(64)),
+        catalog: Arc::new(catalog),
+    }
+}
+
+fn bid_price(worker: &mut Worker, bidding: &Bidding) -> Option<f64> {
+    first_bid(worker, bidding, BANNER).and_then(|b| b["price"].as_f64())
+}
+
+#[test]
+fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
+    let dir = TempDir::new("new-row");
+    let path = dir.0.join("strategy");
+    let catalog = catalog();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    agent
+        .put_campaign("zephyr-video", &row(1_100_000, 9_000_000, false))
+        .unwrap();
+    let table = StrategyTable::open(&path);
+    let bidding = bidding_on(&table, catalog);
+    let catalog = &bidding.catalog;
+    let acme = catalog.campaign_by_id("acme-display").unwrap();
+    let zephyr = catalog.campaign_by_id("zephyr-video").unwrap();
+    let read = |idx: usize| bidding.strategy.campaign(idx, &catalog.campaigns[idx]);
+    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    assert_eq!(read(acme).margin_ppm, PPM_ONE);
+    assert_eq!(
+        bid_price(&mut worker, &bidding),
+        Some(1.8),
+        "base 2.00 × shading 0.90"
+    );
+
+    // No poll, no mirror thread, no new generation: the same source, next read.
+    agent
+        .put_campaign("not-in-this-catalog", &row(1_500_000, 1, true))
+        .unwrap();
+    agent
+        .put_campaign("acme-display", &row(1_250_000, 3_000_000, false))
+        .unwrap();
+    assert_eq!(bid_price(&mut worker, &bidding), Some(2.5));
+    let s = read(acme);
+    assert_eq!((s.margin_ppm, s.max_cpm_micros), (1_250_000, 3_000_000));
+    assert_eq!(
+        read(zephyr).margin_ppm,
+        1_100_000,
+        "older rows stay matched"
+    );
+    agent
+        .put_campaign("acme-display", &row(1_250_000, 3_000_000, true))
+        .unwrap();
+    assert!(read(acme).paused, "the new row is read on every bid after");
+    // The mirror has nothing to rebuild for it: values changed, the file did not.
+    assert_eq!(
+        table.poll(),
+        Change {
+            remap: false,
+            values: true
+        }
+    );
+}
+
+#[test]
+fn workers_racing_to_match_new_rows_each_read_only_their_campaigns_row() {
+    let dir = TempDir::new("new-row-race");
+    let path = dir.0.join("strategy");
+    let catalog = Arc::new(catalog());
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let table = StrategyTable::open(&path);
+    let source = table.source_for(&catalog);
+    // Campaign i's row says margin 1.0 + (i + 1) %, so a read of another campaign's
+    // row, or of a half-matched one, shows.
+    let margin = |i: usize| PPM_ONE + 10_000 * (i as u32 + 1);
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (catalog, source) = (Arc::clone(&catalog), Arc::clone(&source));
+            std::thread::spawn(move || {
+                let n = catalog.campaigns.len();
+                let mut seen = vec![false; n];
+                for _ in 0..50_000_000u64 {
+                    for (i, c) in catalog.campaigns.iter().enumerate() {
+                        let m = source.campaign(i, c).margin_ppm;
+                        assert!(m == PPM_ONE || m == margin(i), "campaign {i} read {m}");
+                        assert!(!seen[i] || m == margin(i), "campaign {i} lost its row");
+                        seen[i] |= m == margin(i);
+                    }
+                    if seen.iter().all(|&s| s) {
+                        return;
+                    }
+                }
+                panic!("rows never all matched: {seen:?}");
+            })
+        })
+        .collect();
+    for (i, c) in catalog.campaigns.iter().enumerate().rev() {
+        agent
+            .put_campaign(&format!("elsewhere-{i}"), &row(900_000, 1, true))
+            .unwrap();
+        agent
+            .put_campaign(&c.id, &row(margin(i), 9_000_000, false))
+            .unwrap();
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
 }
 
 #[test]
@@ -252,30 +369,9 @@ fn the_price_of_the_next_bid_follows_the_table() {
         .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
         .unwrap();
     let table = StrategyTable::open(&path);
-    let bidding = Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: table.source_for(&catalog),
-        inbox: Arc::new(LedgerInbox::new(64)),
-        catalog: Arc::new(catalog),
-    };
+    let bidding = bidding_on(&table, catalog);
     let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
-    let price = |worker: &mut Worker| -> Option<f64> {
-        let mut body = BANNER.as_bytes().to_vec();
-        let arrival = Arrival {
-            partner: Some(0),
-            now_ms: 1_795_429_800_000,
-            at: Instant::now(),
-        };
-        match worker.bid(&bidding, &mut body, arrival) {
-            Answer::Bid(json) => {
-                let v: serde_json::Value = serde_json::from_slice(json).unwrap();
-                v["seatbid"][0]["bid"][0]["price"].as_f64()
-            }
-            _ => None,
-        }
-    };
+    let price = |worker: &mut Worker| bid_price(worker, &bidding);
     assert_eq!(price(&mut worker), Some(2.0));
     agent
         .put_campaign("acme-display", &row(1_250_000, 5_000_000, false))

@@ -468,6 +468,64 @@ fn partner_rows(partners: &[Value]) -> String {
     )
 }
 
+/// Per campaign: its outcomes (the average clearing CPM of its wins in currency
+/// units), its budget, and its no-bids by reason, most frequent first.
+fn campaign_stats_rows(campaigns: &[Value]) -> String {
+    let rows = campaigns
+        .iter()
+        .map(|c| {
+            let wins = c["wins"].as_i64().unwrap_or(0);
+            let clearing_cpm = match (c["clearing_micros"].as_i64(), wins) {
+                (Some(sum), w) if w > 0 => format_millionths(sum.saturating_mul(1_000) / w),
+                _ => "-".into(),
+            };
+            let mut reasons: Vec<(String, u64)> = c["no_bids"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let reasons: Vec<String> = reasons.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            vec![
+                text(&c["campaign"]),
+                text(&c["requests"]),
+                text(&c["bids"]),
+                text(&c["outbid"]),
+                text(&c["wins"]),
+                clearing_cpm,
+                ppm(&c["spent_micros"]),
+                ppm(&c["daily_budget_micros"]),
+                ppm(&c["reserved_micros"]),
+                text(&c["budget_refusals"]),
+                if reasons.is_empty() {
+                    "-".into()
+                } else {
+                    reasons.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CAMPAIGN",
+            "REQUESTS",
+            "BIDS",
+            "OUTBID",
+            "WINS",
+            "AVG CLEARING CPM",
+            "SPENT",
+            "DAILY",
+            "RESERVED",
+            "REFUSED",
+            "NO BIDS",
+        ],
+        rows,
+    )
+}
+
 /// "field: old → new" for every field a change moved.
 fn change(result: &Value) -> String {
     let target = text(result.get("campaign").unwrap_or(&result["partner"]));
@@ -508,23 +566,8 @@ fn render(verb: &str, r: &Value) -> String {
         "stats" => {
             let mut out = String::new();
             key_values(&r["totals"], "", &mut out);
-            let campaigns = list(&r["campaigns"])
-                .iter()
-                .map(|c| {
-                    vec![
-                        text(&c["campaign"]),
-                        ppm(&c["daily_budget_micros"]),
-                        ppm(&c["spent_micros"]),
-                        ppm(&c["reserved_micros"]),
-                        text(&c["budget_refusals"]),
-                    ]
-                })
-                .collect();
             out.push('\n');
-            out.push_str(&table(
-                &["CAMPAIGN", "DAILY", "SPENT", "RESERVED", "REFUSED"],
-                campaigns,
-            ));
+            out.push_str(&campaign_stats_rows(&list(&r["campaigns"])));
             out.push('\n');
             out.push_str(&partner_rows(&list(&r["partners"])));
             out

@@ -12,6 +12,7 @@ use agent::config::AgentConfig;
 use bidder_common::table::shm::{OnMismatch, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
+    MAX_CAMPAIGN_NO_BID_REASONS,
 };
 use bidder_common::table::Capacity;
 use serde_json::Value;
@@ -63,11 +64,16 @@ pub fn fake_bidder(path: &Path) -> Writer<StatsTable> {
         partners: 4,
     };
     let mut w = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate).unwrap();
-    for (id, ceiling, budget) in [
-        ("acme-display", 5_000_000, 500_000_000),
-        ("zephyr-video", 20_000_000, 2_000_000_000),
+    // acme-display has seen traffic: 12 imps evaluated = 5 bids + 1 outbid + 4 below
+    // the floor + 2 paused; 2 wins cleared at 1.50 and 1.20 CPM.
+    let mut acme_no_bids = [0; MAX_CAMPAIGN_NO_BID_REASONS];
+    acme_no_bids[1] = 4;
+    acme_no_bids[2] = 2;
+    for (id, ceiling, budget, traffic) in [
+        ("acme-display", 5_000_000, 500_000_000, true),
+        ("zephyr-video", 20_000_000, 2_000_000_000, false),
     ] {
-        let v = CampaignStatsValue {
+        let mut v = CampaignStatsValue {
             flags: IN_CATALOG,
             default_shading_ppm: 900_000,
             max_bid_cpm_micros: ceiling,
@@ -77,6 +83,16 @@ pub fn fake_bidder(path: &Path) -> Writer<StatsTable> {
             available_micros: budget,
             ..CampaignStatsValue::default()
         };
+        if traffic {
+            v.requests = 12;
+            v.bids = 5;
+            v.outbid = 1;
+            v.no_bids = acme_no_bids;
+            v.wins = 2;
+            v.clearing_micros = 2_700;
+            v.spent_micros = 2_700;
+            v.available_micros -= 2_700;
+        }
         w.put_campaign(id, &v.sealed()).unwrap();
     }
     for (name, qps) in [("exchange-a", 50_000), ("ssp-b", 20_000)] {
@@ -93,6 +109,7 @@ pub fn fake_bidder(path: &Path) -> Writer<StatsTable> {
         w.put_partner(name, &v.sealed()).unwrap();
     }
     w.put_reason_names(["invalid_request", "partner_refused"]);
+    w.put_campaign_reason_names(["no_deal", "below_floor", "paused", "paced"]);
     w
 }
 

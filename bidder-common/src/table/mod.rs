@@ -7,8 +7,9 @@
 //!   override and who changed it, when and why; per partner the QPS limit, burst and
 //!   enabled flag;
 //! * the **stats table** ([`stats`]), written by the bidder, read by the agent and
-//!   `bidderctl`: per campaign its configured ceiling and budget figures, per partner
-//!   its counters and limits in force, and the bidder's no-bid totals by reason.
+//!   `bidderctl`: per campaign its configured ceiling, budget figures, requests, bids,
+//!   wins, clearing prices and no-bids by reason; per partner its counters and limits
+//!   in force; and the bidder's no-bid totals by reason.
 //!
 //! A file is a [`Header`] followed by fixed-size sections; every row is a [`Row`]: a
 //! [`Key`] (campaign id or partner name) and a double-buffered sequence lock
@@ -32,11 +33,6 @@ pub mod shm;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use cell::{Contended, Payload, SeqCell};
-
-/// Version of the layouts in this module. Bump it on any change to a `#[repr(C)]`
-/// type below; a reader built for another version refuses the file
-/// ([`LayoutError::Version`]) instead of misreading it.
-pub const LAYOUT_VERSION: u32 = 1;
 
 /// Longest key: campaign ids and partner names are 1–64 bytes (the bidder's
 /// configuration rules).
@@ -201,6 +197,11 @@ impl<P: Payload> Row<P> {
 pub trait TableSpec {
     const MAGIC: u64;
     const KIND: TableKind;
+    /// Version of this table's layout. Bump it on any change to the `#[repr(C)]` types
+    /// the table is made of (header, rows, prefix); a reader built for another version
+    /// refuses the file ([`LayoutError::Version`]) instead of misreading it. Each table
+    /// has its own, so a change to one never makes the other's file unreadable.
+    const LAYOUT_VERSION: u32;
     type Campaign: Payload;
     type Partner: Payload;
     /// Section between the header and the campaign rows (`()` for none).
@@ -315,10 +316,10 @@ pub fn validate<S: TableSpec>(header: &Header, file_bytes: u64) -> Result<Capaci
         });
     }
     let version = header.layout_version.load(Ordering::Relaxed);
-    if version != LAYOUT_VERSION {
+    if version != S::LAYOUT_VERSION {
         return Err(LayoutError::Version {
             found: version,
-            expected: LAYOUT_VERSION,
+            expected: S::LAYOUT_VERSION,
         });
     }
     let size = |what, found: u64, expected: usize| -> Result<(), LayoutError> {
@@ -377,7 +378,7 @@ pub fn validate<S: TableSpec>(header: &Header, file_bytes: u64) -> Result<Capaci
 pub fn init_header<S: TableSpec>(header: &Header, cap: Capacity, now_unix_ms: u64, pid: u32) {
     let s = sections::<S>(cap);
     let r = Ordering::Relaxed;
-    header.layout_version.store(LAYOUT_VERSION, r);
+    header.layout_version.store(S::LAYOUT_VERSION, r);
     header.kind.store(S::KIND as u32, r);
     header.total_bytes.store(s.total_bytes as u64, r);
     header.header_bytes.store(size_of::<Header>() as u32, r);

@@ -14,7 +14,7 @@ extern crate std;
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::borrow::ToOwned;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -27,9 +27,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::vec::Vec;
 
 use super::cell::Payload;
-use super::stats::{StatsTable, TotalsValue, MAX_NO_BID_REASONS};
+use super::stats::{StatsTable, TotalsValue};
 use super::{
-    init_header, sections, validate, Capacity, Header, KeyBuf, LayoutError, Row, Sections,
+    init_header, sections, validate, Capacity, Header, Key, KeyBuf, LayoutError, Row, Sections,
     TableSpec, MAX_ROWS,
 };
 
@@ -494,20 +494,47 @@ impl Writer<StatsTable> {
         bump(self.table.header());
     }
 
-    /// Writes the no-bid reason names (index = reason number); extra names are cut at
-    /// [`MAX_NO_BID_REASONS`].
+    /// Writes the names of the totals' no-bid reasons (index = reason number); extra
+    /// names are cut at [`MAX_NO_BID_REASONS`](super::stats::MAX_NO_BID_REASONS).
     pub fn put_reason_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
         let prefix = self.table.prefix();
-        let mut count = 0;
-        for (slot, name) in prefix.reason_names.iter().zip(names) {
-            if let Some(key) = KeyBuf::new(name) {
-                slot.set(&key);
-            }
-            count += 1;
-        }
-        debug_assert!(count <= MAX_NO_BID_REASONS);
-        prefix.reason_count.store(count as u32, Ordering::Release);
+        put_names(&prefix.reason_names, &prefix.reason_count, names);
     }
+
+    /// Writes the names of the campaign rows' no-bid reasons (index = position in
+    /// [`CampaignStatsValue::no_bids`](super::stats::CampaignStatsValue::no_bids));
+    /// extra names are cut at
+    /// [`MAX_CAMPAIGN_NO_BID_REASONS`](super::stats::MAX_CAMPAIGN_NO_BID_REASONS).
+    pub fn put_campaign_reason_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        let prefix = self.table.prefix();
+        put_names(
+            &prefix.campaign_reason_names,
+            &prefix.campaign_reason_count,
+            names,
+        );
+    }
+}
+
+/// Writes `names` into `slots` (as many as fit), then their count with `Release` so a
+/// reader that `Acquire`s the count reads whole names.
+fn put_names<'a>(slots: &[Key], count: &AtomicU32, names: impl IntoIterator<Item = &'a str>) {
+    let mut n = 0;
+    for (slot, name) in slots.iter().zip(names) {
+        if let Some(key) = KeyBuf::new(name) {
+            slot.set(&key);
+        }
+        n += 1;
+    }
+    count.store(n, Ordering::Release);
+}
+
+/// The names [`put_names`] wrote.
+fn names(slots: &[Key], count: &AtomicU32) -> Vec<String> {
+    let n = (count.load(Ordering::Acquire) as usize).min(slots.len());
+    slots[..n]
+        .iter()
+        .map(|k| k.get().as_str().to_string())
+        .collect()
 }
 
 impl<S: TableSpec> Drop for Writer<S> {
@@ -673,14 +700,16 @@ pub fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The reason names a stats table holds, in reason order.
+/// The names of the totals' no-bid reasons a stats table holds, in reason order.
 pub fn reason_names(table: &Table<StatsTable>) -> Vec<String> {
     let prefix = table.prefix();
-    let count = (prefix.reason_count.load(Ordering::Acquire) as usize).min(MAX_NO_BID_REASONS);
-    prefix.reason_names[..count]
-        .iter()
-        .map(|k| k.get().as_str().to_string())
-        .collect()
+    names(&prefix.reason_names, &prefix.reason_count)
+}
+
+/// The names of the campaign rows' no-bid reasons, in the order of their counts.
+pub fn campaign_reason_names(table: &Table<StatsTable>) -> Vec<String> {
+    let prefix = table.prefix();
+    names(&prefix.campaign_reason_names, &prefix.campaign_reason_count)
 }
 
 #[cfg(test)]
@@ -800,6 +829,31 @@ mod tests {
     }
 
     #[test]
+    fn a_stats_table_of_the_previous_layout_is_refused_by_readers_and_replaced_by_the_bidder() {
+        let dir = TempDir::new("stats-v1");
+        let path = dir.0.join("stats");
+        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        let header = w.table().header();
+        assert_eq!(header.layout_version.load(Ordering::Relaxed), 2);
+        // What a bidder from before per-campaign figures left behind.
+        header.layout_version.store(1, Ordering::Relaxed);
+        drop(w);
+        let err = Table::<StatsTable>::open_read(&path).err().unwrap();
+        assert!(
+            err.to_string().contains(
+                "layout version 1, this program reads version 2 (upgrade the older of agent and bidder)"
+            ),
+            "{err}"
+        );
+        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 2);
+        // The strategy table keeps its own version: operators' rows stay readable.
+        let strategy = dir.0.join("strategy");
+        let w = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse).unwrap();
+        assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
     fn a_truncated_file_is_refused() {
         let dir = TempDir::new("truncated");
         let path = dir.0.join("strategy");
@@ -869,6 +923,7 @@ mod tests {
         let path = dir.0.join("stats");
         let mut w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
         w.put_reason_names(["invalid_request", "partner_refused"]);
+        w.put_campaign_reason_names(["paused", "paced", "below_floor"]);
         let totals = TotalsValue {
             requests: 5,
             ..TotalsValue::default()
@@ -877,6 +932,10 @@ mod tests {
         w.put_totals(&totals);
         let r = Table::<StatsTable>::open_read(&path).unwrap();
         assert_eq!(reason_names(&r), ["invalid_request", "partner_refused"]);
+        assert_eq!(
+            campaign_reason_names(&r),
+            ["paused", "paced", "below_floor"]
+        );
         assert_eq!(r.prefix().totals.load().unwrap(), totals);
     }
 }

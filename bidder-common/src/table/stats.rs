@@ -1,10 +1,20 @@
 //! The stats table: what the bidder reports to the agent — the campaigns and partners
 //! of the catalog in force with their configured limits (the agent validates changes
-//! against these), budget figures, per-partner traffic and the no-bid totals.
+//! against these), budget figures, per-campaign outcomes (requests, bids, wins,
+//! clearing prices, no-bids by reason), per-partner traffic and the no-bid totals.
 //!
 //! The bidder rewrites every row on a timer; values are cumulative since the bidder
 //! started (budget figures are today's). Rows of campaigns no longer in the catalog
-//! stay, flagged [`IN_CATALOG`] off.
+//! stay, flagged [`IN_CATALOG`] off, with their last figures.
+//!
+//! Per campaign, every imp the campaign was evaluated for ends one way:
+//!
+//! ```text
+//! requests == bids + outbid + Σ no_bids[reason]      (at quiescence)
+//! ```
+//!
+//! (the figures are summed from every worker at publication, not at one instant, so
+//! a row written under load may be off by the imps in flight).
 
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -18,8 +28,18 @@ pub const CONFIG_ENABLED: u32 = 2;
 /// Partner flag: enabled now (configuration or the strategy table's override).
 pub const ENABLED: u32 = 4;
 
-/// No-bid reasons the totals have room for (the bidder has 31 today).
+/// No-bid reasons the totals have room for (the bidder has 30 today).
 pub const MAX_NO_BID_REASONS: usize = 48;
+
+/// No-bid reasons each campaign row has room for. Only reasons one campaign can meet
+/// after the targeting index let it through for an imp are counted per campaign (13
+/// today: sellers, pause, deals, creatives and block lists, floor, pacing, budget,
+/// deadline, our own errors); the rest decide for the whole request or imp before any
+/// campaign is looked at, and are in the totals only. Their names are in
+/// [`StatsPrefix::campaign_reason_names`]. Exact counts in a fixed array keep the row
+/// at 640 bytes (48 slots would take it to 1,152) and the sum above checkable, which a
+/// top-N list would not.
+pub const MAX_CAMPAIGN_NO_BID_REASONS: usize = 16;
 
 /// The stats table's [`TableSpec`].
 pub enum StatsTable {}
@@ -27,6 +47,8 @@ pub enum StatsTable {}
 impl TableSpec for StatsTable {
     const MAGIC: u64 = u64::from_le_bytes(*b"BIDSTATS");
     const KIND: TableKind = TableKind::Stats;
+    /// 2: per-campaign requests, bids, outbid, wins, clearing prices, no-bids by reason.
+    const LAYOUT_VERSION: u32 = 2;
     type Campaign = CampaignStatsWords;
     type Partner = PartnerStatsWords;
     type Prefix = StatsPrefix;
@@ -55,12 +77,33 @@ pub struct CampaignStatsValue {
     pub overcharged_micros: i64,
     /// Bids not made for lack of budget.
     pub budget_refusals: u64,
+    /// Imps the campaign was evaluated for: imps of bid requests for which the
+    /// targeting index let the campaign through and the decision ran its own checks
+    /// (strategy, deals, creatives, floor, pacing, budget). A request with two such
+    /// imps counts twice. Campaigns the decision skipped because they could not beat
+    /// a bid already found for the imp are not counted.
+    pub requests: u64,
+    /// Bids that left in a response.
+    pub bids: u64,
+    /// Imps where the campaign could have bid but another of ours bid higher.
+    pub outbid: u64,
+    /// Bids settled by a win or billing notice (whichever came first; duplicates and
+    /// loss notices do not count).
+    pub wins: u64,
+    /// Sum of the clearing prices of those wins, per impression, micros (what the
+    /// exchange reported, before the cap at our reservation that `spent_micros`
+    /// applies; our bid price when a notice carried none). Average clearing CPM:
+    /// `1000 × clearing_micros / wins`.
+    pub clearing_micros: i64,
+    /// Imps without a bid from this campaign, by reason (the names are in
+    /// [`StatsPrefix::campaign_reason_names`]).
+    pub no_bids: [u64; MAX_CAMPAIGN_NO_BID_REASONS],
     pub checksum: u64,
 }
 
 impl CampaignStatsValue {
     fn sum(&self) -> u64 {
-        checksum([
+        let head = [
             u64::from(self.flags),
             u64::from(self.default_shading_ppm),
             self.max_bid_cpm_micros as u64,
@@ -72,7 +115,13 @@ impl CampaignStatsValue {
             self.spent_micros as u64,
             self.overcharged_micros as u64,
             self.budget_refusals,
-        ])
+            self.requests,
+            self.bids,
+            self.outbid,
+            self.wins,
+            self.clearing_micros as u64,
+        ];
+        checksum(head.into_iter().chain(self.no_bids))
     }
 
     pub fn sealed(mut self) -> Self {
@@ -99,12 +148,21 @@ pub struct CampaignStatsWords {
     pub spent_micros: AtomicI64,
     pub overcharged_micros: AtomicI64,
     pub budget_refusals: AtomicU64,
+    pub requests: AtomicU64,
+    pub bids: AtomicU64,
+    pub outbid: AtomicU64,
+    pub wins: AtomicU64,
+    pub clearing_micros: AtomicI64,
+    pub no_bids: [AtomicU64; MAX_CAMPAIGN_NO_BID_REASONS],
     pub checksum: AtomicU64,
 }
 
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, max_bid_cpm_micros) == 8);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 80);
-const _: () = assert!(size_of::<CampaignStatsWords>() == 88);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, requests) == 80);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, no_bids) == 120);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 248);
+const _: () = assert!(size_of::<CampaignStatsWords>() == 256);
+const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 640);
 
 impl Payload for CampaignStatsWords {
     type Value = CampaignStatsValue;
@@ -122,6 +180,12 @@ impl Payload for CampaignStatsWords {
             spent_micros: self.spent_micros.load(Relaxed),
             overcharged_micros: self.overcharged_micros.load(Relaxed),
             budget_refusals: self.budget_refusals.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            bids: self.bids.load(Relaxed),
+            outbid: self.outbid.load(Relaxed),
+            wins: self.wins.load(Relaxed),
+            clearing_micros: self.clearing_micros.load(Relaxed),
+            no_bids: core::array::from_fn(|i| self.no_bids[i].load(Relaxed)),
             checksum: self.checksum.load(Relaxed),
         }
     }
@@ -141,6 +205,14 @@ impl Payload for CampaignStatsWords {
         self.spent_micros.store(v.spent_micros, Relaxed);
         self.overcharged_micros.store(v.overcharged_micros, Relaxed);
         self.budget_refusals.store(v.budget_refusals, Relaxed);
+        self.requests.store(v.requests, Relaxed);
+        self.bids.store(v.bids, Relaxed);
+        self.outbid.store(v.outbid, Relaxed);
+        self.wins.store(v.wins, Relaxed);
+        self.clearing_micros.store(v.clearing_micros, Relaxed);
+        for (word, n) in self.no_bids.iter().zip(v.no_bids) {
+            word.store(n, Relaxed);
+        }
         self.checksum.store(v.checksum, Relaxed);
     }
 }
@@ -371,16 +443,52 @@ impl Payload for TotalsWords {
 }
 
 /// The section in front of the stats rows: the totals and the names of the no-bid
-/// reasons they count (the bidder writes the names when it opens the table, so the
-/// agent need not know the bidder's reason list).
+/// reasons the totals and the campaign rows count (the bidder writes the names when it
+/// opens the table, so the agent need not know the bidder's reason lists).
 #[repr(C, align(64))]
 pub struct StatsPrefix {
     pub totals: SeqCell<TotalsWords>,
     pub reason_count: AtomicU32,
-    _pad: AtomicU32,
+    pub campaign_reason_count: AtomicU32,
+    /// Names of [`TotalsValue::no_bid_imps`], by position.
     pub reason_names: [Key; MAX_NO_BID_REASONS],
+    /// Names of [`CampaignStatsValue::no_bids`], by position.
+    pub campaign_reason_names: [Key; MAX_CAMPAIGN_NO_BID_REASONS],
 }
 
 const _: () = assert!(size_of::<Row<CampaignStatsWords>>().is_multiple_of(64));
 const _: () = assert!(size_of::<Row<PartnerStatsWords>>().is_multiple_of(64));
 const _: () = assert!(size_of::<StatsPrefix>().is_multiple_of(64));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_campaign_figure_is_sealed() {
+        let v = CampaignStatsValue {
+            requests: 10,
+            bids: 4,
+            outbid: 1,
+            wins: 2,
+            clearing_micros: 2_700,
+            no_bids: core::array::from_fn(|i| i as u64),
+            ..CampaignStatsValue::default()
+        }
+        .sealed();
+        assert!(v.is_sealed());
+        let changes: [fn(&mut CampaignStatsValue); 6] = [
+            |v| v.requests += 1,
+            |v| v.bids += 1,
+            |v| v.outbid += 1,
+            |v| v.wins += 1,
+            |v| v.clearing_micros += 1,
+            |v| v.no_bids[MAX_CAMPAIGN_NO_BID_REASONS - 1] += 1,
+        ];
+        for change in changes {
+            let mut torn = v;
+            change(&mut torn);
+            assert!(!torn.is_sealed(), "{torn:?}");
+        }
+    }
+}

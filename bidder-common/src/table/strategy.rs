@@ -30,6 +30,7 @@ pub enum StrategyTable {}
 impl TableSpec for StrategyTable {
     const MAGIC: u64 = u64::from_le_bytes(*b"BIDSTRAT");
     const KIND: TableKind = TableKind::Strategy;
+    const LAYOUT_VERSION: u32 = 1;
     type Campaign = CampaignStrategyWords;
     type Partner = PartnerLimitWords;
     type Prefix = ();

@@ -373,9 +373,9 @@ pub struct StrategyConfig {
     pub stats_campaign_capacity: u32,
     /// Partner rows of the stats table.
     pub stats_partner_capacity: u32,
-    /// How often the control side looks for a new or re-created strategy table, new
-    /// rows and partner or budget changes. Row values need no polling: the hot path
-    /// reads them from the table directly.
+    /// How often the control side looks for a new or re-created strategy table and
+    /// partner or budget changes. Campaign strategy needs no polling: the hot path
+    /// reads rows from the table directly and finds new ones itself.
     pub poll_interval_ms: u64,
     /// How often the stats table is rewritten.
     pub stats_interval_ms: u64,

@@ -17,6 +17,8 @@ use super::NoBidReason;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Candidate {
     pub campaign: CampaignIdx,
+    /// The campaign's budget slot (where its budget and counters are).
+    pub slot: usize,
     pub creative: usize,
     pub price_micros: i64,
     pub deal: Option<usize>,
@@ -60,6 +62,7 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     }
     Ok(Candidate {
         campaign: c,
+        slot: campaign.budget_slot,
         creative,
         price_micros,
         deal,

@@ -11,13 +11,17 @@
 //!    per imp wins and reserves its budget.
 //!
 //! A [`Decider`] belongs to one worker and is reused for every request: its sets and
-//! vectors are sized at start, so deciding allocates nothing in steady state.
+//! vectors are sized at start, so deciding allocates nothing in steady state. Besides
+//! the per-request answer it counts, per campaign, how each imp the campaign was
+//! evaluated for ended ([`campaign_counts`]).
 
 mod blocked;
+pub mod campaign_counts;
 mod candidate;
 mod filter;
 mod reason;
 
+pub use campaign_counts::{CampaignCounts, CampaignFigures, CampaignTotals, Counting};
 pub use reason::{DecisionStats, NoBidReason};
 
 use std::sync::Arc;
@@ -88,6 +92,8 @@ pub struct Decider {
     decision: Decision,
     rng: u64,
     stats: Arc<DecisionStats>,
+    /// `stats`' per-campaign table, sized for the catalog this decider was built for.
+    campaigns: Arc<CampaignCounts>,
 }
 
 impl Decider {
@@ -107,6 +113,7 @@ impl Decider {
                 no_bids: Vec::with_capacity(crate::openrtb::MAX_IMPS),
             },
             rng: seed | 1,
+            campaigns: stats.campaign_counts_for(catalog),
             stats,
         }
     }
@@ -114,6 +121,14 @@ impl Decider {
     /// This decider's counters.
     pub fn stats(&self) -> &DecisionStats {
         &self.stats
+    }
+
+    /// This decider's per-campaign counters. The decision counts every evaluated
+    /// campaign's outcome except that of the bids it chooses: their fate (sent, or
+    /// dropped at the deadline or on our error) is the caller's to count, with
+    /// [`Counting::bid`] or [`Counting::no_bid`].
+    pub fn campaign_counts(&self) -> &Arc<CampaignCounts> {
+        &self.campaigns
     }
 
     /// The imps of the last request that got no bid, by position, with why.
@@ -200,7 +215,9 @@ impl Decider {
         };
         // Campaigns come best-first (the catalog orders them by the most they can
         // bid): evaluate until no campaign left can beat the best bid found. A best bid
-        // that loses its budget race is dropped and the search goes on.
+        // that loses its budget race is dropped and the search goes on. Every campaign
+        // evaluated is counted once, with how it ended.
+        let counts = self.campaigns.counting();
         let mut remaining = self.imp_set.iter().peekable();
         let mut best: Option<usize> = None;
         loop {
@@ -222,7 +239,10 @@ impl Decider {
                             best = Some(self.candidates.len() - 1);
                         }
                     }
-                    Err(reason) => furthest = furthest.max(Some(reason)),
+                    Err(reason) => {
+                        counts.no_bid(catalog.campaigns[c].budget_slot, reason);
+                        furthest = furthest.max(Some(reason));
+                    }
                 }
             }
             let Some(b) = best else {
@@ -230,8 +250,10 @@ impl Decider {
             };
             let found = self.candidates.swap_remove(b);
             let cost = crate::money::impression_cost_micros(found.price_micros);
-            let slot = catalog.campaigns[found.campaign].budget_slot;
-            if let Some(reservation) = budgets.reserve(slot, cost) {
+            if let Some(reservation) = budgets.reserve(found.slot, cost) {
+                for lost in &self.candidates {
+                    counts.outbid(lost.slot);
+                }
                 return Ok(ChosenBid {
                     imp: i,
                     campaign: found.campaign,
@@ -241,6 +263,7 @@ impl Decider {
                     reservation,
                 });
             }
+            counts.no_bid(found.slot, NoBidReason::BudgetExhausted);
             furthest = furthest.max(Some(NoBidReason::BudgetExhausted));
             best = best_candidate(&self.candidates);
         }

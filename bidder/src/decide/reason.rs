@@ -1,7 +1,14 @@
 //! Why we did not bid: one reason per imp (and per request), in the order the
 //! decision checks them, with the OpenRTB code an exchange understands.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::catalog::Catalog;
 use crate::metrics::Counter;
+
+use super::campaign_counts::CampaignCounts;
 
 /// Every no-bid reason. The order is the order of the decision's stages: when several
 /// campaigns fail at different stages, the imp reports the latest stage any of them
@@ -112,6 +119,38 @@ impl NoBidReason {
         ]
     };
 
+    /// The reasons one campaign can meet for an imp once the targeting index let it
+    /// through: its own checks (sellers, strategy, deals, creatives and block lists,
+    /// floor, pacing, budget), losing the budget race, and the fates of a chosen bid
+    /// that did not leave (deadline, our own error). Per-campaign no-bid counts are
+    /// kept for these only; every other reason is decided for the whole request or imp
+    /// before any campaign is looked at. Stage order, like [`NoBidReason::ALL`].
+    pub const PER_CAMPAIGN: [NoBidReason; 13] = {
+        use NoBidReason::*;
+        [
+            SellerNotAllowed,
+            NoMatchingCreative,
+            BlockedAttribute,
+            BlockedCategory,
+            BlockedAdvertiser,
+            DealRequired,
+            NoDeal,
+            BelowFloor,
+            Paused,
+            Paced,
+            BudgetExhausted,
+            Deadline,
+            TechnicalError,
+        ]
+    };
+
+    /// Position of this reason in [`NoBidReason::PER_CAMPAIGN`], if it is one there.
+    #[inline]
+    pub fn per_campaign_index(self) -> Option<usize> {
+        let i = PER_CAMPAIGN_INDEX[self as usize];
+        (i != NOT_PER_CAMPAIGN).then_some(usize::from(i))
+    }
+
     /// Stable snake_case name for metrics labels and CLI output.
     pub fn name(self) -> &'static str {
         use NoBidReason::*;
@@ -182,6 +221,21 @@ impl NoBidReason {
     }
 }
 
+/// [`PER_CAMPAIGN_INDEX`] of a reason not counted per campaign.
+const NOT_PER_CAMPAIGN: u8 = u8::MAX;
+
+/// Position in [`NoBidReason::PER_CAMPAIGN`] by reason, derived from that list so the
+/// two cannot disagree.
+const PER_CAMPAIGN_INDEX: [u8; NoBidReason::COUNT] = {
+    let mut index = [NOT_PER_CAMPAIGN; NoBidReason::COUNT];
+    let mut i = 0;
+    while i < NoBidReason::PER_CAMPAIGN.len() {
+        index[NoBidReason::PER_CAMPAIGN[i] as usize] = i as u8;
+        i += 1;
+    }
+    index
+};
+
 impl std::fmt::Display for NoBidReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -204,6 +258,38 @@ pub struct DecisionStats {
     pub candidates: Counter,
     /// Decisions that finished after their deadline (answered no-bid, budget released).
     pub deadline_missed: Counter,
+    /// Per-campaign outcomes; replaced by a larger table when a catalog brings new
+    /// budget slots (by the owning worker, at decider build time).
+    pub(super) campaigns: ArcSwap<CampaignCounts>,
+}
+
+impl DecisionStats {
+    /// This worker's per-campaign counters, grown to cover every budget slot of
+    /// `catalog`. Called by the owning worker when it builds a decider, never per
+    /// request: growing allocates (128 bytes per slot, bounded by the slot capacity),
+    /// copies what was counted and publishes the larger table. A report summing the
+    /// old table meanwhile sees slightly older counts, never lost ones: the owning
+    /// worker is the only writer and is not deciding while it grows the table.
+    pub fn campaign_counts_for(&self, catalog: &Catalog) -> Arc<CampaignCounts> {
+        let slots = catalog
+            .campaigns
+            .iter()
+            .map(|c| c.budget_slot + 1)
+            .max()
+            .unwrap_or(0);
+        let current = self.campaigns.load_full();
+        if current.len() >= slots {
+            return current;
+        }
+        let grown = Arc::new(CampaignCounts::grown(&current, slots));
+        self.campaigns.store(Arc::clone(&grown));
+        grown
+    }
+
+    /// The per-campaign counters as they are now, for reports.
+    pub fn campaign_counts(&self) -> Arc<CampaignCounts> {
+        self.campaigns.load_full()
+    }
 }
 
 #[cfg(test)]
@@ -223,5 +309,19 @@ mod tests {
         assert_eq!(codes.len(), NoBidReason::COUNT);
         assert_eq!(NoBidReason::InvalidRequest.nbr(), 2);
         assert!(NoBidReason::BudgetExhausted.nbr() >= 500);
+    }
+
+    #[test]
+    fn per_campaign_reasons_are_in_stage_order_and_indexed_both_ways() {
+        let list = NoBidReason::PER_CAMPAIGN;
+        assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        for r in NoBidReason::ALL {
+            match list.iter().position(|&p| p == r) {
+                Some(i) => assert_eq!(r.per_campaign_index(), Some(i), "{r}"),
+                None => assert_eq!(r.per_campaign_index(), None, "{r}"),
+            }
+        }
+        assert_eq!(NoBidReason::Coppa.per_campaign_index(), None);
+        assert_eq!(NoBidReason::Paused.per_campaign_index(), Some(8));
     }
 }

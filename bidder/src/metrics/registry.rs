@@ -1,5 +1,6 @@
 //! What the control port's `/metrics` scrapes: every worker's [`WorkerMetrics`], the
-//! engines' own counters through [`Collect`], and campaign budgets.
+//! engines' own counters through [`Collect`], and per campaign its budget and outcomes
+//! (requests, bids, outbid, no-bids by reason, wins, clearing prices).
 //!
 //! Only the control thread (and start-up code) touches the registry's locks; workers
 //! never do, so a scrape, however slow, cannot hold up a request.
@@ -12,7 +13,7 @@ use super::worker::WorkerMetrics;
 use crate::budget::Budgets;
 use crate::catalog::Catalog;
 use crate::config::MAX_PARTNERS;
-use crate::decide::{DecisionStats, NoBidReason};
+use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::http::Status;
 
 /// Label value for requests that named no known partner. Partner names are config keys
@@ -133,6 +134,7 @@ impl Registry {
         collect_latencies(&workers, out);
         if let Some(c) = campaigns.as_ref() {
             collect_budgets(&c.catalog, &c.budgets, out);
+            collect_campaign_outcomes(&c.catalog, &c.budgets, &decisions, out);
         }
     }
 }
@@ -306,6 +308,70 @@ fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
             "Reservations refused for lack of budget.",
             &labels,
             s.refused,
+        );
+    }
+}
+
+/// One series per campaign of the catalog and outcome, summed over every worker. The
+/// no-bid series are left out while zero: a campaign has 13 per-campaign reasons and a
+/// book may have thousands of campaigns, and most pairs never happen.
+fn collect_campaign_outcomes(
+    catalog: &Catalog,
+    budgets: &Budgets,
+    decisions: &[Arc<DecisionStats>],
+    out: &mut PromText,
+) {
+    let totals = CampaignTotals::of(decisions);
+    for campaign in &catalog.campaigns {
+        let f = totals.campaign(campaign.budget_slot);
+        let labels = [("campaign", campaign.id.as_str())];
+        out.counter(
+            "bidder_campaign_requests_total",
+            "Imps the campaign was evaluated for (the index let it through and its own checks ran).",
+            &labels,
+            f.requests,
+        );
+        out.counter(
+            "bidder_campaign_bids_total",
+            "Bids of the campaign that left in a response.",
+            &labels,
+            f.bids,
+        );
+        out.counter(
+            "bidder_campaign_outbid_total",
+            "Imps where the campaign could bid but another of ours bid higher.",
+            &labels,
+            f.outbid,
+        );
+        for reason in NoBidReason::PER_CAMPAIGN {
+            let n = f.no_bid(reason);
+            if n > 0 {
+                out.counter(
+                    "bidder_campaign_no_bids_total",
+                    "Imps the campaign was evaluated for and did not bid on, by reason.",
+                    &[
+                        ("campaign", campaign.id.as_str()),
+                        ("reason", reason.name()),
+                    ],
+                    n,
+                );
+            }
+        }
+        if campaign.budget_slot >= budgets.len() {
+            continue;
+        }
+        let s = budgets.snapshot(campaign.budget_slot);
+        out.counter(
+            "bidder_campaign_wins_total",
+            "Bids settled by a win or billing notice.",
+            &labels,
+            s.wins,
+        );
+        out.counter(
+            "bidder_campaign_clearing_micros_total",
+            "Sum of the clearing prices of the wins, micros per impression.",
+            &labels,
+            u64::try_from(s.clearing_micros).unwrap_or(0),
         );
     }
 }
