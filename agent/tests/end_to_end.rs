@@ -13,6 +13,9 @@ use bidder_common::table::shm::{campaign_reason_names, Table};
 use bidder_common::table::stats::{CampaignStatsValue, StatsTable};
 use serde_json::{json, Value};
 
+#[path = "../../bidder/tests/support/netns.rs"]
+mod netns;
+
 const BANNER: &str = r#"{"id":"r1","tmax":500,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 
 fn workspace() -> PathBuf {
@@ -640,4 +643,145 @@ fn bidderctl_exit_codes() {
         1,
         "the bidder_admin is not running: reload fails"
     );
+}
+
+/// `bidderctl partner set-limit` reaches the XDP front: the bidder runs in its own
+/// network namespace with the program on `lo` (generic mode), the agent writes the
+/// partner row, and the bidder's mirror puts the limit into the XDP maps — requests
+/// over it are dropped at the NIC hook, and lifting it lets them all through again.
+#[test]
+fn partner_limits_reach_the_xdp_front_in_a_namespace() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped partner_limits_reach_the_xdp_front_in_a_namespace: needs root");
+        return;
+    }
+    const CLIENTS: usize = 20;
+    let bidder_bin = bidder_binary();
+    let s = setup("xdp");
+    let ns = netns::Netns::new("agent-xdp");
+    let pin_dir = PinDir(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/agent-e2e-xdp-{}",
+        std::process::id()
+    )));
+    let mut config = std::fs::read_to_string(&s.bidder_config).unwrap();
+    config.push_str(&format!(
+        "\n[xdp]\ninterface = \"lo\"\nmode = \"generic\"\npin_dir = \"{}\"\npackets_per_request = 1\n",
+        pin_dir.0.display()
+    ));
+    std::fs::write(&s.bidder_config, config).unwrap();
+    let mut procs = Procs(Vec::new());
+    let bidder = ns
+        .command(bidder_bin.to_str().unwrap())
+        .args(["run", "--config"])
+        .arg(&s.bidder_config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    procs.0.push(("bidder", bidder));
+    ns.run(|| {
+        wait_until("the bidder to be ready", 30_000, || {
+            matches!(http(&s.admin, "GET", "/ready", ""), Ok((200, _)))
+        })
+    });
+    procs.0.push(("agent", start_agent(&s)));
+    let through = || ns.run(|| answered_at_once(&s.bid, CLIENTS));
+    let xdp_limit = || -> Option<u64> {
+        let out = Command::new(&bidder_bin)
+            .args(["xdp", "status", "--json", "--pin-dir"])
+            .arg(&pin_dir.0)
+            .output()
+            .ok()?;
+        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+        status["partners"]
+            .as_array()?
+            .iter()
+            .find(|p| p["partner"] == "exchange-a")?["limits"]["packets_per_s"]
+            .as_u64()
+    };
+    assert_eq!(
+        through(),
+        CLIENTS,
+        "before any change every request is answered"
+    );
+
+    let limit = ["partner", "set-limit", "exchange-a", "--why", "e2e"];
+    let (code, _) = ctl(&s, &[&limit[..], &["--qps", "1", "--burst", "1"]].concat());
+    assert_eq!(code, 0);
+    wait_until("the limit in the XDP maps", 5_000, || {
+        xdp_limit() == Some(1)
+    });
+    let limited = through();
+    // burst + 1 at once, then one a second: the clients wait at most ~2 s, and a
+    // retransmitted request may land on a refilled token.
+    assert!(
+        (1..=5).contains(&limited),
+        "{limited} of {CLIENTS} requests got through a 1 QPS XDP limit"
+    );
+    let (_, metrics) = ns.run(|| http(&s.admin, "GET", "/metrics", "")).unwrap();
+    let drops: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("bidder_xdp_dropped_packets_total")
+                && l.contains(r#"partner="exchange-a""#)
+                && l.contains(r#"reason="packet_rate""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(drops >= 1.0, "the XDP front counted the drops:\n{metrics}");
+
+    let (code, _) = ctl(
+        &s,
+        &[&limit[..], &["--qps", "50000", "--burst", "5000"]].concat(),
+    );
+    assert_eq!(code, 0);
+    wait_until("the lifted limit in the XDP maps", 5_000, || {
+        xdp_limit().is_some_and(|q| q >= 50_000)
+    });
+    assert_eq!(
+        through(),
+        CLIENTS,
+        "the lifted limit lets every request through"
+    );
+}
+
+/// `clients` bid requests sent at once, each on its own connection with a 1 s budget
+/// for connecting and answering; how many were answered (bid or no-bid).
+fn answered_at_once(addr: &str, clients: usize) -> usize {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    std::thread::scope(|scope| {
+        let answers: Vec<_> = (0..clients)
+            .map(|_| scope.spawn(move || answered_within(addr, Duration::from_secs(1))))
+            .collect();
+        answers
+            .into_iter()
+            .filter_map(|a| a.join().unwrap().then_some(()))
+            .count()
+    })
+}
+
+fn answered_within(addr: std::net::SocketAddr, budget: Duration) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, budget) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(budget));
+    let head = format!(
+        "POST /bid/exchange-a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BANNER}",
+        BANNER.len()
+    );
+    let mut status = [0u8; 12];
+    s.write_all(head.as_bytes()).is_ok()
+        && s.read_exact(&mut status).is_ok()
+        && matches!(&status[9..12], b"200" | b"204")
+}
+
+/// The bidder's pin directory on bpffs, removed when dropped (the maps go with it once
+/// no program holds them).
+struct PinDir(std::path::PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

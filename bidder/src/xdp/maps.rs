@@ -209,6 +209,7 @@ impl FrontMaps {
             let have = current.iter().find(|e| e.slot == slot).map(|e| &e.limit);
             if have != Some(want) {
                 self.write_limit(slot, want)?;
+                self.restart_schedule(slot)?;
                 applied.limits_changed.push(rules.partners[i].name.clone());
             }
         }
@@ -260,12 +261,19 @@ impl FrontMaps {
         Ok(())
     }
 
+    /// Starts `slot`'s GCRA schedule afresh (a full burst) under its new limits. The
+    /// old theoretical arrival times were spaced by the old interval: after a limit of
+    /// 1/s is raised, they would hold the partner back for seconds.
+    fn restart_schedule(&mut self, slot: u32) -> Result<(), XdpError> {
+        self.buckets
+            .set(slot, PartnerBuckets::default(), 0)
+            .map_err(map_err(BUCKETS_MAP, "restarting the rate schedule"))
+    }
+
     /// Gives `slot` to a new partner: its GCRA state and counters start from zero
     /// (they belonged to whoever held it before), then its limits are written.
     fn hand_over(&mut self, slot: u32, limit: &PartnerLimit) -> Result<(), XdpError> {
-        self.buckets
-            .set(slot, PartnerBuckets::default(), 0)
-            .map_err(map_err(BUCKETS_MAP, "zeroing"))?;
+        self.restart_schedule(slot)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Cpus(e))?;
         let zeros =
             PerCpuValues::try_from(vec![Counters::default(); cpus]).map_err(XdpError::Cpus)?;
