@@ -7,12 +7,14 @@
 //! adding their own counters through [`Collect`]; `prom` renders the Prometheus text
 //! format.
 
+mod connections;
 mod counter;
 mod histogram;
 mod prom;
 mod registry;
 mod worker;
 
+pub use connections::ConnectionFigures;
 pub use counter::Counter;
 pub use histogram::{LatencyHistogram, MAX_RECORDED_LATENCY_US};
 pub use prom::{escape_label_value, Labels, PromText, LATENCY_BUCKETS_US};

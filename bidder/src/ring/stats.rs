@@ -131,44 +131,18 @@ impl crate::metrics::Collect for RingStatsCollector {
         for (i, w) in self.workers.iter().enumerate() {
             let worker = i.to_string();
             let labels = [("engine", "io_uring"), ("worker", worker.as_str())];
-            let open = w.connections_open.load(Ordering::Relaxed);
-            out.gauge(
-                "bidder_connections_open",
-                "Connections holding a slot on the bid port.",
-                &labels,
-                i64::try_from(open).unwrap_or(i64::MAX),
-            );
-            let counters: [(&'static str, &'static str, &AtomicU64); 9] = [
-                (
-                    "bidder_connections_accepted_total",
-                    "Connections accepted into a slot on the bid port.",
-                    &w.connections_accepted,
-                ),
-                (
-                    "bidder_connections_closed_total",
-                    "Connections closed on the bid port.",
-                    &w.connections_closed,
-                ),
-                (
-                    "bidder_connections_shed_total",
-                    "Connections refused with 503 because every slot was taken.",
-                    &w.connections_shed,
-                ),
-                (
-                    "bidder_idle_timeouts_total",
-                    "Keep-alive connections closed for idleness.",
-                    &w.idle_timeouts,
-                ),
-                (
-                    "bidder_request_timeouts_total",
-                    "Requests not received whole in time, answered 408.",
-                    &w.request_timeouts,
-                ),
-                (
-                    "bidder_accept_errors_total",
-                    "Failed accepts on the bid port.",
-                    &w.accept_errors,
-                ),
+            let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            crate::metrics::ConnectionFigures {
+                open: get(&w.connections_open),
+                accepted: get(&w.connections_accepted),
+                closed: get(&w.connections_closed),
+                shed: get(&w.connections_shed),
+                idle_timeouts: get(&w.idle_timeouts),
+                request_timeouts: get(&w.request_timeouts),
+                accept_errors: get(&w.accept_errors),
+            }
+            .render(out, &labels);
+            let counters: [(&'static str, &'static str, &AtomicU64); 3] = [
                 (
                     "bidder_ring_input_buffers_exhausted_total",
                     "Connections closed because no input buffer was free for a partial request.",

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::{Collect, Counter, PromText};
+use crate::metrics::{Collect, ConnectionFigures, Counter, PromText};
 
 /// Counters of one tokio worker ([`Counter`]s: one writer, the worker thread).
 #[derive(Debug, Default)]
@@ -48,52 +48,22 @@ impl Collect for TokioStatsCollector {
         for (i, w) in self.workers.iter().enumerate() {
             let worker = i.to_string();
             let labels = [("engine", "tokio"), ("worker", worker.as_str())];
-            out.gauge(
-                "bidder_connections_open",
-                "Connections holding a slot on the bid port.",
-                &labels,
-                i64::try_from(w.connections_open()).unwrap_or(i64::MAX),
-            );
-            let counters: [(&'static str, &'static str, &Counter); 7] = [
-                (
-                    "bidder_connections_accepted_total",
-                    "Connections accepted into a slot on the bid port.",
-                    &w.connections_accepted,
-                ),
-                (
-                    "bidder_connections_closed_total",
-                    "Connections closed on the bid port.",
-                    &w.connections_closed,
-                ),
-                (
-                    "bidder_connections_shed_total",
-                    "Connections refused with 503 because every slot was taken.",
-                    &w.connections_shed,
-                ),
-                (
-                    "bidder_idle_timeouts_total",
-                    "Keep-alive connections closed for idleness.",
-                    &w.idle_timeouts,
-                ),
-                (
-                    "bidder_request_timeouts_total",
-                    "Requests not received whole in time, answered 408.",
-                    &w.request_timeouts,
-                ),
-                (
-                    "bidder_write_timeouts_total",
-                    "Connections closed because the client did not read its response.",
-                    &w.write_timeouts,
-                ),
-                (
-                    "bidder_accept_errors_total",
-                    "Failed accepts on the bid port.",
-                    &w.accept_errors,
-                ),
-            ];
-            for (name, help, counter) in counters {
-                out.counter(name, help, &labels, counter.get());
+            ConnectionFigures {
+                open: w.connections_open(),
+                accepted: w.connections_accepted.get(),
+                closed: w.connections_closed.get(),
+                shed: w.connections_shed.get(),
+                idle_timeouts: w.idle_timeouts.get(),
+                request_timeouts: w.request_timeouts.get(),
+                accept_errors: w.accept_errors.get(),
             }
+            .render(out, &labels);
+            out.counter(
+                "bidder_write_timeouts_total",
+                "Connections closed because the client did not read its response.",
+                &labels,
+                w.write_timeouts.get(),
+            );
         }
     }
 }
