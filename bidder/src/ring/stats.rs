@@ -131,36 +131,36 @@ impl crate::metrics::Collect for RingStatsCollector {
         for (i, w) in self.workers.iter().enumerate() {
             let worker = i.to_string();
             let labels = [("engine", "io_uring"), ("worker", worker.as_str())];
-            let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let s = w.snapshot();
             crate::metrics::ConnectionFigures {
-                open: get(&w.connections_open),
-                accepted: get(&w.connections_accepted),
-                closed: get(&w.connections_closed),
-                shed: get(&w.connections_shed),
-                idle_timeouts: get(&w.idle_timeouts),
-                request_timeouts: get(&w.request_timeouts),
-                accept_errors: get(&w.accept_errors),
+                open: s.connections_open,
+                accepted: s.connections_accepted,
+                closed: s.connections_closed,
+                shed: s.connections_shed,
+                idle_timeouts: s.idle_timeouts,
+                request_timeouts: s.request_timeouts,
+                accept_errors: s.accept_errors,
             }
             .render(out, &labels);
-            let counters: [(&'static str, &'static str, &AtomicU64); 3] = [
+            let ring_only: [(&'static str, &'static str, u64); 3] = [
                 (
                     "bidder_ring_input_buffers_exhausted_total",
                     "Connections closed because no input buffer was free for a partial request.",
-                    &w.input_buffers_exhausted,
+                    s.input_buffers_exhausted,
                 ),
                 (
                     "bidder_ring_input_overflows_total",
                     "Connections closed for sending far more than could be buffered.",
-                    &w.input_overflows,
+                    s.input_overflows,
                 ),
                 (
                     "bidder_ring_recv_buffer_exhaustions_total",
                     "Multishot receives ended by an empty provided-buffer ring and re-armed.",
-                    &w.recv_buffer_exhaustions,
+                    s.recv_buffer_exhaustions,
                 ),
             ];
-            for (name, help, counter) in counters {
-                out.counter(name, help, &labels, counter.load(Ordering::Relaxed));
+            for (name, help, value) in ring_only {
+                out.counter(name, help, &labels, value);
             }
         }
     }
