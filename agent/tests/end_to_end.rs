@@ -264,13 +264,20 @@ fn first_bid_at(addr: &str, want: Option<i64>, since: Instant) -> (Duration, u32
     }
 }
 
-#[test]
-fn operators_steer_a_running_bidder_through_the_agent() {
+/// A bidder and an agent on a fresh setup named `name`. Bind the result as
+/// `(bin, setup, procs)`: the processes then stop before the setup's folder goes.
+fn running(name: &str) -> (PathBuf, Setup, Procs) {
     let bidder_bin = bidder_binary();
-    let s = setup("steer");
+    let s = setup(name);
     let mut procs = Procs(Vec::new());
     procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
     procs.0.push(("agent", start_agent(&s)));
+    (bidder_bin, s, procs)
+}
+
+#[test]
+fn operators_steer_a_running_bidder_through_the_agent() {
+    let (bidder_bin, s, mut procs) = running("steer");
     // Base 2.00 CPM × configured shading 0.90.
     assert_eq!(bid_price(&s.bid), Some(1_800_000));
     wait_until("the bidder's stats table", 5_000, || {
@@ -513,11 +520,7 @@ fn named_no_bids(row: &CampaignStatsValue, names: &[String]) -> Value {
 
 #[test]
 fn per_campaign_figures_reach_the_stats_table_and_bidderctl() {
-    let bidder_bin = bidder_binary();
-    let s = setup("figures");
-    let mut procs = Procs(Vec::new());
-    procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
-    procs.0.push(("agent", start_agent(&s)));
+    let (_bidder_bin, s, _procs) = running("figures");
 
     // acme-display bids 1.80 on three banners; agency1-pmp is evaluated for each too
     // and has no deal. Two more are below acme's floor.
