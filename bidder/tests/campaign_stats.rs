@@ -6,13 +6,16 @@
 
 #[path = "support/admin_http.rs"]
 mod admin_http;
+#[path = "support/demo_catalog.rs"]
+mod demo_catalog;
 #[path = "support/first_bid.rs"]
 mod first_bid;
 #[path = "support/promtool.rs"]
 mod promtool;
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,8 +23,7 @@ use admin_http::get;
 use bidder::bid_service::BidService;
 use bidder::bidding::{Bidding, Worker};
 use bidder::budget::Budgets;
-use bidder::catalog::{Campaign, CampaignIdx, Catalog};
-use bidder::config::Config;
+use bidder::catalog::{Campaign, CampaignIdx};
 use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
 use bidder::decide::DecisionStats;
 use bidder::ledger::{Ledger, LedgerInbox};
@@ -33,8 +35,10 @@ use bidder::strategy_table::StrategyTable;
 use bidder_common::table::shm::{campaign_reason_names, Table};
 use bidder_common::table::stats::{CampaignStatsValue, StatsTable};
 use bidder_common::table::Capacity;
+use demo_catalog::demo_catalog;
 use first_bid::first_bid;
 use serde_json::Value;
+use temp_dir::TempDir;
 
 /// A 300×250 banner on a.com: `acme-display` bids 1.80 (2.00 × shading 0.90);
 /// `agency1-pmp` is evaluated too and has no deal (it buys through deals only).
@@ -50,23 +54,6 @@ const CAP: Capacity = Capacity {
     campaigns: 16,
     partners: 4,
 };
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The demo catalog with a deadline cap no busy host can miss by accident.
-fn catalog() -> Catalog {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("deadline_cap_ms = 8", "deadline_cap_ms = 1000");
-    Catalog::compile(&Config::from_text(&path, text).unwrap()).unwrap()
-}
 
 /// The configuration's strategy, with `agency1-pmp` shaded to half and `acme-display`
 /// paused on demand.
@@ -107,9 +94,8 @@ fn no_bids(names: &[String], row: &CampaignStatsValue) -> BTreeMap<String, u64> 
 
 #[test]
 fn known_traffic_and_notices_give_exact_per_campaign_figures() {
-    let dir = TempDir(std::env::temp_dir().join(format!("campaign-stats-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let catalog = Arc::new(catalog());
+    let dir = TempDir::new("campaign-stats");
+    let catalog = Arc::new(demo_catalog());
     let budgets = Arc::new(Budgets::new(
         catalog.campaigns.iter().map(|c| c.daily_budget_micros),
     ));

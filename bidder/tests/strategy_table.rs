@@ -3,10 +3,18 @@
 //! re-creates the table, refused layouts, partner and budget overrides, and the stats
 //! table the bidder writes.
 
+#[path = "support/demo_catalog.rs"]
+mod demo_catalog;
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+
+use demo_catalog::demo_catalog;
+use temp_dir::TempDir;
+
 #[path = "support/first_bid.rs"]
 mod first_bid;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bidder::bidding::{Bidding, Worker};
@@ -31,34 +39,6 @@ const CAP: Capacity = Capacity {
     campaigns: 64,
     partners: 8,
 };
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("strategy-table-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The demo catalog with a 1 s deadline cap: these tests check prices, and a busy host
-/// may stall a debug build past the demo's 8 ms, which would read as a no-bid.
-fn catalog() -> Catalog {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
-    let text = std::fs::read_to_string(&demo)
-        .unwrap()
-        .replace("deadline_cap_ms = 8", "deadline_cap_ms = 1000");
-    Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap()
-}
 
 fn row(margin_ppm: u32, max_cpm_micros: i64, paused: bool) -> CampaignStrategyValue {
     let mut v = CampaignStrategyValue {
@@ -87,8 +67,8 @@ fn strategy_of(table: &StrategyTable, catalog: &Catalog, id: &str) -> CampaignSt
 
 #[test]
 fn without_a_table_the_bidder_bids_on_the_configuration() {
-    let dir = TempDir::new("none");
-    let catalog = catalog();
+    let dir = TempDir::new("strategy-table-none");
+    let catalog = demo_catalog();
     let table = StrategyTable::open(&dir.0.join("strategy"));
     assert!(table.mapped().is_none());
     let s = strategy_of(&table, &catalog, "acme-display");
@@ -107,9 +87,9 @@ fn without_a_table_the_bidder_bids_on_the_configuration() {
 
 #[test]
 fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
-    let dir = TempDir::new("rows");
+    let dir = TempDir::new("strategy-table-rows");
     let path = dir.0.join("strategy");
-    let catalog = catalog();
+    let catalog = demo_catalog();
     let table = StrategyTable::open(&path);
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     agent
@@ -158,9 +138,9 @@ fn bid_price(worker: &mut Worker, bidding: &Bidding) -> Option<f64> {
 
 #[test]
 fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
-    let dir = TempDir::new("new-row");
+    let dir = TempDir::new("strategy-table-new-row");
     let path = dir.0.join("strategy");
-    let catalog = catalog();
+    let catalog = demo_catalog();
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     agent
         .put_campaign("zephyr-video", &row(1_100_000, 9_000_000, false))
@@ -210,9 +190,9 @@ fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
 
 #[test]
 fn workers_racing_to_match_new_rows_each_read_only_their_campaigns_row() {
-    let dir = TempDir::new("new-row-race");
+    let dir = TempDir::new("strategy-table-new-row-race");
     let path = dir.0.join("strategy");
-    let catalog = Arc::new(catalog());
+    let catalog = Arc::new(demo_catalog());
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     let table = StrategyTable::open(&path);
     let source = table.source_for(&catalog);
@@ -255,9 +235,9 @@ fn workers_racing_to_match_new_rows_each_read_only_their_campaigns_row() {
 
 #[test]
 fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
-    let dir = TempDir::new("agent-dies");
+    let dir = TempDir::new("strategy-table-agent-dies");
     let path = dir.0.join("strategy");
-    let catalog = catalog();
+    let catalog = demo_catalog();
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     agent
         .put_campaign("acme-display", &row(1_300_000, 4_000_000, false))
@@ -284,9 +264,9 @@ fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
 
 #[test]
 fn a_table_of_another_layout_is_refused_and_the_last_good_one_stays() {
-    let dir = TempDir::new("layout");
+    let dir = TempDir::new("strategy-table-layout");
     let path = dir.0.join("strategy");
-    let catalog = catalog();
+    let catalog = demo_catalog();
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     agent
         .put_campaign("acme-display", &row(1_400_000, 4_000_000, false))
@@ -313,9 +293,9 @@ fn a_table_of_another_layout_is_refused_and_the_last_good_one_stays() {
 
 #[test]
 fn partner_and_budget_rows_override_the_configuration() {
-    let dir = TempDir::new("overrides");
+    let dir = TempDir::new("strategy-table-overrides");
     let path = dir.0.join("strategy");
-    let mut catalog = catalog();
+    let mut catalog = demo_catalog();
     let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     let limit = PartnerLimitValue {
@@ -361,9 +341,9 @@ fn partner_and_budget_rows_override_the_configuration() {
 
 #[test]
 fn the_price_of_the_next_bid_follows_the_table() {
-    let dir = TempDir::new("price");
+    let dir = TempDir::new("strategy-table-price");
     let path = dir.0.join("strategy");
-    let catalog = catalog();
+    let catalog = demo_catalog();
     let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
     agent
         .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
@@ -401,8 +381,8 @@ fn the_price_of_the_next_bid_follows_the_table() {
 
 #[test]
 fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
-    let dir = TempDir::new("stats");
-    let catalog = Arc::new(catalog());
+    let dir = TempDir::new("strategy-table-stats");
+    let catalog = Arc::new(demo_catalog());
     let budgets = Arc::new(Budgets::new(
         catalog.campaigns.iter().map(|c| c.daily_budget_micros),
     ));
