@@ -202,17 +202,28 @@ fn wait_until(what: &str, timeout_ms: u64, mut ok: impl FnMut() -> bool) {
 }
 
 fn start_bidder(s: &Setup, bin: &Path) -> Child {
-    let child = Command::new(bin)
+    let child = spawn_bidder(s, Command::new(bin));
+    wait_ready(s);
+    child
+}
+
+/// Starts `bidder` (a command for the binary, perhaps set to enter a namespace) as
+/// `bidder run` on the setup's configuration.
+fn spawn_bidder(s: &Setup, mut bidder: Command) -> Child {
+    bidder
         .args(["run", "--config"])
         .arg(&s.bidder_config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits for the bidder's admin port to say it is ready.
+fn wait_ready(s: &Setup) {
     wait_until("the bidder to be ready", 30_000, || {
         matches!(http(&s.admin, "GET", "/ready", ""), Ok((200, _)))
     });
-    child
 }
 
 fn start_agent(s: &Setup) -> Child {
@@ -674,20 +685,9 @@ fn partner_limits_reach_the_xdp_front_in_a_namespace() {
     ));
     std::fs::write(&s.bidder_config, config).unwrap();
     let mut procs = Procs(Vec::new());
-    let bidder = ns
-        .command(bidder_bin.to_str().unwrap())
-        .args(["run", "--config"])
-        .arg(&s.bidder_config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let bidder = spawn_bidder(&s, ns.command(bidder_bin.to_str().unwrap()));
     procs.0.push(("bidder", bidder));
-    ns.run(|| {
-        wait_until("the bidder to be ready", 30_000, || {
-            matches!(http(&s.admin, "GET", "/ready", ""), Ok((200, _)))
-        })
-    });
+    ns.run(|| wait_ready(&s));
     procs.0.push(("agent", start_agent(&s)));
     let through = || ns.run(|| answered_at_once(&s.bid, CLIENTS));
     let xdp_limit = || -> Option<u64> {
