@@ -13,14 +13,19 @@ mod common;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{loadgen, ms, LoadgenOutput, Reply, TestServer};
+use common::{loadgen, ms, LoadgenOutput, Reply, StallProbe, TestServer};
 
 const STALL_AFTER: Duration = Duration::from_millis(1_500);
 const STALL_FOR: Duration = Duration::from_millis(1_000);
 /// Below this, a latency percentile "hides" the 1 s stall. The server otherwise answers
 /// in well under a millisecond; the margin absorbs the scheduling stalls of a small
-/// host shared with builds, which reach tens of milliseconds in the slowest samples.
+/// host shared with builds, which reach tens of milliseconds in the slowest samples;
+/// [`run`] adds the longest host stall a [`StallProbe`] saw, up to
+/// [`MAX_STALL_SLACK_MS`].
 const HIDDEN_BELOW_MS: f64 = 200.0;
+/// The most host stall added to [`HIDDEN_BELOW_MS`], ms: beyond it, "hidden" would no
+/// longer be clearly apart from the 1 s stall being hidden.
+const MAX_STALL_SLACK_MS: f64 = 400.0;
 
 fn stalling_server() -> TestServer {
     let first: OnceLock<Instant> = OnceLock::new();
@@ -38,7 +43,9 @@ fn stalling_server() -> TestServer {
     })
 }
 
-fn run(server: &TestServer, pacing: &[&str]) -> LoadgenOutput {
+/// Runs loadgen against `server`; also returns the threshold below which a percentile
+/// counts as hiding the stall on this host during this run.
+fn run(server: &TestServer, pacing: &[&str]) -> (LoadgenOutput, f64) {
     let url = server.url("/bid/test");
     let mut args = vec![
         "run",
@@ -51,15 +58,18 @@ fn run(server: &TestServer, pacing: &[&str]) -> LoadgenOutput {
     ];
     args.extend_from_slice(&["--timeout-ms", "5000", "--seed", "2"]);
     args.extend_from_slice(pacing);
+    let probe = StallProbe::start();
     let out = loadgen(&args);
+    let stalls = probe.finish();
     assert!(out.code == 0 || out.code == 3, "{}", out.stderr);
-    out
+    let hidden_below_ms = HIDDEN_BELOW_MS + stalls.max_ms().min(MAX_STALL_SLACK_MS);
+    (out, hidden_below_ms)
 }
 
 #[test]
 fn a_one_second_stall_shows_in_p99_9_and_max_from_intended_but_not_from_sent() {
     let server = stalling_server();
-    let out = run(&server, &["--rate", "1000", "--duration-s", "4"]);
+    let (out, hidden_below_ms) = run(&server, &["--rate", "1000", "--duration-s", "4"]);
     let r = &out.json;
     assert!(
         ms(r, "/latency_us/p99") >= 800.0,
@@ -78,8 +88,8 @@ fn a_one_second_stall_shows_in_p99_9_and_max_from_intended_but_not_from_sent() {
     );
     // The same run timed from the actual send hides it below the maximum.
     assert!(
-        ms(r, "/service_time_us/p99_9") < HIDDEN_BELOW_MS,
-        "uncorrected p99.9\n{r:#}"
+        ms(r, "/service_time_us/p99_9") < hidden_below_ms,
+        "uncorrected p99.9 (hidden below {hidden_below_ms} ms)\n{r:#}"
     );
     assert!(
         ms(r, "/service_time_us/max") >= 950.0,
@@ -92,12 +102,12 @@ fn a_one_second_stall_shows_in_p99_9_and_max_from_intended_but_not_from_sent() {
 #[test]
 fn a_closed_loop_run_hides_the_same_stall() {
     let server = stalling_server();
-    let out = run(&server, &["--closed-loop", "--duration-s", "3"]);
+    let (out, hidden_below_ms) = run(&server, &["--closed-loop", "--duration-s", "3"]);
     let r = &out.json;
     assert_eq!(r["mode"], "closed-loop");
     assert!(
-        ms(r, "/latency_us/p99_9") < HIDDEN_BELOW_MS,
-        "closed-loop p99.9\n{r:#}"
+        ms(r, "/latency_us/p99_9") < hidden_below_ms,
+        "closed-loop p99.9 (hidden below {hidden_below_ms} ms)\n{r:#}"
     );
     assert!(ms(r, "/latency_us/max") >= 950.0, "closed-loop max\n{r:#}");
 }

@@ -15,12 +15,17 @@
 //! p99 within −0.1 / +3 ms (it lies inside the 200 ms mode, so only delays move it);
 //! p99.9 and max within −0.1 / +15 ms (they rest on the slowest few samples, where a
 //! single scheduling stall lands).
+//!
+//! On top of those, the upper tolerance grows by the host stalls a [`StallProbe`]
+//! measured during the run (the most stall time within any 250 ms, the life of the
+//! slowest request): a VM descheduled for 200 ms delays every request in flight, and a
+//! shared CI host does that. The lower bounds never widen.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{loadgen, ms, TestServer};
+use common::{loadgen, ms, StallProbe, TestServer};
 
 const SLOW_DELAY_US: u64 = 200_000;
 const FAST_MIN_US: u64 = 10_000;
@@ -35,6 +40,10 @@ fn injected_delay_us(seq: u64) -> u64 {
     z = (z ^ (z >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     FAST_MIN_US + (z ^ (z >> 29)) % (FAST_SPREAD_US + 1)
 }
+
+/// The span over which host stalls add up against one request, ms: the slowest
+/// injected delay plus room for its send to have been late.
+const STALL_WINDOW_MS: f64 = 250.0;
 
 /// Attempts at the measurement (see [`common::within_attempts`]).
 const ATTEMPTS: usize = 3;
@@ -51,6 +60,7 @@ fn attempt() -> Result<(), String> {
     });
     // 400 req/s × 29 ms mean service keeps about 12 requests in flight: 48
     // connections leave room, so no request waits for a free one.
+    let probe = StallProbe::start();
     let out = loadgen(&[
         "run",
         "--url",
@@ -66,8 +76,10 @@ fn attempt() -> Result<(), String> {
         "--seed",
         "1",
     ]);
+    let stalls = probe.finish();
     assert!(out.code == 0 || out.code == 3, "{}", out.stderr);
     let report = &out.json;
+    let host_slack_ms = stalls.worst_window_ms(STALL_WINDOW_MS);
     let fast_ms = |share: f64| (FAST_MIN_US as f64 + FAST_SPREAD_US as f64 * share / 0.95) / 1e3;
     let slow_ms = SLOW_DELAY_US as f64 / 1e3;
     // Asymmetric on purpose: nothing may report less than was injected (the point of
@@ -82,9 +94,11 @@ fn attempt() -> Result<(), String> {
     ];
     for (field, want, below, above) in expected {
         let got = ms(report, field);
+        let above = above + host_slack_ms;
         if !(got >= want - below && got <= want + above) {
             return Err(format!(
-                "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{below}/+{above} ms)\n{report:#}"
+                "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{below}/+{above:.1} ms)\n{}\n{report:#}",
+                stalls.summary(STALL_WINDOW_MS)
             ));
         }
     }

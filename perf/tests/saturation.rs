@@ -3,18 +3,28 @@
 //! The server has a hard capacity of 2,000 req/s: one virtual service lane that takes
 //! exactly 0.5 ms per request (requests queue for the lane across all connections, and
 //! the lane's clock advances by absolute deadlines, so sleep overshoot does not lower
-//! the capacity). Below capacity a constant-rate arrival stream queues only behind the
-//! bursts a busy host's scheduling makes; above it the queue grows for the whole step:
-//! 5% over capacity, the last requests of a 1.2 s step wait 60 ms, and p95 passes the
-//! 25 ms SLA. Tolerance: the highest passing rate must lie within ±10% of 2,000 req/s
-//! (the search itself stops at 5% precision; the rest absorbs a busy host).
+//! the capacity).
+//!
+//! Below capacity a constant-rate arrival stream queues only behind the bursts a busy
+//! host's scheduling makes; above it the queue grows for the whole step: 5% over
+//! capacity, the waits over a step's measured second grow from 10 to 60 ms, and the
+//! median passes the 20 ms SLA. Tolerance: the highest passing rate must lie within
+//! ±10% of 2,000 req/s (the search itself stops at 5% precision; the rest absorbs a busy
+//! host).
+//!
+//! The SLA is on the median, not a tail, on purpose: a shared VM descheduled for 100 ms
+//! delays every request of that span, which fails a p95 step below capacity and sends
+//! the search low, while the median moves only when stalls cover half the step. A
+//! search that lands low anyway is retried, and its failure message carries what a
+//! [`StallProbe`] saw. A result above the capacity fails at once: no stall makes a
+//! server look faster.
 
 mod common;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{loadgen, Reply, TestServer};
+use common::{loadgen, Reply, StallProbe, TestServer};
 
 const SERVICE_TIME: Duration = Duration::from_micros(500);
 const CAPACITY_RPS: f64 = 2_000.0;
@@ -22,6 +32,8 @@ const TOLERANCE_PCT: f64 = 10.0;
 
 /// Attempts at the search (see [`common::within_attempts`]).
 const ATTEMPTS: usize = 3;
+/// One search step's measured span, ms (`--step-duration-s`).
+const STEP_MS: f64 = 1_000.0;
 
 #[test]
 fn saturation_finds_a_hard_capacity_of_2000_per_second() {
@@ -37,6 +49,7 @@ fn attempt() -> Result<(), String> {
         *free_at = start + SERVICE_TIME;
         Reply::no_content_at(*free_at)
     });
+    let probe = StallProbe::start();
     let out = loadgen(&[
         "saturate",
         "--url",
@@ -56,21 +69,34 @@ fn attempt() -> Result<(), String> {
         "--cooldown-ms",
         "100",
         "--sla-ms",
-        "25",
+        "20",
         "--sla-percentile",
-        "95",
+        "50",
         "--connections",
         "32",
         "--seed",
         "3",
     ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stalls = probe.finish();
     let r = &out.json;
-    let found = r["result"]["highest_passing_rps"].as_f64().unwrap();
-    let error_pct = (found - CAPACITY_RPS).abs() / CAPACITY_RPS * 100.0;
-    if error_pct > TOLERANCE_PCT {
+    if out.code != 0 {
         return Err(format!(
-            "found {found} req/s, capacity {CAPACITY_RPS}\n{r:#}"
+            "exit {}: {} ({})\n{r:#}",
+            out.code,
+            out.stderr.trim(),
+            stalls.summary(STEP_MS)
+        ));
+    }
+    let found = r["result"]["highest_passing_rps"].as_f64().unwrap();
+    let error_pct = (found - CAPACITY_RPS) / CAPACITY_RPS * 100.0;
+    assert!(
+        error_pct <= TOLERANCE_PCT,
+        "found {found} req/s, over the capacity {CAPACITY_RPS}\n{r:#}"
+    );
+    if error_pct < -TOLERANCE_PCT {
+        return Err(format!(
+            "found {found} req/s, capacity {CAPACITY_RPS} ({})\n{r:#}",
+            stalls.summary(STEP_MS)
         ));
     }
     let steps = r["steps"].as_array().unwrap();

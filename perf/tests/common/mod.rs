@@ -211,6 +211,100 @@ pub fn count(report: &serde_json::Value, pointer: &str) -> u64 {
         .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
 }
 
+/// How late the host woke a thread that asked to sleep 1 ms at a time, during a run.
+///
+/// A shared VM can deschedule every thread for tens or hundreds of milliseconds; such a
+/// stall adds to every latency measured across it, and no generator can take it back
+/// out. A timing test runs a probe alongside its measurement and widens its *upper*
+/// tolerance by what the probe saw, so a quiet host is held to the stated tolerance and
+/// a stalled one to that plus the measured stall. Lower bounds stay strict: a stall can
+/// only make answers later.
+pub struct StallProbe {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<HostStalls>>,
+}
+
+/// A wake-up later than this is recorded as a stall, in µs. Plain `sleep` on an idle
+/// host overshoots by tens of µs.
+const STALL_NOTED_US: u64 = 1_000;
+const PROBE_TICK: Duration = Duration::from_millis(1);
+
+impl StallProbe {
+    pub fn start() -> StallProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            let began = Instant::now();
+            let mut stalls = HostStalls::default();
+            while !stopping.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                thread::sleep(PROBE_TICK);
+                let late = asked.elapsed().saturating_sub(PROBE_TICK);
+                if late.as_micros() as u64 > STALL_NOTED_US {
+                    let at_ms = began.elapsed().as_secs_f64() * 1e3;
+                    stalls.late.push((at_ms, late.as_secs_f64() * 1e3));
+                }
+            }
+            stalls
+        });
+        StallProbe {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the probe and returns what it saw.
+    pub fn finish(mut self) -> HostStalls {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for StallProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The stalls a [`StallProbe`] saw.
+#[derive(Default, Debug)]
+pub struct HostStalls {
+    /// (ms since the probe started, ms late) of each late wake-up, in time order.
+    late: Vec<(f64, f64)>,
+}
+
+impl HostStalls {
+    /// The longest single stall, ms.
+    pub fn max_ms(&self) -> f64 {
+        self.late.iter().map(|&(_, ms)| ms).fold(0.0, f64::max)
+    }
+
+    /// The most stall time that fell within any `window_ms` span: the most the host can
+    /// have delayed one request that lived that long.
+    pub fn worst_window_ms(&self, window_ms: f64) -> f64 {
+        let (mut worst, mut sum, mut first) = (0.0_f64, 0.0, 0);
+        for &(at, ms) in &self.late {
+            sum += ms;
+            while self.late[first].0 < at - window_ms {
+                sum -= self.late[first].1;
+                first += 1;
+            }
+            worst = worst.max(sum);
+        }
+        worst
+    }
+
+    /// One line for a failure message.
+    pub fn summary(&self, window_ms: f64) -> String {
+        format!(
+            "host stalls seen by the probe: {} over {STALL_NOTED_US} µs, longest {:.1} ms, most in {window_ms} ms {:.1} ms",
+            self.late.len(),
+            self.max_ms(),
+            self.worst_window_ms(window_ms)
+        )
+    }
+}
+
 /// Runs a timing-based check up to `attempts` times and panics with every failure if
 /// none passes. A shared 2-core host can stall the whole VM for a few hundred
 /// milliseconds, which moves every percentile at once; that does not repeat, while a
