@@ -25,6 +25,8 @@ use workload::{Control, EXCHANGE_A, MONDAY_10_30_MS};
 const WARMUP_BIDS: usize = 16;
 /// Bids counted; each must make no heap call.
 const COUNTED_BIDS: usize = 1_000;
+/// Bids that may be made again after a host stall pushed them past their deadline.
+const MAX_DEADLINE_RETRIES: usize = 50;
 
 thread_local! {
     /// Whether this thread is inside a counted window. Const-initialised, no
@@ -102,14 +104,21 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
 /// calls made by the counted bids. Every bid must be answered with a bid, so the whole
 /// path (decide, reservation, ledger hand-off, encode) is covered. The ledger is drained
 /// between bids, outside the count, as the control thread would.
+///
+/// A bid the host stalled past its deadline (the request's `tmax` is 120 ms, and a
+/// shared VM can pause that long) took the deadline path instead: it is made again, up
+/// to [`MAX_DEADLINE_RETRIES`] times in all, rather than read as a missing bid.
 fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
     let mut worker = Worker::new(bidding, 0, Arc::default()).expect("notice signer");
     let mut control = Control::default();
     let mut buf = Vec::with_capacity(body.len());
     let mut total = 0;
-    for i in 0..WARMUP_BIDS + COUNTED_BIDS {
+    let mut retries = 0;
+    let mut i = 0;
+    while i < WARMUP_BIDS + COUNTED_BIDS {
         buf.clear();
         buf.extend_from_slice(body);
+        let missed_before = worker.stats().deadline_missed.get();
         let (is_bid, calls) = counted(|| {
             let answer = worker.bid(
                 bidding,
@@ -122,6 +131,15 @@ fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
             );
             matches!(answer, Answer::Bid(_))
         });
+        if !is_bid && worker.stats().deadline_missed.get() > missed_before {
+            retries += 1;
+            assert!(
+                retries <= MAX_DEADLINE_RETRIES,
+                "{retries} bids missed their deadline: the host is too stalled to run this"
+            );
+            control.release_all(bidding);
+            continue;
+        }
         assert!(
             is_bid,
             "bid {i} got no bid (reasons {:?}): the test must cover the bid path",
@@ -131,6 +149,7 @@ fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
             total += calls;
         }
         assert_eq!(control.release_all(bidding), 1, "one reservation per bid");
+        i += 1;
     }
     total
 }

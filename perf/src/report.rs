@@ -176,6 +176,8 @@ pub struct RequestCounts {
     pub status_4xx: u64,
     pub status_5xx: u64,
     pub timeouts: u64,
+    /// Of the timeouts, requests never sent (no connection had room in time).
+    pub timeouts_unsent: u64,
     pub connection_errors: u64,
     pub protocol_errors: u64,
 }
@@ -259,6 +261,7 @@ impl RunReport {
                 status_4xx: c.status_4xx,
                 status_5xx: c.status_5xx,
                 timeouts: c.timeouts,
+                timeouts_unsent: c.unsent,
                 connection_errors: c.connection_errors,
                 protocol_errors: c.protocol_errors,
             },
@@ -309,13 +312,14 @@ impl RunReport {
         let share = |n: u64| format!("{n} ({:.1}%)", pct(n, finished));
         let _ = writeln!(
             s,
-            "  status      200: {}  204: {}  other: {}  4xx: {}  5xx: {}  timeouts: {}  conn errors: {}  protocol errors: {}",
+            "  status      200: {}  204: {}  other: {}  4xx: {}  5xx: {}  timeouts: {} ({} never sent)  conn errors: {}  protocol errors: {}",
             share(r.status_200),
             share(r.status_204),
             r.status_other,
             r.status_4xx,
             r.status_5xx,
             r.timeouts,
+            r.timeouts_unsent,
             r.connection_errors,
             r.protocol_errors
         );

@@ -39,6 +39,8 @@ pub(crate) struct Counts {
     /// Not answered within the timeout (in flight, or never sent because no connection
     /// was free before the timeout passed).
     pub timeouts: u64,
+    /// Of `timeouts`, those never sent: so `sent + unsent` is every scheduled request.
+    pub unsent: u64,
     /// In flight on a connection that failed or that the server closed.
     pub connection_errors: u64,
     /// In flight on a connection whose bytes were not valid HTTP/1.1 responses.
@@ -63,6 +65,7 @@ impl Counts {
         self.status_4xx += other.status_4xx;
         self.status_5xx += other.status_5xx;
         self.timeouts += other.timeouts;
+        self.unsent += other.unsent;
         self.connection_errors += other.connection_errors;
         self.protocol_errors += other.protocol_errors;
         self.queued_sends += other.queued_sends;

@@ -296,7 +296,7 @@ impl Worker {
             && self.next_intended_ns < self.end_ns
         {
             let intended = self.next_intended_ns;
-            self.count_timeout(
+            self.count_unsent(
                 intended,
                 now.max(intended),
                 intended >= self.measure_from_ns,
@@ -363,7 +363,7 @@ impl Worker {
             let measured = intended >= self.measure_from_ns;
             if now - intended > self.plan.timeout_ns {
                 // Waited for room longer than an exchange would: given up unsent.
-                self.count_timeout(intended, now, measured);
+                self.count_unsent(intended, now, measured);
                 self.advance_schedule();
                 continue;
             }
@@ -399,6 +399,14 @@ impl Worker {
         if measured {
             self.counts.timeouts += 1;
             self.latency.saturating_record(ns_to_us(now - intended_ns));
+        }
+    }
+
+    /// A timeout for a request given up before any connection had room to send it.
+    fn count_unsent(&mut self, intended_ns: u64, now: u64, measured: bool) {
+        self.count_timeout(intended_ns, now, measured);
+        if measured {
+            self.counts.unsent += 1;
         }
     }
 

@@ -31,7 +31,7 @@ const CAPACITY_RPS: f64 = 2_000.0;
 const TOLERANCE_PCT: f64 = 10.0;
 
 /// Attempts at the search (see [`common::within_attempts`]).
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 4;
 /// One search step's measured span, ms (`--step-duration-s`).
 const STEP_MS: f64 = 1_000.0;
 

@@ -307,15 +307,28 @@ impl HostStalls {
 
 /// Runs a timing-based check up to `attempts` times and panics with every failure if
 /// none passes. A shared 2-core host can stall the whole VM for a few hundred
-/// milliseconds, which moves every percentile at once; that does not repeat, while a
-/// wrong measurement fails every attempt.
+/// milliseconds, and does so in bad spells that last seconds; that does not repeat
+/// forever, while a wrong measurement fails every attempt. So each retry waits longer
+/// ([`FIRST_RETRY_PAUSE`], doubling) to let a bad spell pass.
 pub fn within_attempts(attempts: usize, mut attempt: impl FnMut() -> Result<(), String>) {
     let mut failures = Vec::new();
-    for _ in 0..attempts {
+    let mut pause = FIRST_RETRY_PAUSE;
+    for n in 1..=attempts {
         match attempt() {
             Ok(()) => return,
-            Err(e) => failures.push(e),
+            Err(e) => {
+                let first_line = e.lines().next().unwrap_or_default();
+                eprintln!("attempt {n} of {attempts} failed: {first_line}");
+                failures.push(e);
+            }
+        }
+        if n < attempts {
+            thread::sleep(pause);
+            pause *= 2;
         }
     }
     panic!("every attempt failed:\n{}", failures.join("\n---\n"));
 }
+
+/// Wait before the second attempt of [`within_attempts`]; doubles after each.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_secs(2);
