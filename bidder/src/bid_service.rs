@@ -219,6 +219,8 @@ impl BidService {
         let catalog = &bidding.catalog;
         if let Some(p) = partner {
             let config = &catalog.partners[usize::from(p)];
+            // First, so that a refusal below answers in the partner's version too.
+            out.set_openrtb_version(config.openrtb_version);
             let limits_on =
                 self.user_space_limits.load(Ordering::Relaxed) || config.cidrs.is_empty();
             let refused =

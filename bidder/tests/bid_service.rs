@@ -1,6 +1,6 @@
 //! The real bid service behind the HTTP layer, driven sans-I/O the way an engine
 //! drives it: partner recognition (path and source address), user-space partner
-//! limits, per-partner gzip, reload to a new generation.
+//! limits, per-partner gzip and OpenRTB version, reload to a new generation.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -138,6 +138,27 @@ fn the_user_space_partner_limit_answers_204_past_the_burst() {
         .map(|_| post(&mut s, "/bid/ssp-b", None, "", BANNER).0)
         .collect();
     assert_eq!(ssp_b, [200, 204, 204]);
+}
+
+#[test]
+fn a_partner_refused_by_its_limit_is_answered_in_its_openrtb_version() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    // ssp-b speaks 2.5; a burst of 1 refuses its second request before any decision.
+    let text = std::fs::read_to_string(&demo).unwrap().replace(
+        "qps_limit = 20_000\nburst = 2_000",
+        "qps_limit = 1\nburst = 1",
+    );
+    let service = Arc::new(BidService::new(bidding(Some(text)), 1));
+    let mut s = server(&service);
+    for expected in [200, 204] {
+        let (code, text) = post(&mut s, "/bid/ssp-b", None, "", BANNER);
+        assert_eq!(code, expected, "{text}");
+        assert!(text.contains("\r\nx-openrtb-version: 2.5\r\n"), "{text}");
+    }
+    // The next partner on the worker gets its own version, not the last one's.
+    let (code, text) = post(&mut s, "/bid/exchange-a", None, "", BANNER);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\r\nx-openrtb-version: 2.6\r\n"), "{text}");
 }
 
 #[test]

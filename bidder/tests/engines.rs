@@ -15,7 +15,7 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ on_both_engines!(
     the_default_path_recognises_the_partner_by_source_address,
     a_request_nobody_bids_on_gets_204_without_a_body,
     a_partner_that_wants_nbr_gets_200_with_the_no_bid_reason,
-    every_answer_carries_the_openrtb_version_header,
+    every_answer_states_its_partners_openrtb_version,
     malformed_json_and_missing_required_fields_get_400,
     unknown_paths_and_unknown_partners_get_404_and_keep_the_connection,
     http_refusals_get_their_status_and_close_the_connection,
@@ -217,39 +217,84 @@ fn a_partner_that_wants_nbr_gets_200_with_the_no_bid_reason(engine: EngineKind) 
     b.shutdown().unwrap();
 }
 
-fn every_answer_carries_the_openrtb_version_header(engine: EngineKind) {
-    let b = Bidder::demo(engine, &EngineSettings::default());
-    let mut c = b.connect();
-    let jpy = banner("j").replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
-    let cases: [(&str, Vec<u8>, u16); 6] = [
-        (
-            "bid",
-            post("/bid/exchange-a", "", banner("a").as_bytes()),
-            200,
-        ),
-        (
-            "gzipped bid",
-            post(
-                "/bid/ssp-b",
-                "Accept-Encoding: gzip\r\n",
-                banner("g").as_bytes(),
-            ),
-            200,
-        ),
-        ("nbr body", post("/bid/ssp-b", "", jpy.as_bytes()), 200),
-        (
-            "no bid",
-            post("/bid/exchange-a", "", unbiddable("n").as_bytes()),
-            204,
-        ),
-        ("invalid", post("/bid/exchange-a", "", b"{"), 400),
-        ("not found", post("/nope", "", b"{}"), 404),
-    ];
-    for (name, raw, status) in cases {
+/// The demo configuration with a third partner, ssp-c, on OpenRTB 2.5 without
+/// `nbr_body` (so its no-bids are 204s), recognised on the default path from
+/// 127.0.0.2; exchange-a (2.6) narrowed to 127.0.0.1, leaving 127.0.0.3 to no partner.
+fn three_partner_text() -> String {
+    let text = edit(
+        &demo_text(),
+        r#"cidrs = ["127.0.0.0/8", "::1/128"]"#,
+        r#"cidrs = ["127.0.0.1/32", "::1/128"]"#,
+    );
+    edit(
+        &text,
+        "gzip_responses = true\n",
+        "gzip_responses = true\n\n[[partner]]\nname = \"ssp-c\"\ncidrs = [\"127.0.0.2/32\"]\n\
+         qps_limit = 20_000\nburst = 2_000\nopenrtb_version = \"2.5\"\n",
+    )
+}
+
+fn every_answer_states_its_partners_openrtb_version(engine: EngineKind) {
+    let b = Bidder::start(
+        engine,
+        &EngineSettings::default(),
+        bidding(&three_partner_text()),
+    );
+    let exchange_a = IpAddr::from([127, 0, 0, 1]);
+    let ssp_c = IpAddr::from([127, 0, 0, 2]);
+    let nobody = IpAddr::from([127, 0, 0, 3]);
+    // One keep-alive connection per source, so that on ssp-c's a 2.6 answer follows 2.5
+    // ones: the version does not stick to the worker's buffers.
+    let mut clients: Vec<(IpAddr, Client)> = Vec::new();
+    let mut check = |source: IpAddr, raw: Vec<u8>, status: u16, version: &str| {
+        if !clients.iter().any(|(s, _)| *s == source) {
+            clients.push((source, b.connect_from(source)));
+        }
+        let c = &mut clients.iter_mut().find(|(s, _)| *s == source).unwrap().1;
         let resp = c.request(&raw);
-        assert_eq!(resp.status, status, "{name}");
-        assert_eq!(resp.header("x-openrtb-version"), Some("2.6"), "{name}");
-    }
+        let case = String::from_utf8_lossy(&raw[..raw.len().min(40)]);
+        assert_eq!(resp.status, status, "{source} {case:?}: {resp:?}");
+        assert_eq!(
+            resp.header("x-openrtb-version"),
+            Some(version),
+            "{source} {case:?}"
+        );
+    };
+    let bid = |path: &str| post(path, "", banner("r").as_bytes());
+    let no_bid = |path: &str| post(path, "", unbiddable("r").as_bytes());
+    let invalid = |path: &str| post(path, "", b"{");
+    check(ssp_c, bid("/bid/ssp-c"), 200, "2.5");
+    check(ssp_c, no_bid("/bid/ssp-c"), 204, "2.5");
+    check(ssp_c, invalid("/bid/ssp-c"), 400, "2.5");
+    check(ssp_c, bid("/openrtb2/bid"), 200, "2.5");
+    check(ssp_c, no_bid("/openrtb2/bid"), 204, "2.5");
+    check(ssp_c, no_bid("/bid/exchange-a"), 204, "2.6");
+    check(ssp_c, bid("/bid/nobody"), 404, "2.6");
+    check(ssp_c, bid("/nope"), 404, "2.6");
+    check(exchange_a, bid("/bid/exchange-a"), 200, "2.6");
+    check(exchange_a, no_bid("/bid/exchange-a"), 204, "2.6");
+    check(exchange_a, invalid("/bid/exchange-a"), 400, "2.6");
+    check(nobody, no_bid("/openrtb2/bid"), 204, "2.6");
+    // ssp-b (2.5) gzips its bids and answers no-bids with an nbr body.
+    let gzipped = post(
+        "/bid/ssp-b",
+        "Accept-Encoding: gzip\r\n",
+        banner("g").as_bytes(),
+    );
+    check(exchange_a, gzipped, 200, "2.5");
+    let jpy = banner("j").replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
+    check(
+        exchange_a,
+        post("/bid/ssp-b", "", jpy.as_bytes()),
+        200,
+        "2.5",
+    );
+    // Malformed HTTP is refused before the service could recognise the partner.
+    let resp = b
+        .connect_from(ssp_c)
+        .request(b"POST /bid/ssp-c HTTP/1.1\r\nContent-Length: x\r\n\r\n");
+    assert_eq!((resp.status, resp.closes()), (400, true), "{resp:?}");
+    assert_eq!(resp.header("x-openrtb-version"), Some("2.6"));
     b.shutdown().unwrap();
 }
 

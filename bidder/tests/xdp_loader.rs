@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use aya::maps::{Array, Map, MapData, MapInfo, PerCpuArray, PerCpuValues};
 use bidder::catalog::Partner;
 use bidder::config::XdpConfig;
+use bidder::openrtb::OpenRtbVersion;
 use bidder::xdp::maps::FrontMaps;
 use bidder::xdp::pins::{link_path, map_path};
 use bidder::xdp::{link, AttachedMode, Rules, Status, XdpFront};
@@ -106,7 +107,7 @@ fn partner(name: &str, cidrs: &[&str], qps_limit: u32, enabled: bool) -> Partner
         cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
         qps_limit,
         burst: qps_limit / 10,
-        openrtb_version: "2.6".into(),
+        openrtb_version: OpenRtbVersion::V2_6,
         nbr_body: false,
         gzip_responses: false,
         enabled,

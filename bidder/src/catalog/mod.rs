@@ -16,6 +16,7 @@ pub use bitset::CampaignSet;
 pub use index::Index;
 
 use crate::config::{Config, ConfigError};
+use crate::openrtb::OpenRtbVersion;
 use crate::targeting::MediaType;
 
 /// Position of a campaign in [`Catalog::campaigns`] (and in every [`CampaignSet`]).
@@ -47,7 +48,8 @@ pub struct Partner {
     pub cidrs: Vec<ipnet::IpNet>,
     pub qps_limit: u32,
     pub burst: u32,
-    pub openrtb_version: String,
+    /// Stated in `x-openrtb-version` on every answer to this partner.
+    pub openrtb_version: OpenRtbVersion,
     pub nbr_body: bool,
     pub gzip_responses: bool,
     pub enabled: bool,
@@ -327,7 +329,9 @@ fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
         cidrs: p.cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
         qps_limit: p.qps_limit,
         burst: p.burst,
-        openrtb_version: p.openrtb_version.clone(),
+        // Validation refused any other spelling.
+        openrtb_version: OpenRtbVersion::parse(&p.openrtb_version)
+            .expect("openrtb_version was validated"),
         nbr_body: p.nbr_body,
         gzip_responses: p.gzip_responses,
         enabled: p.enabled,

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::openrtb::OpenRtbVersion;
+
 pub use validate::validate;
 pub use xdp::{
     AttachMode, UnknownSources, XdpConfig, MAX_LOG_INTERVAL_MS, MAX_PACKETS_PER_REQUEST,
@@ -211,7 +213,8 @@ pub struct PartnerConfig {
     /// Requests allowed above the rate in a burst.
     #[serde(default)]
     pub burst: u32,
-    /// OpenRTB version the partner speaks (`2.5` or `2.6`).
+    /// OpenRTB version the partner speaks (`2.5` or `2.6`), stated back to it in every
+    /// answer's `x-openrtb-version`.
     #[serde(default = "default_openrtb_version")]
     pub openrtb_version: String,
     /// Answer no-bids with `{"id":…,"nbr":N}` and 200 instead of a bare 204.
@@ -242,7 +245,7 @@ fn default_syn_burst() -> u32 {
 }
 
 fn default_openrtb_version() -> String {
-    "2.6".into()
+    OpenRtbVersion::default().header_value().into()
 }
 
 fn yes() -> bool {

@@ -11,6 +11,7 @@ use super::{
     MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
 };
 use crate::money::MAX_CPM_MICROS;
+use crate::openrtb::OpenRtbVersion;
 use crate::targeting::{parse_daypart, parse_size, MediaType};
 
 /// Errors reported in one pass at most; past this the file is broken enough.
@@ -285,7 +286,7 @@ fn partners(p: &mut Problems) -> HashSet<String> {
                 );
             }
         }
-        if !matches!(partner.openrtb_version.as_str(), "2.5" | "2.6") {
+        if OpenRtbVersion::parse(&partner.openrtb_version).is_none() {
             p.add(
                 at,
                 field("openrtb_version"),

@@ -7,6 +7,7 @@
 use std::io;
 
 use super::status::{ConnectionHeader, Status};
+use crate::openrtb::OpenRtbVersion;
 
 /// Room for the head of a response with a body: status line and the handful of headers
 /// we write, with a 20-digit length. Checked by a test.
@@ -90,6 +91,7 @@ pub struct ResponseBuf {
     content_type: ContentType,
     overflowed: bool,
     gzip_allowed: bool,
+    openrtb_version: OpenRtbVersion,
 }
 
 impl ResponseBuf {
@@ -100,16 +102,19 @@ impl ResponseBuf {
             content_type: ContentType::Json,
             overflowed: false,
             gzip_allowed: true,
+            openrtb_version: OpenRtbVersion::default(),
         }
     }
 
-    /// Empties the buffer and resets the content type to JSON and gzip to allowed;
-    /// called before each request.
+    /// Empties the buffer and resets the content type to JSON, gzip to allowed and the
+    /// OpenRTB version to the default; called before each request, so a partner's
+    /// settings never leak into the next request on the worker.
     pub fn clear(&mut self) {
         self.body.clear();
         self.content_type = ContentType::Json;
         self.overflowed = false;
         self.gzip_allowed = true;
+        self.openrtb_version = OpenRtbVersion::default();
     }
 
     /// Whether the body may be gzipped for a client that accepts it (the service
@@ -121,6 +126,18 @@ impl ResponseBuf {
     /// See [`ResponseBuf::set_gzip_allowed`].
     pub fn gzip_allowed(&self) -> bool {
         self.gzip_allowed
+    }
+
+    /// The OpenRTB version the answer states in `x-openrtb-version`, whatever its status
+    /// (bid, no-bid or refusal). The service sets the partner's version as soon as it
+    /// recognises the partner; left at the default when it does not.
+    pub fn set_openrtb_version(&mut self, version: OpenRtbVersion) {
+        self.openrtb_version = version;
+    }
+
+    /// See [`ResponseBuf::set_openrtb_version`].
+    pub fn openrtb_version(&self) -> OpenRtbVersion {
+        self.openrtb_version
     }
 
     /// Appends `bytes`, or fails without writing if they do not fit.
@@ -177,11 +194,13 @@ pub struct ResponseHead {
     pub gzip: bool,
     /// How the `connection` header is written.
     pub connection: ConnectionHeader,
+    /// The version `x-openrtb-version` states: the partner's.
+    pub openrtb_version: OpenRtbVersion,
 }
 
 /// Writes a full response (head and `body`) into `out`, or nothing if it does not fit.
 /// Headers: status line, content-type, content-length, optional content-encoding and
-/// connection, `x-openrtb-version: 2.6`.
+/// connection, `x-openrtb-version` with the head's version.
 pub fn write_response(
     out: &mut OutBuf<'_>,
     head: &ResponseHead,
@@ -207,7 +226,9 @@ pub fn write_response(
         b"\r\n",
         encoding,
         connection,
-        b"x-openrtb-version: 2.6\r\n\r\n",
+        b"x-openrtb-version: ",
+        head.openrtb_version.header_value().as_bytes(),
+        b"\r\n\r\n",
         body,
     ])
 }
@@ -244,6 +265,7 @@ mod tests {
             content_type: ContentType::Json,
             gzip: true,
             connection: ConnectionHeader::Close,
+            openrtb_version: OpenRtbVersion::V2_6,
         };
         write_response(&mut out, &head, b"{\"id\":1}").unwrap();
         let text = std::str::from_utf8(out.as_bytes()).unwrap();
@@ -252,6 +274,33 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\
              content-encoding: gzip\r\nconnection: close\r\nx-openrtb-version: 2.6\r\n\r\n{\"id\":1}"
         );
+    }
+
+    #[test]
+    fn the_version_header_states_the_heads_version() {
+        for (version, line) in [
+            (OpenRtbVersion::V2_5, "x-openrtb-version: 2.5\r\n\r\n"),
+            (OpenRtbVersion::V2_6, "x-openrtb-version: 2.6\r\n\r\n"),
+        ] {
+            let mut mem = [0u8; 512];
+            let mut out = OutBuf::new(&mut mem);
+            let head = ResponseHead {
+                status: Status::Ok,
+                content_type: ContentType::FlatBuffers,
+                gzip: false,
+                connection: ConnectionHeader::Omit,
+                openrtb_version: version,
+            };
+            write_response(&mut out, &head, b"fb").unwrap();
+            let text = std::str::from_utf8(out.as_bytes()).unwrap();
+            assert_eq!(
+                text,
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-flatbuffers\r\n\
+                     content-length: 2\r\n{line}fb"
+                )
+            );
+        }
     }
 
     #[test]
@@ -264,6 +313,7 @@ mod tests {
             content_type: ContentType::FlatBuffers,
             gzip: false,
             connection: ConnectionHeader::Omit,
+            openrtb_version: OpenRtbVersion::default(),
         };
         assert_eq!(write_response(&mut out, &head, &[0; 32]), Err(OutFull));
         assert_eq!(out.as_bytes(), b"abc");
@@ -279,6 +329,7 @@ mod tests {
             content_type: ContentType::FlatBuffers,
             gzip: true,
             connection: ConnectionHeader::KeepAlive,
+            openrtb_version: OpenRtbVersion::V2_5,
         };
         let mut digits = [0u8; 20];
         assert_eq!(decimal(usize::MAX, &mut digits).len(), 20);
@@ -296,5 +347,15 @@ mod tests {
         buf.clear();
         assert!(!buf.overflowed());
         assert!(buf.body().is_empty());
+    }
+
+    #[test]
+    fn clear_resets_the_openrtb_version_to_the_default() {
+        let mut buf = ResponseBuf::with_max_body_bytes(4);
+        assert_eq!(buf.openrtb_version(), OpenRtbVersion::V2_6);
+        buf.set_openrtb_version(OpenRtbVersion::V2_5);
+        assert_eq!(buf.openrtb_version(), OpenRtbVersion::V2_5);
+        buf.clear();
+        assert_eq!(buf.openrtb_version(), OpenRtbVersion::V2_6);
     }
 }

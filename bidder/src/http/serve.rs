@@ -17,7 +17,8 @@ use super::request::{parse_request, Parsed, Request, Version};
 use super::response::{max_response_bytes, write_response, OutBuf, ResponseBuf, ResponseHead};
 use super::route::{Route, RouteConfigError, Router};
 use super::service::{BidCall, Outcome, Service};
-use super::status::{canned, ConnectionHeader, Status, CONTINUE};
+use super::status::{canned_for, ConnectionHeader, Status, CONTINUE};
+use crate::openrtb::OpenRtbVersion;
 
 /// HTTP settings shared by both engines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +195,11 @@ impl<S: Service> Server<S> {
     ) -> Result<Status, HttpError> {
         let partner = match self.router.route(req.path) {
             Route::Bid { partner } => partner,
-            Route::NotFound => return Ok(put_canned(Status::NotFound, connection, out)),
+            Route::NotFound => {
+                // A route miss names no partner.
+                let version = OpenRtbVersion::default();
+                return Ok(put_canned(Status::NotFound, connection, version, out));
+            }
         };
         let body = self.decoder.decode(input, req)?;
         let call = BidCall {
@@ -214,8 +219,11 @@ impl<S: Service> Server<S> {
             }
             Outcome::Reject(status) => status,
         };
+        // The service set the partner's version if it recognised one; every answer from
+        // here on states it, a no-bid or a refusal as much as a bid.
+        let version = self.response.openrtb_version();
         if status != Status::Ok {
-            return Ok(put_canned(status, connection, out));
+            return Ok(put_canned(status, connection, version, out));
         }
         let plain = self.response.body();
         let gzip_wanted = req.accepts_gzip && self.response.gzip_allowed();
@@ -229,6 +237,7 @@ impl<S: Service> Server<S> {
             content_type: self.response.content_type(),
             gzip: gzipped.is_some(),
             connection,
+            openrtb_version: version,
         };
         // Cannot fail: `remaining` covered a worst-case response on entry, and a gzipped
         // body is only used when shorter than the plain one.
@@ -238,15 +247,23 @@ impl<S: Service> Server<S> {
     }
 }
 
-fn put_canned(status: Status, connection: ConnectionHeader, out: &mut OutBuf<'_>) -> Status {
+fn put_canned(
+    status: Status,
+    connection: ConnectionHeader,
+    version: OpenRtbVersion,
+    out: &mut OutBuf<'_>,
+) -> Status {
     // Cannot fail: canned responses are far smaller than the room checked on entry.
-    let written = out.put_all(&[canned(status, connection)]);
+    let written = out.put_all(&[canned_for(status, connection, version)]);
     debug_assert!(written.is_ok());
     status
 }
 
+/// Answers an HTTP-level error. No partner is known yet (the request never reached the
+/// service), so the answer states the default OpenRTB version.
 fn refuse(e: HttpError, input_len: usize, out: &mut OutBuf<'_>) -> Step {
-    let status = put_canned(e.status(), ConnectionHeader::Close, out);
+    let version = OpenRtbVersion::default();
+    let status = put_canned(e.status(), ConnectionHeader::Close, version, out);
     Step::Answered {
         consumed: input_len,
         status,

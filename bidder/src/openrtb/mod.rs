@@ -32,10 +32,12 @@ mod parser;
 mod tape;
 #[cfg(test)]
 mod tests;
+mod version;
 
 pub use error::ParseError;
 pub use model::*;
 pub use parser::{Parsed, Parser};
+pub use version::OpenRtbVersion;
 
 /// Largest body the parser accepts, in bytes. Real banner requests are 1–5 KiB and
 /// multi-imp video requests rarely pass 50 KiB; anything larger is refused before

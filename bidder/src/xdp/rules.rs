@@ -101,6 +101,7 @@ fn limit(p: &Partner, packets_per_request: u32) -> PartnerLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openrtb::OpenRtbVersion;
     use bidder_common::xdp::SHUT_OFF_INTERVAL_NS;
 
     fn partner(name: &str, cidrs: &[&str], qps: u32, burst: u32, enabled: bool) -> Partner {
@@ -109,7 +110,7 @@ mod tests {
             cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
             qps_limit: qps,
             burst,
-            openrtb_version: "2.6".into(),
+            openrtb_version: OpenRtbVersion::V2_6,
             nbr_body: false,
             gzip_responses: false,
             enabled,

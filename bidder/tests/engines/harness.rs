@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -332,6 +332,12 @@ impl Bidder {
         Client::connect(self.addr)
     }
 
+    /// A connection from `source`, e.g. `127.0.0.2`: any loopback address reaches the
+    /// engine, so a case can pose as the partner whose CIDRs hold it.
+    pub fn connect_from(&self, source: IpAddr) -> Client {
+        Client::connect_from(self.addr, source)
+    }
+
     /// Sum of every sample of the metric `name`, as a `/metrics` scrape renders it.
     pub fn counter(&self, name: &str) -> u64 {
         metric_sum(&self.registry.scrape(), name)
@@ -473,7 +479,27 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::on(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Connects to `addr` from the local address `source`.
+    pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Client {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), CLIENT_TIMEOUT)
+            .expect("connect");
+        Client::on(socket.into())
+    }
+
+    fn on(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
