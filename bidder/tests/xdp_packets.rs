@@ -653,8 +653,10 @@ fn a_partner_gets_its_burst_then_its_rate_and_acks_always_pass() {
 /// partner's limit holds for both together, because the GCRA state is shared.
 ///
 /// The ceiling (`rate × t + burst + 1`) is never exceeded, however busy the host. The
-/// floor (95% of it) assumes the senders run the whole time: a host busy enough to
-/// deschedule them leaves tokens unused, so that part gets three attempts.
+/// floor is 95% of what could be admitted while someone was sending: when the host
+/// deschedules both senders for longer than the burst lasts, the tokens of that gap
+/// beyond the burst go unused, so the gaps are measured and taken out. A host that
+/// stalls in subtler ways still gets three attempts.
 #[test]
 fn the_limit_holds_across_cpus() {
     if skip_unless_root("the_limit_holds_across_cpus") {
@@ -682,17 +684,27 @@ fn limit_across_cpus_attempt() -> Result<(), String> {
     loaded.prefix_v4(PARTNERS_V4_MAP, 24, [10, 3, 0, 0], GAMMA);
     let request = v4_tcp(GAMMA_V4, BID_PORT, TCP_ACK | TCP_PSH, BODY);
     let run_for = Duration::from_millis(500);
+    // A gap in sending longer than the burst covers leaves tokens unused.
+    let burst_ns = BURST * 1_000_000_000 / RATE_PER_S;
+    let (last_send_ns, unused_ns) = (AtomicU64::new(0), AtomicU64::new(0));
     let started = Instant::now();
     let sent: u64 = std::thread::scope(|s| {
         let workers: Vec<_> = (0..cpus)
             .map(|cpu| {
                 let (loaded, request) = (&loaded, &request);
+                let (last_send_ns, unused_ns) = (&last_send_ns, &unused_ns);
                 s.spawn(move || {
                     pin_to_cpu(cpu);
                     let mut sent = 0u64;
                     while started.elapsed() < run_for {
                         loaded.run(request);
                         sent += 1;
+                        let now_ns = started.elapsed().as_nanos() as u64;
+                        let previous_ns = last_send_ns.fetch_max(now_ns, Ordering::Relaxed);
+                        let gap_ns = now_ns.saturating_sub(previous_ns);
+                        if gap_ns > burst_ns {
+                            unused_ns.fetch_add(gap_ns - burst_ns, Ordering::Relaxed);
+                        }
                     }
                     sent
                 })
@@ -706,8 +718,11 @@ fn limit_across_cpus_attempt() -> Result<(), String> {
     let dropped = c.dropped[DropReason::PacketRate as usize].packets;
     assert_eq!(passed + dropped, sent);
     let ceiling = (RATE_PER_S as f64 * elapsed) as u64 + BURST + 1;
+    let unused_s = unused_ns.load(Ordering::Relaxed) as f64 / 1e9;
+    let reachable = ceiling - ((RATE_PER_S as f64 * unused_s) as u64).min(ceiling);
     println!(
-        "{cpus} CPUs sent {sent} in {elapsed:.3} s: passed {passed}, ceiling {ceiling} ({:.2}% of it)",
+        "{cpus} CPUs sent {sent} in {elapsed:.3} s: passed {passed}, ceiling {ceiling} ({:.2}% of it); \
+         nobody sent for {unused_s:.4} s beyond the burst, leaving {reachable} reachable",
         passed as f64 / ceiling as f64 * 100.0
     );
     assert!(
@@ -718,9 +733,10 @@ fn limit_across_cpus_attempt() -> Result<(), String> {
         passed <= ceiling,
         "passed {passed} over the ceiling {ceiling}"
     );
-    if (passed as f64) < 0.95 * ceiling as f64 {
+    if (passed as f64) < 0.95 * reachable as f64 {
         return Err(format!(
-            "passed {passed}, under 95% of the ceiling {ceiling}"
+            "passed {passed}, under 95% of the {reachable} reachable (ceiling {ceiling}, \
+             senders idle {unused_s:.4} s)"
         ));
     }
     Ok(())
