@@ -17,8 +17,9 @@ use crate::catalog::{BudgetSlots, Catalog};
 use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
 use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
 use crate::http::{HttpConfig, HttpLimits};
-use crate::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
+use crate::ledger::{unix_now_ms, Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::metrics::{Collect, Registry, WorkerMetrics};
+use crate::notice_keys::{NoticeKeyring, Rotation};
 use crate::ring::{RingConfig, SqPoll};
 // ---- strategy and stats tables (issue 6) ----
 use crate::stats_table::{StatsInputs, StatsPublisher};
@@ -46,6 +47,8 @@ pub struct Daemon {
     // ---- end strategy and stats tables ----
     /// The XDP front, once `serve` attached it (`[xdp] interface` set and attached).
     xdp: OnceLock<XdpFront>,
+    /// The notice keys the control port verifies with; a reload may rotate them.
+    keyring: Arc<NoticeKeyring>,
 }
 
 /// Why a configuration could not be loaded; every problem, one per line.
@@ -77,6 +80,11 @@ impl Daemon {
         let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
         apply_budgets(&catalog, &budgets);
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
+        // Compiling the catalog validated the key and base URL.
+        let settings = &catalog.settings;
+        let keyring = NoticeKeyring::new(&settings.notice_hmac_key, &settings.notice_base_url)
+            .expect("catalog notice key was validated");
+        let keyring = Arc::new(keyring);
         let bidding = bidding(catalog, &budgets, &inbox, &strategy);
         let workers = config.server.cores.len() as u32;
         Ok(Daemon {
@@ -89,6 +97,7 @@ impl Daemon {
             strategy,
             config: Mutex::new(config),
             xdp: OnceLock::new(),
+            keyring,
         })
     }
 
@@ -109,12 +118,37 @@ impl Daemon {
         let catalog =
             Catalog::compile_with_slots(config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         apply_budgets(&catalog, &self.budgets);
-        let summary = format!(
+        let mut summary = format!(
             "{}: reloaded: {} partners, {} campaigns",
             self.config_path.display(),
             catalog.partners.len(),
             catalog.campaigns.len()
         );
+        // Before the swap: a notice for the first bid signed with a new key must verify.
+        let old_ttl_ms = self
+            .service
+            .current()
+            .bidding
+            .catalog
+            .settings
+            .reservation_ttl_ms;
+        let settings = &catalog.settings;
+        let rotation = self
+            .keyring
+            .install(
+                &settings.notice_hmac_key,
+                &settings.notice_base_url,
+                old_ttl_ms,
+                unix_now_ms(),
+            )
+            .expect("catalog notice key was validated");
+        if let Rotation::Rotated { previous_until_ms } = rotation {
+            tracing::info!(
+                previous_until_ms,
+                "notice key rotated: notices signed with the previous key are accepted until their reservations expire"
+            );
+            summary.push_str("; notice key rotated");
+        }
         let generation =
             self.service
                 .swap(bidding(catalog, &self.budgets, &self.inbox, &self.strategy));
@@ -467,8 +501,6 @@ impl Daemon {
         readiness: &Readiness,
     ) -> Result<ControlParts, RunError> {
         let settings = &self.service.current().bidding.catalog.settings;
-        let signer =
-            crate::notice::NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)?;
         let daemon = Arc::clone(self);
         let reload_registry = Arc::clone(registry);
         Ok(ControlParts {
@@ -480,7 +512,7 @@ impl Daemon {
                 result
             }),
             notices: Notices {
-                signer,
+                keyring: Arc::clone(&self.keyring),
                 ledger: Ledger::new(settings.reservation_ttl_ms),
                 inbox: Arc::clone(&self.inbox),
                 budgets: Arc::clone(&self.budgets),

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod money;
 pub mod notice;
+pub mod notice_keys;
 pub mod openrtb;
 pub mod rate_limit;
 pub mod respond;

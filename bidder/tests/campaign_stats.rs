@@ -28,7 +28,7 @@ use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readine
 use bidder::decide::DecisionStats;
 use bidder::ledger::{Ledger, LedgerInbox};
 use bidder::metrics::Registry;
-use bidder::notice::NoticeSigner;
+use bidder::notice_keys::NoticeKeyring;
 use bidder::stats_table::{StatsInputs, StatsPublisher};
 use bidder::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
 use bidder::strategy_table::StrategyTable;
@@ -128,8 +128,10 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
             readiness: Readiness::new(),
             reload: Box::new(|_| Err("not in this test".into())),
             notices: Notices {
-                signer: NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)
-                    .unwrap(),
+                keyring: Arc::new(
+                    NoticeKeyring::new(&settings.notice_hmac_key, &settings.notice_base_url)
+                        .unwrap(),
+                ),
                 ledger: Ledger::new(60_000),
                 inbox: Arc::clone(&bidding.inbox),
                 budgets: Arc::clone(&budgets),

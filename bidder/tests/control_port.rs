@@ -28,6 +28,7 @@ use bidder::ledger::{HeldBid, Ledger, LedgerInbox};
 use bidder::metrics::{Registry, PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
 use bidder::money::impression_cost_micros;
 use bidder::notice::{NoticeFields, NoticeKind, NoticeSigner};
+use bidder::notice_keys::NoticeKeyring;
 use bidder::tokio_engine::{TokioEngine, TokioEngineConfig};
 
 const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
@@ -66,7 +67,7 @@ fn start(config: ControlConfig) -> Setup {
             }
         }),
         notices: Notices {
-            signer: signer.clone(),
+            keyring: Arc::new(NoticeKeyring::new(KEY, BASE_URL).unwrap()),
             ledger: Ledger::new(60_000),
             inbox: Arc::clone(&inbox),
             budgets: Arc::clone(&budgets),

@@ -433,6 +433,68 @@ fn sighup_after_editing_the_config_changes_the_next_bid() {
     assert_eq!(d.price(), Some(2.7), "and it stays");
 }
 
+/// A reload that changes the notice key: bids are signed with the new key at once, and
+/// a win notice for a bid signed with the old key still settles (its reservation would
+/// otherwise expire unrecorded: spend the budget never saw). A tag neither key made is
+/// refused.
+#[test]
+fn a_reload_rotating_the_notice_key_settles_notices_signed_with_either_key() {
+    let d = Daemon::start("rotate", |t| t);
+    let nurl = |id: &str| -> String {
+        let mut c = Client::connect(d.bid);
+        let resp = c.post("/bid/exchange-a", banner(id).as_bytes());
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let url = resp.json()["seatbid"][0]["bid"][0]["nurl"]
+            .as_str()
+            .unwrap()
+            .replace("${AUCTION_PRICE}", "1.5");
+        url.strip_prefix(&format!("http://{}", d.admin))
+            .unwrap_or_else(|| panic!("{url}"))
+            .to_owned()
+    };
+    let before = nurl("k1");
+    let new_key = d.config.with_file_name("rotated-notice.key");
+    std::fs::write(&new_key, "a key rotated in by a reload, 32 bytes or more\n").unwrap();
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let old_key_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("hmac_key_file"))
+        .unwrap()
+        .to_owned();
+    let text = edit(
+        &text,
+        &old_key_line,
+        &format!("hmac_key_file = \"{}\"", new_key.display()),
+    );
+    std::fs::write(&d.config, text).unwrap();
+    let (status, summary) = d.admin("POST", "/reload", b"");
+    assert_eq!(status, 200, "{summary}");
+    assert!(summary.contains("notice key rotated"), "{summary}");
+    let after = nurl("k2");
+    let tag = |url: &str| url.split("sig=").nth(1).unwrap()[..8].to_owned();
+    assert_eq!(
+        d.admin("GET", &after, b"").0,
+        204,
+        "signed with the new key"
+    );
+    assert_eq!(
+        d.admin("GET", &before, b"").0,
+        204,
+        "signed with the old key"
+    );
+    let forged = before.replace(&tag(&before), &tag(&after));
+    assert_ne!(
+        d.admin("GET", &forged, b"").0,
+        204,
+        "a tag neither key made"
+    );
+    let metrics = d.metrics();
+    assert!(
+        metrics.contains("bidder_notices_total{kind=\"win\",outcome=\"settled\"} 2\n"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_broken_config_is_refused_on_sighup_and_on_post_reload_and_the_old_one_serves() {
     let d = Daemon::start("broken", |t| t);

@@ -11,12 +11,14 @@ use crate::budget::Budgets;
 use crate::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::metrics::PromText;
 use crate::money::impression_cost_micros;
-use crate::notice::{NoticeError, NoticeKind, NoticeSigner};
+use crate::notice::{NoticeError, NoticeKind};
+use crate::notice_keys::NoticeKeyring;
 
 /// What the notice endpoints need, handed to the control port at start.
 pub struct Notices {
-    /// Verifies notice signatures; must hold the key the bids were signed with.
-    pub signer: NoticeSigner,
+    /// Verifies notice signatures: the key bids are signed with now, and the one a
+    /// reload replaced while its reservations live. The daemon rotates it on reload.
+    pub keyring: Arc<NoticeKeyring>,
     /// The ledger; from now on only the control thread touches it.
     pub ledger: Ledger,
     /// Where workers hand over reservations.
@@ -108,7 +110,7 @@ impl NoticeDesk {
     ) -> Result<NoticeOutcome, NoticeError> {
         self.tick(now_ms);
         let n = &mut self.notices;
-        let notice = match n.signer.verify(query) {
+        let notice = match n.keyring.verify(query, now_ms) {
             Ok(notice) => notice,
             Err(e) => {
                 self.refused[kind_index(kind)][refusal_index(&e)] += 1;

@@ -1,7 +1,6 @@
 //! The control port's endpoints, one function each.
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -113,12 +112,7 @@ fn call_reload(callback: &Mutex<ReloadFn>, body: &[u8]) -> Result<String, String
     f(body)
 }
 
-/// Wall-clock ms since the Unix epoch, the ledger's clock.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(super) use crate::ledger::unix_now_ms as now_ms;
 
 pub(super) fn empty(status: StatusCode) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::new()));
