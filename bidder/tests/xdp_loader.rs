@@ -386,6 +386,105 @@ fn a_restart_takes_over_the_pinned_link_keeping_slots_and_counters() {
     });
 }
 
+/// Log lines written to a shared buffer, for a test to watch while they are written.
+#[derive(Clone, Default)]
+struct SharedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedLog {
+    fn contains(&self, what: &str) -> bool {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).contains(what)
+    }
+}
+
+impl Write for SharedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// The verifier gives up with `EAGAIN` when a signal is pending for the loading thread
+/// — the freezer of a stalled host sends such a (fake) signal. Signals hammer the
+/// starting thread until the loader says it loads again: the start succeeds, and the
+/// pinned maps it reuses keep their counters (not removed as if they were unusable).
+#[test]
+fn a_load_interrupted_by_signals_is_tried_again_keeping_the_pinned_maps() {
+    const ROUNDS: usize = 10;
+    let Some((ns, pins)) = sandbox(
+        "a_load_interrupted_by_signals_is_tried_again_keeping_the_pinned_maps",
+        "signals",
+    ) else {
+        return;
+    };
+    let xdp = section("lo", "generic", &pins, &[]);
+    let partners = rules(&xdp, &[alpha(1_000)]);
+    // SAFETY: a handler that does nothing, installed before any SIGUSR1 is sent; no
+    // SA_RESTART, so a signal interrupts what the thread is blocked in.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    ns.run(|| {
+        // A first start pins the maps (and settles aya's feature probes undisturbed).
+        XdpFront::start(&xdp, &partners).unwrap().detach().unwrap();
+        poke(&pins.0, 0, 42);
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        // The verifier runs for well under a millisecond: a round whose start the
+        // signals happened to miss proves nothing and is run again.
+        for round in 1..=ROUNDS {
+            let log = SharedLog::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer({
+                    let log = log.clone();
+                    move || log.clone()
+                })
+                .with_ansi(false)
+                .finish();
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let started = std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    while !done.load(Ordering::Relaxed) && !log.contains("loading it again") {
+                        // SAFETY: `me` runs this scope, which outlives this thread.
+                        unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                        let sent = Instant::now();
+                        while sent.elapsed() < Duration::from_micros(20) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                });
+                let started = tracing::subscriber::with_default(subscriber, || {
+                    XdpFront::start(&xdp, &partners)
+                });
+                done.store(true, Ordering::Relaxed);
+                started
+            });
+            let front = started.expect("a start interrupted by signals");
+            assert!(!log.contains("removing them"), "the pinned maps were kept");
+            assert_eq!(
+                state_of(&pins.0, 0).0.passed.packets,
+                42 * aya::util::nr_cpus().unwrap() as u64,
+                "counters kept"
+            );
+            front.detach().unwrap();
+            if log.contains("loading it again") {
+                return;
+            }
+            eprintln!("round {round}: the signals missed the verifier");
+        }
+        panic!("in {ROUNDS} rounds the signals never interrupted the verifier");
+    });
+}
+
 #[test]
 fn native_on_a_veth_end_and_a_changed_mode_attaches_anew() {
     let Some((ns, pins)) = sandbox(

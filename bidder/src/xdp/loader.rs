@@ -3,8 +3,9 @@
 //!
 //! Lifecycle:
 //! * **start**: bpffs mounted if needed; the pin folder made; pinned maps of another
-//!   layout (an older build) removed; the object loaded, reusing the pinned maps (once
-//!   more after removing them if that fails); maps filled; the program attached, or
+//!   layout (an older build) removed; the object loaded (again while signals interrupt
+//!   the verifier), reusing the pinned maps (once more after removing them if that
+//!   fails); maps filled; the program attached, or
 //!   put in place of the old one on a link a previous run left pinned (atomic, so a
 //!   restart or a crash never leaves traffic unfiltered).
 //! * **apply** (reload, agent partner rows): maps updated in place; never detaches.
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aya::programs::links::FdLink;
-use aya::programs::Xdp;
+use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use bidder_common::xdp::{Settings, PROGRAM_NAME, SETTINGS_MAP};
 
@@ -261,7 +262,8 @@ fn previous_settings(pin_dir: &Path) -> Settings {
 
 /// Loads the object reusing the pinned maps: pins of another layout are removed
 /// first; if loading still fails with pins present, they are removed and loading is
-/// tried once more (both logged).
+/// tried once more (both logged) — unless signals kept interrupting the verifier,
+/// which says nothing about the pins.
 fn load(pin_dir: &Path) -> Result<Ebpf, XdpError> {
     let stale = pins::stale_maps(pin_dir);
     if !stale.is_empty() {
@@ -274,7 +276,7 @@ fn load(pin_dir: &Path) -> Result<Ebpf, XdpError> {
     }
     match load_once(pin_dir) {
         Ok(ebpf) => Ok(ebpf),
-        Err(first) if pins::any_map_pinned(pin_dir) => {
+        Err(first) if pins::any_map_pinned(pin_dir) && !interrupted(&first) => {
             tracing::warn!(
                 pin_dir = %pin_dir.display(),
                 "loading with the pinned maps failed ({first}); removing them and trying once more"
@@ -301,8 +303,51 @@ fn load_once(pin_dir: &Path) -> Result<Ebpf, XdpError> {
         .default_map_pin_directory(pin_dir)
         .load(XDP_OBJECT)
         .map_err(XdpError::Load)?;
-    xdp_program(&mut ebpf)?.load().map_err(XdpError::Program)?;
+    let program = xdp_program(&mut ebpf)?;
+    retry_interrupted(
+        LOAD_ATTEMPTS,
+        || program.load(),
+        |e| matches!(e, ProgramError::LoadError { io_error, .. } if is_eagain(io_error)),
+    )
+    .map_err(XdpError::Program)?;
     Ok(ebpf)
+}
+
+/// How many times `BPF_PROG_LOAD` is tried while signals interrupt it (libbpf: 5).
+const LOAD_ATTEMPTS: usize = 5;
+
+/// The verifier gives up with `EAGAIN` when a signal is pending for the loading
+/// thread (`signal_pending` in its main loop): any signal, and also the fake signal
+/// that freezes a task (a frozen cgroup, suspend, a descheduled VM's agent). Nothing
+/// is wrong with the program or the maps; loading again is the remedy.
+fn is_eagain(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EAGAIN)
+}
+
+fn interrupted(e: &XdpError) -> bool {
+    matches!(e, XdpError::Program(ProgramError::LoadError { io_error, .. }) if is_eagain(io_error))
+}
+
+/// Runs `op` up to `attempts` times while it fails in a way `retry` accepts (each
+/// retry logged); any other outcome, or the last attempt's, is returned.
+fn retry_interrupted<T, E>(
+    attempts: usize,
+    mut op: impl FnMut() -> Result<T, E>,
+    retry: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Err(e) if attempt < attempts && retry(&e) => {
+                tracing::warn!(
+                    attempt,
+                    "loading the XDP program was interrupted (a signal stopped the verifier: EAGAIN); loading it again"
+                );
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
@@ -310,4 +355,59 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
         .ok_or(XdpError::MissingProgram)?
         .try_into()
         .map_err(XdpError::Program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn eagain() -> io::Error {
+        io::Error::from_raw_os_error(libc::EAGAIN)
+    }
+
+    #[test]
+    fn an_interrupted_load_is_tried_again_up_to_the_attempts() {
+        let mut calls = 0;
+        let outcome = retry_interrupted(
+            LOAD_ATTEMPTS,
+            || {
+                calls += 1;
+                if calls < LOAD_ATTEMPTS {
+                    Err(eagain())
+                } else {
+                    Ok(calls)
+                }
+            },
+            is_eagain,
+        );
+        assert_eq!(outcome.unwrap(), LOAD_ATTEMPTS);
+
+        let mut calls = 0;
+        let outcome: Result<(), _> = retry_interrupted(
+            LOAD_ATTEMPTS,
+            || {
+                calls += 1;
+                Err(eagain())
+            },
+            is_eagain,
+        );
+        assert!(is_eagain(&outcome.unwrap_err()));
+        assert_eq!(calls, LOAD_ATTEMPTS, "gives up after the last attempt");
+    }
+
+    #[test]
+    fn other_load_failures_are_not_retried() {
+        let mut calls = 0;
+        let outcome: Result<(), _> = retry_interrupted(
+            LOAD_ATTEMPTS,
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::EACCES))
+            },
+            is_eagain,
+        );
+        assert_eq!(outcome.unwrap_err().raw_os_error(), Some(libc::EACCES));
+        assert_eq!(calls, 1);
+    }
 }
