@@ -23,7 +23,6 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const TIMESTAMP_BITS: u32 = 48;
 const HOST_BITS: u32 = 16;
@@ -213,7 +212,7 @@ impl BidIdGen {
 
     /// The next id, stamped with the wall clock.
     pub fn next_id(&mut self) -> BidId {
-        self.next_at(wall_clock_ms())
+        self.next_at(crate::clock::unix_now_ms())
     }
 
     /// The next id as if the wall clock read `now_ms`: the whole of the generator's
@@ -234,19 +233,11 @@ impl BidIdGen {
     }
 }
 
-/// Milliseconds since the Unix epoch; 0 for a clock set before 1970 (the generator's
-/// logical clock then holds its last value).
-fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 /// 16 unpredictable bits without a dependency: std seeds every `RandomState` from the
 /// operating system's random source, and a fresh one hashes differently each time.
 fn random_nonce() -> u16 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(u128::from(wall_clock_ms()) ^ u128::from(std::process::id()));
+    hasher.write_u128(u128::from(crate::clock::unix_now_ms()) ^ u128::from(std::process::id()));
     hasher.finish() as u16
 }
 
@@ -268,9 +259,9 @@ mod tests {
 
     #[test]
     fn ids_carry_their_host_worker_and_time() {
-        let before = wall_clock_ms();
+        let before = crate::clock::unix_now_ms();
         let id = BidIdGen::new(0xABCD, 0x1234).next_id();
-        let after = wall_clock_ms();
+        let after = crate::clock::unix_now_ms();
         assert_eq!(id.host_id(), 0xABCD);
         assert_eq!(id.worker_id(), 0x1234);
         assert!((before..=after).contains(&id.timestamp_ms()));

@@ -20,13 +20,6 @@ use rustc_hash::FxHashMap;
 use crate::bid_id::BidId;
 use crate::budget::{Budgets, Reservation, Settlement};
 
-/// Wall-clock ms since the Unix epoch: the clock of reservation expiry and notices.
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Bids a worker can hand over before the owner drains them; at 100k bids/s and a
 /// drain every millisecond this is 40× headroom.
 pub const INBOX_CAPACITY: usize = 4_096;

@@ -8,6 +8,7 @@ pub mod bid_service;
 pub mod bidding;
 pub mod budget;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

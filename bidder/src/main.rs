@@ -268,9 +268,7 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
                 continue;
             }
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = bidder::clock::unix_now_ms();
         // A dry run has no network deadline: count from a moment that leaves the full
         // budget however slow the terminal is.
         let arrival = Arrival {

@@ -112,7 +112,7 @@ fn call_reload(callback: &Mutex<ReloadFn>, body: &[u8]) -> Result<String, String
     f(body)
 }
 
-pub(super) use crate::ledger::unix_now_ms as now_ms;
+pub(super) use crate::clock::unix_now_ms as now_ms;
 
 pub(super) fn empty(status: StatusCode) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::new()));
