@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{count, loadgen, Reply, TestServer};
+use common::{count, loadgen, Miss, Reply, StallProbe, TestServer};
 
 /// Every 50th response says `Connection: close` and the server closes.
 const CLOSE_EVERY: u64 = 50;
@@ -126,9 +126,12 @@ fn a_request_never_answered_times_out_and_is_charged_from_its_intended_time() {
     common::within_attempts(4, never_answered_attempt);
 }
 
+/// The generator's timeout in [`never_answered_attempt`], ms.
+const TIMEOUT_MS: f64 = 150.0;
+
 /// One run where every 10th request is never answered (the connection stays open);
 /// `Err` when the timeouts counted are not about that share.
-fn never_answered_attempt() -> Result<(), String> {
+fn never_answered_attempt() -> Result<(), Miss> {
     let server = TestServer::start(|request| {
         if request.seq % 10 == 9 {
             Reply::no_content_after(Duration::from_secs(30))
@@ -136,6 +139,7 @@ fn never_answered_attempt() -> Result<(), String> {
             Reply::no_content_after(Duration::ZERO)
         }
     });
+    let probe = StallProbe::start();
     let out = loadgen(&[
         "run",
         "--url",
@@ -149,20 +153,33 @@ fn never_answered_attempt() -> Result<(), String> {
         "--connections",
         "16",
         "--timeout-ms",
-        "150",
+        &TIMEOUT_MS.to_string(),
         "--seed",
         "5",
     ]);
+    let stalls = probe.finish();
     assert_eq!(out.code, 3, "{}", out.stderr);
     let r = &out.json;
     let timeouts = count(r, "/requests/timeouts");
     let sent = count(r, "/requests/sent");
-    // 10% are never answered; a host stall past the timeout adds a few more.
-    if !(timeouts >= sent / 20 && timeouts <= sent / 4) {
-        return Err(format!("{timeouts} timeouts of {sent}\n{r:#}"));
+    // 10% are never answered; a host stall past the timeout adds more, so only a
+    // stall-free run bounds them from above.
+    let why = format!(
+        "{timeouts} timeouts of {sent} ({})\n{r:#}",
+        stalls.summary(TIMEOUT_MS)
+    );
+    if timeouts < sent / 20 {
+        return Err(Miss::Wrong(why));
+    }
+    if timeouts > sent / 4 {
+        return Err(if stalls.max_ms() >= TIMEOUT_MS {
+            Miss::HostStalled(why)
+        } else {
+            Miss::Wrong(why)
+        });
     }
     assert!(
-        common::ms(r, "/latency_us/max") >= 150.0,
+        common::ms(r, "/latency_us/max") >= TIMEOUT_MS,
         "timeouts are recorded at their wait"
     );
     // Requests given up before a connection had room are timeouts but were never sent.

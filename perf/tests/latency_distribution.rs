@@ -25,7 +25,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{loadgen, ms, StallProbe, TestServer};
+use common::{loadgen, ms, Miss, StallProbe, TestServer};
 
 const SLOW_DELAY_US: u64 = 200_000;
 const FAST_MIN_US: u64 = 10_000;
@@ -54,7 +54,7 @@ fn reported_percentiles_match_an_injected_latency_distribution() {
 }
 
 /// One run against the injected distribution; `Err` says which percentile missed.
-fn attempt() -> Result<(), String> {
+fn attempt() -> Result<(), Miss> {
     let server = TestServer::start(|request| {
         common::Reply::no_content_after(Duration::from_micros(injected_delay_us(request.seq)))
     });
@@ -99,12 +99,13 @@ fn attempt() -> Result<(), String> {
             return Err(format!(
                 "{field}: reported {got:.3} ms, injected {want:.3} ms (allowed -{below}/+{above:.1} ms)\n{}\n{report:#}",
                 stalls.summary(STALL_WINDOW_MS)
-            ));
+            )
+            .into());
         }
     }
     let achieved = report["achieved_rps"].as_f64().unwrap();
     if (achieved - 400.0).abs() > 8.0 {
-        return Err(format!("achieved {achieved} req/s of 400\n{report:#}"));
+        return Err(format!("achieved {achieved} req/s of 400\n{report:#}").into());
     }
     assert_eq!(report["requests"]["status_204"], report["requests"]["sent"]);
     Ok(())

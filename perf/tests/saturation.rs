@@ -14,17 +14,19 @@
 //!
 //! The SLA is on the median, not a tail, on purpose: a shared VM descheduled for 100 ms
 //! delays every request of that span, which fails a p95 step below capacity and sends
-//! the search low, while the median moves only when stalls cover half the step. A
-//! search that lands low anyway is retried, and its failure message carries what a
-//! [`StallProbe`] saw. A result above the capacity fails at once: no stall makes a
-//! server look faster.
+//! the search low, while the median moves only when stalls cover much of the step. A
+//! search that lands low anyway is retried, and its message carries what a
+//! [`StallProbe`] saw; when the probe saw [`VOIDING_STALL_MS`] of stall within a step
+//! in every attempt, the accuracy was not measurable and only the stall-proof checks
+//! hold (see [`common::within_attempts`]). A result above the capacity fails at once:
+//! no stall makes a server look faster.
 
 mod common;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{loadgen, Reply, StallProbe, TestServer};
+use common::{loadgen, Miss, Reply, StallProbe, TestServer};
 
 const SERVICE_TIME: Duration = Duration::from_micros(500);
 const CAPACITY_RPS: f64 = 2_000.0;
@@ -34,6 +36,9 @@ const TOLERANCE_PCT: f64 = 10.0;
 const ATTEMPTS: usize = 4;
 /// One search step's measured span, ms (`--step-duration-s`).
 const STEP_MS: f64 = 1_000.0;
+/// Host stall within one step that voids the accuracy check, ms: a quarter of the
+/// step frozen queues enough requests behind the 0.5 ms lane to move the median.
+const VOIDING_STALL_MS: f64 = 250.0;
 
 #[test]
 fn saturation_finds_a_hard_capacity_of_2000_per_second() {
@@ -41,7 +46,7 @@ fn saturation_finds_a_hard_capacity_of_2000_per_second() {
 }
 
 /// One search; `Err` says how far from the capacity it landed.
-fn attempt() -> Result<(), String> {
+fn attempt() -> Result<(), Miss> {
     let lane_free_at = Mutex::new(Instant::now());
     let server = TestServer::start(move |_| {
         let mut free_at = lane_free_at.lock().unwrap();
@@ -79,31 +84,38 @@ fn attempt() -> Result<(), String> {
     ]);
     let stalls = probe.finish();
     let r = &out.json;
-    if out.code != 0 {
-        return Err(format!(
-            "exit {}: {} ({})\n{r:#}",
-            out.code,
-            out.stderr.trim(),
-            stalls.summary(STEP_MS)
-        ));
-    }
-    let found = r["result"]["highest_passing_rps"].as_f64().unwrap();
+    // Checks no stall can break: a report, a bounded search that saw a failing rate, and
+    // never a capacity above the real one.
+    assert!(
+        out.code == 0 || out.code == 3,
+        "exit {}: {}",
+        out.code,
+        out.stderr
+    );
+    let steps = r["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps\n{r:#}"));
+    assert!(steps.len() <= 10);
+    assert!(
+        steps.iter().any(|s| s["pass"] == false),
+        "the search must see a failing rate"
+    );
+    let found = r["result"]["highest_passing_rps"].as_f64().unwrap_or(0.0);
     let error_pct = (found - CAPACITY_RPS) / CAPACITY_RPS * 100.0;
     assert!(
         error_pct <= TOLERANCE_PCT,
         "found {found} req/s, over the capacity {CAPACITY_RPS}\n{r:#}"
     );
     if error_pct < -TOLERANCE_PCT {
-        return Err(format!(
+        let why = format!(
             "found {found} req/s, capacity {CAPACITY_RPS} ({})\n{r:#}",
             stalls.summary(STEP_MS)
-        ));
+        );
+        return Err(if stalls.worst_window_ms(STEP_MS) >= VOIDING_STALL_MS {
+            Miss::HostStalled(why)
+        } else {
+            Miss::Wrong(why)
+        });
     }
-    let steps = r["steps"].as_array().unwrap();
-    assert!(steps.len() <= 10);
-    assert!(
-        steps.iter().any(|s| s["pass"] == false),
-        "the search must see a failing rate"
-    );
     Ok(())
 }
