@@ -13,6 +13,9 @@ use bidder_common::table::shm::{campaign_reason_names, Table};
 use bidder_common::table::stats::{CampaignStatsValue, StatsTable};
 use serde_json::{json, Value};
 
+/// A change slower than this to show hung; speed is measured by the benchmarks.
+const NOT_HUNG: Duration = Duration::from_secs(5);
+
 #[path = "../../bidder/tests/support/netns.rs"]
 mod netns;
 
@@ -331,7 +334,8 @@ fn operators_steer_a_running_bidder_through_the_agent() {
     // measured without it by `cargo bench -p bidder --bench strategy_table`. The table
     // write is complete when the command returns and the hot path reads it (a new row
     // included, without waiting for the mirror's poll), so the first bid after it must
-    // already be priced with it; the time bound only catches something slow.
+    // already be priced with it; the time bound only catches something hung (a shared
+    // CI host can stall the whole VM for a second).
     let ((new_row, new_row_bids), (rewrite, rewrite_bids)) = (new_row, rewrite);
     println!(
         "command return -> first changed bid: new row {new_row:?} (bid {new_row_bids}), \
@@ -343,7 +347,7 @@ fn operators_steer_a_running_bidder_through_the_agent() {
         "bids until the change showed"
     );
     assert!(
-        new_row < Duration::from_secs(1) && rewrite < Duration::from_secs(1),
+        new_row < NOT_HUNG && rewrite < NOT_HUNG,
         "new row {new_row:?}, existing row {rewrite:?}"
     );
 

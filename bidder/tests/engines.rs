@@ -28,6 +28,10 @@ use harness::{
 };
 use serde::Deserialize;
 
+/// An answer slower than this hung. Only that is caught: a shared CI host can stall
+/// the whole VM for a second, so speed is the benchmarks' business.
+const NOT_HUNG: Duration = Duration::from_secs(5);
+
 /// Instantiates each case for both engines.
 macro_rules! on_both_engines {
     ($($case:ident),+ $(,)?) => {
@@ -800,7 +804,7 @@ fn a_decision_past_its_deadline_answers_204_and_releases_its_budget(engine: Engi
     let resp = c.post("/bid/exchange-a", banner("late").as_bytes());
     let took = started.elapsed();
     assert_eq!(resp.status, 204, "{resp:?}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(took < NOT_HUNG, "{took:?}");
     assert_eq!(b.decisions(|d| d.deadline_missed.get()), 1);
     assert_eq!(
         b.reserved_micros(),
@@ -846,7 +850,7 @@ fn the_partner_rate_limit_answers_204_past_the_burst_without_deciding(engine: En
         decided,
         "refused requests never reach a decision"
     );
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(took < NOT_HUNG, "{took:?}");
     assert_eq!(
         b.decisions(|d| d.no_bid_imps[NoBidReason::PartnerRefused as usize].get()),
         3
