@@ -107,7 +107,21 @@ impl Daemon {
     pub fn reload(&self) -> Result<String, LoadError> {
         let config = Config::load(&self.config_path).map_err(LoadError)?;
         let mut in_force = self.config.lock().expect("config poisoned");
-        let summary = self.install(&config)?;
+        let mut summary = self.install(&config)?;
+        let waiting = config.server.fields_changed_from(&self.server);
+        if !waiting.is_empty() {
+            let fields = waiting
+                .iter()
+                .map(|f| format!("server.{f}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::warn!(
+                "{fields} changed: the engines keep the values of the start until the next restart"
+            );
+            summary.push_str(&format!(
+                "; {fields} changed: takes effect at the next restart"
+            ));
+        }
         *in_force = config;
         Ok(summary)
     }

@@ -495,6 +495,29 @@ fn a_reload_rotating_the_notice_key_settles_notices_signed_with_either_key() {
     );
 }
 
+/// `[server]` is read once, when the engines start: a reload that changes it applies
+/// the rest and says which server fields wait for a restart, instead of dropping them
+/// silently.
+#[test]
+fn a_reload_names_the_server_fields_that_wait_for_a_restart() {
+    let d = Daemon::start("server-change", |t| t);
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let text = edit(
+        &text,
+        "cores = [0, 1]\n",
+        "cores = [0, 1]\nmax_body_bytes = 100000\n",
+    );
+    std::fs::write(&d.config, raised_price(&text)).unwrap();
+    let (status, summary) = d.admin("POST", "/reload", b"");
+    assert_eq!(status, 200, "{summary}");
+    assert!(
+        summary.contains("server.max_body_bytes changed: takes effect at the next restart"),
+        "{summary}"
+    );
+    assert!(!summary.contains("server.listen"), "{summary}");
+    assert_eq!(d.price(), Some(2.7), "the rest of the file applied");
+}
+
 #[test]
 fn a_broken_config_is_refused_on_sighup_and_on_post_reload_and_the_old_one_serves() {
     let d = Daemon::start("broken", |t| t);

@@ -14,7 +14,7 @@ mod xdp;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::openrtb::OpenRtbVersion;
@@ -87,7 +87,7 @@ impl ConfigSource {
 
 /// Listeners, threads and the limits the engines hold connections to. Read by the
 /// engines; the decision core ignores it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Bid listener, `ip:port`; every worker binds it with `SO_REUSEPORT`.
@@ -146,6 +146,23 @@ impl Default for ServerConfig {
             sqpoll_cpus: Vec::new(),
             sqpoll_idle_ms: 100,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The names of the fields that differ from `running`. The engines are built once at
+    /// start, so a reload reports these as waiting for a restart instead of dropping
+    /// them silently.
+    pub fn fields_changed_from(&self, running: &ServerConfig) -> Vec<String> {
+        let table = |c: &ServerConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => unreachable!("a struct of strings, numbers and lists serializes to an object"),
+        };
+        let (new, old) = (table(self), table(running));
+        new.iter()
+            .filter(|(name, value)| old.get(*name) != Some(*value))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -532,5 +549,27 @@ impl Config {
             Some(dir) => dir.join(key),
             None => key.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn only_the_fields_that_differ_are_named() {
+        let running = ServerConfig::default();
+        assert!(ServerConfig::default()
+            .fields_changed_from(&running)
+            .is_empty());
+        let changed = ServerConfig {
+            listen: "127.0.0.1:9999".into(),
+            cores: vec![0, 1, 2],
+            idle_timeout_ms: u64::MAX,
+            ..ServerConfig::default()
+        };
+        let mut names = changed.fields_changed_from(&running);
+        names.sort();
+        assert_eq!(names, ["cores", "idle_timeout_ms", "listen"]);
     }
 }
