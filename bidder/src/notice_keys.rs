@@ -23,9 +23,9 @@ pub struct NoticeKeyring {
 }
 
 struct Keys {
-    current: Key,
+    current: Arc<Key>,
     /// The key the current one replaced, and until when (unix ms) it is accepted.
-    previous: Option<(Key, u64)>,
+    previous: Option<(Arc<Key>, u64)>,
 }
 
 struct Key {
@@ -59,7 +59,7 @@ impl NoticeKeyring {
     pub fn new(key: &[u8], base_url: &str) -> Result<NoticeKeyring, SignerError> {
         Ok(NoticeKeyring {
             keys: ArcSwap::from_pointee(Keys {
-                current: Key::new(key, base_url)?,
+                current: Arc::new(Key::new(key, base_url)?),
                 previous: None,
             }),
         })
@@ -83,15 +83,11 @@ impl NoticeKeyring {
         if keys.current.bytes == key {
             return Ok(Rotation::Unchanged);
         }
-        let current = Key::new(key, base_url)?;
+        let current = Arc::new(Key::new(key, base_url)?);
         let previous_until_ms = now_ms + old_ttl_ms + ROTATION_GRACE_MS;
-        let previous = Key {
-            bytes: keys.current.bytes.clone(),
-            signer: keys.current.signer.clone(),
-        };
         self.keys.store(Arc::new(Keys {
             current,
-            previous: Some((previous, previous_until_ms)),
+            previous: Some((Arc::clone(&keys.current), previous_until_ms)),
         }));
         Ok(Rotation::Rotated { previous_until_ms })
     }

@@ -695,8 +695,8 @@ fn limit_across_cpus_attempt() -> Result<(), String> {
                 let (last_send_ns, unused_ns) = (&last_send_ns, &unused_ns);
                 s.spawn(move || {
                     pin_to_cpu(cpu);
-                    let mut sent = 0u64;
-                    while started.elapsed() < run_for {
+                    let (mut sent, run_for_ns) = (0u64, run_for.as_nanos() as u64);
+                    loop {
                         loaded.run(request);
                         sent += 1;
                         let now_ns = started.elapsed().as_nanos() as u64;
@@ -705,8 +705,10 @@ fn limit_across_cpus_attempt() -> Result<(), String> {
                         if gap_ns > burst_ns {
                             unused_ns.fetch_add(gap_ns - burst_ns, Ordering::Relaxed);
                         }
+                        if now_ns >= run_for_ns {
+                            break sent;
+                        }
                     }
-                    sent
                 })
             })
             .collect();

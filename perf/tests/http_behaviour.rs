@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{count, loadgen, Miss, Reply, StallProbe, TestServer};
+use common::{count, loadgen, LoadgenOutput, Miss, Reply, StallProbe, TestServer};
 
 /// Every 50th response says `Connection: close` and the server closes.
 const CLOSE_EVERY: u64 = 50;
@@ -140,23 +140,7 @@ fn never_answered_attempt() -> Result<(), Miss> {
         }
     });
     let probe = StallProbe::start();
-    let out = loadgen(&[
-        "run",
-        "--url",
-        &server.url("/bid/test"),
-        "--rate",
-        "200",
-        "--duration-s",
-        "1",
-        "--warmup-s",
-        "0",
-        "--connections",
-        "16",
-        "--timeout-ms",
-        &TIMEOUT_MS.to_string(),
-        "--seed",
-        "5",
-    ]);
+    let out = one_second_at_200_per_s(&server, 16, TIMEOUT_MS, 5);
     let stalls = probe.finish();
     assert_eq!(out.code, 3, "{}", out.stderr);
     let r = &out.json;
@@ -172,11 +156,7 @@ fn never_answered_attempt() -> Result<(), Miss> {
         return Err(Miss::Wrong(why));
     }
     if timeouts > sent / 4 {
-        return Err(if stalls.max_ms() >= TIMEOUT_MS {
-            Miss::HostStalled(why)
-        } else {
-            Miss::Wrong(why)
-        });
+        return Err(Miss::judged(stalls.max_ms() >= TIMEOUT_MS, why));
     }
     assert!(
         common::ms(r, "/latency_us/max") >= TIMEOUT_MS,
@@ -197,23 +177,7 @@ fn never_answered_attempt() -> Result<(), Miss> {
 #[test]
 fn requests_given_up_before_sending_are_timeouts_counted_as_unsent() {
     let server = TestServer::start(|_| Reply::no_content_after(Duration::from_secs(30)));
-    let out = loadgen(&[
-        "run",
-        "--url",
-        &server.url("/bid/test"),
-        "--rate",
-        "200",
-        "--duration-s",
-        "1",
-        "--warmup-s",
-        "0",
-        "--connections",
-        "1",
-        "--timeout-ms",
-        "100",
-        "--seed",
-        "6",
-    ]);
+    let out = one_second_at_200_per_s(&server, 1, 100.0, 6);
     assert_eq!(out.code, 3, "{}", out.stderr);
     let r = &out.json;
     let (sent, unsent, timeouts) = (
@@ -232,4 +196,37 @@ fn requests_given_up_before_sending_are_timeouts_counted_as_unsent() {
         200,
         "every scheduled request is accounted for\n{r:#}"
     );
+}
+
+/// One second of open-loop load at 200 req/s against `server`, without warm-up: the
+/// shape of both timeout tests.
+fn one_second_at_200_per_s(
+    server: &TestServer,
+    connections: u32,
+    timeout_ms: f64,
+    seed: u64,
+) -> LoadgenOutput {
+    let (url, connections, timeout_ms, seed) = (
+        server.url("/bid/test"),
+        connections.to_string(),
+        timeout_ms.to_string(),
+        seed.to_string(),
+    );
+    loadgen(&[
+        "run",
+        "--url",
+        &url,
+        "--rate",
+        "200",
+        "--duration-s",
+        "1",
+        "--warmup-s",
+        "0",
+        "--connections",
+        &connections,
+        "--timeout-ms",
+        &timeout_ms,
+        "--seed",
+        &seed,
+    ])
 }

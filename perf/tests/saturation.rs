@@ -111,11 +111,8 @@ fn attempt() -> Result<(), Miss> {
             "found {found} req/s, capacity {CAPACITY_RPS} ({})\n{r:#}",
             stalls.summary(STEP_MS)
         );
-        return Err(if stalls.worst_window_ms(STEP_MS) >= VOIDING_STALL_MS {
-            Miss::HostStalled(why)
-        } else {
-            Miss::Wrong(why)
-        });
+        let voided = stalls.worst_window_ms(STEP_MS) >= VOIDING_STALL_MS;
+        return Err(Miss::judged(voided, why));
     }
     Ok(())
 }

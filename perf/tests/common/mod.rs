@@ -314,6 +314,18 @@ pub enum Miss {
     HostStalled(String),
 }
 
+impl Miss {
+    /// `why` as a [`Miss::HostStalled`] when the host stalled enough to void the check,
+    /// else as a [`Miss::Wrong`].
+    pub fn judged(host_stalled: bool, why: String) -> Miss {
+        if host_stalled {
+            Miss::HostStalled(why)
+        } else {
+            Miss::Wrong(why)
+        }
+    }
+}
+
 impl From<String> for Miss {
     fn from(why: String) -> Miss {
         Miss::Wrong(why)
