@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, PricingFields, StrategyTable, BUDGET_AS_CONFIGURED, MAX_REASONING_BYTES,
@@ -61,7 +62,7 @@ fn main() {
         campaigns: CAMPAIGNS,
         partners: 1,
     };
-    let mut writer = Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse).unwrap();
+    let mut writer = Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
     for i in 0..CAMPAIGNS {
         writer
             .put_campaign(&format!("c{i}"), &value(u64::from(i)))

@@ -19,22 +19,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bidder_common::clock::Clock;
 use config::AgentConfig;
 use verbs::Agent;
 
 /// How often the agent stamps its heartbeat into the strategy table's header.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 
-/// Takes the table, binds the socket and serves until `shutdown` completes; removes
+/// Takes the table, binds the socket and serves until `shutdown` completes, stamping
+/// every change with `clock` ([`Clock::system`] in production); removes
 /// the socket file on the way out. The table lock is taken first, so a second agent
 /// fails before it could steal the first one's socket.
 pub async fn run_until(
     config: AgentConfig,
     config_path: Option<PathBuf>,
+    clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let socket_path = config.socket.path.clone();
-    let agent = Agent::open(config.clone(), config_path)?;
+    let agent = Agent::open(config.clone(), config_path, clock)?;
     let listener = socket::bind(&config.socket)?;
     let agent = Arc::new(Mutex::new(agent));
     let beat = Arc::clone(&agent);

@@ -12,8 +12,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{
-    campaign_reason_names, now_unix_ms, reason_names, OnMismatch, Table, Writer,
+    campaign_reason_names, reason_names, OnMismatch, Table, Writer,
 };
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
@@ -42,6 +43,9 @@ pub struct Agent {
     config_path: Option<PathBuf>,
     writer: Writer<StrategyTable>,
     audit: AuditLog,
+    /// Stamps audit lines, rows' `updated_at` and the heartbeat; the bidder's age
+    /// checks read the same calendar.
+    clock: Clock,
     started: Instant,
     /// Requests answered, and those answered with an error (for `status`).
     pub served: u64,
@@ -49,15 +53,25 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Takes the strategy table (creating it if needed) and opens the audit log.
-    pub fn open(config: AgentConfig, config_path: Option<PathBuf>) -> Result<Agent, String> {
+    /// Takes the strategy table (creating it if needed) and opens the audit log; every
+    /// timestamp the agent writes comes from `clock`.
+    pub fn open(
+        config: AgentConfig,
+        config_path: Option<PathBuf>,
+        clock: Clock,
+    ) -> Result<Agent, String> {
         let cap = Capacity {
             campaigns: config.tables.campaign_capacity,
             partners: config.tables.partner_capacity,
         };
         let writer =
-            Writer::<StrategyTable>::open(&config.tables.strategy_path, cap, OnMismatch::Refuse)
-                .map_err(|e| e.to_string())?;
+            Writer::<StrategyTable>::open(
+                &config.tables.strategy_path,
+                cap,
+                OnMismatch::Refuse,
+                clock.clone(),
+            )
+            .map_err(|e| e.to_string())?;
         let audit = AuditLog::open(&config.audit_log)
             .map_err(|e| format!("{}: audit log: {e}", config.audit_log.display()))?;
         Ok(Agent {
@@ -65,6 +79,7 @@ impl Agent {
             config_path,
             writer,
             audit,
+            clock,
             started: Instant::now(),
             served: 0,
             failed: 0,
@@ -196,7 +211,7 @@ impl Agent {
                 json!({
                     "stats_table": self.config.tables.stats_path,
                     "pid": sh.writer_pid.load(std::sync::atomic::Ordering::Relaxed),
-                    "heartbeat_age_ms": now_unix_ms().saturating_sub(beat),
+                    "heartbeat_age_ms": self.clock.now_unix_ms().saturating_sub(beat),
                     "campaigns": s.campaigns().len(),
                     "partners": s.partners().len(),
                 })
@@ -417,7 +432,7 @@ impl Agent {
         let old = self.effective(id, &c);
         let mut new = old;
         change(&mut new, &c)?;
-        new.updated_at_unix_ms = now_unix_ms();
+        new.updated_at_unix_ms = self.clock.now_unix_ms();
         new.updated_by = who.uid;
         new.set_reasoning(why);
         let t = self.writer.table();
@@ -456,7 +471,7 @@ impl Agent {
             .unwrap_or_else(|| initial_partner(&p));
         let mut new = old;
         change(&mut new);
-        new.updated_at_unix_ms = now_unix_ms();
+        new.updated_at_unix_ms = self.clock.now_unix_ms();
         new.updated_by = who.uid;
         let t = self.writer.table();
         if !exists && t.partners().len() >= t.capacity().partners as usize {
@@ -483,7 +498,7 @@ impl Agent {
         new: &Value,
         why: &str,
     ) -> Result<(), Error> {
-        let at_unix_ms = now_unix_ms();
+        let at_unix_ms = self.clock.now_unix_ms();
         let entry = Entry {
             at_unix_ms,
             at: rfc3339(at_unix_ms),

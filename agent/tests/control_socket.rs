@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use bidder_common::clock::{Clock, DrivenClock};
 use bidder_common::table::shm::{OpenError, Table, Writer};
 use bidder_common::table::strategy::StrategyTable;
 use common::{code, config, fake_bidder, Client, Running, TempDir};
@@ -21,11 +22,16 @@ fn state(dir: &TempDir) -> (u64, usize) {
     (generation, audit.lines().count())
 }
 
+/// Monday 2026-11-23 10:30 UTC: where the agent's calendar stands in
+/// [`a_change_is_bounded_audited_and_written`].
+const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
+
 #[test]
 fn a_change_is_bounded_audited_and_written() {
     let dir = TempDir::new("change");
     let _bidder = fake_bidder(&dir.0.join("stats"));
-    let agent = Running::start(config(&dir.0));
+    let calendar = DrivenClock::at(MONDAY_10_30_MS);
+    let agent = Running::start_with_clock(config(&dir.0), calendar.clock());
     let mut c = Client::connect(&agent.socket);
     let answer = c.call(SET);
     assert_eq!(code(&answer), "ok", "{answer}");
@@ -43,6 +49,7 @@ fn a_change_is_bounded_audited_and_written() {
     assert_eq!(row.margin_ppm, 1_100_000);
     assert_eq!(row.reasoning(), "test");
     assert_eq!(row.updated_by, common::current_uid());
+    assert_eq!(row.updated_at_unix_ms, MONDAY_10_30_MS, "stamped by the agent's clock");
     let audit = std::fs::read_to_string(dir.0.join("audit.jsonl")).unwrap();
     let entry: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
     assert_eq!(entry["verb"], "strategy.set");
@@ -51,6 +58,8 @@ fn a_change_is_bounded_audited_and_written() {
     assert_eq!(entry["old"]["margin_ppm"], 1_000_000);
     assert_eq!(entry["new"]["margin_ppm"], 1_100_000);
     assert_eq!(entry["why"], "test");
+    assert_eq!(entry["at_unix_ms"], MONDAY_10_30_MS);
+    assert_eq!(entry["at"], "2026-11-23T10:30:00.000Z");
     let tail = c.call(r#"{"v":1,"verb":"audit.tail","args":{"lines":5}}"#);
     assert_eq!(tail["result"]["entries"].as_array().unwrap().len(), 1);
 }
@@ -253,6 +262,7 @@ fn without_the_bidder_changes_are_refused_and_a_second_agent_fails_clearly() {
             partners: 4,
         },
         bidder_common::table::shm::OnMismatch::Refuse,
+        Clock::system(),
     );
     assert!(matches!(second, Err(OpenError::Locked { .. })));
     let mut cfg = config(&dir.0);
@@ -262,7 +272,7 @@ fn without_the_bidder_changes_are_refused_and_a_second_agent_fails_clearly() {
         .build()
         .unwrap();
     let err = rt
-        .block_on(agent::run_until(cfg, None, async {}))
+        .block_on(agent::run_until(cfg, None, Clock::system(), async {}))
         .unwrap_err();
     assert!(err.contains("another writer"), "{err}");
     assert!(

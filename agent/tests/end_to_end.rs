@@ -669,9 +669,10 @@ fn bidderctl_exit_codes() {
 /// over it are dropped at the NIC hook, and lifting it lets them all through again.
 #[test]
 fn partner_limits_reach_the_xdp_front_in_a_namespace() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped partner_limits_reach_the_xdp_front_in_a_namespace: needs root");
+    if testkit::skip_unless_root(
+        "partner_limits_reach_the_xdp_front_in_a_namespace",
+        "namespaces and XDP",
+    ) {
         return;
     }
     const CLIENTS: usize = 20;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, StrategyTable, BUDGET_AS_CONFIGURED, MAX_REASONING_BYTES,
@@ -130,7 +131,7 @@ fn readers_in_threads_and_another_process_never_see_a_torn_row() {
         campaigns: ROWS,
         partners: 1,
     };
-    let mut writer = Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse).unwrap();
+    let mut writer = Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
     for r in 0..ROWS {
         writer
             .put_campaign(&format!("c{r}"), &value(u64::from(r)))

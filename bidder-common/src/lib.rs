@@ -7,6 +7,9 @@
 #[cfg(test)]
 extern crate std;
 
+// Calendar time for user space: the one injected clock (std only).
+#[cfg(feature = "clock")]
+pub mod clock;
 // The XDP program has no use for the shared-memory tables (and BPF has no mmap).
 #[cfg(not(target_arch = "bpf"))]
 pub mod table;

@@ -22,6 +22,7 @@ use std::time::Instant;
 use bidder::catalog::Catalog;
 use bidder::strategy::{StaticStrategy, StrategySource, PPM_ONE};
 use bidder::strategy_table::StrategyTable;
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Writer};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, StrategyTable as Layout, BUDGET_AS_CONFIGURED, MAX_REASONING_BYTES,
@@ -101,7 +102,7 @@ fn main() {
         campaigns: CAMPAIGNS as u32,
         partners: 1,
     };
-    let mut agent = Writer::<Layout>::open(&path, cap, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
     for c in catalog.campaigns.iter().step_by(2) {
         agent.put_campaign(&c.id, &row(1_100_000)).unwrap();
     }

@@ -210,14 +210,9 @@ impl BidIdGen {
         }
     }
 
-    /// The next id, stamped with the wall clock.
-    pub fn next_id(&mut self) -> BidId {
-        self.next_at(crate::clock::unix_now_ms())
-    }
-
-    /// The next id as if the wall clock read `now_ms`: the whole of the generator's
-    /// logic, separated from the clock so tests can drive time.
-    fn next_at(&mut self, now_ms: u64) -> BidId {
+    /// The next id, stamped with `now_ms`: the request's one reading of the process's
+    /// [`Clock`](crate::clock::Clock) (unix ms).
+    pub fn next_id(&mut self, now_ms: u64) -> BidId {
         if now_ms > self.last_ms {
             self.last_ms = now_ms;
             self.sequence = 0;
@@ -234,10 +229,11 @@ impl BidIdGen {
 }
 
 /// 16 unpredictable bits without a dependency: std seeds every `RandomState` from the
-/// operating system's random source, and a fresh one hashes differently each time.
+/// operating system's random source, and a fresh one hashes differently each time (so
+/// no clock reading is needed to tell two generators apart).
 fn random_nonce() -> u16 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(u128::from(crate::clock::unix_now_ms()) ^ u128::from(std::process::id()));
+    hasher.write_u32(std::process::id());
     hasher.finish() as u16
 }
 
@@ -249,9 +245,9 @@ mod tests {
     #[test]
     fn ids_increase_within_a_generator() {
         let mut gen = BidIdGen::new(1, 2);
-        let mut last = gen.next_id();
+        let mut last = gen.next_id(1_000);
         for _ in 0..100_000 {
-            let id = gen.next_id();
+            let id = gen.next_id(1_000);
             assert!(id > last, "{id} not after {last}");
             last = id;
         }
@@ -259,12 +255,10 @@ mod tests {
 
     #[test]
     fn ids_carry_their_host_worker_and_time() {
-        let before = crate::clock::unix_now_ms();
-        let id = BidIdGen::new(0xABCD, 0x1234).next_id();
-        let after = crate::clock::unix_now_ms();
+        let id = BidIdGen::new(0xABCD, 0x1234).next_id(1_795_429_800_123);
         assert_eq!(id.host_id(), 0xABCD);
         assert_eq!(id.worker_id(), 0x1234);
-        assert!((before..=after).contains(&id.timestamp_ms()));
+        assert_eq!(id.timestamp_ms(), 1_795_429_800_123);
     }
 
     #[test]
@@ -276,7 +270,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut gen = BidIdGen::new(7, worker);
                     (0..IDS_PER_THREAD)
-                        .map(|_| gen.next_id())
+                        .map(|_| gen.next_id(1_000))
                         .collect::<Vec<_>>()
                 })
             })
@@ -327,7 +321,7 @@ mod tests {
     #[test]
     fn text_round_trips() {
         let mut gen = BidIdGen::new(u16::MAX, u16::MAX);
-        for id in [BidId(0), BidId(u128::MAX), BidId(1 << 127), gen.next_id()] {
+        for id in [BidId(0), BidId(u128::MAX), BidId(1 << 127), gen.next_id(1_000)] {
             let text = id.to_text();
             assert_eq!(text.as_str().len(), BidId::TEXT_LEN);
             assert_eq!(text.as_str().parse::<BidId>(), Ok(id));

@@ -143,7 +143,7 @@ impl BidService {
     }
 
     fn buckets(&self, catalog: &Catalog) -> Vec<TokenBucket> {
-        let now = Instant::now();
+        let now = monotonic_now();
         catalog
             .partners
             .iter()
@@ -235,10 +235,9 @@ impl BidService {
         }
         t.body.clear();
         t.body.extend_from_slice(call.body);
-        let now_ms = crate::clock::unix_now_ms();
         let arrival = Arrival {
             partner,
-            now_ms,
+            now_ms: bidding.clock.now_unix_ms(),
             at: call.arrived,
         };
         match t.worker.bid(bidding, &mut t.body, arrival) {

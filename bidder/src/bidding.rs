@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::bid_id::{BidId, BidIdGen};
 use crate::budget::Budgets;
 use crate::catalog::{Catalog, PartnerIdx};
+use crate::clock::{monotonic_now, Clock};
 use crate::decide::{CampaignCounts, ChosenBid, Context, Decider, DecisionStats, NoBidReason};
 use crate::ledger::{HeldBid, LedgerInbox};
 use crate::notice::{NoticeSigner, SignerError};
@@ -22,20 +23,24 @@ use crate::strategy::StrategySource;
 /// Bytes the response buffer starts with: a banner response with its notice URLs fits.
 const INITIAL_RESPONSE_BYTES: usize = 16 * 1024;
 
-/// What every worker shares: the catalog, the budgets, strategy and the ledger inbox.
+/// What every worker shares: the catalog, the budgets, strategy, the ledger inbox and
+/// the calendar clock.
 #[derive(Clone)]
 pub struct Bidding {
     pub catalog: Arc<Catalog>,
     pub budgets: Arc<Budgets>,
     pub strategy: Arc<dyn StrategySource>,
     pub inbox: Arc<LedgerInbox>,
+    /// The process's calendar: an engine stamps each [`Arrival`] from it.
+    pub clock: Clock,
 }
 
 /// Who sent a request and when it arrived.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
     pub partner: Option<PartnerIdx>,
-    /// Wall-clock time, ms since the Unix epoch (dayparts, reservation expiry).
+    /// Calendar time, ms since the Unix epoch, read once from [`Bidding::clock`]:
+    /// dayparts, reservation expiry and bid ids all use this one reading.
     pub now_ms: u64,
     /// Monotonic time the request's last byte arrived: the deadline counts from here.
     pub at: Instant,
@@ -141,7 +146,7 @@ impl Worker {
             .decide(catalog, strategy, &bidding.budgets, &req, ctx);
         let mut reason = decision.request_reason();
         let counts = self.campaigns.counting();
-        if Instant::now() >= deadline {
+        if monotonic_now() >= deadline {
             for late in &decision.bids {
                 let slot = catalog.campaigns[late.campaign].budget_slot;
                 counts.no_bid(slot, NoBidReason::Deadline);
@@ -157,7 +162,7 @@ impl Worker {
         let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
         for chosen in decision.bids.drain(..) {
             let slot = catalog.campaigns[chosen.campaign].budget_slot;
-            let bid_id = self.bid_ids.next_id();
+            let bid_id = self.bid_ids.next_id(arrival.now_ms);
             let out = bid_out(catalog, &req, &chosen, bid_id);
             let held = HeldBid {
                 bid_id,

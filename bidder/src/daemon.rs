@@ -14,7 +14,7 @@ use crate::bid_service::BidService;
 use crate::bidding::Bidding;
 use crate::budget::Budgets;
 use crate::catalog::{BudgetSlots, Catalog};
-use crate::clock::unix_now_ms;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
 use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
 use crate::http::{HttpConfig, HttpLimits};
@@ -50,6 +50,8 @@ pub struct Daemon {
     xdp: OnceLock<XdpFront>,
     /// The notice keys the control port verifies with; a reload may rotate them.
     keyring: Arc<NoticeKeyring>,
+    /// The process's calendar, handed to every part that reads the time of day.
+    clock: Clock,
 }
 
 /// Why a configuration could not be loaded; every problem, one per line.
@@ -71,8 +73,9 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 impl Daemon {
-    /// Loads the configuration and builds everything but the engines.
-    pub fn load(config_path: &Path) -> Result<Daemon, LoadError> {
+    /// Loads the configuration and builds everything but the engines; every part that
+    /// reads the time of day reads `clock` ([`Clock::system`] in production).
+    pub fn load(config_path: &Path, clock: Clock) -> Result<Daemon, LoadError> {
         let mut config = Config::load(config_path).map_err(LoadError)?;
         let strategy = Arc::new(StrategyTable::open(&config.strategy.table_path));
         let mut slots = BudgetSlots::with_capacity(MAX_CAMPAIGNS);
@@ -86,7 +89,7 @@ impl Daemon {
         let keyring = NoticeKeyring::new(&settings.notice_hmac_key, &settings.notice_base_url)
             .expect("catalog notice key was validated");
         let keyring = Arc::new(keyring);
-        let bidding = bidding(catalog, &budgets, &inbox, &strategy);
+        let bidding = bidding(catalog, &budgets, &inbox, &strategy, &clock);
         let workers = config.server.cores.len() as u32;
         Ok(Daemon {
             config_path: config_path.to_path_buf(),
@@ -99,6 +102,7 @@ impl Daemon {
             config: Mutex::new(config),
             xdp: OnceLock::new(),
             keyring,
+            clock,
         })
     }
 
@@ -154,7 +158,7 @@ impl Daemon {
                 &settings.notice_hmac_key,
                 &settings.notice_base_url,
                 old_ttl_ms,
-                unix_now_ms(),
+                self.clock.now_unix_ms(),
             )
             .expect("catalog notice key was validated");
         if let Rotation::Rotated { previous_until_ms } = rotation {
@@ -166,7 +170,7 @@ impl Daemon {
         }
         let generation =
             self.service
-                .swap(bidding(catalog, &self.budgets, &self.inbox, &self.strategy));
+                .swap(bidding(catalog, &self.budgets, &self.inbox, &self.strategy, &self.clock));
         *self.slots.lock().expect("slots poisoned") = slots;
         let summary = format!("{summary} (generation {generation})");
         Ok(match self.sync_xdp(config) {
@@ -273,7 +277,7 @@ impl Daemon {
             campaigns: section.stats_campaign_capacity,
             partners: section.stats_partner_capacity,
         };
-        let stats = StatsPublisher::open(&section.stats_path, cap)
+        let stats = StatsPublisher::open(&section.stats_path, cap, self.clock.clone())
             .inspect_err(|e| tracing::error!("stats table not published: {e}"))
             .ok();
         let (refresh, rebuild, inputs) = (Arc::clone(self), Arc::clone(self), Arc::clone(self));
@@ -315,6 +319,7 @@ fn bidding(
     budgets: &Arc<Budgets>,
     inbox: &Arc<LedgerInbox>,
     strategy: &StrategyTable,
+    clock: &Clock,
 ) -> Bidding {
     // Issue 6: the strategy table's partner limits and budget overrides win over the
     // configuration's; campaigns read their strategy rows through the table.
@@ -325,6 +330,7 @@ fn bidding(
         catalog: Arc::new(catalog),
         budgets: Arc::clone(budgets),
         inbox: Arc::clone(inbox),
+        clock: clock.clone(),
     }
 }
 
@@ -531,6 +537,7 @@ impl Daemon {
                 ledger: Ledger::new(settings.reservation_ttl_ms),
                 inbox: Arc::clone(&self.inbox),
                 budgets: Arc::clone(&self.budgets),
+                clock: self.clock.clone(),
             },
         })
     }

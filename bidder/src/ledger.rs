@@ -249,7 +249,7 @@ mod tests {
         amount: i64,
         expires: u64,
     ) -> BidId {
-        let bid_id = ids.next_id();
+        let bid_id = ids.next_id(1_000);
         let reservation = b.reserve(0, amount).unwrap();
         inbox
             .hold(HeldBid {
@@ -332,7 +332,7 @@ mod tests {
         let reservation = b.reserve(0, 100).unwrap();
         let refused = inbox
             .hold(HeldBid {
-                bid_id: ids.next_id(),
+                bid_id: ids.next_id(1_000),
                 reservation,
                 expires_at_ms: 1_000,
             })

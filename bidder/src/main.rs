@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
+use bidder::clock::{monotonic_now, Clock};
 use bidder::config::Config;
 use bidder::daemon::Daemon;
 use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
@@ -163,7 +164,7 @@ fn run(path: &Path) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let daemon = match Daemon::load(path) {
+    let daemon = match Daemon::load(path, Clock::system()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
@@ -241,6 +242,7 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
         }),
         inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
         catalog: Arc::new(catalog),
+        clock: Clock::system(),
     };
     let mut worker = match Worker::new(&bidding, 0, Arc::default()) {
         Ok(w) => w,
@@ -268,13 +270,12 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
                 continue;
             }
         };
-        let now_ms = bidder::clock::unix_now_ms();
         // A dry run has no network deadline: count from a moment that leaves the full
         // budget however slow the terminal is.
         let arrival = Arrival {
             partner: partner_idx,
-            now_ms,
-            at: std::time::Instant::now(),
+            now_ms: bidding.clock.now_unix_ms(),
+            at: monotonic_now(),
         };
         match worker.bid(&bidding, &mut body, arrival) {
             Answer::Bid(json) => println!("{}", String::from_utf8_lossy(json)),

@@ -570,7 +570,7 @@ mod tests {
     #[test]
     fn each_kind_has_its_path_and_macros() {
         let signer = signer();
-        let f = fields(BidIdGen::new(1, 1).next_id());
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         for kind in [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss] {
             let url = url(&signer, kind, &f);
             assert!(
@@ -600,7 +600,7 @@ mod tests {
     #[test]
     fn signed_notice_verifies_and_decodes() {
         let signer = signer();
-        let f = fields(BidIdGen::new(1, 1).next_id());
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer, NoticeKind::Loss, &f));
         let notice = signer.verify(&query).expect("our own notice verifies");
         assert_eq!(notice.bid_id, f.bid_id);
@@ -616,8 +616,8 @@ mod tests {
     #[test]
     fn tampering_with_any_signed_field_is_rejected() {
         let signer = signer();
-        let f = fields(BidIdGen::new(1, 1).next_id());
-        let other_id = BidIdGen::new(2, 2).next_id().to_string();
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
+        let other_id = BidIdGen::new(2, 2).next_id(1_000).to_string();
         let query = substituted(&url(&signer, NoticeKind::Win, &f));
         let tag = query
             .split("sig=")
@@ -644,14 +644,14 @@ mod tests {
     #[test]
     fn exchange_values_are_not_signed() {
         let signer = signer();
-        let f = fields(BidIdGen::new(1, 1).next_id());
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer, NoticeKind::Win, &f)).replace("auction-9", "zzz");
         assert!(signer.verify(&query).is_ok());
     }
 
     #[test]
     fn another_key_rejects_the_notice() {
-        let f = fields(BidIdGen::new(1, 1).next_id());
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer(), NoticeKind::Bill, &f));
         let other = NoticeSigner::new(b"another key, also 32 bytes long!", BASE).expect("signer");
         assert_eq!(other.verify(&query), Err(NoticeError::BadTag));
@@ -660,7 +660,7 @@ mod tests {
     #[test]
     fn malformed_queries_are_rejected_with_a_reason() {
         let signer = signer();
-        let f = fields(BidIdGen::new(1, 1).next_id());
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer, NoticeKind::Win, &f));
         let without = |key: &str| {
             query
@@ -715,7 +715,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_ignored() {
         let signer = signer();
-        let f = fields(BidIdGen::new(1, 1).next_id());
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = format!(
             "{}&exchange_extra=1&flag",
             substituted(&url(&signer, NoticeKind::Win, &f))
@@ -729,7 +729,7 @@ mod tests {
         let f = NoticeFields {
             imp_id: "1&px=1&sig=00",
             campaign_id: "é/?#\"\\\u{0}",
-            ..fields(BidIdGen::new(1, 1).next_id())
+            ..fields(BidIdGen::new(1, 1).next_id(1_000))
         };
         let query = substituted(&url(&signer, NoticeKind::Win, &f));
         let notice = signer.verify(&query).expect("verifies");
@@ -803,7 +803,7 @@ mod tests {
     #[test]
     fn shifting_bytes_between_ids_changes_the_tag() {
         let signer = signer();
-        let id = BidIdGen::new(1, 1).next_id();
+        let id = BidIdGen::new(1, 1).next_id(1_000);
         let a = NoticeFields {
             imp_id: "ab",
             campaign_id: "c",

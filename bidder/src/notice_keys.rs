@@ -120,7 +120,7 @@ mod tests {
 
     /// A fresh bid id.
     fn bid() -> BidId {
-        BidIdGen::new(1, 2).next_id()
+        BidIdGen::new(1, 2).next_id(1_000)
     }
 
     /// The query string of a win notice for bid `id`, signed with `key`.

@@ -23,6 +23,7 @@ use bidder_common::table::Capacity;
 use crate::bid_service::Generation;
 use crate::budget::Budgets;
 use crate::catalog::{Catalog, PartnerIdx};
+use crate::clock::Clock;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::metrics::WorkerMetrics;
 use crate::strategy_table::StrategyTable;
@@ -55,8 +56,9 @@ pub struct StatsPublisher {
 impl StatsPublisher {
     /// Takes the stats table at `path` (replacing one of another layout or capacity:
     /// its counters are rebuilt from the running bidder anyway).
-    pub fn open(path: &Path, cap: Capacity) -> Result<StatsPublisher, OpenError> {
-        let mut writer = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate)?;
+    /// `clock` stamps the table's heartbeats.
+    pub fn open(path: &Path, cap: Capacity, clock: Clock) -> Result<StatsPublisher, OpenError> {
+        let mut writer = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate, clock)?;
         writer.put_reason_names(NoBidReason::ALL.iter().map(|r| r.name()));
         writer.put_campaign_reason_names(NoBidReason::PER_CAMPAIGN.iter().map(|r| r.name()));
         Ok(StatsPublisher {

@@ -34,6 +34,7 @@ use crate::budget::Budgets;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Partner};
 use crate::stats_table::{StatsInputs, StatsPublisher};
 use crate::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
+use crate::clock::monotonic_now;
 
 /// Row index meaning "this campaign has no row: use the configuration's defaults".
 const NO_ROW: u32 = u32::MAX;
@@ -420,7 +421,7 @@ fn run(mut parts: MirrorParts, stop: &AtomicBool) {
     let poll = Duration::from_millis(parts.poll_interval_ms);
     let stats_every = Duration::from_millis(parts.stats_interval_ms);
     let mut partners = parts.table.partner_rows();
-    let mut next_stats = Instant::now();
+    let mut next_stats = monotonic_now();
     while !stop.load(Ordering::Relaxed) {
         let change = parts.table.poll();
         let now_partners = if change.values || change.remap {
@@ -443,8 +444,8 @@ fn run(mut parts: MirrorParts, stop: &AtomicBool) {
                     .apply_budget_overrides(&inputs.generation.bidding.catalog, &parts.budgets);
             }
         }
-        if Instant::now() >= next_stats {
-            next_stats = Instant::now() + stats_every;
+        if monotonic_now() >= next_stats {
+            next_stats = monotonic_now() + stats_every;
             if let Some(stats) = parts.stats.as_mut() {
                 let mut inputs = (parts.inputs)();
                 inputs.strategy_contended = parts.table.contended();

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bidder::clock::Clock;
 use bidder::bid_service::BidService;
 use bidder::bidding::Bidding;
 use bidder::budget::Budgets;
@@ -36,6 +37,8 @@ fn bidding(config_text: Option<String>) -> Bidding {
         }),
         inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
         catalog: Arc::new(catalog),
+        // No instant is fixed here: the demo bids all week, and no ledger runs.
+        clock: Clock::system(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bidder::clock::DrivenClock;
 use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::{Campaign, Catalog};
@@ -34,6 +35,7 @@ fn bidding_with_cap(
         strategy,
         inbox: Arc::new(LedgerInbox::new(inbox_capacity)),
         catalog: Arc::new(catalog),
+        clock: DrivenClock::at(MONDAY_10_30_MS).clock(),
     }
 }
 
@@ -43,10 +45,13 @@ fn bidding_with(strategy: Arc<dyn StrategySource>, inbox_capacity: usize) -> Bid
     bidding_with_cap(strategy, inbox_capacity, 1_000)
 }
 
+/// Monday 2026-11-23 10:30 UTC: where these tests' calendar stands.
+const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
+
 fn arrival(partner: Option<u16>) -> Arrival {
     Arrival {
         partner,
-        now_ms: 1_795_429_800_000,
+        now_ms: MONDAY_10_30_MS,
         at: Instant::now(),
     }
 }

@@ -14,11 +14,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::{BudgetSnapshot, Budgets, Reservation};
 use bidder::catalog::Catalog;
+use bidder::clock::DrivenClock;
 use bidder::config::Config;
 use bidder::decide::NoBidReason;
 use bidder::ledger::{Ledger, LedgerInbox, NoticeOutcome, INBOX_CAPACITY};
@@ -389,13 +390,16 @@ const E2E_DAILY_MICROS: i64 = 40_000;
 const E2E_WORKERS: usize = 6;
 const E2E_REQUESTS_PER_WORKER: usize = 3_000;
 /// How long a bid's reservation waits for a notice: the shortest the configuration
-/// allows. The test's clock runs [`E2E_CLOCK_SPEEDUP`] times faster than the wall
-/// clock, so bids whose notice never comes return their budget within milliseconds
+/// allows. The test's calendar runs [`E2E_CLOCK_SPEEDUP`] times faster than real
+/// time, so bids whose notice never comes return their budget within milliseconds
 /// and some late notices meet an expired bid (which must then charge nothing).
 const E2E_RESERVATION_TTL_MS: u64 = 1_000;
 const E2E_CLOCK_SPEEDUP: u64 = 50;
 
-fn e2e_bidding() -> Bidding {
+/// Where the test's calendar starts: Monday 2026-11-23 10:30 UTC.
+const E2E_START_UNIX_MS: u64 = 1_795_429_800_000;
+
+fn e2e_bidding(calendar: &DrivenClock) -> Bidding {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
     let text = format!(
         r#"
@@ -438,15 +442,18 @@ base_cpm_micros = 2_000_000
         }),
         inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
         catalog: Arc::new(catalog),
+        clock: calendar.clock(),
     }
 }
 
-/// The end-to-end test's clock, ms: wall-clock time, accelerated.
-fn test_clock_ms() -> u64 {
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    wall.as_millis() as u64 * E2E_CLOCK_SPEEDUP
+/// Moves the test's calendar to [`E2E_START_UNIX_MS`] plus the monotonic time since
+/// `began`, accelerated; returns the new instant. Workers and the ledger read the same
+/// calendar (workers through `Bidding::clock`).
+fn advance_calendar(calendar: &DrivenClock, began: Instant) -> u64 {
+    let elapsed_ms = began.elapsed().as_millis() as u64;
+    let now = E2E_START_UNIX_MS + elapsed_ms * E2E_CLOCK_SPEEDUP;
+    calendar.set_unix_ms(now);
+    now
 }
 
 /// A notice as the exchange sends it back: which kind, and the query string with the
@@ -484,7 +491,7 @@ fn e2e_worker(bidding: &Bidding, id: u16, notices: mpsc::Sender<Notice>) -> u64 
             &mut body,
             Arrival {
                 partner: Some(0),
-                now_ms: test_clock_ms(),
+                now_ms: bidding.clock.now_unix_ms(),
                 at: Instant::now(),
             },
         ) {
@@ -527,7 +534,12 @@ struct LedgerTally {
 /// The control thread's part: drain the inbox before every notice (a notice can only
 /// follow its bid's hand-off), verify and apply notices, expire old reservations, and
 /// check after every step that the campaign never spent more than its budget.
-fn e2e_ledger(bidding: &Bidding, notices: mpsc::Receiver<Notice>) -> LedgerTally {
+fn e2e_ledger(
+    bidding: &Bidding,
+    calendar: &DrivenClock,
+    notices: mpsc::Receiver<Notice>,
+) -> LedgerTally {
+    let began = Instant::now();
     let settings = &bidding.catalog.settings;
     let signer =
         NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url).expect("signer");
@@ -537,7 +549,7 @@ fn e2e_ledger(bidding: &Bidding, notices: mpsc::Receiver<Notice>) -> LedgerTally
     loop {
         let notice = notices.recv_timeout(Duration::from_millis(1));
         ledger.drain(&bidding.inbox, budgets);
-        let now = test_clock_ms();
+        let now = advance_calendar(calendar, began);
         let outcome = match notice {
             Ok(Notice::Bill(query)) => {
                 let n = signer.verify(&query).expect("our own signature");
@@ -580,10 +592,11 @@ fn e2e_ledger(bidding: &Bidding, notices: mpsc::Receiver<Notice>) -> LedgerTally
 
 #[test]
 fn workers_bidding_in_parallel_never_spend_more_than_the_daily_budget() {
-    let bidding = e2e_bidding();
+    let calendar = DrivenClock::at(E2E_START_UNIX_MS);
+    let bidding = e2e_bidding(&calendar);
     let (to_ledger, notices) = mpsc::channel();
     let (exhausted, ledger) = std::thread::scope(|s| {
-        let ledger = s.spawn(|| e2e_ledger(&bidding, notices));
+        let ledger = s.spawn(|| e2e_ledger(&bidding, &calendar, notices));
         let workers: Vec<_> = (0..E2E_WORKERS)
             .map(|id| {
                 let (bidding, to_ledger) = (&bidding, to_ledger.clone());

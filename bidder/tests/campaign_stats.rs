@@ -2,7 +2,8 @@
 //! worker (bids, no-bids of known reasons, an outbid campaign, a missed deadline),
 //! win, bill and loss notices with known clearing prices through the real control
 //! port, then the stats table the publisher writes and `/metrics` — every figure
-//! exact.
+//! exact. Workers, the control port's ledger and the publisher share one calendar,
+//! standing at a fixed Monday, so the figures are the same on any date.
 
 #[path = "support/admin_http.rs"]
 mod admin_http;
@@ -36,7 +37,7 @@ use bidder_common::table::shm::{campaign_reason_names, Table};
 use bidder_common::table::stats::{CampaignStatsValue, StatsTable};
 use bidder_common::table::Capacity;
 use demo_catalog::demo_catalog;
-use first_bid::first_bid;
+use first_bid::{first_bid, monday_calendar};
 use serde_json::Value;
 use temp_dir::TempDir;
 
@@ -106,11 +107,13 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
         acme,
         acme_paused: AtomicBool::new(false),
     });
+    let calendar = monday_calendar();
     let bidding = Bidding {
         catalog: Arc::clone(&catalog),
         budgets: Arc::clone(&budgets),
         strategy: Arc::clone(&steered) as Arc<dyn StrategySource>,
         inbox: Arc::new(LedgerInbox::new(64)),
+        clock: calendar.clock(),
     };
     let stats = Arc::new(DecisionStats::default());
     let registry = Arc::new(Registry::new());
@@ -135,6 +138,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
                 ledger: Ledger::new(60_000),
                 inbox: Arc::clone(&bidding.inbox),
                 budgets: Arc::clone(&budgets),
+                clock: calendar.clock(),
             },
         },
     )
@@ -168,7 +172,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
 
     let service = BidService::new(bidding.clone(), 1);
     let stats_path = dir.0.join("stats");
-    let mut publisher = StatsPublisher::open(&stats_path, CAP).unwrap();
+    let mut publisher = StatsPublisher::open(&stats_path, CAP, calendar.clock()).unwrap();
     publisher.publish(
         &StatsInputs {
             generation: service.current(),
@@ -240,5 +244,15 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
         !metrics.contains(r#"campaign="zephyr-video",reason="#),
         "zero no-bid series are left out"
     );
+
+    // The ledger runs on the same calendar: the two deal bids still wait for their
+    // notice until it passes their expiry, however long the test has taken.
+    let agency_slot = catalog.campaigns[agency].budget_slot;
+    assert_eq!(budgets.snapshot(agency_slot).reserved_micros, 2 * 2_500);
+    calendar.advance_ms(settings.reservation_ttl_ms);
+    testkit::eventually(admin_http::CLIENT_TIMEOUT, "the deal bids' reservations to expire", || {
+        budgets.snapshot(agency_slot).reserved_micros == 0
+    });
+    assert_eq!(budgets.snapshot(agency_slot).spent_micros, 0);
     port.shutdown().unwrap();
 }

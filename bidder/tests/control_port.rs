@@ -18,10 +18,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bidder::bid_id::{BidId, BidIdGen};
 use bidder::budget::Budgets;
+use bidder::clock::DrivenClock;
 use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
 use bidder::ledger::{HeldBid, Ledger, LedgerInbox};
@@ -45,7 +46,12 @@ struct Setup {
     signer: NoticeSigner,
     ids: BidIdGen,
     reloads: Arc<AtomicUsize>,
+    /// The calendar the ledger expires reservations on; moves only when told.
+    calendar: DrivenClock,
 }
+
+/// Where the tests' calendar starts: Monday 2026-11-23 10:30 UTC.
+const START_UNIX_MS: u64 = 1_795_429_800_000;
 
 /// A control port whose reload callback accepts the body `good` and refuses others.
 fn start(config: ControlConfig) -> Setup {
@@ -56,6 +62,7 @@ fn start(config: ControlConfig) -> Setup {
     let signer = NoticeSigner::new(KEY, BASE_URL).unwrap();
     let reloads = Arc::new(AtomicUsize::new(0));
     let calls = Arc::clone(&reloads);
+    let calendar = DrivenClock::at(START_UNIX_MS);
     let parts = ControlParts {
         registry: Arc::clone(&registry),
         readiness: readiness.clone(),
@@ -71,6 +78,7 @@ fn start(config: ControlConfig) -> Setup {
             ledger: Ledger::new(60_000),
             inbox: Arc::clone(&inbox),
             budgets: Arc::clone(&budgets),
+            clock: calendar.clock(),
         },
     };
     let port = ControlPort::start(
@@ -91,14 +99,8 @@ fn start(config: ControlConfig) -> Setup {
         signer,
         ids: BidIdGen::new(1, 0),
         reloads,
+        calendar,
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A bid of `price_cpm_micros` that a worker made: budget reserved, handed to the
@@ -110,7 +112,8 @@ struct Bid {
 
 impl Setup {
     fn bid(&mut self, price_cpm_micros: i64, ttl_ms: u64) -> Bid {
-        let id = self.ids.next_id();
+        let now_ms = self.calendar.now_unix_ms();
+        let id = self.ids.next_id(now_ms);
         let reservation = self
             .budgets
             .reserve(0, impression_cost_micros(price_cpm_micros))
@@ -119,7 +122,7 @@ impl Setup {
             .hold(HeldBid {
                 bid_id: id,
                 reservation,
-                expires_at_ms: now_ms() + ttl_ms,
+                expires_at_ms: now_ms + ttl_ms,
             })
             .expect("inbox has room");
         Bid {
@@ -157,14 +160,6 @@ impl Setup {
         let (status, body) = get(self.addr, "/metrics");
         assert_eq!(status, 200);
         body
-    }
-}
-
-fn eventually(limit: Duration, what: &str, cond: impl Fn() -> bool) {
-    let until = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -283,8 +278,12 @@ fn overdue_reservations_expire_on_the_tick_without_any_notice() {
         ..ControlConfig::default()
     });
     let bid = s.bid(2_000_000, 50);
+    // The calendar stands still: however many ticks pass, the bid is not overdue.
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_000, 2_000, 0));
+    s.calendar.advance_ms(50);
     let budgets = Arc::clone(&s.budgets);
-    eventually(CLIENT_TIMEOUT, "the reservation to expire", || {
+    testkit::eventually(CLIENT_TIMEOUT, "the reservation to expire", || {
         budgets.snapshot(0).reserved_micros == 0
     });
     assert_eq!(s.budget(), (DAILY_MICROS, 0, 0));
@@ -421,10 +420,9 @@ fn a_slow_scrape_never_blocks_a_worker_recording_latencies() {
     let addr = s.addr;
     let scrape = thread::spawn(move || get(addr, "/metrics"));
 
-    let started = Instant::now();
+    // Every request is answered while the lock is still held (the scrape has not
+    // finished, below): the worker never waited for it.
     bid_requests(engine.local_addr(), requests);
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(3), "{took:?}");
     let (published, skipped) = metrics[0].publish_counts();
     assert_eq!(
         published, 0,
@@ -473,14 +471,14 @@ fn connections_are_bounded_and_stalled_heads_time_out() {
     extra.read_to_string(&mut refused).unwrap();
     assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
 
-    let started = Instant::now();
+    // The server closes them (end of stream), long before the client's own read
+    // timeout would end the read with an error.
     for mut c in idle {
         let mut rest = Vec::new();
-        let _ = c.read_to_end(&mut rest);
+        let read = c.read_to_end(&mut rest);
+        assert!(read.is_ok(), "a stalled head is closed by the server: {read:?}");
     }
-    let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(2), "{waited:?}");
-    eventually(CLIENT_TIMEOUT, "slots to free up", || {
+    testkit::eventually(CLIENT_TIMEOUT, "slots to free up", || {
         get(s.addr, "/health").0 == 200
     });
     assert!(s

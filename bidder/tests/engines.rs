@@ -28,9 +28,11 @@ use harness::{
 };
 use serde::Deserialize;
 
-/// An answer slower than this hung. Only that is caught: a shared CI host can stall
-/// the whole VM for a second, so speed is the benchmarks' business.
-const NOT_HUNG: Duration = Duration::from_secs(5);
+/// A request timeout no test waits for: a shutdown that returns before it did not wait
+/// for the stalled request to time out. (No test bounds how fast anything is: a shared
+/// CI host can stall the whole VM for a second, so speed is the benchmarks' business;
+/// a hang ends in the client's own read timeout, which fails the test.)
+const REQUEST_TIMEOUT_NEVER_REACHED_MS: u64 = 60_000;
 
 /// Instantiates each case for both engines.
 macro_rules! on_both_engines {
@@ -515,8 +517,8 @@ fn a_stalled_head_or_body_gets_408_and_is_closed(engine: EngineKind) {
                 let waited = started.elapsed();
                 assert_eq!((resp.status, resp.closes()), (408, true));
                 assert!(
-                    waited >= Duration::from_millis(190) && waited < Duration::from_secs(2),
-                    "answered after {waited:?}"
+                    waited >= Duration::from_millis(190),
+                    "answered after {waited:?}, before the 200 ms timeout"
                 );
                 c.expect_closed();
             });
@@ -541,8 +543,8 @@ fn an_idle_keep_alive_connection_is_closed_silently(engine: EngineKind) {
     c.expect_closed();
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(290) && waited < Duration::from_secs(3),
-        "closed after {waited:?}"
+        waited >= Duration::from_millis(290),
+        "closed after {waited:?}, before the 300 ms idle timeout"
     );
     eventually(CLIENT_TIMEOUT, "the close to be counted", || {
         b.counter("bidder_connections_open") == 0
@@ -800,11 +802,8 @@ fn a_decision_past_its_deadline_answers_204_and_releases_its_budget(engine: Engi
     let slow = bidding_with(&text, |_| Arc::new(Slow(Duration::from_millis(20))));
     let b = Bidder::start(engine, &EngineSettings::default(), slow);
     let mut c = b.connect();
-    let started = Instant::now();
     let resp = c.post("/bid/exchange-a", banner("late").as_bytes());
-    let took = started.elapsed();
     assert_eq!(resp.status, 204, "{resp:?}");
-    assert!(took < NOT_HUNG, "{took:?}");
     assert_eq!(b.decisions(|d| d.deadline_missed.get()), 1);
     assert_eq!(
         b.reserved_micros(),
@@ -839,18 +838,15 @@ fn the_partner_rate_limit_answers_204_past_the_burst_without_deciding(engine: En
     }
     let decided = gate.calls();
     assert!(decided >= 3);
-    let started = Instant::now();
     for i in 0..3 {
         let resp = c.post("/bid/exchange-a", banner(&format!("over{i}")).as_bytes());
         assert_eq!(resp.status, 204, "request {} past a burst of 3", i + 4);
     }
-    let took = started.elapsed();
     assert_eq!(
         gate.calls(),
         decided,
         "refused requests never reach a decision"
     );
-    assert!(took < NOT_HUNG, "{took:?}");
     assert_eq!(
         b.decisions(|d| d.no_bid_imps[NoBidReason::PartnerRefused as usize].get()),
         3
@@ -915,7 +911,7 @@ fn shutdown_answers_in_flight_closes_idle_and_joins_in_bounded_time(engine: Engi
         engine,
         &EngineSettings {
             shutdown_grace_ms: 1_000,
-            request_timeout_ms: 10_000,
+            request_timeout_ms: REQUEST_TIMEOUT_NEVER_REACHED_MS,
             ..EngineSettings::default()
         },
         bidding_with(&text, move |_| strategy),
@@ -958,7 +954,10 @@ fn shutdown_answers_in_flight_closes_idle_and_joins_in_bounded_time(engine: Engi
         stopper.join().unwrap().expect("clean shutdown");
     });
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    assert!(
+        took < Duration::from_millis(REQUEST_TIMEOUT_NEVER_REACHED_MS),
+        "shutdown waited for the request timeout: {took:?}"
+    );
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
 }
 
@@ -967,7 +966,7 @@ fn shutdown_gives_up_on_a_stalled_request_after_the_grace_period(engine: EngineK
         engine,
         &EngineSettings {
             shutdown_grace_ms: 300,
-            request_timeout_ms: 10_000,
+            request_timeout_ms: REQUEST_TIMEOUT_NEVER_REACHED_MS,
             ..EngineSettings::default()
         },
     );
@@ -983,8 +982,12 @@ fn shutdown_gives_up_on_a_stalled_request_after_the_grace_period(engine: EngineK
     b.shutdown().unwrap();
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
-        "{took:?}"
+        took >= Duration::from_millis(290),
+        "gave up after {took:?}, before the 300 ms grace"
+    );
+    assert!(
+        took < Duration::from_millis(REQUEST_TIMEOUT_NEVER_REACHED_MS),
+        "waited for the request timeout instead of the grace: {took:?}"
     );
     let rest = stalled.read_until_closed();
     assert!(

@@ -71,7 +71,7 @@ fn encoders_do_not_allocate_in_steady_state() {
     let adomain = vec!["advertiser.example".to_owned()];
     let cat = vec!["IAB1".to_owned()];
     let bid = |ids: &mut BidIdGen, imp_id| BidOut {
-        bid_id: ids.next_id(),
+        bid_id: ids.next_id(1_000),
         imp_id,
         price_micros: 1_234_567,
         campaign_id: "camp-1",

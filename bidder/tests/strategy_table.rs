@@ -25,6 +25,7 @@ use bidder::ledger::LedgerInbox;
 use bidder::stats_table::{StatsInputs, StatsPublisher};
 use bidder::strategy::{CampaignStrategy, PPM_ONE};
 use bidder::strategy_table::{Change, StrategyTable};
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{reason_names, OnMismatch, Table, Writer};
 use bidder_common::table::stats::{StatsTable, IN_CATALOG};
 use bidder_common::table::strategy::{
@@ -32,7 +33,7 @@ use bidder_common::table::strategy::{
     CAMPAIGN_PAUSED, MAX_REASONING_BYTES, PARTNER_ENABLED,
 };
 use bidder_common::table::Capacity;
-use first_bid::first_bid;
+use first_bid::{first_bid, monday_calendar};
 
 const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 const CAP: Capacity = Capacity {
@@ -91,7 +92,7 @@ fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
     let table = StrategyTable::open(&path);
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(1_200_000, 3_000_000, false))
         .unwrap();
@@ -129,6 +130,7 @@ fn bidding_on(table: &StrategyTable, catalog: Catalog) -> Bidding {
         strategy: table.source_for(&catalog),
         inbox: Arc::new(LedgerInbox::new(64)),
         catalog: Arc::new(catalog),
+        clock: monday_calendar().clock(),
     }
 }
 
@@ -141,7 +143,7 @@ fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
     let dir = TempDir::new("strategy-table-new-row");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("zephyr-video", &row(1_100_000, 9_000_000, false))
         .unwrap();
@@ -193,7 +195,7 @@ fn workers_racing_to_match_new_rows_each_read_only_their_campaigns_row() {
     let dir = TempDir::new("strategy-table-new-row-race");
     let path = dir.0.join("strategy");
     let catalog = Arc::new(demo_catalog());
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     let table = StrategyTable::open(&path);
     let source = table.source_for(&catalog);
     // Campaign i's row says margin 1.0 + (i + 1) %, so a read of another campaign's
@@ -238,7 +240,7 @@ fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
     let dir = TempDir::new("strategy-table-agent-dies");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(1_300_000, 4_000_000, false))
         .unwrap();
@@ -251,7 +253,7 @@ fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
         1_300_000
     );
     // A re-created table (new inode) is mapped on the next poll.
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(950_000, 4_000_000, false))
         .unwrap();
@@ -267,7 +269,7 @@ fn a_table_of_another_layout_is_refused_and_the_last_good_one_stays() {
     let dir = TempDir::new("strategy-table-layout");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(1_400_000, 4_000_000, false))
         .unwrap();
@@ -275,7 +277,7 @@ fn a_table_of_another_layout_is_refused_and_the_last_good_one_stays() {
     let table = StrategyTable::open(&path);
     // Something else appears under the name: a stats table (wrong magic).
     let stats = dir.0.join("stats");
-    drop(Writer::<StatsTable>::open(&stats, CAP, OnMismatch::Recreate).unwrap());
+    drop(Writer::<StatsTable>::open(&stats, CAP, OnMismatch::Recreate, Clock::system()).unwrap());
     std::fs::rename(&stats, &path).unwrap();
     assert!(!table.poll().remap);
     assert_eq!(
@@ -297,7 +299,7 @@ fn partner_and_budget_rows_override_the_configuration() {
     let path = dir.0.join("strategy");
     let mut catalog = demo_catalog();
     let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     let limit = PartnerLimitValue {
         qps_limit: 10,
         burst: 2,
@@ -344,7 +346,7 @@ fn the_price_of_the_next_bid_follows_the_table() {
     let dir = TempDir::new("strategy-table-price");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
         .unwrap();
@@ -392,11 +394,12 @@ fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
         strategy: strategy.source_for(&catalog),
         inbox: Arc::new(LedgerInbox::new(64)),
         catalog: Arc::clone(&catalog),
+        clock: monday_calendar().clock(),
     };
     let service = bidder::bid_service::BidService::new(bidding, 1);
     let stats_path = dir.0.join("stats");
-    let mut publisher = StatsPublisher::open(&stats_path, CAP).unwrap();
-    let second = StatsPublisher::open(&stats_path, CAP);
+    let mut publisher = StatsPublisher::open(&stats_path, CAP, bidding.clock.clone()).unwrap();
+    let second = StatsPublisher::open(&stats_path, CAP, bidding.clock.clone());
     assert!(
         second.is_err(),
         "a second bidder cannot write the same stats table"

@@ -68,15 +68,6 @@ fn status_of(addr: SocketAddr, path: &str) -> u16 {
     line.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
-/// Polls `cond` until it holds or `limit` passes.
-fn eventually(limit: Duration, what: &str, cond: impl Fn() -> bool) {
-    let until = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
     let engine = start(TokioEngineConfig {
@@ -89,10 +80,10 @@ fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
     let requests: Vec<u8> = (0..400).flat_map(|_| post("/bid/big")).collect();
     stuck.write_all(&requests).expect("send");
     let stats = &engine.stats()[0];
-    eventually(CLIENT_TIMEOUT, "the stuck write to time out", || {
+    testkit::eventually(CLIENT_TIMEOUT, "the stuck write to time out", || {
         stats.write_timeouts.get() == 1
     });
-    eventually(CLIENT_TIMEOUT, "the connection to close", || {
+    testkit::eventually(CLIENT_TIMEOUT, "the connection to close", || {
         stats.connections_open() == 0
     });
     let mut unread = Vec::new();

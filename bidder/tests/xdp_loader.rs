@@ -34,6 +34,7 @@ use bidder::openrtb::OpenRtbVersion;
 use bidder::xdp::maps::FrontMaps;
 use bidder::xdp::pins::{link_path, map_path};
 use bidder::xdp::{link, AttachedMode, Rules, Status, XdpFront};
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Writer};
 use bidder_common::table::strategy::{PartnerLimitValue, StrategyTable as Layout, PARTNER_ENABLED};
 use bidder_common::table::Capacity;
@@ -41,7 +42,6 @@ use bidder_common::xdp::{
     Counters, PartnerBuckets, PartnerLimit, BUCKETS_MAP, COUNTERS_MAP, LIMITS_MAP, MAX_PARTNERS,
     MODE_GENERIC, MODE_NATIVE, SETTINGS_MAP,
 };
-use frames::running_as_root;
 use ipnet::IpNet;
 use netns::Netns;
 
@@ -60,8 +60,7 @@ const DAEMON_TIMEOUT: Duration = Duration::from_secs(30);
 /// A namespace and a pin folder for `test` (`tag` names them), or `None` after a skip
 /// line when not root.
 fn sandbox(test: &str, tag: &str) -> Option<(Netns, PinDir)> {
-    if !running_as_root() {
-        eprintln!("skipped {test}: namespaces and BPF need root (CI runs as root)");
+    if testkit::skip_unless_root(test, "namespaces and BPF") {
         return None;
     }
     Some((Netns::new(tag), PinDir::new(tag)))
@@ -811,7 +810,7 @@ fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
 
     // The agent's partner row for ssp-b reaches the XDP limits.
     let mut agent =
-        Writer::<Layout>::open(&daemon.dir.join("strategy"), CAP, OnMismatch::Refuse).unwrap();
+        Writer::<Layout>::open(&daemon.dir.join("strategy"), CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     let row = PartnerLimitValue {
         qps_limit: 10,
         burst: 2,

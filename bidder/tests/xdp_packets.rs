@@ -268,11 +268,7 @@ fn check(loaded: &Loaded, name: &str, frame: &[u8], effect: Effect) -> Result<()
 }
 
 fn skip_unless_root(test: &str) -> bool {
-    if running_as_root() {
-        return false;
-    }
-    eprintln!("skipped {test}: loading BPF needs root (CI runs as root)");
-    true
+    testkit::skip_unless_root(test, "loading BPF")
 }
 
 #[test]

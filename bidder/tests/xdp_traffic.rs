@@ -56,8 +56,10 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn native_on_veth_filters_real_traffic_by_partner() {
-    if !frames::running_as_root() {
-        eprintln!("skipped native_on_veth_filters_real_traffic_by_partner: needs root");
+    if testkit::skip_unless_root(
+        "native_on_veth_filters_real_traffic_by_partner",
+        "namespaces, veth and XDP",
+    ) {
         return;
     }
     let server_ns = Netns::new("srv");
@@ -111,8 +113,10 @@ fn native_on_veth_filters_real_traffic_by_partner() {
 
 #[test]
 fn generic_on_lo_filters_real_traffic_by_partner() {
-    if !frames::running_as_root() {
-        eprintln!("skipped generic_on_lo_filters_real_traffic_by_partner: needs root");
+    if testkit::skip_unless_root(
+        "generic_on_lo_filters_real_traffic_by_partner",
+        "namespaces and XDP",
+    ) {
         return;
     }
     let ns = Netns::new("lo");

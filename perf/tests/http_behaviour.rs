@@ -123,7 +123,11 @@ fn an_unreachable_target_is_a_clear_error_not_a_report() {
 
 #[test]
 fn a_request_never_answered_times_out_and_is_charged_from_its_intended_time() {
-    common::within_attempts(4, never_answered_attempt);
+    common::within_attempts(
+        "a_request_never_answered_times_out_and_is_charged_from_its_intended_time",
+        4,
+        never_answered_attempt,
+    );
 }
 
 /// The generator's timeout in [`never_answered_attempt`], ms.

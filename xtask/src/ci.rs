@@ -1,11 +1,11 @@
 //! `cargo xtask ci`: the one command CI runs (`.ci/run` calls it), and the one a
 //! developer runs before pushing. Same steps, same order, same flags.
 
-use std::{process::Command, time::Instant};
+use std::{path::Path, process::Command, time::Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
-use crate::{command, paths, setup};
+use crate::{command, paths, setup, shifted_clock};
 
 /// The eBPF crate: outside the workspace, so fmt and clippy need its manifest.
 const EBPF_MANIFEST: &str = "bidder-ebpf/Cargo.toml";
@@ -52,27 +52,28 @@ pub fn run() -> Result<()> {
 
     let mut failed = Vec::new();
     let mut tally = TestTally::default();
-    let total = steps.len();
+    let total = steps.len() + 1;
+    let skip_log = fresh_skip_log("skips.log")?;
     for (name, mut cmd) in steps {
         println!("ci: step {name}: {}", command::describe(&cmd));
         let step_started = Instant::now();
         cmd.current_dir(root);
         let result = if name == TESTS_STEP {
+            cmd.env(testkit::SKIP_LOG_ENV, &skip_log);
             command::stream_lines(&mut cmd, |line| tally.add(line))
         } else {
             command::stream(&mut cmd)
         };
-        match result {
-            Ok(()) => println!(
-                "ci: step {name}: ok in {:.0}s",
-                step_started.elapsed().as_secs_f64()
-            ),
-            Err(err) => {
-                println!("ci: step {name}: FAILED: {err:#}");
-                failed.push(name);
-            }
-        }
+        report_step(name, step_started, result, &mut failed);
     }
+    tally.count_skips(&testkit::read_skips(&skip_log));
+
+    let step_started = Instant::now();
+    println!("ci: step {SHIFTED_STEP}: every test binary but perf's and xtask's, under faketime");
+    let mut shifted = TestTally::default();
+    let result = run_shifted(&mut shifted);
+    println!("{SHIFTED_STEP}: {}", shifted.summary());
+    report_step(SHIFTED_STEP, step_started, result, &mut failed);
 
     let elapsed = started.elapsed().as_secs_f64();
     if failed.is_empty() {
@@ -95,13 +96,80 @@ pub fn run() -> Result<()> {
 
 /// Name of the step whose output is tallied.
 const TESTS_STEP: &str = "tests";
+/// The date-bomb step (see [`shifted_clock`]).
+const SHIFTED_STEP: &str = "tests with the wall clock 400 days ahead";
 
-/// Test counts summed over every `test result:` line libtest prints, one per binary.
+fn report_step(
+    name: &'static str,
+    started: Instant,
+    result: Result<()>,
+    failed: &mut Vec<&'static str>,
+) {
+    match result {
+        Ok(()) => println!(
+            "ci: step {name}: ok in {:.0}s",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(err) => {
+            println!("ci: step {name}: FAILED: {err:#}");
+            failed.push(name);
+        }
+    }
+}
+
+/// An empty file under `target/ci/` for the skips test suites record.
+fn fresh_skip_log(name: &str) -> Result<std::path::PathBuf> {
+    let dir = paths::target_dir().join("ci");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, "").with_context(|| format!("emptying {}", path.display()))?;
+    Ok(path)
+}
+
+/// The tests step again, each binary run directly under faketime; every binary runs
+/// even when one fails.
+fn run_shifted(tally: &mut TestTally) -> Result<()> {
+    shifted_clock::check_faketime_shifts()?;
+    let mut list = shifted_clock::list_command();
+    list.current_dir(paths::workspace_root());
+    let json = command::output(&mut list)?;
+    let binaries = shifted_clock::test_binaries(&json);
+    if binaries.is_empty() {
+        bail!("`cargo test --no-run` listed no test binaries");
+    }
+    let skip_log = fresh_skip_log("skips-shifted.log")?;
+    let mut failures = Vec::new();
+    for binary in &binaries {
+        let mut cmd = shifted_clock::run_command(binary);
+        cmd.env(testkit::SKIP_LOG_ENV, &skip_log);
+        let name = file_name(&binary.executable);
+        println!("ci: {SHIFTED_STEP}: {}: {name}", binary.package);
+        if let Err(e) = command::stream_lines(&mut cmd, |line| tally.add(line)) {
+            failures.push(format!("{name}: {e:#}"));
+        }
+    }
+    tally.count_skips(&testkit::read_skips(&skip_log));
+    if !failures.is_empty() {
+        bail!("{} of {} binaries failed: {}", failures.len(), binaries.len(), failures.join("; "));
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Test counts summed over every `test result:` line libtest prints, one per binary,
+/// with the skips tests recorded (libtest reports those as passed) moved from passed
+/// to skipped.
 #[derive(Default, Debug, PartialEq, Eq)]
 struct TestTally {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// What tests recorded through `testkit::skip`, one line each.
+    skips: Vec<String>,
 }
 
 impl TestTally {
@@ -127,10 +195,21 @@ impl TestTally {
         }
     }
 
+    /// Moves the tests that recorded a skip from passed to skipped, and lists them.
+    fn count_skips(&mut self, skips: &[String]) {
+        for skip in skips {
+            println!("ci: skipped: {skip}");
+        }
+        self.skips.extend_from_slice(skips);
+    }
+
     fn summary(&self) -> String {
+        let recorded = self.skips.len() as u64;
         format!(
             "tests: {} passed, {} failed, {} skipped",
-            self.passed, self.failed, self.ignored
+            self.passed.saturating_sub(recorded),
+            self.failed,
+            self.ignored + recorded
         )
     }
 }
@@ -169,9 +248,12 @@ mod tests {
             TestTally {
                 passed: 77,
                 failed: 1,
-                ignored: 2
+                ignored: 2,
+                skips: Vec::new(),
             }
         );
         assert_eq!(tally.summary(), "tests: 77 passed, 1 failed, 2 skipped");
+        tally.count_skips(&["xdp_loader: needs root".to_owned()]);
+        assert_eq!(tally.summary(), "tests: 76 passed, 1 failed, 3 skipped");
     }
 }

@@ -54,6 +54,21 @@ pub fn stream_lines(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<
     Ok(())
 }
 
+/// Runs `cmd` to completion and returns its stdout (stderr shows as it comes). Fails
+/// when it cannot start or exits non-zero.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let shown = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !out.status.success() {
+        bail!("`{shown}` failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs `cmd` and returns its stdout, or `None` if it cannot start or exits non-zero:
 /// used to ask whether something is installed, where "no" is an answer, not an error.
 pub fn probe(cmd: &mut Command) -> Option<String> {

@@ -10,6 +10,7 @@ mod demo;
 mod paths;
 mod profile;
 mod setup;
+mod shifted_clock;
 
 use std::process::ExitCode;
 

@@ -66,6 +66,10 @@ pub const APT_PACKAGES: &[AptPackage] = &[
         name: "socat",
         needed_by: "tests and operators: talk to the agent's unix control socket",
     },
+    AptPackage {
+        name: "faketime",
+        needed_by: "ci: the tests run again with the wall clock 400 days ahead (date bombs)",
+    },
 ];
 
 /// Components of the active toolchain: `rust-src` lets the eBPF build compile `core`

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bidder_common::clock::Clock;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
             }
         };
         eprintln!("agent: serving {socket} (pid {})", std::process::id());
-        agent::run_until(config, cli.config, stop).await
+        agent::run_until(config, cli.config, Clock::system(), stop).await
     });
     match result {
         Ok(()) => {

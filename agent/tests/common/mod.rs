@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent::config::AgentConfig;
+use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
@@ -63,7 +64,7 @@ pub fn fake_bidder(path: &Path) -> Writer<StatsTable> {
         campaigns: 8,
         partners: 4,
     };
-    let mut w = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate).unwrap();
+    let mut w = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate, Clock::system()).unwrap();
     // acme-display has seen traffic: 12 imps evaluated = 5 bids + 1 outbid + 4 below
     // the floor + 2 paused; 2 wins cleared at 1.50 and 1.20 CPM.
     let mut acme_no_bids = [0; MAX_CAMPAIGN_NO_BID_REASONS];
@@ -122,6 +123,11 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: AgentConfig) -> Running {
+        Running::start_with_clock(config, Clock::system())
+    }
+
+    /// An agent that stamps every change with `clock`.
+    pub fn start_with_clock(config: AgentConfig, clock: Clock) -> Running {
         let socket = config.socket.path.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -129,7 +135,7 @@ impl Running {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(agent::run_until(config, None, async {
+            rt.block_on(agent::run_until(config, None, clock, async {
                 let _ = rx.await;
             }))
         });

@@ -23,10 +23,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
-use std::time::{SystemTime, UNIX_EPOCH};
 use std::vec::Vec;
 
 use super::cell::Payload;
+use crate::clock::Clock;
 use super::stats::{StatsTable, TotalsValue};
 use super::{
     init_header, sections, validate, Capacity, Header, Key, KeyBuf, LayoutError, Row, Sections,
@@ -375,16 +375,20 @@ pub struct Writer<S: TableSpec> {
     _lock: File,
     campaign_rows: HashMap<String, usize>,
     partner_rows: HashMap<String, usize>,
+    /// Stamps the header's creation time and heartbeats.
+    clock: Clock,
 }
 
 impl<S: TableSpec> Writer<S> {
     /// Takes the writer lock of `path`, then opens the table there or creates it with
     /// `cap` rows. An existing table of another capacity is migrated (rows copied
     /// into a new file renamed over the old, which readers notice by its inode).
+    /// `clock` stamps the header (creation, heartbeats).
     pub fn open(
         path: &Path,
         cap: Capacity,
         on_mismatch: OnMismatch,
+        clock: Clock,
     ) -> Result<Writer<S>, OpenError> {
         if cap.campaigns == 0
             || cap.partners == 0
@@ -402,12 +406,13 @@ impl<S: TableSpec> Writer<S> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_error(path, "open", e)),
         };
+        let now_unix_ms = clock.now_unix_ms();
         let table = match existing {
-            None => create::<S>(path, cap, None)?,
+            None => create::<S>(path, cap, None, now_unix_ms)?,
             Some(Ok(old)) if old.cap == cap => old,
-            Some(Ok(old)) => create::<S>(path, cap, Some(&old))?,
+            Some(Ok(old)) => create::<S>(path, cap, Some(&old), now_unix_ms)?,
             Some(Err(e)) if on_mismatch == OnMismatch::Refuse => return Err(e),
-            Some(Err(_)) => create::<S>(path, cap, None)?,
+            Some(Err(_)) => create::<S>(path, cap, None, now_unix_ms)?,
         };
         table
             .header()
@@ -418,6 +423,7 @@ impl<S: TableSpec> Writer<S> {
             _lock: lock,
             campaign_rows: HashMap::new(),
             partner_rows: HashMap::new(),
+            clock,
         };
         writer.index_keys();
         writer.heartbeat();
@@ -483,7 +489,7 @@ impl<S: TableSpec> Writer<S> {
         self.table
             .header()
             .heartbeat_unix_ms
-            .store(now_unix_ms(), Ordering::Relaxed);
+            .store(self.clock.now_unix_ms(), Ordering::Relaxed);
     }
 }
 
@@ -588,6 +594,7 @@ fn create<S: TableSpec>(
     path: &Path,
     cap: Capacity,
     from: Option<&Table<S>>,
+    now_unix_ms: u64,
 ) -> Result<Table<S>, OpenError> {
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
@@ -604,7 +611,7 @@ fn create<S: TableSpec>(
     // SAFETY: a fresh, zeroed, page-aligned mapping of `total >= 128` bytes; `Header`
     // is atomics only. Nobody else can have it mapped: it has a private name.
     let header = unsafe { &*map.ptr.as_ptr().cast::<Header>() };
-    init_header::<S>(header, cap, now_unix_ms(), std::process::id());
+    init_header::<S>(header, cap, now_unix_ms, std::process::id());
     drop(map);
     let table = Table::<S>::map(file, &tmp, true)?;
     if let Some(old) = from {
@@ -693,13 +700,6 @@ fn io_error(path: &Path, op: &'static str, source: io::Error) -> OpenError {
     }
 }
 
-/// Wall-clock time, ms since the Unix epoch (0 if the clock is before 1970).
-pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The names of the totals' no-bid reasons a stats table holds, in reason order.
 pub fn reason_names(table: &Table<StatsTable>) -> Vec<String> {
     let prefix = table.prefix();
@@ -755,7 +755,7 @@ mod tests {
     fn a_reader_sees_rows_the_writer_published() {
         let dir = TempDir::new("publish");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_eq!(w.put_partner("exchange-a", &limit(100)).unwrap(), 0);
         let r = Table::<StrategyTable>::open_read(&path).unwrap();
         assert_eq!(r.capacity(), CAP);
@@ -772,19 +772,39 @@ mod tests {
     }
 
     #[test]
+    fn the_header_is_stamped_by_the_writers_clock() {
+        let dir = TempDir::new("stamps");
+        let path = dir.0.join("strategy");
+        let calendar = crate::clock::DrivenClock::at(1_795_429_800_000);
+        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, calendar.clock())
+            .unwrap();
+        let header = w.table().header();
+        let stamps = || {
+            (
+                header.created_unix_ms.load(Ordering::Relaxed),
+                header.heartbeat_unix_ms.load(Ordering::Relaxed),
+            )
+        };
+        assert_eq!(stamps(), (1_795_429_800_000, 1_795_429_800_000));
+        calendar.advance_ms(1_500);
+        w.heartbeat();
+        assert_eq!(stamps(), (1_795_429_800_000, 1_795_429_801_500));
+    }
+
+    #[test]
     fn a_second_writer_fails_clearly_and_a_restarted_one_keeps_the_rows() {
         let dir = TempDir::new("lock");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         w.put_partner("p", &limit(7)).unwrap();
-        let second = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse);
+        let second = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system());
         let Err(err @ OpenError::Locked { holder_pid, .. }) = second else {
             panic!("second writer was not refused");
         };
         assert_eq!(holder_pid, Some(std::process::id()));
         assert!(err.to_string().contains("another writer"), "{err}");
         drop(w);
-        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_eq!(w.partner_row("p"), Some(0));
         assert_eq!(w.table().partners()[0].load().unwrap().qps_limit, 7);
     }
@@ -800,7 +820,7 @@ mod tests {
     fn a_table_of_another_kind_or_version_is_refused() {
         let dir = TempDir::new("mismatch");
         let path = dir.0.join("stats");
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         let err = Table::<StrategyTable>::open_read(&path).err().unwrap();
         assert!(
             matches!(
@@ -820,11 +840,11 @@ mod tests {
         assert!(err.to_string().contains("layout version 99"), "{err}");
         drop(w);
         // The stats writer replaces what it cannot read; the strategy writer refuses.
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         drop(w);
         let strategy = dir.0.join("strategy");
         std::fs::copy(&path, &strategy).unwrap();
-        let err = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse).err();
+        let err = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse, Clock::system()).err();
         assert!(matches!(err, Some(OpenError::Layout { .. })));
     }
 
@@ -832,7 +852,7 @@ mod tests {
     fn a_stats_table_of_the_previous_layout_is_refused_by_readers_and_replaced_by_the_bidder() {
         let dir = TempDir::new("stats-v1");
         let path = dir.0.join("stats");
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         let header = w.table().header();
         assert_eq!(header.layout_version.load(Ordering::Relaxed), 2);
         // What a bidder from before per-campaign figures left behind.
@@ -845,11 +865,11 @@ mod tests {
             ),
             "{err}"
         );
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 2);
         // The strategy table keeps its own version: operators' rows stay readable.
         let strategy = dir.0.join("strategy");
-        let w = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse).unwrap();
+        let w = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 1);
     }
 
@@ -857,7 +877,7 @@ mod tests {
     fn a_truncated_file_is_refused() {
         let dir = TempDir::new("truncated");
         let path = dir.0.join("strategy");
-        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         drop(w);
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(4096).unwrap();
@@ -875,7 +895,7 @@ mod tests {
     fn a_new_capacity_migrates_rows_into_a_new_file() {
         let dir = TempDir::new("migrate");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         w.put_partner("a", &limit(1)).unwrap();
         w.put_partner("b", &limit(2)).unwrap();
         let old_id = w.table().file_id();
@@ -884,7 +904,7 @@ mod tests {
             campaigns: 16,
             partners: 16,
         };
-        let w = Writer::<StrategyTable>::open(&path, bigger, OnMismatch::Refuse).unwrap();
+        let w = Writer::<StrategyTable>::open(&path, bigger, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_ne!(w.table().file_id(), old_id);
         assert_eq!(w.table().capacity(), bigger);
         assert_eq!(w.partner_row("b"), Some(1));
@@ -895,7 +915,7 @@ mod tests {
     fn a_full_section_and_a_bad_key_are_errors_not_panics() {
         let dir = TempDir::new("full");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse).unwrap();
+        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         for i in 0..CAP.partners {
             w.put_partner(&std::format!("p{i}"), &limit(i)).unwrap();
         }
@@ -921,7 +941,7 @@ mod tests {
     fn stats_reason_names_round_trip() {
         let dir = TempDir::new("reasons");
         let path = dir.0.join("stats");
-        let mut w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate).unwrap();
+        let mut w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         w.put_reason_names(["invalid_request", "partner_refused"]);
         w.put_campaign_reason_names(["paused", "paced", "below_floor"]);
         let totals = TotalsValue {

@@ -212,7 +212,7 @@ impl<'s> EncodeOnly<'s> {
         batch: usize,
     ) -> EncodeOnly<'s> {
         let mut ids = BidIdGen::new(1, 0);
-        let slot_ids = (0..batch).map(|_| ids.next_id()).collect();
+        let slot_ids = (0..batch).map(|_| ids.next_id(MONDAY_10_30_MS)).collect();
         EncodeOnly {
             encoder: Encoder::new(signer),
             bid,
@@ -229,7 +229,7 @@ impl<'s> EncodeOnly<'s> {
 
 impl Scenario for EncodeOnly<'_> {
     fn prepare(&mut self, slot: usize) {
-        self.slot_ids[slot] = self.ids.next_id();
+        self.slot_ids[slot] = self.ids.next_id(MONDAY_10_30_MS);
     }
 
     fn call(&mut self, slot: usize) {

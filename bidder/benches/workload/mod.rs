@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bidder::clock::DrivenClock;
 use bidder::bidding::Bidding;
 use bidder::budget::Budgets;
 use bidder::catalog::{Catalog, PartnerIdx};
@@ -128,6 +129,7 @@ pub fn bidding(catalog: Catalog) -> Bidding {
         }),
         inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
         catalog: Arc::new(catalog),
+        clock: DrivenClock::at(MONDAY_10_30_MS).clock(),
     }
 }
 

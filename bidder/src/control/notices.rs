@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::budget::Budgets;
+use crate::clock::Clock;
 use crate::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::metrics::PromText;
 use crate::money::impression_cost_micros;
@@ -25,6 +26,9 @@ pub struct Notices {
     pub inbox: Arc<LedgerInbox>,
     /// The budgets reservations are settled into and released to.
     pub budgets: Arc<Budgets>,
+    /// The calendar reservations expire on and key rotations end on: the same clock
+    /// the workers stamp bids with, so a reservation lives `reservation_ttl_ms` of it.
+    pub clock: Clock,
 }
 
 const KINDS: [NoticeKind; 3] = [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss];
@@ -92,7 +96,12 @@ impl NoticeDesk {
 
     /// Takes in the reservations workers handed over and returns the budget of those
     /// whose notice is overdue.
-    pub(super) fn tick(&mut self, now_ms: u64) {
+    pub(super) fn tick(&mut self) {
+        let now_ms = self.notices.clock.now_unix_ms();
+        self.tick_at(now_ms);
+    }
+
+    fn tick_at(&mut self, now_ms: u64) {
         let n = &mut self.notices;
         n.ledger.drain(&n.inbox, &n.budgets);
         n.ledger.expire(now_ms, &n.budgets);
@@ -106,9 +115,9 @@ impl NoticeDesk {
         &mut self,
         kind: NoticeKind,
         query: &str,
-        now_ms: u64,
     ) -> Result<NoticeOutcome, NoticeError> {
-        self.tick(now_ms);
+        let now_ms = self.notices.clock.now_unix_ms();
+        self.tick_at(now_ms);
         let n = &mut self.notices;
         let notice = match n.keyring.verify(query, now_ms) {
             Ok(notice) => notice,

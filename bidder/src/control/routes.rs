@@ -59,7 +59,7 @@ fn notice_kind(path: &str) -> Option<NoticeKind> {
 /// 204 for any verified notice (duplicates and unknown bids included: the exchange
 /// did its part); 400 with the reason for forged, edited or malformed ones.
 fn notice(desk: &mut NoticeDesk, kind: NoticeKind, query: &str) -> Reply {
-    match desk.apply(kind, query, now_ms()) {
+    match desk.apply(kind, query) {
         Ok(_) => empty(StatusCode::NO_CONTENT),
         Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
     }
@@ -111,8 +111,6 @@ fn call_reload(callback: &Mutex<ReloadFn>, body: &[u8]) -> Result<String, String
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     f(body)
 }
-
-pub(super) use crate::clock::unix_now_ms as now_ms;
 
 pub(super) fn empty(status: StatusCode) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::new()));

@@ -21,7 +21,7 @@ use tokio::task::LocalSet;
 use tracing::warn;
 
 use super::notices::NoticeDesk;
-use super::routes::{now_ms, route};
+use super::routes::route;
 use super::{ControlConfig, ControlParts, ReloadFn};
 use crate::metrics::{PromText, Registry};
 
@@ -172,7 +172,7 @@ async fn tick_ledger(control: Rc<Control>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        control.desk.borrow_mut().tick(now_ms());
+        control.desk.borrow_mut().tick();
     }
 }
 

@@ -19,6 +19,7 @@ use super::histogram::LatencyHistogram;
 use crate::catalog::PartnerIdx;
 use crate::config::MAX_PARTNERS;
 use crate::http::{Status, STATUS_COUNT};
+use crate::clock::monotonic_now;
 
 /// Values a worker records before it tries to publish them.
 pub const PUBLISH_EVERY_RECORDS: u32 = 1024;
@@ -129,7 +130,7 @@ impl WorkerMetrics {
             decision: LatencyHistogram::new(),
             total: LatencyHistogram::new(),
             pending: 0,
-            last_publish: Instant::now(),
+            last_publish: monotonic_now(),
         }
     }
 

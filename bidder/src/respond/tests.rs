@@ -102,7 +102,7 @@ fn cat() -> Vec<String> {
 
 fn banner<'a>(gen: &mut BidIdGen, adomain: &'a [String], cat: &'a [String]) -> BidOut<'a> {
     BidOut {
-        bid_id: gen.next_id(),
+        bid_id: gen.next_id(1_000),
         imp_id: IMPS[0],
         price_micros: 1_500_000,
         campaign_id: "camp-1",

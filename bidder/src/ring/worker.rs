@@ -23,6 +23,7 @@ use super::socket;
 use super::stats::WorkerStats;
 use crate::http::{canned, ConnectionHeader, OutBuf, Server, Service, Status, Step};
 use crate::metrics::{LatencyRecorder, WorkerMetrics};
+use crate::clock::monotonic_now;
 
 /// Most completions handled per loop turn before submitting again.
 const COMPLETIONS_PER_TURN: usize = 256;
@@ -120,7 +121,7 @@ impl<S: Service> Worker<S> {
         if !missing.is_empty() {
             warn!(worker = index, turned_off = ?missing, "io_uring: running without preferred features");
         }
-        let now = Instant::now();
+        let now = monotonic_now();
         let max = config.max_connections;
         let tick_ms = config.timer_tick_ms;
         Ok(Worker {
@@ -305,7 +306,7 @@ impl<S: Service> Worker<S> {
             socket::shed(fd, response);
             return;
         };
-        let now = Instant::now();
+        let now = monotonic_now();
         self.conns[slot as usize].open(fd, now, self.open.len());
         self.conns[slot as usize].http.peer = socket::peer_addr(fd);
         self.open.push(slot);
@@ -418,7 +419,7 @@ impl<S: Service> Worker<S> {
     /// Serves `len` received bytes of provided buffer `bid`. Returns true if the
     /// connection kept the buffer (see [`Held`]); otherwise the caller gives it back.
     fn on_data(&mut self, slot: u32, bid: u16, len: usize) -> bool {
-        let now = Instant::now();
+        let now = monotonic_now();
         let conn = &mut self.conns[slot as usize];
         conn.last_active = now;
         if conn.phase != Phase::Open {
@@ -599,7 +600,7 @@ impl<S: Service> Worker<S> {
             return self.after_output(slot);
         }
         conn.writing = true;
-        conn.phase_since = Instant::now();
+        conn.phase_since = monotonic_now();
         self.submit_write(slot);
     }
 
@@ -634,7 +635,7 @@ impl<S: Service> Worker<S> {
             return self.close_now(slot);
         }
         conn.out_sent += result as usize;
-        conn.last_active = Instant::now();
+        conn.last_active = monotonic_now();
         if conn.out_sent < conn.out_len {
             conn.writing = true;
             return self.submit_write(slot);
@@ -644,7 +645,7 @@ impl<S: Service> Worker<S> {
         if conn.close_after_write {
             return self.flush(slot);
         }
-        let now = Instant::now();
+        let now = monotonic_now();
         self.serve_buffered(slot, now);
     }
 
@@ -657,7 +658,7 @@ impl<S: Service> Worker<S> {
             }
             socket::shutdown_write(conn.fd);
             conn.phase = Phase::Lingering;
-            conn.phase_since = Instant::now();
+            conn.phase_since = monotonic_now();
         }
     }
 
@@ -675,7 +676,7 @@ impl<S: Service> Worker<S> {
                 continue;
             }
             conn.waiting_for_output = false;
-            self.serve_buffered(slot, Instant::now());
+            self.serve_buffered(slot, monotonic_now());
         }
     }
 
@@ -733,7 +734,7 @@ impl<S: Service> Worker<S> {
         if self.stopping_since.is_none() && self.stop.load(Ordering::Acquire) {
             self.begin_stop();
         }
-        let now = Instant::now();
+        let now = monotonic_now();
         self.sweep(now);
         self.recorder.publish_if_due(now);
         if !(self.stopping_since.is_some() && self.open.is_empty()) {
@@ -839,7 +840,7 @@ impl<S: Service> Worker<S> {
             open = self.open.len(),
             "worker stopping"
         );
-        self.stopping_since = Some(Instant::now());
+        self.stopping_since = Some(monotonic_now());
         self.accepting = false;
         let cancel = opcode::AsyncCancel::new(token::encode(token::ACCEPT, 0, 0)).build();
         self.push(cancel.user_data(token::encode(token::CANCEL, 0, 0)));
@@ -863,8 +864,8 @@ impl<S: Service> Worker<S> {
         }
         let wake = opcode::AsyncCancel::new(token::encode(token::WAKE, 0, 0)).build();
         self.push(wake.user_data(token::encode(token::CANCEL, 0, 0)));
-        let until = Instant::now() + Duration::from_millis(QUIESCE_BOUND_MS);
-        while self.in_flight > 0 && Instant::now() < until {
+        let until = monotonic_now() + Duration::from_millis(QUIESCE_BOUND_MS);
+        while self.in_flight > 0 && monotonic_now() < until {
             if self.submit_and_wait().is_err() {
                 break;
             }
@@ -933,7 +934,7 @@ fn serve<S: Service>(
             },
         };
         let mut out = OutBuf::new(&mut outputs.get_mut(idx)[conn.out_len..]);
-        let started = Instant::now();
+        let started = monotonic_now();
         let step = server.serve_one(&mut conn.http, &input[pos..], now, &mut out);
         conn.out_len += out.len();
         match step {
@@ -948,7 +949,7 @@ fn serve<S: Service>(
                 meters.stats.response(status);
                 meters.metrics.count_response(status);
                 if matches!(status, Status::Ok | Status::NoContent) {
-                    let done = Instant::now();
+                    let done = monotonic_now();
                     let decision_us = done.duration_since(started).as_micros() as u64;
                     let total_us = done.duration_since(now).as_micros() as u64;
                     meters.recorder.record(decision_us, total_us, done);

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 use super::worker::Worker;
 use crate::http::{canned, ConnState, ConnectionHeader, OutBuf, Service, Status, Step};
+use crate::clock::monotonic_now;
 
 /// Input buffer a new connection starts with: a typical bid request fits.
 const INITIAL_INPUT_BYTES: usize = 8 * 1024;
@@ -86,7 +87,7 @@ pub(super) async fn run<S: Service>(worker: &Worker<S>, mut stream: TcpStream, p
         output: Vec::new(),
         http,
         request_started: None,
-        arrived: Instant::now(),
+        arrived: monotonic_now(),
         decisions_us: [0; MAX_ANSWERS_PER_FLUSH],
         answers: 0,
     };
@@ -158,7 +159,7 @@ impl Conn {
             if pos == self.filled {
                 break Next::Read;
             }
-            let started = Instant::now();
+            let started = monotonic_now();
             let mut out = OutBuf::new(&mut side.out);
             let step = side.server.serve_one(
                 &mut self.http,
@@ -224,7 +225,7 @@ impl Conn {
             }
         };
         if ok && self.answers > 0 {
-            let now = Instant::now();
+            let now = monotonic_now();
             let total_us = micros(now.saturating_duration_since(self.arrived));
             let mut http = worker.http.borrow_mut();
             for &decision_us in &self.decisions_us[..self.answers] {
@@ -251,7 +252,7 @@ impl Conn {
         }
         let deadline = match self.request_started {
             Some(started) => started + worker.timeouts.request,
-            None => Instant::now() + worker.timeouts.idle,
+            None => monotonic_now() + worker.timeouts.idle,
         };
         let pending = self.request_started.is_some();
         let draining = worker.draining.get();
@@ -262,7 +263,7 @@ impl Conn {
                 Ok(0) | Err(_) => ReadOutcome::Closed,
                 Ok(n) => {
                     self.filled += n;
-                    self.arrived = Instant::now();
+                    self.arrived = monotonic_now();
                     self.request_started.get_or_insert(self.arrived);
                     ReadOutcome::Data
                 }

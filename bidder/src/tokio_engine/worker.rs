@@ -22,6 +22,7 @@ use super::conn;
 use super::stats::TokioWorkerStats;
 use crate::http::{canned, ConnectionHeader, Server, Service, Status};
 use crate::metrics::{LatencyRecorder, WorkerMetrics, PUBLISH_INTERVAL_MS};
+use crate::clock::monotonic_now;
 
 /// After a failed accept (e.g. out of file descriptors) the worker waits this long
 /// before the next, instead of spinning on the error.
@@ -202,7 +203,7 @@ async fn publish_latencies<S>(worker: Rc<Worker<S>>) {
             .http
             .borrow_mut()
             .recorder
-            .publish_if_due(Instant::now());
+            .publish_if_due(monotonic_now());
     }
 }
 

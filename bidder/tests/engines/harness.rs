@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bidder::clock::Clock;
 use bidder::bid_service::BidService;
 use bidder::bidding::Bidding;
 use bidder::budget::Budgets;
@@ -173,6 +174,8 @@ pub fn bidding_with(
         strategy: strategy(&catalog),
         inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
         catalog: Arc::new(catalog),
+        // No instant is fixed here: the demo bids all week, and no ledger runs.
+        clock: Clock::system(),
     }
 }
 
@@ -387,14 +390,7 @@ pub fn metric_sum(text: &str, name: &str) -> u64 {
         .sum()
 }
 
-/// Polls `cond` until it holds; fails after `limit`.
-pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
+pub use testkit::eventually;
 
 // ---- requests -------------------------------------------------------------------
 

@@ -4,18 +4,27 @@
 use std::time::Instant;
 
 use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::clock::DrivenClock;
 use serde_json::Value;
 
-/// Monday 2026-11-23 10:30 UTC, ms: a fixed "now" so dayparts decide the same way.
+/// Monday 2026-11-23 10:30 UTC, ms: where these tests' calendar stands, so dayparts
+/// decide the same way on any date.
 pub const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
 
-/// Sends `body` from partner 0 (exchange-a in the demo catalog); the answer's first
-/// bid as JSON, or `None` for a no-bid. A refused request fails the test.
+/// A calendar standing at [`MONDAY_10_30_MS`]: give its clock to the `Bidding` and to
+/// everything else the test exercises (the control port's ledger), so they all agree.
+pub fn monday_calendar() -> DrivenClock {
+    DrivenClock::at(MONDAY_10_30_MS)
+}
+
+/// Sends `body` from partner 0 (exchange-a in the demo catalog), stamped from
+/// `bidding.clock`; the answer's first bid as JSON, or `None` for a no-bid. A refused
+/// request fails the test.
 pub fn first_bid(worker: &mut Worker, bidding: &Bidding, body: &str) -> Option<Value> {
     let mut body = body.as_bytes().to_vec();
     let arrival = Arrival {
         partner: Some(0),
-        now_ms: MONDAY_10_30_MS,
+        now_ms: bidding.clock.now_unix_ms(),
         at: Instant::now(),
     };
     match worker.bid(bidding, &mut body, arrival) {

@@ -129,9 +129,3 @@ pub fn v6_tcp(src: [u8; 16], dst_port: u16, flags: u8, data: &[u8]) -> Vec<u8> {
         &ipv6_from(src, IPPROTO_TCP, &tcp(dst_port, flags, data)),
     )
 }
-
-/// `/proc/self` belongs to the process's effective uid, so this needs no libc call.
-pub fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
-}
