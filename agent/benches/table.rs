@@ -62,7 +62,8 @@ fn main() {
         campaigns: CAMPAIGNS,
         partners: 1,
     };
-    let mut writer = Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut writer =
+        Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
     for i in 0..CAMPAIGNS {
         writer
             .put_campaign(&format!("c{i}"), &value(u64::from(i)))

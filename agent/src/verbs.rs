@@ -13,9 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bidder_common::clock::Clock;
-use bidder_common::table::shm::{
-    campaign_reason_names, reason_names, OnMismatch, Table, Writer,
-};
+use bidder_common::table::shm::{campaign_reason_names, reason_names, OnMismatch, Table, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
 };
@@ -64,14 +62,13 @@ impl Agent {
             campaigns: config.tables.campaign_capacity,
             partners: config.tables.partner_capacity,
         };
-        let writer =
-            Writer::<StrategyTable>::open(
-                &config.tables.strategy_path,
-                cap,
-                OnMismatch::Refuse,
-                clock.clone(),
-            )
-            .map_err(|e| e.to_string())?;
+        let writer = Writer::<StrategyTable>::open(
+            &config.tables.strategy_path,
+            cap,
+            OnMismatch::Refuse,
+            clock.clone(),
+        )
+        .map_err(|e| e.to_string())?;
         let audit = AuditLog::open(&config.audit_log)
             .map_err(|e| format!("{}: audit log: {e}", config.audit_log.display()))?;
         Ok(Agent {

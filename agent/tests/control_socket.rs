@@ -49,7 +49,10 @@ fn a_change_is_bounded_audited_and_written() {
     assert_eq!(row.margin_ppm, 1_100_000);
     assert_eq!(row.reasoning(), "test");
     assert_eq!(row.updated_by, common::current_uid());
-    assert_eq!(row.updated_at_unix_ms, MONDAY_10_30_MS, "stamped by the agent's clock");
+    assert_eq!(
+        row.updated_at_unix_ms, MONDAY_10_30_MS,
+        "stamped by the agent's clock"
+    );
     let audit = std::fs::read_to_string(dir.0.join("audit.jsonl")).unwrap();
     let entry: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
     assert_eq!(entry["verb"], "strategy.set");

@@ -131,7 +131,8 @@ fn readers_in_threads_and_another_process_never_see_a_torn_row() {
         campaigns: ROWS,
         partners: 1,
     };
-    let mut writer = Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut writer =
+        Writer::<StrategyTable>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
     for r in 0..ROWS {
         writer
             .put_campaign(&format!("c{r}"), &value(u64::from(r)))

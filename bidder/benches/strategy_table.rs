@@ -102,7 +102,8 @@ fn main() {
         campaigns: CAMPAIGNS as u32,
         partners: 1,
     };
-    let mut agent = Writer::<Layout>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, cap, OnMismatch::Refuse, Clock::system()).unwrap();
     for c in catalog.campaigns.iter().step_by(2) {
         agent.put_campaign(&c.id, &row(1_100_000)).unwrap();
     }

@@ -288,17 +288,17 @@ mod tests {
     fn generators_on_different_hosts_differ_at_the_same_instant() {
         let mut a = BidIdGen::new(1, 0);
         let mut b = BidIdGen::new(2, 0);
-        assert_ne!(a.next_at(1_000), b.next_at(1_000));
+        assert_ne!(a.next_id(1_000), b.next_id(1_000));
     }
 
     #[test]
     fn clock_going_backwards_keeps_ids_increasing() {
         let mut gen = BidIdGen::new(1, 1);
-        let first = gen.next_at(5_000);
-        let stepped_back = gen.next_at(4_000);
+        let first = gen.next_id(5_000);
+        let stepped_back = gen.next_id(4_000);
         assert!(stepped_back > first);
         assert_eq!(stepped_back.timestamp_ms(), 5_000);
-        let caught_up = gen.next_at(5_001);
+        let caught_up = gen.next_id(5_001);
         assert!(caught_up > stepped_back);
         assert_eq!(caught_up.timestamp_ms(), 5_001);
     }
@@ -306,22 +306,27 @@ mod tests {
     #[test]
     fn sequence_wrap_moves_to_the_next_millisecond() {
         let mut gen = BidIdGen::new(1, 1);
-        let first = gen.next_at(9_000);
+        let first = gen.next_id(9_000);
         gen.sequence = MAX_SEQUENCE - 1;
-        let last_in_ms = gen.next_at(9_000);
+        let last_in_ms = gen.next_id(9_000);
         assert_eq!(last_in_ms.timestamp_ms(), 9_000);
-        let wrapped = gen.next_at(9_000);
+        let wrapped = gen.next_id(9_000);
         assert_eq!(wrapped.timestamp_ms(), 9_001);
         assert!(first < last_in_ms && last_in_ms < wrapped);
         // The wall clock reaching the borrowed millisecond must not reuse its ids.
-        let next = gen.next_at(9_001);
+        let next = gen.next_id(9_001);
         assert!(next > wrapped);
     }
 
     #[test]
     fn text_round_trips() {
         let mut gen = BidIdGen::new(u16::MAX, u16::MAX);
-        for id in [BidId(0), BidId(u128::MAX), BidId(1 << 127), gen.next_id(1_000)] {
+        for id in [
+            BidId(0),
+            BidId(u128::MAX),
+            BidId(1 << 127),
+            gen.next_id(1_000),
+        ] {
             let text = id.to_text();
             assert_eq!(text.as_str().len(), BidId::TEXT_LEN);
             assert_eq!(text.as_str().parse::<BidId>(), Ok(id));

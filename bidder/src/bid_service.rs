@@ -8,10 +8,10 @@
 //! and rebuilds it when it sees a newer generation, so the hot path shares nothing
 //! mutable between threads.
 
+use crate::clock::monotonic_now;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 

@@ -168,9 +168,13 @@ impl Daemon {
             );
             summary.push_str("; notice key rotated");
         }
-        let generation =
-            self.service
-                .swap(bidding(catalog, &self.budgets, &self.inbox, &self.strategy, &self.clock));
+        let generation = self.service.swap(bidding(
+            catalog,
+            &self.budgets,
+            &self.inbox,
+            &self.strategy,
+            &self.clock,
+        ));
         *self.slots.lock().expect("slots poisoned") = slots;
         let summary = format!("{summary} (generation {generation})");
         Ok(match self.sync_xdp(config) {

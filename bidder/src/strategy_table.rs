@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bidder_common::table::shm::{file_id, FileId, OpenError, Table};
 use bidder_common::table::strategy::{
@@ -32,9 +32,9 @@ use rustc_hash::FxHashMap;
 
 use crate::budget::Budgets;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Partner};
+use crate::clock::monotonic_now;
 use crate::stats_table::{StatsInputs, StatsPublisher};
 use crate::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
-use crate::clock::monotonic_now;
 
 /// Row index meaning "this campaign has no row: use the configuration's defaults".
 const NO_ROW: u32 = u32::MAX;

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bidder::clock::Clock;
 use bidder::bid_service::BidService;
 use bidder::bidding::Bidding;
 use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
+use bidder::clock::Clock;
 use bidder::config::Config;
 use bidder::decide::NoBidReason;
 use bidder::http::{ConnState, HttpConfig, OutBuf, Server, Step};

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bidder::clock::DrivenClock;
 use bidder::bidding::{Answer, Arrival, Bidding, Worker};
 use bidder::budget::Budgets;
 use bidder::catalog::{Campaign, Catalog};
+use bidder::clock::DrivenClock;
 use bidder::config::Config;
 use bidder::decide::NoBidReason;
 use bidder::ledger::{Ledger, LedgerInbox};

@@ -250,9 +250,11 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
     let agency_slot = catalog.campaigns[agency].budget_slot;
     assert_eq!(budgets.snapshot(agency_slot).reserved_micros, 2 * 2_500);
     calendar.advance_ms(settings.reservation_ttl_ms);
-    testkit::eventually(admin_http::CLIENT_TIMEOUT, "the deal bids' reservations to expire", || {
-        budgets.snapshot(agency_slot).reserved_micros == 0
-    });
+    testkit::eventually(
+        admin_http::CLIENT_TIMEOUT,
+        "the deal bids' reservations to expire",
+        || budgets.snapshot(agency_slot).reserved_micros == 0,
+    );
     assert_eq!(budgets.snapshot(agency_slot).spent_micros, 0);
     port.shutdown().unwrap();
 }

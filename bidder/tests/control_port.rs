@@ -476,7 +476,10 @@ fn connections_are_bounded_and_stalled_heads_time_out() {
     for mut c in idle {
         let mut rest = Vec::new();
         let read = c.read_to_end(&mut rest);
-        assert!(read.is_ok(), "a stalled head is closed by the server: {read:?}");
+        assert!(
+            read.is_ok(),
+            "a stalled head is closed by the server: {read:?}"
+        );
     }
     testkit::eventually(CLIENT_TIMEOUT, "slots to free up", || {
         get(s.addr, "/health").0 == 200

@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::{banner, edit, eventually, metric_sum, post, unbiddable, Client, CLIENT_TIMEOUT};
+use harness::{banner, edit, metric_sum, post, unbiddable, Client, CLIENT_TIMEOUT};
+use testkit::eventually;
 
 const BIDDER: &str = env!("CARGO_BIN_EXE_bidder");
 /// How long a daemon may take to answer `/ready` (a debug build on a busy machine).

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use bidder::decide::NoBidReason;
 use bidder::http::{HttpLimits, Status};
 use harness::{
-    banner, bidding, bidding_with, demo_text, edit, eventually, gunzip, gzip, post, unbiddable,
-    Bidder, Client, EngineKind, EngineSettings, Gate, OpenOnDrop, Resp, Slow, CLIENT_TIMEOUT,
+    banner, bidding, bidding_with, demo_text, edit, gunzip, gzip, post, unbiddable, Bidder, Client,
+    EngineKind, EngineSettings, Gate, OpenOnDrop, Resp, Slow, CLIENT_TIMEOUT,
 };
 use serde::Deserialize;
+use testkit::eventually;
 
 /// A request timeout no test waits for: a shutdown that returns before it did not wait
 /// for the stalled request to time out. (No test bounds how fast anything is: a shared

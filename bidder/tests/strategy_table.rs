@@ -92,7 +92,8 @@ fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
     let table = StrategyTable::open(&path);
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(1_200_000, 3_000_000, false))
         .unwrap();
@@ -143,7 +144,8 @@ fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
     let dir = TempDir::new("strategy-table-new-row");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("zephyr-video", &row(1_100_000, 9_000_000, false))
         .unwrap();
@@ -195,7 +197,8 @@ fn workers_racing_to_match_new_rows_each_read_only_their_campaigns_row() {
     let dir = TempDir::new("strategy-table-new-row-race");
     let path = dir.0.join("strategy");
     let catalog = Arc::new(demo_catalog());
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     let table = StrategyTable::open(&path);
     let source = table.source_for(&catalog);
     // Campaign i's row says margin 1.0 + (i + 1) %, so a read of another campaign's
@@ -240,7 +243,8 @@ fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
     let dir = TempDir::new("strategy-table-agent-dies");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(1_300_000, 4_000_000, false))
         .unwrap();
@@ -253,7 +257,8 @@ fn the_last_strategy_stays_when_the_agent_dies_or_its_file_is_removed() {
         1_300_000
     );
     // A re-created table (new inode) is mapped on the next poll.
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(950_000, 4_000_000, false))
         .unwrap();
@@ -269,7 +274,8 @@ fn a_table_of_another_layout_is_refused_and_the_last_good_one_stays() {
     let dir = TempDir::new("strategy-table-layout");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(1_400_000, 4_000_000, false))
         .unwrap();
@@ -299,7 +305,8 @@ fn partner_and_budget_rows_override_the_configuration() {
     let path = dir.0.join("strategy");
     let mut catalog = demo_catalog();
     let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     let limit = PartnerLimitValue {
         qps_limit: 10,
         burst: 2,
@@ -346,7 +353,8 @@ fn the_price_of_the_next_bid_follows_the_table() {
     let dir = TempDir::new("strategy-table-price");
     let path = dir.0.join("strategy");
     let catalog = demo_catalog();
-    let mut agent = Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
     agent
         .put_campaign("acme-display", &row(PPM_ONE, 5_000_000, false))
         .unwrap();
@@ -389,17 +397,18 @@ fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
         catalog.campaigns.iter().map(|c| c.daily_budget_micros),
     ));
     let strategy = StrategyTable::open(&dir.0.join("strategy"));
+    let calendar = monday_calendar();
     let bidding = Bidding {
         budgets: Arc::clone(&budgets),
         strategy: strategy.source_for(&catalog),
         inbox: Arc::new(LedgerInbox::new(64)),
         catalog: Arc::clone(&catalog),
-        clock: monday_calendar().clock(),
+        clock: calendar.clock(),
     };
     let service = bidder::bid_service::BidService::new(bidding, 1);
     let stats_path = dir.0.join("stats");
-    let mut publisher = StatsPublisher::open(&stats_path, CAP, bidding.clock.clone()).unwrap();
-    let second = StatsPublisher::open(&stats_path, CAP, bidding.clock.clone());
+    let mut publisher = StatsPublisher::open(&stats_path, CAP, calendar.clock()).unwrap();
+    let second = StatsPublisher::open(&stats_path, CAP, calendar.clock());
     assert!(
         second.is_err(),
         "a second bidder cannot write the same stats table"

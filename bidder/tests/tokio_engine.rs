@@ -9,8 +9,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
 use bidder::metrics::Registry;

@@ -809,8 +809,13 @@ fn bidder_run_attaches_counts_reloads_in_place_and_detaches_on_sigterm() {
     assert!(sample(&metrics, series) >= 1, "{series}");
 
     // The agent's partner row for ssp-b reaches the XDP limits.
-    let mut agent =
-        Writer::<Layout>::open(&daemon.dir.join("strategy"), CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let mut agent = Writer::<Layout>::open(
+        &daemon.dir.join("strategy"),
+        CAP,
+        OnMismatch::Refuse,
+        Clock::system(),
+    )
+    .unwrap();
     let row = PartnerLimitValue {
         qps_limit: 10,
         burst: 2,

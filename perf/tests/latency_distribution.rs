@@ -110,8 +110,18 @@ fn attempt() -> Result<(), Miss> {
     // measuring from the intended send), while a shared 2-core CI host can add
     // scheduling delay on top, never take it away.
     let expected = [
-        ("/latency_us/p50", fast_ms(0.50), FAST_BELOW_MS, FAST_ABOVE_MS),
-        ("/latency_us/p90", fast_ms(0.90), FAST_BELOW_MS, FAST_ABOVE_MS),
+        (
+            "/latency_us/p50",
+            fast_ms(0.50),
+            FAST_BELOW_MS,
+            FAST_ABOVE_MS,
+        ),
+        (
+            "/latency_us/p90",
+            fast_ms(0.90),
+            FAST_BELOW_MS,
+            FAST_ABOVE_MS,
+        ),
         ("/latency_us/p99", slow_ms, SLOW_BELOW_MS, P99_ABOVE_MS),
         ("/latency_us/p99_9", slow_ms, SLOW_BELOW_MS, TAIL_ABOVE_MS),
         ("/latency_us/max", slow_ms, SLOW_BELOW_MS, TAIL_ABOVE_MS),

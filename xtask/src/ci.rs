@@ -150,14 +150,21 @@ fn run_shifted(tally: &mut TestTally) -> Result<()> {
     }
     tally.count_skips(&testkit::read_skips(&skip_log));
     if !failures.is_empty() {
-        bail!("{} of {} binaries failed: {}", failures.len(), binaries.len(), failures.join("; "));
+        bail!(
+            "{} of {} binaries failed: {}",
+            failures.len(),
+            binaries.len(),
+            failures.join("; ")
+        );
     }
     Ok(())
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Test counts summed over every `test result:` line libtest prints, one per binary,

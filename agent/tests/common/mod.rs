@@ -64,7 +64,8 @@ pub fn fake_bidder(path: &Path) -> Writer<StatsTable> {
         campaigns: 8,
         partners: 4,
     };
-    let mut w = Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate, Clock::system()).unwrap();
+    let mut w =
+        Writer::<StatsTable>::open(path, cap, OnMismatch::Recreate, Clock::system()).unwrap();
     // acme-display has seen traffic: 12 imps evaluated = 5 bids + 1 outbid + 4 below
     // the floor + 2 paused; 2 wins cleared at 1.50 and 1.20 CPM.
     let mut acme_no_bids = [0; MAX_CAMPAIGN_NO_BID_REASONS];

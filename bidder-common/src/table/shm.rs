@@ -26,12 +26,12 @@ use std::string::{String, ToString};
 use std::vec::Vec;
 
 use super::cell::Payload;
-use crate::clock::Clock;
 use super::stats::{StatsTable, TotalsValue};
 use super::{
     init_header, sections, validate, Capacity, Header, Key, KeyBuf, LayoutError, Row, Sections,
     TableSpec, MAX_ROWS,
 };
+use crate::clock::Clock;
 
 /// Mode of a new table file: the writer writes, everyone may read (the contents are
 /// strategy numbers and counters, not secrets; the control socket is what is guarded).
@@ -755,7 +755,8 @@ mod tests {
     fn a_reader_sees_rows_the_writer_published() {
         let dir = TempDir::new("publish");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let mut w =
+            Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_eq!(w.put_partner("exchange-a", &limit(100)).unwrap(), 0);
         let r = Table::<StrategyTable>::open_read(&path).unwrap();
         assert_eq!(r.capacity(), CAP);
@@ -795,7 +796,8 @@ mod tests {
     fn a_second_writer_fails_clearly_and_a_restarted_one_keeps_the_rows() {
         let dir = TempDir::new("lock");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let mut w =
+            Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         w.put_partner("p", &limit(7)).unwrap();
         let second = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system());
         let Err(err @ OpenError::Locked { holder_pid, .. }) = second else {
@@ -804,7 +806,8 @@ mod tests {
         assert_eq!(holder_pid, Some(std::process::id()));
         assert!(err.to_string().contains("another writer"), "{err}");
         drop(w);
-        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let w =
+            Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_eq!(w.partner_row("p"), Some(0));
         assert_eq!(w.table().partners()[0].load().unwrap().qps_limit, 7);
     }
@@ -820,7 +823,8 @@ mod tests {
     fn a_table_of_another_kind_or_version_is_refused() {
         let dir = TempDir::new("mismatch");
         let path = dir.0.join("stats");
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
+        let w =
+            Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         let err = Table::<StrategyTable>::open_read(&path).err().unwrap();
         assert!(
             matches!(
@@ -840,11 +844,14 @@ mod tests {
         assert!(err.to_string().contains("layout version 99"), "{err}");
         drop(w);
         // The stats writer replaces what it cannot read; the strategy writer refuses.
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
+        let w =
+            Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         drop(w);
         let strategy = dir.0.join("strategy");
         std::fs::copy(&path, &strategy).unwrap();
-        let err = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse, Clock::system()).err();
+        let err =
+            Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse, Clock::system())
+                .err();
         assert!(matches!(err, Some(OpenError::Layout { .. })));
     }
 
@@ -852,7 +859,8 @@ mod tests {
     fn a_stats_table_of_the_previous_layout_is_refused_by_readers_and_replaced_by_the_bidder() {
         let dir = TempDir::new("stats-v1");
         let path = dir.0.join("stats");
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
+        let w =
+            Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         let header = w.table().header();
         assert_eq!(header.layout_version.load(Ordering::Relaxed), 2);
         // What a bidder from before per-campaign figures left behind.
@@ -865,11 +873,13 @@ mod tests {
             ),
             "{err}"
         );
-        let w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
+        let w =
+            Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 2);
         // The strategy table keeps its own version: operators' rows stay readable.
         let strategy = dir.0.join("strategy");
-        let w = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let w = Writer::<StrategyTable>::open(&strategy, CAP, OnMismatch::Refuse, Clock::system())
+            .unwrap();
         assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 1);
     }
 
@@ -877,7 +887,8 @@ mod tests {
     fn a_truncated_file_is_refused() {
         let dir = TempDir::new("truncated");
         let path = dir.0.join("strategy");
-        let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let w =
+            Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         drop(w);
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(4096).unwrap();
@@ -895,7 +906,8 @@ mod tests {
     fn a_new_capacity_migrates_rows_into_a_new_file() {
         let dir = TempDir::new("migrate");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let mut w =
+            Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         w.put_partner("a", &limit(1)).unwrap();
         w.put_partner("b", &limit(2)).unwrap();
         let old_id = w.table().file_id();
@@ -904,7 +916,8 @@ mod tests {
             campaigns: 16,
             partners: 16,
         };
-        let w = Writer::<StrategyTable>::open(&path, bigger, OnMismatch::Refuse, Clock::system()).unwrap();
+        let w = Writer::<StrategyTable>::open(&path, bigger, OnMismatch::Refuse, Clock::system())
+            .unwrap();
         assert_ne!(w.table().file_id(), old_id);
         assert_eq!(w.table().capacity(), bigger);
         assert_eq!(w.partner_row("b"), Some(1));
@@ -915,7 +928,8 @@ mod tests {
     fn a_full_section_and_a_bad_key_are_errors_not_panics() {
         let dir = TempDir::new("full");
         let path = dir.0.join("strategy");
-        let mut w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+        let mut w =
+            Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         for i in 0..CAP.partners {
             w.put_partner(&std::format!("p{i}"), &limit(i)).unwrap();
         }
@@ -941,7 +955,8 @@ mod tests {
     fn stats_reason_names_round_trip() {
         let dir = TempDir::new("reasons");
         let path = dir.0.join("stats");
-        let mut w = Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
+        let mut w =
+            Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         w.put_reason_names(["invalid_request", "partner_refused"]);
         w.put_campaign_reason_names(["paused", "paced", "below_floor"]);
         let totals = TotalsValue {

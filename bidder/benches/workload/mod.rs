@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bidder::clock::DrivenClock;
 use bidder::bidding::Bidding;
 use bidder::budget::Budgets;
 use bidder::catalog::{Catalog, PartnerIdx};
+use bidder::clock::DrivenClock;
 use bidder::config::Config;
 use bidder::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use bidder::strategy::StaticStrategy;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use super::counter::Counter;
 use super::histogram::LatencyHistogram;
 use crate::catalog::PartnerIdx;
+use crate::clock::monotonic_now;
 use crate::config::MAX_PARTNERS;
 use crate::http::{Status, STATUS_COUNT};
-use crate::clock::monotonic_now;
 
 /// Values a worker records before it tries to publish them.
 pub const PUBLISH_EVERY_RECORDS: u32 = 1024;

@@ -21,9 +21,9 @@ use super::conn::{token, Conn, Held, Phase};
 use super::probe::RingFeatures;
 use super::socket;
 use super::stats::WorkerStats;
+use crate::clock::monotonic_now;
 use crate::http::{canned, ConnectionHeader, OutBuf, Server, Service, Status, Step};
 use crate::metrics::{LatencyRecorder, WorkerMetrics};
-use crate::clock::monotonic_now;
 
 /// Most completions handled per loop turn before submitting again.
 const COMPLETIONS_PER_TURN: usize = 256;

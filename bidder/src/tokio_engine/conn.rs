@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::worker::Worker;
-use crate::http::{canned, ConnState, ConnectionHeader, OutBuf, Service, Status, Step};
 use crate::clock::monotonic_now;
+use crate::http::{canned, ConnState, ConnectionHeader, OutBuf, Service, Status, Step};
 
 /// Input buffer a new connection starts with: a typical bid request fits.
 const INITIAL_INPUT_BYTES: usize = 8 * 1024;

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -20,9 +20,9 @@ use tracing::warn;
 
 use super::conn;
 use super::stats::TokioWorkerStats;
+use crate::clock::monotonic_now;
 use crate::http::{canned, ConnectionHeader, Server, Service, Status};
 use crate::metrics::{LatencyRecorder, WorkerMetrics, PUBLISH_INTERVAL_MS};
-use crate::clock::monotonic_now;
 
 /// After a failed accept (e.g. out of file descriptors) the worker waits this long
 /// before the next, instead of spinning on the error.

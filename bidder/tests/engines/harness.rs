@@ -14,13 +14,13 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bidder::clock::Clock;
 use bidder::bid_service::BidService;
 use bidder::bidding::Bidding;
 use bidder::budget::Budgets;
 use bidder::catalog::{Campaign, Catalog};
+use bidder::clock::Clock;
 use bidder::config::Config;
 use bidder::decide::DecisionStats;
 use bidder::http::{HttpConfig, HttpLimits, Status};
@@ -389,8 +389,6 @@ pub fn metric_sum(text: &str, name: &str) -> u64 {
         })
         .sum()
 }
-
-pub use testkit::eventually;
 
 // ---- requests -------------------------------------------------------------------
 

@@ -364,10 +364,15 @@ pub fn within_attempts(test: &str, attempts: usize, mut attempt: impl FnMut() ->
         }
     }
     eprintln!("{}", stalled.join("\n---\n"));
-    let last = stalled.last().and_then(|w| w.lines().next()).unwrap_or_default();
+    let last = stalled
+        .last()
+        .and_then(|w| w.lines().next())
+        .unwrap_or_default();
     testkit::skip(
         test,
-        &format!("accuracy not measured: the host stalled in all {attempts} attempts (last: {last})"),
+        &format!(
+            "accuracy not measured: the host stalled in all {attempts} attempts (last: {last})"
+        ),
     );
 }
 
