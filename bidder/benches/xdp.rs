@@ -27,7 +27,7 @@ use aya::maps::{Array, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::EbpfLoader;
 use bidder::xdp::bpffs;
-use bidder::xdp_object::XDP_OBJECT;
+use bidder::xdp::object::XDP_OBJECT;
 use bidder_common::xdp::{
     PartnerLimit, Settings, LIMITS_MAP, LIMIT_ENABLED, LIMIT_IN_USE, PARTNERS_V4_MAP, PROGRAM_NAME,
     SETTINGS_MAP,

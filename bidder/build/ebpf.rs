@@ -1,5 +1,5 @@
 //! Builds the XDP program (`bidder-ebpf`) for `bpfel-unknown-none` and leaves the object
-//! in `OUT_DIR/bidder-xdp`, where `src/xdp_object.rs` embeds it.
+//! in `OUT_DIR/bidder-xdp`, where `src/xdp/object.rs` embeds it.
 //!
 //! The program needs three things a plain Rust install lacks: `bpf-linker` (which in turn
 //! needs LLVM's shared library), and the standard library's source to build `core` for
@@ -28,7 +28,7 @@ const SETUP_HINT: &str = "run `cargo xtask setup` (as root, or with sudo)";
 
 /// Target triple of the XDP program (x86_64 and arm64 hosts are little-endian).
 const BPF_TARGET: &str = "bpfel-unknown-none";
-/// The binary `bidder-ebpf` builds, and the file name `src/xdp_object.rs` embeds.
+/// The binary `bidder-ebpf` builds, and the file name `src/xdp/object.rs` embeds.
 const OBJECT_NAME: &str = "bidder-xdp";
 /// Lines of the nested build's output shown when it fails.
 const FAILURE_TAIL_LINES: usize = 40;

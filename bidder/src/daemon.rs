@@ -10,23 +10,23 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::bid_service::BidService;
-use crate::bidding::Bidding;
-use crate::budget::Budgets;
+use crate::bid::gate::BidService;
+use crate::bid::pipeline::Bidding;
 use crate::catalog::{BudgetSlots, Catalog};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
 use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
+use crate::engine::ring::{RingConfig, SqPoll};
 use crate::http::{HttpConfig, HttpLimits};
-use crate::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::metrics::{Collect, Registry, WorkerMetrics};
-use crate::notice_keys::{NoticeKeyring, Rotation};
-use crate::ring::{RingConfig, SqPoll};
+use crate::money::budget::Budgets;
+use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
+use crate::money::notice_keys::{NoticeKeyring, Rotation};
 // ---- strategy and stats tables (issue 6) ----
-use crate::stats_table::{StatsInputs, StatsPublisher};
-use crate::strategy_table::{Mirror, MirrorParts, StrategyTable};
+use crate::tables::stats::{StatsInputs, StatsPublisher};
+use crate::tables::strategy::{Mirror, MirrorParts, StrategyTable};
 // ---- end strategy and stats tables ----
-use crate::tokio_engine::TokioEngineConfig;
+use crate::engine::tokio::TokioEngineConfig;
 use crate::xdp::{Rules, XdpError, XdpFront};
 
 /// What stays across reloads.
@@ -378,13 +378,13 @@ pub fn ring_config(server: &ServerConfig) -> RingConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
-    Ring(#[from] crate::ring::EngineError),
+    Ring(#[from] crate::engine::ring::EngineError),
     #[error("{0}")]
-    Tokio(#[from] crate::tokio_engine::EngineError),
+    Tokio(#[from] crate::engine::tokio::EngineError),
     #[error("{0}")]
     Control(#[from] ControlError),
     #[error("notice signer: {0}")]
-    Signer(#[from] crate::notice::SignerError),
+    Signer(#[from] crate::money::notice::SignerError),
     #[error("signals: {0}")]
     Signals(std::io::Error),
     #[error("{0}")]
@@ -393,8 +393,8 @@ pub enum RunError {
 
 /// The engine serving the bid port.
 enum Running {
-    Ring(crate::ring::Engine),
-    Tokio(crate::tokio_engine::TokioEngine),
+    Ring(crate::engine::ring::Engine),
+    Tokio(crate::engine::tokio::TokioEngine),
 }
 
 impl Running {
@@ -403,19 +403,19 @@ impl Running {
     fn start(daemon: &Daemon, metrics: &[Arc<WorkerMetrics>]) -> Result<Running, RunError> {
         let service = Arc::clone(&daemon.service);
         if daemon.server.engine == "io_uring" {
-            match crate::ring::Engine::start(
+            match crate::engine::ring::Engine::start(
                 ring_config(&daemon.server),
                 Arc::clone(&service),
                 metrics,
             ) {
                 Ok(engine) => return Ok(Running::Ring(engine)),
-                Err(crate::ring::EngineError::Unsupported(why)) => {
+                Err(crate::engine::ring::EngineError::Unsupported(why)) => {
                     tracing::warn!("io_uring unavailable ({why}); serving with the tokio engine");
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let engine = crate::tokio_engine::TokioEngine::start(
+        let engine = crate::engine::tokio::TokioEngine::start(
             tokio_config(&daemon.server),
             service,
             metrics,

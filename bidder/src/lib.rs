@@ -1,33 +1,25 @@
 //! The bidder: OpenRTB in, a decision, OpenRTB or FlatBuffers out.
 //!
-//! Data flow, one module per stage: `openrtb` (parse) → `decide` (campaign index,
-//! targeting, floors, consent, supply chain, strategy, budget) → `respond` (encode).
+//! The folders are the stages of one bid, in order: `engine` (io_uring or tokio I/O)
+//! → `http` (HTTP/1.1) → `bid` (partner gate, then the pipeline) → `openrtb` (parse)
+//! → `decide` (campaign index, targeting, floors, consent, supply chain, strategy,
+//! budget) → `money` (reservation, ledger, signed notices) → `respond` (encode).
+//! Beside the path: `catalog` (the compiled configuration), `config`, `tables` (the
+//! shared-memory bridge to the agent), `control` (the admin port), `metrics`, `xdp`
+//! (the XDP front's loader). `ARCHITECTURE.md` at the root is the map.
 
-pub mod bid_id;
-pub mod bid_service;
-pub mod bidding;
-pub mod budget;
+pub mod bid;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod decide;
+pub mod engine;
 pub mod http;
-pub mod ledger;
 pub mod metrics;
 pub mod money;
-pub mod notice;
-pub mod notice_keys;
 pub mod openrtb;
-pub mod rate_limit;
 pub mod respond;
-pub mod ring;
-mod scratch;
-pub mod stats_table;
-pub mod strategy;
-pub mod strategy_table;
-pub mod targeting;
-pub mod tokio_engine;
+pub mod tables;
 pub mod xdp;
-pub mod xdp_object;

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
-use bidder::budget::Budgets;
+use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::catalog::Catalog;
 use bidder::clock::{monotonic_now, Clock};
 use bidder::config::Config;
 use bidder::daemon::Daemon;
-use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
-use bidder::strategy::StaticStrategy;
+use bidder::decide::strategy::StaticStrategy;
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 use bidder::xdp::{link, Status};
 use clap::{Parser, Subcommand};
 
@@ -244,7 +244,7 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
         catalog: Arc::new(catalog),
         clock: Clock::system(),
     };
-    let mut worker = match Worker::new(&bidding, 0, Arc::default()) {
+    let mut worker = match Pipeline::new(&bidding, 0, Arc::default()) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("error: {}: notice signer: {e}", config_path.display());
@@ -296,7 +296,7 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
 }
 
 /// After each request, the per-imp reasons of imps that did not bid.
-fn print_imp_reasons(worker: &Worker) {
+fn print_imp_reasons(worker: &Pipeline) {
     for (imp, reason) in worker.last_no_bids() {
         println!("  imp[{imp}]: no bid: {reason} (nbr {})", reason.nbr());
     }

@@ -1,4 +1,4 @@
-//! A warmed-up `Worker::bid` makes no heap call per request: parse, decide, the ledger
+//! A warmed-up `Pipeline::bid` makes no heap call per request: parse, decide, the ledger
 //! hand-off and encode together, on the demo configuration and on a book of 1,000
 //! campaigns (DESIGN.md invariant 4: nothing on the hot path allocates per request).
 //!
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use workload::{Control, EXCHANGE_A, MONDAY_10_30_MS};
 
 /// Bids made before counting starts: parser buffers, pools and the response buffer
@@ -109,7 +109,7 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
 /// shared VM can pause that long) took the deadline path instead: it is made again, up
 /// to [`MAX_DEADLINE_RETRIES`] times in all, rather than read as a missing bid.
 fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
-    let mut worker = Worker::new(bidding, 0, Arc::default()).expect("notice signer");
+    let mut worker = Pipeline::new(bidding, 0, Arc::default()).expect("notice signer");
     let mut control = Control::default();
     let mut buf = Vec::with_capacity(body.len());
     let mut total = 0;

@@ -7,16 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bidder::bid_service::BidService;
-use bidder::bidding::Bidding;
-use bidder::budget::Budgets;
+use bidder::bid::gate::BidService;
+use bidder::bid::pipeline::Bidding;
 use bidder::catalog::Catalog;
 use bidder::clock::Clock;
 use bidder::config::Config;
+use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
 use bidder::http::{ConnState, HttpConfig, OutBuf, Server, Step};
-use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
-use bidder::strategy::StaticStrategy;
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 
 const BANNER: &str =
     r#"{"id":"r1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;

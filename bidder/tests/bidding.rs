@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
-use bidder::budget::Budgets;
+use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::catalog::{Campaign, Catalog};
 use bidder::clock::DrivenClock;
 use bidder::config::Config;
+use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 use bidder::decide::NoBidReason;
-use bidder::ledger::{Ledger, LedgerInbox};
-use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::{Ledger, LedgerInbox};
 
 const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 
@@ -83,7 +83,7 @@ fn reserved(bidding: &Bidding) -> i64 {
 #[test]
 fn a_bid_leaves_only_with_its_reservation_in_the_ledger() {
     let bidding = bidding_with(fast(), 64);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     let mut body = BANNER.as_bytes().to_vec();
     let Answer::Bid(json) = worker.bid(&bidding, &mut body, arrival(Some(0))) else {
         panic!("expected a bid");
@@ -110,7 +110,7 @@ fn a_bid_leaves_only_with_its_reservation_in_the_ledger() {
 fn a_decision_past_its_deadline_answers_no_bid_and_releases_budget() {
     // Our own deadline capped at 8 ms; each candidate campaign's strategy takes 5 ms.
     let bidding = bidding_with_cap(Arc::new(Slow(Duration::from_millis(5))), 64, 8);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     let mut body = BANNER.as_bytes().to_vec();
     let answer = worker.bid(&bidding, &mut body, arrival(Some(0)));
     assert!(
@@ -135,7 +135,7 @@ fn a_decision_past_its_deadline_answers_no_bid_and_releases_budget() {
 #[test]
 fn a_tmax_smaller_than_the_network_allowance_leaves_no_time() {
     let bidding = bidding_with(fast(), 64);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     let mut body = BANNER.replace("\"tmax\":120", "\"tmax\":30").into_bytes();
     let answer = worker.bid(&bidding, &mut body, arrival(Some(0)));
     assert!(
@@ -153,7 +153,7 @@ fn a_tmax_smaller_than_the_network_allowance_leaves_no_time() {
 #[test]
 fn partners_that_want_a_body_get_the_nbr_json() {
     let bidding = bidding_with(fast(), 64);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     // ssp-b (partner 1) sets nbr_body; "cur":["JPY"] excludes our currency.
     let mut body = BANNER
         .replace("\"tmax\":120", "\"cur\":[\"JPY\"]")
@@ -174,7 +174,7 @@ fn partners_that_want_a_body_get_the_nbr_json() {
 #[test]
 fn a_full_ledger_inbox_drops_the_bid_and_keeps_budget_free() {
     let bidding = bidding_with(fast(), 1);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     let mut first = BANNER.as_bytes().to_vec();
     assert!(matches!(
         worker.bid(&bidding, &mut first, arrival(None)),
@@ -203,7 +203,7 @@ fn a_full_ledger_inbox_drops_the_bid_and_keeps_budget_free() {
 #[test]
 fn invalid_requests_are_refused_with_the_parse_error() {
     let bidding = bidding_with(fast(), 64);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     for bad in [
         &b"{"[..],
         b"[]",

@@ -16,16 +16,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
-use bidder::budget::{BudgetSnapshot, Budgets, Reservation};
+use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::catalog::Catalog;
 use bidder::clock::DrivenClock;
 use bidder::config::Config;
+use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
-use bidder::ledger::{Ledger, LedgerInbox, NoticeOutcome, INBOX_CAPACITY};
+use bidder::money::budget::{BudgetSnapshot, Budgets, Reservation};
 use bidder::money::impression_cost_micros;
-use bidder::notice::NoticeSigner;
-use bidder::strategy::StaticStrategy;
+use bidder::money::ledger::{Ledger, LedgerInbox, NoticeOutcome, INBOX_CAPACITY};
+use bidder::money::notice::NoticeSigner;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -480,7 +480,7 @@ fn notice_query(response: &[u8], field: &str) -> String {
 /// and the rest never hear back. Returns how many no-bids were for lack of budget.
 fn e2e_worker(bidding: &Bidding, id: u16, notices: mpsc::Sender<Notice>) -> u64 {
     let request = br#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"news.example"}}"#;
-    let mut worker = Worker::new(bidding, id, Arc::default()).expect("signer");
+    let mut worker = Pipeline::new(bidding, id, Arc::default()).expect("signer");
     let mut rng = Rng::new(u64::from(id) + 100);
     let mut body = Vec::with_capacity(request.len());
     for _ in 0..E2E_REQUESTS_PER_WORKER {

@@ -21,18 +21,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use admin_http::get;
-use bidder::bid_service::BidService;
-use bidder::bidding::{Bidding, Worker};
-use bidder::budget::Budgets;
+use bidder::bid::gate::BidService;
+use bidder::bid::pipeline::{Bidding, Pipeline};
 use bidder::catalog::{Campaign, CampaignIdx};
 use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
+use bidder::decide::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
 use bidder::decide::DecisionStats;
-use bidder::ledger::{Ledger, LedgerInbox};
 use bidder::metrics::Registry;
-use bidder::notice_keys::NoticeKeyring;
-use bidder::stats_table::{StatsInputs, StatsPublisher};
-use bidder::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
-use bidder::strategy_table::StrategyTable;
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::{Ledger, LedgerInbox};
+use bidder::money::notice_keys::NoticeKeyring;
+use bidder::tables::stats::{StatsInputs, StatsPublisher};
+use bidder::tables::strategy::StrategyTable;
 use bidder_common::table::shm::{campaign_reason_names, Table};
 use bidder_common::table::stats::{CampaignStatsValue, StatsTable};
 use bidder_common::table::Capacity;
@@ -145,7 +145,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
     .unwrap();
     let admin = port.local_addr();
 
-    let mut worker = Worker::new(&bidding, 0, Arc::clone(&stats)).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::clone(&stats)).unwrap();
     let won: Vec<Value> = (0..3)
         .map(|_| first_bid(&mut worker, &bidding, BANNER).expect("acme bids"))
         .collect();

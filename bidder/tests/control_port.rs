@@ -20,17 +20,17 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bidder::bid_id::{BidId, BidIdGen};
-use bidder::budget::Budgets;
 use bidder::clock::DrivenClock;
 use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
+use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
-use bidder::ledger::{HeldBid, Ledger, LedgerInbox};
 use bidder::metrics::{Registry, PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
+use bidder::money::bid_id::{BidId, BidIdGen};
+use bidder::money::budget::Budgets;
 use bidder::money::impression_cost_micros;
-use bidder::notice::{NoticeFields, NoticeKind, NoticeSigner};
-use bidder::notice_keys::NoticeKeyring;
-use bidder::tokio_engine::{TokioEngine, TokioEngineConfig};
+use bidder::money::ledger::{HeldBid, Ledger, LedgerInbox};
+use bidder::money::notice::{NoticeFields, NoticeKind, NoticeSigner};
+use bidder::money::notice_keys::NoticeKeyring;
 
 const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
 const BASE_URL: &str = "http://bidder.test/notice";

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
+use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 use bidder::decide::{Context, Decider, NoBidReason};
+use bidder::money::budget::Budgets;
 use bidder::openrtb::Parser;
-use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 
 /// Monday 2026-11-23 10:30 UTC.
 const MONDAY_10_30: u64 = 1_795_429_800;

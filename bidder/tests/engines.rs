@@ -2,7 +2,7 @@
 //! the engine, instantiated once as `io_uring_engine::<case>` and once as
 //! `tokio_engine::<case>`, so a failure names the engine.
 //!
-//! Each case runs the real [`bidder::bid_service::BidService`] on the demo
+//! Each case runs the real [`bidder::bid::gate::BidService`] on the demo
 //! configuration (or a small variant of it) behind a real engine on a loopback port,
 //! and talks to it over real TCP sockets: statuses, limits, keep-alive, pipelining,
 //! gzip both ways, the deadline, the partner limit, reload and shutdown.

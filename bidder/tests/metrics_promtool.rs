@@ -11,12 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bidder::budget::Budgets;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
 use bidder::decide::{DecisionStats, NoBidReason};
 use bidder::http::Status;
 use bidder::metrics::{Collect, PromText, Registry, PUBLISH_INTERVAL_MS};
+use bidder::money::budget::Budgets;
 
 fn catalog() -> Catalog {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");

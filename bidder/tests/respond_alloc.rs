@@ -6,8 +6,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use bidder::bid_id::BidIdGen;
-use bidder::notice::NoticeSigner;
+use bidder::money::bid_id::BidIdGen;
+use bidder::money::notice::NoticeSigner;
 use bidder::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
 
 struct CountingAllocator;

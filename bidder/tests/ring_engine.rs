@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use bidder::engine::ring::{Engine, RingConfig, SqPoll};
 use bidder::http::{BidCall, HttpConfig, HttpLimits, Outcome, ResponseBuf, Service, Status};
-use bidder::ring::{Engine, RingConfig, SqPoll};
 
 /// Longest any single socket read or write may block in these tests.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -269,7 +269,10 @@ fn an_unusable_config_is_refused_before_anything_starts() {
         let err = Engine::start(config.clone(), Arc::new(Echo), &metrics_for(&config))
             .err()
             .expect("refused");
-        assert!(matches!(err, bidder::ring::EngineError::Config(_)), "{err}");
+        assert!(
+            matches!(err, bidder::engine::ring::EngineError::Config(_)),
+            "{err}"
+        );
     }
 }
 

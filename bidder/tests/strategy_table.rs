@@ -17,14 +17,14 @@ mod first_bid;
 use std::path::Path;
 use std::sync::Arc;
 
-use bidder::bidding::{Bidding, Worker};
-use bidder::budget::Budgets;
+use bidder::bid::pipeline::{Bidding, Pipeline};
 use bidder::catalog::Catalog;
 use bidder::config::Config;
-use bidder::ledger::LedgerInbox;
-use bidder::stats_table::{StatsInputs, StatsPublisher};
-use bidder::strategy::{CampaignStrategy, PPM_ONE};
-use bidder::strategy_table::{Change, StrategyTable};
+use bidder::decide::strategy::{CampaignStrategy, PPM_ONE};
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::LedgerInbox;
+use bidder::tables::stats::{StatsInputs, StatsPublisher};
+use bidder::tables::strategy::{Change, StrategyTable};
 use bidder_common::clock::Clock;
 use bidder_common::table::shm::{reason_names, OnMismatch, Table, Writer};
 use bidder_common::table::stats::{StatsTable, IN_CATALOG};
@@ -135,7 +135,7 @@ fn bidding_on(table: &StrategyTable, catalog: Catalog) -> Bidding {
     }
 }
 
-fn bid_price(worker: &mut Worker, bidding: &Bidding) -> Option<f64> {
+fn bid_price(worker: &mut Pipeline, bidding: &Bidding) -> Option<f64> {
     first_bid(worker, bidding, BANNER).and_then(|b| b["price"].as_f64())
 }
 
@@ -155,7 +155,7 @@ fn a_row_added_for_a_campaign_without_one_prices_the_next_bid_without_a_poll() {
     let acme = catalog.campaign_by_id("acme-display").unwrap();
     let zephyr = catalog.campaign_by_id("zephyr-video").unwrap();
     let read = |idx: usize| bidding.strategy.campaign(idx, &catalog.campaigns[idx]);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     assert_eq!(read(acme).margin_ppm, PPM_ONE);
     assert_eq!(
         bid_price(&mut worker, &bidding),
@@ -360,8 +360,8 @@ fn the_price_of_the_next_bid_follows_the_table() {
         .unwrap();
     let table = StrategyTable::open(&path);
     let bidding = bidding_on(&table, catalog);
-    let mut worker = Worker::new(&bidding, 0, Arc::default()).unwrap();
-    let price = |worker: &mut Worker| bid_price(worker, &bidding);
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
+    let price = |worker: &mut Pipeline| bid_price(worker, &bidding);
     assert_eq!(price(&mut worker), Some(2.0));
     agent
         .put_campaign("acme-display", &row(1_250_000, 5_000_000, false))
@@ -405,7 +405,7 @@ fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
         catalog: Arc::clone(&catalog),
         clock: calendar.clock(),
     };
-    let service = bidder::bid_service::BidService::new(bidding, 1);
+    let service = bidder::bid::gate::BidService::new(bidding, 1);
     let stats_path = dir.0.join("stats");
     let mut publisher = StatsPublisher::open(&stats_path, CAP, calendar.clock()).unwrap();
     let second = StatsPublisher::open(&stats_path, CAP, calendar.clock());

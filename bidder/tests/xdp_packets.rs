@@ -19,7 +19,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
-use bidder::xdp_object::XDP_OBJECT;
+use bidder::xdp::object::XDP_OBJECT;
 use bidder_common::xdp::{
     Counters, DropReason, PartnerLimit, Settings, BLOCKED, BLOCK_V4_MAP, BLOCK_V6_MAP,
     COUNTERS_MAP, LIMITS_MAP, LIMIT_ENABLED, LIMIT_IN_USE, PARTNERS_V4_MAP, PARTNERS_V6_MAP,

@@ -30,9 +30,9 @@ mod workload;
 
 use std::fmt::Write as _;
 
-use bidder::bidding::Bidding;
+use bidder::bid::pipeline::Bidding;
 use bidder::decide::{Context, Decider};
-use bidder::notice::NoticeSigner;
+use bidder::money::notice::NoticeSigner;
 use bidder::openrtb::Parser;
 use bidder::respond::BidOut;
 use serde_json::{json, Value};
@@ -307,7 +307,7 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
     let campaign = &catalog.campaigns[chosen.campaign];
     let creative = &campaign.creatives[chosen.creative];
     let bid = BidOut {
-        bid_id: bidder::bid_id::BidIdGen::new(1, 0).next_id(workload::MONDAY_10_30_MS),
+        bid_id: bidder::money::bid_id::BidIdGen::new(1, 0).next_id(workload::MONDAY_10_30_MS),
         imp_id: imp.id,
         price_micros: chosen.price_micros,
         campaign_id: &campaign.id,

@@ -1,21 +1,21 @@
-//! The measured workloads: whole requests through `Worker::bid`, and the three stages
+//! The measured workloads: whole requests through `Pipeline::bid`, and the three stages
 //! of one request (parse, decide, encode) on their own.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bidder::bid_id::{BidId, BidIdGen};
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::decide::{ChosenBid, Context, Decider};
-use bidder::notice::NoticeSigner;
+use bidder::money::bid_id::{BidId, BidIdGen};
+use bidder::money::notice::NoticeSigner;
 use bidder::openrtb::{BidRequest, Parser};
 use bidder::respond::{BidOut, Encoder, ResponseOut};
 
 use crate::measure::Scenario;
 use crate::workload::{Control, EXCHANGE_A, MONDAY_10_30_MS};
 
-/// Request bodies, reused: `Worker::bid` rewrites a body in place, so each call gets a
+/// Request bodies, reused: `Pipeline::bid` rewrites a body in place, so each call gets a
 /// fresh copy, made in `prepare` outside the timed call.
 struct Slots {
     bufs: Vec<Vec<u8>>,
@@ -43,11 +43,11 @@ pub struct Outcomes {
     pub invalid: u64,
 }
 
-/// Whole requests through `Worker::bid`, cycling over `bodies`, with the ledger
+/// Whole requests through `Pipeline::bid`, cycling over `bodies`, with the ledger
 /// drained between batches as the control thread would.
 pub struct BidScenario<'b> {
     bidding: &'b Bidding,
-    pub worker: Worker,
+    pub worker: Pipeline,
     control: Control,
     bodies: Vec<&'b [u8]>,
     next: usize,
@@ -61,7 +61,7 @@ impl<'b> BidScenario<'b> {
         let longest = bodies.iter().map(|b| b.len()).max().unwrap_or(0);
         BidScenario {
             bidding,
-            worker: Worker::new(bidding, 0, Arc::default()).expect("notice signer"),
+            worker: Pipeline::new(bidding, 0, Arc::default()).expect("notice signer"),
             control: Control::default(),
             bodies,
             next: 0,
@@ -101,7 +101,7 @@ impl Scenario for BidScenario<'_> {
 }
 
 /// Parsing alone: body bytes to a `BidRequest`, and the request handed back to the
-/// parser (as `Worker::bid` does when it is done with it).
+/// parser (as `Pipeline::bid` does when it is done with it).
 pub struct ParseOnly<'b> {
     parser: Parser,
     body: &'b [u8],

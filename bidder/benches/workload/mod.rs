@@ -11,13 +11,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bidder::bidding::Bidding;
-use bidder::budget::Budgets;
+use bidder::bid::pipeline::Bidding;
 use bidder::catalog::{Catalog, PartnerIdx};
 use bidder::clock::DrivenClock;
 use bidder::config::Config;
-use bidder::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
-use bidder::strategy::StaticStrategy;
+use bidder::decide::strategy::StaticStrategy;
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 
 /// Monday 2026-11-23 10:30 UTC, ms: a fixed "now" so dayparts decide the same way on
 /// every run.

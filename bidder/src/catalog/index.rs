@@ -9,8 +9,8 @@
 use rustc_hash::FxHashMap;
 
 use super::{CampaignSet, PartnerIdx};
+use crate::catalog::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
 use crate::config::{CampaignConfig, Config};
-use crate::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
 
 /// Longest domain or bundle looked up; longer values cannot match any target and are
 /// treated as absent (DNS names are at most 253 bytes).

@@ -7,6 +7,7 @@
 
 mod bitset;
 pub(crate) mod index;
+pub mod targeting;
 
 use std::net::IpAddr;
 
@@ -15,9 +16,9 @@ use rustc_hash::FxHashMap;
 pub use bitset::CampaignSet;
 pub use index::Index;
 
+use crate::catalog::targeting::MediaType;
 use crate::config::{Config, ConfigError};
 use crate::openrtb::OpenRtbVersion;
-use crate::targeting::MediaType;
 
 /// Position of a campaign in [`Catalog::campaigns`] (and in every [`CampaignSet`]).
 pub type CampaignIdx = usize;
@@ -63,7 +64,7 @@ pub struct Partner {
 #[derive(Debug, Clone)]
 pub struct Campaign {
     pub id: String,
-    /// The campaign's row in [`crate::budget::Budgets`]: stable across reloads for the
+    /// The campaign's row in [`crate::money::budget::Budgets`]: stable across reloads for the
     /// same campaign id, so reservations made before a reload settle where they belong.
     pub budget_slot: usize,
     pub advertiser: String,
@@ -319,7 +320,7 @@ fn campaign_order(config: &Config) -> Vec<usize> {
 }
 
 fn max_price(c: &crate::config::CampaignConfig) -> i64 {
-    crate::strategy::apply_ppm(c.base_cpm_micros, crate::strategy::MAX_MARGIN_PPM)
+    crate::decide::strategy::apply_ppm(c.base_cpm_micros, crate::decide::strategy::MAX_MARGIN_PPM)
         .min(c.max_bid_cpm_micros)
 }
 

@@ -10,9 +10,9 @@ use super::{
     CampaignConfig, Config, ConfigError, CreativeConfig, PartnerConfig, TargetingConfig,
     MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
 };
+use crate::catalog::targeting::{parse_daypart, parse_size, MediaType};
 use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
-use crate::targeting::{parse_daypart, parse_size, MediaType};
 
 /// Errors reported in one pass at most; past this the file is broken enough.
 pub(super) const MAX_REPORTED_ERRORS: usize = 50;

@@ -8,8 +8,8 @@
 //! | `POST /reload` | runs the reload callback: 200 and its one-line summary, or 400 and its error (nothing changed) |
 //! | `GET /notice/win`, `/notice/bill`, `/notice/loss` | verifies the signed query, settles or releases through the ledger: 204, or 400 and a counter |
 //!
-//! The control thread owns the spend [`Ledger`](crate::ledger::Ledger): it drains the
-//! workers' [`LedgerInbox`](crate::ledger::LedgerInbox) and expires reservations every
+//! The control thread owns the spend [`Ledger`](crate::money::ledger::Ledger): it drains the
+//! workers' [`LedgerInbox`](crate::money::ledger::LedgerInbox) and expires reservations every
 //! `ledger_tick_ms` and before each notice. Nothing here is on the bid path; a worker
 //! never waits for this thread (see [`crate::metrics`] for how histograms cross over).
 //!
@@ -25,7 +25,7 @@
 //! Files: `server` (thread, accept loop, connection bounds, ledger tick), `routes` (one
 //! function per endpoint), `notices` (the ledger's owner and notice counters).
 
-mod notices;
+mod desk;
 mod routes;
 mod server;
 
@@ -39,7 +39,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use notices::Notices;
+pub use desk::Notices;
 pub use routes::NOTICE_PATH_PREFIX;
 
 use crate::metrics::Registry;

@@ -8,11 +8,11 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::notices::NoticeDesk;
+use super::desk::NoticeDesk;
 use super::server::Control;
 use super::ReloadFn;
 use crate::metrics::PromText;
-use crate::notice::NoticeKind;
+use crate::money::notice::NoticeKind;
 
 /// Where notice URLs point under the notice base URL's host: `/notice/win` etc.
 pub const NOTICE_PATH_PREFIX: &str = "/notice";

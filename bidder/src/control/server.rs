@@ -20,7 +20,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::LocalSet;
 use tracing::warn;
 
-use super::notices::NoticeDesk;
+use super::desk::NoticeDesk;
 use super::routes::route;
 use super::{ControlConfig, ControlParts, ReloadFn};
 use crate::metrics::{PromText, Registry};

@@ -2,12 +2,14 @@
 //! what only it knows — sellers, strategy, deals, creatives and block lists, price
 //! and floor, pacing, budget — in that order, cheapest and most decisive first.
 
-use crate::budget::Budgets;
+use crate::catalog::targeting::MediaType;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Creative};
+use crate::decide::strategy::{
+    apply_ppm, CampaignStrategy, StrategySource, MAX_MARGIN_PPM, PPM_ONE,
+};
+use crate::money::budget::Budgets;
 use crate::money::impression_cost_micros;
 use crate::openrtb::{BidRequest, Imp};
-use crate::strategy::{apply_ppm, CampaignStrategy, StrategySource, MAX_MARGIN_PPM, PPM_ONE};
-use crate::targeting::MediaType;
 
 use super::blocked::Blocked;
 use super::filter::for_each_banner_size;

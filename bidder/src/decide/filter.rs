@@ -5,9 +5,9 @@
 use crate::catalog::index::{
     for_each_domain_suffix, lowercase_into, Dimension, MAX_LOOKUP_KEY_BYTES,
 };
+use crate::catalog::targeting::{hour_of_week, MediaType};
 use crate::catalog::{CampaignSet, Catalog};
 use crate::openrtb::{BidRequest, Imp};
-use crate::targeting::{hour_of_week, MediaType};
 
 use super::{Context, NoBidReason};
 

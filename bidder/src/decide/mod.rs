@@ -20,16 +20,17 @@ pub mod campaign_counts;
 mod candidate;
 mod filter;
 mod reason;
+pub mod strategy;
 
 pub use campaign_counts::{CampaignCounts, CampaignFigures, CampaignTotals, Counting};
 pub use reason::{DecisionStats, NoBidReason};
 
 use std::sync::Arc;
 
-use crate::budget::{Budgets, Reservation};
 use crate::catalog::{CampaignIdx, CampaignSet, Catalog, PartnerIdx};
+use crate::decide::strategy::StrategySource;
+use crate::money::budget::{Budgets, Reservation};
 use crate::openrtb::{BidRequest, Imp};
-use crate::strategy::StrategySource;
 
 /// One bid the decision made, its budget already reserved.
 #[derive(Debug)]

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::histogram::LatencyHistogram;
 use super::prom::PromText;
 use super::worker::WorkerMetrics;
-use crate::budget::Budgets;
 use crate::catalog::Catalog;
 use crate::config::MAX_PARTNERS;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::http::Status;
+use crate::money::budget::Budgets;
 
 /// Label value for requests that named no known partner. Partner names are config keys
 /// (letters, digits, `-`, `_`), so this cannot collide with one.

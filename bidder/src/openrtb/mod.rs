@@ -29,6 +29,7 @@ mod error;
 mod extract;
 mod model;
 mod parser;
+pub(crate) mod scratch;
 mod tape;
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@
 //! Which wire location a privacy or supply-chain signal came from (2.6 field vs the
 //! 2.5 `ext` that Prebid Server still sends) is recorded in [`Origins`] for metrics.
 
-use crate::scratch::reuse_vec;
+use crate::openrtb::scratch::reuse_vec;
 use std::marker::PhantomData;
 
 /// The currency OpenRTB assumes when `bidfloorcur` is absent.

@@ -14,8 +14,8 @@
 //! ```
 
 use super::{notice_fields, BidOut, ResponseOut};
+use crate::money::notice::{NoticeKind, NoticeSigner};
 use crate::money::MICROS_PER_UNIT;
-use crate::notice::{NoticeKind, NoticeSigner};
 
 /// Decimal places of a micro-unit price.
 const MICRO_DIGITS: usize = 6;

@@ -18,9 +18,9 @@ pub use json::encode_nobid_json;
 
 use ::flatbuffers::FlatBufferBuilder;
 
-use crate::bid_id::BidId;
+use crate::money::bid_id::BidId;
+use crate::money::notice::{NoticeFields, NoticeSigner};
 use crate::money::MAX_CPM_MICROS;
-use crate::notice::{NoticeFields, NoticeSigner};
 
 /// Most bids in one response. A request carries a bounded number of impressions and we
 /// bid at most once per impression; past this the decision is broken, not busy.
@@ -43,7 +43,7 @@ const MTYPES: std::ops::RangeInclusive<u8> = 1..=4;
 
 /// One bid the decision chose, ready to encode. Borrowed from the request and the config.
 pub struct BidOut<'a> {
-    /// From the worker's [`crate::bid_id::BidIdGen`]; unique, so notices join back.
+    /// From the worker's [`crate::money::bid_id::BidIdGen`]; unique, so notices join back.
     pub bid_id: BidId,
     /// The request's `imp.id` this bid is for.
     pub imp_id: &'a str,

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::flatbuffers::fb;
 use super::*;
-use crate::bid_id::BidIdGen;
 use crate::money;
+use crate::money::bid_id::BidIdGen;
 
 const KEY: &[u8] = b"test key test key test key test k";
 const NOTICE_BASE: &str = "https://notice.example.com/n";

@@ -32,7 +32,7 @@ use super::rules::Rules;
 use super::XdpError;
 use crate::config::XdpConfig;
 use crate::metrics::Collect;
-use crate::xdp_object::XDP_OBJECT;
+use crate::xdp::object::XDP_OBJECT;
 
 /// Where bpffs is mounted by convention (and by systemd).
 const BPFFS_ROOT: &str = "/sys/fs/bpf";

@@ -1,5 +1,5 @@
 //! The XDP front's user-space side, first stage of a packet's journey: the program
-//! (`crate::xdp_object`) loaded, attached and kept in step with the configuration.
+//! (`crate::xdp::object`) loaded, attached and kept in step with the configuration.
 //!
 //! | module | holds |
 //! |---|---|
@@ -19,6 +19,7 @@ pub mod link;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
+pub mod object;
 pub mod pins;
 pub mod rules;
 pub mod status;

@@ -16,19 +16,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use bidder::bid_service::BidService;
-use bidder::bidding::Bidding;
-use bidder::budget::Budgets;
+use bidder::bid::gate::BidService;
+use bidder::bid::pipeline::Bidding;
 use bidder::catalog::{Campaign, Catalog};
 use bidder::clock::Clock;
 use bidder::config::Config;
+use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 use bidder::decide::DecisionStats;
+use bidder::engine::ring::{Engine, RingConfig};
+use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::http::{HttpConfig, HttpLimits, Status};
-use bidder::ledger::{LedgerInbox, INBOX_CAPACITY};
 use bidder::metrics::{Registry, WorkerMetrics};
-use bidder::ring::{Engine, RingConfig};
-use bidder::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
-use bidder::tokio_engine::{TokioEngine, TokioEngineConfig};
+use bidder::money::budget::Budgets;
+use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 
 /// Longest any single client read or write may block before the test fails.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,9 +1,9 @@
 //! One bid request through a worker, as exchange-a would send it: shared by the tests
-//! that drive `Worker::bid` directly (include with `#[path]`).
+//! that drive `Pipeline::bid` directly (include with `#[path]`).
 
 use std::time::Instant;
 
-use bidder::bidding::{Answer, Arrival, Bidding, Worker};
+use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::clock::DrivenClock;
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ pub fn monday_calendar() -> DrivenClock {
 /// Sends `body` from partner 0 (exchange-a in the demo catalog), stamped from
 /// `bidding.clock`; the answer's first bid as JSON, or `None` for a no-bid. A refused
 /// request fails the test.
-pub fn first_bid(worker: &mut Worker, bidding: &Bidding, body: &str) -> Option<Value> {
+pub fn first_bid(worker: &mut Pipeline, bidding: &Bidding, body: &str) -> Option<Value> {
     let mut body = body.as_bytes().to_vec();
     let arrival = Arrival {
         partner: Some(0),

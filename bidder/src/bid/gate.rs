@@ -1,10 +1,10 @@
 //! The bid service: what both engines call (through [`crate::http::Service`]) for
 //! every bid request — partner recognition, the user-space partner limit, then the
-//! bidding pipeline ([`crate::bidding`]).
+//! bidding pipeline ([`crate::bid::pipeline`]).
 //!
 //! The catalog and strategy in force are one [`Generation`], swapped atomically on
 //! reload: a request in flight finishes on the generation it started with. Each
-//! worker thread lazily builds its own [`Worker`] (parser, decider, encoder, buffers)
+//! worker thread lazily builds its own [`Pipeline`] (parser, decider, encoder, buffers)
 //! and rebuilds it when it sees a newer generation, so the hot path shares nothing
 //! mutable between threads.
 
@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::bidding::{Answer, Arrival, Bidding, Worker};
+use crate::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
+use crate::bid::rate_limit::{worker_share, TokenBucket};
 use crate::catalog::{Catalog, PartnerIdx};
 use crate::decide::{DecisionStats, NoBidReason};
 use crate::http::{BidCall, Outcome, ResponseBuf, Service, Status};
 use crate::metrics::WorkerMetrics;
-use crate::rate_limit::{worker_share, TokenBucket};
 
 /// Largest bid body copied for parsing; the HTTP limits keep bodies below this.
 const INITIAL_BODY_BYTES: usize = 16 * 1024;
@@ -60,7 +60,7 @@ static NEXT_SERVICE_ID: AtomicU64 = AtomicU64::new(1);
 struct ThreadState {
     service_id: u64,
     generation: u64,
-    worker: Worker,
+    pipeline: Pipeline,
     worker_id: u16,
     stats: Arc<DecisionStats>,
     /// The request body, copied: the parser rewrites it in place.
@@ -118,11 +118,11 @@ impl BidService {
             .lock()
             .expect("stats registry poisoned")
             .push(Arc::clone(&stats));
-        let worker = self.new_worker(generation, worker_id, &stats);
+        let pipeline = self.new_pipeline(generation, worker_id, &stats);
         ThreadState {
             service_id: self.id,
             generation: generation.number,
-            worker,
+            pipeline,
             worker_id,
             stats,
             body: Vec::with_capacity(INITIAL_BODY_BYTES),
@@ -130,15 +130,15 @@ impl BidService {
         }
     }
 
-    fn new_worker(
+    fn new_pipeline(
         &self,
         generation: &Generation,
         worker_id: u16,
         stats: &Arc<DecisionStats>,
-    ) -> Worker {
+    ) -> Pipeline {
         // The signer was validated when the catalog was compiled; failing here means
         // the catalog was built without validation, a bug.
-        Worker::new(&generation.bidding, worker_id, Arc::clone(stats))
+        Pipeline::new(&generation.bidding, worker_id, Arc::clone(stats))
             .expect("catalog notice key was validated")
     }
 
@@ -163,7 +163,7 @@ impl BidService {
             if stale {
                 match slot.as_mut().filter(|t| t.service_id == self.id) {
                     Some(t) => {
-                        t.worker = self.new_worker(generation, t.worker_id, &t.stats);
+                        t.pipeline = self.new_pipeline(generation, t.worker_id, &t.stats);
                         t.buckets = self.buckets(&generation.bidding.catalog);
                         t.generation = generation.number;
                     }
@@ -240,7 +240,7 @@ impl BidService {
             now_ms: bidding.clock.now_unix_ms(),
             at: call.arrived,
         };
-        match t.worker.bid(bidding, &mut t.body, arrival) {
+        match t.pipeline.bid(bidding, &mut t.body, arrival) {
             Answer::Bid(json)
             | Answer::NoBid {
                 body: Some(json), ..

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::notice::{Notice, NoticeError, NoticeSigner, SignerError};
+use crate::money::notice::{Notice, NoticeError, NoticeSigner, SignerError};
 
 /// How long past the reservation TTL the previous key is still accepted, in ms: a
 /// worker may finish a request on the old configuration just after the swap.
@@ -112,8 +112,8 @@ impl NoticeKeyring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bid_id::{BidId, BidIdGen};
-    use crate::notice::{NoticeFields, NoticeKind};
+    use crate::money::bid_id::{BidId, BidIdGen};
+    use crate::money::notice::{NoticeFields, NoticeKind};
 
     const BASE: &str = "https://notices.test/n";
     const TTL_MS: u64 = 60_000;

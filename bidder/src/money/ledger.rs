@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 use crossbeam_queue::ArrayQueue;
 use rustc_hash::FxHashMap;
 
-use crate::bid_id::BidId;
-use crate::budget::{Budgets, Reservation, Settlement};
+use crate::money::bid_id::BidId;
+use crate::money::budget::{Budgets, Reservation, Settlement};
 
 /// Bids a worker can hand over before the owner drains them; at 100k bids/s and a
 /// drain every millisecond this is 40× headroom.
@@ -231,7 +231,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bid_id::BidIdGen;
+    use crate::money::bid_id::BidIdGen;
 
     fn setup() -> (Budgets, LedgerInbox, Ledger, BidIdGen) {
         (

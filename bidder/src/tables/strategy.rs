@@ -30,11 +30,11 @@ use bidder_common::table::strategy::{
 };
 use rustc_hash::FxHashMap;
 
-use crate::budget::Budgets;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Partner};
 use crate::clock::monotonic_now;
-use crate::stats_table::{StatsInputs, StatsPublisher};
-use crate::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
+use crate::decide::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
+use crate::money::budget::Budgets;
+use crate::tables::stats::{StatsInputs, StatsPublisher};
 
 /// Row index meaning "this campaign has no row: use the configuration's defaults".
 const NO_ROW: u32 = u32::MAX;

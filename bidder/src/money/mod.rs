@@ -5,6 +5,17 @@
 //! `cpm_micros / 1000`. Every sum, comparison and budget operation works on `i64`
 //! micros; floats appear only at the wire edge (OpenRTB prices and floors are JSON
 //! numbers), and are converted here exactly once.
+//!
+//! Everything that moves money lives below: [`budget`] (three counters per campaign,
+//! moved by CAS, never overspent), [`ledger`] (reservations until their notice or
+//! expiry), [`bid_id`] (the ids reservations and notices are keyed by), [`notice`]
+//! (signed win/bill/loss URLs) and [`notice_keys`] (the keys, rotated on reload).
+
+pub mod bid_id;
+pub mod budget;
+pub mod ledger;
+pub mod notice;
+pub mod notice_keys;
 
 /// Micros in one currency unit.
 pub const MICROS_PER_UNIT: i64 = 1_000_000;

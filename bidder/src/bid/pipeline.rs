@@ -8,17 +8,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bid_id::{BidId, BidIdGen};
-use crate::budget::Budgets;
 use crate::catalog::{Catalog, PartnerIdx};
 use crate::clock::{monotonic_now, Clock};
+use crate::decide::strategy::StrategySource;
 use crate::decide::{CampaignCounts, ChosenBid, Context, Decider, DecisionStats, NoBidReason};
-use crate::ledger::{HeldBid, LedgerInbox};
-use crate::notice::{NoticeSigner, SignerError};
+use crate::money::bid_id::{BidId, BidIdGen};
+use crate::money::budget::Budgets;
+use crate::money::ledger::{HeldBid, LedgerInbox};
+use crate::money::notice::{NoticeSigner, SignerError};
+use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
 use crate::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
-use crate::scratch::reuse_vec;
-use crate::strategy::StrategySource;
 
 /// Bytes the response buffer starts with: a banner response with its notice URLs fits.
 const INITIAL_RESPONSE_BYTES: usize = 16 * 1024;
@@ -62,7 +62,7 @@ pub enum Answer<'w> {
 
 /// Per-worker state: parser, decider, encoder, bid ids and the response buffer, all
 /// allocated once and reused for every request.
-pub struct Worker {
+pub struct Pipeline {
     parser: Parser,
     decider: Decider,
     encoder: Encoder,
@@ -79,14 +79,14 @@ pub struct Worker {
     pub dropped_bids: u64,
 }
 
-impl Worker {
+impl Pipeline {
     /// A worker for `bidding`'s catalog; `worker_id` makes its bid ids unique; it
     /// counts into `stats`, which outlives it across catalog reloads.
     pub fn new(
         bidding: &Bidding,
         worker_id: u16,
         stats: Arc<DecisionStats>,
-    ) -> Result<Worker, SignerError> {
+    ) -> Result<Pipeline, SignerError> {
         let settings = &bidding.catalog.settings;
         let signer = NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)?;
         let decider = Decider::new(
@@ -94,7 +94,7 @@ impl Worker {
             Arc::clone(&stats),
             u64::from(worker_id) << 32 | 0x9E37_79B9,
         );
-        Ok(Worker {
+        Ok(Pipeline {
             parser: Parser::new(),
             campaigns: Arc::clone(decider.campaign_counts()),
             decider,

@@ -17,9 +17,9 @@
 
 mod config;
 mod conn;
+mod event_loop;
 mod socket;
 mod stats;
-mod worker;
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ pub use stats::{TokioStatsCollector, TokioWorkerStats};
 
 use crate::http::{HttpConfigError, Server, Service};
 use crate::metrics::WorkerMetrics;
-use worker::{Timeouts, WorkerSetup};
+use event_loop::{EventLoopSetup, Timeouts};
 
 /// Why the engine did not start, or did not stop cleanly.
 #[derive(Debug, Error)]
@@ -109,7 +109,7 @@ impl TokioEngine {
         let (ready_tx, ready_rx) = mpsc::channel();
         for (index, listener) in listeners.into_iter().enumerate() {
             let stats = Arc::new(TokioWorkerStats::default());
-            let setup = WorkerSetup {
+            let setup = EventLoopSetup {
                 index,
                 core: config.cores.get(index).copied(),
                 listener,
@@ -123,7 +123,7 @@ impl TokioEngine {
             let ready = ready_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("tokio-{index}"))
-                .spawn(move || worker::run(setup, ready))
+                .spawn(move || event_loop::run(setup, ready))
                 .map_err(|source| EngineError::Io {
                     what: "spawning a worker thread",
                     source,

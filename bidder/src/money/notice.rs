@@ -27,8 +27,8 @@ use std::borrow::Cow;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::bid_id::{BidId, BidIdText};
 use crate::money;
+use crate::money::bid_id::{BidId, BidIdText};
 
 /// Bytes of the HMAC-SHA256 output kept in a URL: 128 bits is far beyond what an
 /// online forger can guess at any request rate, and keeps the URLs short.
@@ -534,7 +534,7 @@ fn write_u64(mut value: u64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bid_id::BidIdGen;
+    use crate::money::bid_id::BidIdGen;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
     const BASE: &str = "https://n.example.com/rtb";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::worker::Worker;
+use super::event_loop::EventLoop;
 use crate::clock::monotonic_now;
 use crate::http::{canned, ConnState, ConnectionHeader, OutBuf, Service, Status, Step};
 
@@ -78,7 +78,11 @@ struct Conn {
 }
 
 /// Serves `stream` until it closes, times out, or the worker drains.
-pub(super) async fn run<S: Service>(worker: &Worker<S>, mut stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn run<S: Service>(
+    worker: &EventLoop<S>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
     let mut http = ConnState::default();
     http.peer = Some(peer.ip());
     let mut conn = Conn {
@@ -115,7 +119,7 @@ pub(super) async fn linger(stream: &mut TcpStream, limit: Duration) {
 }
 
 impl Conn {
-    async fn serve<S: Service>(&mut self, worker: &Worker<S>, stream: &mut TcpStream) -> End {
+    async fn serve<S: Service>(&mut self, worker: &EventLoop<S>, stream: &mut TcpStream) -> End {
         loop {
             if worker.draining.get() {
                 self.http.close_after_response = true;
@@ -151,7 +155,7 @@ impl Conn {
 
     /// Answers every complete request at the front of the input, in order, into
     /// `output`; stops early when answers pile up or one closes the connection.
-    fn serve_buffered<S: Service>(&mut self, worker: &Worker<S>) -> Next {
+    fn serve_buffered<S: Service>(&mut self, worker: &EventLoop<S>) -> Next {
         let mut http = worker.http.borrow_mut();
         let side = &mut *http;
         let mut pos = 0;
@@ -215,7 +219,7 @@ impl Conn {
 
     /// Writes the waiting answers, bounded by the idle timeout, and records their
     /// latencies. False if the connection is no longer usable.
-    async fn flush<S>(&mut self, worker: &Worker<S>, stream: &mut TcpStream) -> bool {
+    async fn flush<S>(&mut self, worker: &EventLoop<S>, stream: &mut TcpStream) -> bool {
         let written = tokio::time::timeout(worker.timeouts.idle, stream.write_all(&self.output));
         let ok = match written.await {
             Ok(result) => result.is_ok(),
@@ -242,7 +246,7 @@ impl Conn {
 
     /// Waits for more input, the deadline that applies (idle with nothing pending,
     /// request otherwise), or the start of draining.
-    async fn read<S>(&mut self, worker: &Worker<S>, stream: &mut TcpStream) -> ReadOutcome {
+    async fn read<S>(&mut self, worker: &EventLoop<S>, stream: &mut TcpStream) -> ReadOutcome {
         if self.filled == self.input.len() {
             if self.input.len() >= worker.max_request_bytes {
                 return ReadOutcome::Overflow;
@@ -278,7 +282,7 @@ impl Conn {
     /// Answers `status` with `connection: close` in place of whatever is pending.
     async fn refuse<S>(
         &mut self,
-        worker: &Worker<S>,
+        worker: &EventLoop<S>,
         stream: &mut TcpStream,
         status: Status,
     ) -> End {

@@ -43,7 +43,7 @@ pub(super) struct Timeouts {
 }
 
 /// What a worker thread is started with.
-pub(super) struct WorkerSetup<S> {
+pub(super) struct EventLoopSetup<S> {
     pub index: usize,
     pub core: Option<usize>,
     pub listener: StdListener,
@@ -63,8 +63,8 @@ pub(super) struct HttpSide<S> {
     pub recorder: LatencyRecorder,
 }
 
-/// Worker state shared by its connection tasks (all on the worker's thread).
-pub(super) struct Worker<S> {
+/// A worker thread's event-loop state, shared by its connection tasks (all on the worker's thread).
+pub(super) struct EventLoop<S> {
     pub http: RefCell<HttpSide<S>>,
     pub stats: Arc<TokioWorkerStats>,
     pub metrics: Arc<WorkerMetrics>,
@@ -84,7 +84,7 @@ pub(super) struct Worker<S> {
 /// Runs a worker thread to completion: pins it, builds its runtime, reports readiness
 /// (or the failure) on `ready`, serves until stopped, then drains.
 pub(super) fn run<S: Service + 'static>(
-    setup: WorkerSetup<S>,
+    setup: EventLoopSetup<S>,
     ready: mpsc::Sender<(usize, io::Result<()>)>,
 ) {
     let index = setup.index;
@@ -113,10 +113,10 @@ pub(super) fn run<S: Service + 'static>(
 }
 
 async fn serve<S: Service + 'static>(
-    setup: WorkerSetup<S>,
+    setup: EventLoopSetup<S>,
     ready: mpsc::Sender<(usize, io::Result<()>)>,
 ) {
-    let WorkerSetup {
+    let EventLoopSetup {
         index,
         listener,
         server,
@@ -134,7 +134,7 @@ async fn serve<S: Service + 'static>(
             return;
         }
     };
-    let worker = Rc::new(Worker {
+    let worker = Rc::new(EventLoop {
         max_request_bytes: server.limits().max_request_bytes(),
         http: RefCell::new(HttpSide {
             out: vec![0; server.min_out_bytes()],
@@ -173,7 +173,7 @@ async fn serve<S: Service + 'static>(
 }
 
 /// Stops new requests and waits, up to the grace period, for open connections to close.
-async fn drain<S>(worker: &Worker<S>) {
+async fn drain<S>(worker: &EventLoop<S>) {
     worker.draining.set(true);
     worker.drain.notify_waiters();
     let grace = tokio::time::sleep(worker.timeouts.shutdown_grace);
@@ -194,7 +194,7 @@ async fn drain<S>(worker: &Worker<S>) {
 
 /// Publishes recorded latencies on a timer, so an idle worker's last values still reach
 /// the scrape.
-async fn publish_latencies<S>(worker: Rc<Worker<S>>) {
+async fn publish_latencies<S>(worker: Rc<EventLoop<S>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(PUBLISH_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -208,7 +208,7 @@ async fn publish_latencies<S>(worker: Rc<Worker<S>>) {
 }
 
 /// Gives `stream` a slot and a task, or sheds it with 503 when every slot is taken.
-fn admit<S: Service + 'static>(worker: &Rc<Worker<S>>, stream: TcpStream, peer: SocketAddr) {
+fn admit<S: Service + 'static>(worker: &Rc<EventLoop<S>>, stream: TcpStream, peer: SocketAddr) {
     if worker.open.get() >= worker.max_connections {
         shed(worker, stream);
         return;
@@ -224,7 +224,7 @@ fn admit<S: Service + 'static>(worker: &Rc<Worker<S>>, stream: TcpStream, peer: 
 }
 
 /// Holds a connection slot; dropping it (the task ended or was cancelled) frees it.
-struct Slot<S>(Rc<Worker<S>>);
+struct Slot<S>(Rc<EventLoop<S>>);
 
 impl<S> Drop for Slot<S> {
     fn drop(&mut self) {
@@ -236,7 +236,7 @@ impl<S> Drop for Slot<S> {
 }
 
 /// Answers 503 and closes. The write cannot block: the socket's send buffer is empty.
-fn shed<S: 'static>(worker: &Rc<Worker<S>>, stream: TcpStream) {
+fn shed<S: 'static>(worker: &Rc<EventLoop<S>>, stream: TcpStream) {
     worker.stats.connections_shed.inc();
     let refusal = canned(Status::ServiceUnavailable, ConnectionHeader::Close);
     if stream.try_write(refusal).ok() == Some(refusal.len()) {

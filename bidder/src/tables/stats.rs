@@ -4,7 +4,7 @@
 //! from the workers' counters; wins and clearing prices from the budgets the ledger
 //! settles into), per-partner traffic and the no-bid totals by reason.
 //!
-//! Written by the [`Mirror`](crate::strategy_table::Mirror) thread on a timer, never
+//! Written by the [`Mirror`](crate::tables::strategy::Mirror) thread on a timer, never
 //! by the workers: the hot path only bumps its own single-writer counters, and this
 //! publisher sums them. The bidder is the single writer (file lock); a second bidder
 //! on the same path runs without publishing and says so.
@@ -20,13 +20,13 @@ use bidder_common::table::stats::{
 };
 use bidder_common::table::Capacity;
 
-use crate::bid_service::Generation;
-use crate::budget::Budgets;
+use crate::bid::gate::Generation;
 use crate::catalog::{Catalog, PartnerIdx};
 use crate::clock::Clock;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::metrics::WorkerMetrics;
-use crate::strategy_table::StrategyTable;
+use crate::money::budget::Budgets;
+use crate::tables::strategy::StrategyTable;
 
 const _: () = assert!(NoBidReason::COUNT <= MAX_NO_BID_REASONS);
 const _: () = assert!(NoBidReason::PER_CAMPAIGN.len() <= MAX_CAMPAIGN_NO_BID_REASONS);

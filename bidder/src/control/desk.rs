@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use crate::budget::Budgets;
 use crate::clock::Clock;
-use crate::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::metrics::PromText;
+use crate::money::budget::Budgets;
 use crate::money::impression_cost_micros;
-use crate::notice::{NoticeError, NoticeKind};
-use crate::notice_keys::NoticeKeyring;
+use crate::money::ledger::{Ledger, LedgerInbox, NoticeOutcome};
+use crate::money::notice::{NoticeError, NoticeKind};
+use crate::money::notice_keys::NoticeKeyring;
 
 /// What the notice endpoints need, handed to the control port at start.
 pub struct Notices {

@@ -31,7 +31,7 @@ const COMPLETIONS_PER_TURN: usize = 256;
 const QUIESCE_BOUND_MS: u64 = 2_000;
 
 /// What a worker needs from the engine.
-pub(crate) struct WorkerSetup<S> {
+pub(crate) struct EventLoopSetup<S> {
     pub(crate) index: usize,
     pub(crate) config: RingConfig,
     pub(crate) server: Server<S>,
@@ -50,7 +50,7 @@ struct Timeouts {
     grace: Duration,
 }
 
-pub(crate) struct Worker<S> {
+pub(crate) struct EventLoop<S> {
     // Declared first so it is dropped first; by then `quiesce` has made sure no
     // operation still refers to the memory below.
     ring: IoUring,
@@ -84,11 +84,11 @@ pub(crate) struct Worker<S> {
     completions: Vec<(u64, i32, u32)>,
 }
 
-impl<S: Service> Worker<S> {
+impl<S: Service> EventLoop<S> {
     /// Builds the ring and everything the kernel will touch; runs on the worker thread
     /// (SINGLE_ISSUER binds the ring to its creator).
-    pub(crate) fn new(setup: WorkerSetup<S>) -> Result<Self, super::EngineError> {
-        let WorkerSetup {
+    pub(crate) fn new(setup: EventLoopSetup<S>) -> Result<Self, super::EngineError> {
+        let EventLoopSetup {
             index,
             config,
             server,
@@ -124,7 +124,7 @@ impl<S: Service> Worker<S> {
         let now = monotonic_now();
         let max = config.max_connections;
         let tick_ms = config.timer_tick_ms;
-        Ok(Worker {
+        Ok(EventLoop {
             ring,
             features,
             index,

@@ -205,7 +205,7 @@ impl BufRing {
     pub(crate) fn register(&self, submitter: &io_uring::Submitter<'_>) -> io::Result<()> {
         // SAFETY: the ring memory is mapped for `entries` entries and lives in `self`,
         // which the worker drops only after the ring has no operation left that could
-        // take a buffer (see `Worker::quiesce`).
+        // take a buffer (see `EventLoop::quiesce`).
         unsafe {
             submitter.register_buf_ring_with_flags(
                 self.ring.ptr.as_ptr() as u64,

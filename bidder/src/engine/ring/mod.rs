@@ -17,10 +17,10 @@
 mod buffers;
 mod config;
 mod conn;
+mod event_loop;
 mod probe;
 mod socket;
 mod stats;
-mod worker;
 
 use std::io;
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ pub use stats::{StatsSnapshot, WorkerStats};
 
 use crate::http::{HttpConfigError, Server, Service};
 use crate::metrics::WorkerMetrics;
-use worker::{Worker, WorkerSetup};
+use event_loop::{EventLoop, EventLoopSetup};
 
 /// Why the engine did not start.
 #[derive(Debug, Error)]
@@ -122,7 +122,7 @@ impl Engine {
                 source,
             })?);
             let stats = Arc::new(WorkerStats::default());
-            let setup = WorkerSetup {
+            let setup = EventLoopSetup {
                 index,
                 config: config.clone(),
                 server,
@@ -224,7 +224,7 @@ impl Drop for Engine {
 
 type Ready = mpsc::Sender<(usize, Result<RingFeatures, EngineError>)>;
 
-fn run_worker<S: Service>(setup: WorkerSetup<S>, core: usize, ready: Ready) {
+fn run_worker<S: Service>(setup: EventLoopSetup<S>, core: usize, ready: Ready) {
     let index = setup.index;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         warn!(
@@ -232,7 +232,7 @@ fn run_worker<S: Service>(setup: WorkerSetup<S>, core: usize, ready: Ready) {
             core, "could not pin worker to its core; running unpinned"
         );
     }
-    let worker = match Worker::new(setup) {
+    let worker = match EventLoop::new(setup) {
         Ok(worker) => worker,
         Err(e) => {
             let _ = ready.send((index, Err(e)));
