@@ -2,37 +2,17 @@
 //! `2.50` (currency units) ↔ 2_500_000 micros. Both scales are 10⁻⁶, so one pair of
 //! functions serves multipliers and money.
 
-/// Units per whole: 1.0 = 1_000_000 ppm, 1 USD = 1_000_000 micros.
-pub const SCALE: i64 = 1_000_000;
+/// Units per whole.
+pub const SCALE: i64 = bidder_common::money::MICROS_PER_UNIT;
 
-/// Parses `[-]digits[.digits]` with at most 6 decimals into millionths.
+/// Parses `[-]digits[.digits]` with at most 6 decimals into millionths, exactly (the
+/// same reader the bidder uses for prices).
 pub fn parse_millionths(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let (neg, t) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t),
-    };
-    let (whole, frac) = match t.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (t, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let frac_ok = frac.is_none_or(|f| digits(f) && f.len() <= 6);
-    if !digits(whole) || !frac_ok {
-        return Err(format!(
-            "`{text}` is not a decimal number with at most 6 decimals"
-        ));
-    }
-    let whole: i64 = whole
-        .parse()
-        .ok()
-        .filter(|w: &i64| *w < i64::MAX / SCALE)
-        .ok_or_else(|| format!("`{text}` is too large"))?;
-    let frac_value: i64 = frac.map_or(0, |f| {
-        f.parse::<i64>().unwrap_or(0) * 10i64.pow(6 - f.len() as u32)
-    });
-    let value = whole * SCALE + frac_value;
-    Ok(if neg { -value } else { value })
+    use bidder_common::money::{parse_millionths, DecimalError, ExtraDecimals};
+    parse_millionths(text.trim(), ExtraDecimals::Refuse).map_err(|e| match e {
+        DecimalError::TooLarge => format!("`{text}` is too large"),
+        _ => format!("`{text}` is not a decimal number with at most 6 decimals"),
+    })
 }
 
 /// Millionths as decimal text, trailing zeros trimmed but at least 2 decimals

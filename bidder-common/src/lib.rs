@@ -13,4 +13,7 @@ pub mod clock;
 // The XDP program has no use for the shared-memory tables (and BPF has no mmap).
 #[cfg(not(target_arch = "bpf"))]
 pub mod table;
+// Integer money and exact decimal text, for user space (BPF has no 128-bit division).
+#[cfg(not(target_arch = "bpf"))]
+pub mod money;
 pub mod xdp;

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bidder::catalog::Catalog;
-use bidder::decide::strategy::{StaticStrategy, StrategySource, PPM_ONE};
+use bidder::decide::strategy::{StaticStrategy, StrategySource};
+use bidder::money::PPM_ONE;
 use bidder::tables::strategy::StrategyTable;
 use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Writer};

@@ -15,16 +15,18 @@ use crate::bid::pipeline::Bidding;
 use crate::catalog::{BudgetSlots, Catalog};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
+use crate::control::Registry;
 use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
 use crate::engine::ring::{RingConfig, SqPoll};
 use crate::http::{HttpConfig, HttpLimits};
-use crate::metrics::{Collect, Registry, WorkerMetrics};
+use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::budget::Budgets;
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice_keys::{NoticeKeyring, Rotation};
 // ---- strategy and stats tables (issue 6) ----
+use crate::tables::mirror::{Mirror, MirrorParts};
 use crate::tables::stats::{StatsInputs, StatsPublisher};
-use crate::tables::strategy::{Mirror, MirrorParts, StrategyTable};
+use crate::tables::strategy::StrategyTable;
 // ---- end strategy and stats tables ----
 use crate::engine::tokio::TokioEngineConfig;
 use crate::xdp::{Rules, XdpError, XdpFront};

@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod decide;
 pub mod engine;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod money;
 pub mod openrtb;

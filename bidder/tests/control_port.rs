@@ -21,10 +21,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bidder::clock::DrivenClock;
+use bidder::control::Registry;
 use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
-use bidder::metrics::{Registry, PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
+use bidder::metrics::{PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
 use bidder::money::bid_id::{BidId, BidIdGen};
 use bidder::money::budget::Budgets;
 use bidder::money::impression_cost_micros;

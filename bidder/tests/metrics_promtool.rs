@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use bidder::catalog::Catalog;
 use bidder::config::Config;
+use bidder::control::Registry;
 use bidder::decide::{DecisionStats, NoBidReason};
 use bidder::http::Status;
-use bidder::metrics::{Collect, PromText, Registry, PUBLISH_INTERVAL_MS};
+use bidder::metrics::{Collect, PromText, PUBLISH_INTERVAL_MS};
 use bidder::money::budget::Budgets;
 
 fn catalog() -> Catalog {

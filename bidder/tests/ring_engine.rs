@@ -278,5 +278,5 @@ fn an_unusable_config_is_refused_before_anything_starts() {
 
 /// One metrics sink per worker, as the daemon's registry would hand out.
 fn metrics_for(config: &RingConfig) -> Vec<Arc<bidder::metrics::WorkerMetrics>> {
-    bidder::metrics::Registry::new().add_workers(config.cores.len())
+    bidder::control::Registry::new().add_workers(config.cores.len())
 }

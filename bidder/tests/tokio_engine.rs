@@ -11,9 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bidder::control::Registry;
 use bidder::engine::tokio::{EngineError, TokioEngine, TokioEngineConfig};
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
-use bidder::metrics::Registry;
 
 /// Longest any client waits for one read or write before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,12 +9,10 @@
 use rustc_hash::FxHashMap;
 
 use super::{CampaignSet, PartnerIdx};
-use crate::catalog::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
+use crate::config::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
 use crate::config::{CampaignConfig, Config};
 
-/// Longest domain or bundle looked up; longer values cannot match any target and are
-/// treated as absent (DNS names are at most 253 bytes).
-pub const MAX_LOOKUP_KEY_BYTES: usize = 256;
+pub use crate::limits::MAX_LOOKUP_KEY_BYTES;
 
 /// Campaigns per value of one dimension.
 #[derive(Debug)]

@@ -7,7 +7,6 @@
 
 mod bitset;
 pub(crate) mod index;
-pub mod targeting;
 
 use std::net::IpAddr;
 
@@ -16,7 +15,7 @@ use rustc_hash::FxHashMap;
 pub use bitset::CampaignSet;
 pub use index::Index;
 
-use crate::catalog::targeting::MediaType;
+use crate::config::targeting::MediaType;
 use crate::config::{Config, ConfigError};
 use crate::openrtb::OpenRtbVersion;
 
@@ -320,7 +319,7 @@ fn campaign_order(config: &Config) -> Vec<usize> {
 }
 
 fn max_price(c: &crate::config::CampaignConfig) -> i64 {
-    crate::decide::strategy::apply_ppm(c.base_cpm_micros, crate::decide::strategy::MAX_MARGIN_PPM)
+    crate::money::apply_ppm(c.base_cpm_micros, crate::limits::MAX_MARGIN_PPM)
         .min(c.max_bid_cpm_micros)
 }
 

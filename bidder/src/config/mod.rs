@@ -9,6 +9,7 @@
 //!
 //! Money is integer micro-units everywhere (`*_micros`), never floats.
 
+pub mod targeting;
 mod validate;
 mod xdp;
 
@@ -25,16 +26,11 @@ pub use xdp::{
     UNKNOWN_SOURCE_PARTNER,
 };
 
-/// Most campaigns one bidder serves; the index and budgets are sized from this.
-pub const MAX_CAMPAIGNS: usize = 100_000;
-/// Most partners (exchanges / SSPs); each with CIDRs takes one XDP slot.
-pub const MAX_PARTNERS: usize = 256;
+pub use crate::limits::MAX_CAMPAIGNS;
+pub use crate::limits::MAX_PARTNERS;
 const _: () = assert!(MAX_PARTNERS <= bidder_common::xdp::MAX_PARTNERS as usize);
-/// Most creatives a single campaign may hold.
-pub const MAX_CREATIVES_PER_CAMPAIGN: usize = 64;
-/// Largest configuration file accepted, so a wrong path (a log file, a disk image)
-/// fails fast instead of eating memory.
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+pub use crate::limits::MAX_CONFIG_BYTES;
+pub use crate::limits::MAX_CREATIVES_PER_CAMPAIGN;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]

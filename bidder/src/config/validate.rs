@@ -10,14 +10,12 @@ use super::{
     CampaignConfig, Config, ConfigError, CreativeConfig, PartnerConfig, TargetingConfig,
     MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
 };
-use crate::catalog::targeting::{parse_daypart, parse_size, MediaType};
+use crate::config::targeting::{parse_daypart, parse_size, MediaType};
 use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
 
-/// Errors reported in one pass at most; past this the file is broken enough.
-pub(super) const MAX_REPORTED_ERRORS: usize = 50;
-/// Shortest notice HMAC key accepted, bytes.
-pub const MIN_HMAC_KEY_BYTES: usize = 32;
+pub use crate::limits::MAX_REPORTED_ERRORS;
+use crate::limits::{self, MIN_NOTICE_KEY_BYTES};
 
 /// Collects problems with the line they belong to.
 struct Problems<'c> {
@@ -98,26 +96,44 @@ fn server(p: &mut Problems) {
             "e.g. \"/openrtb2/bid\"",
         );
     }
-    let ranges: [(&str, u64, u64, u64); 7] = [
+    let ranges: [(&str, u64, (u64, u64)); 7] = [
         (
             "max_connections_per_worker",
             u64::from(s.max_connections_per_worker),
-            1,
-            1 << 24,
+            (1, u64::from(limits::MAX_CONNECTIONS_PER_WORKER)),
         ),
-        ("idle_timeout_ms", s.idle_timeout_ms, 10, 3_600_000),
-        ("request_timeout_ms", s.request_timeout_ms, 10, 60_000),
-        ("shutdown_grace_ms", s.shutdown_grace_ms, 0, 60_000),
+        (
+            "idle_timeout_ms",
+            s.idle_timeout_ms,
+            limits::IDLE_TIMEOUT_MS,
+        ),
+        (
+            "request_timeout_ms",
+            s.request_timeout_ms,
+            limits::REQUEST_TIMEOUT_MS,
+        ),
+        (
+            "shutdown_grace_ms",
+            s.shutdown_grace_ms,
+            limits::SHUTDOWN_GRACE_MS,
+        ),
         (
             "max_header_bytes",
             s.max_header_bytes as u64,
-            1_024,
-            1 << 20,
+            limits::HEADER_BYTES,
         ),
-        ("max_body_bytes", s.max_body_bytes as u64, 1_024, 16 << 20),
-        ("ring_entries", u64::from(s.ring_entries), 8, 32_768),
+        (
+            "max_body_bytes",
+            s.max_body_bytes as u64,
+            limits::BODY_BYTES,
+        ),
+        (
+            "ring_entries",
+            u64::from(s.ring_entries),
+            limits::RING_ENTRIES,
+        ),
     ];
-    for (key, value, min, max) in ranges {
+    for (key, value, (min, max)) in ranges {
         if !(min..=max).contains(&value) {
             p.add(
                 at(key),
@@ -223,12 +239,12 @@ fn notice(p: &mut Problems) {
     }
     let key_path = p.config.hmac_key_path();
     match std::fs::metadata(&key_path) {
-        Ok(m) if m.len() as usize >= MIN_HMAC_KEY_BYTES => {}
+        Ok(m) if m.len() as usize >= MIN_NOTICE_KEY_BYTES => {}
         Ok(m) => p.add(
             at("hmac_key_file"),
             "notice.hmac_key_file".into(),
             format!(
-                "{} holds {} bytes, fewer than {MIN_HMAC_KEY_BYTES}",
+                "{} holds {} bytes, fewer than {MIN_NOTICE_KEY_BYTES}",
                 key_path.display(),
                 m.len()
             ),

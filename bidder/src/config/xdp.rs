@@ -19,12 +19,9 @@ use super::{Config, ConfigError, PartnerConfig};
 /// Partner label of traffic from sources no partner prefix matches (`/metrics`,
 /// `bidder xdp status`); no configured partner may take this name.
 pub const UNKNOWN_SOURCE_PARTNER: &str = "unknown_source";
-/// Most packets one request may count as: past this the "limit" is no limit.
-pub const MAX_PACKETS_PER_REQUEST: u32 = 1_000;
-/// Longest wait between two drop log records a CPU may be told to keep.
-pub const MAX_LOG_INTERVAL_MS: u64 = 3_600_000;
-/// Interface names are at most 15 bytes (`IFNAMSIZ` 16 with the NUL).
-const MAX_INTERFACE_NAME_BYTES: usize = 15;
+use crate::limits::MAX_INTERFACE_NAME_BYTES;
+pub use crate::limits::MAX_LOG_INTERVAL_MS;
+pub use crate::limits::MAX_PACKETS_PER_REQUEST;
 
 /// How the program is attached (`xdp.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

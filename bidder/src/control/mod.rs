@@ -26,8 +26,10 @@
 //! function per endpoint), `notices` (the ledger's owner and notice counters).
 
 mod desk;
+mod registry;
 mod routes;
 mod server;
+mod state;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -40,9 +42,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use desk::Notices;
+pub use registry::{DecisionSource, Registry};
 pub use routes::NOTICE_PATH_PREFIX;
-
-use crate::metrics::Registry;
 
 /// The reload callback: given the `/reload` request body (often empty: reload the
 /// configured file), applies a new configuration and returns a one-line summary, or

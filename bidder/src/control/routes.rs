@@ -9,7 +9,7 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::desk::NoticeDesk;
-use super::server::Control;
+use super::state::Control;
 use super::ReloadFn;
 use crate::metrics::PromText;
 use crate::money::notice::NoticeKind;

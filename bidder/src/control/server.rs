@@ -22,15 +22,9 @@ use tracing::warn;
 
 use super::desk::NoticeDesk;
 use super::routes::route;
-use super::{ControlConfig, ControlParts, ReloadFn};
-use crate::metrics::{PromText, Registry};
-
-use super::Readiness;
-
-/// Largest request head hyper buffers (request line and headers): notice URLs are at
-/// most `MAX_QUERY_BYTES` (4 KiB) of query, so 16 KiB leaves room for headers. hyper
-/// answers 431 past it.
-const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+use super::state::Control;
+use super::{ControlConfig, ControlParts};
+use crate::limits::MAX_ADMIN_REQUEST_HEAD_BYTES;
 
 /// After a failed accept the loop waits this long instead of spinning on the error.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
@@ -38,56 +32,6 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
 /// The answer to a client past `max_connections`.
 const BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\n\r\nbusy\n";
-
-/// State shared by the control thread's tasks.
-pub(super) struct Control {
-    pub registry: Arc<Registry>,
-    pub readiness: Readiness,
-    pub reload: Arc<Mutex<ReloadFn>>,
-    pub desk: RefCell<NoticeDesk>,
-    pub config: ControlConfig,
-    reloads: [Cell<u64>; 2],
-    shed: Cell<u64>,
-    open: Cell<u32>,
-    draining: Cell<bool>,
-    drain: Notify,
-    closed: Notify,
-}
-
-impl Control {
-    pub(super) fn body_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.body_read_timeout_ms)
-    }
-
-    pub(super) fn count_reload(&self, ok: bool) {
-        let c = &self.reloads[usize::from(!ok)];
-        c.set(c.get() + 1);
-    }
-
-    /// The control port's own counters for the scrape.
-    pub(super) fn collect(&self, out: &mut PromText) {
-        out.gauge(
-            "bidder_ready",
-            "1 once every worker listens and the configuration is loaded.",
-            &[],
-            i64::from(self.readiness.is_ready()),
-        );
-        for (i, result) in ["ok", "error"].into_iter().enumerate() {
-            out.counter(
-                "bidder_reloads_total",
-                "Reloads through the control port, by result.",
-                &[("result", result)],
-                self.reloads[i].get(),
-            );
-        }
-        out.counter(
-            "bidder_control_connections_shed_total",
-            "Control port connections refused with 503 because every slot was taken.",
-            &[],
-            self.shed.get(),
-        );
-    }
-}
 
 /// Runs the control thread: builds the runtime, reports readiness on `ready`, serves
 /// until `stop`, then lets open connections finish within the grace period.
@@ -126,10 +70,7 @@ pub(super) fn run(
     LocalSet::new().block_on(&runtime, serve(control, listener, stop, ready));
 }
 
-/// Reloads run on the blocking pool one at a time (they share one callback behind a
-/// mutex), so one thread is all it needs; a second covers a reload stuck past its
-/// client's patience while the next one queues.
-const MAX_BLOCKING_THREADS: usize = 2;
+use crate::limits::MAX_BLOCKING_THREADS;
 
 async fn serve(
     control: Rc<Control>,
@@ -149,7 +90,7 @@ async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(control.config.header_read_timeout_ms))
-        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+        .max_buf_size(MAX_ADMIN_REQUEST_HEAD_BYTES);
     let http = Rc::new(http);
     tokio::task::spawn_local(tick_ledger(Rc::clone(&control)));
     loop {

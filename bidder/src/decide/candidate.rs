@@ -2,13 +2,12 @@
 //! what only it knows — sellers, strategy, deals, creatives and block lists, price
 //! and floor, pacing, budget — in that order, cheapest and most decisive first.
 
-use crate::catalog::targeting::MediaType;
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Creative};
-use crate::decide::strategy::{
-    apply_ppm, CampaignStrategy, StrategySource, MAX_MARGIN_PPM, PPM_ONE,
-};
+use crate::config::targeting::MediaType;
+use crate::decide::strategy::{CampaignStrategy, StrategySource};
+use crate::limits::MAX_MARGIN_PPM;
 use crate::money::budget::Budgets;
-use crate::money::impression_cost_micros;
+use crate::money::{apply_ppm, impression_cost_micros, PPM_ONE};
 use crate::openrtb::{BidRequest, Imp};
 
 use super::blocked::Blocked;

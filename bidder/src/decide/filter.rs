@@ -5,8 +5,9 @@
 use crate::catalog::index::{
     for_each_domain_suffix, lowercase_into, Dimension, MAX_LOOKUP_KEY_BYTES,
 };
-use crate::catalog::targeting::{hour_of_week, MediaType};
 use crate::catalog::{CampaignSet, Catalog};
+use crate::config::targeting::{hour_of_week, MediaType};
+use crate::money::MICROS_PER_UNIT;
 use crate::openrtb::{BidRequest, Imp};
 
 use super::{Context, NoBidReason};
@@ -298,7 +299,8 @@ pub(super) fn floor_in_our_currency(
     let mut buf = [0u8; MAX_LOOKUP_KEY_BYTES];
     let upper = uppercase_into(cur, &mut buf)?;
     let rate = *catalog.settings.currency_rates_micros.get(upper)?;
-    let converted = (i128::from(floor_micros) * i128::from(rate) + 999_999) / 1_000_000;
+    let unit = i128::from(MICROS_PER_UNIT);
+    let converted = (i128::from(floor_micros) * i128::from(rate) + unit - 1) / unit;
     i64::try_from(converted).ok()
 }
 

@@ -137,9 +137,7 @@ fn chunk_size(line: &[u8]) -> Result<usize, HttpError> {
     let rest = &line[digits..];
     let ext_ok = match rest.first() {
         None | Some(b';') => true,
-        Some(b' ' | b'\t') => super::request::trim(rest)
-            .first()
-            .is_none_or(|&b| b == b';'),
+        Some(b' ' | b'\t') => super::ows::trim(rest).first().is_none_or(|&b| b == b';'),
         Some(_) => false,
     };
     if !ext_ok {

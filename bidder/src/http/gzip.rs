@@ -17,8 +17,7 @@ const FLAG_COMMENT: u8 = 0x10;
 const FLAG_RESERVED: u8 = 0xe0;
 const FIXED_HEADER_BYTES: usize = 10;
 const TRAILER_BYTES: usize = 8;
-/// Members in one body; real senders use one, concatenation is allowed but bounded.
-const MAX_GZIP_MEMBERS: usize = 16;
+use crate::limits::MAX_GZIP_MEMBERS;
 
 /// Header we write: no name, no mtime, "unknown" OS.
 const OUR_HEADER: [u8; FIXED_HEADER_BYTES] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];

@@ -6,17 +6,14 @@
 
 use thiserror::Error;
 
-/// The largest `max_headers` accepted: the header array handed to `httparse` lives on the
-/// stack of the parser, and this is its length.
-pub const MAX_HEADERS_CEILING: usize = 256;
+pub use crate::limits::MAX_HEADERS_CEILING;
 
 /// Framing bytes a chunked body may spend on top of its data (chunk-size lines,
 /// extensions, CRLFs). Legitimate senders use few, large chunks; this stops a peer from
 /// making us buffer megabytes of framing around a small body.
 pub const CHUNKED_FRAMING_ALLOWANCE_BYTES: usize = 16 * 1024;
 
-/// Longest chunk-size line (size, extensions, CRLF) we read before calling it malformed.
-pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+pub use crate::limits::MAX_CHUNK_LINE_BYTES;
 
 /// Limits applied while parsing and decoding one request.
 ///

@@ -18,6 +18,7 @@ mod chunked;
 mod error;
 mod gzip;
 mod limits;
+mod ows;
 mod request;
 mod response;
 mod route;

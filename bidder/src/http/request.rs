@@ -10,6 +10,7 @@ use std::ops::Range;
 use super::chunked;
 use super::error::HttpError;
 use super::limits::{HttpLimits, MAX_HEADERS_CEILING};
+use super::ows::trim;
 
 /// Protocol version of the request; decides the keep-alive default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,14 +287,6 @@ fn is_zero_quality(param: &[u8]) -> bool {
     }
 }
 
-/// Strips optional whitespace (SP, HTAB) from both ends.
-pub(crate) fn trim(v: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = v.iter().position(|b| !is_ows(b)).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    &v[start..end]
-}
-
 fn httparse_reason(e: httparse::Error) -> &'static str {
     match e {
         httparse::Error::HeaderName => "invalid header name",
@@ -377,12 +370,5 @@ mod tests {
         }
         let huge = "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n";
         assert_eq!(parse(huge), Err(HttpError::BodyTooLarge));
-    }
-
-    #[test]
-    fn trim_strips_optional_whitespace_only() {
-        assert_eq!(trim(b" \tgzip \t"), b"gzip");
-        assert_eq!(trim(b"   "), b"");
-        assert_eq!(trim(b"a b"), b"a b");
     }
 }

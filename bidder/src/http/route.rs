@@ -6,9 +6,7 @@
 
 use thiserror::Error;
 
-/// Longest partner name accepted in `/bid/{partner}`; partner names are config keys, not
-/// free text.
-pub const MAX_PARTNER_NAME_BYTES: usize = 64;
+pub use crate::limits::MAX_PARTNER_NAME_BYTES;
 
 const PARTNER_PREFIX: &str = "/bid/";
 

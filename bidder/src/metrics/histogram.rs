@@ -2,9 +2,7 @@
 
 use hdrhistogram::Histogram;
 
-/// The largest latency told apart from larger ones, µs; slower answers are counted at
-/// this value. Ten seconds is far past any bid deadline: anything there is a stall.
-pub const MAX_RECORDED_LATENCY_US: u64 = 10_000_000;
+pub use crate::limits::MAX_RECORDED_LATENCY_US;
 
 /// Significant decimal digits kept per value: 0.1% error, which is far finer than the
 /// exported buckets, at about 120 KiB of counts per histogram.

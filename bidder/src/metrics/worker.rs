@@ -48,7 +48,7 @@ struct Published {
 
 /// Everything one worker counts, shared (`Arc`) between that worker, which alone writes
 /// the counters, and the control thread, which reads them at scrape time. Created by
-/// [`Registry::add_worker`](super::Registry::add_worker).
+/// [`Registry::add_worker`](crate::control::Registry::add_worker).
 #[derive(Debug)]
 pub struct WorkerMetrics {
     worker: usize,
@@ -62,7 +62,7 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    pub(super) fn new(worker: usize) -> WorkerMetrics {
+    pub(crate) fn new(worker: usize) -> WorkerMetrics {
         WorkerMetrics {
             worker,
             responses: Default::default(),

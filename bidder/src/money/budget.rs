@@ -17,8 +17,6 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::catalog::CampaignIdx;
-
 /// One campaign's counters, on their own cache line so workers reserving for
 /// different campaigns do not contend.
 #[repr(align(64))]
@@ -63,7 +61,7 @@ pub struct BudgetSnapshot {
 #[must_use = "a reservation holds budget until it is settled or released"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reservation {
-    pub campaign: CampaignIdx,
+    pub campaign: BudgetSlot,
     pub amount_micros: i64,
 }
 
@@ -75,7 +73,11 @@ pub struct Settlement {
     pub overcharged_micros: i64,
 }
 
-/// Budgets of every campaign of a catalog, indexed like [`crate::catalog::Catalog::campaigns`].
+/// A campaign's row in [`Budgets`]: its `budget_slot` in the catalog, stable across
+/// reloads so money held by bids in flight stays with the campaign.
+pub type BudgetSlot = usize;
+
+/// Budgets of every campaign of a catalog, indexed by [`BudgetSlot`].
 #[derive(Debug)]
 pub struct Budgets {
     campaigns: Box<[CampaignBudget]>,
@@ -98,13 +100,13 @@ impl Budgets {
         Budgets { campaigns }
     }
 
-    fn campaign(&self, campaign: CampaignIdx) -> &CampaignBudget {
+    fn campaign(&self, campaign: BudgetSlot) -> &CampaignBudget {
         &self.campaigns[campaign]
     }
 
     /// Whether `amount_micros` could be reserved now (a hint: a reservation may still
     /// lose a race; only [`Budgets::reserve`] decides).
-    pub fn can_afford(&self, campaign: CampaignIdx, amount_micros: i64) -> bool {
+    pub fn can_afford(&self, campaign: BudgetSlot, amount_micros: i64) -> bool {
         self.campaign(campaign)
             .available_micros
             .load(Ordering::Relaxed)
@@ -113,7 +115,7 @@ impl Budgets {
 
     /// Takes `amount_micros` from the campaign's available budget, or refuses when
     /// that would take it below zero.
-    pub fn reserve(&self, campaign: CampaignIdx, amount_micros: i64) -> Option<Reservation> {
+    pub fn reserve(&self, campaign: BudgetSlot, amount_micros: i64) -> Option<Reservation> {
         assert!(amount_micros >= 0, "a reservation is never negative");
         let b = self.campaign(campaign);
         // AcqRel on the CAS: reservations of one campaign are totally ordered on
@@ -182,7 +184,7 @@ impl Budgets {
     /// Changes a campaign's daily budget (operator action). Lowering it below what is
     /// already spent and reserved leaves `available` negative: nothing more is
     /// reserved until a new day or a raise.
-    pub fn set_daily(&self, campaign: CampaignIdx, daily_micros: i64) {
+    pub fn set_daily(&self, campaign: BudgetSlot, daily_micros: i64) {
         assert!(daily_micros >= 0, "daily budget must be non-negative");
         let b = self.campaign(campaign);
         let old = b.daily_micros.swap(daily_micros, Ordering::AcqRel);
@@ -199,7 +201,7 @@ impl Budgets {
         }
     }
 
-    pub fn snapshot(&self, campaign: CampaignIdx) -> BudgetSnapshot {
+    pub fn snapshot(&self, campaign: BudgetSlot) -> BudgetSnapshot {
         let b = self.campaign(campaign);
         BudgetSnapshot {
             daily_micros: b.daily_micros.load(Ordering::Acquire),
@@ -226,7 +228,7 @@ impl Budgets {
 mod tests {
     use super::*;
 
-    fn balanced(b: &Budgets, c: CampaignIdx) -> bool {
+    fn balanced(b: &Budgets, c: BudgetSlot) -> bool {
         let s = b.snapshot(c);
         s.available_micros + s.reserved_micros + s.spent_micros == s.daily_micros
     }

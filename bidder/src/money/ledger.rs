@@ -23,8 +23,7 @@ use crate::money::budget::{Budgets, Reservation, Settlement};
 /// Bids a worker can hand over before the owner drains them; at 100k bids/s and a
 /// drain every millisecond this is 40× headroom.
 pub const INBOX_CAPACITY: usize = 4_096;
-/// Most reservations held at once; beyond this new bids are refused (fail closed).
-pub const MAX_PENDING: usize = 1_000_000;
+pub use crate::limits::MAX_PENDING;
 
 /// A bid that left with budget reserved.
 #[derive(Debug)]

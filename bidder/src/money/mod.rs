@@ -17,8 +17,9 @@ pub mod ledger;
 pub mod notice;
 pub mod notice_keys;
 
-/// Micros in one currency unit.
-pub const MICROS_PER_UNIT: i64 = 1_000_000;
+pub use bidder_common::money::{
+    apply_ppm, parse_millionths, DecimalError, ExtraDecimals, MICROS_PER_UNIT, PPM_ONE,
+};
 
 /// Largest CPM we accept from the wire or config: 1,000,000 currency units. Anything
 /// above is a typo or an attack; keeping a bound keeps every product in `i64` range.

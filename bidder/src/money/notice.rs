@@ -33,15 +33,9 @@ use crate::money::bid_id::{BidId, BidIdText};
 /// Bytes of the HMAC-SHA256 output kept in a URL: 128 bits is far beyond what an
 /// online forger can guess at any request rate, and keeps the URLs short.
 pub const TAG_BYTES: usize = 16;
-/// The shortest signing key accepted: as long as the hash output, so the key is never
-/// the weak part.
-pub const MIN_KEY_BYTES: usize = 32;
-/// The longest base URL accepted; anything longer is a configuration mistake that would
-/// bloat every response three times over.
-pub const MAX_BASE_URL_BYTES: usize = 512;
-/// The longest notice query string the endpoint will parse: ids are bounded by the
-/// OpenRTB parser, and exchanges substitute short macro values.
-pub const MAX_QUERY_BYTES: usize = 4096;
+pub use crate::limits::MAX_BASE_URL_BYTES;
+pub use crate::limits::MAX_QUERY_BYTES;
+pub use crate::limits::MIN_NOTICE_KEY_BYTES;
 
 /// Versions the signed layout. Kept to two bytes so that a typical bid's signed input
 /// (version, bid id, price, two short ids) fits one SHA-256 block: two compressions per
@@ -121,7 +115,7 @@ pub struct SignedNotice<'a> {
 /// Why a signer could not be built. Raised at start-up or config reload, never later.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignerError {
-    #[error("notice signing key is {0} bytes; it must be at least {MIN_KEY_BYTES}")]
+    #[error("notice signing key is {0} bytes; it must be at least {MIN_NOTICE_KEY_BYTES}")]
     KeyTooShort(usize),
     #[error("notice base URL must start with http:// or https://")]
     BaseUrlScheme,
@@ -187,15 +181,17 @@ pub struct AuctionValues<'q> {
 }
 
 impl AuctionValues<'_> {
-    /// The clearing price in micros, if the exchange substituted a plain decimal CPM.
-    /// `None` for an absent, unsubstituted or encrypted price: the caller then settles at
-    /// our bid price, which the tag vouches for.
+    /// The clearing price in micros, if the exchange substituted a plain decimal CPM,
+    /// read exactly (digits past the sixth decimal round up: we charge at least what
+    /// the exchange bills). `None` for an absent, unsubstituted, negative, absurd or
+    /// encrypted price: the caller then settles at our bid price, which the tag vouches
+    /// for.
     pub fn clearing_price_micros(&self) -> Option<i64> {
         let text = self.price?;
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return None;
-        }
-        money::cpm_from_f64(text.parse().ok()?)
+        let micros = money::parse_millionths(text, money::ExtraDecimals::RoundUp).ok()?;
+        (0..=money::MAX_CPM_MICROS)
+            .contains(&micros)
+            .then_some(micros)
     }
 }
 
@@ -215,7 +211,7 @@ impl NoticeSigner {
     /// path, no trailing slash, no query). The base URL is checked here so that the hot
     /// path can copy it into JSON strings without escaping.
     pub fn new(key: &[u8], base_url: &str) -> Result<Self, SignerError> {
-        if key.len() < MIN_KEY_BYTES {
+        if key.len() < MIN_NOTICE_KEY_BYTES {
             return Err(SignerError::KeyTooShort(key.len()));
         }
         check_base_url(base_url)?;
@@ -750,6 +746,13 @@ mod tests {
             None
         );
         assert_eq!(values(Some("-1")).clearing_price_micros(), None);
+        // Read exactly, never through a float; extra precision rounds up, never down.
+        assert_eq!(values(Some("0.29")).clearing_price_micros(), Some(290_000));
+        assert_eq!(
+            values(Some("1.2345671")).clearing_price_micros(),
+            Some(1_234_568)
+        );
+        assert_eq!(values(Some("2000000")).clearing_price_micros(), None);
         assert_eq!(values(Some("1e3")).clearing_price_micros(), None);
         assert_eq!(values(Some("AAAB1234")).clearing_price_micros(), None);
         assert_eq!(values(Some("")).clearing_price_micros(), None);
@@ -758,7 +761,7 @@ mod tests {
 
     #[test]
     fn signer_config_is_checked() {
-        let short = [0u8; MIN_KEY_BYTES - 1];
+        let short = [0u8; MIN_NOTICE_KEY_BYTES - 1];
         assert_eq!(
             NoticeSigner::new(&short, BASE).err(),
             Some(SignerError::KeyTooShort(31))

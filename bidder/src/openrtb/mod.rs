@@ -40,40 +40,21 @@ pub use model::*;
 pub use parser::{Parsed, Parser};
 pub use version::OpenRtbVersion;
 
-/// Largest body the parser accepts, in bytes. Real banner requests are 1–5 KiB and
-/// multi-imp video requests rarely pass 50 KiB; anything larger is refused before
-/// parsing with [`ParseError::TooLarge`].
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+pub use crate::limits::MAX_REQUEST_BYTES;
 
-/// Deepest nesting of JSON objects and arrays, in levels (the top-level object is
-/// level 1). OpenRTB itself needs 5; the rest is headroom for `ext`. Deeper bodies
-/// fail with [`ParseError::TooDeep`], which also bounds the parser's stack.
-pub const MAX_DEPTH: usize = 32;
+pub use crate::limits::MAX_DEPTH;
 
-/// Most impressions in one request; more fail with [`ParseError::TooManyImps`]
-/// (we do not pick a subset, since `allimps` may require all of them).
-pub const MAX_IMPS: usize = 64;
+pub use crate::limits::MAX_IMPS;
 
-/// Most sizes kept per banner (`banner.format`); further sizes are dropped and the
-/// request is flagged `truncated`.
-pub const MAX_FORMATS_PER_BANNER: usize = 32;
+pub use crate::limits::MAX_FORMATS_PER_BANNER;
 
-/// Most deals kept per impression (`pmp.deals`); further deals are dropped (we just
-/// cannot bid on them) and the request is flagged `truncated`.
-pub const MAX_DEALS_PER_IMP: usize = 64;
+pub use crate::limits::MAX_DEALS_PER_IMP;
 
-/// Most items in any string or integer list (`bcat`, `badv`, `battr`, `wseat`, `cat`,
-/// `mimes`, …). A longer list fails the request with [`ParseError::ListTooLong`]:
-/// cutting a block list could let a blocked advertiser through.
-pub const MAX_LIST_ITEMS: usize = 1024;
+pub use crate::limits::MAX_LIST_ITEMS;
 
-/// Most nodes in a supply chain; a longer chain fails the request with
-/// [`ParseError::ListTooLong`], since a cut chain would misstate who is selling.
-pub const MAX_SCHAIN_NODES: usize = 32;
+pub use crate::limits::MAX_SCHAIN_NODES;
 
-/// Most extended-id providers kept per user (`user.eids`); further ones are dropped
-/// and the request is flagged `truncated`.
-pub const MAX_EIDS: usize = 64;
+pub use crate::limits::MAX_EIDS;
 
 // Pool offsets are `u32`: every pooled item comes from at least one byte of the body,
 // so a body under 4 GiB can never overflow a span.

@@ -22,15 +22,9 @@ use crate::money::bid_id::BidId;
 use crate::money::notice::{NoticeFields, NoticeSigner};
 use crate::money::MAX_CPM_MICROS;
 
-/// Most bids in one response. A request carries a bounded number of impressions and we
-/// bid at most once per impression; past this the decision is broken, not busy.
-pub const MAX_BIDS_PER_RESPONSE: usize = 64;
-/// Most entries in one bid's `adomain`, `cat` or `attr` list. Real creatives carry a
-/// handful; the bound keeps the FlatBuffers encoder's offset table on the stack.
-pub const MAX_LIST_ITEMS: usize = 64;
-/// Largest encoded response, in bytes. Big VAST markup is tens of kilobytes; a response
-/// past this is refused rather than sent, since exchanges cap bodies well below it.
-pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
+pub use crate::limits::MAX_BIDS_PER_RESPONSE;
+pub use crate::limits::MAX_RESPONSE_BYTES;
+pub use crate::limits::MAX_RESPONSE_LIST_ITEMS as MAX_LIST_ITEMS;
 /// Capacity the FlatBuffers builder starts with, in bytes: a typical banner response
 /// fits, so the builder never grows on the hot path.
 const INITIAL_FLATBUFFERS_BYTES: usize = 16 * 1024;

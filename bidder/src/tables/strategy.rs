@@ -9,8 +9,9 @@
 //!   index and a sequence-locked copy of five fields. Rows the agent appends later are
 //!   matched to campaigns by the first read that notices them (see
 //!   [`TableStrategy::campaign`]), not by a poll.
-//! * [`Mirror`] is the control-side thread that polls the file (a new table, partner
-//!   limits, budget overrides) and publishes the stats table.
+//!
+//! The control-side thread that polls the file (a new table, partner limits, budget
+//! overrides) and publishes the stats table is [`super::mirror`].
 //!
 //! Neither row values nor new rows need polling: a `strategy set` is visible to the
 //! next bid as soon as the agent's write completes, whether it rewrote a row or added
@@ -19,10 +20,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bidder_common::table::shm::{file_id, FileId, OpenError, Table};
 use bidder_common::table::strategy::{
@@ -31,10 +30,9 @@ use bidder_common::table::strategy::{
 use rustc_hash::FxHashMap;
 
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Partner};
-use crate::clock::monotonic_now;
-use crate::decide::strategy::{CampaignStrategy, StrategySource, PPM_ONE};
+use crate::decide::strategy::{CampaignStrategy, StrategySource};
 use crate::money::budget::Budgets;
-use crate::tables::stats::{StatsInputs, StatsPublisher};
+use crate::money::PPM_ONE;
 
 /// Row index meaning "this campaign has no row: use the configuration's defaults".
 const NO_ROW: u32 = u32::MAX;
@@ -60,7 +58,8 @@ pub struct Change {
 }
 
 /// The strategy table file as the bidder sees it. Shared by the daemon (which builds
-/// a [`TableStrategy`] per generation) and the [`Mirror`] (which polls it).
+/// a [`TableStrategy`] per generation) and the [`Mirror`](super::mirror::Mirror)
+/// (which polls it).
 pub struct StrategyTable {
     path: PathBuf,
     state: Mutex<Mapped>,
@@ -367,91 +366,5 @@ impl StrategySource for TableStrategy {
                 }
             }
         }
-    }
-}
-
-/// What the mirror thread needs from the daemon, which owns generations.
-pub struct MirrorParts {
-    pub table: Arc<StrategyTable>,
-    /// Swaps in a generation with the same catalog and a fresh [`TableStrategy`] on
-    /// a new file (new rows need none: the hot path finds them).
-    pub refresh_strategy: Box<dyn Fn() + Send>,
-    /// Recompiles the catalog with the partner rows applied and swaps it in.
-    pub rebuild_catalog: Box<dyn Fn() + Send>,
-    /// The catalog in force and the budgets, for budget overrides and stats.
-    pub inputs: Box<dyn Fn() -> StatsInputs + Send>,
-    pub budgets: Arc<Budgets>,
-    pub stats: Option<StatsPublisher>,
-    pub poll_interval_ms: u64,
-    pub stats_interval_ms: u64,
-}
-
-/// The control-side thread that keeps the bidder in step with the strategy table and
-/// publishes the stats table.
-pub struct Mirror {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Mirror {
-    pub fn start(parts: MirrorParts) -> std::io::Result<Mirror> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("strategy-mirror".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || run(parts, &stop)
-            })?;
-        Ok(Mirror {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the thread (after at most one poll interval) and waits for it.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn run(mut parts: MirrorParts, stop: &AtomicBool) {
-    let poll = Duration::from_millis(parts.poll_interval_ms);
-    let stats_every = Duration::from_millis(parts.stats_interval_ms);
-    let mut partners = parts.table.partner_rows();
-    let mut next_stats = monotonic_now();
-    while !stop.load(Ordering::Relaxed) {
-        let change = parts.table.poll();
-        let now_partners = if change.values || change.remap {
-            parts.table.partner_rows()
-        } else {
-            partners.clone()
-        };
-        if now_partners != partners {
-            partners = now_partners;
-            // The rebuild also maps rows and applies budgets.
-            (parts.rebuild_catalog)();
-        } else {
-            if change.remap {
-                (parts.refresh_strategy)();
-            }
-            if change.values || change.remap {
-                let inputs = (parts.inputs)();
-                parts
-                    .table
-                    .apply_budget_overrides(&inputs.generation.bidding.catalog, &parts.budgets);
-            }
-        }
-        if monotonic_now() >= next_stats {
-            next_stats = monotonic_now() + stats_every;
-            if let Some(stats) = parts.stats.as_mut() {
-                let mut inputs = (parts.inputs)();
-                inputs.strategy_contended = parts.table.contended();
-                stats.publish(&inputs, &parts.table);
-            }
-        }
-        std::thread::sleep(poll);
     }
 }

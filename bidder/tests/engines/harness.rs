@@ -21,12 +21,13 @@ use bidder::bid::pipeline::Bidding;
 use bidder::catalog::{Campaign, Catalog};
 use bidder::clock::Clock;
 use bidder::config::Config;
+use bidder::control::Registry;
 use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 use bidder::decide::DecisionStats;
 use bidder::engine::ring::{Engine, RingConfig};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::http::{HttpConfig, HttpLimits, Status};
-use bidder::metrics::{Registry, WorkerMetrics};
+use bidder::metrics::WorkerMetrics;
 use bidder::money::budget::Budgets;
 use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 

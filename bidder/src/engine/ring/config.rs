@@ -84,13 +84,9 @@ impl Default for RingConfig {
     }
 }
 
-/// The largest number of connection slots a worker may have: slots are indexed by 24
-/// bits of completion `user_data`.
-pub const MAX_CONNECTIONS_CEILING: u32 = 1 << 24;
-/// The kernel's limit on provided-buffer ring entries.
-pub const MAX_RECV_BUFFERS: u16 = 1 << 15;
-/// The kernel's limit on registered buffers.
-pub const MAX_OUTPUT_BUFFERS: u32 = 1 << 14;
+pub use crate::limits::MAX_CONNECTIONS_PER_WORKER;
+pub use crate::limits::MAX_OUTPUT_BUFFERS;
+pub use crate::limits::MAX_RECV_BUFFERS;
 
 impl RingConfig {
     /// Bytes each worker allocates at start for receive, input and output buffers and
@@ -112,7 +108,7 @@ impl RingConfig {
             (!self.cores.is_empty(), "cores must name at least one core"),
             (self.ring_entries >= 8, "ring_entries must be at least 8"),
             (
-                (1..=MAX_CONNECTIONS_CEILING).contains(&self.max_connections),
+                (1..=MAX_CONNECTIONS_PER_WORKER).contains(&self.max_connections),
                 "max_connections must be in 1..=2^24",
             ),
             (

@@ -33,7 +33,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 pub use config::{
-    RingConfig, SqPoll, MAX_CONNECTIONS_CEILING, MAX_OUTPUT_BUFFERS, MAX_RECV_BUFFERS,
+    RingConfig, SqPoll, MAX_CONNECTIONS_PER_WORKER, MAX_OUTPUT_BUFFERS, MAX_RECV_BUFFERS,
 };
 pub use probe::RingFeatures;
 pub use stats::{StatsSnapshot, WorkerStats};

@@ -5,12 +5,9 @@ use std::net::SocketAddr;
 
 use crate::http::HttpConfig;
 
-/// The largest `max_connections` accepted per worker: beyond this a worker's memory for
-/// half-received requests (up to `max_request_bytes` each) is no longer a sane bound.
-pub const MAX_CONNECTIONS_CEILING: u32 = 1 << 20;
+pub use crate::limits::MAX_CONNECTIONS_PER_WORKER;
 
-/// The most worker threads an engine starts; more than the cores of any host we run on.
-pub const MAX_WORKERS: usize = 1024;
+pub use crate::limits::MAX_WORKERS;
 
 /// The tokio engine's configuration. Sizes are per worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +69,7 @@ impl TokioEngineConfig {
                 "cores must be empty or name one core per worker",
             ),
             (
-                (1..=MAX_CONNECTIONS_CEILING).contains(&self.max_connections),
+                (1..=MAX_CONNECTIONS_PER_WORKER).contains(&self.max_connections),
                 "max_connections must be in 1..=2^20",
             ),
             (

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::event_loop::EventLoop;
+use super::state::WorkerState;
 use crate::clock::monotonic_now;
 use crate::http::{canned, ConnState, ConnectionHeader, OutBuf, Service, Status, Step};
 
@@ -22,9 +22,7 @@ use crate::http::{canned, ConnState, ConnectionHeader, OutBuf, Service, Status, 
 const INITIAL_INPUT_BYTES: usize = 8 * 1024;
 /// Answers are written once this many bytes of them are waiting.
 const FLUSH_AT_BYTES: usize = 64 * 1024;
-/// Answers are written once this many are waiting; also sizes the per-connection array
-/// of decision times awaiting their total time.
-const MAX_ANSWERS_PER_FLUSH: usize = 64;
+use crate::limits::MAX_ANSWERS_PER_FLUSH;
 /// Output capacity a connection keeps between flushes; a larger buffer (after a burst
 /// of big answers) is released.
 const KEEP_OUTPUT_BYTES: usize = 16 * 1024;
@@ -79,7 +77,7 @@ struct Conn {
 
 /// Serves `stream` until it closes, times out, or the worker drains.
 pub(super) async fn run<S: Service>(
-    worker: &EventLoop<S>,
+    worker: &WorkerState<S>,
     mut stream: TcpStream,
     peer: SocketAddr,
 ) {
@@ -119,7 +117,7 @@ pub(super) async fn linger(stream: &mut TcpStream, limit: Duration) {
 }
 
 impl Conn {
-    async fn serve<S: Service>(&mut self, worker: &EventLoop<S>, stream: &mut TcpStream) -> End {
+    async fn serve<S: Service>(&mut self, worker: &WorkerState<S>, stream: &mut TcpStream) -> End {
         loop {
             if worker.draining.get() {
                 self.http.close_after_response = true;
@@ -155,7 +153,7 @@ impl Conn {
 
     /// Answers every complete request at the front of the input, in order, into
     /// `output`; stops early when answers pile up or one closes the connection.
-    fn serve_buffered<S: Service>(&mut self, worker: &EventLoop<S>) -> Next {
+    fn serve_buffered<S: Service>(&mut self, worker: &WorkerState<S>) -> Next {
         let mut http = worker.http.borrow_mut();
         let side = &mut *http;
         let mut pos = 0;
@@ -219,7 +217,7 @@ impl Conn {
 
     /// Writes the waiting answers, bounded by the idle timeout, and records their
     /// latencies. False if the connection is no longer usable.
-    async fn flush<S>(&mut self, worker: &EventLoop<S>, stream: &mut TcpStream) -> bool {
+    async fn flush<S>(&mut self, worker: &WorkerState<S>, stream: &mut TcpStream) -> bool {
         let written = tokio::time::timeout(worker.timeouts.idle, stream.write_all(&self.output));
         let ok = match written.await {
             Ok(result) => result.is_ok(),
@@ -246,7 +244,7 @@ impl Conn {
 
     /// Waits for more input, the deadline that applies (idle with nothing pending,
     /// request otherwise), or the start of draining.
-    async fn read<S>(&mut self, worker: &EventLoop<S>, stream: &mut TcpStream) -> ReadOutcome {
+    async fn read<S>(&mut self, worker: &WorkerState<S>, stream: &mut TcpStream) -> ReadOutcome {
         if self.filled == self.input.len() {
             if self.input.len() >= worker.max_request_bytes {
                 return ReadOutcome::Overflow;
@@ -282,7 +280,7 @@ impl Conn {
     /// Answers `status` with `connection: close` in place of whatever is pending.
     async fn refuse<S>(
         &mut self,
-        worker: &EventLoop<S>,
+        worker: &WorkerState<S>,
         stream: &mut TcpStream,
         status: Status,
     ) -> End {

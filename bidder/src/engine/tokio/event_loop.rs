@@ -19,28 +19,17 @@ use tokio::task::LocalSet;
 use tracing::warn;
 
 use super::conn;
+use super::state::{HttpSide, Timeouts, WorkerState};
 use super::stats::TokioWorkerStats;
 use crate::clock::monotonic_now;
 use crate::http::{canned, ConnectionHeader, Server, Service, Status};
-use crate::metrics::{LatencyRecorder, WorkerMetrics, PUBLISH_INTERVAL_MS};
+use crate::metrics::{WorkerMetrics, PUBLISH_INTERVAL_MS};
 
 /// After a failed accept (e.g. out of file descriptors) the worker waits this long
 /// before the next, instead of spinning on the error.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
 
-/// Shed connections that may linger at once per worker (to deliver their 503 before the
-/// close); past this a shed connection is closed right after the write. Bounds what a
-/// connection flood costs beyond `max_connections`.
-const MAX_LINGERING_SHEDS: u32 = 64;
-
-/// The timeouts a worker enforces, from the config.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timeouts {
-    pub idle: Duration,
-    pub request: Duration,
-    pub close_linger: Duration,
-    pub shutdown_grace: Duration,
-}
+use crate::limits::MAX_LINGERING_SHEDS;
 
 /// What a worker thread is started with.
 pub(super) struct EventLoopSetup<S> {
@@ -53,32 +42,6 @@ pub(super) struct EventLoopSetup<S> {
     pub stats: Arc<TokioWorkerStats>,
     pub metrics: Arc<WorkerMetrics>,
     pub stop: watch::Receiver<bool>,
-}
-
-/// The HTTP side of a worker, borrowed by one connection at a time.
-pub(super) struct HttpSide<S> {
-    pub server: Server<S>,
-    /// Scratch for one response (`Server::min_out_bytes`); copied out to the connection.
-    pub out: Vec<u8>,
-    pub recorder: LatencyRecorder,
-}
-
-/// A worker thread's event-loop state, shared by its connection tasks (all on the worker's thread).
-pub(super) struct EventLoop<S> {
-    pub http: RefCell<HttpSide<S>>,
-    pub stats: Arc<TokioWorkerStats>,
-    pub metrics: Arc<WorkerMetrics>,
-    pub timeouts: Timeouts,
-    pub max_request_bytes: usize,
-    max_connections: u32,
-    open: Cell<u32>,
-    lingering_sheds: Cell<u32>,
-    /// Set once shutdown starts; connections answer what they hold and close.
-    pub draining: Cell<bool>,
-    /// Wakes every connection when draining starts.
-    pub drain: Notify,
-    /// Wakes the worker's shutdown wait when a connection closes.
-    closed: Notify,
 }
 
 /// Runs a worker thread to completion: pins it, builds its runtime, reports readiness
@@ -134,7 +97,7 @@ async fn serve<S: Service + 'static>(
             return;
         }
     };
-    let worker = Rc::new(EventLoop {
+    let worker = Rc::new(WorkerState {
         max_request_bytes: server.limits().max_request_bytes(),
         http: RefCell::new(HttpSide {
             out: vec![0; server.min_out_bytes()],
@@ -173,7 +136,7 @@ async fn serve<S: Service + 'static>(
 }
 
 /// Stops new requests and waits, up to the grace period, for open connections to close.
-async fn drain<S>(worker: &EventLoop<S>) {
+async fn drain<S>(worker: &WorkerState<S>) {
     worker.draining.set(true);
     worker.drain.notify_waiters();
     let grace = tokio::time::sleep(worker.timeouts.shutdown_grace);
@@ -194,7 +157,7 @@ async fn drain<S>(worker: &EventLoop<S>) {
 
 /// Publishes recorded latencies on a timer, so an idle worker's last values still reach
 /// the scrape.
-async fn publish_latencies<S>(worker: Rc<EventLoop<S>>) {
+async fn publish_latencies<S>(worker: Rc<WorkerState<S>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(PUBLISH_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -208,7 +171,7 @@ async fn publish_latencies<S>(worker: Rc<EventLoop<S>>) {
 }
 
 /// Gives `stream` a slot and a task, or sheds it with 503 when every slot is taken.
-fn admit<S: Service + 'static>(worker: &Rc<EventLoop<S>>, stream: TcpStream, peer: SocketAddr) {
+fn admit<S: Service + 'static>(worker: &Rc<WorkerState<S>>, stream: TcpStream, peer: SocketAddr) {
     if worker.open.get() >= worker.max_connections {
         shed(worker, stream);
         return;
@@ -224,7 +187,7 @@ fn admit<S: Service + 'static>(worker: &Rc<EventLoop<S>>, stream: TcpStream, pee
 }
 
 /// Holds a connection slot; dropping it (the task ended or was cancelled) frees it.
-struct Slot<S>(Rc<EventLoop<S>>);
+struct Slot<S>(Rc<WorkerState<S>>);
 
 impl<S> Drop for Slot<S> {
     fn drop(&mut self) {
@@ -236,7 +199,7 @@ impl<S> Drop for Slot<S> {
 }
 
 /// Answers 503 and closes. The write cannot block: the socket's send buffer is empty.
-fn shed<S: 'static>(worker: &Rc<EventLoop<S>>, stream: TcpStream) {
+fn shed<S: 'static>(worker: &Rc<WorkerState<S>>, stream: TcpStream) {
     worker.stats.connections_shed.inc();
     let refusal = canned(Status::ServiceUnavailable, ConnectionHeader::Close);
     if stream.try_write(refusal).ok() == Some(refusal.len()) {

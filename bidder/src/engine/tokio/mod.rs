@@ -19,6 +19,7 @@ mod config;
 mod conn;
 mod event_loop;
 mod socket;
+mod state;
 mod stats;
 
 use std::io;
@@ -31,12 +32,13 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use config::{TokioEngineConfig, MAX_CONNECTIONS_CEILING, MAX_WORKERS};
+pub use config::{TokioEngineConfig, MAX_CONNECTIONS_PER_WORKER, MAX_WORKERS};
 pub use stats::{TokioStatsCollector, TokioWorkerStats};
 
 use crate::http::{HttpConfigError, Server, Service};
 use crate::metrics::WorkerMetrics;
-use event_loop::{EventLoopSetup, Timeouts};
+use event_loop::EventLoopSetup;
+use state::Timeouts;
 
 /// Why the engine did not start, or did not stop cleanly.
 #[derive(Debug, Error)]
@@ -72,7 +74,7 @@ pub struct TokioEngine {
 impl TokioEngine {
     /// Validates `config`, binds the listeners and starts the workers; worker *i* counts
     /// responses and latencies into `metrics[i]` (one per worker, from
-    /// [`Registry::add_workers`](crate::metrics::Registry::add_workers)). Returns once
+    /// [`Registry::add_workers`](crate::control::Registry::add_workers)). Returns once
     /// every worker is accepting, or with the first failure after stopping the others.
     pub fn start<S: Service + 'static>(
         config: TokioEngineConfig,
@@ -159,7 +161,7 @@ impl TokioEngine {
     }
 
     /// The scrape side of [`stats`](Self::stats), for
-    /// [`Registry::register`](crate::metrics::Registry::register).
+    /// [`Registry::register`](crate::control::Registry::register).
     pub fn collector(&self) -> Arc<TokioStatsCollector> {
         Arc::new(TokioStatsCollector {
             workers: self.stats.clone(),

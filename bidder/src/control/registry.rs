@@ -7,26 +7,14 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::histogram::LatencyHistogram;
-use super::prom::PromText;
-use super::worker::WorkerMetrics;
 use crate::catalog::Catalog;
 use crate::config::MAX_PARTNERS;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::http::Status;
+use crate::metrics::{
+    Collect, LatencyHistogram, PartnerCounters, PromText, WorkerMetrics, UNATTRIBUTED_PARTNER,
+};
 use crate::money::budget::Budgets;
-
-/// Label value for requests that named no known partner. Partner names are config keys
-/// (letters, digits, `-`, `_`), so this cannot collide with one.
-pub const UNATTRIBUTED_PARTNER: &str = "(none)";
-
-/// A source of samples the scrape includes, e.g. an engine's per-worker connection
-/// counters. `collect` runs on the control thread at every scrape; it must only read
-/// (atomics, or locks that no worker takes).
-pub trait Collect: Send + Sync {
-    /// Adds this source's samples to `out`.
-    fn collect(&self, out: &mut PromText);
-}
 
 /// Where the scrape finds decision counters: the bid service keeps one
 /// [`DecisionStats`] per worker thread and creates them lazily, so the scrape asks for
@@ -154,7 +142,7 @@ fn collect_responses(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
 
 fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, out: &mut PromText) {
     let named = catalog.map_or(0, |c| c.partners.len().min(MAX_PARTNERS));
-    let sum = |slot: Option<u16>, pick: fn(&super::PartnerCounters) -> u64| -> u64 {
+    let sum = |slot: Option<u16>, pick: fn(&PartnerCounters) -> u64| -> u64 {
         workers.iter().map(|w| pick(w.partner(slot))).sum()
     };
     let partners = (0..named)

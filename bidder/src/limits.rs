@@ -1,0 +1,201 @@
+//! Every limit of the bidder, in one place (after TigerBeetle's `constants.zig`): each
+//! named with its unit, the relations between them asserted at compile time below, and
+//! read by configuration validation and by the code that enforces them, so a value the
+//! configuration accepts is a value the engines can run.
+//!
+//! The stage a limit belongs to re-exports it (`crate::openrtb::MAX_IMPS` is this
+//! `MAX_IMPS`), so code reads naturally where it is used; it is defined only here.
+//! Constants that are facts of an encoding rather than choices (digits in an `i64`,
+//! bits of a bid id) stay beside their encoding.
+
+// ---- Configuration ----------------------------------------------------------
+
+/// Largest configuration file accepted, so a wrong path (a log file, a disk image)
+/// fails fast instead of eating memory.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most campaigns one bidder serves; the index and budgets are sized from this.
+pub const MAX_CAMPAIGNS: usize = 100_000;
+
+/// Most partners (exchanges / SSPs); each with CIDRs takes one XDP slot.
+pub const MAX_PARTNERS: usize = 256;
+
+/// Most creatives a single campaign may hold.
+pub const MAX_CREATIVES_PER_CAMPAIGN: usize = 64;
+
+/// Errors reported in one pass at most; past this the file is broken enough.
+pub const MAX_REPORTED_ERRORS: usize = 50;
+
+/// Longest domain or bundle looked up; longer values cannot match any target and are
+/// treated as absent (DNS names are at most 253 bytes).
+pub const MAX_LOOKUP_KEY_BYTES: usize = 256;
+
+// ---- Engines ----------------------------------------------------------------
+
+/// The most connections one worker serves at once (`server.max_connections_per_worker`
+/// and both engines): beyond this a worker's memory for half-received requests is no
+/// longer a sane bound. The io_uring engine could index 2^24 slots; one bound for both
+/// engines means a value the configuration accepts runs on either.
+pub const MAX_CONNECTIONS_PER_WORKER: u32 = 1 << 20;
+
+/// Bounds of the `[server]` timeouts, ms.
+pub const IDLE_TIMEOUT_MS: (u64, u64) = (10, 3_600_000);
+pub const REQUEST_TIMEOUT_MS: (u64, u64) = (10, 60_000);
+pub const SHUTDOWN_GRACE_MS: (u64, u64) = (0, 60_000);
+/// Bounds of `server.max_header_bytes` and `server.max_body_bytes`.
+pub const HEADER_BYTES: (u64, u64) = (1_024, 1 << 20);
+pub const BODY_BYTES: (u64, u64) = (1_024, 16 << 20);
+/// Bounds of `server.ring_entries` (submission queue entries per io_uring).
+pub const RING_ENTRIES: (u64, u64) = (8, 32_768);
+
+/// The most worker threads an engine starts; more than the cores of any host we run on.
+pub const MAX_WORKERS: usize = 1024;
+
+/// The kernel's limit on provided-buffer ring entries.
+pub const MAX_RECV_BUFFERS: u16 = 1 << 15;
+
+/// The kernel's limit on registered buffers.
+pub const MAX_OUTPUT_BUFFERS: u32 = 1 << 14;
+
+/// Answers are written once this many are waiting; also sizes the per-connection array
+/// of decision times awaiting their total time.
+pub const MAX_ANSWERS_PER_FLUSH: usize = 64;
+
+/// Shed connections that may linger at once per worker (to deliver their 503 before the
+/// close); past this a shed connection is closed right after the write. Bounds what a
+/// connection flood costs beyond `max_connections`.
+pub const MAX_LINGERING_SHEDS: u32 = 64;
+
+// ---- HTTP -------------------------------------------------------------------
+
+/// The largest `max_headers` accepted: the header array handed to `httparse` lives on the
+/// stack of the parser, and this is its length.
+pub const MAX_HEADERS_CEILING: usize = 256;
+
+/// Longest chunk-size line (size, extensions, CRLF) we read before calling it malformed.
+pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// Longest partner name accepted in `/bid/{partner}`; partner names are config keys, not
+/// free text.
+pub const MAX_PARTNER_NAME_BYTES: usize = 64;
+
+/// Members in one body; real senders use one, concatenation is allowed but bounded.
+pub const MAX_GZIP_MEMBERS: usize = 16;
+
+// ---- OpenRTB requests -------------------------------------------------------
+
+/// Largest body the parser accepts, in bytes. Real banner requests are 1–5 KiB and
+/// multi-imp video requests rarely pass 50 KiB; anything larger is refused before
+/// parsing with [`crate::openrtb::ParseError::TooLarge`].
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// Deepest nesting of JSON objects and arrays, in levels (the top-level object is
+/// level 1). OpenRTB itself needs 5; the rest is headroom for `ext`. Deeper bodies
+/// fail with [`crate::openrtb::ParseError::TooDeep`], which also bounds the parser's stack.
+pub const MAX_DEPTH: usize = 32;
+
+/// Most impressions in one request; more fail with [`crate::openrtb::ParseError::TooManyImps`]
+/// (we do not pick a subset, since `allimps` may require all of them).
+pub const MAX_IMPS: usize = 64;
+
+/// Most sizes kept per banner (`banner.format`); further sizes are dropped and the
+/// request is flagged `truncated`.
+pub const MAX_FORMATS_PER_BANNER: usize = 32;
+
+/// Most deals kept per impression (`pmp.deals`); further deals are dropped (we just
+/// cannot bid on them) and the request is flagged `truncated`.
+pub const MAX_DEALS_PER_IMP: usize = 64;
+
+/// Most items in any string or integer list (`bcat`, `badv`, `battr`, `wseat`, `cat`,
+/// `mimes`, …). A longer list fails the request with [`crate::openrtb::ParseError::ListTooLong`]:
+/// cutting a block list could let a blocked advertiser through.
+pub const MAX_LIST_ITEMS: usize = 1024;
+
+/// Most nodes in a supply chain; a longer chain fails the request with
+/// [`crate::openrtb::ParseError::ListTooLong`], since a cut chain would misstate who is selling.
+pub const MAX_SCHAIN_NODES: usize = 32;
+
+/// Most extended-id providers kept per user (`user.eids`); further ones are dropped
+/// and the request is flagged `truncated`.
+pub const MAX_EIDS: usize = 64;
+
+// ---- Responses --------------------------------------------------------------
+
+/// Most bids in one response. A request carries a bounded number of impressions and we
+/// bid at most once per impression; past this the decision is broken, not busy.
+pub const MAX_BIDS_PER_RESPONSE: usize = 64;
+
+/// Most entries in one bid's `adomain`, `cat` or `attr` list. Real creatives carry a
+/// handful; the bound keeps the FlatBuffers encoder's offset table on the stack.
+pub const MAX_RESPONSE_LIST_ITEMS: usize = 64;
+
+/// Largest encoded response, in bytes. Big VAST markup is tens of kilobytes; a response
+/// past this is refused rather than sent, since exchanges cap bodies well below it.
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
+
+// ---- Money ------------------------------------------------------------------
+
+/// Highest margin multiplier any strategy may set (×1.5). The strategy writer enforces
+/// it; the decision clamps to it too, because the catalog orders campaigns by the most
+/// they can bid (value × this, capped) and stops evaluating once no campaign left can
+/// beat the best bid found.
+pub const MAX_MARGIN_PPM: u32 = 1_500_000;
+
+/// Most reservations held at once; beyond this new bids are refused (fail closed).
+pub const MAX_PENDING: usize = 1_000_000;
+
+/// The shortest notice signing key accepted (config validation and the signer), bytes:
+/// as long as the hash output, so the key is never the weak part.
+pub const MIN_NOTICE_KEY_BYTES: usize = 32;
+
+/// The longest base URL accepted; anything longer is a configuration mistake that would
+/// bloat every response three times over.
+pub const MAX_BASE_URL_BYTES: usize = 512;
+
+/// The longest notice query string the endpoint will parse: ids are bounded by the
+/// OpenRTB parser, and exchanges substitute short macro values.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+// ---- Control port and metrics -----------------------------------------------
+
+/// The largest latency told apart from larger ones, µs; slower answers are counted at
+/// this value. Ten seconds is far past any bid deadline: anything there is a stall.
+pub const MAX_RECORDED_LATENCY_US: u64 = 10_000_000;
+
+/// Largest request head hyper buffers (request line and headers): notice URLs are at
+/// most `MAX_QUERY_BYTES` (4 KiB) of query, so 16 KiB leaves room for headers. hyper
+/// answers 431 past it.
+pub const MAX_ADMIN_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+
+/// Reloads run on the blocking pool one at a time (they share one callback behind a
+/// mutex), so one thread is all it needs; a second covers a reload stuck past its
+/// client's patience while the next one queues.
+pub const MAX_BLOCKING_THREADS: usize = 2;
+
+// ---- XDP front --------------------------------------------------------------
+
+/// Most packets one request may count as: past this the "limit" is no limit.
+pub const MAX_PACKETS_PER_REQUEST: u32 = 1_000;
+
+/// Longest wait between two drop log records a CPU may be told to keep.
+pub const MAX_LOG_INTERVAL_MS: u64 = 3_600_000;
+
+/// Interface names are at most 15 bytes (`IFNAMSIZ` 16 with the NUL).
+pub const MAX_INTERFACE_NAME_BYTES: usize = 15;
+
+// ---- How the limits relate ---------------------------------------------------
+
+// We bid at most once per impression: a response can hold a bid for every imp.
+const _: () = assert!(MAX_BIDS_PER_RESPONSE >= MAX_IMPS);
+// The io_uring engine packs a connection slot into 24 bits of `user_data`.
+const _: () = assert!(MAX_CONNECTIONS_PER_WORKER <= 1 << 24);
+// Each partner with CIDRs takes one slot in the XDP maps, and partner indexes are u16.
+const _: () = assert!(MAX_PARTNERS == bidder_common::xdp::MAX_PARTNERS as usize);
+const _: () = assert!(MAX_PARTNERS <= u16::MAX as usize);
+// A notice URL's query fits in the admin port's request head with room for headers.
+const _: () = assert!(MAX_QUERY_BYTES * 2 <= MAX_ADMIN_REQUEST_HEAD_BYTES);
+// The OpenRTB parser accepts every body the HTTP layer may be configured to pass on
+// only up to its own bound; the HTTP bound may be larger (gzip), never the parse.
+const _: () = assert!(MAX_REQUEST_BYTES as u64 <= BODY_BYTES.1);
+// A partner name in a path fits the tables' keys.
+const _: () = assert!(MAX_PARTNER_NAME_BYTES <= bidder_common::table::MAX_KEY_BYTES);
