@@ -331,13 +331,14 @@ fn bidding(
     // configuration's; campaigns read their strategy rows through the table.
     strategy.apply_partner_overrides(&mut catalog.partners);
     strategy.apply_budget_overrides(&catalog, budgets);
-    Bidding {
-        strategy: strategy.source_for(&catalog),
-        catalog: Arc::new(catalog),
-        budgets: Arc::clone(budgets),
-        inbox: Arc::clone(inbox),
-        clock: clock.clone(),
-    }
+    let source = strategy.source_for(&catalog);
+    Bidding::sharing(
+        Arc::new(catalog),
+        Arc::clone(budgets),
+        Arc::clone(inbox),
+        source,
+        clock.clone(),
+    )
 }
 
 /// The HTTP settings both engines use.

@@ -15,8 +15,6 @@ use bidder::clock::{monotonic_now, Clock};
 use bidder::config::Config;
 use bidder::daemon::Daemon;
 use bidder::decide::strategy::StaticStrategy;
-use bidder::money::budget::Budgets;
-use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 use bidder::xdp::{link, Status};
 use clap::{Parser, Subcommand};
 
@@ -233,17 +231,10 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
         Some((_, idx)) => idx,
         None => None,
     };
-    let bidding = Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: Arc::new(StaticStrategy {
-            shading_ppm: catalog.settings.default_shading_ppm,
-        }),
-        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
-        catalog: Arc::new(catalog),
-        clock: Clock::system(),
-    };
+    let strategy = Arc::new(StaticStrategy {
+        shading_ppm: catalog.settings.default_shading_ppm,
+    });
+    let bidding = Bidding::new(catalog, strategy, Clock::system());
     let mut worker = match Pipeline::new(&bidding, 0, Arc::default()) {
         Ok(w) => w,
         Err(e) => {

@@ -15,8 +15,6 @@ use bidder::config::Config;
 use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
 use bidder::http::{ConnState, HttpConfig, OutBuf, Server, Step};
-use bidder::money::budget::Budgets;
-use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 
 const BANNER: &str =
     r#"{"id":"r1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
@@ -28,18 +26,11 @@ fn bidding(config_text: Option<String>) -> Bidding {
     // (debug build, parallel tests) from turning a bid into a deadline no-bid.
     let text = text.replace("deadline_cap_ms = 8", "deadline_cap_ms = 1000");
     let catalog = Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap();
-    Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: Arc::new(StaticStrategy {
-            shading_ppm: catalog.settings.default_shading_ppm,
-        }),
-        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
-        catalog: Arc::new(catalog),
-        // No instant is fixed here: the demo bids all week, and no ledger runs.
-        clock: Clock::system(),
-    }
+    let strategy = Arc::new(StaticStrategy {
+        shading_ppm: catalog.settings.default_shading_ppm,
+    });
+    // No instant is fixed here: the demo bids all week, and no ledger runs.
+    Bidding::new(catalog, strategy, Clock::system())
 }
 
 /// Sends one POST and returns (status code, headers+body text).

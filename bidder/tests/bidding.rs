@@ -28,15 +28,14 @@ fn bidding_with_cap(
         &format!("deadline_cap_ms = {deadline_cap_ms}"),
     );
     let catalog = Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap();
-    Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    Bidding::sharing(
+        Arc::new(catalog),
+        Arc::new(budgets),
+        Arc::new(LedgerInbox::new(inbox_capacity)),
         strategy,
-        inbox: Arc::new(LedgerInbox::new(inbox_capacity)),
-        catalog: Arc::new(catalog),
-        clock: DrivenClock::at(MONDAY_10_30_MS).clock(),
-    }
+        DrivenClock::at(MONDAY_10_30_MS).clock(),
+    )
 }
 
 /// Tests not about deadlines get a generous cap, so a loaded CI machine (debug build,

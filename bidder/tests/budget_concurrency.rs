@@ -24,7 +24,7 @@ use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
 use bidder::money::budget::{BudgetSnapshot, Budgets, Reservation};
 use bidder::money::impression_cost_micros;
-use bidder::money::ledger::{Ledger, LedgerInbox, NoticeOutcome, INBOX_CAPACITY};
+use bidder::money::ledger::{Ledger, NoticeOutcome};
 use bidder::money::notice::NoticeSigner;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -433,17 +433,10 @@ base_cpm_micros = 2_000_000
     let config = Config::from_text(Path::new("e2e.toml"), text)
         .unwrap_or_else(|e| panic!("test config invalid: {e:?}"));
     let catalog = Catalog::compile(&config).expect("compile");
-    Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: Arc::new(StaticStrategy {
-            shading_ppm: catalog.settings.default_shading_ppm,
-        }),
-        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
-        catalog: Arc::new(catalog),
-        clock: calendar.clock(),
-    }
+    let strategy = Arc::new(StaticStrategy {
+        shading_ppm: catalog.settings.default_shading_ppm,
+    });
+    Bidding::new(catalog, strategy, calendar.clock())
 }
 
 /// Moves the test's calendar to [`E2E_START_UNIX_MS`] plus the monotonic time since

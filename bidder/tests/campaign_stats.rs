@@ -109,13 +109,13 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
         acme_paused: AtomicBool::new(false),
     });
     let calendar = monday_calendar();
-    let bidding = Bidding {
-        catalog: Arc::clone(&catalog),
-        budgets: Arc::clone(&budgets),
-        strategy: Arc::clone(&steered) as Arc<dyn StrategySource>,
-        inbox: Arc::new(LedgerInbox::new(64)),
-        clock: calendar.clock(),
-    };
+    let bidding = Bidding::sharing(
+        Arc::clone(&catalog),
+        Arc::clone(&budgets),
+        Arc::new(LedgerInbox::new(64)),
+        Arc::clone(&steered) as Arc<dyn StrategySource>,
+        calendar.clock(),
+    );
     let stats = Arc::new(DecisionStats::default());
     let registry = Arc::new(Registry::new());
     let scraped = Arc::clone(&stats);

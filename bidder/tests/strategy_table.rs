@@ -125,15 +125,15 @@ fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
 
 /// What workers share, with `table`'s strategy: full budgets, a small inbox.
 fn bidding_on(table: &StrategyTable, catalog: Catalog) -> Bidding {
-    Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: table.source_for(&catalog),
-        inbox: Arc::new(LedgerInbox::new(64)),
-        catalog: Arc::new(catalog),
-        clock: monday_calendar().clock(),
-    }
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    let strategy = table.source_for(&catalog);
+    Bidding::sharing(
+        Arc::new(catalog),
+        Arc::new(budgets),
+        Arc::new(LedgerInbox::new(64)),
+        strategy,
+        monday_calendar().clock(),
+    )
 }
 
 fn bid_price(worker: &mut Pipeline, bidding: &Bidding) -> Option<f64> {
@@ -399,13 +399,13 @@ fn the_stats_table_carries_the_catalog_budgets_and_reason_names() {
     ));
     let strategy = StrategyTable::open(&dir.0.join("strategy"));
     let calendar = monday_calendar();
-    let bidding = Bidding {
-        budgets: Arc::clone(&budgets),
-        strategy: strategy.source_for(&catalog),
-        inbox: Arc::new(LedgerInbox::new(64)),
-        catalog: Arc::clone(&catalog),
-        clock: calendar.clock(),
-    };
+    let bidding = Bidding::sharing(
+        Arc::clone(&catalog),
+        Arc::clone(&budgets),
+        Arc::new(LedgerInbox::new(64)),
+        strategy.source_for(&catalog),
+        calendar.clock(),
+    );
     let service = bidder::bid::gate::BidService::new(bidding, 1);
     let stats_path = dir.0.join("stats");
     let mut publisher = StatsPublisher::open(&stats_path, CAP, calendar.clock()).unwrap();

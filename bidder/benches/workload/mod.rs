@@ -16,8 +16,7 @@ use bidder::catalog::{Catalog, PartnerIdx};
 use bidder::clock::DrivenClock;
 use bidder::config::Config;
 use bidder::decide::strategy::StaticStrategy;
-use bidder::money::budget::Budgets;
-use bidder::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
+use bidder::money::ledger::Ledger;
 
 /// Monday 2026-11-23 10:30 UTC, ms: a fixed "now" so dayparts decide the same way on
 /// every run.
@@ -120,17 +119,10 @@ pub fn demo_catalog() -> Catalog {
 /// Everything workers share, built the way `main` builds it: full budgets, the
 /// configured shading, an inbox of the production size.
 pub fn bidding(catalog: Catalog) -> Bidding {
-    Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: Arc::new(StaticStrategy {
-            shading_ppm: catalog.settings.default_shading_ppm,
-        }),
-        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
-        catalog: Arc::new(catalog),
-        clock: DrivenClock::at(MONDAY_10_30_MS).clock(),
-    }
+    let strategy = Arc::new(StaticStrategy {
+        shading_ppm: catalog.settings.default_shading_ppm,
+    });
+    Bidding::new(catalog, strategy, DrivenClock::at(MONDAY_10_30_MS).clock())
 }
 
 /// The control thread's ledger work, done between measured calls: take every held bid

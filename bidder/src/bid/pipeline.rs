@@ -14,7 +14,7 @@ use crate::decide::strategy::StrategySource;
 use crate::decide::{CampaignCounts, ChosenBid, Context, Decider, DecisionStats, NoBidReason};
 use crate::money::bid_id::{BidId, BidIdGen};
 use crate::money::budget::Budgets;
-use crate::money::ledger::{HeldBid, LedgerInbox};
+use crate::money::ledger::{HeldBid, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice::{NoticeSigner, SignerError};
 use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
@@ -33,6 +33,39 @@ pub struct Bidding {
     pub inbox: Arc<LedgerInbox>,
     /// The process's calendar: an engine stamps each [`Arrival`] from it.
     pub clock: Clock,
+}
+
+impl Bidding {
+    /// A pipeline's shared state of its own for `catalog`: every campaign's full daily
+    /// budget and a production-size ledger inbox (`bidder decide`, tests, benchmarks).
+    pub fn new(catalog: Catalog, strategy: Arc<dyn StrategySource>, clock: Clock) -> Bidding {
+        let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+        Bidding::sharing(
+            Arc::new(catalog),
+            Arc::new(budgets),
+            Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
+            strategy,
+            clock,
+        )
+    }
+
+    /// Shared state whose budgets and ledger inbox outlive it (the daemon keeps them
+    /// across reloads; the control port settles into them).
+    pub fn sharing(
+        catalog: Arc<Catalog>,
+        budgets: Arc<Budgets>,
+        inbox: Arc<LedgerInbox>,
+        strategy: Arc<dyn StrategySource>,
+        clock: Clock,
+    ) -> Bidding {
+        Bidding {
+            catalog,
+            budgets,
+            strategy,
+            inbox,
+            clock,
+        }
+    }
 }
 
 /// Who sent a request and when it arrived.

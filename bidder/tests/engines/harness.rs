@@ -28,8 +28,6 @@ use bidder::engine::ring::{Engine, RingConfig};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::http::{HttpConfig, HttpLimits, Status};
 use bidder::metrics::WorkerMetrics;
-use bidder::money::budget::Budgets;
-use bidder::money::ledger::{LedgerInbox, INBOX_CAPACITY};
 
 /// Longest any single client read or write may block before the test fails.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -168,16 +166,9 @@ pub fn bidding_with(
     let config = Config::from_text(&demo_path(), text.to_owned())
         .unwrap_or_else(|e| panic!("test config invalid: {e:?}"));
     let catalog = Catalog::compile(&config).expect("test config compiles");
-    Bidding {
-        budgets: Arc::new(Budgets::new(
-            catalog.campaigns.iter().map(|c| c.daily_budget_micros),
-        )),
-        strategy: strategy(&catalog),
-        inbox: Arc::new(LedgerInbox::new(INBOX_CAPACITY)),
-        catalog: Arc::new(catalog),
-        // No instant is fixed here: the demo bids all week, and no ledger runs.
-        clock: Clock::system(),
-    }
+    let strategy = strategy(&catalog);
+    // No instant is fixed here: the demo bids all week, and no ledger runs.
+    Bidding::new(catalog, strategy, Clock::system())
 }
 
 /// A strategy that sleeps this long per candidate campaign: a decision too slow for
