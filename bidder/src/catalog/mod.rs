@@ -164,7 +164,7 @@ pub struct BudgetSlots {
 
 impl Default for BudgetSlots {
     fn default() -> Self {
-        BudgetSlots::with_capacity(crate::config::MAX_CAMPAIGNS)
+        BudgetSlots::with_capacity(crate::limits::MAX_CAMPAIGNS)
     }
 }
 

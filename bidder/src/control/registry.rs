@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::catalog::Catalog;
-use crate::config::MAX_PARTNERS;
+use crate::limits::MAX_PARTNERS;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::http::Status;
 use crate::metrics::{

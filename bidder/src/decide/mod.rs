@@ -110,8 +110,8 @@ impl Decider {
             scratch: CampaignSet::empty(width),
             candidates: Vec::with_capacity(width.min(4_096)),
             decision: Decision {
-                bids: Vec::with_capacity(crate::openrtb::MAX_IMPS),
-                no_bids: Vec::with_capacity(crate::openrtb::MAX_IMPS),
+                bids: Vec::with_capacity(crate::limits::MAX_IMPS),
+                no_bids: Vec::with_capacity(crate::limits::MAX_IMPS),
             },
             rng: seed | 1,
             campaigns: stats.campaign_counts_for(catalog),

@@ -18,7 +18,7 @@ use super::counter::Counter;
 use super::histogram::LatencyHistogram;
 use crate::catalog::PartnerIdx;
 use crate::clock::monotonic_now;
-use crate::config::MAX_PARTNERS;
+use crate::limits::MAX_PARTNERS;
 use crate::http::{Status, STATUS_COUNT};
 
 /// Values a worker records before it tries to publish them.
