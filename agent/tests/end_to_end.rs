@@ -155,22 +155,9 @@ fn setup(name: &str) -> Setup {
 
 /// One HTTP/1.1 exchange on a fresh connection: status and body.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let text = String::from_utf8_lossy(&out);
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
+    let addr = addr.parse().map_err(std::io::Error::other)?;
+    let json = "content-type: application/json\r\n";
+    testkit::http::exchange(addr, method, path, json, body.as_bytes())
 }
 
 /// The first bid of the answer to `body` from `exchange-a`; `None` for a no-bid.

@@ -5,7 +5,7 @@
 //! The other process is this test binary again, running the stress test itself with
 //! the table path in its environment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -104,14 +104,6 @@ fn read_loop(path: &Path, reads: u64, seed: u64) -> Tally {
     t
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn readers_in_threads_and_another_process_never_see_a_torn_row() {
     // The same test binary, started again by this test with the table path in its
@@ -124,7 +116,7 @@ fn readers_in_threads_and_another_process_never_see_a_torn_row() {
         );
         return;
     }
-    let dir = TempDir(std::env::temp_dir().join(format!("table-stress-{}", std::process::id())));
+    let dir = testkit::TempDir::new("table-stress");
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("strategy");
     let cap = Capacity {

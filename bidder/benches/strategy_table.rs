@@ -14,7 +14,6 @@
 mod workload;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,19 +82,11 @@ fn read_ns(source: &dyn StrategySource, catalog: &Catalog, order: &[usize]) -> f
     start.elapsed().as_nanos() as f64 / order.len() as f64
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let reads = if full { 20_000_000 } else { 10_000 };
     let samples = if full { 1_000 } else { 10 };
-    let dir = TempDir(std::env::temp_dir().join(format!("strategy-bench-{}", std::process::id())));
+    let dir = testkit::TempDir::new("strategy-bench");
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("strategy");
     let catalog = workload::generated_catalog(CAMPAIGNS, workload::GENERATED_SEED);

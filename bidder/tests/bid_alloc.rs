@@ -4,15 +4,13 @@
 //!
 //! Allocations are counted only inside a window armed around each `bid` call on the
 //! test's own thread, so the harness, warm-up and the ledger drain (the control
-//! thread's job, done between calls) are not counted. Set `BID_ALLOC_BACKTRACE=1` to
+//! thread's job, done between calls) are not counted. Set `ALLOC_BACKTRACE=1` to
 //! print the backtrace of every allocation inside a window: that names the culprit
 //! when this test fails.
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 
 use std::time::Instant;
@@ -28,76 +26,12 @@ const COUNTED_BIDS: usize = 1_000;
 /// Bids that may be made again after a host stall pushed them past their deadline.
 const MAX_DEADLINE_RETRIES: usize = 50;
 
-thread_local! {
-    /// Whether this thread is inside a counted window. Const-initialised, no
-    /// destructor: touching these never allocates.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static HEAP_CALLS: Cell<u64> = const { Cell::new(0) };
-    /// Print a backtrace for each counted allocation (`BID_ALLOC_BACKTRACE`).
-    static TRACE: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_heap_call() {
-    // `try_with` fails only while the thread is being torn down: nothing is measured then.
-    let _ = ARMED.try_with(|armed| {
-        if !armed.get() {
-            return;
-        }
-        HEAP_CALLS.with(|n| n.set(n.get() + 1));
-        if TRACE.with(Cell::get) {
-            // Capturing and printing allocate: disarm so those are neither counted
-            // nor traced.
-            armed.set(false);
-            eprintln!(
-                "heap call inside a counted bid:\n{}",
-                std::backtrace::Backtrace::force_capture()
-            );
-            armed.set(true);
-        }
-    });
-}
-
-struct CountingAllocator;
-
-// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
-// `GlobalAlloc` contract; the bookkeeping touches only const-initialised thread-locals
-// and never allocates itself while counting (tracing disarms first).
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_heap_call();
-        // SAFETY: the caller's layout, per `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_heap_call();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_heap_call();
-        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: testkit::CountingAllocator = testkit::CountingAllocator;
 
 /// Heap calls `f` makes on this thread.
 fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    TRACE.with(|t| t.set(std::env::var_os("BID_ALLOC_BACKTRACE").is_some()));
-    let before = HEAP_CALLS.with(Cell::get);
-    ARMED.with(|a| a.set(true));
-    let result = f();
-    ARMED.with(|a| a.set(false));
-    (result, HEAP_CALLS.with(Cell::get) - before)
+    testkit::heap_calls(f)
 }
 
 /// Bids `body` `WARMUP_BIDS + COUNTED_BIDS` times on one worker and returns the heap
@@ -170,7 +104,7 @@ fn warm_bids_on_the_demo_config_allocate_nothing() {
     assert_eq!(
         calls, 0,
         "{calls} heap calls in {COUNTED_BIDS} warm bids of the IAB simple banner \
-         (rerun with BID_ALLOC_BACKTRACE=1 to see where)"
+         (rerun with ALLOC_BACKTRACE=1 to see where)"
     );
 }
 
@@ -192,7 +126,7 @@ fn warm_bids_against_1000_campaigns_allocate_nothing() {
         assert_eq!(
             calls, 0,
             "{name}: {calls} heap calls in {COUNTED_BIDS} warm bids against 1,000 \
-             campaigns (rerun with BID_ALLOC_BACKTRACE=1 to see where)"
+             campaigns (rerun with ALLOC_BACKTRACE=1 to see where)"
         );
     }
 }

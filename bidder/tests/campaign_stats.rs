@@ -5,22 +5,17 @@
 //! exact. Workers, the control port's ledger and the publisher share one calendar,
 //! standing at a fixed Monday, so the figures are the same on any date.
 
-#[path = "support/admin_http.rs"]
-mod admin_http;
 #[path = "support/demo_catalog.rs"]
 mod demo_catalog;
 #[path = "support/first_bid.rs"]
 mod first_bid;
 #[path = "support/promtool.rs"]
 mod promtool;
-#[path = "support/temp_dir.rs"]
-mod temp_dir;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use admin_http::get;
 use bidder::bid::gate::BidService;
 use bidder::bid::pipeline::{Bidding, Pipeline};
 use bidder::catalog::{Campaign, CampaignIdx};
@@ -40,7 +35,8 @@ use bidder_common::table::Capacity;
 use demo_catalog::demo_catalog;
 use first_bid::{first_bid, monday_calendar};
 use serde_json::Value;
-use temp_dir::TempDir;
+use testkit::http::get;
+use testkit::TempDir;
 
 /// A 300×250 banner on a.com: `acme-display` bids 1.80 (2.00 × shading 0.90);
 /// `agency1-pmp` is evaluated too and has no deal (it buys through deals only).
@@ -252,7 +248,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
     assert_eq!(budgets.snapshot(agency_slot).reserved_micros, 2 * 2_500);
     calendar.advance_ms(settings.reservation_ttl_ms);
     testkit::eventually(
-        admin_http::CLIENT_TIMEOUT,
+        testkit::http::CLIENT_TIMEOUT,
         "the deal bids' reservations to expire",
         || budgets.snapshot(agency_slot).reserved_micros == 0,
     );

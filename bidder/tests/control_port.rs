@@ -6,12 +6,10 @@
 //! Every client socket has read and write timeouts, and every server is shut down (and
 //! its threads joined) by the test that started it.
 
-#[path = "support/admin_http.rs"]
-mod admin_http;
 #[path = "support/promtool.rs"]
 mod promtool;
-use admin_http::{get, request, CLIENT_TIMEOUT};
 use promtool::promtool_check;
+use testkit::http::{get, request, CLIENT_TIMEOUT};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

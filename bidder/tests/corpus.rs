@@ -6,9 +6,7 @@
 //! fixtures/openrtb`. A missing corpus fails the run: a silent skip would let CI pass
 //! without ever exercising the parser on real traffic.
 
-#[path = "support/corpus.rs"]
-mod corpus_support;
-use corpus_support::corpus_dir;
+use testkit::corpus_dir;
 
 use std::io::Read;
 use std::sync::OnceLock;

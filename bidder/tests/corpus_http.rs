@@ -11,9 +11,7 @@
 #[path = "engines/harness.rs"]
 mod harness;
 
-#[path = "support/corpus.rs"]
-mod corpus_support;
-use corpus_support::corpus_dir;
+use testkit::corpus_dir;
 
 use bidder::http::HttpLimits;
 use harness::{bidding, demo_text, edit, gunzip, post, Bidder, EngineKind, EngineSettings};

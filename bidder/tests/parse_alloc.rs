@@ -1,78 +1,29 @@
 //! A warmed-up parser allocates nothing: the hot-path promise of `openrtb::Parser`
 //! (simd-json buffers, tape and request pools are all reused), checked by counting
-//! every allocation the test thread makes through a wrapping global allocator.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::path::PathBuf;
+//! the test thread's heap calls with `testkit`'s counting allocator.
 
 use bidder::openrtb::Parser;
-
-struct CountingAlloc;
-
-thread_local! {
-    // Per thread, so allocations of the test harness's other threads do not count.
-    // A `const` initialiser with no destructor: reading it never allocates.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// thread-local `Cell` that neither allocates nor unwinds.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use testkit::fixture;
 
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn fixture(rel: &str) -> Vec<u8> {
-    let dir = std::env::var_os("BIDDER_FIXTURES").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openrtb"),
-        PathBuf::from,
-    );
-    let path = dir.join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set BIDDER_FIXTURES to the fixtures/openrtb folder)",
-            path.display()
-        )
-    })
-}
+static ALLOCATOR: testkit::CountingAllocator = testkit::CountingAllocator;
 
 /// Parses every body `rounds` times into a reused scratch buffer and returns how many
 /// allocations the parses made.
 fn count_parse_allocations(parser: &mut Parser, bodies: &[Vec<u8>], rounds: usize) -> u64 {
     let longest = bodies.iter().map(Vec::len).max().unwrap_or(0);
     let mut scratch = vec![0u8; longest];
-    let before = allocations();
-    for _ in 0..rounds {
-        for body in bodies {
-            let buf = &mut scratch[..body.len()];
-            buf.copy_from_slice(body);
-            let req = parser.parse(buf).expect("fixture parses");
-            assert!(!req.imps().is_empty());
+    let ((), calls) = testkit::heap_calls(|| {
+        for _ in 0..rounds {
+            for body in bodies {
+                let buf = &mut scratch[..body.len()];
+                buf.copy_from_slice(body);
+                let req = parser.parse(buf).expect("fixture parses");
+                assert!(!req.imps().is_empty());
+            }
         }
-    }
-    allocations() - before
+    });
+    calls
 }
 
 #[test]
@@ -107,10 +58,11 @@ fn failed_parses_do_not_allocate_once_warm() {
     count_parse_allocations(&mut parser, std::slice::from_ref(&good), 2);
     let mut missing_imp = br#"{"id":"r","imp":[]}"#.to_vec();
     let mut broken = good[..good.len() / 2].to_vec();
-    let before = allocations();
-    for _ in 0..100 {
-        assert!(parser.parse(&mut missing_imp).is_err());
-        assert!(parser.parse(&mut broken).is_err());
-    }
-    assert_eq!(allocations() - before, 0);
+    let ((), calls) = testkit::heap_calls(|| {
+        for _ in 0..100 {
+            assert!(parser.parse(&mut missing_imp).is_err());
+            assert!(parser.parse(&mut broken).is_err());
+        }
+    });
+    assert_eq!(calls, 0);
 }

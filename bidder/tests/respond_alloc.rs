@@ -1,63 +1,18 @@
 //! The encoders allocate nothing in steady state: once the output buffers have grown to
 //! a response's size, encoding the next response (JSON, FlatBuffers or no-bid) makes no
-//! heap call. Counted per thread by a wrapping global allocator, so the test harness's
-//! own threads cannot disturb the count.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! heap call. Counted per thread by `testkit`'s counting allocator, so the test
+//! harness's own threads cannot disturb the count.
 
 use bidder::money::bid_id::BidIdGen;
 use bidder::money::notice::NoticeSigner;
 use bidder::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
 
-struct CountingAllocator;
-
-thread_local! {
-    /// Heap calls (alloc, realloc, zeroed alloc) made by this thread. Const-initialized
-    /// and without a destructor, so reading it never allocates.
-    static HEAP_CALLS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with` fails only during thread teardown, when nothing is being measured.
-    let _ = HEAP_CALLS.try_with(|calls| calls.set(calls.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
-// `GlobalAlloc` contract; the counter is a thread-local `Cell` that never allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same layout the caller gave us, per `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` and `layout` came from this allocator, which got them from System.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: testkit::CountingAllocator = testkit::CountingAllocator;
 
 /// Heap calls `f` makes on this thread.
 fn heap_calls(f: impl FnOnce()) -> u64 {
-    let before = HEAP_CALLS.with(Cell::get);
-    f();
-    HEAP_CALLS.with(Cell::get) - before
+    testkit::heap_calls(f).1
 }
 
 /// Responses encoded after warm-up; each must allocate nothing.

@@ -5,11 +5,9 @@
 
 #[path = "support/demo_catalog.rs"]
 mod demo_catalog;
-#[path = "support/temp_dir.rs"]
-mod temp_dir;
 
 use demo_catalog::demo_catalog;
-use temp_dir::TempDir;
+use testkit::TempDir;
 
 #[path = "support/first_bid.rs"]
 mod first_bid;

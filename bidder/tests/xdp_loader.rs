@@ -729,9 +729,7 @@ fn scrape(ns: &Netns) -> String {
         "127.0.0.1:9090",
         "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".into(),
     );
-    response
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string())
+    testkit::http::split_response(&response).map_or(String::new(), |(_, body)| body.to_owned())
 }
 
 /// The value of `series` (name and labels) in a scrape.

@@ -13,8 +13,6 @@
 mod frames;
 #[path = "support/netns.rs"]
 mod netns;
-#[path = "support/temp_dir.rs"]
-mod temp_dir;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -23,7 +21,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::Netns;
-use temp_dir::TempDir;
+use testkit::TempDir;
 
 const BID_PORT: u16 = 18_280;
 const ADMIN_PORT: u16 = 18_281;

@@ -6,10 +6,26 @@
 //! attempt voided by host stalls) calls [`skip`], which says why on stderr and, when
 //! `cargo xtask ci` runs the suite, appends a line to the file named by
 //! [`SKIP_LOG_ENV`]. `ci` counts those lines as skipped, not passed, and lists them.
+//!
+//! **HTTP.** [`http`]: one request on a fresh connection, status and body back.
+//!
+//! **The OpenRTB corpus.** [`corpus_dir`] and [`fixture`].
+//!
+//! **Temporary directories.** [`TempDir`] (tempfile underneath).
+//!
+//! **Allocations.** [`CountingAllocator`] and [`heap_calls`] count the heap calls of a
+//! closure on the calling thread, for the "allocates nothing" tests.
+
+mod alloc;
+mod corpus;
+pub mod http;
+
+pub use alloc::{counting_allocator_is_installed, heap_calls, CountingAllocator};
+pub use corpus::{corpus_dir, fixture, FIXTURES_ENV};
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The environment variable naming the file skips are appended to (set by
@@ -52,6 +68,21 @@ pub fn skip_unless_root(test: &str, why: &str) -> bool {
 pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// A fresh temporary directory, removed when dropped, also when an assertion fails.
+/// `.0` is its path; the second field holds the directory (dropping it removes it).
+pub struct TempDir(pub PathBuf, #[allow(dead_code)] tempfile::TempDir);
+
+impl TempDir {
+    /// A new directory `<tmp>/<name>-<random>`.
+    pub fn new(name: &str) -> TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("creating a temporary directory for {name}: {e}"));
+        TempDir(dir.path().to_path_buf(), dir)
+    }
 }
 
 /// Polls `cond` every few milliseconds until it holds; fails the test after `limit`.

@@ -7,15 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{fs, io};
 
-/// Removes the test's output directory even when an assertion fails.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 fn only_file_with_extension(dir: &Path, ext: &str) -> io::Result<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -37,8 +28,7 @@ fn profile_draws_a_flamegraph_whose_stacks_include_the_decision_core() {
         perf.is_ok_and(|o| o.status.success()),
         "perf is not installed: run `cargo xtask setup` (installs linux-perf)"
     );
-    let out =
-        TempDir(std::env::temp_dir().join(format!("xtask-profile-test-{}", std::process::id())));
+    let out = testkit::TempDir::new("xtask-profile-test");
     // Short and light: the test pins that the pipeline works, not how fast the bidder is.
     let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args([

@@ -17,25 +17,9 @@ use bidder_common::table::stats::{
 };
 use bidder_common::table::Capacity;
 use serde_json::Value;
+pub use testkit::TempDir;
 
 /// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("agent-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A configuration with every path under `dir`, short timeouts, this uid allowed.
 pub fn config(dir: &Path) -> AgentConfig {
     let mut c = AgentConfig::default();

@@ -717,24 +717,7 @@ mod tests {
     use super::*;
     use crate::table::strategy::{PartnerLimitValue, StrategyTable, PARTNER_ENABLED};
 
-    /// A directory removed on drop, even when the test fails.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir()
-                .join(std::format!("bidder-table-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use testkit::TempDir;
 
     const CAP: Capacity = Capacity {
         campaigns: 8,

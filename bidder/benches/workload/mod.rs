@@ -22,12 +22,9 @@ use bidder::money::ledger::Ledger;
 /// every run.
 pub const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
 
-#[path = "../../tests/support/corpus.rs"]
-mod corpus_support;
-
 /// Where the OpenRTB corpus lives (one definition for tests and benchmarks).
 pub fn fixtures_dir() -> PathBuf {
-    corpus_support::corpus_dir()
+    testkit::corpus_dir()
 }
 
 /// The IAB 2.6 spec's simple banner request (one 300×250 imp on a site).

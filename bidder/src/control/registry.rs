@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::catalog::Catalog;
-use crate::limits::MAX_PARTNERS;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::http::Status;
+use crate::limits::MAX_PARTNERS;
 use crate::metrics::{
     Collect, LatencyHistogram, PartnerCounters, PromText, WorkerMetrics, UNATTRIBUTED_PARTNER,
 };

@@ -18,8 +18,8 @@ use super::counter::Counter;
 use super::histogram::LatencyHistogram;
 use crate::catalog::PartnerIdx;
 use crate::clock::monotonic_now;
-use crate::limits::MAX_PARTNERS;
 use crate::http::{Status, STATUS_COUNT};
+use crate::limits::MAX_PARTNERS;
 
 /// Values a worker records before it tries to publish them.
 pub const PUBLISH_EVERY_RECORDS: u32 = 1024;

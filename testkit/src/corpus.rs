@@ -1,7 +1,6 @@
-//! Where the public OpenRTB corpus lives, for every test and benchmark that reads it
-//! (include with `#[path]`).
+//! Where the public OpenRTB corpus lives, for every test and benchmark that reads it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Overrides the corpus folder.
 pub const FIXTURES_ENV: &str = "BIDDER_FIXTURES";
@@ -11,7 +10,7 @@ pub const FIXTURES_ENV: &str = "BIDDER_FIXTURES";
 pub fn corpus_dir() -> PathBuf {
     let dir = match std::env::var_os(FIXTURES_ENV) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openrtb"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openrtb"),
     };
     assert!(
         dir.join("MANIFEST.json").is_file(),
@@ -20,4 +19,10 @@ pub fn corpus_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The bytes of the corpus file at `rel` (a path from the corpus folder).
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = corpus_dir().join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
