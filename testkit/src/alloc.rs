@@ -2,7 +2,7 @@
 //!
 //! Install it in the test binary, then count the heap calls of a closure:
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static ALLOCATOR: testkit::CountingAllocator = testkit::CountingAllocator;
 //!
