@@ -14,24 +14,78 @@ use serde_json::Value;
 /// The protocol version this agent speaks.
 pub const VERSION: u64 = 1;
 
-/// Every verb, as spelled on the wire.
-pub const VERBS: [&str; 15] = [
-    "status",
-    "strategy.get",
-    "strategy.list",
-    "strategy.set",
-    "campaign.pause",
-    "campaign.resume",
-    "budget.get",
-    "budget.set",
-    "partner.list",
-    "partner.set_limit",
-    "partner.enable",
-    "partner.disable",
-    "stats",
-    "audit.tail",
-    "reload",
-];
+/// Every verb: the one list the agent dispatches on, `bidderctl` sends and the
+/// protocol document is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Status,
+    StrategyGet,
+    StrategyList,
+    StrategySet,
+    CampaignPause,
+    CampaignResume,
+    BudgetGet,
+    BudgetSet,
+    PartnerList,
+    PartnerSetLimit,
+    PartnerEnable,
+    PartnerDisable,
+    Stats,
+    AuditTail,
+    Reload,
+}
+
+impl Verb {
+    /// Every verb, in the order the documentation lists them.
+    pub const ALL: [Verb; 15] = [
+        Verb::Status,
+        Verb::StrategyGet,
+        Verb::StrategyList,
+        Verb::StrategySet,
+        Verb::CampaignPause,
+        Verb::CampaignResume,
+        Verb::BudgetGet,
+        Verb::BudgetSet,
+        Verb::PartnerList,
+        Verb::PartnerSetLimit,
+        Verb::PartnerEnable,
+        Verb::PartnerDisable,
+        Verb::Stats,
+        Verb::AuditTail,
+        Verb::Reload,
+    ];
+
+    /// The verb as spelled on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Status => "status",
+            Verb::StrategyGet => "strategy.get",
+            Verb::StrategyList => "strategy.list",
+            Verb::StrategySet => "strategy.set",
+            Verb::CampaignPause => "campaign.pause",
+            Verb::CampaignResume => "campaign.resume",
+            Verb::BudgetGet => "budget.get",
+            Verb::BudgetSet => "budget.set",
+            Verb::PartnerList => "partner.list",
+            Verb::PartnerSetLimit => "partner.set_limit",
+            Verb::PartnerEnable => "partner.enable",
+            Verb::PartnerDisable => "partner.disable",
+            Verb::Stats => "stats",
+            Verb::AuditTail => "audit.tail",
+            Verb::Reload => "reload",
+        }
+    }
+
+    /// The verb spelled `name` on the wire.
+    pub fn from_name(name: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Every verb's name, comma-separated (for hints).
+    pub fn names() -> String {
+        Verb::ALL.map(Verb::name).join(", ")
+    }
+}
 
 /// A request as parsed from a line (before its `args` are checked against the verb).
 #[derive(Debug, Deserialize)]

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use crate::audit::{rfc3339, AuditLog, Entry, Who, MAX_TAIL_LINES};
 use crate::bounds::{self, check};
 use crate::config::AgentConfig;
-use crate::protocol::{self, Code, Error, Request, Response};
+use crate::protocol::{self, Code, Error, Request, Response, Verb};
 
 /// How long `reload` waits for the bidder's admin port.
 const BIDDER_RELOAD_TIMEOUT_MS: u64 = 5_000;
@@ -108,25 +108,32 @@ impl Agent {
     fn dispatch(&mut self, req: &Request, who: Who) -> Result<Value, Error> {
         let a = &req.args;
         let why = req.why.as_deref();
-        let verb = req.verb.as_str();
+        let Some(verb) = Verb::from_name(&req.verb) else {
+            return Err(Error::new(
+                Code::UnknownVerb,
+                format!("unknown verb `{}`", req.verb),
+                format!("verbs: {}", Verb::names()),
+            ));
+        };
+        let name = verb.name();
         match verb {
-            "status" => {
-                protocol::args::<NoArgs>(verb, a)?;
+            Verb::Status => {
+                protocol::args::<NoArgs>(name, a)?;
                 Ok(self.status())
             }
-            "strategy.get" => {
-                let args: CampaignArg = protocol::args(verb, a)?;
+            Verb::StrategyGet => {
+                let args: CampaignArg = protocol::args(name, a)?;
                 self.strategy_get(&args.campaign)
             }
-            "strategy.list" => {
-                protocol::args::<NoArgs>(verb, a)?;
+            Verb::StrategyList => {
+                protocol::args::<NoArgs>(name, a)?;
                 self.strategy_list()
             }
-            "strategy.set" => self.strategy_set(protocol::args(verb, a)?, who, why),
-            "campaign.pause" | "campaign.resume" => {
-                let args: CampaignArg = protocol::args(verb, a)?;
-                let paused = verb == "campaign.pause";
-                self.change_campaign(verb, &args.campaign, who, why, |v, _| {
+            Verb::StrategySet => self.strategy_set(protocol::args(name, a)?, who, why),
+            Verb::CampaignPause | Verb::CampaignResume => {
+                let args: CampaignArg = protocol::args(name, a)?;
+                let paused = verb == Verb::CampaignPause;
+                self.change_campaign(name, &args.campaign, who, why, |v, _| {
                     v.flags = if paused {
                         v.flags | CAMPAIGN_PAUSED
                     } else {
@@ -135,30 +142,30 @@ impl Agent {
                     Ok(())
                 })
             }
-            "budget.get" => {
-                let args: CampaignArg = protocol::args(verb, a)?;
+            Verb::BudgetGet => {
+                let args: CampaignArg = protocol::args(name, a)?;
                 self.budget_get(&args.campaign)
             }
-            "budget.set" => self.budget_set(protocol::args(verb, a)?, who, why),
-            "partner.list" => {
-                protocol::args::<NoArgs>(verb, a)?;
+            Verb::BudgetSet => self.budget_set(protocol::args(name, a)?, who, why),
+            Verb::PartnerList => {
+                protocol::args::<NoArgs>(name, a)?;
                 self.partner_list()
             }
-            "partner.set_limit" => {
-                let args: LimitArgs = protocol::args(verb, a)?;
+            Verb::PartnerSetLimit => {
+                let args: LimitArgs = protocol::args(name, a)?;
                 let qps = check("qps_limit", args.qps_limit, bounds::PARTNER_LIMIT)
                     .map_err(out_of_bounds)?;
                 let burst =
                     check("burst", args.burst, bounds::PARTNER_LIMIT).map_err(out_of_bounds)?;
-                self.change_partner(verb, &args.partner, who, why, |v| {
+                self.change_partner(name, &args.partner, who, why, |v| {
                     v.qps_limit = qps as u32;
                     v.burst = burst as u32;
                 })
             }
-            "partner.enable" | "partner.disable" => {
-                let args: PartnerArg = protocol::args(verb, a)?;
-                let on = verb == "partner.enable";
-                self.change_partner(verb, &args.partner, who, why, |v| {
+            Verb::PartnerEnable | Verb::PartnerDisable => {
+                let args: PartnerArg = protocol::args(name, a)?;
+                let on = verb == Verb::PartnerEnable;
+                self.change_partner(name, &args.partner, who, why, |v| {
                     v.flags = if on {
                         v.flags | PARTNER_ENABLED
                     } else {
@@ -166,9 +173,9 @@ impl Agent {
                     };
                 })
             }
-            "stats" => self.stats(protocol::args(verb, a)?),
-            "audit.tail" => {
-                let args: TailArgs = protocol::args(verb, a)?;
+            Verb::Stats => self.stats(protocol::args(name, a)?),
+            Verb::AuditTail => {
+                let args: TailArgs = protocol::args(name, a)?;
                 let lines = check(
                     "lines",
                     args.lines.unwrap_or(20),
@@ -184,15 +191,10 @@ impl Agent {
                 })?;
                 Ok(json!({"path": self.audit.path(), "entries": entries}))
             }
-            "reload" => {
-                protocol::args::<NoArgs>(verb, a)?;
+            Verb::Reload => {
+                protocol::args::<NoArgs>(name, a)?;
                 self.reload()
             }
-            other => Err(Error::new(
-                Code::UnknownVerb,
-                format!("unknown verb `{other}`"),
-                format!("verbs: {}", protocol::VERBS.join(", ")),
-            )),
         }
     }
 
@@ -352,7 +354,7 @@ impl Agent {
                 "give at least one of margin_ppm, max_cpm_micros, pacing_ppm, shading_ppm",
             ));
         }
-        self.change_campaign("strategy.set", &args.campaign, who, why, |v, c| {
+        self.change_campaign(Verb::StrategySet.name(), &args.campaign, who, why, |v, c| {
             if let Some(m) = args.margin_ppm {
                 v.margin_ppm = check("margin_ppm", m, bounds::MARGIN_PPM).map_err(out_of_bounds)? as u32;
             }
@@ -399,7 +401,7 @@ impl Agent {
         who: Who,
         why: Option<&str>,
     ) -> Result<Value, Error> {
-        self.change_campaign("budget.set", &args.campaign, who, why, |v, c| {
+        self.change_campaign(Verb::BudgetSet.name(), &args.campaign, who, why, |v, c| {
             v.daily_budget_micros = match args.daily_budget_micros {
                 None => BUDGET_AS_CONFIGURED,
                 Some(b) => {

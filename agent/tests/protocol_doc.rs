@@ -83,7 +83,7 @@ fn every_example_in_the_protocol_document_holds() {
         .filter_map(|(req, _)| serde_json::from_str::<Value>(req).ok())
         .filter_map(|v| v["verb"].as_str().map(str::to_string))
         .collect();
-    for verb in agent::protocol::VERBS {
+    for verb in agent::protocol::Verb::ALL.map(agent::protocol::Verb::name) {
         let documented = DOC.contains(&format!("`{verb}`"));
         assert!(documented, "{verb} is not documented");
     }

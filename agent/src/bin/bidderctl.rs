@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agent::protocol::Verb;
 use agent::units::{format_millionths, parse_millionths};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
@@ -182,7 +183,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), Fail> {
     let (verb, args, why) = request(&cli.command)?;
-    let mut req = json!({"v": agent::protocol::VERSION, "verb": verb, "args": args});
+    let mut req = json!({"v": agent::protocol::VERSION, "verb": verb.name(), "args": args});
     if let Some(why) = why {
         req["why"] = json!(why);
     }
@@ -222,13 +223,13 @@ fn millionths(flag: &str, v: &Option<String>) -> Result<Option<i64>, Fail> {
 }
 
 /// The verb, its arguments and the reason, from the command line.
-fn request(cmd: &Command) -> Result<(&'static str, Value, Option<&str>), Fail> {
+fn request(cmd: &Command) -> Result<(Verb, Value, Option<&str>), Fail> {
     Ok(match cmd {
-        Command::Status => ("status", json!({}), None),
+        Command::Status => (Verb::Status, json!({}), None),
         Command::Strategy(StrategyCmd::Get { campaign }) => {
-            ("strategy.get", json!({"campaign": campaign}), None)
+            (Verb::StrategyGet, json!({"campaign": campaign}), None)
         }
-        Command::Strategy(StrategyCmd::List) => ("strategy.list", json!({}), None),
+        Command::Strategy(StrategyCmd::List) => (Verb::StrategyList, json!({}), None),
         Command::Strategy(StrategyCmd::Set {
             campaign,
             margin,
@@ -248,20 +249,20 @@ fn request(cmd: &Command) -> Result<(&'static str, Value, Option<&str>), Fail> {
                     args[key] = json!(n);
                 }
             }
-            ("strategy.set", args, Some(why.as_str()))
+            (Verb::StrategySet, args, Some(why.as_str()))
         }
         Command::Campaign(CampaignCmd::Pause { campaign, why }) => (
-            "campaign.pause",
+            Verb::CampaignPause,
             json!({"campaign": campaign}),
             Some(why.as_str()),
         ),
         Command::Campaign(CampaignCmd::Resume { campaign, why }) => (
-            "campaign.resume",
+            Verb::CampaignResume,
             json!({"campaign": campaign}),
             Some(why.as_str()),
         ),
         Command::Budget(BudgetCmd::Get { campaign }) => {
-            ("budget.get", json!({"campaign": campaign}), None)
+            (Verb::BudgetGet, json!({"campaign": campaign}), None)
         }
         Command::Budget(BudgetCmd::Set {
             campaign,
@@ -274,29 +275,29 @@ fn request(cmd: &Command) -> Result<(&'static str, Value, Option<&str>), Fail> {
                 json!(parse_millionths(amount).map_err(|e| usage(format!("amount: {e}")))?)
             };
             (
-                "budget.set",
+                Verb::BudgetSet,
                 json!({"campaign": campaign, "daily_budget_micros": micros}),
                 Some(why.as_str()),
             )
         }
-        Command::Partner(PartnerCmd::List) => ("partner.list", json!({}), None),
+        Command::Partner(PartnerCmd::List) => (Verb::PartnerList, json!({}), None),
         Command::Partner(PartnerCmd::SetLimit {
             partner,
             qps,
             burst,
             why,
         }) => (
-            "partner.set_limit",
+            Verb::PartnerSetLimit,
             json!({"partner": partner, "qps_limit": qps, "burst": burst}),
             Some(why.as_str()),
         ),
         Command::Partner(PartnerCmd::Enable { partner, why }) => (
-            "partner.enable",
+            Verb::PartnerEnable,
             json!({"partner": partner}),
             Some(why.as_str()),
         ),
         Command::Partner(PartnerCmd::Disable { partner, why }) => (
-            "partner.disable",
+            Verb::PartnerDisable,
             json!({"partner": partner}),
             Some(why.as_str()),
         ),
@@ -308,10 +309,12 @@ fn request(cmd: &Command) -> Result<(&'static str, Value, Option<&str>), Fail> {
             if let Some(p) = partner {
                 args["partner"] = json!(p);
             }
-            ("stats", args, None)
+            (Verb::Stats, args, None)
         }
-        Command::Audit(AuditCmd::Tail { lines }) => ("audit.tail", json!({"lines": lines}), None),
-        Command::Reload => ("reload", json!({}), None),
+        Command::Audit(AuditCmd::Tail { lines }) => {
+            (Verb::AuditTail, json!({"lines": lines}), None)
+        }
+        Command::Reload => (Verb::Reload, json!({}), None),
     })
 }
 
@@ -557,13 +560,13 @@ fn change(result: &Value) -> String {
     out
 }
 
-fn render(verb: &str, r: &Value) -> String {
+fn render(verb: Verb, r: &Value) -> String {
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     match verb {
-        "strategy.get" => strategy_rows(std::slice::from_ref(r)),
-        "strategy.list" => strategy_rows(&list(&r["campaigns"])),
-        "partner.list" => partner_rows(&list(&r["partners"])),
-        "stats" => {
+        Verb::StrategyGet => strategy_rows(std::slice::from_ref(r)),
+        Verb::StrategyList => strategy_rows(&list(&r["campaigns"])),
+        Verb::PartnerList => partner_rows(&list(&r["partners"])),
+        Verb::Stats => {
             let mut out = String::new();
             key_values(&r["totals"], "", &mut out);
             out.push('\n');
@@ -572,7 +575,7 @@ fn render(verb: &str, r: &Value) -> String {
             out.push_str(&partner_rows(&list(&r["partners"])));
             out
         }
-        "audit.tail" => {
+        Verb::AuditTail => {
             let rows = list(&r["entries"])
                 .iter()
                 .map(|e| {
@@ -587,9 +590,14 @@ fn render(verb: &str, r: &Value) -> String {
                 .collect();
             table(&["AT", "UID", "VERB", "TARGET", "WHY"], rows)
         }
-        "strategy.set" | "campaign.pause" | "campaign.resume" | "budget.set"
-        | "partner.set_limit" | "partner.enable" | "partner.disable" => change(r),
-        _ => {
+        Verb::StrategySet
+        | Verb::CampaignPause
+        | Verb::CampaignResume
+        | Verb::BudgetSet
+        | Verb::PartnerSetLimit
+        | Verb::PartnerEnable
+        | Verb::PartnerDisable => change(r),
+        Verb::Status | Verb::BudgetGet | Verb::Reload => {
             let mut out = String::new();
             key_values(r, "", &mut out);
             out
