@@ -72,7 +72,7 @@ pub async fn serve(listener: UnixListener, agent: Arc<Mutex<Agent>>) {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                eprintln!("agent: accept: {e}");
+                tracing::warn!("accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

@@ -23,6 +23,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let config = match &cli.config {
         Some(path) => agent::config::AgentConfig::load(path),
         None => Ok(agent::config::AgentConfig::default()),
@@ -30,7 +37,7 @@ fn main() -> ExitCode {
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("agent: {e}");
+            tracing::error!("{e}");
             return ExitCode::from(1);
         }
     };
@@ -40,7 +47,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("agent: tokio runtime: {e}");
+            tracing::error!("tokio runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -54,16 +61,16 @@ fn main() -> ExitCode {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        eprintln!("agent: serving {socket} (pid {})", std::process::id());
+        tracing::info!(socket, pid = std::process::id(), "serving");
         agent::run_until(config, cli.config, Clock::system(), stop).await
     });
     match result {
         Ok(()) => {
-            eprintln!("agent: stopped");
+            tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("agent: {e}");
+            tracing::error!("{e}");
             ExitCode::from(1)
         }
     }

@@ -1,0 +1,359 @@
+//! What each verb does: validate, bound, audit, write. The only writer of the
+//! strategy table in the agent; the socket layer calls [`Agent::handle`] and nothing
+//! else touches the table.
+//!
+//! The bidder's catalog (campaign ids, ceilings, configured budgets and partner
+//! limits) comes from the stats table the bidder writes: a change for a campaign or
+//! partner the bidder does not list is refused, and so is every change while the
+//! bidder has never published (there would be no ceiling to check against).
+//!
+//! This file holds the agent, the dispatch on [`Verb`] and what every family shares
+//! (the stats-table lookups, the audit, the error helpers); the verbs themselves are
+//! in `campaigns.rs` (`strategy.*`, `campaign.*`, `budget.*`), `partners.rs`
+//! (`partner.*`) and `reports.rs` (`status`, `stats`, `reload`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bidder_common::clock::Clock;
+use bidder_common::table::shm::{campaign_reason_names, reason_names, OnMismatch, Table, Writer};
+use bidder_common::table::stats::{
+    CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
+};
+use bidder_common::table::strategy::{
+    CampaignStrategyValue, PartnerLimitValue, StrategyTable, BUDGET_AS_CONFIGURED, CAMPAIGN_PAUSED,
+    MAX_REASONING_BYTES, PARTNER_ENABLED, UPDATED_BY_AGENT,
+};
+use bidder_common::table::Capacity;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::audit::{rfc3339, AuditLog, Entry, Who, MAX_TAIL_LINES};
+use crate::bounds::{self, check};
+use crate::config::AgentConfig;
+use crate::protocol::{self, Code, Error, Request, Response, Verb};
+
+mod campaigns;
+mod partners;
+mod reports;
+
+use partners::LimitArgs;
+
+/// The agent: its configuration, the strategy table it alone writes, the audit log.
+pub struct Agent {
+    config: AgentConfig,
+    config_path: Option<PathBuf>,
+    writer: Writer<StrategyTable>,
+    audit: AuditLog,
+    /// Stamps audit lines, rows' `updated_at` and the heartbeat; the bidder's age
+    /// checks read the same calendar.
+    clock: Clock,
+    started: Instant,
+    /// Requests answered, and those answered with an error (for `status`).
+    pub served: u64,
+    pub failed: u64,
+}
+
+impl Agent {
+    /// Takes the strategy table (creating it if needed) and opens the audit log; every
+    /// timestamp the agent writes comes from `clock`.
+    pub fn open(
+        config: AgentConfig,
+        config_path: Option<PathBuf>,
+        clock: Clock,
+    ) -> Result<Agent, String> {
+        let cap = Capacity {
+            campaigns: config.tables.campaign_capacity,
+            partners: config.tables.partner_capacity,
+        };
+        let writer = Writer::<StrategyTable>::open(
+            &config.tables.strategy_path,
+            cap,
+            OnMismatch::Refuse,
+            clock.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let audit = AuditLog::open(&config.audit_log)
+            .map_err(|e| format!("{}: audit log: {e}", config.audit_log.display()))?;
+        Ok(Agent {
+            config,
+            config_path,
+            writer,
+            audit,
+            clock,
+            started: Instant::now(),
+            served: 0,
+            failed: 0,
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Says the agent is alive in the strategy table's header.
+    pub fn heartbeat(&self) {
+        self.writer.heartbeat();
+    }
+
+    /// Answers one parsed request from `who`.
+    pub fn handle(&mut self, req: Request, who: Who) -> Response {
+        let id = req.id.clone();
+        self.served += 1;
+        match self.dispatch(&req, who) {
+            Ok(result) => Response::ok(id, result),
+            Err(e) => {
+                self.failed += 1;
+                Response::err(id, e)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, req: &Request, who: Who) -> Result<Value, Error> {
+        let a = &req.args;
+        let why = req.why.as_deref();
+        let Some(verb) = Verb::from_name(&req.verb) else {
+            return Err(Error::new(
+                Code::UnknownVerb,
+                format!("unknown verb `{}`", req.verb),
+                format!("verbs: {}", Verb::names()),
+            ));
+        };
+        let name = verb.name();
+        match verb {
+            Verb::Status => {
+                protocol::args::<NoArgs>(name, a)?;
+                Ok(self.status())
+            }
+            Verb::StrategyGet => {
+                let args: CampaignArg = protocol::args(name, a)?;
+                self.strategy_get(&args.campaign)
+            }
+            Verb::StrategyList => {
+                protocol::args::<NoArgs>(name, a)?;
+                self.strategy_list()
+            }
+            Verb::StrategySet => self.strategy_set(protocol::args(name, a)?, who, why),
+            Verb::CampaignPause | Verb::CampaignResume => {
+                let args: CampaignArg = protocol::args(name, a)?;
+                let paused = verb == Verb::CampaignPause;
+                self.change_campaign(name, &args.campaign, who, why, |v, _| {
+                    v.flags = if paused {
+                        v.flags | CAMPAIGN_PAUSED
+                    } else {
+                        v.flags & !CAMPAIGN_PAUSED
+                    };
+                    Ok(())
+                })
+            }
+            Verb::BudgetGet => {
+                let args: CampaignArg = protocol::args(name, a)?;
+                self.budget_get(&args.campaign)
+            }
+            Verb::BudgetSet => self.budget_set(protocol::args(name, a)?, who, why),
+            Verb::PartnerList => {
+                protocol::args::<NoArgs>(name, a)?;
+                self.partner_list()
+            }
+            Verb::PartnerSetLimit => {
+                let args: LimitArgs = protocol::args(name, a)?;
+                let qps = check("qps_limit", args.qps_limit, bounds::PARTNER_LIMIT)
+                    .map_err(out_of_bounds)?;
+                let burst =
+                    check("burst", args.burst, bounds::PARTNER_LIMIT).map_err(out_of_bounds)?;
+                self.change_partner(name, &args.partner, who, why, |v| {
+                    v.qps_limit = qps as u32;
+                    v.burst = burst as u32;
+                })
+            }
+            Verb::PartnerEnable | Verb::PartnerDisable => {
+                let args: PartnerArg = protocol::args(name, a)?;
+                let on = verb == Verb::PartnerEnable;
+                self.change_partner(name, &args.partner, who, why, |v| {
+                    v.flags = if on {
+                        v.flags | PARTNER_ENABLED
+                    } else {
+                        v.flags & !PARTNER_ENABLED
+                    };
+                })
+            }
+            Verb::Stats => self.stats(protocol::args(name, a)?),
+            Verb::AuditTail => {
+                let args: TailArgs = protocol::args(name, a)?;
+                let lines = check(
+                    "lines",
+                    args.lines.unwrap_or(20),
+                    (1, MAX_TAIL_LINES as i64),
+                )
+                .map_err(out_of_bounds)?;
+                let entries = self.audit.tail(lines as usize).map_err(|e| {
+                    Error::new(
+                        Code::Internal,
+                        format!("reading the audit log: {e}"),
+                        "check the audit log's permissions",
+                    )
+                })?;
+                Ok(json!({"path": self.audit.path(), "entries": entries}))
+            }
+            Verb::Reload => {
+                protocol::args::<NoArgs>(name, a)?;
+                self.reload()
+            }
+        }
+    }
+
+    fn stats_table(&self) -> Result<Table<StatsTable>, Error> {
+        Table::<StatsTable>::open_read(&self.config.tables.stats_path).map_err(|e| {
+            Error::new(
+                Code::BidderUnavailable,
+                format!("the bidder's stats table is not readable: {e}"),
+                "start the bidder (it publishes its campaigns there), or check tables.stats_path",
+            )
+        })
+    }
+
+    fn campaign_stats(
+        &self,
+        stats: &Table<StatsTable>,
+        id: &str,
+    ) -> Result<CampaignStatsValue, Error> {
+        let row = stats
+            .find_campaign(id)
+            .and_then(|r| stats.campaigns()[r].load().ok())
+            .filter(|v| v.flags & IN_CATALOG != 0);
+        row.ok_or_else(|| {
+            Error::new(
+                Code::NotFound,
+                format!("campaign `{id}` is not in the bidder's catalog"),
+                "list campaigns with `bidderctl strategy list`",
+            )
+        })
+    }
+
+    fn partner_stats(
+        &self,
+        stats: &Table<StatsTable>,
+        name: &str,
+    ) -> Result<PartnerStatsValue, Error> {
+        let row = stats
+            .find_partner(name)
+            .and_then(|r| stats.partners()[r].load().ok())
+            .filter(|v| v.flags & IN_CATALOG != 0);
+        row.ok_or_else(|| {
+            Error::new(
+                Code::NotFound,
+                format!("partner `{name}` is not in the bidder's catalog"),
+                "list partners with `bidderctl partner list`",
+            )
+        })
+    }
+
+    fn campaign_row(&self, id: &str) -> Option<CampaignStrategyValue> {
+        let row = self.writer.campaign_row(id)?;
+        self.writer.table().campaigns()[row].load().ok()
+    }
+
+    fn partner_row(&self, name: &str) -> Option<PartnerLimitValue> {
+        let row = self.writer.partner_row(name)?;
+        self.writer.table().partners()[row].load().ok()
+    }
+
+    fn audit(
+        &mut self,
+        verb: &str,
+        target: &str,
+        who: Who,
+        old: &Value,
+        new: &Value,
+        why: &str,
+    ) -> Result<(), Error> {
+        let at_unix_ms = self.clock.now_unix_ms();
+        let entry = Entry {
+            at_unix_ms,
+            at: rfc3339(at_unix_ms),
+            who,
+            verb,
+            target,
+            old: old.clone(),
+            new: new.clone(),
+            why,
+        };
+        self.audit.append(&entry).map_err(|e| {
+            Error::new(
+                Code::Internal,
+                format!(
+                    "audit log {}: {e}; nothing was changed",
+                    self.audit.path().display()
+                ),
+                "fix the audit log (disk full? permissions?) and retry",
+            )
+        })
+    }
+}
+
+fn require_why(why: Option<&str>) -> Result<&str, Error> {
+    match why.map(str::trim) {
+        Some(w) if !w.is_empty() && w.len() <= MAX_REASONING_BYTES => Ok(w),
+        Some(w) if !w.is_empty() => Err(Error::new(
+            Code::BadArgs,
+            format!(
+                "why is {} bytes, the limit is {MAX_REASONING_BYTES}",
+                w.len()
+            ),
+            "shorten the reason",
+        )),
+        _ => Err(Error::new(
+            Code::BadArgs,
+            "a change needs a reason: \"why\" is missing or empty",
+            r#"add "why":"…" to the request (bidderctl: --why)"#,
+        )),
+    }
+}
+
+fn out_of_bounds(e: bounds::OutOfBounds) -> Error {
+    Error::new(
+        Code::OutOfBounds,
+        e.to_string(),
+        format!("{} must be within {}..={}", e.field, e.min, e.max),
+    )
+}
+
+fn table_full(section: &str, capacity: u32) -> Error {
+    Error::new(
+        Code::TableFull,
+        format!("all {capacity} {section} rows of the strategy table are used"),
+        format!("raise tables.{section}_capacity and restart the agent (rows are migrated)"),
+    )
+}
+
+fn who_view(uid: u32) -> Value {
+    if uid == UPDATED_BY_AGENT {
+        json!("agent")
+    } else {
+        json!(uid)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignArg {
+    campaign: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerArg {
+    partner: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TailArgs {
+    lines: Option<i64>,
+}
