@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bidder_common::table::shm::{campaign_reason_names, Table};
+use bidder_common::table::shm::Table;
 use bidder_common::table::stats::{CampaignStatsValue, StatsTable};
+use bidder_common::table::stats_file::campaign_reason_names;
 use serde_json::{json, Value};
 
 /// A change slower than this to show hung; speed is measured by the benchmarks.

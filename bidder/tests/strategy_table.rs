@@ -25,8 +25,9 @@ use bidder::money::PPM_ONE;
 use bidder::tables::stats::{StatsInputs, StatsPublisher};
 use bidder::tables::strategy::{Change, StrategyTable};
 use bidder_common::clock::Clock;
-use bidder_common::table::shm::{reason_names, OnMismatch, Table, Writer};
+use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::stats::{StatsTable, IN_CATALOG};
+use bidder_common::table::stats_file::reason_names;
 use bidder_common::table::strategy::{
     CampaignStrategyValue, PartnerLimitValue, StrategyTable as Layout, BUDGET_AS_CONFIGURED,
     CAMPAIGN_PAUSED, MAX_REASONING_BYTES, PARTNER_ENABLED,

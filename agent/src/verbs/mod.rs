@@ -18,10 +18,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bidder_common::clock::Clock;
-use bidder_common::table::shm::{campaign_reason_names, reason_names, OnMismatch, Table, Writer};
+use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
 };
+use bidder_common::table::stats_file::{campaign_reason_names, reason_names};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, PartnerLimitValue, StrategyTable, BUDGET_AS_CONFIGURED, CAMPAIGN_PAUSED,
     MAX_REASONING_BYTES, PARTNER_ENABLED, UPDATED_BY_AGENT,

@@ -21,7 +21,8 @@
 //! stores of aligned words are plain moves on the targets we run on.
 //!
 //! The types here are `no_std`; opening, creating, mapping and locking the files is
-//! [`shm`], behind the `shm` feature.
+//! [`shm`], behind the `shm` feature; the stats table's own totals and reason names on
+//! a mapped file are [`stats_file`].
 
 pub mod cell;
 pub mod stats;
@@ -29,6 +30,8 @@ pub mod strategy;
 
 #[cfg(feature = "shm")]
 pub mod shm;
+#[cfg(feature = "shm")]
+pub mod stats_file;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

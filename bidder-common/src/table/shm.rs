@@ -14,7 +14,7 @@ extern crate std;
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 use std::borrow::ToOwned;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -23,12 +23,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
-use std::vec::Vec;
 
 use super::cell::Payload;
-use super::stats::{StatsTable, TotalsValue};
 use super::{
-    init_header, sections, validate, Capacity, Header, Key, KeyBuf, LayoutError, Row, Sections,
+    init_header, sections, validate, Capacity, Header, KeyBuf, LayoutError, Row, Sections,
     TableSpec, MAX_ROWS,
 };
 use crate::clock::Clock;
@@ -370,7 +368,7 @@ pub enum OnMismatch {
 
 /// The single writer of a table: holds the lock for as long as it lives.
 pub struct Writer<S: TableSpec> {
-    table: Table<S>,
+    pub(super) table: Table<S>,
     /// Holding the file open holds the `flock`.
     _lock: File,
     campaign_rows: HashMap<String, usize>,
@@ -493,56 +491,6 @@ impl<S: TableSpec> Writer<S> {
     }
 }
 
-impl Writer<StatsTable> {
-    /// Publishes the totals.
-    pub fn put_totals(&mut self, totals: &TotalsValue) {
-        self.table.prefix().totals.write(totals);
-        bump(self.table.header());
-    }
-
-    /// Writes the names of the totals' no-bid reasons (index = reason number); extra
-    /// names are cut at [`MAX_NO_BID_REASONS`](super::stats::MAX_NO_BID_REASONS).
-    pub fn put_reason_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
-        let prefix = self.table.prefix();
-        put_names(&prefix.reason_names, &prefix.reason_count, names);
-    }
-
-    /// Writes the names of the campaign rows' no-bid reasons (index = position in
-    /// [`CampaignStatsValue::no_bids`](super::stats::CampaignStatsValue::no_bids));
-    /// extra names are cut at
-    /// [`MAX_CAMPAIGN_NO_BID_REASONS`](super::stats::MAX_CAMPAIGN_NO_BID_REASONS).
-    pub fn put_campaign_reason_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
-        let prefix = self.table.prefix();
-        put_names(
-            &prefix.campaign_reason_names,
-            &prefix.campaign_reason_count,
-            names,
-        );
-    }
-}
-
-/// Writes `names` into `slots` (as many as fit), then their count with `Release` so a
-/// reader that `Acquire`s the count reads whole names.
-fn put_names<'a>(slots: &[Key], count: &AtomicU32, names: impl IntoIterator<Item = &'a str>) {
-    let mut n = 0;
-    for (slot, name) in slots.iter().zip(names) {
-        if let Some(key) = KeyBuf::new(name) {
-            slot.set(&key);
-        }
-        n += 1;
-    }
-    count.store(n, Ordering::Release);
-}
-
-/// The names [`put_names`] wrote.
-fn names(slots: &[Key], count: &AtomicU32) -> Vec<String> {
-    let n = (count.load(Ordering::Acquire) as usize).min(slots.len());
-    slots[..n]
-        .iter()
-        .map(|k| k.get().as_str().to_string())
-        .collect()
-}
-
 impl<S: TableSpec> Drop for Writer<S> {
     fn drop(&mut self) {
         self.table.header().writer_pid.store(0, Ordering::Relaxed);
@@ -577,7 +525,7 @@ fn append<P: Payload>(
 }
 
 /// Tells pollers something changed (after the write it announces).
-fn bump(header: &Header) {
+pub(super) fn bump(header: &Header) {
     let g = header.generation.load(Ordering::Relaxed);
     header.generation.store(g + 1, Ordering::Release);
 }
@@ -700,21 +648,11 @@ fn io_error(path: &Path, op: &'static str, source: io::Error) -> OpenError {
     }
 }
 
-/// The names of the totals' no-bid reasons a stats table holds, in reason order.
-pub fn reason_names(table: &Table<StatsTable>) -> Vec<String> {
-    let prefix = table.prefix();
-    names(&prefix.reason_names, &prefix.reason_count)
-}
-
-/// The names of the campaign rows' no-bid reasons, in the order of their counts.
-pub fn campaign_reason_names(table: &Table<StatsTable>) -> Vec<String> {
-    let prefix = table.prefix();
-    names(&prefix.campaign_reason_names, &prefix.campaign_reason_count)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::stats::{StatsTable, TotalsValue};
+    use crate::table::stats_file::{campaign_reason_names, reason_names};
     use crate::table::strategy::{PartnerLimitValue, StrategyTable, PARTNER_ENABLED};
 
     use testkit::TempDir;
