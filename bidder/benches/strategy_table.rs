@@ -9,7 +9,7 @@
 //! `--bench` (as `cargo test --benches` runs it) a tiny run that only checks it works.
 
 // Only the generated catalog is used here; the rest serves the core benchmark.
-#[path = "workload/mod.rs"]
+#[path = "../tests/support/workload.rs"]
 #[allow(dead_code)]
 mod workload;
 

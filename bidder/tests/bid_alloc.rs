@@ -8,7 +8,7 @@
 //! print the backtrace of every allocation inside a window: that names the culprit
 //! when this test fails.
 
-#[path = "../benches/workload/mod.rs"]
+#[path = "support/workload.rs"]
 mod workload;
 
 use std::sync::Arc;

@@ -25,7 +25,7 @@
 mod corpus;
 mod measure;
 mod scenarios;
-#[path = "../workload/mod.rs"]
+#[path = "../../tests/support/workload.rs"]
 mod workload;
 
 use std::fmt::Write as _;
