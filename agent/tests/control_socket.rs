@@ -9,6 +9,7 @@ use bidder_common::clock::{Clock, DrivenClock};
 use bidder_common::table::shm::{OpenError, Table, Writer};
 use bidder_common::table::strategy::StrategyTable;
 use common::{code, config, fake_bidder, Client, Running, TempDir};
+use testkit::MONDAY_10_30_MS;
 
 const SET: &str = r#"{"v":1,"id":7,"verb":"strategy.set","args":{"campaign":"acme-display","margin_ppm":1100000},"why":"test"}"#;
 
@@ -21,10 +22,6 @@ fn state(dir: &TempDir) -> (u64, usize) {
     let audit = std::fs::read_to_string(dir.0.join("audit.jsonl")).unwrap_or_default();
     (generation, audit.lines().count())
 }
-
-/// Monday 2026-11-23 10:30 UTC: where the agent's calendar stands in
-/// [`a_change_is_bounded_audited_and_written`].
-const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
 
 #[test]
 fn a_change_is_bounded_audited_and_written() {

@@ -194,8 +194,8 @@ const _: () = assert!(MAX_PARTNERS == bidder_common::xdp::MAX_PARTNERS as usize)
 const _: () = assert!(MAX_PARTNERS <= u16::MAX as usize);
 // A notice URL's query fits in the admin port's request head with room for headers.
 const _: () = assert!(MAX_QUERY_BYTES * 2 <= MAX_ADMIN_REQUEST_HEAD_BYTES);
-// The OpenRTB parser accepts every body the HTTP layer may be configured to pass on
-// only up to its own bound; the HTTP bound may be larger (gzip), never the parse.
+// The parser's bound on a body lies within the range `server.max_body_bytes` may take,
+// so some configured HTTP bound always reaches it.
 const _: () = assert!(MAX_REQUEST_BYTES as u64 <= BODY_BYTES.1);
 // A partner name in a path fits the tables' keys.
 const _: () = assert!(MAX_PARTNER_NAME_BYTES <= bidder_common::table::MAX_KEY_BYTES);

@@ -13,6 +13,7 @@ use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource}
 use bidder::decide::NoBidReason;
 use bidder::money::budget::Budgets;
 use bidder::money::ledger::{Ledger, LedgerInbox};
+use testkit::MONDAY_10_30_MS;
 
 const BANNER: &str = r#"{"id":"r1","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 
@@ -43,9 +44,6 @@ fn bidding_with_cap(
 fn bidding_with(strategy: Arc<dyn StrategySource>, inbox_capacity: usize) -> Bidding {
     bidding_with_cap(strategy, inbox_capacity, 1_000)
 }
-
-/// Monday 2026-11-23 10:30 UTC: where these tests' calendar stands.
-const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
 
 fn arrival(partner: Option<u16>) -> Arrival {
     Arrival {

@@ -396,9 +396,6 @@ const E2E_REQUESTS_PER_WORKER: usize = 3_000;
 const E2E_RESERVATION_TTL_MS: u64 = 1_000;
 const E2E_CLOCK_SPEEDUP: u64 = 50;
 
-/// Where the test's calendar starts: Monday 2026-11-23 10:30 UTC.
-const E2E_START_UNIX_MS: u64 = 1_795_429_800_000;
-
 fn e2e_bidding(calendar: &DrivenClock) -> Bidding {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
     let text = format!(
@@ -439,12 +436,12 @@ base_cpm_micros = 2_000_000
     Bidding::new(catalog, strategy, calendar.clock())
 }
 
-/// Moves the test's calendar to [`E2E_START_UNIX_MS`] plus the monotonic time since
+/// Moves the test's calendar to [`testkit::MONDAY_10_30_MS`] plus the monotonic time since
 /// `began`, accelerated; returns the new instant. Workers and the ledger read the same
 /// calendar (workers through `Bidding::clock`).
 fn advance_calendar(calendar: &DrivenClock, began: Instant) -> u64 {
     let elapsed_ms = began.elapsed().as_millis() as u64;
-    let now = E2E_START_UNIX_MS + elapsed_ms * E2E_CLOCK_SPEEDUP;
+    let now = testkit::MONDAY_10_30_MS + elapsed_ms * E2E_CLOCK_SPEEDUP;
     calendar.set_unix_ms(now);
     now
 }
@@ -585,7 +582,7 @@ fn e2e_ledger(
 
 #[test]
 fn workers_bidding_in_parallel_never_spend_more_than_the_daily_budget() {
-    let calendar = DrivenClock::at(E2E_START_UNIX_MS);
+    let calendar = DrivenClock::at(testkit::MONDAY_10_30_MS);
     let bidding = e2e_bidding(&calendar);
     let (to_ledger, notices) = mpsc::channel();
     let (exhausted, ledger) = std::thread::scope(|s| {

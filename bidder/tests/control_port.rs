@@ -49,9 +49,6 @@ struct Setup {
     calendar: DrivenClock,
 }
 
-/// Where the tests' calendar starts: Monday 2026-11-23 10:30 UTC.
-const START_UNIX_MS: u64 = 1_795_429_800_000;
-
 /// A control port whose reload callback accepts the body `good` and refuses others.
 fn start(config: ControlConfig) -> Setup {
     let registry = Arc::new(Registry::new());
@@ -61,7 +58,7 @@ fn start(config: ControlConfig) -> Setup {
     let signer = NoticeSigner::new(KEY, BASE_URL).unwrap();
     let reloads = Arc::new(AtomicUsize::new(0));
     let calls = Arc::clone(&reloads);
-    let calendar = DrivenClock::at(START_UNIX_MS);
+    let calendar = DrivenClock::at(testkit::MONDAY_10_30_MS);
     let parts = ControlParts {
         registry: Arc::clone(&registry),
         readiness: readiness.clone(),

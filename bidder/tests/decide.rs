@@ -12,7 +12,7 @@ use bidder::money::budget::Budgets;
 use bidder::openrtb::Parser;
 
 /// Monday 2026-11-23 10:30 UTC.
-const MONDAY_10_30: u64 = 1_795_429_800;
+const MONDAY_10_30: u64 = testkit::MONDAY_10_30_MS / 1_000;
 
 fn catalog(campaigns: &str) -> Catalog {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");

@@ -28,6 +28,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Monday 2026-11-23 10:30 UTC, ms since the Unix epoch: where tests that fix an
+/// instant put their calendar (a `DrivenClock`), so dayparts and expiry decide the same
+/// way on any date. Whatever such a test exercises must read that same calendar.
+pub const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
+
 /// The environment variable naming the file skips are appended to (set by
 /// `cargo xtask ci`; unset, a skip is only said on stderr).
 pub const SKIP_LOG_ENV: &str = "BIDDER_TEST_SKIP_LOG";

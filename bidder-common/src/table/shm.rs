@@ -697,7 +697,8 @@ mod tests {
     fn the_header_is_stamped_by_the_writers_clock() {
         let dir = TempDir::new("stamps");
         let path = dir.0.join("strategy");
-        let calendar = crate::clock::DrivenClock::at(1_795_429_800_000);
+        const AT: u64 = testkit::MONDAY_10_30_MS;
+        let calendar = crate::clock::DrivenClock::at(AT);
         let w = Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, calendar.clock())
             .unwrap();
         let header = w.table().header();
@@ -707,10 +708,10 @@ mod tests {
                 header.heartbeat_unix_ms.load(Ordering::Relaxed),
             )
         };
-        assert_eq!(stamps(), (1_795_429_800_000, 1_795_429_800_000));
+        assert_eq!(stamps(), (AT, AT));
         calendar.advance_ms(1_500);
         w.heartbeat();
-        assert_eq!(stamps(), (1_795_429_800_000, 1_795_429_801_500));
+        assert_eq!(stamps(), (AT, AT + 1_500));
     }
 
     #[test]

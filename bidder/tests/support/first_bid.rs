@@ -6,10 +6,7 @@ use std::time::Instant;
 use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::clock::DrivenClock;
 use serde_json::Value;
-
-/// Monday 2026-11-23 10:30 UTC, ms: where these tests' calendar stands, so dayparts
-/// decide the same way on any date.
-pub const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
+use testkit::MONDAY_10_30_MS;
 
 /// A calendar standing at [`MONDAY_10_30_MS`]: give its clock to the `Bidding` and to
 /// everything else the test exercises (the control port's ledger), so they all agree.

@@ -20,7 +20,7 @@ use bidder::money::ledger::Ledger;
 
 /// Monday 2026-11-23 10:30 UTC, ms: a fixed "now" so dayparts decide the same way on
 /// every run.
-pub const MONDAY_10_30_MS: u64 = 1_795_429_800_000;
+pub const MONDAY_10_30_MS: u64 = testkit::MONDAY_10_30_MS;
 
 /// Where the OpenRTB corpus lives (one definition for tests and benchmarks).
 pub fn fixtures_dir() -> PathBuf {
