@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
 use crate::control::Registry;
 use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
 use crate::engine::ring::{RingConfig, SqPoll};
+use crate::engine::{EngineError, ServeConfig};
 use crate::http::{HttpConfig, HttpLimits};
 use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::budget::Budgets;
@@ -355,24 +356,32 @@ pub fn http_config(server: &ServerConfig) -> HttpConfig {
     }
 }
 
-/// The io_uring engine's settings from the server section.
-pub fn ring_config(server: &ServerConfig) -> RingConfig {
-    RingConfig {
+/// What both engines serve with, from the server section.
+pub fn serve_config(server: &ServerConfig) -> ServeConfig {
+    ServeConfig {
         listen_addr: server
             .listen
             .parse()
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-        cores: server.cores.clone(),
-        ring_entries: server.ring_entries,
         max_connections: server.max_connections_per_worker,
         idle_timeout_ms: server.idle_timeout_ms,
         request_timeout_ms: server.request_timeout_ms,
         shutdown_grace_ms: server.shutdown_grace_ms,
+        http: http_config(server),
+        ..ServeConfig::default()
+    }
+}
+
+/// The io_uring engine's settings from the server section.
+pub fn ring_config(server: &ServerConfig) -> RingConfig {
+    RingConfig {
+        serve: serve_config(server),
+        cores: server.cores.clone(),
+        ring_entries: server.ring_entries,
         sqpoll: server.sqpoll.then(|| SqPoll {
             idle_ms: server.sqpoll_idle_ms,
             cpus: server.sqpoll_cpus.clone(),
         }),
-        http: http_config(server),
         ..RingConfig::default()
     }
 }
@@ -380,10 +389,12 @@ pub fn ring_config(server: &ServerConfig) -> RingConfig {
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
-    Ring(#[from] crate::engine::ring::EngineError),
-    #[error("{0}")]
-    Tokio(#[from] crate::engine::tokio::EngineError),
+    /// The engine named did not start or did not stop cleanly.
+    #[error("{engine} engine: {source}")]
+    Engine {
+        engine: &'static str,
+        source: EngineError,
+    },
     #[error("{0}")]
     Control(#[from] ControlError),
     #[error("notice signer: {0}")]
@@ -412,17 +423,26 @@ impl Running {
                 metrics,
             ) {
                 Ok(engine) => return Ok(Running::Ring(engine)),
-                Err(crate::engine::ring::EngineError::Unsupported(why)) => {
+                Err(EngineError::Unsupported(why)) => {
                     tracing::warn!("io_uring unavailable ({why}); serving with the tokio engine");
                 }
-                Err(e) => return Err(e.into()),
+                Err(source) => {
+                    return Err(RunError::Engine {
+                        engine: "io_uring",
+                        source,
+                    })
+                }
             }
         }
         let engine = crate::engine::tokio::TokioEngine::start(
             tokio_config(&daemon.server),
             service,
             metrics,
-        )?;
+        )
+        .map_err(|source| RunError::Engine {
+            engine: "tokio",
+            source,
+        })?;
         Ok(Running::Tokio(engine))
     }
 
@@ -448,11 +468,12 @@ impl Running {
     }
 
     fn shutdown(self) -> Result<(), RunError> {
+        let engine = self.name();
         match self {
-            Running::Ring(e) => e.shutdown()?,
-            Running::Tokio(e) => e.shutdown()?,
+            Running::Ring(e) => e.shutdown(),
+            Running::Tokio(e) => e.shutdown(),
         }
-        Ok(())
+        .map_err(|source| RunError::Engine { engine, source })
     }
 }
 
@@ -575,18 +596,9 @@ fn log_reload(result: Result<String, String>) {
 /// The tokio engine's settings from the server section.
 pub fn tokio_config(server: &ServerConfig) -> TokioEngineConfig {
     TokioEngineConfig {
-        listen_addr: server
-            .listen
-            .parse()
-            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        serve: serve_config(server),
         workers: server.cores.len(),
         cores: server.cores.clone(),
-        max_connections: server.max_connections_per_worker,
-        idle_timeout_ms: server.idle_timeout_ms,
-        request_timeout_ms: server.request_timeout_ms,
-        shutdown_grace_ms: server.shutdown_grace_ms,
-        http: http_config(server),
-        ..TokioEngineConfig::default()
     }
 }
 

@@ -22,6 +22,7 @@ use bidder::clock::DrivenClock;
 use bidder::control::Registry;
 use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
+use bidder::engine::ServeConfig;
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
 use bidder::metrics::{PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
 use bidder::money::bid_id::{BidId, BidIdGen};
@@ -340,9 +341,12 @@ fn engine(registry: &Registry) -> (TokioEngine, Vec<Arc<bidder::metrics::WorkerM
     let metrics = registry.add_workers(1);
     let engine = TokioEngine::start(
         TokioEngineConfig {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            serve: ServeConfig {
+                listen_addr: "127.0.0.1:0".parse().unwrap(),
+                ..ServeConfig::default()
+            },
             workers: 1,
-            ..TokioEngineConfig::default()
+            cores: Vec::new(),
         },
         Arc::new(Bids),
         &metrics,

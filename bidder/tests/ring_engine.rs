@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use bidder::engine::ring::{Engine, RingConfig, SqPoll};
+use bidder::engine::{EngineError, ServeConfig};
 use bidder::http::{BidCall, HttpConfig, HttpLimits, Outcome, ResponseBuf, Service, Status};
 
 /// Longest any single socket read or write may block in these tests.
@@ -31,30 +32,32 @@ impl Service for Echo {
 
 fn config() -> RingConfig {
     RingConfig {
-        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        serve: ServeConfig {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen_backlog: 512,
+            max_connections: 256,
+            idle_timeout_ms: 5_000,
+            request_timeout_ms: 1_000,
+            close_linger_ms: 200,
+            shutdown_grace_ms: 1_000,
+            http: HttpConfig {
+                limits: HttpLimits {
+                    max_header_bytes: 2048,
+                    max_headers: 32,
+                    max_body_bytes: 256 * 1024,
+                    max_decompressed_body_bytes: 1024 * 1024,
+                },
+                ..HttpConfig::default()
+            },
+        },
         cores: vec![0],
         ring_entries: 256,
-        listen_backlog: 512,
-        max_connections: 256,
         recv_buffers: 64,
         recv_buffer_bytes: 4096,
         input_buffers: 16,
         output_buffers: 16,
-        idle_timeout_ms: 5_000,
-        request_timeout_ms: 1_000,
-        close_linger_ms: 200,
         timer_tick_ms: 5,
-        shutdown_grace_ms: 1_000,
         sqpoll: None,
-        http: HttpConfig {
-            limits: HttpLimits {
-                max_header_bytes: 2048,
-                max_headers: 32,
-                max_body_bytes: 256 * 1024,
-                max_decompressed_body_bytes: 1024 * 1024,
-            },
-            ..HttpConfig::default()
-        },
     }
 }
 
@@ -261,7 +264,10 @@ fn an_unusable_config_is_refused_before_anything_starts() {
             ..config()
         },
         RingConfig {
-            max_connections: 0,
+            serve: ServeConfig {
+                max_connections: 0,
+                ..config().serve
+            },
             ..config()
         },
     ];
@@ -269,10 +275,7 @@ fn an_unusable_config_is_refused_before_anything_starts() {
         let err = Engine::start(config.clone(), Arc::new(Echo), &metrics_for(&config))
             .err()
             .expect("refused");
-        assert!(
-            matches!(err, bidder::engine::ring::EngineError::Config(_)),
-            "{err}"
-        );
+        assert!(matches!(err, EngineError::Config(_)), "{err}");
     }
 }
 

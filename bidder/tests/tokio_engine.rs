@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bidder::control::Registry;
-use bidder::engine::tokio::{EngineError, TokioEngine, TokioEngineConfig};
+use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
+use bidder::engine::{EngineError, ServeConfig};
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
 
 /// Longest any client waits for one read or write before the test fails.
@@ -41,9 +42,12 @@ fn start(config: TokioEngineConfig) -> Result<TokioEngine, EngineError> {
 
 fn config() -> TokioEngineConfig {
     TokioEngineConfig {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        serve: ServeConfig {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServeConfig::default()
+        },
         workers: 1,
-        ..TokioEngineConfig::default()
+        cores: Vec::new(),
     }
 }
 
@@ -70,7 +74,10 @@ fn status_of(addr: SocketAddr, path: &str) -> u16 {
 #[test]
 fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
     let engine = start(TokioEngineConfig {
-        idle_timeout_ms: 300,
+        serve: ServeConfig {
+            idle_timeout_ms: 300,
+            ..config().serve
+        },
         ..config()
     })
     .expect("engine starts");
@@ -108,7 +115,10 @@ fn an_unusable_config_is_refused_before_anything_starts() {
             ..config()
         },
         TokioEngineConfig {
-            max_connections: 0,
+            serve: ServeConfig {
+                max_connections: 0,
+                ..config().serve
+            },
             ..config()
         },
     ];

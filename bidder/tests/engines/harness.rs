@@ -26,6 +26,7 @@ use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource}
 use bidder::decide::DecisionStats;
 use bidder::engine::ring::{Engine, RingConfig};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
+use bidder::engine::ServeConfig;
 use bidder::http::{HttpConfig, HttpLimits, Status};
 use bidder::metrics::WorkerMetrics;
 
@@ -91,30 +92,30 @@ impl EngineSettings {
     fn ring(&self) -> RingConfig {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         RingConfig {
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            serve: self.serve(),
             cores: (0..self.workers).map(|i| i % cores).collect(),
             ring_entries: 256,
-            listen_backlog: 512,
-            max_connections: self.max_connections,
             recv_buffers: 64,
             recv_buffer_bytes: 4096,
             input_buffers: 32,
             output_buffers: 32,
-            idle_timeout_ms: self.idle_timeout_ms,
-            request_timeout_ms: self.request_timeout_ms,
-            close_linger_ms: 200,
             timer_tick_ms: 5,
-            shutdown_grace_ms: self.shutdown_grace_ms,
             sqpoll: None,
-            http: self.http(),
         }
     }
 
     fn tokio(&self) -> TokioEngineConfig {
         TokioEngineConfig {
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            serve: self.serve(),
             workers: self.workers,
             cores: Vec::new(),
+        }
+    }
+
+    /// What both engines serve with: the same settings, so a case differs only by engine.
+    fn serve(&self) -> ServeConfig {
+        ServeConfig {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             listen_backlog: 512,
             max_connections: self.max_connections,
             idle_timeout_ms: self.idle_timeout_ms,

@@ -1,8 +1,6 @@
 //! Settings of the io_uring engine, each with its unit in its name.
 
-use std::net::SocketAddr;
-
-use crate::http::HttpConfig;
+use crate::engine::config::{first_failure, ServeConfig};
 
 /// Kernel-side submission polling for one engine: a kernel thread per worker polls the
 /// submission queue, so a busy worker submits without syscalls. It costs a CPU while
@@ -16,19 +14,16 @@ pub struct SqPoll {
     pub cpus: Vec<usize>,
 }
 
-/// The io_uring engine's configuration. Sizes are per worker.
+/// The io_uring engine's configuration: what both engines share, plus the ring, its
+/// buffers and its timer. Sizes are per worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingConfig {
-    /// Address every worker's `SO_REUSEPORT` listener binds; port 0 picks one port for all.
-    pub listen_addr: SocketAddr,
+    /// Listener, connection cap, deadlines and HTTP, as for the tokio engine.
+    pub serve: ServeConfig,
     /// One worker per entry, pinned to that core id.
     pub cores: Vec<usize>,
     /// Submission queue entries (the completion queue is twice this).
     pub ring_entries: u32,
-    /// Listen backlog of each worker's socket.
-    pub listen_backlog: u32,
-    /// Connection slots per worker; past this, new connections get 503 and are closed.
-    pub max_connections: u32,
     /// Buffers in the provided-buffer ring that multishot receives fill; a power of two.
     pub recv_buffers: u16,
     /// Size of each provided receive buffer.
@@ -40,51 +35,30 @@ pub struct RingConfig {
     /// Registered (fixed) buffers responses are written from, each large enough for the
     /// largest response; a connection holds one only while answering.
     pub output_buffers: u32,
-    /// A keep-alive connection with no request in progress is closed after this long.
-    pub idle_timeout_ms: u64,
-    /// A request must arrive whole within this long of its first byte, or it gets 408;
-    /// a response being written must be taken by the client within as long, or the
-    /// connection is closed (a slow reader must not hold an output buffer).
-    pub request_timeout_ms: u64,
-    /// After answering with `connection: close`, keep reading (and discarding) for up to
-    /// this long so the client sees our response rather than a reset.
-    pub close_linger_ms: u64,
-    /// Resolution of all the timeouts above: deadlines are swept this often.
+    /// Resolution of every deadline in [`ServeConfig`]: deadlines are swept this often.
     pub timer_tick_ms: u64,
-    /// On shutdown, requests in progress get this long to finish.
-    pub shutdown_grace_ms: u64,
     /// Submission polling; `None` to submit with `io_uring_enter`.
     pub sqpoll: Option<SqPoll>,
-    /// HTTP limits and routing.
-    pub http: HttpConfig,
 }
 
 impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {
-            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            serve: ServeConfig::default(),
             cores: core_affinity::get_core_ids()
                 .map(|ids| ids.into_iter().map(|c| c.id).collect())
                 .unwrap_or_else(|| vec![0]),
             ring_entries: 1024,
-            listen_backlog: 4096,
-            max_connections: 4096,
             recv_buffers: 1024,
             recv_buffer_bytes: 16 * 1024,
             input_buffers: 64,
             output_buffers: 256,
-            idle_timeout_ms: 60_000,
-            request_timeout_ms: 1_000,
-            close_linger_ms: 500,
             timer_tick_ms: 10,
-            shutdown_grace_ms: 2_000,
             sqpoll: None,
-            http: HttpConfig::default(),
         }
     }
 }
 
-pub use crate::limits::MAX_CONNECTIONS_PER_WORKER;
 pub use crate::limits::MAX_OUTPUT_BUFFERS;
 pub use crate::limits::MAX_RECV_BUFFERS;
 
@@ -92,7 +66,7 @@ impl RingConfig {
     /// Bytes each worker allocates at start for receive, input and output buffers and
     /// HTTP decoding: the figure to check against the host's memory and memlock limits.
     pub fn memory_per_worker_bytes(&self) -> usize {
-        let http = &self.http;
+        let http = &self.serve.http;
         let recv = usize::from(self.recv_buffers) * self.recv_buffer_bytes as usize;
         let input = self.input_buffers as usize
             * (http.limits.max_request_bytes() + self.recv_buffer_bytes as usize);
@@ -104,13 +78,11 @@ impl RingConfig {
 
     /// Checks the settings that the kernel or the engine's bookkeeping cannot accept.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(bool, &str); 10] = [
+        self.serve.validate()?;
+        let tick = self.timer_tick_ms;
+        first_failure(&[
             (!self.cores.is_empty(), "cores must name at least one core"),
             (self.ring_entries >= 8, "ring_entries must be at least 8"),
-            (
-                (1..=MAX_CONNECTIONS_PER_WORKER).contains(&self.max_connections),
-                "max_connections must be in 1..=2^24",
-            ),
             (
                 self.recv_buffers.is_power_of_two() && self.recv_buffers <= MAX_RECV_BUFFERS,
                 "recv_buffers must be a power of two up to 32768",
@@ -124,21 +96,16 @@ impl RingConfig {
                 (1..=MAX_OUTPUT_BUFFERS).contains(&self.output_buffers),
                 "output_buffers must be in 1..=16384",
             ),
-            (self.timer_tick_ms >= 1, "timer_tick_ms must be at least 1"),
+            (tick >= 1, "timer_tick_ms must be at least 1"),
             (
-                self.idle_timeout_ms >= self.timer_tick_ms
-                    && self.request_timeout_ms >= self.timer_tick_ms,
+                self.serve.idle_timeout_ms >= tick && self.serve.request_timeout_ms >= tick,
                 "timeouts must be at least one timer tick",
             ),
             (
                 self.sqpoll.as_ref().is_none_or(|s| s.idle_ms >= 1),
                 "sqpoll.idle_ms must be at least 1",
             ),
-        ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, why)) => Err((*why).to_owned()),
-            None => Ok(()),
-        }
+        ])
     }
 }
 
@@ -170,7 +137,10 @@ mod tests {
             },
             RingConfig {
                 timer_tick_ms: 100,
-                request_timeout_ms: 50,
+                serve: ServeConfig {
+                    request_timeout_ms: 50,
+                    ..ServeConfig::default()
+                },
                 ..RingConfig::default()
             },
         ];

@@ -87,7 +87,7 @@ pub(crate) struct EventLoop<S> {
 impl<S: Service> EventLoop<S> {
     /// Builds the ring and everything the kernel will touch; runs on the worker thread
     /// (SINGLE_ISSUER binds the ring to its creator).
-    pub(crate) fn new(setup: EventLoopSetup<S>) -> Result<Self, super::EngineError> {
+    pub(crate) fn new(setup: EventLoopSetup<S>) -> Result<Self, crate::engine::EngineError> {
         let EventLoopSetup {
             index,
             config,
@@ -99,12 +99,15 @@ impl<S: Service> EventLoop<S> {
             metrics,
         } = setup;
         let (ring, mut features) = super::probe::build_ring(&config, index)?;
-        let io_err =
-            |what: &'static str| move |source: io::Error| super::EngineError::Io { what, source };
+        let io_err = |what: &'static str| {
+            move |source: io::Error| crate::engine::EngineError::Io { what, source }
+        };
         let recv_ring = BufRing::new(config.recv_buffers, config.recv_buffer_bytes)
             .map_err(io_err("mapping the receive buffer ring"))?;
         recv_ring.register(&ring.submitter()).map_err(|e| {
-            super::EngineError::Unsupported(format!("provided buffer rings (Linux 5.19+): {e}"))
+            crate::engine::EngineError::Unsupported(format!(
+                "provided buffer rings (Linux 5.19+): {e}"
+            ))
         })?;
         let input_bytes = server.limits().max_request_bytes() + config.recv_buffer_bytes as usize;
         let inputs = Pool::new(config.input_buffers, input_bytes);
@@ -122,7 +125,7 @@ impl<S: Service> EventLoop<S> {
             warn!(worker = index, turned_off = ?missing, "io_uring: running without preferred features");
         }
         let now = monotonic_now();
-        let max = config.max_connections;
+        let max = config.serve.max_connections;
         let tick_ms = config.timer_tick_ms;
         Ok(EventLoop {
             ring,
@@ -142,10 +145,10 @@ impl<S: Service> EventLoop<S> {
                     .nsec(((tick_ms % 1000) * 1_000_000) as u32),
             ),
             timeouts: Timeouts {
-                idle: Duration::from_millis(config.idle_timeout_ms),
-                request: Duration::from_millis(config.request_timeout_ms),
-                linger: Duration::from_millis(config.close_linger_ms),
-                grace: Duration::from_millis(config.shutdown_grace_ms),
+                idle: Duration::from_millis(config.serve.idle_timeout_ms),
+                request: Duration::from_millis(config.serve.request_timeout_ms),
+                linger: Duration::from_millis(config.serve.close_linger_ms),
+                grace: Duration::from_millis(config.serve.shutdown_grace_ms),
             },
             conns: (0..max).map(|_| Conn::free(now)).collect(),
             free_slots: (0..max).rev().collect(),

@@ -12,7 +12,8 @@
 //!
 //! Files: `config` (settings), `probe` (ring setup and fallbacks), `socket` (the few
 //! syscalls outside the ring), `buffers` (kernel-shared memory), `conn` (slots and
-//! completion tokens), `worker` (the event loop), `stats` (counters).
+//! completion tokens), `event_loop` (the loop), `stats` (counters). The listener
+//! builder, the error and the thread lifecycle are the parent's, shared with tokio.
 
 mod buffers;
 mod config;
@@ -22,62 +23,36 @@ mod probe;
 mod socket;
 mod stats;
 
-use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-use thiserror::Error;
 use tracing::{info, warn};
 
-pub use config::{
-    RingConfig, SqPoll, MAX_CONNECTIONS_PER_WORKER, MAX_OUTPUT_BUFFERS, MAX_RECV_BUFFERS,
-};
+pub use config::{RingConfig, SqPoll, MAX_OUTPUT_BUFFERS, MAX_RECV_BUFFERS};
 pub use probe::RingFeatures;
 pub use stats::{StatsSnapshot, WorkerStats};
 
-use crate::http::{HttpConfigError, Server, Service};
+use super::listener::{reuseport_listeners, Blocking};
+use super::workers::{Ready, Startup, WorkerThreads};
+pub use super::EngineError;
+use crate::http::{Server, Service};
 use crate::metrics::WorkerMetrics;
 use event_loop::{EventLoop, EventLoopSetup};
 
-/// Why the engine did not start.
-#[derive(Debug, Error)]
-pub enum EngineError {
-    /// A setting the engine cannot run with.
-    #[error("io_uring engine config: {0}")]
-    Config(String),
-    /// The HTTP settings are invalid.
-    #[error("io_uring engine http config: {0}")]
-    Http(#[from] HttpConfigError),
-    /// The kernel lacks something the engine needs; use the tokio engine instead.
-    #[error("io_uring engine unsupported on this kernel: {0}")]
-    Unsupported(String),
-    /// A system call failed during start.
-    #[error("io_uring engine: {what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A worker thread panicked.
-    #[error("io_uring worker {0} panicked")]
-    WorkerPanicked(usize),
-}
-
+/// What the engine keeps of one running worker besides its thread.
 struct WorkerHandle {
-    thread: Option<JoinHandle<()>>,
     wake: Arc<OwnedFd>,
     stats: Arc<WorkerStats>,
-    features: RingFeatures,
 }
 
 /// A running io_uring engine. Dropping it stops and joins the workers, like
 /// [`Engine::shutdown`] without the error report.
 pub struct Engine {
+    threads: WorkerThreads,
     workers: Vec<WorkerHandle>,
+    features: Vec<RingFeatures>,
     stop: Arc<AtomicBool>,
     local_addr: SocketAddr,
 }
@@ -99,63 +74,43 @@ impl Engine {
                 config.cores.len()
             )));
         }
-        let (listeners, local_addr) = socket::reuseport_listeners(
-            config.listen_addr,
+        let (listeners, local_addr) = reuseport_listeners(
+            config.serve.listen_addr,
             config.cores.len(),
-            config.listen_backlog,
+            config.serve.listen_backlog,
+            Blocking::Yes,
         )
-        .map_err(|source| EngineError::Io {
-            what: "binding the listeners",
-            source,
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
+        .map_err(EngineError::io("binding the listeners"))?;
         let mut engine = Engine {
+            threads: WorkerThreads::new("ring"),
             workers: Vec::with_capacity(config.cores.len()),
-            stop,
+            features: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
             local_addr,
         };
-        let (ready_tx, ready_rx) = mpsc::channel();
+        let startup = Startup::new();
         for (index, listener) in listeners.into_iter().enumerate() {
-            let server = Server::new(Arc::clone(&service), &config.http)?;
-            let wake = Arc::new(socket::eventfd().map_err(|source| EngineError::Io {
-                what: "creating the wake eventfd",
-                source,
-            })?);
+            let server = Server::new(Arc::clone(&service), &config.serve.http)?;
+            let wake =
+                Arc::new(socket::eventfd().map_err(EngineError::io("creating the wake eventfd"))?);
             let stats = Arc::new(WorkerStats::default());
             let setup = EventLoopSetup {
                 index,
                 config: config.clone(),
                 server,
-                listener,
+                listener: listener.into(),
                 wake: Arc::clone(&wake),
                 stop: Arc::clone(&engine.stop),
                 stats: Arc::clone(&stats),
                 metrics: Arc::clone(&metrics[index]),
             };
-            let ready = ready_tx.clone();
             let core = config.cores[index];
-            let thread = std::thread::Builder::new()
-                .name(format!("ring-{index}"))
-                .spawn(move || run_worker(setup, core, ready))
-                .map_err(|source| EngineError::Io {
-                    what: "spawning a worker thread",
-                    source,
-                })?;
-            engine.workers.push(WorkerHandle {
-                thread: Some(thread),
-                wake,
-                stats,
-                features: RingFeatures::default(),
-            });
+            engine
+                .threads
+                .spawn(&startup, Some(core), move |ready| run_worker(setup, ready))?;
+            engine.workers.push(WorkerHandle { wake, stats });
         }
-        drop(ready_tx);
-        for _ in 0..engine.workers.len() {
-            match ready_rx.recv() {
-                Ok((index, Ok(features))) => engine.workers[index].features = features,
-                Ok((_, Err(e))) => return Err(e),
-                Err(_) => return Err(EngineError::WorkerPanicked(usize::MAX)),
-            }
-        }
+        engine.features = startup.wait(engine.threads.len())?;
         info!(addr = %local_addr, workers = engine.workers.len(), "io_uring engine listening");
         Ok(engine)
     }
@@ -188,7 +143,7 @@ impl Engine {
 
     /// The features each worker's ring runs with, in worker order.
     pub fn features(&self) -> Vec<RingFeatures> {
-        self.workers.iter().map(|w| w.features).collect()
+        self.features.clone()
     }
 
     /// Stops accepting, lets requests in progress finish within `shutdown_grace_ms`,
@@ -202,15 +157,7 @@ impl Engine {
         for w in &self.workers {
             socket::wake(w.wake.as_raw_fd());
         }
-        let mut result = Ok(());
-        for (index, w) in self.workers.iter_mut().enumerate() {
-            if let Some(thread) = w.thread.take() {
-                if thread.join().is_err() {
-                    result = Err(EngineError::WorkerPanicked(index));
-                }
-            }
-        }
-        result
+        self.threads.join()
     }
 }
 
@@ -222,24 +169,13 @@ impl Drop for Engine {
     }
 }
 
-type Ready = mpsc::Sender<(usize, Result<RingFeatures, EngineError>)>;
-
-fn run_worker<S: Service>(setup: EventLoopSetup<S>, core: usize, ready: Ready) {
-    let index = setup.index;
-    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-        warn!(
-            worker = index,
-            core, "could not pin worker to its core; running unpinned"
-        );
-    }
-    let worker = match EventLoop::new(setup) {
-        Ok(worker) => worker,
-        Err(e) => {
-            let _ = ready.send((index, Err(e)));
-            return;
+/// A worker thread: builds its ring, reports, then runs the event loop until stopped.
+fn run_worker<S: Service>(setup: EventLoopSetup<S>, ready: Ready<RingFeatures>) {
+    match EventLoop::new(setup) {
+        Ok(event_loop) => {
+            ready.report(Ok(event_loop.features()));
+            event_loop.run();
         }
-    };
-    let _ = ready.send((index, Ok(worker.features())));
-    drop(ready);
-    worker.run();
+        Err(e) => ready.report(Err(e)),
+    }
 }

@@ -7,10 +7,9 @@
 //! in the io_uring engine.
 
 use std::cell::{Cell, RefCell};
-use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +21,8 @@ use super::conn;
 use super::state::{HttpSide, Timeouts, WorkerState};
 use super::stats::TokioWorkerStats;
 use crate::clock::monotonic_now;
+use crate::engine::workers::Ready;
+use crate::engine::EngineError;
 use crate::http::{canned, ConnectionHeader, Server, Service, Status};
 use crate::metrics::{WorkerMetrics, PUBLISH_INTERVAL_MS};
 
@@ -33,8 +34,6 @@ use crate::limits::MAX_LINGERING_SHEDS;
 
 /// What a worker thread is started with.
 pub(super) struct EventLoopSetup<S> {
-    pub index: usize,
-    pub core: Option<usize>,
     pub listener: StdListener,
     pub server: Server<S>,
     pub timeouts: Timeouts,
@@ -44,43 +43,24 @@ pub(super) struct EventLoopSetup<S> {
     pub stop: watch::Receiver<bool>,
 }
 
-/// Runs a worker thread to completion: pins it, builds its runtime, reports readiness
-/// (or the failure) on `ready`, serves until stopped, then drains.
-pub(super) fn run<S: Service + 'static>(
-    setup: EventLoopSetup<S>,
-    ready: mpsc::Sender<(usize, io::Result<()>)>,
-) {
-    let index = setup.index;
-    if let Some(core) = setup.core {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-            warn!(
-                worker = index,
-                core, "could not pin tokio worker to its core; running unpinned"
-            );
-        }
-    }
+/// Runs a worker thread to completion (pinned already, if asked): builds its runtime,
+/// reports readiness (or the failure) on `ready`, serves until stopped, then drains.
+pub(super) fn run<S: Service + 'static>(setup: EventLoopSetup<S>, ready: Ready<()>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send((index, Err(e)));
-            return;
-        }
+        Err(e) => return ready.report(Err(EngineError::io("building the worker runtime")(e))),
     };
     LocalSet::new().block_on(&runtime, serve(setup, ready));
     // Dropping the LocalSet (above) and the runtime (here) cancels connections still
     // open after the grace period; their sockets close.
 }
 
-async fn serve<S: Service + 'static>(
-    setup: EventLoopSetup<S>,
-    ready: mpsc::Sender<(usize, io::Result<()>)>,
-) {
+async fn serve<S: Service + 'static>(setup: EventLoopSetup<S>, ready: Ready<()>) {
     let EventLoopSetup {
-        index,
         listener,
         server,
         timeouts,
@@ -88,14 +68,10 @@ async fn serve<S: Service + 'static>(
         stats,
         metrics,
         mut stop,
-        ..
     } = setup;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send((index, Err(e)));
-            return;
-        }
+        Err(e) => return ready.report(Err(EngineError::io("registering the listener")(e))),
     };
     let worker = Rc::new(WorkerState {
         max_request_bytes: server.limits().max_request_bytes(),
@@ -115,8 +91,7 @@ async fn serve<S: Service + 'static>(
         closed: Notify::new(),
     });
     worker.metrics.install_on_this_thread();
-    let _ = ready.send((index, Ok(())));
-    drop(ready);
+    ready.report(Ok(()));
     tokio::task::spawn_local(publish_latencies(Rc::clone(&worker)));
     loop {
         tokio::select! {

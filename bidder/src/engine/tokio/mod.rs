@@ -11,61 +11,40 @@
 //! shared accept queue: thread-per-core, like the io_uring engine). Per worker, one
 //! [`Server`] and its buffers, shared in turn by the worker's connections.
 //!
-//! Files: `config` (settings), `socket` (listeners), `worker` (thread, accept, shedding,
-//! shutdown), `conn` (one connection's read/serve/write loop and deadlines), `stats`
-//! (connection counters and their scrape).
+//! Files: `config` (settings), `event_loop` (runtime, accept, shedding, shutdown),
+//! `state` (what a worker's connections share), `conn` (one connection's
+//! read/serve/write loop and deadlines), `stats` (connection counters and their
+//! scrape). The listener builder, the error and the thread lifecycle are the parent's,
+//! shared with io_uring.
 
 mod config;
 mod conn;
 mod event_loop;
-mod socket;
 mod state;
 mod stats;
 
-use std::io;
 use std::net::SocketAddr;
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
-use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use config::{TokioEngineConfig, MAX_CONNECTIONS_PER_WORKER, MAX_WORKERS};
+pub use config::{TokioEngineConfig, MAX_WORKERS};
 pub use stats::{TokioStatsCollector, TokioWorkerStats};
 
-use crate::http::{HttpConfigError, Server, Service};
+use super::listener::{reuseport_listeners, Blocking};
+use super::workers::{Startup, WorkerThreads};
+pub use super::EngineError;
+use crate::http::{Server, Service};
 use crate::metrics::WorkerMetrics;
 use event_loop::EventLoopSetup;
 use state::Timeouts;
 
-/// Why the engine did not start, or did not stop cleanly.
-#[derive(Debug, Error)]
-pub enum EngineError {
-    /// A setting the engine cannot run with.
-    #[error("tokio engine config: {0}")]
-    Config(String),
-    /// The HTTP settings are invalid.
-    #[error("tokio engine http config: {0}")]
-    Http(#[from] HttpConfigError),
-    /// A system call failed during start.
-    #[error("tokio engine: {what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A worker thread panicked.
-    #[error("tokio worker {0} panicked")]
-    WorkerPanicked(usize),
-}
-
 /// A running tokio engine. Dropping it stops and joins the workers, like
 /// [`TokioEngine::shutdown`] without the error report.
 pub struct TokioEngine {
-    threads: Vec<Option<JoinHandle<()>>>,
+    threads: WorkerThreads,
     stats: Vec<Arc<TokioWorkerStats>>,
     stop: watch::Sender<bool>,
     local_addr: SocketAddr,
@@ -89,63 +68,46 @@ impl TokioEngine {
                 config.workers
             )));
         }
-        let (listeners, local_addr) =
-            socket::reuseport_listeners(config.listen_addr, config.workers, config.listen_backlog)
-                .map_err(|source| EngineError::Io {
-                    what: "binding the listeners",
-                    source,
-                })?;
+        let serve = &config.serve;
+        let (listeners, local_addr) = reuseport_listeners(
+            serve.listen_addr,
+            config.workers,
+            serve.listen_backlog,
+            Blocking::No,
+        )
+        .map_err(EngineError::io("binding the listeners"))?;
         let (stop, stop_rx) = watch::channel(false);
         let mut engine = TokioEngine {
-            threads: Vec::with_capacity(config.workers),
+            threads: WorkerThreads::new("tokio"),
             stats: Vec::with_capacity(config.workers),
             stop,
             local_addr,
         };
         let timeouts = Timeouts {
-            idle: Duration::from_millis(config.idle_timeout_ms),
-            request: Duration::from_millis(config.request_timeout_ms),
-            close_linger: Duration::from_millis(config.close_linger_ms),
-            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+            idle: Duration::from_millis(serve.idle_timeout_ms),
+            request: Duration::from_millis(serve.request_timeout_ms),
+            close_linger: Duration::from_millis(serve.close_linger_ms),
+            shutdown_grace: Duration::from_millis(serve.shutdown_grace_ms),
         };
-        let (ready_tx, ready_rx) = mpsc::channel();
+        let startup = Startup::new();
         for (index, listener) in listeners.into_iter().enumerate() {
             let stats = Arc::new(TokioWorkerStats::default());
             let setup = EventLoopSetup {
-                index,
-                core: config.cores.get(index).copied(),
-                listener,
-                server: Server::new(Arc::clone(&service), &config.http)?,
+                listener: listener.into(),
+                server: Server::new(Arc::clone(&service), &serve.http)?,
                 timeouts,
-                max_connections: config.max_connections,
+                max_connections: serve.max_connections,
                 stats: Arc::clone(&stats),
                 metrics: Arc::clone(&metrics[index]),
                 stop: stop_rx.clone(),
             };
-            let ready = ready_tx.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("tokio-{index}"))
-                .spawn(move || event_loop::run(setup, ready))
-                .map_err(|source| EngineError::Io {
-                    what: "spawning a worker thread",
-                    source,
-                })?;
-            engine.threads.push(Some(thread));
+            let core = config.cores.get(index).copied();
+            engine
+                .threads
+                .spawn(&startup, core, move |ready| event_loop::run(setup, ready))?;
             engine.stats.push(stats);
         }
-        drop(ready_tx);
-        for _ in 0..config.workers {
-            match ready_rx.recv() {
-                Ok((_, Ok(()))) => {}
-                Ok((_, Err(source))) => {
-                    return Err(EngineError::Io {
-                        what: "starting a worker runtime",
-                        source,
-                    })
-                }
-                Err(_) => return Err(engine.first_panicked()),
-            }
-        }
+        startup.wait(engine.threads.len())?;
         info!(addr = %local_addr, workers = config.workers, "tokio engine listening");
         Ok(engine)
     }
@@ -176,23 +138,7 @@ impl TokioEngine {
 
     fn stop_and_join(&mut self) -> Result<(), EngineError> {
         self.stop.send_replace(true);
-        let mut result = Ok(());
-        for (index, thread) in self.threads.iter_mut().enumerate() {
-            if let Some(t) = thread.take() {
-                if t.join().is_err() && result.is_ok() {
-                    result = Err(EngineError::WorkerPanicked(index));
-                }
-            }
-        }
-        result
-    }
-
-    /// After a worker vanished during start: stop the rest and name the culprit.
-    fn first_panicked(&mut self) -> EngineError {
-        match self.stop_and_join() {
-            Err(e) => e,
-            Ok(()) => EngineError::WorkerPanicked(usize::MAX),
-        }
+        self.threads.join()
     }
 }
 

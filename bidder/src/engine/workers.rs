@@ -1,0 +1,187 @@
+//! The lifecycle both engines share: one thread per worker, optionally pinned to a core,
+//! each reporting exactly once that it is ready (or why it cannot start) before it
+//! serves. Start waits for every report ([`Startup::wait`]); stop is the engine's own
+//! signal, then [`WorkerThreads::join`].
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tracing::warn;
+
+use super::EngineError;
+
+type Report<T> = (usize, Result<T, EngineError>);
+
+/// A worker's one-shot readiness report. Dropping it unsent (a panic during start) is
+/// seen by [`WorkerThreads::wait_ready`] as that worker having died.
+pub(crate) struct Ready<T> {
+    index: usize,
+    tx: mpsc::Sender<Report<T>>,
+}
+
+impl<T> Ready<T> {
+    /// Reports that the worker is about to serve (`Ok`) or has given up (`Err`).
+    pub(crate) fn report(self, result: Result<T, EngineError>) {
+        // The receiver is gone only if start already failed; nothing to tell then.
+        let _ = self.tx.send((self.index, result));
+    }
+}
+
+/// Collects the workers' readiness reports while an engine starts. Kept apart from
+/// [`WorkerThreads`] because a receiver cannot be shared between threads and a running
+/// engine must be.
+pub(crate) struct Startup<T> {
+    tx: mpsc::Sender<Report<T>>,
+    rx: mpsc::Receiver<Report<T>>,
+}
+
+impl<T> Startup<T> {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Startup { tx, rx }
+    }
+
+    /// Waits until each of the `count` workers spawned with this startup has reported.
+    /// Returns the reports in worker order, or the first failure (the caller then stops
+    /// and joins the workers that did start).
+    pub(crate) fn wait(self, count: usize) -> Result<Vec<T>, EngineError> {
+        let Startup { tx, rx } = self;
+        drop(tx);
+        let mut reports: Vec<Option<T>> = (0..count).map(|_| None).collect();
+        for _ in 0..count {
+            match rx.recv() {
+                Ok((index, Ok(report))) => reports[index] = Some(report),
+                Ok((_, Err(e))) => return Err(e),
+                // Every sender is gone and someone never reported: a `Ready` can only
+                // be dropped unsent by a worker that panicked while starting.
+                Err(mpsc::RecvError) => {
+                    let died = reports.iter().position(Option::is_none);
+                    return Err(EngineError::WorkerPanicked(died.unwrap_or(usize::MAX)));
+                }
+            }
+        }
+        Ok(reports.into_iter().flatten().collect())
+    }
+}
+
+/// An engine's worker threads, in worker order.
+pub(crate) struct WorkerThreads {
+    /// Thread name prefix: `ring`, `tokio`.
+    name: &'static str,
+    threads: Vec<Option<JoinHandle<()>>>,
+}
+
+impl WorkerThreads {
+    pub(crate) fn new(name: &'static str) -> Self {
+        WorkerThreads {
+            name,
+            threads: Vec::new(),
+        }
+    }
+
+    /// Starts the next worker on its own thread, pinned to `core` when one is given (a
+    /// refused pin is logged and the worker runs unpinned: containers often forbid it).
+    /// The worker reports to `startup` through the [`Ready`] it is given.
+    pub(crate) fn spawn<T: Send + 'static>(
+        &mut self,
+        startup: &Startup<T>,
+        core: Option<usize>,
+        body: impl FnOnce(Ready<T>) + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let index = self.threads.len();
+        let tx = startup.tx.clone();
+        let name = self.name;
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-{index}"))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        warn!(
+                            engine = name,
+                            worker = index,
+                            core = id,
+                            "could not pin worker to its core; running unpinned"
+                        );
+                    }
+                }
+                body(Ready { index, tx });
+            })
+            .map_err(EngineError::io("spawning a worker thread"))?;
+        self.threads.push(Some(thread));
+        Ok(())
+    }
+
+    /// How many workers were spawned.
+    pub(crate) fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Joins every worker (the engine has signalled them to stop); the error names the
+    /// first that panicked. Joining twice is a no-op.
+    pub(crate) fn join(&mut self) -> Result<(), EngineError> {
+        let mut result = Ok(());
+        for (index, thread) in self.threads.iter_mut().enumerate() {
+            if let Some(t) = thread.take() {
+                if t.join().is_err() && result.is_ok() {
+                    result = Err(EngineError::WorkerPanicked(index));
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_come_back_in_worker_order() {
+        let mut workers = WorkerThreads::new("test");
+        let startup = Startup::new();
+        for index in 0..3 {
+            workers
+                .spawn(&startup, None, move |ready| ready.report(Ok(index * 10)))
+                .unwrap();
+        }
+        assert_eq!(startup.wait(workers.len()).unwrap(), vec![0, 10, 20]);
+        assert!(workers.join().is_ok());
+    }
+
+    #[test]
+    fn a_worker_that_dies_before_reporting_is_named() {
+        let mut workers = WorkerThreads::new("test");
+        let startup = Startup::<()>::new();
+        workers
+            .spawn(&startup, None, |ready| ready.report(Ok(())))
+            .unwrap();
+        workers
+            .spawn(&startup, None, |ready| {
+                let _keep = ready;
+                panic!("worker 1 fails to start (expected by this test)");
+            })
+            .unwrap();
+        match startup.wait(workers.len()) {
+            Err(EngineError::WorkerPanicked(1)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            workers.join(),
+            Err(EngineError::WorkerPanicked(1))
+        ));
+    }
+
+    #[test]
+    fn a_start_failure_is_returned_as_reported() {
+        let mut workers = WorkerThreads::new("test");
+        let startup = Startup::<()>::new();
+        workers
+            .spawn(&startup, None, |ready| {
+                ready.report(Err(EngineError::Config("no".into())));
+            })
+            .unwrap();
+        let result = startup.wait(workers.len());
+        assert!(matches!(result, Err(EngineError::Config(_))));
+        assert!(workers.join().is_ok());
+    }
+}
