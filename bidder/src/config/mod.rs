@@ -9,6 +9,7 @@
 //!
 //! Money is integer micro-units everywhere (`*_micros`), never floats.
 
+mod locate;
 pub mod targeting;
 mod validate;
 mod xdp;

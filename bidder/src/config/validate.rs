@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use super::locate::Spans;
 use super::{
     CampaignConfig, Config, ConfigError, CreativeConfig, PartnerConfig, TargetingConfig,
     MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
@@ -18,17 +19,28 @@ pub use crate::limits::MAX_REPORTED_ERRORS;
 use crate::limits::{self, MIN_NOTICE_KEY_BYTES};
 
 /// Collects problems with the line they belong to.
-struct Problems<'c> {
+pub(super) struct Problems<'c> {
     config: &'c Config,
+    spans: Spans<'c>,
     errors: Vec<ConfigError>,
 }
 
-impl Problems<'_> {
-    fn add(&mut self, offset: usize, field: String, problem: impl Into<String>, fix: &str) {
+impl<'c> Problems<'c> {
+    pub(super) fn new(config: &'c Config) -> Self {
+        Problems {
+            config,
+            spans: Spans::parse(&config.source.text),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records a problem at the line the field path (`campaign[0] (c1).targeting.sizes`)
+    /// is written on; past [`MAX_REPORTED_ERRORS`] the rest are dropped.
+    pub(super) fn add(&mut self, field: String, problem: impl Into<String>, fix: &str) {
         if self.errors.len() >= MAX_REPORTED_ERRORS {
             return;
         }
-        let offset = locate(&self.config.source.text, offset, &field);
+        let offset = self.spans.offset(&field);
         self.errors.push(ConfigError::Invalid {
             path: self.config.source.path.clone(),
             line: self.config.source.line_of(offset),
@@ -37,35 +49,34 @@ impl Problems<'_> {
             fix: fix.into(),
         });
     }
+
+    /// `Ok` when nothing was added.
+    pub(super) fn into_result(self) -> Result<(), Vec<ConfigError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
 }
 
 /// Checks every rule; returns all problems found (bounded), or `Ok` when the file
 /// can be compiled into a decision index.
 pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
-    let mut p = Problems {
-        config,
-        errors: Vec::new(),
-    };
+    let mut p = Problems::new(config);
     server(&mut p);
     bidding(&mut p);
     notice(&mut p);
     let partner_names = partners(&mut p);
     campaigns(&mut p, &partner_names);
-    if p.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(p.errors)
-    }
+    p.into_result()
 }
 
 fn server(p: &mut Problems) {
     let s = &p.config.server;
-    let config = p.config;
-    let at = |key: &str| key_offset(config, "[server]", key);
     for (key, addr) in [("listen", &s.listen), ("admin_listen", &s.admin_listen)] {
         if addr.parse::<SocketAddr>().is_err() {
             p.add(
-                at(key),
                 format!("server.{key}"),
                 format!("`{addr}` is not ip:port"),
                 "write e.g. \"0.0.0.0:8080\"",
@@ -74,7 +85,6 @@ fn server(p: &mut Problems) {
     }
     if !matches!(s.engine.as_str(), "io_uring" | "tokio") {
         p.add(
-            at("engine"),
             "server.engine".into(),
             format!("unknown engine `{}`", s.engine),
             "use \"io_uring\" or \"tokio\"",
@@ -82,7 +92,6 @@ fn server(p: &mut Problems) {
     }
     if s.cores.is_empty() {
         p.add(
-            at("cores"),
             "server.cores".into(),
             "no worker cores",
             "list the CPU ids to pin workers to, e.g. [0, 1]",
@@ -90,7 +99,6 @@ fn server(p: &mut Problems) {
     }
     if !s.default_bid_path.starts_with('/') || s.default_bid_path.starts_with("/bid/") {
         p.add(
-            at("default_bid_path"),
             "server.default_bid_path".into(),
             format!("`{}` is not a path outside /bid/", s.default_bid_path),
             "e.g. \"/openrtb2/bid\"",
@@ -136,7 +144,6 @@ fn server(p: &mut Problems) {
     for (key, value, (min, max)) in ranges {
         if !(min..=max).contains(&value) {
             p.add(
-                at(key),
                 format!("server.{key}"),
                 format!("{value} is outside {min}..={max}"),
                 "see the defaults in bidder/examples/demo.toml",
@@ -145,7 +152,6 @@ fn server(p: &mut Problems) {
     }
     if s.max_decompressed_body_bytes < s.max_body_bytes {
         p.add(
-            at("max_decompressed_body_bytes"),
             "server.max_decompressed_body_bytes".into(),
             "smaller than max_body_bytes",
             "make it at least max_body_bytes",
@@ -155,11 +161,8 @@ fn server(p: &mut Problems) {
 
 fn bidding(p: &mut Problems) {
     let b = &p.config.bidding;
-    let config = p.config;
-    let at = |key: &str| key_offset(config, "[bidding]", key);
     if b.seat.is_empty() {
         p.add(
-            at("seat"),
             "bidding.seat".into(),
             "empty",
             "set the seat id the exchanges know you by",
@@ -167,7 +170,6 @@ fn bidding(p: &mut Problems) {
     }
     if !is_currency_code(&b.currency) {
         p.add(
-            at("currency"),
             "bidding.currency".into(),
             format!("`{}` is not an ISO-4217 code", b.currency),
             "use three capital letters, e.g. \"USD\"",
@@ -175,7 +177,6 @@ fn bidding(p: &mut Problems) {
     }
     if b.deadline_cap_ms == 0 || b.deadline_cap_ms > 1_000 {
         p.add(
-            at("deadline_cap_ms"),
             "bidding.deadline_cap_ms".into(),
             format!("{} is outside 1..=1000", b.deadline_cap_ms),
             "use a few milliseconds, e.g. 8",
@@ -183,7 +184,6 @@ fn bidding(p: &mut Problems) {
     }
     if b.default_tmax_ms == 0 || b.default_tmax_ms > 10_000 {
         p.add(
-            at("default_tmax_ms"),
             "bidding.default_tmax_ms".into(),
             format!("{} is outside 1..=10000", b.default_tmax_ms),
             "use the exchanges' usual tmax, e.g. 100",
@@ -191,7 +191,6 @@ fn bidding(p: &mut Problems) {
     }
     if b.network_allowance_ms >= b.default_tmax_ms.max(1) {
         p.add(
-            at("network_allowance_ms"),
             "bidding.network_allowance_ms".into(),
             "not below default_tmax_ms",
             "use the round-trip time to your exchanges, e.g. 40",
@@ -199,7 +198,6 @@ fn bidding(p: &mut Problems) {
     }
     if b.default_shading_ppm == 0 || b.default_shading_ppm > 1_000_000 {
         p.add(
-            at("default_shading_ppm"),
             "bidding.default_shading_ppm".into(),
             format!("{} is outside 1..=1000000", b.default_shading_ppm),
             "1000000 means no shading",
@@ -207,7 +205,6 @@ fn bidding(p: &mut Problems) {
     }
     if !(1_000..=86_400_000).contains(&b.reservation_ttl_ms) {
         p.add(
-            at("reservation_ttl_ms"),
             "bidding.reservation_ttl_ms".into(),
             format!("{} is outside 1000..=86400000", b.reservation_ttl_ms),
             "use how long your exchanges take to send billing notices, e.g. 300000 (5 min)",
@@ -216,7 +213,6 @@ fn bidding(p: &mut Problems) {
     for (code, rate) in &p.config.currency_rates_micros {
         if !is_currency_code(code) || *rate <= 0 {
             p.add(
-                key_offset(config, "[currency_rates_micros]", code),
                 format!("currency_rates_micros.{code}"),
                 "needs an ISO-4217 code and a positive rate",
                 "e.g. EUR = 1_080_000 when 1 EUR = 1.08 of bidding.currency",
@@ -226,12 +222,9 @@ fn bidding(p: &mut Problems) {
 }
 
 fn notice(p: &mut Problems) {
-    let config = p.config;
-    let at = |key: &str| key_offset(config, "[notice]", key);
     let base = &p.config.notice.base_url;
     if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') {
         p.add(
-            at("base_url"),
             "notice.base_url".into(),
             format!("`{base}` is not an http(s) URL without a query"),
             "e.g. \"https://bidder.example.com/notice\"",
@@ -241,7 +234,6 @@ fn notice(p: &mut Problems) {
     match std::fs::metadata(&key_path) {
         Ok(m) if m.len() as usize >= MIN_NOTICE_KEY_BYTES => {}
         Ok(m) => p.add(
-            at("hmac_key_file"),
             "notice.hmac_key_file".into(),
             format!(
                 "{} holds {} bytes, fewer than {MIN_NOTICE_KEY_BYTES}",
@@ -251,7 +243,6 @@ fn notice(p: &mut Problems) {
             "write a random key: head -c 64 /dev/urandom > FILE",
         ),
         Err(e) => p.add(
-            at("hmac_key_file"),
             "notice.hmac_key_file".into(),
             format!("cannot read {}: {e}", key_path.display()),
             "create it: head -c 64 /dev/urandom > FILE",
@@ -263,7 +254,6 @@ fn partners(p: &mut Problems) -> HashSet<String> {
     let mut names = HashSet::new();
     if p.config.partners.len() > MAX_PARTNERS {
         p.add(
-            0,
             "partner".into(),
             format!(
                 "{} partners, more than {MAX_PARTNERS}",
@@ -273,12 +263,10 @@ fn partners(p: &mut Problems) -> HashSet<String> {
         );
     }
     for (i, spanned) in p.config.partners.iter().enumerate() {
-        let at = spanned.span().start;
         let partner: &PartnerConfig = spanned.get_ref();
         let field = |f: &str| format!("partner[{i}] ({}).{f}", partner.name);
         if !is_identifier(&partner.name) {
             p.add(
-                at,
                 field("name"),
                 "must be 1-64 letters, digits, `-` or `_`",
                 "rename the partner; the name is used in the bid path /bid/{name}",
@@ -286,7 +274,6 @@ fn partners(p: &mut Problems) -> HashSet<String> {
         }
         if !names.insert(partner.name.clone()) {
             p.add(
-                at,
                 field("name"),
                 "duplicate partner name",
                 "give each partner its own name",
@@ -295,7 +282,6 @@ fn partners(p: &mut Problems) -> HashSet<String> {
         for (j, cidr) in partner.cidrs.iter().enumerate() {
             if cidr.parse::<ipnet::IpNet>().is_err() {
                 p.add(
-                    at,
                     field(&format!("cidrs[{j}]")),
                     format!("`{cidr}` is not a CIDR"),
                     "write e.g. \"192.0.2.0/24\" or \"2001:db8::/32\"",
@@ -304,7 +290,6 @@ fn partners(p: &mut Problems) -> HashSet<String> {
         }
         if OpenRtbVersion::parse(&partner.openrtb_version).is_none() {
             p.add(
-                at,
                 field("openrtb_version"),
                 format!("`{}` is not supported", partner.openrtb_version),
                 "use \"2.5\" or \"2.6\"",
@@ -317,7 +302,6 @@ fn partners(p: &mut Problems) -> HashSet<String> {
 fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
     if p.config.campaigns.len() > MAX_CAMPAIGNS {
         p.add(
-            0,
             "campaign".into(),
             format!(
                 "{} campaigns, more than {MAX_CAMPAIGNS}",
@@ -328,12 +312,10 @@ fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
     }
     let mut ids = HashSet::new();
     for (i, spanned) in p.config.campaigns.iter().enumerate() {
-        let at = spanned.span().start;
         let c: &CampaignConfig = spanned.get_ref();
         let prefix = format!("campaign[{i}] ({})", c.id);
         if !is_identifier(&c.id) {
             p.add(
-                at,
                 format!("{prefix}.id"),
                 "must be 1-64 letters, digits, `-` or `_`",
                 "rename the campaign",
@@ -341,17 +323,15 @@ fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
         }
         if !ids.insert(c.id.as_str()) {
             p.add(
-                at,
                 format!("{prefix}.id"),
                 "duplicate campaign id",
                 "give each campaign its own id",
             );
         }
-        money(p, at, &prefix, c);
-        targeting(p, at, &prefix, &c.targeting, partner_names);
+        money(p, &prefix, c);
+        targeting(p, &prefix, &c.targeting, partner_names);
         if c.creatives.is_empty() || c.creatives.len() > MAX_CREATIVES_PER_CAMPAIGN {
             p.add(
-                at,
                 format!("{prefix}.creative"),
                 format!("{} creatives", c.creatives.len()),
                 "give the campaign 1 to 64 [[campaign.creative]] tables",
@@ -361,21 +341,19 @@ fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
         for (j, cr) in c.creatives.iter().enumerate() {
             if !crids.insert(cr.id.as_str()) {
                 p.add(
-                    at,
                     format!("{prefix}.creative[{j}].id"),
                     "duplicate creative id",
                     "give each creative its own id",
                 );
             }
-            creative(p, at, &format!("{prefix}.creative[{j}] ({})", cr.id), cr);
+            creative(p, &format!("{prefix}.creative[{j}] ({})", cr.id), cr);
         }
     }
 }
 
-fn money(p: &mut Problems, at: usize, prefix: &str, c: &CampaignConfig) {
+fn money(p: &mut Problems, prefix: &str, c: &CampaignConfig) {
     if c.daily_budget_micros < 0 {
         p.add(
-            at,
             format!("{prefix}.daily_budget_micros"),
             "negative",
             "use 0 or more micro-units (1 USD = 1_000_000)",
@@ -387,7 +365,6 @@ fn money(p: &mut Problems, at: usize, prefix: &str, c: &CampaignConfig) {
     ] {
         if value <= 0 || value > MAX_CPM_MICROS {
             p.add(
-                at,
                 format!("{prefix}.{name}"),
                 format!("{value} is outside 1..={MAX_CPM_MICROS}"),
                 "a CPM in micro-units, e.g. 2_500_000 for 2.50",
@@ -396,18 +373,11 @@ fn money(p: &mut Problems, at: usize, prefix: &str, c: &CampaignConfig) {
     }
 }
 
-fn targeting(
-    p: &mut Problems,
-    at: usize,
-    prefix: &str,
-    t: &TargetingConfig,
-    partner_names: &HashSet<String>,
-) {
+fn targeting(p: &mut Problems, prefix: &str, t: &TargetingConfig, partner_names: &HashSet<String>) {
     let field = |f: &str| format!("{prefix}.targeting.{f}");
     for m in &t.media {
         if MediaType::parse(m).is_none() {
             p.add(
-                at,
                 field("media"),
                 format!("unknown media `{m}`"),
                 "use banner, video, audio or native",
@@ -417,7 +387,6 @@ fn targeting(
     for s in &t.sizes {
         if parse_size(s).is_none() {
             p.add(
-                at,
                 field("sizes"),
                 format!("`{s}` is not WxH"),
                 "write sizes like \"300x250\"",
@@ -427,7 +396,6 @@ fn targeting(
     for c in &t.countries {
         if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
             p.add(
-                at,
                 field("countries"),
                 format!("`{c}` is not ISO-3166-1 alpha-3"),
                 "use codes like \"USA\", \"GBR\" (OpenRTB device.geo.country)",
@@ -437,7 +405,6 @@ fn targeting(
     for d in &t.dayparts {
         if parse_daypart(d).is_none() {
             p.add(
-                at,
                 field("dayparts"),
                 format!("`{d}` is not a daypart"),
                 "write e.g. \"mon-fri 08-20\" or \"sat,sun 00-24\" (UTC, end exclusive)",
@@ -447,7 +414,6 @@ fn targeting(
     for name in &t.partners {
         if !partner_names.contains(name) {
             p.add(
-                at,
                 field("partners"),
                 format!("unknown partner `{name}`"),
                 "name a [[partner]] defined in this file",
@@ -457,7 +423,6 @@ fn targeting(
     for (k, d) in t.deals.iter().enumerate() {
         if d.id.is_empty() || d.floor_cpm_micros < 0 || d.floor_cpm_micros > MAX_CPM_MICROS {
             p.add(
-                at,
                 field(&format!("deal[{k}]")),
                 "needs an id and a floor in 0..=MAX_CPM",
                 "e.g. { id = \"deal-1\", floor_cpm_micros = 1_000_000 }",
@@ -466,7 +431,6 @@ fn targeting(
     }
     if t.deals_only && t.deals.is_empty() {
         p.add(
-            at,
             field("deals_only"),
             "set, but the campaign has no deals",
             "add [[campaign.targeting.deal]] tables or unset deals_only",
@@ -475,7 +439,6 @@ fn targeting(
     for s in &t.supply_chain.allowed_sellers {
         if s.is_empty() || s.split(':').count() > 2 {
             p.add(
-                at,
                 field("supply_chain.allowed_sellers"),
                 format!("`{s}` is not `asi` or `asi:sid`"),
                 "e.g. \"exchange.com\" or \"exchange.com:pub-123\"",
@@ -484,10 +447,9 @@ fn targeting(
     }
 }
 
-fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
+fn creative(p: &mut Problems, prefix: &str, cr: &CreativeConfig) {
     let Some(media) = MediaType::parse(&cr.format) else {
         p.add(
-            at,
             format!("{prefix}.format"),
             format!("unknown format `{}`", cr.format),
             "use banner, video, audio or native",
@@ -496,7 +458,6 @@ fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
     };
     if media == MediaType::Banner && (cr.w == 0 || cr.h == 0) {
         p.add(
-            at,
             format!("{prefix}.w/h"),
             "a banner needs its size",
             "set w and h in pixels",
@@ -504,7 +465,6 @@ fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
     }
     if cr.adm.is_empty() {
         p.add(
-            at,
             format!("{prefix}.adm"),
             "empty markup",
             "put the ad markup (HTML, VAST, native JSON) in adm",
@@ -512,105 +472,11 @@ fn creative(p: &mut Problems, at: usize, prefix: &str, cr: &CreativeConfig) {
     }
     if cr.adomain.is_empty() {
         p.add(
-            at,
             format!("{prefix}.adomain"),
             "empty",
             "list the advertiser's domain(s); exchanges block on it",
         );
     }
-}
-
-/// Narrows an error's offset from the start of its `[[partner]]` or `[[campaign]]`
-/// block to the line of the field it names (`campaign[0] (c1).creative[1] (x).w/h`
-/// → the `w = …` line of that campaign's second creative), so operators edit the
-/// right line. Falls back to `at` when the key is not written in the block.
-pub(super) fn locate(text: &str, at: usize, field: &str) -> usize {
-    let Some(key) = last_key(field) else {
-        return at;
-    };
-    let mut start = at;
-    if let Some(n) = table_index(field, "creative[") {
-        match nth_line_starting(text, at, "[[campaign.creative]]", n) {
-            Some(offset) => start = offset,
-            None => return at,
-        }
-    }
-    let mut offset = start;
-    for (i, line) in text[start..].split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_start();
-        let next_block = trimmed.starts_with("[[partner]]") || trimmed.starts_with("[[campaign]]");
-        if i > 0 && (next_block || (start != at && trimmed.starts_with("[[campaign.creative]]"))) {
-            break;
-        }
-        if trimmed
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-        {
-            return offset;
-        }
-        offset += line.len();
-    }
-    at
-}
-
-/// The last key of a field path: `….targeting.sizes` → `sizes`, `….cidrs[1]` →
-/// `cidrs`, `….w/h` → `w`.
-fn last_key(field: &str) -> Option<&str> {
-    let last = field.rsplit('.').next()?;
-    let key = last.split(['[', ' ', '/']).next()?;
-    (!key.is_empty()).then_some(key)
-}
-
-/// `n` from `…creative[n]…`.
-fn table_index(field: &str, table: &str) -> Option<usize> {
-    let rest = &field[field.find(table)? + table.len()..];
-    rest.split(']').next()?.parse().ok()
-}
-
-/// Offset of the `n`-th line (0-based) at or after `from` that starts with `prefix`
-/// (after indentation), before the next partner or campaign block.
-fn nth_line_starting(text: &str, from: usize, prefix: &str, n: usize) -> Option<usize> {
-    let mut offset = from;
-    let mut seen = 0;
-    for (i, line) in text[from..].split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_start();
-        if i > 0 && (trimmed.starts_with("[[partner]]") || trimmed.starts_with("[[campaign]]")) {
-            return None;
-        }
-        if trimmed.starts_with(prefix) {
-            if seen == n {
-                return Some(offset);
-            }
-            seen += 1;
-        }
-        offset += line.len();
-    }
-    None
-}
-
-/// Byte offset of `key = …` inside the section with this header (or of the header
-/// when the key is not written there), so errors point at the line to edit.
-pub(super) fn key_offset(config: &Config, header: &str, key: &str) -> usize {
-    let text = &config.source.text;
-    let Some(start) = text.find(header) else {
-        return 0;
-    };
-    let mut lines = text[start..].split_inclusive('\n');
-    let mut offset = start + lines.next().map_or(0, str::len);
-    for line in lines {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            break;
-        }
-        if trimmed
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-        {
-            return offset;
-        }
-        offset += line.len();
-    }
-    start
 }
 
 fn is_currency_code(code: &str) -> bool {

@@ -13,7 +13,7 @@ use bidder_common::xdp::{MAX_PARTNERS as XDP_MAX_PARTNERS, MAX_PREFIXES, PARTNER
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::validate::{key_offset, locate, MAX_REPORTED_ERRORS};
+use super::validate::Problems;
 use super::{Config, ConfigError, PartnerConfig};
 
 /// Partner label of traffic from sources no partner prefix matches (`/metrics`,
@@ -121,76 +121,50 @@ impl XdpConfig {
 
     /// The section's rules, and those it puts on partners and the bid listener.
     pub(super) fn check(&self, config: &Config) -> Result<(), Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let mut add = |offset: usize, field: String, problem: String, fix: &str| {
-            if errors.len() >= MAX_REPORTED_ERRORS {
-                return;
-            }
-            errors.push(ConfigError::Invalid {
-                path: config.source.path.clone(),
-                line: config.source.line_of(offset),
-                field,
-                problem,
-                fix: fix.into(),
-            });
-        };
-        let at = |key: &str| key_offset(config, "[xdp]", key);
-        self.check_own_keys(&at, &mut add);
-        unknown_source_name(config, &mut add);
+        let mut p = Problems::new(config);
+        self.check_own_keys(&mut p);
+        unknown_source_name(config, &mut p);
         if self.enabled() {
-            listener_port(config, &mut add);
-            partner_capacity(config, &mut add);
+            listener_port(config, &mut p);
+            partner_capacity(config, &mut p);
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        p.into_result()
     }
 
-    fn check_own_keys(
-        &self,
-        at: &dyn Fn(&str) -> usize,
-        add: &mut dyn FnMut(usize, String, String, &str),
-    ) {
+    fn check_own_keys(&self, p: &mut Problems) {
         let iface = &self.interface;
         let bad_name = iface.len() > MAX_INTERFACE_NAME_BYTES
             || iface.bytes().any(|b| b == b'/' || b.is_ascii_whitespace());
         if bad_name {
-            add(
-                at("interface"),
+            p.add(
                 "xdp.interface".into(),
                 format!("`{iface}` is not an interface name"),
                 "name a network interface as `ip link` lists it (at most 15 bytes), e.g. \"eth0\"",
             );
         }
         if AttachMode::parse(&self.mode).is_none() {
-            add(
-                at("mode"),
+            p.add(
                 "xdp.mode".into(),
                 format!("unknown mode `{}`", self.mode),
                 "use \"native\", \"generic\" or \"auto\"",
             );
         }
         if !matches!(self.unknown_sources.as_str(), "pass" | "drop") {
-            add(
-                at("unknown_sources"),
+            p.add(
                 "xdp.unknown_sources".into(),
                 format!("unknown policy `{}`", self.unknown_sources),
                 "use \"pass\" or \"drop\"",
             );
         }
         if !self.pin_dir.is_absolute() {
-            add(
-                at("pin_dir"),
+            p.add(
                 "xdp.pin_dir".into(),
                 format!("`{}` is not an absolute path", self.pin_dir.display()),
                 "use a folder on bpffs, e.g. \"/sys/fs/bpf/bidder\"",
             );
         }
         if !(1..=MAX_PACKETS_PER_REQUEST).contains(&self.packets_per_request) {
-            add(
-                at("packets_per_request"),
+            p.add(
                 "xdp.packets_per_request".into(),
                 format!(
                     "{} is outside 1..={MAX_PACKETS_PER_REQUEST}",
@@ -200,8 +174,7 @@ impl XdpConfig {
             );
         }
         if self.log_interval_ms > MAX_LOG_INTERVAL_MS {
-            add(
-                at("log_interval_ms"),
+            p.add(
                 "xdp.log_interval_ms".into(),
                 format!(
                     "{} is outside 0..={MAX_LOG_INTERVAL_MS}",
@@ -210,20 +183,15 @@ impl XdpConfig {
                 "use e.g. 1000 (0 logs no drops)",
             );
         }
-        self.check_blocklist(at, add);
+        self.check_blocklist(p);
     }
 
-    fn check_blocklist(
-        &self,
-        at: &dyn Fn(&str) -> usize,
-        add: &mut dyn FnMut(usize, String, String, &str),
-    ) {
+    fn check_blocklist(&self, p: &mut Problems) {
         let mut per_family = [0usize; 2];
         for (i, cidr) in self.blocklist.iter().enumerate() {
             match cidr.parse::<IpNet>() {
                 Ok(net) => per_family[usize::from(matches!(net, IpNet::V6(_)))] += 1,
-                Err(_) => add(
-                    at("blocklist"),
+                Err(_) => p.add(
                     format!("xdp.blocklist[{i}]"),
                     format!("`{cidr}` is not a CIDR"),
                     "write e.g. \"203.0.113.0/24\" or \"2001:db8:bad::/48\"",
@@ -231,8 +199,7 @@ impl XdpConfig {
             }
         }
         if per_family.iter().any(|&n| n > MAX_PREFIXES as usize) {
-            add(
-                at("blocklist"),
+            p.add(
                 "xdp.blocklist".into(),
                 format!("more than {MAX_PREFIXES} prefixes of one address family"),
                 "merge prefixes into shorter ones",
@@ -242,14 +209,13 @@ impl XdpConfig {
 }
 
 /// `unknown_source` labels unmatched traffic; a partner of that name would merge with it.
-fn unknown_source_name(config: &Config, add: &mut dyn FnMut(usize, String, String, &str)) {
+fn unknown_source_name(config: &Config, p: &mut Problems) {
     for (i, spanned) in config.partners.iter().enumerate() {
         if spanned.get_ref().name == UNKNOWN_SOURCE_PARTNER {
             let field = format!("partner[{i}] ({UNKNOWN_SOURCE_PARTNER}).name");
-            add(
-                locate(&config.source.text, spanned.span().start, &field),
+            p.add(
                 field,
-                "reserved: it labels traffic from sources no partner matches".into(),
+                "reserved: it labels traffic from sources no partner matches",
                 "rename the partner",
             );
         }
@@ -257,24 +223,23 @@ fn unknown_source_name(config: &Config, add: &mut dyn FnMut(usize, String, Strin
 }
 
 /// The program recognises bid traffic by port, so the port must be known at start.
-fn listener_port(config: &Config, add: &mut dyn FnMut(usize, String, String, &str)) {
+fn listener_port(config: &Config, p: &mut Problems) {
     let port_zero = config
         .server
         .listen
         .parse::<SocketAddr>()
         .is_ok_and(|a| a.port() == 0);
     if port_zero {
-        add(
-            key_offset(config, "[server]", "listen"),
+        p.add(
             "server.listen".into(),
-            "port 0 (any free port) cannot be filtered by the XDP front".into(),
+            "port 0 (any free port) cannot be filtered by the XDP front",
             "listen on a fixed port, e.g. \"0.0.0.0:8080\", or unset xdp.interface",
         );
     }
 }
 
 /// Partner slots, prefixes per trie and names as the pinned maps keep them.
-fn partner_capacity(config: &Config, add: &mut dyn FnMut(usize, String, String, &str)) {
+fn partner_capacity(config: &Config, p: &mut Problems) {
     let with_cidrs: Vec<(usize, &toml::Spanned<PartnerConfig>)> = config
         .partners
         .iter()
@@ -282,8 +247,7 @@ fn partner_capacity(config: &Config, add: &mut dyn FnMut(usize, String, String, 
         .filter(|(_, p)| !p.get_ref().cidrs.is_empty())
         .collect();
     if with_cidrs.len() > XDP_MAX_PARTNERS as usize {
-        add(
-            0,
+        p.add(
             "partner".into(),
             format!(
                 "{} partners with cidrs, more than the XDP front's {XDP_MAX_PARTNERS} slots",
@@ -304,8 +268,7 @@ fn partner_capacity(config: &Config, add: &mut dyn FnMut(usize, String, String, 
         let stored = &partner.name.as_bytes()[..partner.name.len().min(PARTNER_NAME_BYTES)];
         if let Some(other) = by_stored_name.insert(stored, &partner.name) {
             let field = format!("partner[{i}] ({}).name", partner.name);
-            add(
-                locate(&config.source.text, spanned.span().start, &field),
+            p.add(
                 field,
                 format!("its first {PARTNER_NAME_BYTES} bytes equal those of partner `{other}`"),
                 "make partner names differ within their first 32 bytes",
@@ -313,8 +276,7 @@ fn partner_capacity(config: &Config, add: &mut dyn FnMut(usize, String, String, 
         }
     }
     if per_family.iter().any(|&n| n > MAX_PREFIXES as usize) {
-        add(
-            0,
+        p.add(
             "partner.cidrs".into(),
             format!("more than {MAX_PREFIXES} partner prefixes of one address family"),
             "merge prefixes into shorter ones",
