@@ -14,7 +14,9 @@ mod harness;
 use testkit::corpus_dir;
 
 use bidder::http::HttpLimits;
-use harness::{bidding, demo_text, edit, gunzip, post, Bidder, EngineKind, EngineSettings};
+use harness::{
+    bidding, demo_text, edit, gunzip, post, Bidder, EngineKind, EngineSettings, JsonBody,
+};
 use serde_json::Value;
 
 /// Fewer real requests than this means a truncated or wrong corpus.

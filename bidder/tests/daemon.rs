@@ -22,7 +22,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::{banner, edit, metric_sum, post, unbiddable, Client, CLIENT_TIMEOUT};
+use harness::{banner, edit, metric_sum, post, unbiddable, Client, JsonBody, CLIENT_TIMEOUT};
 use testkit::eventually;
 
 const BIDDER: &str = env!("CARGO_BIN_EXE_bidder");

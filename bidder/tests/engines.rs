@@ -24,7 +24,7 @@ use bidder::decide::NoBidReason;
 use bidder::http::{HttpLimits, Status};
 use harness::{
     banner, bidding, bidding_with, demo_text, edit, gunzip, gzip, post, unbiddable, Bidder, Client,
-    EngineKind, EngineSettings, Gate, OpenOnDrop, Resp, Slow, CLIENT_TIMEOUT,
+    EngineKind, EngineSettings, Gate, JsonBody, OpenOnDrop, Resp, Slow, CLIENT_TIMEOUT,
 };
 use serde::Deserialize;
 use testkit::eventually;

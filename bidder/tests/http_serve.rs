@@ -12,6 +12,7 @@ use bidder::http::{
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use proptest::prelude::*;
+use testkit::http::{read_response, Response};
 
 /// Answers by partner name: `nobid` → 204, `bad` → 400, `busy` → 503, `big` → a 4 KiB
 /// body, anything else → `{"len":N,"partner":P}` echoing the decoded body length.
@@ -149,18 +150,20 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn body_of(answer: &Answer) -> &[u8] {
-    let at = answer
-        .bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
-    &answer.bytes[at + 4..]
+/// The answer framed as a client would read it: exactly one response, nothing after.
+fn parsed(answer: &Answer) -> Response {
+    let mut rest = answer.bytes.as_slice();
+    let response = read_response(&mut rest);
+    assert!(rest.is_empty(), "bytes after the response: {rest:?}");
+    response
+}
+
+fn body_of(answer: &Answer) -> Vec<u8> {
+    parsed(answer).body
 }
 
 fn head_of(answer: &Answer) -> String {
-    let body = body_of(answer).len();
-    String::from_utf8_lossy(&answer.bytes[..answer.bytes.len() - body]).into_owned()
+    parsed(answer).head
 }
 
 fn status_of(raw: &[u8]) -> (Status, bool) {
@@ -428,7 +431,7 @@ fn large_bodies_are_gzipped_for_clients_that_accept_it() {
     assert!(head.contains("content-encoding: gzip\r\n"), "{head}");
     let mut plain = Vec::new();
     std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(body_of(&answers[0])),
+        &mut flate2::read::GzDecoder::new(&body_of(&answers[0])[..]),
         &mut plain,
     )
     .unwrap();

@@ -7,7 +7,7 @@
 //! Every test bounds its waits with socket timeouts and shuts its engine down (joining
 //! the workers) even on failure, through `Engine`'s `Drop`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use bidder::engine::ring::{Engine, RingConfig, SqPoll};
 use bidder::engine::{EngineError, ServeConfig};
 use bidder::http::{BidCall, HttpConfig, HttpLimits, Outcome, ResponseBuf, Service, Status};
+use testkit::http::read_response;
 
 /// Longest any single socket read or write may block in these tests.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,38 +82,6 @@ fn post(path: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     raw.extend_from_slice(body);
     raw
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-/// Reads one response (head, then `content-length` body bytes).
-fn read_response(s: &mut TcpStream) -> Response {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).expect("response head");
-        assert_eq!(
-            n,
-            1,
-            "connection closed mid-head after {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let status = head[9..12].parse().unwrap();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; length];
-    s.read_exact(&mut body).expect("response body");
-    Response { status, head, body }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! Every client socket has read and write timeouts, and every engine is shut down (and
 //! its threads joined) by the test that started it, or by its `Drop` on failure.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,9 +66,7 @@ fn post(path: &str) -> Vec<u8> {
 fn status_of(addr: SocketAddr, path: &str) -> u16 {
     let mut s = connect(addr);
     s.write_all(&post(path)).expect("send");
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).expect("status line");
-    line.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    testkit::http::read_response(&mut s).status
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! A one-shot HTTP/1.1 client for tests: one request on a fresh connection
-//! (`Connection: close`), read to the end, the status and body back. For the admin
-//! port, the agent's bidder and anything else a test talks to one request at a time
-//! (the engines' keep-alive and pipelining tests have their own client in
-//! `bidder/tests/engines/harness.rs`).
+//! HTTP/1.1 for tests. [`exchange`]: one request on a fresh connection
+//! (`Connection: close`), read to the end, the status and body back: for the admin
+//! port, the agent's bidder and anything else a test talks to one request at a time.
+//! [`read_response`]: one response off a keep-alive or pipelined connection (or out of
+//! a server's output buffer), strictly framed, for the engine suites.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -56,9 +56,115 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     request(addr, "GET", path, b"")
 }
 
+/// One response as [`read_response`] framed it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// The head as sent, status line to the blank line.
+    pub head: String,
+    /// `(lower-case name, value)` in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The server announced it closes the connection after this response.
+    pub fn closes(&self) -> bool {
+        self.header("connection") == Some("close")
+    }
+}
+
+/// Reads exactly one response: the head byte by byte (so nothing of the next response
+/// is consumed, whatever `reader` is), then `content-length` body bytes. 1xx and 204
+/// end at the head and must not announce a body (RFC 9110 §8.6). Fails the test on a
+/// malformed or truncated response; with a socket timeout it fails, never hangs.
+pub fn read_response(reader: &mut impl Read) -> Response {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = reader.read(&mut byte).expect("response head");
+        assert_eq!(
+            n,
+            1,
+            "connection closed mid-head after {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("the head is text");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    assert!(
+        status_line.starts_with("HTTP/1.1 ") || status_line.starts_with("HTTP/1.0 "),
+        "bad status line {status_line:?}"
+    );
+    let status: u16 = status_line
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status code in {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .take_while(|line| !line.is_empty())
+        .map(|line| {
+            let (name, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("header without a colon: {line:?}"));
+            (name.to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    let mut response = Response {
+        status,
+        head,
+        headers,
+        body: Vec::new(),
+    };
+    if (100..200).contains(&status) || status == 204 {
+        assert_eq!(response.header("content-length"), None, "{response:?}");
+    } else {
+        let length: usize = response
+            .header("content-length")
+            .unwrap_or_else(|| panic!("no content-length: {response:?}"))
+            .parse()
+            .expect("content-length is a number");
+        response.body = vec![0; length];
+        reader
+            .read_exact(&mut response.body)
+            .expect("response body");
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelined_responses_are_read_one_at_a_time() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n";
+        let mut reader = &wire[..];
+        assert_eq!(read_response(&mut reader).status, 100);
+        let ok = read_response(&mut reader);
+        assert_eq!((ok.status, ok.body.as_slice()), (200, &b"ok"[..]));
+        assert!(ok.closes());
+        assert_eq!(ok.header("content-length"), Some("2"));
+        assert!(ok.head.ends_with("close\r\n\r\n"));
+        assert_eq!(read_response(&mut reader).status, 204);
+        assert!(reader.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "mid-head")]
+    fn a_truncated_head_fails_the_test() {
+        read_response(&mut &b"HTTP/1.1 200 OK\r\nContent-"[..]);
+    }
 
     #[test]
     fn responses_split_into_status_and_body() {

@@ -164,7 +164,11 @@ w = 0
         );
         assert_eq!(line(text, "campaign[1] (c2).creative[1] (b).w/h"), 24);
         // Not written: the deepest part that is.
-        assert_eq!(line(text, "campaign[1] (c2).creative[0] (a).adm"), 19, "its header");
+        assert_eq!(
+            line(text, "campaign[1] (c2).creative[0] (a).adm"),
+            19,
+            "its header"
+        );
         assert_eq!(line(text, "campaign[1] (c2).base_cpm_micros"), 15);
         assert_eq!(line(text, "notice.base_url"), 1);
     }

@@ -9,7 +9,7 @@
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -426,29 +426,17 @@ pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
 
 // ---- the client -----------------------------------------------------------------
 
-/// One response as the client read it.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    /// `(lower-case name, value)` in order.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// One response as the client read it (framed by the shared test reader).
+pub use testkit::http::Response as Resp;
+
+/// What the engine suites ask of a response beyond the shared reader's fields.
+pub trait JsonBody {
+    /// The body as JSON, re-parsed strictly (nothing may follow the value).
+    fn json(&self) -> serde_json::Value;
 }
 
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn closes(&self) -> bool {
-        self.header("connection") == Some("close")
-    }
-
-    /// The body as JSON, re-parsed strictly (nothing may follow the value).
-    pub fn json(&self) -> serde_json::Value {
+impl JsonBody for Resp {
+    fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "body is not JSON ({e}): {:?}",
@@ -502,46 +490,7 @@ impl Client {
 
     /// Reads one response: head, then `content-length` body bytes.
     pub fn read_response(&mut self) -> Resp {
-        let mut status_line = String::new();
-        let n = self
-            .reader
-            .read_line(&mut status_line)
-            .expect("status line");
-        assert!(n > 0, "connection closed before a response");
-        assert!(
-            status_line.starts_with("HTTP/1.1 ") && status_line.ends_with("\r\n"),
-            "bad status line {status_line:?}"
-        );
-        let status = status_line[9..12].parse().expect("status code");
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("header line");
-            assert!(n > 0, "connection closed mid-head after {status_line:?}");
-            if line == "\r\n" {
-                break;
-            }
-            let (name, value) = line.split_once(':').expect("header has a colon");
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-        }
-        let mut resp = Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        // 1xx and 204 end at the head and must not announce a body (RFC 9110 §8.6).
-        if status == 100 || status == 204 {
-            assert_eq!(resp.header("content-length"), None, "{resp:?}");
-        } else {
-            let length: usize = resp
-                .header("content-length")
-                .expect("every response has a content-length")
-                .parse()
-                .expect("content-length is a number");
-            resp.body = vec![0; length];
-            self.reader.read_exact(&mut resp.body).expect("body");
-        }
-        resp
+        testkit::http::read_response(&mut self.reader)
     }
 
     pub fn request(&mut self, raw: &[u8]) -> Resp {
