@@ -21,7 +21,9 @@ use crate::engine::ring::{RingConfig, SqPoll};
 use crate::engine::{EngineError, ServeConfig};
 use crate::http::{HttpConfig, HttpLimits};
 use crate::metrics::{Collect, WorkerMetrics};
+use crate::money::bid_id::BidId;
 use crate::money::budget::Budgets;
+use crate::money::journal::{Journal, JournalConfig};
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice_keys::{NoticeKeyring, Rotation};
 // ---- strategy and stats tables (issue 6) ----
@@ -37,6 +39,9 @@ pub struct Daemon {
     config_path: PathBuf,
     slots: Mutex<BudgetSlots>,
     pub budgets: Arc<Budgets>,
+    /// The opened spend journal and the bids it says were resolved, until the control
+    /// port takes them (once).
+    journal: Mutex<Option<OpenedJournal>>,
     pub inbox: Arc<LedgerInbox>,
     pub service: Arc<BidService>,
     /// The server section in force at start: engines are not rebuilt on reload.
@@ -86,6 +91,7 @@ impl Daemon {
             Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
         apply_budgets(&catalog, &budgets);
+        let journal = open_journal(&config, &catalog, &budgets, &clock)?;
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
         // Compiling the catalog validated the key and base URL.
         let settings = &catalog.settings;
@@ -106,6 +112,7 @@ impl Daemon {
             xdp: OnceLock::new(),
             keyring,
             clock,
+            journal: Mutex::new(journal),
         })
     }
 
@@ -312,6 +319,68 @@ impl Daemon {
     }
     // ---- end strategy and stats tables ----
 }
+
+/// Opens the spend journal when one is configured and puts the current period's
+/// recorded spend back into the budgets, before anything bids. The period is the UTC
+/// day; a bid counts in the day it was made.
+fn open_journal(
+    config: &Config,
+    catalog: &Catalog,
+    budgets: &Budgets,
+    clock: &Clock,
+) -> Result<Option<OpenedJournal>, LoadError> {
+    let Some(path) = config.ledger_path() else {
+        tracing::warn!(
+            "no [ledger] path: spend is kept in memory only; a restart forgets this period's spend"
+        );
+        return Ok(None);
+    };
+    let journal_config = JournalConfig {
+        path,
+        retention_days: config.ledger.retention_days,
+    };
+    let now_ms = clock.now_unix_ms();
+    let period_start_ms = now_ms - now_ms % DAY_MS;
+    let resolved_since_ms = now_ms.saturating_sub(config.bidding.reservation_ttl_ms);
+    let (journal, recovered) = Journal::open(
+        &journal_config,
+        clock.clone(),
+        period_start_ms,
+        resolved_since_ms,
+    )
+    .map_err(|e| {
+        LoadError(vec![ConfigError::Invalid {
+            path: config.source.path.clone(),
+            line: 0,
+            field: "ledger.path".into(),
+            problem: e.to_string(),
+            fix: "see the message".into(),
+        }])
+    })?;
+    let mut recovered_micros = 0;
+    for c in &catalog.campaigns {
+        if let Some(&spent) = recovered.spent_micros.get(c.id.as_str()) {
+            budgets.recover_spent(c.budget_slot, spent);
+            recovered_micros += spent;
+        }
+    }
+    tracing::info!(
+        path = %journal.path().display(),
+        records = recovered.records,
+        resolved = recovered.resolved.len(),
+        spent_micros = recovered_micros,
+        elapsed_ms = recovered.elapsed.as_millis() as u64,
+        "spend ledger recovered"
+    );
+    Ok(Some((journal, recovered.resolved)))
+}
+
+/// A journal just opened, with the bids it says were settled or released lately (for
+/// the ledger's duplicate check).
+type OpenedJournal = (Journal, Vec<(BidId, u64)>);
+
+/// Milliseconds in a (UTC) budget day.
+const DAY_MS: u64 = 86_400_000;
 
 /// Sets each campaign's daily budget in its slot (money already spent or reserved
 /// today stays counted).
@@ -560,12 +629,21 @@ impl Daemon {
                 log_reload(result.clone());
                 result
             }),
-            notices: Notices {
-                keyring: Arc::clone(&self.keyring),
-                ledger: Ledger::new(settings.reservation_ttl_ms),
-                inbox: Arc::clone(&self.inbox),
-                budgets: Arc::clone(&self.budgets),
-                clock: self.clock.clone(),
+            notices: {
+                let mut ledger = Ledger::new(settings.reservation_ttl_ms);
+                let taken = self.journal.lock().expect("journal lock").take();
+                let journal = taken.map(|(journal, resolved)| {
+                    ledger.recover_resolved(&resolved);
+                    journal
+                });
+                Notices {
+                    keyring: Arc::clone(&self.keyring),
+                    ledger,
+                    inbox: Arc::clone(&self.inbox),
+                    budgets: Arc::clone(&self.budgets),
+                    clock: self.clock.clone(),
+                    journal,
+                }
             },
         })
     }

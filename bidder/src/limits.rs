@@ -144,6 +144,15 @@ pub const MAX_MARGIN_PPM: u32 = 1_500_000;
 /// Most reservations held at once; beyond this new bids are refused (fail closed).
 pub const MAX_PENDING: usize = 1_000_000;
 
+/// Notices applied in memory but not yet written to the spend journal (waiting for a
+/// commit, or for storage to come back). Past this, notices are answered 503 without
+/// being applied, so the exchange retries them later and nothing is lost.
+pub const MAX_UNWRITTEN_NOTICES: usize = 65_536;
+
+/// Records one journal commit takes at most; the rest wait for the next commit.
+pub const MAX_JOURNAL_BATCH: usize = 4_096;
+const _: () = assert!(MAX_JOURNAL_BATCH <= MAX_UNWRITTEN_NOTICES);
+
 /// The shortest notice signing key accepted (config validation and the signer), bytes:
 /// as long as the hash output, so the key is never the weak part.
 pub const MIN_NOTICE_KEY_BYTES: usize = 32;

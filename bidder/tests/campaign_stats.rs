@@ -137,6 +137,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
                 inbox: Arc::clone(&bidding.inbox),
                 budgets: Arc::clone(&budgets),
                 clock: calendar.clock(),
+                journal: None,
             },
         },
     )

@@ -28,6 +28,7 @@ use bidder::metrics::{PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
 use bidder::money::bid_id::{BidId, BidIdGen};
 use bidder::money::budget::Budgets;
 use bidder::money::impression_cost_micros;
+use bidder::money::journal::{Journal, JournalConfig};
 use bidder::money::ledger::{HeldBid, Ledger, LedgerInbox};
 use bidder::money::notice::{NoticeFields, NoticeKind, NoticeSigner};
 use bidder::money::notice_keys::NoticeKeyring;
@@ -52,6 +53,11 @@ struct Setup {
 
 /// A control port whose reload callback accepts the body `good` and refuses others.
 fn start(config: ControlConfig) -> Setup {
+    start_with(config, None)
+}
+
+/// [`start`], writing settlements to `journal`.
+fn start_with(config: ControlConfig, journal: Option<Journal>) -> Setup {
     let registry = Arc::new(Registry::new());
     let readiness = Readiness::new();
     let budgets = Arc::new(Budgets::new([DAILY_MICROS]));
@@ -76,6 +82,7 @@ fn start(config: ControlConfig) -> Setup {
             inbox: Arc::clone(&inbox),
             budgets: Arc::clone(&budgets),
             clock: calendar.clock(),
+            journal,
         },
     };
     let port = ControlPort::start(
@@ -487,5 +494,187 @@ fn connections_are_bounded_and_stalled_heads_time_out() {
     assert!(s
         .scrape()
         .contains("bidder_control_connections_shed_total 1\n"));
+    s.port.shutdown().unwrap();
+}
+
+// ---- the spend journal ------------------------------------------------------------
+
+/// A journal in `dir`, opened on the test's calendar.
+fn journal_in(dir: &std::path::Path) -> (Journal, bidder::money::journal::Recovered) {
+    let config = JournalConfig {
+        path: dir.join("ledger.sqlite"),
+        retention_days: 35,
+    };
+    let clock = DrivenClock::at(testkit::MONDAY_10_30_MS).clock();
+    Journal::open(&config, clock, 0, 0).expect("journal opens")
+}
+
+/// Rows of the journal file as an operator would read them with `sqlite3`.
+fn journal_rows(dir: &std::path::Path) -> Vec<(String, String, i64)> {
+    let conn = rusqlite::Connection::open(dir.join("ledger.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT campaign, outcome, charged_micros FROM notices ORDER BY at_ms, bid_id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn an_answered_notice_is_on_disk_and_counts_once_after_a_restart() {
+    let dir = testkit::TempDir::new("control-journal");
+    let (journal, _) = journal_in(&dir.0);
+    let mut s = start_with(ControlConfig::default(), Some(journal));
+    let won = s.bid(2_000_000, 60_000);
+    let lost = s.bid(1_000_000, 60_000);
+    let win = s.notice_path(&won, NoticeKind::Win, Some("1.5"));
+    assert_eq!(get(s.addr, &win).0, 204);
+    // Answered means written: the row is there before anything else happens.
+    assert_eq!(
+        journal_rows(&dir.0),
+        vec![("camp 1".to_owned(), "settled".to_owned(), 1_500)]
+    );
+    assert_eq!(get(s.addr, &win).0, 204, "a duplicate is answered too");
+    let loss = s.notice_path(&lost, NoticeKind::Loss, Some("2.0"));
+    assert_eq!(get(s.addr, &loss).0, 204);
+    assert_eq!(journal_rows(&dir.0).len(), 2, "the duplicate wrote nothing new");
+    let text = s.scrape();
+    for needle in [
+        "bidder_ledger_durable 1\n",
+        "bidder_ledger_journal_failing 0\n",
+        "bidder_ledger_journal_unwritten 0\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    s.port.shutdown().unwrap(); // joins the control thread, which closes the journal
+    // A restart reads the spend and the resolved bids back.
+    let (_journal, recovered) = journal_in(&dir.0);
+    assert_eq!(recovered.spent_micros.get("camp 1"), Some(&1_500));
+    let mut resolved: Vec<BidId> = recovered.resolved.iter().map(|r| r.0).collect();
+    resolved.sort();
+    let mut want = vec![won.id, lost.id];
+    want.sort();
+    assert_eq!(resolved, want);
+}
+
+/// A small tmpfs mounted for one test and unmounted when dropped (even on failure).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        Tmpfs(at)
+    }
+
+    fn remount(&self, option: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{option}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount {option}");
+    }
+
+    /// Fills the file system until a write fails; the file is the filler.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.0.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
+    if !testkit::skip_unless_root(
+        "a_full_disk_answers_503_holds_the_charge_and_recovers",
+        "mounting a tmpfs needs root",
+    ) {
+        return;
+    }
+    let dir = testkit::TempDir::new("control-journal-full");
+    let fs = Tmpfs::mount(dir.0.join("mnt"), "2m");
+    let (journal, _) = journal_in(&fs.0);
+    let mut s = start_with(ControlConfig::default(), Some(journal));
+    let first = s.bid(2_000_000, 60_000);
+    assert_eq!(get(s.addr, &s.notice_path(&first, NoticeKind::Win, Some("1.0"))).0, 204);
+    let filler = fs.fill();
+    let bid = s.bid(2_000_000, 60_000);
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    let (status, body) = get(s.addr, &win);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("spend ledger unavailable"), "{body}");
+    // The money moved in memory all the same: the budget cannot be spent twice.
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_500, 0, 2_500));
+    let text = s.scrape();
+    assert!(text.contains("bidder_ledger_journal_failing 1\n"), "{text}");
+    assert!(text.contains("bidder_ledger_journal_unwritten 1\n"), "{text}");
+    // The exchange's retry is a duplicate, still not durable: 503 again.
+    assert_eq!(get(s.addr, &win).0, 503);
+    std::fs::remove_file(filler).unwrap();
+    // The writer retries on its own; the next retry of the notice is answered.
+    testkit::eventually(CLIENT_TIMEOUT, "the journal writes again", || {
+        s.scrape().contains("bidder_ledger_journal_failing 0\n")
+    });
+    assert_eq!(get(s.addr, &win).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_500, 0, 2_500), "charged once");
+    let rows = journal_rows(&fs.0);
+    assert_eq!(rows.iter().map(|r| r.2).sum::<i64>(), 2_500, "{rows:?}");
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_read_only_ledger_refuses_to_start_and_a_remount_is_survived() {
+    if !testkit::skip_unless_root(
+        "a_read_only_ledger_refuses_to_start_and_a_remount_is_survived",
+        "mounting a tmpfs needs root",
+    ) {
+        return;
+    }
+    let dir = testkit::TempDir::new("control-journal-ro");
+    let fs = Tmpfs::mount(dir.0.join("mnt"), "4m");
+    // Read-only at start: a clear refusal naming the file.
+    fs.remount("ro");
+    let config = JournalConfig {
+        path: fs.0.join("ledger.sqlite"),
+        retention_days: 35,
+    };
+    let clock = DrivenClock::at(testkit::MONDAY_10_30_MS).clock();
+    let err = Journal::open(&config, clock, 0, 0)
+        .err()
+        .expect("a read-only folder is refused");
+    let text = err.to_string();
+    assert!(text.contains("ledger.sqlite") && text.contains("fix:"), "{text}");
+    // Read-only while running: 503 until it is writable again.
+    fs.remount("rw");
+    let (journal, _) = journal_in(&fs.0);
+    let mut s = start_with(ControlConfig::default(), Some(journal));
+    fs.remount("ro");
+    let bid = s.bid(2_000_000, 60_000);
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("2.0"));
+    assert_eq!(get(s.addr, &win).0, 503);
+    fs.remount("rw");
+    testkit::eventually(CLIENT_TIMEOUT, "the journal writes again", || {
+        get(s.addr, &win).0 == 204
+    });
+    assert_eq!(journal_rows(&fs.0).len(), 1);
     s.port.shutdown().unwrap();
 }

@@ -58,6 +58,9 @@ pub struct Config {
     /// The XDP front (`[xdp]`); absent: partner limits in user space.
     #[serde(default)]
     pub xdp: XdpConfig,
+    /// The spend journal (`[ledger]`); without a `path`, spend lives in memory only.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -198,6 +201,27 @@ impl Default for BiddingConfig {
             default_tmax_ms: 100,
             default_shading_ppm: 1_000_000,
             reservation_ttl_ms: 300_000,
+        }
+    }
+}
+
+/// Where spend is made durable. Without `path` the bidder keeps spend in memory only
+/// and says so at start: a restart then forgets the period's spend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// The SQLite file settlements are written to before a notice is answered;
+    /// relative paths are relative to the configuration file. Its folder must exist.
+    pub path: Option<PathBuf>,
+    /// Records of notices older than this many days are deleted.
+    pub retention_days: u32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            path: None,
+            retention_days: 35,
         }
     }
 }
@@ -538,13 +562,24 @@ impl Config {
 
     /// The notice HMAC key file, resolved against the configuration's folder.
     pub fn hmac_key_path(&self) -> PathBuf {
-        let key = &self.notice.hmac_key_file;
-        if key.is_absolute() {
-            return key.clone();
+        self.relative_to_file(&self.notice.hmac_key_file)
+    }
+
+    /// The spend journal's file, if one is configured (relative to the config file).
+    pub fn ledger_path(&self) -> Option<PathBuf> {
+        self.ledger
+            .path
+            .as_deref()
+            .map(|p| self.relative_to_file(p))
+    }
+
+    fn relative_to_file(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
         }
         match self.source.path.parent() {
-            Some(dir) => dir.join(key),
-            None => key.clone(),
+            Some(dir) => dir.join(path),
+            None => path.to_path_buf(),
         }
     }
 }

@@ -67,6 +67,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
     server(&mut p);
     bidding(&mut p);
     notice(&mut p);
+    ledger(&mut p);
     let partner_names = partners(&mut p);
     campaigns(&mut p, &partner_names);
     p.into_result()
@@ -247,6 +248,30 @@ fn notice(p: &mut Problems) {
             format!("cannot read {}: {e}", key_path.display()),
             "create it: head -c 64 /dev/urandom > FILE",
         ),
+    }
+}
+
+fn ledger(p: &mut Problems) {
+    let days = p.config.ledger.retention_days;
+    if !(1..=3_650).contains(&days) {
+        p.add(
+            "ledger.retention_days".into(),
+            format!("{days} is outside 1..=3650"),
+            "keep at least the longest budget period plus your billing disputes window, e.g. 35",
+        );
+    }
+    if let Some(path) = p.config.ledger_path() {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            p.add(
+                "ledger.path".into(),
+                format!("folder {} does not exist", dir.display()),
+                "create it (systemd: StateDirectory=bidder) or point path at an existing one",
+            );
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::metrics::PromText;
 use crate::money::budget::Budgets;
 use crate::money::impression_cost_micros;
+use crate::money::journal::{Ack, Entry, Journal, Outcome};
 use crate::money::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::money::notice::{NoticeError, NoticeKind};
 use crate::money::notice_keys::NoticeKeyring;
@@ -29,6 +30,21 @@ pub struct Notices {
     /// The calendar reservations expire on and key rotations end on: the same clock
     /// the workers stamp bids with, so a reservation lives `reservation_ttl_ms` of it.
     pub clock: Clock,
+    /// Where settlements and releases are made durable before their notice is
+    /// answered; `None` keeps spend in memory only (`[ledger]` without a `path`).
+    pub journal: Option<Journal>,
+}
+
+/// How a verified notice is to be answered.
+pub(super) enum Applied {
+    /// Now: nothing needs to be durable first (unknown bid, no journal, or a
+    /// duplicate whose record is already on disk).
+    Now,
+    /// Once this resolves `true`; `false` means storage failed and the answer is 503.
+    Durable(Ack),
+    /// 503 at once: the journal holds too many unwritten records, and the notice was
+    /// not applied, so the exchange's retry will be.
+    Unavailable,
 }
 
 const KINDS: [NoticeKind; 3] = [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss];
@@ -83,6 +99,8 @@ pub(super) struct NoticeDesk {
     accepted: [[u64; OUTCOMES.len()]; KINDS.len()],
     /// Refused notices by kind and reason.
     refused: [[u64; REFUSALS.len()]; KINDS.len()],
+    /// Notices answered 503 because the journal could not take them.
+    unavailable: u64,
 }
 
 impl NoticeDesk {
@@ -91,6 +109,7 @@ impl NoticeDesk {
             notices,
             accepted: Default::default(),
             refused: Default::default(),
+            unavailable: 0,
         }
     }
 
@@ -111,11 +130,11 @@ impl NoticeDesk {
     /// clearing price the exchange filled in, or at our bid price (which the signature
     /// vouches for) when it sent none we can read; losses release. A second notice for
     /// the same bid changes nothing and is counted as a duplicate.
-    pub(super) fn apply(
-        &mut self,
-        kind: NoticeKind,
-        query: &str,
-    ) -> Result<NoticeOutcome, NoticeError> {
+    ///
+    /// With a journal, a settlement or release is answered only once its record is
+    /// durable, and a duplicate only once every record before it is (it may be the
+    /// retry of a notice whose record is still waiting).
+    pub(super) fn apply(&mut self, kind: NoticeKind, query: &str) -> Result<Applied, NoticeError> {
         let now_ms = self.notices.clock.now_unix_ms();
         self.tick_at(now_ms);
         let n = &mut self.notices;
@@ -126,6 +145,10 @@ impl NoticeDesk {
                 return Err(e);
             }
         };
+        if n.journal.as_ref().is_some_and(|j| !j.has_room()) {
+            self.unavailable += 1;
+            return Ok(Applied::Unavailable);
+        }
         let outcome = match kind {
             NoticeKind::Win | NoticeKind::Bill => {
                 let cpm = notice
@@ -138,7 +161,34 @@ impl NoticeDesk {
             NoticeKind::Loss => n.ledger.release(notice.bid_id, &n.budgets, now_ms),
         };
         self.accepted[kind_index(kind)][outcome_index(&outcome)] += 1;
-        Ok(outcome)
+        let Some(journal) = &n.journal else {
+            return Ok(Applied::Now);
+        };
+        let recorded = match outcome {
+            NoticeOutcome::Settled(s) => Outcome::Settled {
+                charged_micros: s.charged_micros,
+                clearing_micros: s.charged_micros + s.overcharged_micros,
+            },
+            NoticeOutcome::Released { .. } => Outcome::Released,
+            // Its record is in a commit at or before anything queued now: once a
+            // record appended now is durable, so is the original. Writing it again is
+            // ignored (the first record of a bid stands).
+            NoticeOutcome::Duplicate if journal.unwritten() > 0 => Outcome::Released,
+            NoticeOutcome::Duplicate | NoticeOutcome::Unknown => return Ok(Applied::Now),
+        };
+        let entry = Entry {
+            bid_id: notice.bid_id,
+            campaign: notice.campaign_id.to_string(),
+            outcome: recorded,
+            at_ms: now_ms,
+        };
+        match journal.append(entry) {
+            Ok(ack) => Ok(Applied::Durable(ack)),
+            Err(_) => {
+                self.unavailable += 1;
+                Ok(Applied::Unavailable)
+            }
+        }
     }
 
     /// Notice and ledger counters for the scrape.
@@ -205,6 +255,63 @@ impl NoticeDesk {
                 "bidder_ledger_refused_full_total",
                 "Reservations released at once because the ledger was full.",
                 s.refused_full,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.counter(name, help, &[], value);
+        }
+        self.collect_journal(out);
+    }
+
+    /// The journal's health and cost, so an operator sees durability at a glance.
+    fn collect_journal(&self, out: &mut PromText) {
+        let journal = self.notices.journal.as_ref();
+        out.gauge(
+            "bidder_ledger_durable",
+            "1 when settlements are written to the spend journal before notices are answered.",
+            &[],
+            i64::from(journal.is_some()),
+        );
+        out.counter(
+            "bidder_ledger_unavailable_total",
+            "Notices answered 503 because the spend journal could not take them.",
+            &[],
+            self.unavailable,
+        );
+        let Some(journal) = journal else { return };
+        out.gauge(
+            "bidder_ledger_journal_failing",
+            "1 while the spend journal cannot be written (notices get 503 and are held).",
+            &[],
+            i64::from(journal.is_failing()),
+        );
+        out.gauge(
+            "bidder_ledger_journal_unwritten",
+            "Notices applied in memory whose journal record is not yet durable.",
+            &[],
+            i64::try_from(journal.unwritten()).unwrap_or(i64::MAX),
+        );
+        let s = journal.stats();
+        let counters: [(&'static str, &'static str, u64); 4] = [
+            (
+                "bidder_ledger_journal_commits_total",
+                "Durable commits of the spend journal (one fsync each).",
+                s.commits.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "bidder_ledger_journal_records_total",
+                "Records made durable in the spend journal.",
+                s.records.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "bidder_ledger_journal_failed_commits_total",
+                "Spend journal commits that failed (disk full, I/O error, read-only).",
+                s.failed_commits.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "bidder_ledger_journal_commit_microseconds_total",
+                "Time spent in spend journal commits; divide by commits for the mean.",
+                s.commit_us.load(std::sync::atomic::Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in counters {

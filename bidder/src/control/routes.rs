@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::desk::NoticeDesk;
+use super::desk::Applied;
 use super::state::Control;
 use super::ReloadFn;
 use crate::metrics::PromText;
@@ -30,7 +30,7 @@ pub(super) async fn route(control: &Control, req: Request<Incoming>) -> Reply {
             return not_allowed("GET");
         }
         let query = req.uri().query().unwrap_or("");
-        return notice(&mut control.desk.borrow_mut(), kind, query);
+        return notice(control, kind, query).await;
     }
     let allowed = match path {
         "/metrics" | "/health" | "/ready" => "GET",
@@ -57,11 +57,26 @@ fn notice_kind(path: &str) -> Option<NoticeKind> {
 }
 
 /// 204 for any verified notice (duplicates and unknown bids included: the exchange
-/// did its part); 400 with the reason for forged, edited or malformed ones.
-fn notice(desk: &mut NoticeDesk, kind: NoticeKind, query: &str) -> Reply {
-    match desk.apply(kind, query) {
-        Ok(_) => empty(StatusCode::NO_CONTENT),
-        Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+/// did its part), once what it changed is durable; 503 when the spend journal cannot
+/// make it durable (the exchange retries); 400 with the reason for forged, edited or
+/// malformed ones.
+async fn notice(control: &Control, kind: NoticeKind, query: &str) -> Reply {
+    // The borrow ends with this statement: other connections use the desk while this
+    // one waits for its commit.
+    let applied = control.desk.borrow_mut().apply(kind, query);
+    let durable = match applied {
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+        Ok(Applied::Now) => true,
+        Ok(Applied::Durable(ack)) => ack.await.unwrap_or(false),
+        Ok(Applied::Unavailable) => false,
+    };
+    if durable {
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "spend ledger unavailable; retry the notice later",
+        )
     }
 }
 

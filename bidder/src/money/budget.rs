@@ -194,6 +194,26 @@ impl Budgets {
 
     /// Starts a new budget day: yesterday's spend is forgotten and becomes available
     /// again; outstanding reservations stay reserved.
+    /// Counts spend the journal recorded before a restart: it leaves the available
+    /// budget (never below zero; any excess is counted as overcharged, as a settlement
+    /// past the budget would be). Called before the first bid.
+    pub fn recover_spent(&self, campaign: BudgetSlot, spent_micros: i64) {
+        assert!(spent_micros >= 0, "recorded spend is never negative");
+        let b = self.campaign(campaign);
+        let mut from_available = 0;
+        let _ = b
+            .available_micros
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
+                from_available = available.clamp(0, spent_micros);
+                Some(available - from_available)
+            });
+        b.spent_micros.fetch_add(spent_micros, Ordering::AcqRel);
+        let excess = spent_micros - from_available;
+        if excess > 0 {
+            b.overcharged_micros.fetch_add(excess, Ordering::Relaxed);
+        }
+    }
+
     pub fn start_day(&self) {
         for b in self.campaigns.iter() {
             let spent = b.spent_micros.swap(0, Ordering::AcqRel);
@@ -231,6 +251,20 @@ mod tests {
     fn balanced(b: &Budgets, c: BudgetSlot) -> bool {
         let s = b.snapshot(c);
         s.available_micros + s.reserved_micros + s.spent_micros == s.daily_micros
+    }
+
+    #[test]
+    fn recovered_spend_leaves_the_available_budget_and_never_below_zero() {
+        let b = Budgets::new([1_000, 1_000]);
+        b.recover_spent(0, 600);
+        assert_eq!(b.snapshot(0).available_micros, 400);
+        assert_eq!(b.snapshot(0).spent_micros, 600);
+        assert!(balanced(&b, 0));
+        assert!(b.reserve(0, 401).is_none());
+        b.recover_spent(1, 1_300);
+        let s = b.snapshot(1);
+        assert_eq!((s.available_micros, s.spent_micros), (0, 1_300));
+        assert_eq!(s.overcharged_micros, 300);
     }
 
     #[test]

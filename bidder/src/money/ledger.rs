@@ -205,6 +205,16 @@ impl Ledger {
         expired
     }
 
+    /// Remembers bids the journal says were settled or released before a restart, so
+    /// their notices count as duplicates again (`at_ms`: when each was resolved).
+    pub fn recover_resolved(&mut self, resolved: &[(BidId, u64)]) {
+        let mut sorted = resolved.to_vec();
+        sorted.sort_by_key(|&(_, at_ms)| at_ms);
+        for (bid_id, at_ms) in sorted {
+            self.remember(bid_id, at_ms);
+        }
+    }
+
     /// Bids holding budget now.
     pub fn pending(&self) -> usize {
         self.pending.len()
