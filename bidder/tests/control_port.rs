@@ -538,7 +538,11 @@ fn an_answered_notice_is_on_disk_and_counts_once_after_a_restart() {
     assert_eq!(get(s.addr, &win).0, 204, "a duplicate is answered too");
     let loss = s.notice_path(&lost, NoticeKind::Loss, Some("2.0"));
     assert_eq!(get(s.addr, &loss).0, 204);
-    assert_eq!(journal_rows(&dir.0).len(), 2, "the duplicate wrote nothing new");
+    assert_eq!(
+        journal_rows(&dir.0).len(),
+        2,
+        "the duplicate wrote nothing new"
+    );
     let text = s.scrape();
     for needle in [
         "bidder_ledger_durable 1\n",
@@ -548,7 +552,7 @@ fn an_answered_notice_is_on_disk_and_counts_once_after_a_restart() {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
     s.port.shutdown().unwrap(); // joins the control thread, which closes the journal
-    // A restart reads the spend and the resolved bids back.
+                                // A restart reads the spend and the resolved bids back.
     let (_journal, recovered) = journal_in(&dir.0);
     assert_eq!(recovered.spent_micros.get("camp 1"), Some(&1_500));
     let mut resolved: Vec<BidId> = recovered.resolved.iter().map(|r| r.0).collect();
@@ -615,7 +619,10 @@ fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
     let (journal, _) = journal_in(&fs.0);
     let mut s = start_with(ControlConfig::default(), Some(journal));
     let first = s.bid(2_000_000, 60_000);
-    assert_eq!(get(s.addr, &s.notice_path(&first, NoticeKind::Win, Some("1.0"))).0, 204);
+    assert_eq!(
+        get(s.addr, &s.notice_path(&first, NoticeKind::Win, Some("1.0"))).0,
+        204
+    );
     let filler = fs.fill();
     let bid = s.bid(2_000_000, 60_000);
     let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
@@ -626,7 +633,10 @@ fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
     assert_eq!(s.budget(), (DAILY_MICROS - 2_500, 0, 2_500));
     let text = s.scrape();
     assert!(text.contains("bidder_ledger_journal_failing 1\n"), "{text}");
-    assert!(text.contains("bidder_ledger_journal_unwritten 1\n"), "{text}");
+    assert!(
+        text.contains("bidder_ledger_journal_unwritten 1\n"),
+        "{text}"
+    );
     // The exchange's retry is a duplicate, still not durable: 503 again.
     assert_eq!(get(s.addr, &win).0, 503);
     std::fs::remove_file(filler).unwrap();
@@ -662,7 +672,10 @@ fn a_read_only_ledger_refuses_to_start_and_a_remount_is_survived() {
         .err()
         .expect("a read-only folder is refused");
     let text = err.to_string();
-    assert!(text.contains("ledger.sqlite") && text.contains("fix:"), "{text}");
+    assert!(
+        text.contains("ledger.sqlite") && text.contains("fix:"),
+        "{text}"
+    );
     // Read-only while running: 503 until it is writable again.
     fs.remount("rw");
     let (journal, _) = journal_in(&fs.0);

@@ -15,10 +15,10 @@ mod harness;
 mod promtool;
 use promtool::promtool_check;
 
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -160,16 +160,7 @@ impl Daemon {
             );
             let text = customise(demo_config(bid, admin)) + &tables;
             std::fs::write(&config, text).expect("write config");
-            let out = File::create(&log).expect("create log");
-            let child = Command::new(BIDDER)
-                .args(["run", "--config"])
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log handle"))
-                .stderr(out)
-                .spawn()
-                .expect("spawn bidder run");
+            let child = spawn_run(&config, &log);
             let mut daemon = Daemon {
                 child,
                 bid,
@@ -268,6 +259,24 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `bidder run --config config`, its output appended to `log`.
+fn spawn_run(config: &Path, log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open log");
+    Command::new(BIDDER)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn bidder run")
 }
 
 /// One control-port request on its own connection; the status and body.
@@ -594,4 +603,117 @@ fn check_config_and_run_refuse_a_broken_file_naming_its_line() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not started"), "{stderr}");
     assert_names_the_broken_line(&stderr, &path, &bad);
+}
+
+// ---- durability across crashes ------------------------------------------------------
+
+/// What one exchange saw in a round: the win notices the bidder acknowledged.
+#[derive(Default)]
+struct Exchange {
+    /// Win notice paths (price filled in) of notices answered 204.
+    acknowledged: Vec<String>,
+    /// Win notices sent, answered or not.
+    sent: u64,
+}
+
+/// Bids and sends each bid's win notice at once, until `stop` or the bidder dies.
+fn exchange_load(bid: SocketAddr, admin: SocketAddr, stop: &AtomicBool) -> Exchange {
+    let mut seen = Exchange::default();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        // The client fails the thread on a refused or cut connection: that is the kill.
+        let resp = std::panic::catch_unwind(|| {
+            let mut c = Client::connect(bid);
+            c.post("/bid/exchange-a", banner(&format!("crash-{n}")).as_bytes())
+        });
+        let Ok(resp) = resp else { break };
+        if resp.status != 200 {
+            continue; // budget spent: no bid
+        }
+        let url = resp.json()["seatbid"][0]["bid"][0]["nurl"]
+            .as_str()
+            .expect("a bid carries its nurl")
+            .replace("${AUCTION_PRICE}", CRASH_CLEARING_CPM);
+        let path = url
+            .strip_prefix(&format!("http://{admin}"))
+            .expect("nurl points at the admin port")
+            .to_owned();
+        seen.sent += 1;
+        if let Ok((204, _)) = try_admin(admin, "GET", &path, b"") {
+            seen.acknowledged.push(path);
+        }
+    }
+    seen
+}
+
+/// The clearing price exchanges report in the crash test: 1.00 CPM, 1,000 micros an
+/// impression, below every bid, so each settled win charges exactly that.
+const CRASH_CLEARING_CPM: &str = "1.0";
+const CRASH_CHARGE_MICROS: u64 = 1_000;
+/// acme-display's daily budget in the crash test: 150 wins, spent within the run so
+/// the budget bound is tested, not assumed.
+const CRASH_DAILY_MICROS: u64 = 150_000;
+
+/// Under steady bids and win notices the bidder is killed with SIGKILL and restarted
+/// 20 times. After every restart spent covers every notice acknowledged before the
+/// kill; notices re-sent after a restart change nothing; and over the whole run spend
+/// stays within the daily budget.
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
+    let mut d = Daemon::start("crash", |t| {
+        let t = edit(
+            &t,
+            "daily_budget_micros = 500_000_000",
+            &format!("daily_budget_micros = {CRASH_DAILY_MICROS}"),
+        );
+        t + "\n[ledger]\npath = \"ledger.sqlite\"\n"
+    });
+    let spent = |d: &Daemon| metric_sum(&d.metrics(), "bidder_budget_spent_micros");
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut sent = 0;
+    for round in 0..20u64 {
+        let stop = AtomicBool::new(false);
+        let seen = thread::scope(|scope| {
+            let (bid, admin, stop) = (d.bid, d.admin, &stop);
+            let load = scope.spawn(move || exchange_load(bid, admin, stop));
+            // Kill at a different point of the load each round.
+            thread::sleep(Duration::from_millis(40 + 23 * (round % 7)));
+            d.signal(libc::SIGKILL);
+            stop.store(true, Ordering::Relaxed);
+            load.join().expect("the load thread")
+        });
+        acknowledged.extend(seen.acknowledged);
+        sent += seen.sent;
+        d.wait_exit(EXIT_TIMEOUT);
+        d.child = spawn_run(&d.config, &d.log);
+        if let Err(log) = d.wait_ready() {
+            panic!("round {round}: no restart after SIGKILL:\n{log}");
+        }
+        let after = spent(&d);
+        let floor = acknowledged.len() as u64 * CRASH_CHARGE_MICROS;
+        assert!(
+            after >= floor,
+            "round {round}: spent {after} < {floor} acknowledged before the kill"
+        );
+        assert!(
+            after <= sent * CRASH_CHARGE_MICROS,
+            "round {round}: spent {after} is more than every notice sent could charge"
+        );
+        assert!(after <= CRASH_DAILY_MICROS, "round {round}: spent {after}");
+        // An exchange retrying acknowledged notices after the restart changes nothing.
+        for path in acknowledged.iter().rev().take(3) {
+            assert_eq!(d.admin("GET", path, b"").0, 204);
+        }
+        assert_eq!(
+            spent(&d),
+            after,
+            "round {round}: a re-sent notice was charged again"
+        );
+    }
+    assert!(
+        acknowledged.len() as u64 * CRASH_CHARGE_MICROS * 2 >= CRASH_DAILY_MICROS,
+        "the run should spend at least half the budget to test its bound; acknowledged {}",
+        acknowledged.len()
+    );
 }
