@@ -23,7 +23,7 @@ use crate::http::{HttpConfig, HttpLimits};
 use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::bid_id::BidId;
 use crate::money::budget::Budgets;
-use crate::money::journal::{Journal, JournalConfig};
+use crate::money::journal::{Journal, JournalConfig, DAY_MS};
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice_keys::{NoticeKeyring, Rotation};
 // ---- strategy and stats tables (issue 6) ----
@@ -379,9 +379,6 @@ fn open_journal(
 /// the ledger's duplicate check).
 type OpenedJournal = (Journal, Vec<(BidId, u64)>);
 
-/// Milliseconds in a (UTC) budget day.
-const DAY_MS: u64 = 86_400_000;
-
 /// Sets each campaign's daily budget in its slot (money already spent or reserved
 /// today stays counted).
 fn apply_budgets(catalog: &Catalog, budgets: &Budgets) {
@@ -633,7 +630,7 @@ impl Daemon {
                 let mut ledger = Ledger::new(settings.reservation_ttl_ms);
                 let taken = self.journal.lock().expect("journal lock").take();
                 let journal = taken.map(|(journal, resolved)| {
-                    ledger.recover_resolved(&resolved);
+                    ledger.recover_resolved(resolved);
                     journal
                 });
                 Notices {

@@ -34,7 +34,6 @@ use bidder::bid::pipeline::Bidding;
 use bidder::decide::{Context, Decider};
 use bidder::money::notice::NoticeSigner;
 use bidder::openrtb::Parser;
-use bidder::respond::BidOut;
 use serde_json::{json, Value};
 
 use measure::{Plan, Summary};
@@ -303,30 +302,17 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
         ctx,
     );
     let chosen = decision.bids.pop().expect("the banner request gets a bid");
-    let imp = &req.imps()[chosen.imp];
-    let campaign = &catalog.campaigns[chosen.campaign];
-    let creative = &campaign.creatives[chosen.creative];
-    let bid = BidOut {
-        bid_id: bidder::money::bid_id::BidIdGen::new(1, 0).next_id(workload::MONDAY_10_30_MS),
-        imp_id: imp.id,
-        price_micros: chosen.price_micros,
-        campaign_id: &campaign.id,
-        creative_id: &creative.id,
-        adm: &creative.adm,
-        adomain: &creative.adomain,
-        cat: &creative.cat,
-        attr: &creative.attr,
-        w: creative.w,
-        h: creative.h,
-        mtype: creative.media as u8,
-        deal_id: chosen
-            .deal
-            .and_then(|d| imp.pmp.as_ref().map(|pmp| req.deals(pmp.deals)[d].id)),
-    };
+    let bid = bidder::bid::pipeline::bid_out(
+        catalog,
+        &req,
+        &chosen,
+        bidder::money::bid_id::BidIdGen::new(1, 0).next_id(workload::MONDAY_10_30_MS),
+    );
     generated.budgets.release(chosen.reservation);
     let settings = &catalog.settings;
     let signer = NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)
         .expect("notice signer");
+    let encoded_campaign = bid.campaign_id.to_owned();
     let mut encode = EncodeOnly::new(
         signer,
         bid,
@@ -358,7 +344,7 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
     rows.push(Row {
         name: "stage: encode only".into(),
         summary: encoded,
-        extra: json!({ "response_bytes": encode.bytes, "campaign": campaign.id }),
+        extra: json!({ "response_bytes": encode.bytes, "campaign": encoded_campaign }),
     });
     rows.push(Row {
         name: "baseline: serde_json::Value parse".into(),

@@ -263,7 +263,7 @@ fn encode(
 }
 
 /// The encoder's view of a chosen bid, borrowed from the request and the catalog.
-fn bid_out<'a>(
+pub fn bid_out<'a>(
     catalog: &'a Catalog,
     req: &'a BidRequest<'a>,
     chosen: &ChosenBid,

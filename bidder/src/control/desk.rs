@@ -5,13 +5,14 @@
 //! drains it and expires reservations whose notice never came, on a timer and before
 //! every notice, so a notice always finds the bid it is about if the bid was made.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::metrics::PromText;
 use crate::money::budget::Budgets;
 use crate::money::impression_cost_micros;
-use crate::money::journal::{Ack, Entry, Journal, Outcome};
+use crate::money::journal::{Ack, Entry, Journal, JournalError, Outcome};
 use crate::money::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::money::notice::{NoticeError, NoticeKind};
 use crate::money::notice_keys::NoticeKeyring;
@@ -170,10 +171,12 @@ impl NoticeDesk {
                 clearing_micros: s.charged_micros + s.overcharged_micros,
             },
             NoticeOutcome::Released { .. } => Outcome::Released,
-            // Its record is in a commit at or before anything queued now: once a
-            // record appended now is durable, so is the original. Writing it again is
-            // ignored (the first record of a bid stands).
-            NoticeOutcome::Duplicate if journal.unwritten() > 0 => Outcome::Released,
+            // The first notice's record may still wait for its commit: answer once
+            // everything queued before now is durable.
+            NoticeOutcome::Duplicate if journal.unwritten() > 0 => {
+                let queued = journal.barrier();
+                return Ok(self.durable(queued));
+            }
             NoticeOutcome::Duplicate | NoticeOutcome::Unknown => return Ok(Applied::Now),
         };
         let entry = Entry {
@@ -182,11 +185,18 @@ impl NoticeDesk {
             outcome: recorded,
             at_ms: now_ms,
         };
-        match journal.append(entry) {
-            Ok(ack) => Ok(Applied::Durable(ack)),
+        let queued = journal.append(entry);
+        Ok(self.durable(queued))
+    }
+
+    /// Answer when the queued record's commit resolves; 503 at once when the journal
+    /// could not queue it.
+    fn durable(&mut self, queued: Result<Ack, JournalError>) -> Applied {
+        match queued {
+            Ok(ack) => Applied::Durable(ack),
             Err(_) => {
                 self.unavailable += 1;
-                Ok(Applied::Unavailable)
+                Applied::Unavailable
             }
         }
     }
@@ -296,22 +306,22 @@ impl NoticeDesk {
             (
                 "bidder_ledger_journal_commits_total",
                 "Durable commits of the spend journal (one fsync each).",
-                s.commits.load(std::sync::atomic::Ordering::Relaxed),
+                s.commits.load(Ordering::Relaxed),
             ),
             (
                 "bidder_ledger_journal_records_total",
                 "Records made durable in the spend journal.",
-                s.records.load(std::sync::atomic::Ordering::Relaxed),
+                s.records.load(Ordering::Relaxed),
             ),
             (
                 "bidder_ledger_journal_failed_commits_total",
                 "Spend journal commits that failed (disk full, I/O error, read-only).",
-                s.failed_commits.load(std::sync::atomic::Ordering::Relaxed),
+                s.failed_commits.load(Ordering::Relaxed),
             ),
             (
                 "bidder_ledger_journal_commit_microseconds_total",
                 "Time spent in spend journal commits; divide by commits for the mean.",
-                s.commit_us.load(std::sync::atomic::Ordering::Relaxed),
+                s.commit_us.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in counters {

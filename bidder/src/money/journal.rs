@@ -39,7 +39,8 @@ pub use crate::limits::{MAX_JOURNAL_BATCH, MAX_UNWRITTEN_NOTICES};
 pub const RETRY_INTERVAL_MS: u64 = 500;
 /// How often the writer deletes records older than the retention.
 const PRUNE_INTERVAL_MS: u64 = 3_600_000;
-const DAY_MS: u64 = 86_400_000;
+/// Milliseconds in a (UTC) budget day.
+pub const DAY_MS: u64 = 86_400_000;
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
 
@@ -104,6 +105,12 @@ pub enum JournalError {
     Corrupt { path: PathBuf, detail: String },
     #[error("spend ledger {}: schema version {found} is newer than this bidder's {SCHEMA_VERSION}; fix: run the newer bidder", path.display())]
     Newer { path: PathBuf, found: i64 },
+    #[error("spend ledger {}: write-ahead logging is unavailable (journal mode {mode}); fix: put it on a local file system", path.display())]
+    NoWal { path: PathBuf, mode: String },
+    #[error(
+        "spend ledger: starting its writer thread: {0}; fix: raise the process's thread limit"
+    )]
+    Spawn(std::io::Error),
     #[error("spend ledger: {MAX_UNWRITTEN_NOTICES} notices wait for storage; retry later")]
     Full,
 }
@@ -119,7 +126,7 @@ pub struct Recovered {
     pub spent_micros: HashMap<String, i64>,
     /// Bids settled or released since the duplicate window start, with when.
     pub resolved: Vec<(BidId, u64)>,
-    /// Records read.
+    /// Settlements of the period summed into `spent_micros`.
     pub records: u64,
     pub elapsed: Duration,
 }
@@ -134,9 +141,11 @@ pub struct JournalStats {
     pub commit_us: AtomicU64,
 }
 
+/// A record to write, or (`None`) a barrier: acknowledged once everything queued
+/// before it is durable.
 struct Job {
-    entry: Entry,
-    ack: Option<oneshot::Sender<bool>>,
+    entry: Option<Entry>,
+    ack: oneshot::Sender<bool>,
 }
 
 struct Shared {
@@ -189,12 +198,7 @@ impl Journal {
             std::thread::Builder::new()
                 .name("ledger-journal".into())
                 .spawn(move || write_loop(conn, rx, &shared, &path, clock, retention_ms))
-                .map_err(|e| JournalError::Open {
-                    path: config.path.clone(),
-                    what: "starting the writer thread",
-                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-                    fix: "raise the process's thread limit",
-                })?
+                .map_err(JournalError::Spawn)?
         };
         Ok((
             Journal {
@@ -210,15 +214,22 @@ impl Journal {
     /// Queues a record for the next commit. `Err(Full)` when too many wait for storage:
     /// the caller must not apply the notice (it answers 503 and the exchange retries).
     pub fn append(&self, entry: Entry) -> Result<Ack, JournalError> {
+        self.queue(Some(entry))
+    }
+
+    /// An [`Ack`] that resolves once every record appended before it is durable (for a
+    /// duplicate notice whose first record may still be waiting); it writes nothing.
+    pub fn barrier(&self) -> Result<Ack, JournalError> {
+        self.queue(None)
+    }
+
+    fn queue(&self, entry: Option<Entry>) -> Result<Ack, JournalError> {
         if !self.has_room() {
             return Err(JournalError::Full);
         }
         let (ack, done) = oneshot::channel();
         self.shared.unwritten.fetch_add(1, Ordering::AcqRel);
-        let job = Job {
-            entry,
-            ack: Some(ack),
-        };
+        let job = Job { entry, ack };
         let tx = self.tx.as_ref().expect("the sender lives until drop");
         if tx.try_send(job).is_err() {
             self.shared.unwritten.fetch_sub(1, Ordering::AcqRel);
@@ -292,11 +303,9 @@ fn open_checked(path: &Path) -> Result<Connection, JournalError> {
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(corrupt)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(JournalError::Open {
+        return Err(JournalError::NoWal {
             path: path.to_path_buf(),
-            what: "turning on write-ahead logging",
-            source: rusqlite::Error::InvalidQuery,
-            fix: "put the ledger on a local file system that supports shared memory",
+            mode,
         });
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
@@ -460,13 +469,18 @@ fn write_loop(
             }
         }
         let started = Instant::now();
-        let entries = unwritten.iter().chain(batch.iter().map(|j| &j.entry));
+        let entries = unwritten
+            .iter()
+            .chain(batch.iter().filter_map(|j| j.entry.as_ref()));
         match commit(&mut conn, entries) {
             Ok(()) => {
                 let written = unwritten.len() + batch.len();
+                let barriers = batch.iter().filter(|j| j.entry.is_none()).count();
                 let stats = &shared.stats;
                 stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.records.fetch_add(written as u64, Ordering::Relaxed);
+                stats
+                    .records
+                    .fetch_add((written - barriers) as u64, Ordering::Relaxed);
                 let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 stats.commit_us.fetch_add(us, Ordering::Relaxed);
                 unwritten.clear();
@@ -475,9 +489,7 @@ fn write_loop(
                     info!(path = %path.display(), "spend ledger writes again; held notices are durable");
                 }
                 for job in batch.drain(..) {
-                    if let Some(ack) = job.ack {
-                        let _ = ack.send(true);
-                    }
+                    let _ = job.ack.send(true);
                 }
             }
             Err(e) => {
@@ -490,10 +502,14 @@ fn write_loop(
                     );
                 }
                 for job in batch.drain(..) {
-                    if let Some(ack) = job.ack {
-                        let _ = ack.send(false);
+                    let _ = job.ack.send(false);
+                    match job.entry {
+                        Some(entry) => unwritten.push(entry),
+                        // A barrier has nothing to keep: its notice's retry asks again.
+                        None => {
+                            shared.unwritten.fetch_sub(1, Ordering::AcqRel);
+                        }
                     }
-                    unwritten.push(job.entry);
                 }
                 if closed {
                     error!(

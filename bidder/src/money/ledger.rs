@@ -207,10 +207,10 @@ impl Ledger {
 
     /// Remembers bids the journal says were settled or released before a restart, so
     /// their notices count as duplicates again (`at_ms`: when each was resolved).
-    pub fn recover_resolved(&mut self, resolved: &[(BidId, u64)]) {
-        let mut sorted = resolved.to_vec();
-        sorted.sort_by_key(|&(_, at_ms)| at_ms);
-        for (bid_id, at_ms) in sorted {
+    pub fn recover_resolved(&mut self, mut resolved: Vec<(BidId, u64)>) {
+        // Forgotten in the order they were resolved, like bids remembered live.
+        resolved.sort_by_key(|&(_, at_ms)| at_ms);
+        for (bid_id, at_ms) in resolved {
             self.remember(bid_id, at_ms);
         }
     }

@@ -23,6 +23,22 @@ pub use bidder_common::money::{
     apply_ppm, parse_millionths, DecimalError, ExtraDecimals, MICROS_PER_UNIT, PPM_ONE,
 };
 
+/// Appends the decimal digits of `value` without allocating: prices, ids and counts on
+/// the response path and in notice URLs.
+pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// Largest CPM we accept from the wire or config: 1,000,000 currency units. Anything
 /// above is a typo or an attack; keeping a bound keeps every product in `i64` range.
 pub const MAX_CPM_MICROS: i64 = 1_000_000 * MICROS_PER_UNIT;

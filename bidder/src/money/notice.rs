@@ -509,22 +509,7 @@ fn write_i64(value: i64, out: &mut Vec<u8>) {
     if value < 0 {
         out.push(b'-');
     }
-    write_u64(value.unsigned_abs(), out);
-}
-
-/// Appends the decimal digits of `value`, without allocating.
-fn write_u64(mut value: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+    money::write_u64(out, value.unsigned_abs());
 }
 
 #[cfg(test)]

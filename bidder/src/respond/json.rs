@@ -15,7 +15,7 @@
 
 use super::{notice_fields, BidOut, ResponseOut};
 use crate::money::notice::{NoticeKind, NoticeSigner};
-use crate::money::MICROS_PER_UNIT;
+use crate::money::{write_u64, MICROS_PER_UNIT};
 
 /// Decimal places of a micro-unit price.
 const MICRO_DIGITS: usize = 6;
@@ -150,21 +150,6 @@ fn write_price(out: &mut Vec<u8>, micros: i64) {
     let significant = MICRO_DIGITS - digits.iter().rev().take_while(|&&d| d == b'0').count();
     out.push(b'.');
     out.extend_from_slice(&digits[..significant]);
-}
-
-/// Appends the decimal digits of `value`.
-fn write_u64(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 /// Writes `s` as a JSON string: quotes, backslashes and control bytes escaped, all else

@@ -28,16 +28,8 @@ pub(crate) fn peer_addr(fd: RawFd) -> Option<std::net::IpAddr> {
 /// (they fit any fresh socket buffer), then close. Synchronous on purpose: this is the
 /// overload path, and it must not need any of the per-connection resources that ran out.
 pub(crate) fn shed(fd: RawFd, response: &[u8]) {
-    // SAFETY: `fd` is a connected socket we own; `response` is a live byte slice.
-    unsafe {
-        libc::send(
-            fd,
-            response.as_ptr().cast(),
-            response.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        );
-        libc::shutdown(fd, libc::SHUT_WR);
-    }
+    send_now(fd, response);
+    shutdown_write(fd);
     close(fd);
 }
 
