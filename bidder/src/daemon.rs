@@ -22,8 +22,8 @@ use crate::engine::{EngineError, ServeConfig};
 use crate::http::{HttpConfig, HttpLimits};
 use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::bid_id::BidId;
-use crate::money::budget::Budgets;
-use crate::money::journal::{Journal, JournalConfig, DAY_MS};
+use crate::money::budget::{Budgets, RecoveredSpend};
+use crate::money::journal::{Journal, JournalConfig};
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice_keys::{NoticeKeyring, Rotation};
 // ---- strategy and stats tables (issue 6) ----
@@ -90,7 +90,7 @@ impl Daemon {
         let catalog =
             Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
-        apply_budgets(&catalog, &budgets);
+        apply_budgets(&catalog, &budgets, &clock);
         let journal = open_journal(&config, &catalog, &budgets, &clock)?;
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
         // Compiling the catalog validated the key and base URL.
@@ -146,7 +146,7 @@ impl Daemon {
         let mut slots = self.slots.lock().expect("slots poisoned").clone();
         let catalog =
             Catalog::compile_with_slots(config, &mut slots).map_err(|e| LoadError(vec![e]))?;
-        apply_budgets(&catalog, &self.budgets);
+        apply_budgets(&catalog, &self.budgets, &self.clock);
         let mut summary = format!(
             "{}: reloaded: {} partners, {} campaigns",
             self.config_path.display(),
@@ -340,29 +340,36 @@ fn open_journal(
         retention_days: config.ledger.retention_days,
     };
     let now_ms = clock.now_unix_ms();
-    let period_start_ms = now_ms - now_ms % DAY_MS;
+    // The earliest current day of any campaign (days last at most 25 hours).
+    let since_ms = catalog
+        .campaigns
+        .iter()
+        .map(|c| budgets.snapshot(c.budget_slot).day_start_ms)
+        .min()
+        .unwrap_or(now_ms);
     let resolved_since_ms = now_ms.saturating_sub(config.bidding.reservation_ttl_ms);
-    let (journal, recovered) = Journal::open(
-        &journal_config,
-        clock.clone(),
-        period_start_ms,
-        resolved_since_ms,
-    )
-    .map_err(|e| {
-        LoadError(vec![ConfigError::Invalid {
-            path: config.source.path.clone(),
-            line: 0,
-            field: "ledger.path".into(),
-            problem: e.to_string(),
-            fix: "see the message".into(),
-        }])
-    })?;
+    let (journal, recovered) =
+        Journal::open(&journal_config, clock.clone(), since_ms, resolved_since_ms).map_err(
+            |e| {
+                LoadError(vec![ConfigError::Invalid {
+                    path: config.source.path.clone(),
+                    line: 0,
+                    field: "ledger.path".into(),
+                    problem: e.to_string(),
+                    fix: "see the message".into(),
+                }])
+            },
+        )?;
     let mut recovered_micros = 0;
     for c in &catalog.campaigns {
-        if let Some(&spent) = recovered.spent_micros.get(c.id.as_str()) {
-            budgets.recover_spent(c.budget_slot, spent);
-            recovered_micros += spent;
-        }
+        let periods = budgets.snapshot(c.budget_slot);
+        let spent = RecoveredSpend {
+            day_micros: recovered.spent_since(&c.id, periods.day_start_ms),
+            hour_micros: recovered.spent_since(&c.id, periods.hour_start_ms),
+            lifetime_micros: recovered.lifetime_micros.get(&c.id).copied().unwrap_or(0),
+        };
+        budgets.recover(c.budget_slot, spent);
+        recovered_micros += spent.day_micros;
     }
     tracing::info!(
         path = %journal.path().display(),
@@ -379,11 +386,12 @@ fn open_journal(
 /// the ledger's duplicate check).
 type OpenedJournal = (Journal, Vec<(BidId, u64)>);
 
-/// Sets each campaign's daily budget in its slot (money already spent or reserved
-/// today stays counted).
-fn apply_budgets(catalog: &Catalog, budgets: &Budgets) {
+/// Sets each campaign's limits and time zone in its slot (money already spent or
+/// reserved this period stays counted).
+fn apply_budgets(catalog: &Catalog, budgets: &Budgets, clock: &Clock) {
+    let now_ms = clock.now_unix_ms();
     for c in &catalog.campaigns {
-        budgets.set_daily(c.budget_slot, c.daily_budget_micros);
+        budgets.configure(c.budget_slot, c.budget_limits(), &c.calendar, now_ms);
     }
 }
 

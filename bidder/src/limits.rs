@@ -144,6 +144,12 @@ pub const MAX_MARGIN_PPM: u32 = 1_500_000;
 /// Most reservations held at once; beyond this new bids are refused (fail closed).
 pub const MAX_PENDING: usize = 1_000_000;
 
+/// Longest a bid's budget may stay reserved waiting for its notice. Budget windows
+/// alternate (`money/budget.rs`): a window is reused two periods after its own, so
+/// every reservation must end within the period after the one it was made in; an
+/// hour is the shortest period.
+pub const MAX_RESERVATION_TTL_MS: u64 = 3_600_000;
+
 /// Notices applied in memory but not yet written to the spend journal (waiting for a
 /// commit, or for storage to come back). Past this, notices are answered 503 without
 /// being applied, so the exchange retries them later and nothing is lost.

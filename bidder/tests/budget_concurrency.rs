@@ -22,10 +22,11 @@ use bidder::clock::DrivenClock;
 use bidder::config::Config;
 use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
-use bidder::money::budget::{BudgetSnapshot, Budgets, Reservation};
+use bidder::money::budget::{BudgetLimits, BudgetSnapshot, Budgets, Reservation};
 use bidder::money::impression_cost_micros;
 use bidder::money::ledger::{Ledger, NoticeOutcome};
 use bidder::money::notice::NoticeSigner;
+use bidder::money::period::Calendar;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -258,13 +259,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The books of one campaign as plain integers, changed one operation at a time.
+/// The books of one campaign as plain integers, changed one operation at a time: two
+/// day windows used in turn, each with what its bids hold or spent.
 #[derive(Debug, Clone, Copy)]
 struct Model {
     daily: i64,
-    available: i64,
-    reserved: i64,
-    spent: i64,
+    /// (used, spent) per window; `now` is the current day's.
+    windows: [(i64, i64); 2],
+    now: usize,
     overcharged: i64,
     refused: u64,
     wins: u64,
@@ -275,9 +277,8 @@ impl Model {
     fn new(daily: i64) -> Model {
         Model {
             daily,
-            available: daily,
-            reserved: 0,
-            spent: 0,
+            windows: [(0, 0); 2],
+            now: 0,
             overcharged: 0,
             refused: 0,
             wins: 0,
@@ -285,72 +286,104 @@ impl Model {
         }
     }
 
-    fn snapshot(&self) -> BudgetSnapshot {
-        BudgetSnapshot {
-            daily_micros: self.daily,
-            available_micros: self.available,
-            reserved_micros: self.reserved,
-            spent_micros: self.spent,
-            overcharged_micros: self.overcharged,
-            refused: self.refused,
-            wins: self.wins,
-            clearing_micros: self.clearing,
-        }
+    fn available(&self) -> i64 {
+        self.daily - self.windows[self.now].0
+    }
+
+    /// The figures the model predicts, in the order of [`figures`].
+    fn figures(&self) -> [i64; 9] {
+        let (used, spent) = self.windows[self.now];
+        [
+            self.daily,
+            self.available(),
+            used - spent,
+            spent,
+            self.windows[1 - self.now].1,
+            self.overcharged,
+            self.refused as i64,
+            self.wins as i64,
+            self.clearing,
+        ]
     }
 }
 
-/// Applies `op` to the real budgets and to the models.
-fn apply(op: &Op, budgets: &Budgets, models: &mut [Model; 2], held: &mut Vec<Reservation>) {
+/// The budget's figures the model predicts.
+fn figures(s: &BudgetSnapshot) -> [i64; 9] {
+    [
+        s.daily_micros,
+        s.available_micros,
+        s.reserved_micros,
+        s.spent_micros,
+        s.previous_day_spent_micros,
+        s.overcharged_micros,
+        s.refused as i64,
+        s.wins as i64,
+        s.clearing_micros,
+    ]
+}
+
+/// When the model's budgets start: a UTC day, rolled forward a day at a time.
+const MODEL_START_MS: u64 = testkit::MONDAY_10_30_MS;
+const DAY_MS: u64 = 86_400_000;
+
+/// Applies `op` to the real budgets and to the models; `held` keeps each reservation
+/// with the window it was made in, `day` counts the days started.
+fn apply(
+    op: &Op,
+    budgets: &Budgets,
+    models: &mut [Model; 2],
+    held: &mut Vec<(Reservation, usize)>,
+    day: &mut u64,
+) {
     match op {
         Op::Reserve { campaign, amount } => {
             let m = &mut models[*campaign];
-            let fits = m.available >= *amount;
+            let fits = m.available() >= *amount;
             match budgets.reserve(*campaign, *amount) {
                 Some(r) => {
-                    assert!(fits, "reserved {amount} with {} available", m.available);
-                    m.available -= amount;
-                    m.reserved += amount;
-                    held.push(r);
+                    assert!(fits, "reserved {amount} with {} available", m.available());
+                    m.windows[m.now].0 += amount;
+                    held.push((r, m.now));
                 }
                 None => {
-                    assert!(!fits, "refused {amount} with {} available", m.available);
+                    assert!(!fits, "refused {amount} with {} available", m.available());
                     m.refused += 1;
                 }
             }
         }
         Op::Settle { pick, clearing } if !held.is_empty() => {
-            let r = held.swap_remove(pick.index(held.len()));
+            let (r, window) = held.swap_remove(pick.index(held.len()));
             let m = &mut models[r.campaign];
             let (amount, clearing) = (r.amount_micros, (*clearing).max(0));
             let charged = clearing.min(amount);
             let s = budgets.settle(r, clearing);
             assert_eq!(s.charged_micros, charged);
-            m.spent += charged;
-            m.available += amount - charged;
-            m.reserved -= amount;
+            m.windows[window].1 += charged;
+            m.windows[window].0 -= amount - charged;
             m.overcharged += clearing - charged;
             m.wins += 1;
             m.clearing += clearing;
         }
         Op::Release { pick } if !held.is_empty() => {
-            let r = held.swap_remove(pick.index(held.len()));
-            let m = &mut models[r.campaign];
-            m.available += r.amount_micros;
-            m.reserved -= r.amount_micros;
+            let (r, window) = held.swap_remove(pick.index(held.len()));
+            models[r.campaign].windows[window].0 -= r.amount_micros;
             budgets.release(r);
         }
         Op::SetDaily { campaign, daily } => {
-            let m = &mut models[*campaign];
-            m.available += daily - m.daily;
-            m.daily = *daily;
+            models[*campaign].daily = *daily;
             budgets.set_daily(*campaign, *daily);
         }
         Op::StartDay => {
             for m in models.iter_mut() {
-                m.available += m.spent;
-                m.spent = 0;
+                // The idle window starts the new day, keeping only what bids of two
+                // days ago still hold.
+                let next = 1 - m.now;
+                let (used, spent) = m.windows[next];
+                m.windows[next] = (used - spent, 0);
+                m.now = next;
             }
-            budgets.start_day();
+            *day += 1;
+            assert_eq!(budgets.roll(MODEL_START_MS + *day * DAY_MS), 2);
         }
         Op::Settle { .. } | Op::Release { .. } => {}
     }
@@ -362,19 +395,24 @@ proptest! {
         dailies in (0..=20_000i64, 0..=20_000i64),
         ops in prop::collection::vec(op(), 1..200),
     ) {
-        let budgets = Budgets::new([dailies.0, dailies.1]);
+        let budgets = Budgets::new([0, 0]);
+        for (c, daily) in [dailies.0, dailies.1].into_iter().enumerate() {
+            let limits = BudgetLimits { daily_micros: daily, hourly_micros: None, lifetime_micros: None };
+            budgets.configure(c, limits, &Calendar::utc(), MODEL_START_MS);
+        }
         let mut models = [Model::new(dailies.0), Model::new(dailies.1)];
         let mut held = Vec::new();
+        let mut day = 0;
         for op in &ops {
-            apply(op, &budgets, &mut models, &mut held);
+            apply(op, &budgets, &mut models, &mut held, &mut day);
             for (c, model) in models.iter().enumerate() {
                 let snap = budgets.snapshot(c);
-                prop_assert_eq!(snap, model.snapshot(), "campaign {} after {:?}", c, op);
+                prop_assert_eq!(figures(&snap), model.figures(), "campaign {} after {:?}", c, op);
                 prop_assert!(balanced(&snap), "campaign {} unbalanced after {:?}", c, op);
                 prop_assert!(snap.reserved_micros >= 0);
             }
         }
-        for r in held.drain(..) {
+        for (r, _) in held.drain(..) {
             budgets.release(r);
         }
         for c in 0..2 {

@@ -26,12 +26,13 @@ use bidder::engine::ServeConfig;
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
 use bidder::metrics::{PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
 use bidder::money::bid_id::{BidId, BidIdGen};
-use bidder::money::budget::Budgets;
+use bidder::money::budget::{BudgetLimits, Budgets};
 use bidder::money::impression_cost_micros;
 use bidder::money::journal::{Journal, JournalConfig};
 use bidder::money::ledger::{HeldBid, Ledger, LedgerInbox};
 use bidder::money::notice::{NoticeFields, NoticeKind, NoticeSigner};
 use bidder::money::notice_keys::NoticeKeyring;
+use bidder::money::period::Calendar;
 
 const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
 const BASE_URL: &str = "http://bidder.test/notice";
@@ -207,6 +208,39 @@ fn a_win_settles_at_the_clearing_price_and_a_second_notice_counts_once() {
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn the_tick_starts_a_new_york_day_at_local_midnight_and_a_late_win_pays_for_its_own_day() {
+    let mut s = start(ControlConfig::default());
+    let new_york = Calendar::named("America/New_York").unwrap();
+    let midnight_ms = new_york.bounds(s.calendar.now_unix_ms()).day_end_ms;
+    s.calendar.set_unix_ms(midnight_ms - 1_000);
+    let limits = BudgetLimits {
+        daily_micros: DAILY_MICROS,
+        hourly_micros: None,
+        lifetime_micros: None,
+    };
+    s.budgets
+        .configure(0, limits, &new_york, s.calendar.now_unix_ms());
+    let bid = s.bid(2_000_000, 60_000);
+    s.calendar.advance_ms(2_000);
+    testkit::eventually(CLIENT_TIMEOUT, "the tick starts the new day", || {
+        s.budgets.snapshot(0).day_start_ms == midnight_ms
+    });
+    assert_eq!(s.budget(), (DAILY_MICROS, 0, 0), "a new day, whole");
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    assert_eq!(get(s.addr, &win).0, 204);
+    let snap = s.budgets.snapshot(0);
+    assert_eq!(
+        snap.previous_day_spent_micros, 1_500,
+        "charged to the day of the bid"
+    );
+    assert_eq!(
+        (snap.spent_micros, snap.available_micros),
+        (0, DAILY_MICROS)
+    );
     s.port.shutdown().unwrap();
 }
 
@@ -554,7 +588,8 @@ fn an_answered_notice_is_on_disk_and_counts_once_after_a_restart() {
     s.port.shutdown().unwrap(); // joins the control thread, which closes the journal
                                 // A restart reads the spend and the resolved bids back.
     let (_journal, recovered) = journal_in(&dir.0);
-    assert_eq!(recovered.spent_micros.get("camp 1"), Some(&1_500));
+    assert_eq!(recovered.spent_since("camp 1", 0), 1_500);
+    assert_eq!(recovered.lifetime_micros.get("camp 1"), Some(&1_500));
     let mut resolved: Vec<BidId> = recovered.resolved.iter().map(|r| r.0).collect();
     resolved.sort();
     let mut want = vec![won.id, lost.id];
@@ -639,11 +674,18 @@ fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
     );
     // The exchange's retry is a duplicate, still not durable: 503 again.
     assert_eq!(get(s.addr, &win).0, 503);
+    // Fail closed: no new money is reserved while spend cannot be recorded.
+    assert!(
+        s.budgets.is_closed(),
+        "budgets close with the journal failing"
+    );
+    assert!(s.budgets.reserve(0, 1).is_none());
     std::fs::remove_file(filler).unwrap();
     // The writer retries on its own; the next retry of the notice is answered.
     testkit::eventually(CLIENT_TIMEOUT, "the journal writes again", || {
         s.scrape().contains("bidder_ledger_journal_failing 0\n")
     });
+    testkit::eventually(CLIENT_TIMEOUT, "bidding resumes", || !s.budgets.is_closed());
     assert_eq!(get(s.addr, &win).0, 204);
     assert_eq!(s.budget(), (DAILY_MICROS - 2_500, 0, 2_500), "charged once");
     let rows = journal_rows(&fs.0);

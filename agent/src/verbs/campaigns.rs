@@ -96,6 +96,7 @@ impl Agent {
             "reserved_micros": c.reserved_micros,
             "spent_micros": c.spent_micros,
             "budget_refusals": c.budget_refusals,
+            "period": period(&c),
         }))
     }
 
@@ -212,5 +213,21 @@ pub(super) fn campaign_view(
         "updated_at": (v.updated_at_unix_ms > 0).then(|| rfc3339(v.updated_at_unix_ms)),
         "updated_by": (v.updated_at_unix_ms > 0).then(|| who_view(v.updated_by)),
         "why": v.reasoning(),
+    })
+}
+
+/// The campaign's current budget periods, as `budget get` shows them: when its day and
+/// hour started (UTC, RFC 3339), what the day before spent, and the hourly and lifetime
+/// budgets with what they spent (`null` budget: none set).
+fn period(c: &CampaignStatsValue) -> Value {
+    let limit = |v: i64| (v != NO_LIMIT).then_some(v);
+    json!({
+        "day_start": rfc3339(c.day_start_ms),
+        "hour_start": rfc3339(c.hour_start_ms),
+        "previous_day_spent_micros": c.previous_day_spent_micros,
+        "hourly_budget_micros": limit(c.hourly_budget_micros),
+        "hour_spent_micros": c.hour_spent_micros,
+        "lifetime_budget_micros": limit(c.lifetime_budget_micros),
+        "lifetime_spent_micros": c.lifetime_spent_micros,
     })
 }

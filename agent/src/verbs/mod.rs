@@ -21,6 +21,7 @@ use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
+    NO_LIMIT,
 };
 use bidder_common::table::stats_file::{campaign_reason_names, reason_names};
 use bidder_common::table::strategy::{

@@ -37,9 +37,12 @@ pub const MAX_NO_BID_REASONS: usize = 48;
 /// deadline, our own errors); the rest decide for the whole request or imp before any
 /// campaign is looked at, and are in the totals only. Their names are in
 /// [`StatsPrefix::campaign_reason_names`]. Exact counts in a fixed array keep the row
-/// at 640 bytes (48 slots would take it to 1,152) and the sum above checkable, which a
+/// at 768 bytes (48 slots would take it to 1,280) and the sum above checkable, which a
 /// top-N list would not.
 pub const MAX_CAMPAIGN_NO_BID_REASONS: usize = 16;
+
+/// An hourly or lifetime budget that is not set.
+pub const NO_LIMIT: i64 = -1;
 
 /// The stats table's [`TableSpec`].
 pub enum StatsTable {}
@@ -48,7 +51,8 @@ impl TableSpec for StatsTable {
     const MAGIC: u64 = u64::from_le_bytes(*b"BIDSTATS");
     const KIND: TableKind = TableKind::Stats;
     /// 2: per-campaign requests, bids, outbid, wins, clearing prices, no-bids by reason.
-    const LAYOUT_VERSION: u32 = 2;
+    /// 3: budget periods (day and hour starts), hourly and lifetime budgets.
+    const LAYOUT_VERSION: u32 = 3;
     type Campaign = CampaignStatsWords;
     type Partner = PartnerStatsWords;
     type Prefix = StatsPrefix;
@@ -98,6 +102,20 @@ pub struct CampaignStatsValue {
     /// Imps without a bid from this campaign, by reason (the names are in
     /// [`StatsPrefix::campaign_reason_names`]).
     pub no_bids: [u64; MAX_CAMPAIGN_NO_BID_REASONS],
+    /// Start of the campaign's current budget day (local midnight in its time zone), ms since the Unix epoch.
+    pub day_start_ms: u64,
+    /// Start of its current budget hour, ms since the Unix epoch.
+    pub hour_start_ms: u64,
+    /// Spent by bids made the day before (notices of late wins still land there).
+    pub previous_day_spent_micros: i64,
+    /// Spend allowed per hour; [`NO_LIMIT`] when none is set.
+    pub hourly_budget_micros: i64,
+    /// Spent by bids made this hour.
+    pub hour_spent_micros: i64,
+    /// Spend allowed over the campaign's life; [`NO_LIMIT`] when none is set.
+    pub lifetime_budget_micros: i64,
+    /// Spent over the campaign's life, as the ledger recorded it.
+    pub lifetime_spent_micros: i64,
     pub checksum: u64,
 }
 
@@ -121,7 +139,16 @@ impl CampaignStatsValue {
             self.wins,
             self.clearing_micros as u64,
         ];
-        checksum(head.into_iter().chain(self.no_bids))
+        let periods = [
+            self.day_start_ms,
+            self.hour_start_ms,
+            self.previous_day_spent_micros as u64,
+            self.hourly_budget_micros as u64,
+            self.hour_spent_micros as u64,
+            self.lifetime_budget_micros as u64,
+            self.lifetime_spent_micros as u64,
+        ];
+        checksum(head.into_iter().chain(self.no_bids).chain(periods))
     }
 
     pub fn sealed(mut self) -> Self {
@@ -154,15 +181,22 @@ pub struct CampaignStatsWords {
     pub wins: AtomicU64,
     pub clearing_micros: AtomicI64,
     pub no_bids: [AtomicU64; MAX_CAMPAIGN_NO_BID_REASONS],
+    pub day_start_ms: AtomicU64,
+    pub hour_start_ms: AtomicU64,
+    pub previous_day_spent_micros: AtomicI64,
+    pub hourly_budget_micros: AtomicI64,
+    pub hour_spent_micros: AtomicI64,
+    pub lifetime_budget_micros: AtomicI64,
+    pub lifetime_spent_micros: AtomicI64,
     pub checksum: AtomicU64,
 }
 
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, max_bid_cpm_micros) == 8);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, requests) == 80);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, no_bids) == 120);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 248);
-const _: () = assert!(size_of::<CampaignStatsWords>() == 256);
-const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 640);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 304);
+const _: () = assert!(size_of::<CampaignStatsWords>() == 312);
+const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 768);
 
 impl Payload for CampaignStatsWords {
     type Value = CampaignStatsValue;
@@ -186,6 +220,13 @@ impl Payload for CampaignStatsWords {
             wins: self.wins.load(Relaxed),
             clearing_micros: self.clearing_micros.load(Relaxed),
             no_bids: core::array::from_fn(|i| self.no_bids[i].load(Relaxed)),
+            day_start_ms: self.day_start_ms.load(Relaxed),
+            hour_start_ms: self.hour_start_ms.load(Relaxed),
+            previous_day_spent_micros: self.previous_day_spent_micros.load(Relaxed),
+            hourly_budget_micros: self.hourly_budget_micros.load(Relaxed),
+            hour_spent_micros: self.hour_spent_micros.load(Relaxed),
+            lifetime_budget_micros: self.lifetime_budget_micros.load(Relaxed),
+            lifetime_spent_micros: self.lifetime_spent_micros.load(Relaxed),
             checksum: self.checksum.load(Relaxed),
         }
     }
@@ -213,6 +254,17 @@ impl Payload for CampaignStatsWords {
         for (word, n) in self.no_bids.iter().zip(v.no_bids) {
             word.store(n, Relaxed);
         }
+        self.day_start_ms.store(v.day_start_ms, Relaxed);
+        self.hour_start_ms.store(v.hour_start_ms, Relaxed);
+        self.previous_day_spent_micros
+            .store(v.previous_day_spent_micros, Relaxed);
+        self.hourly_budget_micros
+            .store(v.hourly_budget_micros, Relaxed);
+        self.hour_spent_micros.store(v.hour_spent_micros, Relaxed);
+        self.lifetime_budget_micros
+            .store(v.lifetime_budget_micros, Relaxed);
+        self.lifetime_spent_micros
+            .store(v.lifetime_spent_micros, Relaxed);
         self.checksum.store(v.checksum, Relaxed);
     }
 }

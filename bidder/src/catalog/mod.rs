@@ -17,6 +17,8 @@ pub use index::Index;
 
 use crate::config::targeting::MediaType;
 use crate::config::{Config, ConfigError};
+use crate::money::budget::BudgetLimits;
+use crate::money::period::Calendar;
 use crate::openrtb::OpenRtbVersion;
 
 /// Position of a campaign in [`Catalog::campaigns`] (and in every [`CampaignSet`]).
@@ -68,6 +70,10 @@ pub struct Campaign {
     pub budget_slot: usize,
     pub advertiser: String,
     pub daily_budget_micros: i64,
+    pub hourly_budget_micros: Option<i64>,
+    pub lifetime_budget_micros: Option<i64>,
+    /// The time zone the budget's days and hours follow.
+    pub calendar: Calendar,
     pub max_bid_cpm_micros: i64,
     pub base_cpm_micros: i64,
     /// The most this campaign can ever bid: its value at the highest margin a strategy
@@ -149,6 +155,17 @@ impl Seller {
     /// Whether a schain node (`asi`, `sid`) is this seller.
     pub fn matches(&self, asi: &str, sid: &str) -> bool {
         self.asi.eq_ignore_ascii_case(asi) && self.sid.as_deref().is_none_or(|s| s == sid)
+    }
+}
+
+impl Campaign {
+    /// What the campaign may spend per day, hour and lifetime.
+    pub fn budget_limits(&self) -> BudgetLimits {
+        BudgetLimits {
+            daily_micros: self.daily_budget_micros,
+            hourly_micros: self.hourly_budget_micros,
+            lifetime_micros: self.lifetime_budget_micros,
+        }
     }
 }
 
@@ -374,6 +391,9 @@ fn compile_campaign(
         budget_slot,
         advertiser: c.advertiser.clone(),
         daily_budget_micros: c.daily_budget_micros,
+        hourly_budget_micros: c.hourly_budget_micros,
+        lifetime_budget_micros: c.lifetime_budget_micros,
+        calendar: Calendar::named(&c.time_zone).expect("time zone was validated"),
         max_bid_cpm_micros: c.max_bid_cpm_micros,
         base_cpm_micros: c.base_cpm_micros,
         max_price_cpm_micros: max_price(c),

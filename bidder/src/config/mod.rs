@@ -290,14 +290,28 @@ fn yes() -> bool {
     true
 }
 
+fn utc() -> String {
+    "UTC".into()
+}
+
 /// One campaign: money, targeting, creatives.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignConfig {
     pub id: String,
     pub advertiser: String,
-    /// Spend allowed per UTC day.
+    /// Spend allowed per day, midnight to midnight in `time_zone`.
     pub daily_budget_micros: i64,
+    /// Spend allowed per clock hour in `time_zone`; none by default.
+    #[serde(default)]
+    pub hourly_budget_micros: Option<i64>,
+    /// Spend allowed over the campaign's whole life (every day the ledger recorded);
+    /// none by default.
+    #[serde(default)]
+    pub lifetime_budget_micros: Option<i64>,
+    /// The IANA time zone the budget's days and hours follow (`America/New_York`).
+    #[serde(default = "utc")]
+    pub time_zone: String,
     /// Largest CPM a single bid may carry (the hard ceiling; strategy stays below it).
     pub max_bid_cpm_micros: i64,
     /// What an impression is worth to us, as a CPM, before strategy and shading.

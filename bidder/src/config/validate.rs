@@ -16,7 +16,8 @@ use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
 
 pub use crate::limits::MAX_REPORTED_ERRORS;
-use crate::limits::{self, MIN_NOTICE_KEY_BYTES};
+use crate::limits::{self, MAX_RESERVATION_TTL_MS, MIN_NOTICE_KEY_BYTES};
+use crate::money::period::Calendar;
 
 /// Collects problems with the line they belong to.
 pub(super) struct Problems<'c> {
@@ -204,10 +205,14 @@ fn bidding(p: &mut Problems) {
             "1000000 means no shading",
         );
     }
-    if !(1_000..=86_400_000).contains(&b.reservation_ttl_ms) {
+    if !(1_000..=MAX_RESERVATION_TTL_MS).contains(&b.reservation_ttl_ms) {
         p.add(
             "bidding.reservation_ttl_ms".into(),
-            format!("{} is outside 1000..=86400000", b.reservation_ttl_ms),
+            format!(
+                "{} is outside 1000..={MAX_RESERVATION_TTL_MS} (a bid's money must be settled \
+                 within the budget hour after the one it was made in)",
+                b.reservation_ttl_ms
+            ),
             "use how long your exchanges take to send billing notices, e.g. 300000 (5 min)",
         );
     }
@@ -377,11 +382,25 @@ fn campaigns(p: &mut Problems, partner_names: &HashSet<String>) {
 }
 
 fn money(p: &mut Problems, prefix: &str, c: &CampaignConfig) {
-    if c.daily_budget_micros < 0 {
+    let budgets = [
+        ("daily_budget_micros", Some(c.daily_budget_micros)),
+        ("hourly_budget_micros", c.hourly_budget_micros),
+        ("lifetime_budget_micros", c.lifetime_budget_micros),
+    ];
+    for (name, value) in budgets {
+        if value.is_some_and(|v| v < 0) {
+            p.add(
+                format!("{prefix}.{name}"),
+                "negative",
+                "use 0 or more micro-units (1 USD = 1_000_000)",
+            );
+        }
+    }
+    if Calendar::named(&c.time_zone).is_err() {
         p.add(
-            format!("{prefix}.daily_budget_micros"),
-            "negative",
-            "use 0 or more micro-units (1 USD = 1_000_000)",
+            format!("{prefix}.time_zone"),
+            format!("unknown time zone {:?}", c.time_zone),
+            "use an IANA name such as \"UTC\" or \"America/New_York\"",
         );
     }
     for (name, value) in [

@@ -125,6 +125,34 @@ impl NoticeDesk {
         let n = &mut self.notices;
         n.ledger.drain(&n.inbox, &n.budgets);
         n.ledger.expire(now_ms, &n.budgets);
+        let new_days = n.budgets.roll(now_ms);
+        if new_days > 0 {
+            tracing::info!(campaigns = new_days, "a new budget day started");
+        }
+        self.close_while_unrecordable();
+    }
+
+    /// Fail closed: while the journal cannot make spend durable, no campaign reserves
+    /// (the no-bid reason is `ledger_unavailable`); bidding resumes by itself once
+    /// the journal writes again.
+    fn close_while_unrecordable(&mut self) {
+        let n = &self.notices;
+        let failing = n
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.is_failing() || !j.has_room());
+        if failing == n.budgets.is_closed() {
+            return;
+        }
+        n.budgets.close(failing);
+        if failing {
+            tracing::error!(
+                "spend ledger cannot be written: every campaign stops bidding (no-bid reason \
+                 ledger_unavailable) until it can; notices are answered 503"
+            );
+        } else {
+            tracing::info!("spend ledger writes again: bidding resumes");
+        }
     }
 
     /// Applies one notice given its raw query string. Wins and bills settle at the

@@ -269,9 +269,49 @@ fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
         );
         out.gauge(
             "bidder_budget_available_micros",
-            "Budget neither spent nor reserved, micros; negative after a cut below spend.",
+            "What a bid may still reserve: the least left of the day's, hour's and lifetime budget, micros; negative after a cut below spend.",
             &labels,
             s.available_micros,
+        );
+        out.gauge(
+            "bidder_budget_period_start_seconds",
+            "Start of the campaign's current budget day (local midnight in its time zone), Unix seconds.",
+            &labels,
+            i64::try_from(s.day_start_ms / 1_000).unwrap_or(i64::MAX),
+        );
+        out.gauge(
+            "bidder_budget_previous_day_spent_micros",
+            "Spent by bids made the budget day before, micros (late notices still land there).",
+            &labels,
+            s.previous_day_spent_micros,
+        );
+        if let Some(hourly) = s.hourly_micros {
+            out.gauge(
+                "bidder_budget_hourly_micros",
+                "Hourly budget, micros.",
+                &labels,
+                hourly,
+            );
+        }
+        out.gauge(
+            "bidder_budget_hour_spent_micros",
+            "Spent by bids made this budget hour, micros.",
+            &labels,
+            s.hour_spent_micros,
+        );
+        if let Some(lifetime) = s.lifetime_micros {
+            out.gauge(
+                "bidder_budget_lifetime_micros",
+                "Lifetime budget, micros.",
+                &labels,
+                lifetime,
+            );
+        }
+        out.gauge(
+            "bidder_budget_lifetime_spent_micros",
+            "Spent over the campaign's life as the ledger recorded it, micros.",
+            &labels,
+            s.lifetime_spent_micros,
         );
         out.gauge(
             "bidder_budget_reserved_micros",
@@ -281,7 +321,7 @@ fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
         );
         out.gauge(
             "bidder_budget_spent_micros",
-            "Budget spent today at clearing prices, micros.",
+            "Spent by bids made in the current budget day at clearing prices, micros.",
             &labels,
             s.spent_micros,
         );

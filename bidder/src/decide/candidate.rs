@@ -55,6 +55,9 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     if !paced_in(strategy.pacing_ppm, rng) {
         return Err(NoBidReason::Paced);
     }
+    if env.budgets.is_closed() {
+        return Err(NoBidReason::LedgerUnavailable);
+    }
     if !env
         .budgets
         .can_afford(campaign.budget_slot, impression_cost_micros(price_micros))

@@ -70,6 +70,9 @@ pub enum NoBidReason {
     Paused,
     /// Pacing skipped this opportunity.
     Paced,
+    /// The spend ledger cannot be written (disk full, I/O error): no campaign spends
+    /// money that could not be recorded.
+    LedgerUnavailable,
     /// No candidate campaign has budget left for the price.
     BudgetExhausted,
     /// No decision was ready before the deadline.
@@ -113,6 +116,7 @@ impl NoBidReason {
             BelowFloor,
             Paused,
             Paced,
+            LedgerUnavailable,
             BudgetExhausted,
             Deadline,
             TechnicalError,
@@ -125,7 +129,7 @@ impl NoBidReason {
     /// that did not leave (deadline, our own error). Per-campaign no-bid counts are
     /// kept for these only; every other reason is decided for the whole request or imp
     /// before any campaign is looked at. Stage order, like [`NoBidReason::ALL`].
-    pub const PER_CAMPAIGN: [NoBidReason; 13] = {
+    pub const PER_CAMPAIGN: [NoBidReason; 14] = {
         use NoBidReason::*;
         [
             SellerNotAllowed,
@@ -138,6 +142,7 @@ impl NoBidReason {
             BelowFloor,
             Paused,
             Paced,
+            LedgerUnavailable,
             BudgetExhausted,
             Deadline,
             TechnicalError,
@@ -182,6 +187,7 @@ impl NoBidReason {
             BelowFloor => "below_floor",
             Paused => "paused",
             Paced => "paced",
+            LedgerUnavailable => "ledger_unavailable",
             BudgetExhausted => "budget_exhausted",
             Deadline => "deadline",
             TechnicalError => "technical_error",

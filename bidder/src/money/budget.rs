@@ -1,31 +1,107 @@
 //! Campaign budgets: reserve before bidding, settle at the clearing price, release
 //! what was not spent. Integer micro-units, lock-free, never overspent.
 //!
-//! Per campaign three counters hold the whole day's budget at all times:
+//! A campaign's money is counted in three windows: its current day and current hour
+//! (in its time zone, see [`super::period`]) and its lifetime. Each window counts
+//! `used` (reserved + spent by bids made in it) and `spent`, and holds one rule:
 //!
 //! ```text
-//! available + reserved + spent == daily budget      (at quiescence)
+//! used == reserved + spent        used ≤ limit (daily, hourly or lifetime budget)
 //! ```
 //!
-//! A bid moves its price (per impression, rounded up) from `available` to `reserved`
-//! with a compare-and-swap that refuses to take `available` below zero, so no
-//! interleaving of workers can spend more than the budget. A win or billing notice
-//! moves the reservation to `spent` at the clearing price (never more than was
-//! reserved) and returns the rest; a loss, an error or an expiry returns it all.
-//! [`Reservation`] is consumed by settle and release, so one reservation cannot be
-//! settled twice through this API; duplicate notices are the ledger's job.
+//! A bid takes its price (per impression, rounded up) into all three windows with a
+//! compare-and-swap each that refuses to pass the limit, and gives back what it took
+//! if a later window refuses; so no interleaving of workers can spend past any limit.
+//! A win or billing notice moves the reservation to `spent` at the clearing price
+//! (never more than was reserved) and returns the rest; a loss, an error or an expiry
+//! returns it all. [`Reservation`] is consumed by settle and release, so one
+//! reservation cannot be settled twice through this API; duplicate notices are the
+//! ledger's job.
+//!
+//! Days and hours alternate between two windows each. A reservation remembers which
+//! window it was made in, so a bid made before midnight and settled after is charged
+//! to the day it was made in, and a new day starts at zero while yesterday's bids are
+//! still out. The control thread starts new periods ([`Budgets::roll`]); a window is
+//! reused two periods later, which the reservation TTL's bound (an hour) keeps clear
+//! of bids still out.
+//!
+//! When the spend journal cannot be written, [`Budgets::close`] stops every
+//! reservation until it can (fail closed: no money moves that could not be recorded).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
 
-/// One campaign's counters, on their own cache line so workers reserving for
+use super::period::{Calendar, PeriodBounds};
+
+/// One period's money: what bids made in it hold or spent.
+#[derive(Debug, Default)]
+struct Window {
+    /// When the period started, ms since the Unix epoch (0: never started).
+    start_ms: AtomicU64,
+    /// Reserved + spent: what the limit is checked against.
+    used_micros: AtomicI64,
+    spent_micros: AtomicI64,
+}
+
+impl Window {
+    /// Adds `amount` to `used` unless that passes `limit`.
+    #[inline]
+    fn take(&self, amount: i64, limit: i64) -> bool {
+        self.used_micros
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+                (used <= limit - amount).then(|| used + amount)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `amount` of `used` (a release, or a refund of part of a settlement).
+    fn give_back(&self, amount: i64) {
+        let before = self.used_micros.fetch_sub(amount, Ordering::AcqRel);
+        assert!(
+            before >= amount,
+            "a budget window's used money went negative"
+        );
+    }
+
+    fn settle(&self, charged: i64, refunded: i64) {
+        self.spent_micros.fetch_add(charged, Ordering::AcqRel);
+        self.give_back(refunded);
+    }
+
+    fn reserved(&self) -> i64 {
+        self.used_micros.load(Ordering::Acquire) - self.spent_micros.load(Ordering::Acquire)
+    }
+
+    /// Starts the window for a new period, keeping what bids of its last period still
+    /// hold (none while the reservation TTL is shorter than a period; kept, not lost,
+    /// if one were).
+    fn restart(&self, start_ms: u64) {
+        let outstanding = self.reserved().max(0);
+        self.spent_micros.store(0, Ordering::Release);
+        self.used_micros.store(outstanding, Ordering::Release);
+        self.start_ms.store(start_ms, Ordering::Release);
+    }
+}
+
+/// No limit: a window counted but never refusing.
+const UNLIMITED: i64 = i64::MAX;
+
+/// One campaign's counters, on cache lines of their own so workers reserving for
 /// different campaigns do not contend.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 struct CampaignBudget {
     daily_micros: AtomicI64,
-    available_micros: AtomicI64,
-    reserved_micros: AtomicI64,
-    spent_micros: AtomicI64,
+    /// [`UNLIMITED`] when the campaign has no hourly cap.
+    hourly_micros: AtomicI64,
+    /// [`UNLIMITED`] when the campaign has no lifetime budget.
+    lifetime_micros: AtomicI64,
+    /// Which of `day` (and `hour`) is the current period.
+    day_now: AtomicU8,
+    hour_now: AtomicU8,
+    day: [Window; 2],
+    hour: [Window; 2],
+    lifetime: Window,
     /// Clearing prices above what was reserved (an exchange billing more than we
     /// bid); we never charge the budget above the reservation, but we count it.
     overcharged_micros: AtomicI64,
@@ -37,23 +113,51 @@ struct CampaignBudget {
     clearing_micros: AtomicI64,
 }
 
-const _: () = assert!(size_of::<CampaignBudget>() == 64);
+const _: () = assert!(size_of::<CampaignBudget>() == 192);
+
+/// What a campaign may spend: per day (in its time zone), per hour, in its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetLimits {
+    pub daily_micros: i64,
+    pub hourly_micros: Option<i64>,
+    pub lifetime_micros: Option<i64>,
+}
+
+/// Spend the journal recorded before a restart, per window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveredSpend {
+    pub day_micros: i64,
+    pub hour_micros: i64,
+    pub lifetime_micros: i64,
+}
 
 /// A campaign's budget as a consistent-enough snapshot for operators and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetSnapshot {
     pub daily_micros: i64,
+    pub hourly_micros: Option<i64>,
+    pub lifetime_micros: Option<i64>,
+    /// Start of the current day in the campaign's time zone, ms since the Unix epoch.
+    pub day_start_ms: u64,
+    pub hour_start_ms: u64,
+    /// What a bid could still reserve now: the least left of the day's, the hour's
+    /// and the lifetime budget (negative after a budget was lowered below spend).
     pub available_micros: i64,
+    /// Held by today's bids in flight.
     pub reserved_micros: i64,
+    /// Spent today: the sum of clearing prices charged to bids made today.
     pub spent_micros: i64,
+    pub hour_spent_micros: i64,
+    pub lifetime_spent_micros: i64,
+    /// Spent by bids made the day before (still growing while its notices come in).
+    pub previous_day_spent_micros: i64,
     pub overcharged_micros: i64,
     /// Reservations refused for lack of budget.
     pub refused: u64,
     /// Reservations settled by a win or billing notice, since start (not reset daily).
     pub wins: u64,
     /// Sum of the clearing prices those settlements reported, micros per impression,
-    /// before the cap at the reservation (so `spent + overcharged` for a day without
-    /// a budget reset), since start.
+    /// before the cap at the reservation, since start.
     pub clearing_micros: i64,
 }
 
@@ -63,6 +167,9 @@ pub struct BudgetSnapshot {
 pub struct Reservation {
     pub campaign: BudgetSlot,
     pub amount_micros: i64,
+    /// The day and hour windows the money was taken from.
+    day: u8,
+    hour: u8,
 }
 
 /// What settling a reservation did.
@@ -77,27 +184,49 @@ pub struct Settlement {
 /// reloads so money held by bids in flight stays with the campaign.
 pub type BudgetSlot = usize;
 
+/// Where a configured campaign's periods are; the control thread's and the loader's
+/// only (never read on the bid path).
+#[derive(Debug)]
+struct SlotCalendar {
+    calendar: Calendar,
+    bounds: PeriodBounds,
+}
+
 /// Budgets of every campaign of a catalog, indexed by [`BudgetSlot`].
 #[derive(Debug)]
 pub struct Budgets {
     campaigns: Box<[CampaignBudget]>,
+    /// Set while the spend journal cannot be written: nothing is reserved.
+    closed: AtomicBool,
+    calendars: Mutex<Vec<Option<SlotCalendar>>>,
+    /// The earliest end of any configured campaign's day or hour: [`Budgets::roll`]
+    /// looks at the campaigns only once the clock passes it.
+    next_roll_ms: AtomicU64,
 }
 
 impl Budgets {
-    /// Budgets with each campaign's full daily budget available.
+    /// Budgets with each campaign's full daily budget available, in windows that
+    /// never roll until the campaign is configured with a calendar.
     pub fn new(daily_micros: impl IntoIterator<Item = i64>) -> Budgets {
-        let campaigns = daily_micros
+        let campaigns: Box<[CampaignBudget]> = daily_micros
             .into_iter()
             .map(|daily| {
                 assert!(daily >= 0, "daily budget must be validated as non-negative");
                 CampaignBudget {
                     daily_micros: AtomicI64::new(daily),
-                    available_micros: AtomicI64::new(daily),
+                    hourly_micros: AtomicI64::new(UNLIMITED),
+                    lifetime_micros: AtomicI64::new(UNLIMITED),
                     ..CampaignBudget::default()
                 }
             })
             .collect();
-        Budgets { campaigns }
+        let calendars = Mutex::new((0..campaigns.len()).map(|_| None).collect());
+        Budgets {
+            campaigns,
+            closed: AtomicBool::new(false),
+            calendars,
+            next_roll_ms: AtomicU64::new(u64::MAX),
+        }
     }
 
     fn campaign(&self, campaign: BudgetSlot) -> &CampaignBudget {
@@ -107,53 +236,62 @@ impl Budgets {
     /// Whether `amount_micros` could be reserved now (a hint: a reservation may still
     /// lose a race; only [`Budgets::reserve`] decides).
     pub fn can_afford(&self, campaign: BudgetSlot, amount_micros: i64) -> bool {
-        self.campaign(campaign)
-            .available_micros
-            .load(Ordering::Relaxed)
-            >= amount_micros
+        self.available(self.campaign(campaign)) >= amount_micros
     }
 
-    /// Takes `amount_micros` from the campaign's available budget, or refuses when
-    /// that would take it below zero.
+    /// Takes `amount_micros` from the campaign's day, hour and lifetime budgets, or
+    /// refuses when that would pass any of them or the ledger is closed.
     pub fn reserve(&self, campaign: BudgetSlot, amount_micros: i64) -> Option<Reservation> {
         assert!(amount_micros >= 0, "a reservation is never negative");
         let b = self.campaign(campaign);
-        // AcqRel on the CAS: reservations of one campaign are totally ordered on
-        // `available`, which alone guards the no-overspend rule.
-        let taken =
-            b.available_micros
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |available| {
-                    (available >= amount_micros).then(|| available - amount_micros)
-                });
-        if taken.is_err() {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let day = b.day_now.load(Ordering::Acquire);
+        let hour = b.hour_now.load(Ordering::Acquire);
+        let day_window = &b.day[usize::from(day)];
+        let hour_window = &b.hour[usize::from(hour)];
+        // AcqRel on each CAS: reservations of one campaign are totally ordered on
+        // each window's `used`, which alone guards that window's limit.
+        if !day_window.take(amount_micros, b.daily_micros.load(Ordering::Acquire)) {
             b.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        b.reserved_micros.fetch_add(amount_micros, Ordering::AcqRel);
+        if !hour_window.take(amount_micros, b.hourly_micros.load(Ordering::Acquire)) {
+            day_window.give_back(amount_micros);
+            b.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if !b
+            .lifetime
+            .take(amount_micros, b.lifetime_micros.load(Ordering::Acquire))
+        {
+            hour_window.give_back(amount_micros);
+            day_window.give_back(amount_micros);
+            b.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         Some(Reservation {
             campaign,
             amount_micros,
+            day,
+            hour,
         })
     }
 
-    /// Spends a reservation at the clearing price (per impression, micros) and returns
-    /// the rest. A clearing price above the reservation is charged at the
-    /// reservation and the excess counted, never taken from other bids' budget.
+    /// Spends a reservation at the clearing price (per impression, micros) in the
+    /// periods it was made in, and returns the rest. A clearing price above the
+    /// reservation is charged at the reservation and the excess counted, never taken
+    /// from other bids' budget.
     pub fn settle(&self, reservation: Reservation, clearing_micros: i64) -> Settlement {
         let b = self.campaign(reservation.campaign);
         let clearing = clearing_micros.max(0);
         let charged = clearing.min(reservation.amount_micros);
         let refunded = reservation.amount_micros - charged;
         let overcharged = clearing - charged;
-        b.spent_micros.fetch_add(charged, Ordering::AcqRel);
-        b.available_micros.fetch_add(refunded, Ordering::AcqRel);
-        let before = b
-            .reserved_micros
-            .fetch_sub(reservation.amount_micros, Ordering::AcqRel);
-        assert!(
-            before >= reservation.amount_micros,
-            "reserved budget went negative"
-        );
+        b.day[usize::from(reservation.day)].settle(charged, refunded);
+        b.hour[usize::from(reservation.hour)].settle(charged, refunded);
+        b.lifetime.settle(charged, refunded);
         if overcharged > 0 {
             b.overcharged_micros
                 .fetch_add(overcharged, Ordering::Relaxed);
@@ -170,64 +308,184 @@ impl Budgets {
     /// Returns a whole reservation (lost auction, send failure, expiry).
     pub fn release(&self, reservation: Reservation) {
         let b = self.campaign(reservation.campaign);
-        b.available_micros
-            .fetch_add(reservation.amount_micros, Ordering::AcqRel);
-        let before = b
-            .reserved_micros
-            .fetch_sub(reservation.amount_micros, Ordering::AcqRel);
-        assert!(
-            before >= reservation.amount_micros,
-            "reserved budget went negative"
-        );
+        let amount = reservation.amount_micros;
+        b.day[usize::from(reservation.day)].give_back(amount);
+        b.hour[usize::from(reservation.hour)].give_back(amount);
+        b.lifetime.give_back(amount);
     }
 
-    /// Changes a campaign's daily budget (operator action). Lowering it below what is
-    /// already spent and reserved leaves `available` negative: nothing more is
-    /// reserved until a new day or a raise.
+    /// Changes a campaign's daily budget (operator action). Lowering it below what
+    /// today's bids already spent and hold stops reservations until a new day or a
+    /// raise.
     pub fn set_daily(&self, campaign: BudgetSlot, daily_micros: i64) {
         assert!(daily_micros >= 0, "daily budget must be non-negative");
-        let b = self.campaign(campaign);
-        let old = b.daily_micros.swap(daily_micros, Ordering::AcqRel);
-        b.available_micros
-            .fetch_add(daily_micros - old, Ordering::AcqRel);
+        self.campaign(campaign)
+            .daily_micros
+            .store(daily_micros, Ordering::Release);
     }
 
-    /// Starts a new budget day: yesterday's spend is forgotten and becomes available
-    /// again; outstanding reservations stay reserved.
-    /// Counts spend the journal recorded before a restart: it leaves the available
-    /// budget (never below zero; any excess is counted as overcharged, as a settlement
-    /// past the budget would be). Called before the first bid.
-    pub fn recover_spent(&self, campaign: BudgetSlot, spent_micros: i64) {
-        assert!(spent_micros >= 0, "recorded spend is never negative");
+    /// Sets a campaign's limits and calendar (at load and on every reload). The first
+    /// time, its current day and hour start now; a changed time zone keeps the
+    /// current periods (no money is forgotten) and ends them at the new zone's next
+    /// boundary.
+    pub fn configure(
+        &self,
+        campaign: BudgetSlot,
+        limits: BudgetLimits,
+        calendar: &Calendar,
+        now_ms: u64,
+    ) {
+        assert!(
+            limits.daily_micros >= 0,
+            "daily budget must be non-negative"
+        );
         let b = self.campaign(campaign);
-        let mut from_available = 0;
-        let _ = b
-            .available_micros
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
-                from_available = available.clamp(0, spent_micros);
-                Some(available - from_available)
-            });
-        b.spent_micros.fetch_add(spent_micros, Ordering::AcqRel);
-        let excess = spent_micros - from_available;
-        if excess > 0 {
-            b.overcharged_micros.fetch_add(excess, Ordering::Relaxed);
+        b.daily_micros.store(limits.daily_micros, Ordering::Release);
+        b.hourly_micros
+            .store(limits.hourly_micros.unwrap_or(UNLIMITED), Ordering::Release);
+        b.lifetime_micros.store(
+            limits.lifetime_micros.unwrap_or(UNLIMITED),
+            Ordering::Release,
+        );
+        let mut calendars = self.calendars.lock().expect("budget calendars");
+        let bounds = calendar.bounds(now_ms);
+        let slot = &mut calendars[campaign];
+        match slot {
+            Some(c) if c.calendar.name() == calendar.name() => {}
+            Some(c) => {
+                c.calendar = calendar.clone();
+                c.bounds.day_end_ms = bounds.day_end_ms;
+                c.bounds.hour_end_ms = bounds.hour_end_ms;
+            }
+            None => {
+                b.day[usize::from(b.day_now.load(Ordering::Acquire))]
+                    .start_ms
+                    .store(bounds.day_start_ms, Ordering::Release);
+                b.hour[usize::from(b.hour_now.load(Ordering::Acquire))]
+                    .start_ms
+                    .store(bounds.hour_start_ms, Ordering::Release);
+                *slot = Some(SlotCalendar {
+                    calendar: calendar.clone(),
+                    bounds,
+                });
+            }
         }
+        let end = slot
+            .as_ref()
+            .map_or(u64::MAX, |c| c.bounds.day_end_ms.min(c.bounds.hour_end_ms));
+        self.next_roll_ms.fetch_min(end, Ordering::AcqRel);
     }
 
-    pub fn start_day(&self) {
-        for b in self.campaigns.iter() {
-            let spent = b.spent_micros.swap(0, Ordering::AcqRel);
-            b.available_micros.fetch_add(spent, Ordering::AcqRel);
+    /// Starts the new day and hour of every campaign whose period ended by `now_ms`
+    /// (the control thread, on its tick). Returns how many campaigns started a new
+    /// day. Cheap until the earliest period end passes.
+    pub fn roll(&self, now_ms: u64) -> usize {
+        if now_ms < self.next_roll_ms.load(Ordering::Acquire) {
+            return 0;
         }
+        let mut calendars = self.calendars.lock().expect("budget calendars");
+        let mut new_days = 0;
+        let mut next = u64::MAX;
+        for (slot, entry) in calendars.iter_mut().enumerate() {
+            let Some(c) = entry else { continue };
+            if now_ms >= c.bounds.day_end_ms || now_ms >= c.bounds.hour_end_ms {
+                let bounds = c.calendar.bounds(now_ms);
+                let b = &self.campaigns[slot];
+                if now_ms >= c.bounds.day_end_ms {
+                    Self::start_period(&b.day, &b.day_now, bounds.day_start_ms);
+                    new_days += 1;
+                }
+                if now_ms >= c.bounds.hour_end_ms {
+                    Self::start_period(&b.hour, &b.hour_now, bounds.hour_start_ms);
+                }
+                c.bounds = bounds;
+            }
+            next = next.min(c.bounds.day_end_ms).min(c.bounds.hour_end_ms);
+        }
+        self.next_roll_ms.store(next, Ordering::Release);
+        new_days
+    }
+
+    /// Readies the idle window for the period from `start_ms` and makes it current;
+    /// bids reserving at this instant land in either, each charged where it landed.
+    fn start_period(windows: &[Window; 2], now: &AtomicU8, start_ms: u64) {
+        let next = 1 - now.load(Ordering::Acquire);
+        windows[usize::from(next)].restart(start_ms);
+        now.store(next, Ordering::Release);
+    }
+
+    /// Counts spend the journal recorded before a restart in the current windows. A
+    /// window may end up past its limit (the money was spent either way): nothing
+    /// more is reserved in it. Called before the first bid.
+    pub fn recover(&self, campaign: BudgetSlot, spent: RecoveredSpend) {
+        assert!(
+            spent.day_micros >= 0 && spent.hour_micros >= 0 && spent.lifetime_micros >= 0,
+            "recorded spend is never negative"
+        );
+        let b = self.campaign(campaign);
+        let add = |w: &Window, micros: i64| {
+            w.used_micros.fetch_add(micros, Ordering::AcqRel);
+            w.spent_micros.fetch_add(micros, Ordering::AcqRel);
+        };
+        add(
+            &b.day[usize::from(b.day_now.load(Ordering::Acquire))],
+            spent.day_micros,
+        );
+        add(
+            &b.hour[usize::from(b.hour_now.load(Ordering::Acquire))],
+            spent.hour_micros,
+        );
+        add(&b.lifetime, spent.lifetime_micros);
+    }
+
+    /// Closes (or reopens) every budget: while closed nothing is reserved. The control
+    /// thread closes it while the spend journal cannot be written.
+    pub fn close(&self, closed: bool) {
+        self.closed.store(closed, Ordering::Release);
+    }
+
+    /// Whether reservations are stopped because spend cannot be recorded.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The least left of the campaign's day, hour and lifetime budgets.
+    fn available(&self, b: &CampaignBudget) -> i64 {
+        let left = |w: &Window, limit: &AtomicI64| {
+            limit
+                .load(Ordering::Relaxed)
+                .saturating_sub(w.used_micros.load(Ordering::Relaxed))
+        };
+        let day = left(
+            &b.day[usize::from(b.day_now.load(Ordering::Relaxed))],
+            &b.daily_micros,
+        );
+        let hour = left(
+            &b.hour[usize::from(b.hour_now.load(Ordering::Relaxed))],
+            &b.hourly_micros,
+        );
+        day.min(hour).min(left(&b.lifetime, &b.lifetime_micros))
     }
 
     pub fn snapshot(&self, campaign: BudgetSlot) -> BudgetSnapshot {
         let b = self.campaign(campaign);
+        let day_now = usize::from(b.day_now.load(Ordering::Acquire));
+        let day = &b.day[day_now];
+        let previous = &b.day[1 - day_now];
+        let hour = &b.hour[usize::from(b.hour_now.load(Ordering::Acquire))];
+        let limit = |l: &AtomicI64| Some(l.load(Ordering::Acquire)).filter(|&v| v != UNLIMITED);
         BudgetSnapshot {
             daily_micros: b.daily_micros.load(Ordering::Acquire),
-            available_micros: b.available_micros.load(Ordering::Acquire),
-            reserved_micros: b.reserved_micros.load(Ordering::Acquire),
-            spent_micros: b.spent_micros.load(Ordering::Acquire),
+            hourly_micros: limit(&b.hourly_micros),
+            lifetime_micros: limit(&b.lifetime_micros),
+            day_start_ms: day.start_ms.load(Ordering::Acquire),
+            hour_start_ms: hour.start_ms.load(Ordering::Acquire),
+            available_micros: self.available(b),
+            reserved_micros: day.reserved(),
+            spent_micros: day.spent_micros.load(Ordering::Acquire),
+            hour_spent_micros: hour.spent_micros.load(Ordering::Acquire),
+            lifetime_spent_micros: b.lifetime.spent_micros.load(Ordering::Acquire),
+            previous_day_spent_micros: previous.spent_micros.load(Ordering::Acquire),
             overcharged_micros: b.overcharged_micros.load(Ordering::Acquire),
             refused: b.refused.load(Ordering::Relaxed),
             wins: b.wins.load(Ordering::Relaxed),
@@ -248,23 +506,29 @@ impl Budgets {
 mod tests {
     use super::*;
 
+    /// Milliseconds of a UTC instant written as RFC 3339.
+    fn at(text: &str) -> u64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+    }
+
     fn balanced(b: &Budgets, c: BudgetSlot) -> bool {
         let s = b.snapshot(c);
         s.available_micros + s.reserved_micros + s.spent_micros == s.daily_micros
     }
 
-    #[test]
-    fn recovered_spend_leaves_the_available_budget_and_never_below_zero() {
-        let b = Budgets::new([1_000, 1_000]);
-        b.recover_spent(0, 600);
-        assert_eq!(b.snapshot(0).available_micros, 400);
-        assert_eq!(b.snapshot(0).spent_micros, 600);
-        assert!(balanced(&b, 0));
-        assert!(b.reserve(0, 401).is_none());
-        b.recover_spent(1, 1_300);
-        let s = b.snapshot(1);
-        assert_eq!((s.available_micros, s.spent_micros), (0, 1_300));
-        assert_eq!(s.overcharged_micros, 300);
+    /// One campaign with `limits` in `zone`, configured at `now`.
+    fn campaign(limits: BudgetLimits, zone: &str, now: u64) -> Budgets {
+        let b = Budgets::new([0]);
+        b.configure(0, limits, &Calendar::named(zone).unwrap(), now);
+        b
+    }
+
+    fn daily(micros: i64) -> BudgetLimits {
+        BudgetLimits {
+            daily_micros: micros,
+            hourly_micros: None,
+            lifetime_micros: None,
+        }
     }
 
     #[test]
@@ -304,6 +568,10 @@ mod tests {
             ),
             (8_500, 0, 1_500)
         );
+        assert_eq!(
+            (snap.hour_spent_micros, snap.lifetime_spent_micros),
+            (1_500, 1_500)
+        );
         assert!(balanced(&b, 0));
     }
 
@@ -319,49 +587,186 @@ mod tests {
     }
 
     #[test]
-    fn wins_and_clearing_prices_are_counted_uncapped_and_survive_a_new_day() {
-        let b = Budgets::new([10_000]);
-        let r = b.reserve(0, 2_000).unwrap();
-        b.settle(r, 5_000);
-        let r = b.reserve(0, 2_000).unwrap();
-        b.settle(r, 1_200);
-        let lost = b.reserve(0, 2_000).unwrap();
-        b.release(lost);
-        b.start_day();
-        let s = b.snapshot(0);
-        assert_eq!((s.wins, s.clearing_micros, s.spent_micros), (2, 6_200, 0));
-    }
-
-    #[test]
-    fn lowering_the_budget_below_spend_stops_reservations() {
-        let b = Budgets::new([10_000]);
+    fn lowering_the_budget_below_spend_stops_reservations_until_the_next_day() {
+        let now = at("2026-03-02T10:00:00Z");
+        let b = campaign(daily(10_000), "UTC", now);
         let r = b.reserve(0, 6_000).unwrap();
         b.settle(r, 6_000);
         b.set_daily(0, 5_000);
         assert!(b.reserve(0, 1).is_none());
         assert!(balanced(&b, 0));
-        b.start_day();
+        assert_eq!(b.roll(at("2026-03-03T00:00:00Z")), 1);
         assert_eq!(b.snapshot(0).available_micros, 5_000);
         assert!(balanced(&b, 0));
     }
 
     #[test]
-    fn a_new_day_keeps_outstanding_reservations() {
-        let b = Budgets::new([10_000]);
-        let spent = b.reserve(0, 3_000).unwrap();
-        b.settle(spent, 3_000);
-        let held = b.reserve(0, 2_000).unwrap();
-        b.start_day();
-        let snap = b.snapshot(0);
-        assert_eq!(
-            (
-                snap.available_micros,
-                snap.reserved_micros,
-                snap.spent_micros
-            ),
-            (8_000, 2_000, 0)
+    fn a_utc_day_rolls_at_midnight_and_wins_survive_it() {
+        let b = campaign(daily(10_000), "UTC", at("2026-03-02T23:00:00Z"));
+        let r = b.reserve(0, 4_000).unwrap();
+        b.settle(r, 4_000);
+        assert_eq!(b.roll(at("2026-03-02T23:59:59.999Z")), 0);
+        assert_eq!(b.snapshot(0).available_micros, 6_000);
+        assert_eq!(b.roll(at("2026-03-03T00:00:00Z")), 1);
+        let s = b.snapshot(0);
+        assert_eq!(s.day_start_ms, at("2026-03-03T00:00:00Z"));
+        assert_eq!((s.available_micros, s.spent_micros), (10_000, 0));
+        assert_eq!((s.previous_day_spent_micros, s.wins), (4_000, 1));
+        assert_eq!(s.lifetime_spent_micros, 4_000);
+    }
+
+    #[test]
+    fn a_reservation_made_before_midnight_is_charged_to_its_own_day() {
+        let b = campaign(
+            daily(10_000),
+            "America/New_York",
+            at("2026-01-15T04:00:00Z"),
         );
-        b.release(held);
+        // 23:59 EST on the 14th: the bid holds 3,000 of that day.
+        let late = b.reserve(0, 3_000).unwrap();
+        assert_eq!(b.roll(at("2026-01-15T05:00:00Z")), 1, "midnight EST");
+        let s = b.snapshot(0);
+        assert_eq!((s.available_micros, s.reserved_micros), (10_000, 0));
+        // Its win comes after midnight: yesterday is charged, today untouched.
+        b.settle(late, 2_500);
+        let s = b.snapshot(0);
+        assert_eq!((s.spent_micros, s.previous_day_spent_micros), (0, 2_500));
+        assert_eq!(s.available_micros, 10_000);
         assert!(balanced(&b, 0));
+    }
+
+    #[test]
+    fn new_york_days_roll_at_local_midnight_across_both_clock_changes() {
+        let b = campaign(daily(1_000), "America/New_York", at("2026-03-07T12:00:00Z"));
+        // Spring: 8 March has 23 hours, from 05:00 UTC to 04:00 UTC.
+        assert_eq!(b.roll(at("2026-03-08T04:59:59Z")), 0);
+        assert_eq!(b.roll(at("2026-03-08T05:00:00Z")), 1);
+        assert_eq!(b.roll(at("2026-03-09T03:59:59Z")), 0);
+        assert_eq!(b.roll(at("2026-03-09T04:00:00Z")), 1);
+        assert_eq!(b.snapshot(0).day_start_ms, at("2026-03-09T04:00:00Z"));
+        // Autumn: 1 November has 25 hours, from 04:00 UTC to 05:00 UTC.
+        assert_eq!(b.roll(at("2026-11-01T04:00:00Z")), 1);
+        let r = b.reserve(0, 1_000).unwrap();
+        b.settle(r, 1_000);
+        assert_eq!(
+            b.roll(at("2026-11-02T04:59:59Z")),
+            0,
+            "the 25th hour is still the 1st"
+        );
+        assert!(b.reserve(0, 1).is_none());
+        assert_eq!(b.roll(at("2026-11-02T05:00:00Z")), 1);
+        assert!(b.reserve(0, 1_000).is_some());
+    }
+
+    #[test]
+    fn an_hourly_cap_refuses_within_the_hour_and_frees_at_the_next() {
+        let limits = BudgetLimits {
+            daily_micros: 10_000,
+            hourly_micros: Some(1_500),
+            lifetime_micros: None,
+        };
+        let b = campaign(limits, "UTC", at("2026-03-02T10:15:00Z"));
+        let r = b.reserve(0, 1_000).unwrap();
+        assert!(b.reserve(0, 600).is_none(), "past the hour's 1,500");
+        assert_eq!(b.snapshot(0).available_micros, 500);
+        b.release(r);
+        let r = b.reserve(0, 1_500).unwrap();
+        b.settle(r, 1_500);
+        assert_eq!(
+            b.roll(at("2026-03-02T11:00:00Z")),
+            0,
+            "a new hour, not a new day"
+        );
+        let s = b.snapshot(0);
+        assert_eq!(s.hour_start_ms, at("2026-03-02T11:00:00Z"));
+        assert_eq!((s.hour_spent_micros, s.spent_micros), (0, 1_500));
+        assert!(b.reserve(0, 1_500).is_some());
+        assert!(b.reserve(0, 1).is_none());
+    }
+
+    #[test]
+    fn a_lifetime_budget_holds_across_days() {
+        let limits = BudgetLimits {
+            daily_micros: 1_000,
+            hourly_micros: None,
+            lifetime_micros: Some(2_500),
+        };
+        let b = campaign(limits, "UTC", at("2026-03-02T10:00:00Z"));
+        for day in ["2026-03-03T00:00:00Z", "2026-03-04T00:00:00Z"] {
+            let r = b.reserve(0, 1_000).unwrap();
+            b.settle(r, 1_000);
+            assert!(b.reserve(0, 1).is_none(), "the day's budget is spent");
+            b.roll(at(day));
+        }
+        assert!(b.reserve(0, 501).is_none(), "500 left of the lifetime");
+        let s = b.snapshot(0);
+        assert_eq!((s.available_micros, s.lifetime_spent_micros), (500, 2_000));
+        assert!(b.reserve(0, 500).is_some());
+    }
+
+    #[test]
+    fn recovered_spend_fills_each_window_and_may_pass_the_limit() {
+        let limits = BudgetLimits {
+            daily_micros: 1_000,
+            hourly_micros: Some(800),
+            lifetime_micros: Some(5_000),
+        };
+        let b = campaign(limits, "UTC", at("2026-03-02T10:00:00Z"));
+        b.recover(
+            0,
+            RecoveredSpend {
+                day_micros: 600,
+                hour_micros: 100,
+                lifetime_micros: 4_600,
+            },
+        );
+        let s = b.snapshot(0);
+        assert_eq!((s.spent_micros, s.hour_spent_micros), (600, 100));
+        assert_eq!(s.available_micros, 400);
+        assert!(b.reserve(0, 401).is_none());
+        let b = Budgets::new([1_000]);
+        b.recover(
+            0,
+            RecoveredSpend {
+                day_micros: 1_300,
+                hour_micros: 1_300,
+                lifetime_micros: 1_300,
+            },
+        );
+        assert_eq!(b.snapshot(0).available_micros, -300);
+        assert!(b.reserve(0, 0).is_none());
+    }
+
+    #[test]
+    fn a_closed_ledger_refuses_every_reservation_until_reopened() {
+        let b = Budgets::new([1_000]);
+        b.close(true);
+        assert!(b.is_closed());
+        assert!(b.reserve(0, 1).is_none());
+        b.close(false);
+        assert!(b.reserve(0, 1).is_some());
+    }
+
+    #[test]
+    fn a_changed_time_zone_keeps_todays_spend_and_ends_the_day_at_its_midnight() {
+        let now = at("2026-03-02T20:00:00Z");
+        let b = campaign(daily(1_000), "UTC", now);
+        let r = b.reserve(0, 700).unwrap();
+        b.settle(r, 700);
+        b.configure(
+            0,
+            daily(1_000),
+            &Calendar::named("America/New_York").unwrap(),
+            now,
+        );
+        assert_eq!(b.snapshot(0).spent_micros, 700);
+        assert_eq!(
+            b.roll(at("2026-03-03T00:00:00Z")),
+            0,
+            "UTC midnight no longer counts"
+        );
+        assert_eq!(b.roll(at("2026-03-03T05:00:00Z")), 1);
+        assert_eq!(b.snapshot(0).available_micros, 1_000);
+        assert_eq!(b.snapshot(0).day_start_ms, at("2026-03-03T05:00:00Z"));
     }
 }

@@ -41,8 +41,12 @@ pub const RETRY_INTERVAL_MS: u64 = 500;
 const PRUNE_INTERVAL_MS: u64 = 3_600_000;
 /// Milliseconds in a (UTC) budget day.
 pub const DAY_MS: u64 = 86_400_000;
-/// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes (`PRAGMA user_version`). 2 added
+/// `campaign_totals`.
+const SCHEMA_VERSION: i64 = 2;
+/// Spend is read back summed per campaign and quarter hour of bid time: every zone's
+/// midnights and hours fall on quarter hours, so any period's spend is a sum of them.
+pub const RECOVERY_BUCKET_MS: u64 = 900_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notices (
@@ -56,6 +60,20 @@ CREATE TABLE IF NOT EXISTS notices (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS notices_by_bid_time ON notices (bid_ms);
 CREATE INDEX IF NOT EXISTS notices_by_notice_time ON notices (at_ms);
+-- Everything ever charged per campaign (lifetime budgets): kept when old notices are
+-- pruned, updated in the same transaction as the notices it sums.
+CREATE TABLE IF NOT EXISTS campaign_totals (
+    campaign        TEXT    PRIMARY KEY,
+    charged_micros  INTEGER NOT NULL CHECK (charged_micros >= 0),
+    settled         INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Fills `campaign_totals` from the notices of a version 1 ledger.
+const MIGRATE_FROM_1: &str = "
+INSERT INTO campaign_totals (campaign, charged_micros, settled)
+SELECT campaign, SUM(charged_micros), COUNT(*) FROM notices WHERE outcome = 'settled'
+GROUP BY campaign;
 ";
 
 /// Where the journal lives and how long it keeps records.
@@ -119,16 +137,40 @@ pub enum JournalError {
 /// record stays queued and is written when storage returns).
 pub type Ack = oneshot::Receiver<bool>;
 
-/// What the journal holds for the current period, read at start.
+/// What the journal holds for the current periods, read at start.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Charged per campaign id for bids made since the period start.
-    pub spent_micros: HashMap<String, i64>,
+    /// Charged per campaign id and [`RECOVERY_BUCKET_MS`] of bid time (the bucket's
+    /// start), for bids made since the `since_ms` the journal was opened with.
+    pub spent_by_quarter_hour: HashMap<String, Vec<(u64, i64)>>,
+    /// Charged per campaign id over every record ever written (lifetime budgets).
+    pub lifetime_micros: HashMap<String, i64>,
     /// Bids settled or released since the duplicate window start, with when.
     pub resolved: Vec<(BidId, u64)>,
-    /// Settlements of the period summed into `spent_micros`.
+    /// Settlements summed into `spent_by_quarter_hour`.
     pub records: u64,
     pub elapsed: Duration,
+}
+
+impl Recovered {
+    /// What `campaign` was charged for bids made from `since_ms` (a quarter hour, as
+    /// every period start is) on.
+    pub fn spent_since(&self, campaign: &str, since_ms: u64) -> i64 {
+        debug_assert_eq!(
+            since_ms % RECOVERY_BUCKET_MS,
+            0,
+            "periods start on quarter hours"
+        );
+        self.spent_by_quarter_hour
+            .get(campaign)
+            .map_or(0, |buckets| {
+                buckets
+                    .iter()
+                    .filter(|&&(start, _)| start >= since_ms)
+                    .map(|&(_, micros)| micros)
+                    .sum()
+            })
+    }
 }
 
 /// Counters for `/metrics`.
@@ -166,11 +208,12 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (or creates) the journal, checks it, prunes old records and reads back the
-    /// period from `period_start_ms` and the resolved bids since `resolved_since_ms`.
+    /// spend of bids made since `since_ms` (the earliest current period start), the
+    /// lifetime totals, and the resolved bids since `resolved_since_ms`.
     pub fn open(
         config: &JournalConfig,
         clock: Clock,
-        period_start_ms: u64,
+        since_ms: u64,
         resolved_since_ms: u64,
     ) -> Result<(Journal, Recovered), JournalError> {
         let path = config.path.clone();
@@ -181,7 +224,7 @@ impl Journal {
             "deleting old records",
             "check the disk has room and the file is writable",
         ))?;
-        let recovered = recover(&conn, period_start_ms, resolved_since_ms).map_err(open_err(
+        let recovered = recover(&conn, since_ms, resolved_since_ms).map_err(open_err(
             &path,
             "reading the records back",
             "check the file is a bidder ledger",
@@ -333,6 +376,10 @@ fn open_checked(path: &Path) -> Result<Connection, JournalError> {
         });
     }
     conn.execute_batch(SCHEMA)
+        .and_then(|()| match version {
+            1 => conn.execute_batch(MIGRATE_FROM_1),
+            _ => Ok(()),
+        })
         .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
         .map_err(open_err(
             path,
@@ -349,27 +396,40 @@ fn prune(conn: &Connection, now_ms: u64, retention_ms: u64) -> rusqlite::Result<
 
 fn recover(
     conn: &Connection,
-    period_start_ms: u64,
+    since_ms: u64,
     resolved_since_ms: u64,
 ) -> rusqlite::Result<Recovered> {
     let started = Instant::now();
     let mut recovered = Recovered::default();
-    let period_start = i64::try_from(period_start_ms).unwrap_or(i64::MAX);
+    let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
     let mut spent = conn.prepare(
-        "SELECT campaign, SUM(charged_micros), COUNT(*) FROM notices \
-         WHERE outcome = 'settled' AND bid_ms >= ?1 GROUP BY campaign",
+        "SELECT campaign, bid_ms / ?2, SUM(charged_micros), COUNT(*) FROM notices \
+         WHERE outcome = 'settled' AND bid_ms >= ?1 GROUP BY 1, 2",
     )?;
-    let rows = spent.query_map(params![period_start], |r| {
+    let bucket = RECOVERY_BUCKET_MS as i64;
+    let rows = spent.query_map(params![since, bucket], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
         ))
     })?;
     for row in rows {
-        let (campaign, micros, count) = row?;
-        recovered.spent_micros.insert(campaign, micros);
+        let (campaign, quarter, micros, count) = row?;
+        let start_ms = u64::try_from(quarter).unwrap_or(0) * RECOVERY_BUCKET_MS;
+        recovered
+            .spent_by_quarter_hour
+            .entry(campaign)
+            .or_default()
+            .push((start_ms, micros));
         recovered.records += u64::try_from(count).unwrap_or(0);
+    }
+    let mut totals = conn.prepare("SELECT campaign, charged_micros FROM campaign_totals")?;
+    let rows = totals.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (campaign, micros) = row?;
+        recovered.lifetime_micros.insert(campaign, micros);
     }
     let since = i64::try_from(resolved_since_ms).unwrap_or(i64::MAX);
     let mut resolved = conn.prepare("SELECT bid_id, at_ms FROM notices WHERE at_ms >= ?1")?;
@@ -403,6 +463,11 @@ fn commit<'e>(
              (bid_id, campaign, outcome, charged_micros, clearing_micros, bid_ms, at_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let mut total = tx.prepare_cached(
+            "INSERT INTO campaign_totals (campaign, charged_micros, settled) VALUES (?1, ?2, 1) \
+             ON CONFLICT (campaign) DO UPDATE SET \
+             charged_micros = charged_micros + excluded.charged_micros, settled = settled + 1",
+        )?;
         for e in entries {
             let (outcome, charged, clearing) = match e.outcome {
                 Outcome::Settled {
@@ -411,7 +476,7 @@ fn commit<'e>(
                 } => ("settled", charged_micros, clearing_micros),
                 Outcome::Released => ("released", 0, 0),
             };
-            insert.execute(params![
+            let inserted = insert.execute(params![
                 e.bid_id.to_text().as_str(),
                 e.campaign,
                 outcome,
@@ -420,6 +485,10 @@ fn commit<'e>(
                 i64::try_from(e.bid_id.timestamp_ms()).unwrap_or(i64::MAX),
                 i64::try_from(e.at_ms).unwrap_or(i64::MAX),
             ])?;
+            // Only a bid's first record counts toward its campaign's total.
+            if inserted == 1 && outcome == "settled" {
+                total.execute(params![e.campaign, charged])?;
+            }
         }
     }
     tx.commit()
@@ -572,7 +641,7 @@ mod tests {
         );
         {
             let (journal, recovered) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
-            assert!(recovered.spent_micros.is_empty());
+            assert!(recovered.spent_by_quarter_hour.is_empty());
             let acks = [
                 journal.append(settled(a, "c1", 1_500)).unwrap(),
                 journal.append(settled(b, "c1", 2_100)).unwrap(),
@@ -589,28 +658,130 @@ mod tests {
             assert!(journal.stats().commits.load(Ordering::Relaxed) >= 1);
         }
         let (_journal, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
-        assert_eq!(recovered.spent_micros.get("c1"), Some(&3_600));
-        assert_eq!(recovered.spent_micros.get("c2"), None);
+        assert_eq!(recovered.spent_since("c1", 0), 3_600);
+        assert_eq!(recovered.spent_since("c2", 0), 0);
+        assert_eq!(recovered.lifetime_micros.get("c1"), Some(&3_600));
+        assert_eq!(recovered.lifetime_micros.get("c2"), None);
         let mut resolved: Vec<BidId> = recovered.resolved.iter().map(|(id, _)| *id).collect();
         resolved.sort();
         assert_eq!(resolved, vec![a, b, c]);
     }
 
     #[test]
-    fn only_the_current_period_counts_as_spent() {
+    fn spend_comes_back_by_period_of_bid_time_and_lifetime_keeps_everything() {
         let dir = testkit::TempDir::new("journal");
         let clock = DrivenClock::at(NOW_MS).clock();
         let mut ids = BidIdGen::new(1, 0);
+        let day_start = NOW_MS - NOW_MS % DAY_MS;
         let yesterday = ids.next_id(NOW_MS - DAY_MS);
-        let today = ids.next_id(NOW_MS);
+        let this_morning = ids.next_id(day_start + 1);
+        let now = ids.next_id(NOW_MS);
         {
             let (journal, _) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
             assert!(wait(journal.append(settled(yesterday, "c1", 700)).unwrap()));
-            assert!(wait(journal.append(settled(today, "c1", 300)).unwrap()));
+            assert!(wait(
+                journal.append(settled(this_morning, "c1", 200)).unwrap()
+            ));
+            assert!(wait(journal.append(settled(now, "c1", 100)).unwrap()));
         }
-        let day_start = NOW_MS - NOW_MS % DAY_MS;
         let (_j, recovered) = Journal::open(&config(&dir), clock, day_start, 0).unwrap();
-        assert_eq!(recovered.spent_micros.get("c1"), Some(&300));
+        assert_eq!(recovered.spent_since("c1", day_start), 300);
+        let hour_start = NOW_MS - NOW_MS % 3_600_000;
+        assert_eq!(recovered.spent_since("c1", hour_start), 100);
+        assert_eq!(recovered.lifetime_micros.get("c1"), Some(&1_000));
+    }
+
+    #[test]
+    fn a_version_1_ledger_gets_its_lifetime_totals_from_its_notices() {
+        let dir = testkit::TempDir::new("journal");
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let mut ids = BidIdGen::new(1, 0);
+        {
+            let (journal, _) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
+            assert!(wait(
+                journal
+                    .append(settled(ids.next_id(NOW_MS), "c1", 400))
+                    .unwrap()
+            ));
+        }
+        let conn = Connection::open(config(&dir).path).unwrap();
+        conn.execute_batch("DROP TABLE campaign_totals; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let (_j, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
+        assert_eq!(recovered.lifetime_micros.get("c1"), Some(&400));
+    }
+
+    #[test]
+    fn a_torn_write_ahead_log_loses_only_the_torn_commit() {
+        let dir = testkit::TempDir::new("journal");
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let mut ids = BidIdGen::new(1, 0);
+        let live = config(&dir);
+        let crashed = JournalConfig {
+            path: dir.0.join("crashed.sqlite"),
+            ..live.clone()
+        };
+        let wal = |c: &JournalConfig| c.path.with_extension("sqlite-wal");
+        let (journal, _) = Journal::open(&live, clock.clone(), 0, 0).unwrap();
+        assert!(wait(
+            journal
+                .append(settled(ids.next_id(NOW_MS), "c1", 500))
+                .unwrap()
+        ));
+        let durable_len = std::fs::metadata(wal(&live)).unwrap().len() as usize;
+        assert!(wait(
+            journal
+                .append(settled(ids.next_id(NOW_MS), "c1", 900))
+                .unwrap()
+        ));
+        // What a power cut in the middle of the second commit leaves on disk: the
+        // database file, and the log with that commit's frames cut short (the -shm
+        // index is rebuilt from the log at the next open).
+        let log = std::fs::read(wal(&live)).unwrap();
+        assert!(log.len() > durable_len, "the second commit is in the log");
+        std::fs::copy(&live.path, &crashed.path).unwrap();
+        let torn = durable_len + (log.len() - durable_len) / 2;
+        std::fs::write(wal(&crashed), &log[..torn]).unwrap();
+        drop(journal);
+        let (_j, recovered) = Journal::open(&crashed, clock, 0, 0).unwrap();
+        assert_eq!(
+            recovered.spent_since("c1", 0),
+            500,
+            "the whole first commit, none of the torn one"
+        );
+        assert_eq!(recovered.lifetime_micros.get("c1"), Some(&500));
+    }
+
+    #[test]
+    fn a_corrupt_ledger_is_refused_naming_the_file_and_the_recovery() {
+        let dir = testkit::TempDir::new("journal");
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let mut ids = BidIdGen::new(1, 0);
+        let config = config(&dir);
+        {
+            let (journal, _) = Journal::open(&config, clock.clone(), 0, 0).unwrap();
+            for _ in 0..200 {
+                journal
+                    .append(settled(ids.next_id(NOW_MS), "c1", 1))
+                    .unwrap();
+            }
+            assert!(wait(journal.barrier().unwrap()));
+        }
+        // Damage a page in the middle of the (checkpointed) database file.
+        let mut bytes = std::fs::read(&config.path).unwrap();
+        assert!(bytes.len() >= 3 * 4096, "{} bytes", bytes.len());
+        for b in &mut bytes[4096 + 100..2 * 4096] {
+            *b = 0xa5;
+        }
+        std::fs::write(&config.path, &bytes).unwrap();
+        let err = Journal::open(&config, clock, 0, 0).err().expect("refused");
+        let text = err.to_string();
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{text}");
+        assert!(
+            text.contains("ledger.sqlite") && text.contains(".recover"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod journal;
 pub mod ledger;
 pub mod notice;
 pub mod notice_keys;
+pub mod period;
 
 pub use bidder_common::money::{
     apply_ppm, parse_millionths, DecimalError, ExtraDecimals, MICROS_PER_UNIT, PPM_ONE,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bidder_common::table::shm::{OnMismatch, OpenError, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, TotalsValue, CONFIG_ENABLED, ENABLED,
-    IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS, MAX_NO_BID_REASONS,
+    IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS, MAX_NO_BID_REASONS, NO_LIMIT,
 };
 use bidder_common::table::Capacity;
 
@@ -119,6 +119,13 @@ impl StatsPublisher {
                 wins: b.wins,
                 clearing_micros: b.clearing_micros,
                 no_bids,
+                day_start_ms: b.day_start_ms,
+                hour_start_ms: b.hour_start_ms,
+                previous_day_spent_micros: b.previous_day_spent_micros,
+                hourly_budget_micros: b.hourly_micros.unwrap_or(NO_LIMIT),
+                hour_spent_micros: b.hour_spent_micros,
+                lifetime_budget_micros: b.lifetime_micros.unwrap_or(NO_LIMIT),
+                lifetime_spent_micros: b.lifetime_spent_micros,
                 checksum: 0,
             }
             .sealed();
