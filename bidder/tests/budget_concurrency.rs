@@ -149,9 +149,14 @@ fn racing_threads_never_overspend_and_balance_at_quiescence() {
                 s.spawn(move || race(budgets, t as u64 + 1))
             })
             .collect();
-        let tallies: Vec<Tally> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+        let joined: Vec<_> = racers.into_iter().map(|h| h.join()).collect();
+        // Stop the reader before looking at the results, so a racer that failed
+        // fails the test instead of leaving the reader spinning.
         running.store(false, Ordering::Release);
-        tallies
+        joined
+            .into_iter()
+            .map(|r| r.expect("a racer failed"))
+            .collect::<Vec<Tally>>()
     });
 
     let snap = budgets.snapshot(0);

@@ -135,7 +135,7 @@ impl NoticeDesk {
     /// Fail closed: while the journal cannot make spend durable, no campaign reserves
     /// (the no-bid reason is `ledger_unavailable`); bidding resumes by itself once
     /// the journal writes again.
-    fn close_while_unrecordable(&mut self) {
+    fn close_while_unrecordable(&self) {
         let n = &self.notices;
         let failing = n
             .journal
@@ -144,15 +144,8 @@ impl NoticeDesk {
         if failing == n.budgets.is_closed() {
             return;
         }
+        // The journal's writer logs the one line for each change.
         n.budgets.close(failing);
-        if failing {
-            tracing::error!(
-                "spend ledger cannot be written: every campaign stops bidding (no-bid reason \
-                 ledger_unavailable) until it can; notices are answered 503"
-            );
-        } else {
-            tracing::info!("spend ledger writes again: bidding resumes");
-        }
     }
 
     /// Applies one notice given its raw query string. Wins and bills settle at the

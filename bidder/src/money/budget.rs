@@ -68,8 +68,11 @@ impl Window {
         self.give_back(refunded);
     }
 
+    /// Never negative, even read while others settle: `spent` is read first, and
+    /// `used` never drops below what was spent (a settlement keeps its charge in it).
     fn reserved(&self) -> i64 {
-        self.used_micros.load(Ordering::Acquire) - self.spent_micros.load(Ordering::Acquire)
+        let spent = self.spent_micros.load(Ordering::Acquire);
+        self.used_micros.load(Ordering::Acquire) - spent
     }
 
     /// Starts the window for a new period, keeping what bids of its last period still

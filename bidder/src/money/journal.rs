@@ -555,7 +555,7 @@ fn write_loop(
                 unwritten.clear();
                 shared.unwritten.fetch_sub(written, Ordering::AcqRel);
                 if shared.failing.swap(false, Ordering::AcqRel) {
-                    info!(path = %path.display(), "spend ledger writes again; held notices are durable");
+                    info!(path = %path.display(), "spend ledger writes again: held notices are durable, bidding resumes");
                 }
                 for job in batch.drain(..) {
                     let _ = job.ack.send(true);
@@ -567,7 +567,7 @@ fn write_loop(
                     error!(
                         path = %path.display(),
                         error = %e,
-                        "spend ledger cannot be written: notices are answered 503 and held in memory until it can"
+                        "spend ledger cannot be written: every campaign stops bidding (no-bid reason ledger_unavailable), notices are answered 503 and held in memory until it can"
                     );
                 }
                 for job in batch.drain(..) {
