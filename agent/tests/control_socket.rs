@@ -302,9 +302,14 @@ fn pause_resume_budget_and_partner_verbs_round_trip() {
     );
     assert_eq!(got["paused"], true);
     assert_eq!(got["source"], "table");
-    ok(
+    let resumed = ok(
         &mut c,
         r#"{"v":1,"verb":"campaign.resume","args":{"campaign":"zephyr-video"},"why":"approved"}"#,
+    );
+    // Without bidder_admin the bidder's spend-rate breaker cannot be asked; it says so.
+    assert!(
+        resumed["breaker"].as_str().unwrap().contains("not asked"),
+        "{resumed}"
     );
     let list = ok(&mut c, r#"{"v":1,"verb":"strategy.list"}"#);
     assert_eq!(list["campaigns"].as_array().unwrap().len(), 2);

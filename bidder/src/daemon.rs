@@ -91,6 +91,7 @@ impl Daemon {
             Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
         apply_budgets(&catalog, &budgets, &clock);
+        budgets.set_breaker(config.breaker.spend_breaker());
         let journal = open_journal(&config, &catalog, &budgets, &clock)?;
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
         // Compiling the catalog validated the key and base URL.
@@ -147,6 +148,7 @@ impl Daemon {
         let catalog =
             Catalog::compile_with_slots(config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         apply_budgets(&catalog, &self.budgets, &self.clock);
+        self.budgets.set_breaker(config.breaker.spend_breaker());
         let mut summary = format!(
             "{}: reloaded: {} partners, {} campaigns",
             self.config_path.display(),
@@ -370,6 +372,15 @@ fn open_journal(
         };
         budgets.recover(c.budget_slot, spent);
         recovered_micros += spent.day_micros;
+        if recovered.tripped.contains(&c.id) {
+            budgets.trip(c.budget_slot);
+            tracing::warn!(
+                campaign = %c.id,
+                "still paused by the spend-rate breaker (tripped before the restart); \
+                 resume with `bidderctl campaign resume {}`",
+                c.id
+            );
+        }
     }
     tracing::info!(
         path = %journal.path().display(),
@@ -391,7 +402,7 @@ type OpenedJournal = (Journal, Vec<(BidId, u64)>);
 fn apply_budgets(catalog: &Catalog, budgets: &Budgets, clock: &Clock) {
     let now_ms = clock.now_unix_ms();
     for c in &catalog.campaigns {
-        budgets.configure(c.budget_slot, c.budget_limits(), &c.calendar, now_ms);
+        budgets.configure(c.budget_slot, &c.id, c.budget_limits(), &c.calendar, now_ms);
     }
 }
 

@@ -403,7 +403,7 @@ proptest! {
         let budgets = Budgets::new([0, 0]);
         for (c, daily) in [dailies.0, dailies.1].into_iter().enumerate() {
             let limits = BudgetLimits { daily_micros: daily, hourly_micros: None, lifetime_micros: None };
-            budgets.configure(c, limits, &Calendar::utc(), MODEL_START_MS);
+            budgets.configure(c, "c", limits, &Calendar::utc(), MODEL_START_MS);
         }
         let mut models = [Model::new(dailies.0), Model::new(dailies.1)];
         let mut held = Vec::new();

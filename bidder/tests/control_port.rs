@@ -223,7 +223,7 @@ fn the_tick_starts_a_new_york_day_at_local_midnight_and_a_late_win_pays_for_its_
         lifetime_micros: None,
     };
     s.budgets
-        .configure(0, limits, &new_york, s.calendar.now_unix_ms());
+        .configure(0, "camp 1", limits, &new_york, s.calendar.now_unix_ms());
     let bid = s.bid(2_000_000, 60_000);
     s.calendar.advance_ms(2_000);
     testkit::eventually(CLIENT_TIMEOUT, "the tick starts the new day", || {
@@ -553,6 +553,73 @@ fn journal_rows(dir: &std::path::Path) -> Vec<(String, String, i64)> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
+}
+
+#[test]
+fn a_burst_of_wins_trips_the_spend_rate_breaker_which_audits_and_is_resumed() {
+    let dir = testkit::TempDir::new("control-breaker");
+    let (journal, _) = journal_in(&dir.0);
+    let mut s = start_with(ControlConfig::default(), Some(journal));
+    // 86.4 a day is 1,000 micros a second: 3× over 60 s allows 180,000.
+    let limits = BudgetLimits {
+        daily_micros: 86_400_000,
+        hourly_micros: None,
+        lifetime_micros: None,
+    };
+    let now_ms = s.calendar.now_unix_ms();
+    s.budgets
+        .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    // Two wins at a 100.00 CPM: 200,000 micros within a second.
+    for _ in 0..2 {
+        let bid = s.bid(100_000_000, 60_000);
+        let win = s.notice_path(&bid, NoticeKind::Win, None);
+        assert_eq!(get(s.addr, &win).0, 204);
+    }
+    assert!(!s.budgets.snapshot(0).breaker_tripped, "not looked at yet");
+    s.calendar.advance_ms(1_000);
+    testkit::eventually(CLIENT_TIMEOUT, "the breaker trips", || {
+        s.budgets.snapshot(0).breaker_tripped
+    });
+    assert!(s.budgets.reserve(0, 1).is_none(), "paused");
+    assert!(s.scrape().contains("bidder_breaker_trips_total 1\n"));
+    let events = || -> Vec<(String, String, String)> {
+        let conn = rusqlite::Connection::open(dir.0.join("ledger.sqlite")).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT campaign, kind, detail FROM events ORDER BY rowid")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    testkit::eventually(CLIENT_TIMEOUT, "the trip is audited", || {
+        events().len() == 1
+    });
+    let (campaign, kind, detail) = &events()[0];
+    assert_eq!(
+        (campaign.as_str(), kind.as_str()),
+        ("camp 1", "breaker_tripped")
+    );
+    assert!(
+        detail.contains("200000") && detail.contains("180000"),
+        "{detail}"
+    );
+    // Only POST resumes; an unknown campaign is named.
+    assert_eq!(get(s.addr, "/campaign/camp%201/resume").0, 405);
+    let (status, body) = request(s.addr, "POST", "/campaign/nobody/resume", b"");
+    assert_eq!((status, body.trim()), (404, "nobody: no such campaign"));
+    let (status, body) = request(s.addr, "POST", "/campaign/camp%201/resume", b"");
+    assert_eq!(status, 200);
+    assert!(body.contains("camp 1: resumed"), "{body}");
+    assert!(s.budgets.reserve(0, 1).is_some(), "bids again");
+    let (_, body) = request(s.addr, "POST", "/campaign/camp%201/resume", b"");
+    assert!(body.contains("had not paused"), "{body}");
+    testkit::eventually(CLIENT_TIMEOUT, "the resume is audited", || {
+        events().len() == 2
+    });
+    assert_eq!(events()[1].1, "breaker_resumed");
+    assert!(s.scrape().contains("bidder_breaker_resumes_total 1\n"));
+    s.port.shutdown().unwrap();
 }
 
 #[test]

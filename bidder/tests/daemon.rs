@@ -667,7 +667,8 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
             "daily_budget_micros = 500_000_000",
             &format!("daily_budget_micros = {CRASH_DAILY_MICROS}"),
         );
-        t + "\n[ledger]\npath = \"ledger.sqlite\"\n"
+        // The run spends the day's budget in seconds on purpose: no spend-rate breaker.
+        t + "\n[ledger]\npath = \"ledger.sqlite\"\n\n[breaker]\nspend_rate_multiple = 0\n"
     });
     let spent = |d: &Daemon| metric_sum(&d.metrics(), "bidder_budget_spent_micros");
     let mut acknowledged: Vec<String> = Vec::new();

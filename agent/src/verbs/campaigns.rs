@@ -80,6 +80,20 @@ impl Agent {
         })
     }
 
+    /// A resume also clears the bidder's spend-rate breaker, over its admin port. The
+    /// table change is done and audited either way; the answer says what the bidder
+    /// did, or why it could not be asked.
+    pub(super) fn reset_breaker(&self, id: &str) -> String {
+        if self.config.bidder_admin.is_empty() {
+            return "not asked (bidder_admin is empty): reset it with POST /campaign/ID/resume on the bidder's admin port".into();
+        }
+        let path = format!("/campaign/{}/resume", percent_encoded(id));
+        match post_to_bidder(&self.config.bidder_admin, &path, "resume") {
+            Ok(answer) => answer,
+            Err(e) => format!("not reset: {}; fix: {}", e.message, e.hint),
+        }
+    }
+
     pub(super) fn budget_get(&self, id: &str) -> Result<Value, Error> {
         let stats = self.stats_table()?;
         let c = self.campaign_stats(&stats, id)?;
@@ -96,6 +110,7 @@ impl Agent {
             "reserved_micros": c.reserved_micros,
             "spent_micros": c.spent_micros,
             "budget_refusals": c.budget_refusals,
+            "breaker_tripped": c.flags & BREAKER_TRIPPED != 0,
             "period": period(&c),
         }))
     }
@@ -230,4 +245,17 @@ fn period(c: &CampaignStatsValue) -> Value {
         "lifetime_budget_micros": limit(c.lifetime_budget_micros),
         "lifetime_spent_micros": c.lifetime_spent_micros,
     })
+}
+
+/// An id as one URL path segment: RFC 3986 unreserved bytes pass, the rest `%XX`.
+fn percent_encoded(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bidder_common::clock::Clock;
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::stats::{
-    CampaignStatsValue, PartnerStatsValue, StatsTable, CONFIG_ENABLED, ENABLED, IN_CATALOG,
-    NO_LIMIT,
+    CampaignStatsValue, PartnerStatsValue, StatsTable, BREAKER_TRIPPED, CONFIG_ENABLED, ENABLED,
+    IN_CATALOG, NO_LIMIT,
 };
 use bidder_common::table::stats_file::{campaign_reason_names, reason_names};
 use bidder_common::table::strategy::{
@@ -40,6 +40,7 @@ use crate::protocol::{self, Code, Error, Request, Response, Verb};
 mod campaigns;
 mod partners;
 mod reports;
+use reports::post_to_bidder;
 
 use partners::LimitArgs;
 
@@ -141,14 +142,18 @@ impl Agent {
             Verb::CampaignPause | Verb::CampaignResume => {
                 let args: CampaignArg = protocol::args(name, a)?;
                 let paused = verb == Verb::CampaignPause;
-                self.change_campaign(name, &args.campaign, who, why, |v, _| {
+                let mut done = self.change_campaign(name, &args.campaign, who, why, |v, _| {
                     v.flags = if paused {
                         v.flags | CAMPAIGN_PAUSED
                     } else {
                         v.flags & !CAMPAIGN_PAUSED
                     };
                     Ok(())
-                })
+                })?;
+                if !paused {
+                    done["breaker"] = self.reset_breaker(&args.campaign).into();
+                }
+                Ok(done)
             }
             Verb::BudgetGet => {
                 let args: CampaignArg = protocol::args(name, a)?;

@@ -139,10 +139,16 @@ pub(super) struct StatsArgs {
 
 /// POSTs `/reload` to the bidder's admin port and returns its answer's body.
 pub(super) fn post_reload(admin: &str) -> Result<String, Error> {
-    let failed = |what: String| {
+    post_to_bidder(admin, "/reload", "reload")
+}
+
+/// POSTs an empty body to `path` on the bidder's admin port (`what` names the action
+/// in errors) and returns the answer's body when it is 200.
+pub(super) fn post_to_bidder(admin: &str, path: &str, what: &str) -> Result<String, Error> {
+    let failed = |problem: String| {
         Error::new(
             Code::ReloadFailed,
-            what,
+            problem,
             "check the bidder's admin listener (bidder_admin) and its log",
         )
     };
@@ -156,7 +162,7 @@ pub(super) fn post_reload(admin: &str) -> Result<String, Error> {
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| failed(e.to_string()))?;
     let request = format!(
-        "POST /reload HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes())
         .map_err(|e| failed(format!("{addr}: {e}")))?;
@@ -170,7 +176,7 @@ pub(super) fn post_reload(admin: &str) -> Result<String, Error> {
         Ok(body)
     } else {
         Err(failed(format!(
-            "bidder refused the reload: {} {body}",
+            "bidder refused the {what}: {} {body}",
             head.lines().next().unwrap_or("")
         )))
     }

@@ -27,6 +27,8 @@ pub const IN_CATALOG: u32 = 1;
 pub const CONFIG_ENABLED: u32 = 2;
 /// Partner flag: enabled now (configuration or the strategy table's override).
 pub const ENABLED: u32 = 4;
+/// Campaign flag: the bidder's spend-rate breaker paused it until an operator resumes.
+pub const BREAKER_TRIPPED: u32 = 8;
 
 /// No-bid reasons the totals have room for (the bidder has 30 today).
 pub const MAX_NO_BID_REASONS: usize = 48;

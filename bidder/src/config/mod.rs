@@ -61,6 +61,8 @@ pub struct Config {
     /// The spend journal (`[ledger]`); without a `path`, spend lives in memory only.
     #[serde(default)]
     pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -222,6 +224,35 @@ impl Default for LedgerConfig {
         LedgerConfig {
             path: None,
             retention_days: 35,
+        }
+    }
+}
+
+/// The spend-rate circuit breaker: a campaign spending more than
+/// `spend_rate_multiple` times its even pace (daily budget over the day), averaged over
+/// `window_s`, stops bidding until an operator resumes it (`bidderctl campaign resume`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// 0 turns the breaker off.
+    pub spend_rate_multiple: u32,
+    pub window_s: u32,
+}
+
+impl BreakerConfig {
+    pub fn spend_breaker(&self) -> crate::money::budget::SpendBreaker {
+        crate::money::budget::SpendBreaker {
+            multiple: self.spend_rate_multiple,
+            window_ms: u64::from(self.window_s) * 1_000,
+        }
+    }
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            spend_rate_multiple: 3,
+            window_s: 60,
         }
     }
 }

@@ -69,6 +69,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
     bidding(&mut p);
     notice(&mut p);
     ledger(&mut p);
+    breaker(&mut p);
     let partner_names = partners(&mut p);
     campaigns(&mut p, &partner_names);
     p.into_result()
@@ -253,6 +254,25 @@ fn notice(p: &mut Problems) {
             format!("cannot read {}: {e}", key_path.display()),
             "create it: head -c 64 /dev/urandom > FILE",
         ),
+    }
+}
+
+fn breaker(p: &mut Problems) {
+    let b = &p.config.breaker;
+    let (multiple, window_s) = (b.spend_rate_multiple, b.window_s);
+    if multiple > 1_000 {
+        p.add(
+            "breaker.spend_rate_multiple".into(),
+            format!("{multiple} is outside 0..=1000"),
+            "3 pauses a campaign spending three times its pace; 0 turns the breaker off",
+        );
+    }
+    if !(1..=86_400).contains(&window_s) {
+        p.add(
+            "breaker.window_s".into(),
+            format!("{window_s} is outside 1..=86400"),
+            "the seconds the spend rate is averaged over, e.g. 60",
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::metrics::PromText;
 use crate::money::budget::Budgets;
 use crate::money::impression_cost_micros;
-use crate::money::journal::{Ack, Entry, Journal, JournalError, Outcome};
+use crate::money::journal::{Ack, Entry, Event, EventKind, Journal, JournalError, Outcome};
 use crate::money::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::money::notice::{NoticeError, NoticeKind};
 use crate::money::notice_keys::NoticeKeyring;
@@ -102,6 +102,25 @@ pub(super) struct NoticeDesk {
     refused: [[u64; REFUSALS.len()]; KINDS.len()],
     /// Notices answered 503 because the journal could not take them.
     unavailable: u64,
+    /// Campaigns the spend-rate breaker paused, and operator resumes, since start.
+    breaker_trips: u64,
+    breaker_resumes: u64,
+    /// When the breaker looks at spend rates next, ms since the Unix epoch.
+    next_breaker_check_ms: u64,
+}
+
+/// How often the breaker compares spend rates with their pace.
+const BREAKER_CHECK_INTERVAL_MS: u64 = 1_000;
+
+/// What an operator's resume did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resume {
+    /// The breaker had paused the campaign; it bids again.
+    Resumed,
+    /// The breaker had not paused it: nothing changed.
+    NotTripped,
+    /// No campaign of the catalog has that id.
+    Unknown,
 }
 
 impl NoticeDesk {
@@ -111,6 +130,9 @@ impl NoticeDesk {
             accepted: Default::default(),
             refused: Default::default(),
             unavailable: 0,
+            breaker_trips: 0,
+            breaker_resumes: 0,
+            next_breaker_check_ms: 0,
         }
     }
 
@@ -130,6 +152,75 @@ impl NoticeDesk {
             tracing::info!(campaigns = new_days, "a new budget day started");
         }
         self.close_while_unrecordable();
+        if now_ms >= self.next_breaker_check_ms {
+            self.next_breaker_check_ms = now_ms + BREAKER_CHECK_INTERVAL_MS;
+            self.check_spend_rates(now_ms);
+        }
+    }
+
+    /// Pauses campaigns spending far faster than their pace: a log line, a metric and
+    /// an audit record in the journal for each.
+    fn check_spend_rates(&mut self, now_ms: u64) {
+        for trip in self.notices.budgets.check_spend_rates(now_ms) {
+            self.breaker_trips += 1;
+            let detail = format!(
+                "spent {} micros within {} s, more than the {} its pace allows",
+                trip.spent_micros,
+                trip.window_ms / 1_000,
+                trip.allowed_micros
+            );
+            tracing::warn!(
+                campaign = %trip.campaign,
+                "spend-rate breaker paused the campaign: {detail}; resume with \
+                 `bidderctl campaign resume {}`",
+                trip.campaign
+            );
+            self.audit(now_ms, trip.campaign, EventKind::BreakerTripped, detail);
+        }
+    }
+
+    /// An operator's resume of a campaign the breaker paused.
+    pub(super) fn resume(&mut self, campaign: &str) -> Resume {
+        let budgets = &self.notices.budgets;
+        let Some(slot) = budgets.slot_of(campaign) else {
+            return Resume::Unknown;
+        };
+        if !budgets.reset_breaker(slot) {
+            return Resume::NotTripped;
+        }
+        self.breaker_resumes += 1;
+        tracing::info!(
+            campaign,
+            "an operator resumed the campaign the spend-rate breaker paused"
+        );
+        let now_ms = self.notices.clock.now_unix_ms();
+        self.audit(
+            now_ms,
+            campaign.to_owned(),
+            EventKind::BreakerResumed,
+            "resumed over the admin port".into(),
+        );
+        Resume::Resumed
+    }
+
+    /// Writes an audit event with the next commit. Not waited for: the log line and
+    /// the metric already tell the operator; a journal that cannot take it says so
+    /// in its own metrics, and a restart then reads the state before it.
+    fn audit(&self, at_ms: u64, campaign: String, kind: EventKind, detail: String) {
+        if let Some(journal) = &self.notices.journal {
+            let event = Event {
+                at_ms,
+                campaign,
+                kind,
+                detail,
+            };
+            if journal.record_event(event).is_err() {
+                tracing::error!(
+                    kind = kind.as_str(),
+                    "the spend ledger could not take an audit event"
+                );
+            }
+        }
     }
 
     /// Fail closed: while the journal cannot make spend durable, no campaign reserves
@@ -302,6 +393,18 @@ impl NoticeDesk {
             "1 when settlements are written to the spend journal before notices are answered.",
             &[],
             i64::from(journal.is_some()),
+        );
+        out.counter(
+            "bidder_breaker_trips_total",
+            "Campaigns the spend-rate breaker paused.",
+            &[],
+            self.breaker_trips,
+        );
+        out.counter(
+            "bidder_breaker_resumes_total",
+            "Campaigns an operator resumed after the spend-rate breaker paused them.",
+            &[],
+            self.breaker_resumes,
         );
         out.counter(
             "bidder_ledger_unavailable_total",

@@ -331,6 +331,12 @@ fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
             &labels,
             u64::try_from(s.overcharged_micros).unwrap_or(0),
         );
+        out.gauge(
+            "bidder_budget_breaker_tripped",
+            "1 while the spend-rate breaker keeps the campaign from bidding (bidderctl campaign resume).",
+            &labels,
+            i64::from(s.breaker_tripped),
+        );
         out.counter(
             "bidder_budget_refused_total",
             "Reservations refused for lack of budget.",

@@ -8,11 +8,11 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::desk::Applied;
+use super::desk::{Applied, Resume};
 use super::state::Control;
 use super::ReloadFn;
 use crate::metrics::PromText;
-use crate::money::notice::NoticeKind;
+use crate::money::notice::{percent_decoded, NoticeKind};
 
 /// Where notice URLs point under the notice base URL's host: `/notice/win` etc.
 pub const NOTICE_PATH_PREFIX: &str = "/notice";
@@ -32,6 +32,12 @@ pub(super) async fn route(control: &Control, req: Request<Incoming>) -> Reply {
         let query = req.uri().query().unwrap_or("");
         return notice(control, kind, query).await;
     }
+    if let Some(campaign) = resume_target(path) {
+        if req.method() != Method::POST {
+            return not_allowed("POST");
+        }
+        return resume(control, campaign);
+    }
     let allowed = match path {
         "/metrics" | "/health" | "/ready" => "GET",
         "/reload" => "POST",
@@ -46,6 +52,38 @@ pub(super) async fn route(control: &Control, req: Request<Incoming>) -> Reply {
         "/ready" if control.readiness.is_ready() => text(StatusCode::OK, "ready"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
         _ => reload(control, req).await,
+    }
+}
+
+/// `/campaign/{id}/resume` (the id percent-encoded if it must be).
+fn resume_target(path: &str) -> Option<&str> {
+    path.strip_prefix("/campaign/")?
+        .strip_suffix("/resume")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Clears the spend-rate breaker of a campaign (what `bidderctl campaign resume`
+/// asks for through the agent).
+fn resume(control: &Control, encoded: &str) -> Reply {
+    let Some(campaign) = percent_decoded(encoded) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "campaign id: malformed percent-encoding",
+        );
+    };
+    match control.desk.borrow_mut().resume(&campaign) {
+        Resume::Resumed => text(
+            StatusCode::OK,
+            &format!("{campaign}: resumed: the spend-rate breaker is reset"),
+        ),
+        Resume::NotTripped => text(
+            StatusCode::OK,
+            &format!("{campaign}: the spend-rate breaker had not paused it"),
+        ),
+        Resume::Unknown => text(
+            StatusCode::NOT_FOUND,
+            &format!("{campaign}: no such campaign"),
+        ),
     }
 }
 

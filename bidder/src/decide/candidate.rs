@@ -48,6 +48,9 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     if strategy.paused {
         return Err(NoBidReason::Paused);
     }
+    if env.budgets.is_tripped(campaign.budget_slot) {
+        return Err(NoBidReason::SpendRateTripped);
+    }
     let (deal, deal_floor) = deal_terms(env, campaign)?;
     let creative = pick_creative(env, campaign)?;
     let floor = deal_floor.unwrap_or(env.floor_micros);

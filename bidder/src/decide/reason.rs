@@ -68,6 +68,9 @@ pub enum NoBidReason {
     BelowFloor,
     /// Every candidate campaign is paused.
     Paused,
+    /// The spend-rate breaker paused the campaign (it spent far faster than its pace)
+    /// until an operator resumes it.
+    SpendRateTripped,
     /// Pacing skipped this opportunity.
     Paced,
     /// The spend ledger cannot be written (disk full, I/O error): no campaign spends
@@ -115,6 +118,7 @@ impl NoBidReason {
             FloorCurrencyUnsupported,
             BelowFloor,
             Paused,
+            SpendRateTripped,
             Paced,
             LedgerUnavailable,
             BudgetExhausted,
@@ -129,7 +133,7 @@ impl NoBidReason {
     /// that did not leave (deadline, our own error). Per-campaign no-bid counts are
     /// kept for these only; every other reason is decided for the whole request or imp
     /// before any campaign is looked at. Stage order, like [`NoBidReason::ALL`].
-    pub const PER_CAMPAIGN: [NoBidReason; 14] = {
+    pub const PER_CAMPAIGN: [NoBidReason; 15] = {
         use NoBidReason::*;
         [
             SellerNotAllowed,
@@ -141,6 +145,7 @@ impl NoBidReason {
             NoDeal,
             BelowFloor,
             Paused,
+            SpendRateTripped,
             Paced,
             LedgerUnavailable,
             BudgetExhausted,
@@ -186,6 +191,7 @@ impl NoBidReason {
             FloorCurrencyUnsupported => "floor_currency_unsupported",
             BelowFloor => "below_floor",
             Paused => "paused",
+            SpendRateTripped => "spend_rate_tripped",
             Paced => "paced",
             LedgerUnavailable => "ledger_unavailable",
             BudgetExhausted => "budget_exhausted",

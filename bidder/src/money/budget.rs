@@ -27,8 +27,10 @@
 //!
 //! When the spend journal cannot be written, [`Budgets::close`] stops every
 //! reservation until it can (fail closed: no money moves that could not be recorded).
+//! A campaign spending faster than its breaker allows is tripped
+//! ([`Budgets::check_spend_rates`]) and reserves nothing until an operator resets it.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use super::period::{Calendar, PeriodBounds};
@@ -102,6 +104,8 @@ struct CampaignBudget {
     /// Which of `day` (and `hour`) is the current period.
     day_now: AtomicU8,
     hour_now: AtomicU8,
+    /// Paused by the spend-rate breaker until an operator resumes it.
+    tripped: AtomicBool,
     day: [Window; 2],
     hour: [Window; 2],
     lifetime: Window,
@@ -154,6 +158,8 @@ pub struct BudgetSnapshot {
     pub lifetime_spent_micros: i64,
     /// Spent by bids made the day before (still growing while its notices come in).
     pub previous_day_spent_micros: i64,
+    /// Paused by the spend-rate breaker.
+    pub breaker_tripped: bool,
     pub overcharged_micros: i64,
     /// Reservations refused for lack of budget.
     pub refused: u64,
@@ -187,12 +193,48 @@ pub struct Settlement {
 /// reloads so money held by bids in flight stays with the campaign.
 pub type BudgetSlot = usize;
 
-/// Where a configured campaign's periods are; the control thread's and the loader's
-/// only (never read on the bid path).
+/// Where a configured campaign's periods are, and its spend-rate window; the control
+/// thread's and the loader's only (never read on the bid path).
 #[derive(Debug)]
 struct SlotCalendar {
+    /// The campaign's id, for the breaker's log lines and audit records.
+    id: String,
     calendar: Calendar,
     bounds: PeriodBounds,
+    /// Start of the breaker's current window, and the lifetime spend then.
+    rate_window_start_ms: u64,
+    rate_window_spent_micros: i64,
+}
+
+/// The spend-rate circuit breaker: a campaign that spends more than `multiple` times
+/// its even pace (daily budget over the day's length) averaged over `window_ms` is
+/// paused. `multiple` 0 turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendBreaker {
+    pub multiple: u32,
+    pub window_ms: u64,
+}
+
+impl Default for SpendBreaker {
+    /// 3× the paced rate over 60 s: what a runaway bid loop or a mispriced exchange
+    /// looks like, while a normal burst of wins stays under it.
+    fn default() -> SpendBreaker {
+        SpendBreaker {
+            multiple: 3,
+            window_ms: 60_000,
+        }
+    }
+}
+
+/// A campaign the breaker just paused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trip {
+    pub slot: BudgetSlot,
+    pub campaign: String,
+    /// Spent in the breaker's window so far, and what the window allows.
+    pub spent_micros: i64,
+    pub allowed_micros: i64,
+    pub window_ms: u64,
 }
 
 /// Budgets of every campaign of a catalog, indexed by [`BudgetSlot`].
@@ -205,6 +247,9 @@ pub struct Budgets {
     /// The earliest end of any configured campaign's day or hour: [`Budgets::roll`]
     /// looks at the campaigns only once the clock passes it.
     next_roll_ms: AtomicU64,
+    /// The [`SpendBreaker`] in force (set at load and on reload).
+    breaker_multiple: AtomicU32,
+    breaker_window_ms: AtomicU64,
 }
 
 impl Budgets {
@@ -229,6 +274,8 @@ impl Budgets {
             closed: AtomicBool::new(false),
             calendars,
             next_roll_ms: AtomicU64::new(u64::MAX),
+            breaker_multiple: AtomicU32::new(SpendBreaker::default().multiple),
+            breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
         }
     }
 
@@ -247,7 +294,7 @@ impl Budgets {
     pub fn reserve(&self, campaign: BudgetSlot, amount_micros: i64) -> Option<Reservation> {
         assert!(amount_micros >= 0, "a reservation is never negative");
         let b = self.campaign(campaign);
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) || b.tripped.load(Ordering::Acquire) {
             return None;
         }
         let day = b.day_now.load(Ordering::Acquire);
@@ -334,6 +381,7 @@ impl Budgets {
     pub fn configure(
         &self,
         campaign: BudgetSlot,
+        id: &str,
         limits: BudgetLimits,
         calendar: &Calendar,
         now_ms: u64,
@@ -356,6 +404,7 @@ impl Budgets {
         match slot {
             Some(c) if c.calendar.name() == calendar.name() => {}
             Some(c) => {
+                c.id = id.to_owned();
                 c.calendar = calendar.clone();
                 c.bounds.day_end_ms = bounds.day_end_ms;
                 c.bounds.hour_end_ms = bounds.hour_end_ms;
@@ -368,8 +417,11 @@ impl Budgets {
                     .start_ms
                     .store(bounds.hour_start_ms, Ordering::Release);
                 *slot = Some(SlotCalendar {
+                    id: id.to_owned(),
                     calendar: calendar.clone(),
                     bounds,
+                    rate_window_start_ms: now_ms,
+                    rate_window_spent_micros: b.lifetime.spent_micros.load(Ordering::Acquire),
                 });
             }
         }
@@ -441,6 +493,99 @@ impl Budgets {
         add(&b.lifetime, spent.lifetime_micros);
     }
 
+    /// Pauses campaigns spending faster than `breaker` allows, and returns them (the
+    /// control thread, about once a second). A window starts when the last one ended
+    /// or the campaign tripped; it trips as soon as its spend passes the allowance for
+    /// the whole window, so a runaway is caught within the window, not after it.
+    pub fn check_spend_rates(&self, now_ms: u64) -> Vec<Trip> {
+        let breaker = self.breaker();
+        let mut trips = Vec::new();
+        if breaker.multiple == 0 || breaker.window_ms == 0 {
+            return trips;
+        }
+        let mut calendars = self.calendars.lock().expect("budget calendars");
+        for (slot, entry) in calendars.iter_mut().enumerate() {
+            let Some(c) = entry else { continue };
+            let b = &self.campaigns[slot];
+            let spent_now = b.lifetime.spent_micros.load(Ordering::Acquire);
+            let restart = |c: &mut SlotCalendar| {
+                c.rate_window_start_ms = now_ms;
+                c.rate_window_spent_micros = spent_now;
+            };
+            if b.tripped.load(Ordering::Acquire) {
+                restart(c);
+                continue;
+            }
+            let day_ms = c
+                .bounds
+                .day_end_ms
+                .saturating_sub(c.bounds.day_start_ms)
+                .max(1);
+            let daily = b.daily_micros.load(Ordering::Acquire).max(0);
+            let allowed =
+                i128::from(breaker.multiple) * i128::from(daily) * i128::from(breaker.window_ms)
+                    / i128::from(day_ms);
+            let allowed = i64::try_from(allowed).unwrap_or(i64::MAX);
+            let spent = spent_now - c.rate_window_spent_micros;
+            if daily > 0 && spent > allowed {
+                b.tripped.store(true, Ordering::Release);
+                trips.push(Trip {
+                    slot,
+                    campaign: c.id.clone(),
+                    spent_micros: spent,
+                    allowed_micros: allowed,
+                    window_ms: breaker.window_ms,
+                });
+                restart(c);
+            } else if now_ms.saturating_sub(c.rate_window_start_ms) >= breaker.window_ms {
+                restart(c);
+            }
+        }
+        trips
+    }
+
+    /// Sets the breaker's rule (at load and on reload).
+    pub fn set_breaker(&self, breaker: SpendBreaker) {
+        self.breaker_multiple
+            .store(breaker.multiple, Ordering::Release);
+        self.breaker_window_ms
+            .store(breaker.window_ms, Ordering::Release);
+    }
+
+    pub fn breaker(&self) -> SpendBreaker {
+        SpendBreaker {
+            multiple: self.breaker_multiple.load(Ordering::Acquire),
+            window_ms: self.breaker_window_ms.load(Ordering::Acquire),
+        }
+    }
+
+    /// Pauses a campaign as the breaker does (its state read back at start).
+    pub fn trip(&self, campaign: BudgetSlot) {
+        self.campaign(campaign)
+            .tripped
+            .store(true, Ordering::Release);
+    }
+
+    /// Whether the breaker paused the campaign.
+    pub fn is_tripped(&self, campaign: BudgetSlot) -> bool {
+        self.campaign(campaign).tripped.load(Ordering::Relaxed)
+    }
+
+    /// An operator's resume: clears the breaker; whether it was tripped.
+    pub fn reset_breaker(&self, campaign: BudgetSlot) -> bool {
+        self.campaign(campaign)
+            .tripped
+            .swap(false, Ordering::AcqRel)
+    }
+
+    /// The slot of a configured campaign, by id.
+    pub fn slot_of(&self, id: &str) -> Option<BudgetSlot> {
+        let calendars = self.calendars.lock().expect("budget calendars");
+        calendars
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+    }
+
     /// Closes (or reopens) every budget: while closed nothing is reserved. The control
     /// thread closes it while the spend journal cannot be written.
     pub fn close(&self, closed: bool) {
@@ -489,6 +634,7 @@ impl Budgets {
             hour_spent_micros: hour.spent_micros.load(Ordering::Acquire),
             lifetime_spent_micros: b.lifetime.spent_micros.load(Ordering::Acquire),
             previous_day_spent_micros: previous.spent_micros.load(Ordering::Acquire),
+            breaker_tripped: b.tripped.load(Ordering::Acquire),
             overcharged_micros: b.overcharged_micros.load(Ordering::Acquire),
             refused: b.refused.load(Ordering::Relaxed),
             wins: b.wins.load(Ordering::Relaxed),
@@ -522,7 +668,7 @@ mod tests {
     /// One campaign with `limits` in `zone`, configured at `now`.
     fn campaign(limits: BudgetLimits, zone: &str, now: u64) -> Budgets {
         let b = Budgets::new([0]);
-        b.configure(0, limits, &Calendar::named(zone).unwrap(), now);
+        b.configure(0, "c1", limits, &Calendar::named(zone).unwrap(), now);
         b
     }
 
@@ -758,6 +904,7 @@ mod tests {
         b.settle(r, 700);
         b.configure(
             0,
+            "c1",
             daily(1_000),
             &Calendar::named("America/New_York").unwrap(),
             now,
@@ -771,5 +918,54 @@ mod tests {
         assert_eq!(b.roll(at("2026-03-03T05:00:00Z")), 1);
         assert_eq!(b.snapshot(0).available_micros, 1_000);
         assert_eq!(b.snapshot(0).day_start_ms, at("2026-03-03T05:00:00Z"));
+    }
+
+    #[test]
+    fn the_breaker_trips_past_three_times_the_pace_and_stays_until_reset() {
+        let start = at("2026-03-02T10:00:00Z");
+        // 86,400,000 a day is 1,000 a second: 3× over 60 s allows 180,000.
+        let b = campaign(daily(86_400_000), "UTC", start);
+        let spend = |micros: i64| {
+            let r = b.reserve(0, micros).unwrap();
+            b.settle(r, micros);
+        };
+        spend(150_000);
+        assert!(b.check_spend_rates(start + 30_000).is_empty());
+        // A new window: what the last one spent no longer counts.
+        assert!(b.check_spend_rates(start + 60_000).is_empty());
+        spend(170_000);
+        assert!(b.check_spend_rates(start + 70_000).is_empty());
+        spend(20_000);
+        let trips = b.check_spend_rates(start + 80_000);
+        assert_eq!(
+            trips,
+            vec![Trip {
+                slot: 0,
+                campaign: "c1".into(),
+                spent_micros: 190_000,
+                allowed_micros: 180_000,
+                window_ms: 60_000,
+            }]
+        );
+        assert!(b.snapshot(0).breaker_tripped);
+        assert!(b.reserve(0, 1).is_none(), "paused");
+        assert!(
+            b.check_spend_rates(start + 200_000).is_empty(),
+            "trips once"
+        );
+        assert!(b.reset_breaker(0));
+        assert!(!b.reset_breaker(0), "already reset");
+        assert!(b.reserve(0, 1).is_some());
+        assert_eq!(b.slot_of("c1"), Some(0));
+        assert_eq!(b.slot_of("nope"), None);
+        b.set_breaker(SpendBreaker {
+            multiple: 0,
+            ..SpendBreaker::default()
+        });
+        spend(10_000_000);
+        assert!(
+            b.check_spend_rates(start + 210_000).is_empty(),
+            "turned off"
+        );
     }
 }

@@ -67,6 +67,14 @@ CREATE TABLE IF NOT EXISTS campaign_totals (
     charged_micros  INTEGER NOT NULL CHECK (charged_micros >= 0),
     settled         INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- What the bidder did to a campaign: the spend-rate breaker tripping, an operator
+-- resuming it. The last breaker event of a campaign is its state after a restart.
+CREATE TABLE IF NOT EXISTS events (
+    at_ms     INTEGER NOT NULL,
+    campaign  TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    detail    TEXT    NOT NULL
+);
 ";
 
 /// Fills `campaign_totals` from the notices of a version 1 ledger.
@@ -147,6 +155,8 @@ pub struct Recovered {
     pub lifetime_micros: HashMap<String, i64>,
     /// Bids settled or released since the duplicate window start, with when.
     pub resolved: Vec<(BidId, u64)>,
+    /// Campaigns the breaker paused and no operator resumed.
+    pub tripped: Vec<String>,
     /// Settlements summed into `spent_by_quarter_hour`.
     pub records: u64,
     pub elapsed: Duration,
@@ -186,8 +196,43 @@ pub struct JournalStats {
 /// A record to write, or (`None`) a barrier: acknowledged once everything queued
 /// before it is durable.
 struct Job {
-    entry: Option<Entry>,
+    record: Option<Record>,
     ack: oneshot::Sender<bool>,
+}
+
+/// What the journal writes: a notice's effect on the money, or an audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Record {
+    Notice(Entry),
+    Event(Event),
+}
+
+/// Something the bidder did to a campaign on its own or at an operator's word, kept
+/// beside the money it concerns (`events` table) and read back at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at_ms: u64,
+    pub campaign: String,
+    pub kind: EventKind,
+    /// One human-readable line: the figures behind the event, or who asked.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The spend-rate breaker paused the campaign.
+    BreakerTripped,
+    /// An operator resumed it.
+    BreakerResumed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::BreakerTripped => "breaker_tripped",
+            EventKind::BreakerResumed => "breaker_resumed",
+        }
+    }
 }
 
 struct Shared {
@@ -257,7 +302,12 @@ impl Journal {
     /// Queues a record for the next commit. `Err(Full)` when too many wait for storage:
     /// the caller must not apply the notice (it answers 503 and the exchange retries).
     pub fn append(&self, entry: Entry) -> Result<Ack, JournalError> {
-        self.queue(Some(entry))
+        self.queue(Some(Record::Notice(entry)))
+    }
+
+    /// Queues an audit event for the next commit, like a notice's record.
+    pub fn record_event(&self, event: Event) -> Result<Ack, JournalError> {
+        self.queue(Some(Record::Event(event)))
     }
 
     /// An [`Ack`] that resolves once every record appended before it is durable (for a
@@ -266,13 +316,13 @@ impl Journal {
         self.queue(None)
     }
 
-    fn queue(&self, entry: Option<Entry>) -> Result<Ack, JournalError> {
+    fn queue(&self, record: Option<Record>) -> Result<Ack, JournalError> {
         if !self.has_room() {
             return Err(JournalError::Full);
         }
         let (ack, done) = oneshot::channel();
         self.shared.unwritten.fetch_add(1, Ordering::AcqRel);
-        let job = Job { entry, ack };
+        let job = Job { record, ack };
         let tx = self.tx.as_ref().expect("the sender lives until drop");
         if tx.try_send(job).is_err() {
             self.shared.unwritten.fetch_sub(1, Ordering::AcqRel);
@@ -425,6 +475,21 @@ fn recover(
             .push((start_ms, micros));
         recovered.records += u64::try_from(count).unwrap_or(0);
     }
+    let mut events = conn.prepare(
+        "SELECT campaign, kind FROM events \
+         WHERE kind IN ('breaker_tripped', 'breaker_resumed') ORDER BY rowid",
+    )?;
+    let mut last: HashMap<String, String> = HashMap::new();
+    let rows = events.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (campaign, kind) = row?;
+        last.insert(campaign, kind);
+    }
+    recovered.tripped = last
+        .into_iter()
+        .filter(|(_, kind)| kind == EventKind::BreakerTripped.as_str())
+        .map(|(campaign, _)| campaign)
+        .collect();
     let mut totals = conn.prepare("SELECT campaign, charged_micros FROM campaign_totals")?;
     let rows = totals.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
@@ -454,7 +519,7 @@ fn recover(
 /// first notice of a bid is the one that counted).
 fn commit<'e>(
     conn: &mut Connection,
-    entries: impl Iterator<Item = &'e Entry>,
+    records: impl Iterator<Item = &'e Record>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
@@ -468,7 +533,22 @@ fn commit<'e>(
              ON CONFLICT (campaign) DO UPDATE SET \
              charged_micros = charged_micros + excluded.charged_micros, settled = settled + 1",
         )?;
-        for e in entries {
+        let mut event = tx.prepare_cached(
+            "INSERT INTO events (at_ms, campaign, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for record in records {
+            let e = match record {
+                Record::Notice(e) => e,
+                Record::Event(ev) => {
+                    event.execute(params![
+                        i64::try_from(ev.at_ms).unwrap_or(i64::MAX),
+                        ev.campaign,
+                        ev.kind.as_str(),
+                        ev.detail,
+                    ])?;
+                    continue;
+                }
+            };
             let (outcome, charged, clearing) = match e.outcome {
                 Outcome::Settled {
                     charged_micros,
@@ -505,7 +585,7 @@ fn write_loop(
     retention_ms: u64,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOURNAL_BATCH);
-    let mut unwritten: Vec<Entry> = Vec::new();
+    let mut unwritten: Vec<Record> = Vec::new();
     let mut last_prune = Instant::now();
     let mut closed = false;
     while !(closed && unwritten.is_empty()) {
@@ -540,11 +620,11 @@ fn write_loop(
         let started = Instant::now();
         let entries = unwritten
             .iter()
-            .chain(batch.iter().filter_map(|j| j.entry.as_ref()));
+            .chain(batch.iter().filter_map(|j| j.record.as_ref()));
         match commit(&mut conn, entries) {
             Ok(()) => {
                 let written = unwritten.len() + batch.len();
-                let barriers = batch.iter().filter(|j| j.entry.is_none()).count();
+                let barriers = batch.iter().filter(|j| j.record.is_none()).count();
                 let stats = &shared.stats;
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats
@@ -572,8 +652,8 @@ fn write_loop(
                 }
                 for job in batch.drain(..) {
                     let _ = job.ack.send(false);
-                    match job.entry {
-                        Some(entry) => unwritten.push(entry),
+                    match job.record {
+                        Some(record) => unwritten.push(record),
                         // A barrier has nothing to keep: its notice's retry asks again.
                         None => {
                             shared.unwritten.fetch_sub(1, Ordering::AcqRel);
@@ -689,6 +769,38 @@ mod tests {
         let hour_start = NOW_MS - NOW_MS % 3_600_000;
         assert_eq!(recovered.spent_since("c1", hour_start), 100);
         assert_eq!(recovered.lifetime_micros.get("c1"), Some(&1_000));
+    }
+
+    #[test]
+    fn a_tripped_breaker_comes_back_until_a_resume_is_recorded() {
+        let dir = testkit::TempDir::new("journal");
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let event = |kind| Event {
+            at_ms: NOW_MS,
+            campaign: "c1".into(),
+            kind,
+            detail: "test".into(),
+        };
+        {
+            let (journal, recovered) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
+            assert!(recovered.tripped.is_empty());
+            assert!(wait(
+                journal
+                    .record_event(event(EventKind::BreakerTripped))
+                    .unwrap()
+            ));
+        }
+        {
+            let (journal, recovered) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
+            assert_eq!(recovered.tripped, vec!["c1".to_string()]);
+            assert!(wait(
+                journal
+                    .record_event(event(EventKind::BreakerResumed))
+                    .unwrap()
+            ));
+        }
+        let (_j, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
+        assert!(recovered.tripped.is_empty());
     }
 
     #[test]

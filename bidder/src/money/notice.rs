@@ -435,10 +435,15 @@ fn percent_encode(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 fn percent_decode<'q>(text: &'q str, key: &'static str) -> Result<Cow<'q, str>, NoticeError> {
+    percent_decoded(text).ok_or(NoticeError::Malformed(key))
+}
+
+/// `%XX` escapes to bytes (ids in notice URLs and admin paths); `None` for a broken
+/// escape or bytes that are not UTF-8.
+pub(crate) fn percent_decoded(text: &str) -> Option<Cow<'_, str>> {
     if !text.contains('%') {
-        return Ok(Cow::Borrowed(text));
+        return Some(Cow::Borrowed(text));
     }
-    let malformed = NoticeError::Malformed(key);
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -448,20 +453,12 @@ fn percent_decode<'q>(text: &'q str, key: &'static str) -> Result<Cow<'q, str>, 
             i += 1;
             continue;
         }
-        let hi = bytes
-            .get(i + 1)
-            .and_then(|&b| hex_value(b))
-            .ok_or(malformed)?;
-        let lo = bytes
-            .get(i + 2)
-            .and_then(|&b| hex_value(b))
-            .ok_or(malformed)?;
+        let hi = bytes.get(i + 1).and_then(|&b| hex_value(b))?;
+        let lo = bytes.get(i + 2).and_then(|&b| hex_value(b))?;
         decoded.push(hi << 4 | lo);
         i += 3;
     }
-    String::from_utf8(decoded)
-        .map(Cow::Owned)
-        .map_err(|_| malformed)
+    String::from_utf8(decoded).ok().map(Cow::Owned)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use bidder_common::table::shm::{OnMismatch, OpenError, Writer};
 use bidder_common::table::stats::{
-    CampaignStatsValue, PartnerStatsValue, StatsTable, TotalsValue, CONFIG_ENABLED, ENABLED,
-    IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS, MAX_NO_BID_REASONS, NO_LIMIT,
+    CampaignStatsValue, PartnerStatsValue, StatsTable, TotalsValue, BREAKER_TRIPPED,
+    CONFIG_ENABLED, ENABLED, IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS, MAX_NO_BID_REASONS, NO_LIMIT,
 };
 use bidder_common::table::Capacity;
 
@@ -101,8 +101,13 @@ impl StatsPublisher {
             let o = outcomes.campaign(c.budget_slot);
             let mut no_bids = [0; MAX_CAMPAIGN_NO_BID_REASONS];
             no_bids[..o.no_bids.len()].copy_from_slice(&o.no_bids);
+            let flags = if b.breaker_tripped {
+                IN_CATALOG | BREAKER_TRIPPED
+            } else {
+                IN_CATALOG
+            };
             let value = CampaignStatsValue {
-                flags: IN_CATALOG,
+                flags,
                 default_shading_ppm: catalog.settings.default_shading_ppm,
                 max_bid_cpm_micros: c.max_bid_cpm_micros,
                 base_cpm_micros: c.base_cpm_micros,
