@@ -90,8 +90,7 @@ impl Daemon {
         let catalog =
             Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
         let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
-        apply_budgets(&catalog, &budgets, &clock);
-        budgets.set_breaker(config.breaker.spend_breaker());
+        apply_budgets(&catalog, &config, &budgets, &clock);
         let journal = open_journal(&config, &catalog, &budgets, &clock)?;
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
         // Compiling the catalog validated the key and base URL.
@@ -147,8 +146,7 @@ impl Daemon {
         let mut slots = self.slots.lock().expect("slots poisoned").clone();
         let catalog =
             Catalog::compile_with_slots(config, &mut slots).map_err(|e| LoadError(vec![e]))?;
-        apply_budgets(&catalog, &self.budgets, &self.clock);
-        self.budgets.set_breaker(config.breaker.spend_breaker());
+        apply_budgets(&catalog, config, &self.budgets, &self.clock);
         let mut summary = format!(
             "{}: reloaded: {} partners, {} campaigns",
             self.config_path.display(),
@@ -398,8 +396,9 @@ fn open_journal(
 type OpenedJournal = (Journal, Vec<(BidId, u64)>);
 
 /// Sets each campaign's limits and time zone in its slot (money already spent or
-/// reserved this period stays counted).
-fn apply_budgets(catalog: &Catalog, budgets: &Budgets, clock: &Clock) {
+/// reserved this period stays counted), and the spend-rate breaker's rule.
+fn apply_budgets(catalog: &Catalog, config: &Config, budgets: &Budgets, clock: &Clock) {
+    budgets.set_breaker(config.breaker.spend_breaker());
     let now_ms = clock.now_unix_ms();
     for c in &catalog.campaigns {
         budgets.configure(c.budget_slot, &c.id, c.budget_limits(), &c.calendar, now_ms);

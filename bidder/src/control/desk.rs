@@ -232,9 +232,6 @@ impl NoticeDesk {
             .journal
             .as_ref()
             .is_some_and(|j| j.is_failing() || !j.has_room());
-        if failing == n.budgets.is_closed() {
-            return;
-        }
         // The journal's writer logs the one line for each change.
         n.budgets.close(failing);
     }

@@ -243,6 +243,7 @@ pub struct Budgets {
     campaigns: Box<[CampaignBudget]>,
     /// Set while the spend journal cannot be written: nothing is reserved.
     closed: AtomicBool,
+    /// Configured campaigns by slot; never touched on the bid path.
     calendars: Mutex<Vec<Option<SlotCalendar>>>,
     /// The earliest end of any configured campaign's day or hour: [`Budgets::roll`]
     /// looks at the campaigns only once the clock passes it.
@@ -268,11 +269,12 @@ impl Budgets {
                 }
             })
             .collect();
-        let calendars = Mutex::new((0..campaigns.len()).map(|_| None).collect());
         Budgets {
             campaigns,
             closed: AtomicBool::new(false),
-            calendars,
+            // Grown as campaigns are configured: most slots of a daemon's table are
+            // spare room for campaigns a reload may add.
+            calendars: Mutex::new(Vec::new()),
             next_roll_ms: AtomicU64::new(u64::MAX),
             breaker_multiple: AtomicU32::new(SpendBreaker::default().multiple),
             breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
@@ -399,17 +401,20 @@ impl Budgets {
             Ordering::Release,
         );
         let mut calendars = self.calendars.lock().expect("budget calendars");
-        let bounds = calendar.bounds(now_ms);
+        if calendars.len() <= campaign {
+            calendars.resize_with(campaign + 1, || None);
+        }
         let slot = &mut calendars[campaign];
         match slot {
             Some(c) if c.calendar.name() == calendar.name() => {}
             Some(c) => {
-                c.id = id.to_owned();
+                let bounds = calendar.bounds(now_ms);
                 c.calendar = calendar.clone();
                 c.bounds.day_end_ms = bounds.day_end_ms;
                 c.bounds.hour_end_ms = bounds.hour_end_ms;
             }
             None => {
+                let bounds = calendar.bounds(now_ms);
                 b.day[usize::from(b.day_now.load(Ordering::Acquire))]
                     .start_ms
                     .store(bounds.day_start_ms, Ordering::Release);
