@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::bid::gate::BidService;
 use crate::bid::pipeline::Bidding;
@@ -22,8 +23,9 @@ use crate::engine::{EngineError, ServeConfig};
 use crate::http::{HttpConfig, HttpLimits};
 use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::bid_id::BidId;
-use crate::money::budget::{Budgets, RecoveredSpend};
-use crate::money::journal::{Journal, JournalConfig};
+use crate::money::budget::{Budgets, RecoveredSpend, Reservation};
+use crate::money::journal::{Journal, JournalConfig, Recovered};
+use crate::money::lease::{next_lease, LeaseState};
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice_keys::{NoticeKeyring, Rotation};
 // ---- strategy and stats tables (issue 6) ----
@@ -380,20 +382,91 @@ fn open_journal(
             );
         }
     }
+    let holds = lease_at_start(catalog, budgets, &journal, &recovered, now_ms);
+    let in_doubt_micros: i64 = holds.iter().map(|h| h.amount_micros).sum();
     tracing::info!(
         path = %journal.path().display(),
         records = recovered.records,
         resolved = recovered.resolved.len(),
         spent_micros = recovered_micros,
+        in_doubt_micros,
         elapsed_ms = recovered.elapsed.as_millis() as u64,
         "spend ledger recovered"
     );
-    Ok(Some((journal, recovered.resolved)))
+    Ok(Some(OpenedJournal {
+        journal,
+        resolved: recovered.resolved,
+        holds,
+        started_ms: now_ms,
+        hold_until_ms: now_ms + config.bidding.reservation_ttl_ms,
+    }))
 }
 
-/// A journal just opened, with the bids it says were settled or released lately (for
-/// the ledger's duplicate check).
-type OpenedJournal = (Journal, Vec<(BidId, u64)>);
+/// How long start-up waits for the first leases to be on disk before serving anyway
+/// (bids then wait for the control thread to grant them).
+const FIRST_LEASES_WAIT_MS: u64 = 5_000;
+
+/// Leases money in flight: holds back what each campaign's bids could hold before the
+/// restart (its recorded lease) and, before the first bid, records and grants the
+/// lease each campaign starts with.
+fn lease_at_start(
+    catalog: &Catalog,
+    budgets: &Budgets,
+    journal: &Journal,
+    recovered: &Recovered,
+    now_ms: u64,
+) -> Vec<Reservation> {
+    budgets.enable_leases();
+    let mut holds = Vec::new();
+    let mut raises = Vec::new();
+    for c in &catalog.campaigns {
+        let slot = c.budget_slot;
+        let recorded = recovered.leases.get(&c.id).copied().unwrap_or(0);
+        budgets.grant_lease(slot, recorded);
+        let hold = budgets.hold_in_doubt(slot, recorded);
+        let in_doubt_micros = hold.as_ref().map_or(0, |h| h.amount_micros);
+        holds.extend(hold);
+        let figures = budgets.lease(slot);
+        let state = LeaseState {
+            lease_micros: figures.lease_micros,
+            in_flight_micros: figures.in_flight_micros,
+            in_doubt_micros,
+            daily_micros: c.daily_budget_micros,
+            wanted: true,
+        };
+        if let Some(target) = next_lease(state).filter(|&t| t > figures.lease_micros) {
+            if journal.record_lease(&c.id, target, now_ms).is_ok() {
+                raises.push((slot, target - figures.lease_micros));
+            }
+        }
+    }
+    let last = journal.last_seq();
+    let waited = Instant::now();
+    while journal.durable_seq() < last {
+        if waited.elapsed() >= Duration::from_millis(FIRST_LEASES_WAIT_MS) {
+            tracing::error!(
+                path = %journal.path().display(),
+                "the spend ledger did not record the first leases in time: campaigns bid once it does"
+            );
+            return holds;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (slot, micros) in raises {
+        budgets.grant_lease(slot, micros);
+    }
+    holds
+}
+
+/// A journal just opened, with what the ledger needs from before the restart: the
+/// bids settled or released lately (for its duplicate check) and the in-doubt holds.
+struct OpenedJournal {
+    journal: Journal,
+    resolved: Vec<(BidId, u64)>,
+    holds: Vec<Reservation>,
+    started_ms: u64,
+    hold_until_ms: u64,
+}
 
 /// Sets each campaign's limits and time zone in its slot (money already spent or
 /// reserved this period stays counted), and the spend-rate breaker's rule.
@@ -647,9 +720,12 @@ impl Daemon {
             notices: {
                 let mut ledger = Ledger::new(settings.reservation_ttl_ms);
                 let taken = self.journal.lock().expect("journal lock").take();
-                let journal = taken.map(|(journal, resolved)| {
-                    ledger.recover_resolved(resolved);
-                    journal
+                let journal = taken.map(|opened| {
+                    ledger.recover_resolved(opened.resolved);
+                    for hold in opened.holds {
+                        ledger.hold_in_doubt(hold, opened.started_ms, opened.hold_until_ms);
+                    }
+                    opened.journal
                 });
                 Notices {
                     keyring: Arc::clone(&self.keyring),

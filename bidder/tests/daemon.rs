@@ -614,9 +614,16 @@ struct Exchange {
     acknowledged: Vec<String>,
     /// Win notices sent, answered or not.
     sent: u64,
+    /// Win notices of bids that won but whose notice the exchange sends late (after
+    /// the restart): the bidder must still charge them.
+    late: Vec<String>,
 }
 
-/// Bids and sends each bid's win notice at once, until `stop` or the bidder dies.
+/// Every this many won bids, the exchange sends the win notice only after the restart.
+const CRASH_LATE_EVERY: u64 = 4;
+
+/// Bids and sends each bid's win notice at once (every [`CRASH_LATE_EVERY`]th one
+/// later), until `stop` or the bidder dies.
 fn exchange_load(bid: SocketAddr, admin: SocketAddr, stop: &AtomicBool) -> Exchange {
     let mut seen = Exchange::default();
     let mut n = 0u64;
@@ -639,6 +646,10 @@ fn exchange_load(bid: SocketAddr, admin: SocketAddr, stop: &AtomicBool) -> Excha
             .strip_prefix(&format!("http://{admin}"))
             .expect("nurl points at the admin port")
             .to_owned();
+        if n.is_multiple_of(CRASH_LATE_EVERY) {
+            seen.late.push(path);
+            continue;
+        }
         seen.sent += 1;
         if let Ok((204, _)) = try_admin(admin, "GET", &path, b"") {
             seen.acknowledged.push(path);
@@ -654,6 +665,7 @@ const CRASH_CHARGE_MICROS: u64 = 1_000;
 /// acme-display's daily budget in the crash test: 150 wins, spent within the run so
 /// the budget bound is tested, not assumed.
 const CRASH_DAILY_MICROS: u64 = 150_000;
+const CRASH_RESERVATION_TTL_MS: u64 = 3_000;
 
 /// Under steady bids and win notices the bidder is killed with SIGKILL and restarted
 /// 20 times. After every restart spent covers every notice acknowledged before the
@@ -667,6 +679,13 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
             "daily_budget_micros = 500_000_000",
             &format!("daily_budget_micros = {CRASH_DAILY_MICROS}"),
         );
+        // Reservations live 3 s: what bids made before a kill hold is held back that
+        // long after the restart, and late notices come well within it.
+        let t = edit(
+            &t,
+            "[bidding]\n",
+            &format!("[bidding]\nreservation_ttl_ms = {CRASH_RESERVATION_TTL_MS}\n"),
+        );
         // The run spends the day's budget in seconds on purpose: no spend-rate breaker.
         t + "\n[ledger]\npath = \"ledger.sqlite\"\n\n[breaker]\nspend_rate_multiple = 0\n"
     });
@@ -675,7 +694,7 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
     let mut sent = 0;
     for round in 0..20u64 {
         let stop = AtomicBool::new(false);
-        let seen = thread::scope(|scope| {
+        let mut seen = thread::scope(|scope| {
             let (bid, admin, stop) = (d.bid, d.admin, &stop);
             let load = scope.spawn(move || exchange_load(bid, admin, stop));
             // Kill at a different point of the load each round.
@@ -684,7 +703,7 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
             stop.store(true, Ordering::Relaxed);
             load.join().expect("the load thread")
         });
-        acknowledged.extend(seen.acknowledged);
+        acknowledged.extend(std::mem::take(&mut seen.acknowledged));
         sent += seen.sent;
         d.wait_exit(EXIT_TIMEOUT);
         d.child = spawn_run(&d.config, &d.log);
@@ -702,6 +721,30 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
             "round {round}: spent {after} is more than every notice sent could charge"
         );
         assert!(after <= CRASH_DAILY_MICROS, "round {round}: spent {after}");
+        // Bids made before the kill whose wins are notified now are charged, once.
+        let mut late = 0;
+        for path in &seen.late {
+            sent += 1;
+            assert_eq!(d.admin("GET", path, b"").0, 204, "round {round}: {path}");
+            late += 1;
+        }
+        let with_late = spent(&d);
+        assert_eq!(
+            with_late,
+            after + late * CRASH_CHARGE_MICROS,
+            "round {round}: {late} late notices of bids made before the kill"
+        );
+        assert!(
+            with_late <= CRASH_DAILY_MICROS,
+            "round {round}: spent {with_late}"
+        );
+        assert_eq!(
+            metric_sum(&d.metrics(), "bidder_ledger_in_doubt_settled_total"),
+            late,
+            "round {round}: charged out of the hold kept for bids made before the kill"
+        );
+        acknowledged.extend(seen.late);
+        let after = with_late;
         // An exchange retrying acknowledged notices after the restart changes nothing.
         for path in acknowledged.iter().rev().take(3) {
             assert_eq!(d.admin("GET", path, b"").0, 204);

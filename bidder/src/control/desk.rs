@@ -5,14 +5,18 @@
 //! drains it and expires reservations whose notice never came, on a timer and before
 //! every notice, so a notice always finds the bid it is about if the bid was made.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use rustc_hash::FxHashSet;
+
 use crate::clock::Clock;
 use crate::metrics::PromText;
-use crate::money::budget::Budgets;
+use crate::money::budget::{BudgetSlot, Budgets};
 use crate::money::impression_cost_micros;
 use crate::money::journal::{Ack, Entry, Event, EventKind, Journal, JournalError, Outcome};
+use crate::money::lease::{next_lease, LeaseState};
 use crate::money::ledger::{Ledger, LedgerInbox, NoticeOutcome};
 use crate::money::notice::{NoticeError, NoticeKind};
 use crate::money::notice_keys::NoticeKeyring;
@@ -107,6 +111,23 @@ pub(super) struct NoticeDesk {
     breaker_resumes: u64,
     /// When the breaker looks at spend rates next, ms since the Unix epoch.
     next_breaker_check_ms: u64,
+    /// Lease changes waiting for their journal record, in queue order.
+    lease_waits: VecDeque<(u64, LeaseWait)>,
+    /// Campaigns with a lease raise on its way to disk (one at a time).
+    raising: FxHashSet<BudgetSlot>,
+    /// Configured campaigns, refilled on each tick (kept to reuse its memory).
+    slots: Vec<BudgetSlot>,
+    lease_raises: u64,
+    lease_cuts: u64,
+}
+
+/// What happens once a journal record is durable.
+#[derive(Debug, Clone, Copy)]
+enum LeaseWait {
+    /// A settled or released bid's part of the lease is free again.
+    Unpin { campaign: BudgetSlot, micros: i64 },
+    /// A raised lease may be used.
+    Grant { campaign: BudgetSlot, micros: i64 },
 }
 
 /// How often the breaker compares spend rates with their pace.
@@ -133,6 +154,11 @@ impl NoticeDesk {
             breaker_trips: 0,
             breaker_resumes: 0,
             next_breaker_check_ms: 0,
+            lease_waits: VecDeque::new(),
+            raising: FxHashSet::default(),
+            slots: Vec::new(),
+            lease_raises: 0,
+            lease_cuts: 0,
         }
     }
 
@@ -152,9 +178,78 @@ impl NoticeDesk {
             tracing::info!(campaigns = new_days, "a new budget day started");
         }
         self.close_while_unrecordable();
+        self.settle_leases(now_ms);
         if now_ms >= self.next_breaker_check_ms {
             self.next_breaker_check_ms = now_ms + BREAKER_CHECK_INTERVAL_MS;
             self.check_spend_rates(now_ms);
+        }
+    }
+
+    /// Applies lease changes whose records are durable, then sizes every campaign's
+    /// lease to what its bids hold (see `money/lease.rs`).
+    fn settle_leases(&mut self, now_ms: u64) {
+        let Some(journal) = &self.notices.journal else {
+            return;
+        };
+        let budgets = &self.notices.budgets;
+        if !budgets.is_leased() {
+            return;
+        }
+        let durable = journal.durable_seq();
+        while let Some(&(seq, wait)) = self.lease_waits.front() {
+            if seq > durable {
+                break;
+            }
+            self.lease_waits.pop_front();
+            match wait {
+                LeaseWait::Unpin { campaign, micros } => budgets.unpin_lease(campaign, micros),
+                LeaseWait::Grant { campaign, micros } => {
+                    budgets.grant_lease(campaign, micros);
+                    self.raising.remove(&campaign);
+                }
+            }
+        }
+        if journal.is_failing() || !journal.has_room() {
+            return;
+        }
+        budgets.configured(&mut self.slots);
+        for &slot in &self.slots {
+            if self.raising.contains(&slot) {
+                continue;
+            }
+            let figures = budgets.lease(slot);
+            let state = LeaseState {
+                lease_micros: figures.lease_micros,
+                in_flight_micros: figures.in_flight_micros,
+                in_doubt_micros: self.notices.ledger.in_doubt_micros(slot),
+                daily_micros: budgets.daily_micros(slot),
+                wanted: budgets.take_lease_wanted(slot),
+            };
+            let Some(target) = next_lease(state) else {
+                continue;
+            };
+            let Some(id) = budgets.id_of(slot) else {
+                continue;
+            };
+            let change = target - figures.lease_micros;
+            if change > 0 {
+                // On disk first; used once durable.
+                if let Ok(seq) = journal.record_lease(&id, target, now_ms) {
+                    self.raising.insert(slot);
+                    self.lease_waits.push_back((
+                        seq,
+                        LeaseWait::Grant {
+                            campaign: slot,
+                            micros: change,
+                        },
+                    ));
+                    self.lease_raises += 1;
+                }
+            } else if budgets.shrink_lease(slot, -change) {
+                // In memory first: the record on disk stays the larger until written.
+                let _ = journal.record_lease(&id, target, now_ms);
+                self.lease_cuts += 1;
+            }
         }
     }
 
@@ -259,16 +354,41 @@ impl NoticeDesk {
             self.unavailable += 1;
             return Ok(Applied::Unavailable);
         }
-        let outcome = match kind {
-            NoticeKind::Win | NoticeKind::Bill => {
+        let slot = n.budgets.slot_of(&notice.campaign_id);
+        let reserved = impression_cost_micros(notice.price_micros);
+        // A settled or released bid's part of the lease stays taken until its record
+        // is durable (pinned before the money moves, so no bid can take it meanwhile).
+        let pinned = match (&n.journal, slot) {
+            (Some(_), Some(slot)) => n.ledger.holding(notice.bid_id, slot, reserved, now_ms),
+            _ => None,
+        };
+        if let Some((campaign, micros)) = pinned {
+            n.budgets.pin_lease(campaign, micros);
+        }
+        let outcome = match (kind, slot) {
+            (NoticeKind::Win | NoticeKind::Bill, _) => {
                 let cpm = notice
                     .auction
                     .clearing_price_micros()
                     .unwrap_or(notice.price_micros);
                 let clearing = impression_cost_micros(cpm);
-                n.ledger.settle(notice.bid_id, clearing, &n.budgets, now_ms)
+                match slot {
+                    Some(slot) => n.ledger.settle_notice(
+                        notice.bid_id,
+                        slot,
+                        reserved,
+                        clearing,
+                        &n.budgets,
+                        now_ms,
+                    ),
+                    None => n.ledger.settle(notice.bid_id, clearing, &n.budgets, now_ms),
+                }
             }
-            NoticeKind::Loss => n.ledger.release(notice.bid_id, &n.budgets, now_ms),
+            (NoticeKind::Loss, Some(slot)) => {
+                n.ledger
+                    .release_notice(notice.bid_id, slot, reserved, &n.budgets, now_ms)
+            }
+            (NoticeKind::Loss, None) => n.ledger.release(notice.bid_id, &n.budgets, now_ms),
         };
         self.accepted[kind_index(kind)][outcome_index(&outcome)] += 1;
         let Some(journal) = &n.journal else {
@@ -295,6 +415,13 @@ impl NoticeDesk {
             at_ms: now_ms,
         };
         let queued = journal.append(entry);
+        if let Some((campaign, micros)) = pinned {
+            // Unpinned once this record (or, if it could not be queued, everything
+            // before it) is on disk.
+            let seq = journal.last_seq();
+            self.lease_waits
+                .push_back((seq, LeaseWait::Unpin { campaign, micros }));
+        }
         Ok(self.durable(queued))
     }
 
@@ -338,8 +465,14 @@ impl NoticeDesk {
             &[],
             i64::try_from(ledger.pending()).unwrap_or(i64::MAX),
         );
+        out.gauge(
+            "bidder_ledger_in_doubt_micros",
+            "Budget held back after a restart for bids made before it that may still win.",
+            &[],
+            ledger.in_doubt_total_micros(),
+        );
         let s = ledger.stats;
-        let counters: [(&'static str, &'static str, u64); 7] = [
+        let counters: [(&'static str, &'static str, u64); 12] = [
             (
                 "bidder_ledger_held_total",
                 "Reservations taken into the ledger.",
@@ -374,6 +507,31 @@ impl NoticeDesk {
                 "bidder_ledger_refused_full_total",
                 "Reservations released at once because the ledger was full.",
                 s.refused_full,
+            ),
+            (
+                "bidder_ledger_in_doubt_settled_total",
+                "Win and bill notices for bids made before a restart, charged out of its hold.",
+                s.in_doubt_settled,
+            ),
+            (
+                "bidder_ledger_in_doubt_released_total",
+                "Loss notices for bids made before a restart, released out of its hold.",
+                s.in_doubt_released,
+            ),
+            (
+                "bidder_ledger_in_doubt_expired_total",
+                "Holds for bids made before a restart returned once none could still settle.",
+                s.in_doubt_expired,
+            ),
+            (
+                "bidder_ledger_lease_raises_total",
+                "Leases on money in flight raised (each written to the journal before use).",
+                self.lease_raises,
+            ),
+            (
+                "bidder_ledger_lease_cuts_total",
+                "Leases on money in flight lowered to what bids hold.",
+                self.lease_cuts,
             ),
         ];
         for (name, help, value) in counters {

@@ -331,6 +331,20 @@ fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
             &labels,
             u64::try_from(s.overcharged_micros).unwrap_or(0),
         );
+        if let Some(lease) = s.lease {
+            out.gauge(
+                "bidder_budget_lease_micros",
+                "What the campaign's bids may hold in flight, as the spend journal recorded it, micros.",
+                &labels,
+                lease.lease_micros,
+            );
+            out.gauge(
+                "bidder_budget_in_flight_micros",
+                "What the campaign's bids hold of their lease now (out, or settled and not yet on disk), micros.",
+                &labels,
+                lease.in_flight_micros,
+            );
+        }
         out.gauge(
             "bidder_budget_breaker_tripped",
             "1 while the spend-rate breaker keeps the campaign from bidding (bidderctl campaign resume).",

@@ -58,13 +58,11 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     if !paced_in(strategy.pacing_ppm, rng) {
         return Err(NoBidReason::Paced);
     }
-    if env.budgets.is_closed() {
+    let cost_micros = impression_cost_micros(price_micros);
+    if env.budgets.is_closed() || !env.budgets.lease_allows(campaign.budget_slot, cost_micros) {
         return Err(NoBidReason::LedgerUnavailable);
     }
-    if !env
-        .budgets
-        .can_afford(campaign.budget_slot, impression_cost_micros(price_micros))
-    {
+    if !env.budgets.can_afford(campaign.budget_slot, cost_micros) {
         return Err(NoBidReason::BudgetExhausted);
     }
     Ok(Candidate {

@@ -73,8 +73,9 @@ pub enum NoBidReason {
     SpendRateTripped,
     /// Pacing skipped this opportunity.
     Paced,
-    /// The spend ledger cannot be written (disk full, I/O error): no campaign spends
-    /// money that could not be recorded.
+    /// The spend ledger cannot be written (disk full, I/O error), or the campaign's
+    /// lease on money in flight is full until the ledger records a larger one: no
+    /// campaign spends money that could not be recorded.
     LedgerUnavailable,
     /// No candidate campaign has budget left for the price.
     BudgetExhausted,

@@ -27,11 +27,20 @@
 //!
 //! When the spend journal cannot be written, [`Budgets::close`] stops every
 //! reservation until it can (fail closed: no money moves that could not be recorded).
+//!
+//! With a journal, money in flight is leased too ([`Budgets::enable_leases`]): each
+//! campaign may hold at most its *lease* in reservations, and the lease is raised only
+//! once the journal has it on disk (see [`super::lease`]). So after a crash the last
+//! recorded lease bounds what bids still out could spend, and a restart holds that much
+//! back until their notices come or their time runs out. A lease is counted down in
+//! `lease_room`: a reservation takes room by compare-and-swap, as it takes budget.
 //! A campaign spending faster than its breaker allows is tripped
 //! ([`Budgets::check_spend_rates`]) and reserves nothing until an operator resets it.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use super::period::{Calendar, PeriodBounds};
 
@@ -88,6 +97,15 @@ impl Window {
     }
 }
 
+/// Subtracts `amount` from `room` unless that leaves it negative.
+#[inline]
+fn take_room(room: &AtomicI64, amount: i64) -> bool {
+    room.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |left| {
+        (left >= amount).then(|| left - amount)
+    })
+    .is_ok()
+}
+
 /// No limit: a window counted but never refusing.
 const UNLIMITED: i64 = i64::MAX;
 
@@ -118,9 +136,16 @@ struct CampaignBudget {
     /// the ledger's owner settles, so these see no contention.
     wins: AtomicU64,
     clearing_micros: AtomicI64,
+    /// The lease: what this campaign's bids may hold in flight (the journal has it).
+    lease_micros: AtomicI64,
+    /// The lease not held by bids in flight; `lease − room` is in flight. Negative
+    /// while a settled bid's record waits for the disk ([`Budgets::pin_lease`]).
+    lease_room_micros: AtomicI64,
+    /// A bid was refused for want of lease room since the control thread last looked.
+    lease_wanted: AtomicBool,
 }
 
-const _: () = assert!(size_of::<CampaignBudget>() == 192);
+const _: () = assert!(size_of::<CampaignBudget>() == 256);
 
 /// What a campaign may spend: per day (in its time zone), per hour, in its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +193,18 @@ pub struct BudgetSnapshot {
     /// Sum of the clearing prices those settlements reported, micros per impression,
     /// before the cap at the reservation, since start.
     pub clearing_micros: i64,
+    /// The campaign's lease and what bids hold of it, when money in flight is leased.
+    pub lease: Option<LeaseFigures>,
+}
+
+/// A campaign's lease on money in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseFigures {
+    /// What the journal allows the campaign's bids to hold at once.
+    pub lease_micros: i64,
+    /// What they hold now (reservations out, and settled bids whose record is not yet
+    /// on disk).
+    pub in_flight_micros: i64,
 }
 
 /// Money held for one bid until its notice or expiry. Must be settled or released.
@@ -184,6 +221,7 @@ pub struct Reservation {
 /// What settling a reservation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settlement {
+    pub campaign: BudgetSlot,
     pub charged_micros: i64,
     pub refunded_micros: i64,
     pub overcharged_micros: i64,
@@ -245,12 +283,16 @@ pub struct Budgets {
     closed: AtomicBool,
     /// Configured campaigns by slot; never touched on the bid path.
     calendars: Mutex<Vec<Option<SlotCalendar>>>,
+    /// Configured campaigns' slots by id (notices name campaigns by id).
+    by_id: Mutex<FxHashMap<String, BudgetSlot>>,
     /// The earliest end of any configured campaign's day or hour: [`Budgets::roll`]
     /// looks at the campaigns only once the clock passes it.
     next_roll_ms: AtomicU64,
     /// The [`SpendBreaker`] in force (set at load and on reload).
     breaker_multiple: AtomicU32,
     breaker_window_ms: AtomicU64,
+    /// Money in flight is leased (a journal is configured); set before the first bid.
+    leased: AtomicBool,
 }
 
 impl Budgets {
@@ -275,9 +317,11 @@ impl Budgets {
             // Grown as campaigns are configured: most slots of a daemon's table are
             // spare room for campaigns a reload may add.
             calendars: Mutex::new(Vec::new()),
+            by_id: Mutex::new(FxHashMap::default()),
             next_roll_ms: AtomicU64::new(u64::MAX),
             breaker_multiple: AtomicU32::new(SpendBreaker::default().multiple),
             breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
+            leased: AtomicBool::new(false),
         }
     }
 
@@ -299,6 +343,29 @@ impl Budgets {
         if self.closed.load(Ordering::Acquire) || b.tripped.load(Ordering::Acquire) {
             return None;
         }
+        let leased = self.leased.load(Ordering::Acquire);
+        if leased && !take_room(&b.lease_room_micros, amount_micros) {
+            b.lease_wanted.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let taken = Self::take_windows(b, campaign, amount_micros);
+        if taken.is_none() {
+            if leased {
+                b.lease_room_micros
+                    .fetch_add(amount_micros, Ordering::AcqRel);
+            }
+            b.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Takes `amount` from the day, hour and lifetime windows, all or none.
+    #[inline]
+    fn take_windows(
+        b: &CampaignBudget,
+        campaign: BudgetSlot,
+        amount_micros: i64,
+    ) -> Option<Reservation> {
         let day = b.day_now.load(Ordering::Acquire);
         let hour = b.hour_now.load(Ordering::Acquire);
         let day_window = &b.day[usize::from(day)];
@@ -306,12 +373,10 @@ impl Budgets {
         // AcqRel on each CAS: reservations of one campaign are totally ordered on
         // each window's `used`, which alone guards that window's limit.
         if !day_window.take(amount_micros, b.daily_micros.load(Ordering::Acquire)) {
-            b.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         if !hour_window.take(amount_micros, b.hourly_micros.load(Ordering::Acquire)) {
             day_window.give_back(amount_micros);
-            b.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         if !b
@@ -320,7 +385,6 @@ impl Budgets {
         {
             hour_window.give_back(amount_micros);
             day_window.give_back(amount_micros);
-            b.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         Some(Reservation {
@@ -350,7 +414,9 @@ impl Budgets {
         }
         b.wins.fetch_add(1, Ordering::Relaxed);
         b.clearing_micros.fetch_add(clearing, Ordering::Relaxed);
+        self.return_room(b, reservation.amount_micros);
         Settlement {
+            campaign: reservation.campaign,
             charged_micros: charged,
             refunded_micros: refunded,
             overcharged_micros: overcharged,
@@ -364,6 +430,159 @@ impl Budgets {
         b.day[usize::from(reservation.day)].give_back(amount);
         b.hour[usize::from(reservation.hour)].give_back(amount);
         b.lifetime.give_back(amount);
+        self.return_room(b, amount);
+    }
+
+    fn return_room(&self, b: &CampaignBudget, amount_micros: i64) {
+        if self.leased.load(Ordering::Acquire) {
+            b.lease_room_micros
+                .fetch_add(amount_micros, Ordering::AcqRel);
+        }
+    }
+
+    // ---- leases on money in flight (see `super::lease`) ----
+
+    /// From now on every campaign's bids hold at most its lease, which starts at zero.
+    /// Called once, before the first reservation.
+    pub fn enable_leases(&self) {
+        assert!(
+            self.campaigns.iter().all(|b| b.lifetime.reserved() == 0),
+            "leases start before any reservation"
+        );
+        self.leased.store(true, Ordering::Release);
+    }
+
+    pub fn is_leased(&self) -> bool {
+        self.leased.load(Ordering::Acquire)
+    }
+
+    /// Whether the campaign's lease has room for `amount_micros` (a hint, like
+    /// [`Budgets::can_afford`]); when not, the control thread is told to raise it.
+    #[inline]
+    pub fn lease_allows(&self, campaign: BudgetSlot, amount_micros: i64) -> bool {
+        if !self.leased.load(Ordering::Relaxed) {
+            return true;
+        }
+        let b = self.campaign(campaign);
+        let allows = b.lease_room_micros.load(Ordering::Relaxed) >= amount_micros;
+        if !allows {
+            b.lease_wanted.store(true, Ordering::Relaxed);
+        }
+        allows
+    }
+
+    /// Adds `micros` to the lease; call only once the journal holds the new lease.
+    pub fn grant_lease(&self, campaign: BudgetSlot, micros: i64) {
+        assert!(micros >= 0, "a lease grows by a non-negative amount");
+        let b = self.campaign(campaign);
+        b.lease_micros.fetch_add(micros, Ordering::AcqRel);
+        b.lease_room_micros.fetch_add(micros, Ordering::AcqRel);
+    }
+
+    /// Takes `micros` off the lease if that much is free, before the journal is told
+    /// (a recorded lease may be higher than the real one, never lower).
+    pub fn shrink_lease(&self, campaign: BudgetSlot, micros: i64) -> bool {
+        assert!(micros >= 0, "a lease shrinks by a non-negative amount");
+        let b = self.campaign(campaign);
+        if !take_room(&b.lease_room_micros, micros) {
+            return false;
+        }
+        b.lease_micros.fetch_sub(micros, Ordering::AcqRel);
+        true
+    }
+
+    /// Keeps `micros` of lease held although its bid is settled or released, until
+    /// the journal has the record ([`Budgets::unpin_lease`]): a crash before that
+    /// replays the notice, and the lease then on disk must still cover it.
+    pub fn pin_lease(&self, campaign: BudgetSlot, micros: i64) {
+        if self.leased.load(Ordering::Acquire) {
+            self.campaign(campaign)
+                .lease_room_micros
+                .fetch_sub(micros, Ordering::AcqRel);
+        }
+    }
+
+    pub fn unpin_lease(&self, campaign: BudgetSlot, micros: i64) {
+        self.return_room(self.campaign(campaign), micros);
+    }
+
+    /// Whether a bid was refused for want of lease room since the last call.
+    pub fn take_lease_wanted(&self, campaign: BudgetSlot) -> bool {
+        self.campaign(campaign)
+            .lease_wanted
+            .swap(false, Ordering::AcqRel)
+    }
+
+    /// The lease and what is in flight of it.
+    pub fn lease(&self, campaign: BudgetSlot) -> LeaseFigures {
+        let b = self.campaign(campaign);
+        let lease_micros = b.lease_micros.load(Ordering::Acquire);
+        LeaseFigures {
+            lease_micros,
+            in_flight_micros: lease_micros - b.lease_room_micros.load(Ordering::Acquire),
+        }
+    }
+
+    /// After a restart: holds back up to `micros` (the lease recorded before it, all
+    /// that bids still out could spend) in the current windows, past the breaker and a
+    /// closed ledger, and within what the windows have left. The hold counts as in
+    /// flight; the caller granted the lease it sits in.
+    pub fn hold_in_doubt(&self, campaign: BudgetSlot, micros: i64) -> Option<Reservation> {
+        let b = self.campaign(campaign);
+        let amount = micros.min(self.available(b)).max(0);
+        if amount == 0 {
+            return None;
+        }
+        let held = Self::take_windows(b, campaign, amount)?;
+        if self.leased.load(Ordering::Acquire) {
+            b.lease_room_micros.fetch_sub(amount, Ordering::AcqRel);
+        }
+        Some(held)
+    }
+
+    /// Settles one bid made before a restart out of the in-doubt `hold`: up to
+    /// `reserved_micros` (what that bid reserved, its signed price) leaves the hold, and
+    /// the clearing price (capped at the bid, as for any win) is charged. Money the
+    /// hold no longer covers is charged all the same, past the limit if need be: it
+    /// was spent.
+    pub fn settle_from_hold(
+        &self,
+        hold: &mut Reservation,
+        reserved_micros: i64,
+        clearing_micros: i64,
+    ) -> Settlement {
+        let piece = self.split(hold, reserved_micros);
+        let charged = clearing_micros.max(0).min(reserved_micros.max(0));
+        let beyond = charged - piece.amount_micros;
+        if beyond > 0 {
+            let b = self.campaign(piece.campaign);
+            for w in [
+                &b.day[usize::from(piece.day)],
+                &b.hour[usize::from(piece.hour)],
+                &b.lifetime,
+            ] {
+                w.used_micros.fetch_add(beyond, Ordering::AcqRel);
+            }
+            self.pin_lease(piece.campaign, beyond);
+            let piece = Reservation {
+                amount_micros: piece.amount_micros + beyond,
+                ..piece
+            };
+            return self.settle(piece, clearing_micros);
+        }
+        self.settle(piece, clearing_micros)
+    }
+
+    /// Takes up to `micros` out of `hold` as a reservation of its own (same windows).
+    pub fn split(&self, hold: &mut Reservation, micros: i64) -> Reservation {
+        let amount = micros.clamp(0, hold.amount_micros);
+        hold.amount_micros -= amount;
+        Reservation {
+            campaign: hold.campaign,
+            amount_micros: amount,
+            day: hold.day,
+            hour: hold.hour,
+        }
     }
 
     /// Changes a campaign's daily budget (operator action). Lowering it below what
@@ -414,6 +633,10 @@ impl Budgets {
                 c.bounds.hour_end_ms = bounds.hour_end_ms;
             }
             None => {
+                self.by_id
+                    .lock()
+                    .expect("budget ids")
+                    .insert(id.to_owned(), campaign);
                 let bounds = calendar.bounds(now_ms);
                 b.day[usize::from(b.day_now.load(Ordering::Acquire))]
                     .start_ms
@@ -585,10 +808,30 @@ impl Budgets {
 
     /// The slot of a configured campaign, by id.
     pub fn slot_of(&self, id: &str) -> Option<BudgetSlot> {
+        let by_id = self.by_id.lock().expect("budget ids");
+        by_id.get(id).copied()
+    }
+
+    /// The id of the campaign configured in `slot`.
+    pub fn id_of(&self, campaign: BudgetSlot) -> Option<String> {
         let calendars = self.calendars.lock().expect("budget calendars");
-        calendars
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+        calendars.get(campaign)?.as_ref().map(|c| c.id.clone())
+    }
+
+    /// Every configured campaign's slot, into `out` (cleared first).
+    pub fn configured(&self, out: &mut Vec<BudgetSlot>) {
+        out.clear();
+        let calendars = self.calendars.lock().expect("budget calendars");
+        out.extend(
+            calendars
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, c)| c.as_ref().map(|_| slot)),
+        );
+    }
+
+    pub fn daily_micros(&self, campaign: BudgetSlot) -> i64 {
+        self.campaign(campaign).daily_micros.load(Ordering::Acquire)
     }
 
     /// Closes (or reopens) every budget: while closed nothing is reserved. The control
@@ -644,6 +887,7 @@ impl Budgets {
             refused: b.refused.load(Ordering::Relaxed),
             wins: b.wins.load(Ordering::Relaxed),
             clearing_micros: b.clearing_micros.load(Ordering::Relaxed),
+            lease: self.is_leased().then(|| self.lease(campaign)),
         }
     }
 
@@ -708,6 +952,7 @@ mod tests {
         assert_eq!(
             s,
             Settlement {
+                campaign: 0,
                 charged_micros: 1_500,
                 refunded_micros: 500,
                 overcharged_micros: 0
@@ -972,5 +1217,68 @@ mod tests {
             b.check_spend_rates(start + 210_000).is_empty(),
             "turned off"
         );
+    }
+
+    #[test]
+    fn bids_hold_no_more_than_the_lease_and_a_pinned_settlement_keeps_its_part() {
+        let b = Budgets::new([100_000]);
+        b.enable_leases();
+        assert!(b.reserve(0, 1).is_none(), "no lease yet");
+        assert!(b.take_lease_wanted(0), "the refusal asks for a lease");
+        assert!(!b.take_lease_wanted(0));
+        b.grant_lease(0, 5_000);
+        let r1 = b.reserve(0, 3_000).unwrap();
+        assert!(!b.lease_allows(0, 2_001));
+        assert!(b.reserve(0, 2_001).is_none(), "past the lease");
+        let r2 = b.reserve(0, 2_000).unwrap();
+        assert_eq!(
+            b.lease(0),
+            LeaseFigures {
+                lease_micros: 5_000,
+                in_flight_micros: 5_000
+            }
+        );
+        // A win whose record is not yet durable keeps its part of the lease.
+        b.pin_lease(0, 3_000);
+        b.settle(r1, 1_000);
+        assert_eq!(b.lease(0).in_flight_micros, 5_000);
+        assert!(b.reserve(0, 1).is_none());
+        b.unpin_lease(0, 3_000);
+        assert_eq!(b.lease(0).in_flight_micros, 2_000);
+        // Shrinking takes only room no bid holds.
+        assert!(!b.shrink_lease(0, 3_001));
+        assert!(b.shrink_lease(0, 3_000));
+        assert_eq!(
+            b.lease(0),
+            LeaseFigures {
+                lease_micros: 2_000,
+                in_flight_micros: 2_000
+            }
+        );
+        b.release(r2);
+        assert_eq!(b.lease(0).in_flight_micros, 0);
+        assert_eq!(b.snapshot(0).spent_micros, 1_000);
+    }
+
+    #[test]
+    fn an_in_doubt_hold_is_taken_past_the_breaker_within_what_is_left() {
+        let b = Budgets::new([10_000]);
+        b.enable_leases();
+        b.recover(
+            0,
+            RecoveredSpend {
+                day_micros: 7_000,
+                hour_micros: 0,
+                lifetime_micros: 7_000,
+            },
+        );
+        b.trip(0);
+        b.grant_lease(0, 5_000);
+        let hold = b.hold_in_doubt(0, 5_000).unwrap();
+        assert_eq!(hold.amount_micros, 3_000, "no more than the day has left");
+        assert_eq!(b.snapshot(0).available_micros, 0);
+        assert_eq!(b.lease(0).in_flight_micros, 3_000);
+        b.release(hold);
+        assert_eq!(b.lease(0).in_flight_micros, 0);
     }
 }

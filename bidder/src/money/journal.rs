@@ -42,8 +42,8 @@ const PRUNE_INTERVAL_MS: u64 = 3_600_000;
 /// Milliseconds in a (UTC) budget day.
 pub const DAY_MS: u64 = 86_400_000;
 /// The schema version this code writes (`PRAGMA user_version`). 2 added
-/// `campaign_totals`.
-const SCHEMA_VERSION: i64 = 2;
+/// `campaign_totals`, 3 `leases`.
+const SCHEMA_VERSION: i64 = 3;
 /// Spend is read back summed per campaign and quarter hour of bid time: every zone's
 /// midnights and hours fall on quarter hours, so any period's spend is a sum of them.
 pub const RECOVERY_BUCKET_MS: u64 = 900_000;
@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS events (
     kind      TEXT    NOT NULL,
     detail    TEXT    NOT NULL
 );
+-- What each campaign's bids may hold in flight (see money/lease.rs): written before a
+-- larger lease is used, so after a crash it bounds what bids still out could spend.
+CREATE TABLE IF NOT EXISTS leases (
+    campaign  TEXT    PRIMARY KEY,
+    micros    INTEGER NOT NULL CHECK (micros >= 0),
+    at_ms     INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Fills `campaign_totals` from the notices of a version 1 ledger.
@@ -157,6 +164,9 @@ pub struct Recovered {
     pub resolved: Vec<(BidId, u64)>,
     /// Campaigns the breaker paused and no operator resumed.
     pub tripped: Vec<String>,
+    /// The last lease recorded per campaign id: what its bids could hold when the
+    /// process stopped.
+    pub leases: HashMap<String, i64>,
     /// Settlements summed into `spent_by_quarter_hour`.
     pub records: u64,
     pub elapsed: Duration,
@@ -205,6 +215,11 @@ struct Job {
 enum Record {
     Notice(Entry),
     Event(Event),
+    Lease {
+        campaign: String,
+        micros: i64,
+        at_ms: u64,
+    },
 }
 
 /// Something the bidder did to a campaign on its own or at an operator's word, kept
@@ -239,6 +254,10 @@ struct Shared {
     failing: AtomicBool,
     /// Appended and not yet durable.
     unwritten: AtomicUsize,
+    /// Jobs queued and jobs durable, counted from 1 in queue order: a job whose
+    /// sequence number is at most `durable` is on disk (commits keep queue order).
+    queued: AtomicU64,
+    durable: AtomicU64,
     stats: JournalStats,
 }
 
@@ -277,6 +296,8 @@ impl Journal {
         let shared = Arc::new(Shared {
             failing: AtomicBool::new(false),
             unwritten: AtomicUsize::new(0),
+            queued: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
             stats: JournalStats::default(),
         });
         let (tx, rx) = mpsc::sync_channel(MAX_UNWRITTEN_NOTICES);
@@ -310,6 +331,33 @@ impl Journal {
         self.queue(Some(Record::Event(event)))
     }
 
+    /// Queues a campaign's new lease; returns its sequence number (durable once
+    /// [`Journal::durable_seq`] reaches it).
+    pub fn record_lease(
+        &self,
+        campaign: &str,
+        micros: i64,
+        at_ms: u64,
+    ) -> Result<u64, JournalError> {
+        let record = Record::Lease {
+            campaign: campaign.to_owned(),
+            micros,
+            at_ms,
+        };
+        self.queue(Some(record))?;
+        Ok(self.last_seq())
+    }
+
+    /// The sequence number of the last record queued.
+    pub fn last_seq(&self) -> u64 {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    /// Every record whose sequence number is at most this is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
     /// An [`Ack`] that resolves once every record appended before it is durable (for a
     /// duplicate notice whose first record may still be waiting); it writes nothing.
     pub fn barrier(&self) -> Result<Ack, JournalError> {
@@ -324,7 +372,10 @@ impl Journal {
         self.shared.unwritten.fetch_add(1, Ordering::AcqRel);
         let job = Job { record, ack };
         let tx = self.tx.as_ref().expect("the sender lives until drop");
+        // One producer (the control thread): numbers follow the channel's order.
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         if tx.try_send(job).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             self.shared.unwritten.fetch_sub(1, Ordering::AcqRel);
             return Err(JournalError::Full);
         }
@@ -496,6 +547,12 @@ fn recover(
         let (campaign, micros) = row?;
         recovered.lifetime_micros.insert(campaign, micros);
     }
+    let mut leases = conn.prepare("SELECT campaign, micros FROM leases")?;
+    let rows = leases.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (campaign, micros) = row?;
+        recovered.leases.insert(campaign, micros);
+    }
     let since = i64::try_from(resolved_since_ms).unwrap_or(i64::MAX);
     let mut resolved = conn.prepare("SELECT bid_id, at_ms FROM notices WHERE at_ms >= ?1")?;
     let rows = resolved.query_map(params![since], |r| {
@@ -536,9 +593,25 @@ fn commit<'e>(
         let mut event = tx.prepare_cached(
             "INSERT INTO events (at_ms, campaign, kind, detail) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut lease = tx.prepare_cached(
+            "INSERT INTO leases (campaign, micros, at_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (campaign) DO UPDATE SET micros = excluded.micros, at_ms = excluded.at_ms",
+        )?;
         for record in records {
             let e = match record {
                 Record::Notice(e) => e,
+                Record::Lease {
+                    campaign,
+                    micros,
+                    at_ms,
+                } => {
+                    lease.execute(params![
+                        campaign,
+                        micros,
+                        i64::try_from(*at_ms).unwrap_or(i64::MAX)
+                    ])?;
+                    continue;
+                }
                 Record::Event(ev) => {
                     event.execute(params![
                         i64::try_from(ev.at_ms).unwrap_or(i64::MAX),
@@ -588,6 +661,8 @@ fn write_loop(
     let mut unwritten: Vec<Record> = Vec::new();
     let mut last_prune = Instant::now();
     let mut closed = false;
+    // Jobs of failed commits (records and barriers): durable with the next commit.
+    let mut carried: u64 = 0;
     while !(closed && unwritten.is_empty()) {
         let first = if closed {
             None
@@ -634,6 +709,10 @@ fn write_loop(
                 stats.commit_us.fetch_add(us, Ordering::Relaxed);
                 unwritten.clear();
                 shared.unwritten.fetch_sub(written, Ordering::AcqRel);
+                shared
+                    .durable
+                    .fetch_add(carried + batch.len() as u64, Ordering::AcqRel);
+                carried = 0;
                 if shared.failing.swap(false, Ordering::AcqRel) {
                     info!(path = %path.display(), "spend ledger writes again: held notices are durable, bidding resumes");
                 }
@@ -643,6 +722,7 @@ fn write_loop(
             }
             Err(e) => {
                 shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                carried += batch.len() as u64;
                 if !shared.failing.swap(true, Ordering::AcqRel) {
                     error!(
                         path = %path.display(),
@@ -707,6 +787,29 @@ mod tests {
     fn wait(ack: Ack) -> bool {
         ack.blocking_recv()
             .expect("the writer answers every record")
+    }
+
+    #[test]
+    fn the_last_lease_comes_back_and_sequence_numbers_say_what_is_durable() {
+        let dir = testkit::TempDir::new("journal");
+        let clock = DrivenClock::at(NOW_MS).clock();
+        {
+            let (journal, recovered) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
+            assert!(recovered.leases.is_empty());
+            assert_eq!((journal.last_seq(), journal.durable_seq()), (0, 0));
+            let first = journal.record_lease("c1", 10_000, NOW_MS).unwrap();
+            let raised = journal.record_lease("c1", 40_000, NOW_MS + 1).unwrap();
+            let other = journal.record_lease("c2", 5_000, NOW_MS + 2).unwrap();
+            assert_eq!((first, raised, other), (1, 2, 3));
+            assert!(wait(journal.barrier().unwrap()));
+            assert!(
+                journal.durable_seq() >= other,
+                "everything before the barrier"
+            );
+        }
+        let (_journal, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
+        assert_eq!(recovered.leases.get("c1"), Some(&40_000));
+        assert_eq!(recovered.leases.get("c2"), Some(&5_000));
     }
 
     #[test]

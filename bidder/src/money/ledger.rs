@@ -11,6 +11,11 @@
 //! A notice settles a bid once. A second notice for the same bid (exchanges send
 //! both nurl and burl, and retry) is recognised for a while after and counted as a
 //! duplicate, never charged twice.
+//!
+//! After a restart the ledger also holds, per campaign, the money bids made before it
+//! may still spend (the lease the journal recorded, see [`super::lease`]): a notice for
+//! such a bid is charged out of that hold, and the rest of the hold returns once no
+//! bid of before the restart can still settle.
 
 use std::collections::VecDeque;
 
@@ -18,7 +23,7 @@ use crossbeam_queue::ArrayQueue;
 use rustc_hash::FxHashMap;
 
 use crate::money::bid_id::BidId;
-use crate::money::budget::{Budgets, Reservation, Settlement};
+use crate::money::budget::{BudgetSlot, Budgets, Reservation, Settlement};
 
 /// Bids a worker can hand over before the owner drains them; at 100k bids/s and a
 /// drain every millisecond this is 40× headroom.
@@ -66,7 +71,10 @@ pub enum NoticeOutcome {
     /// The reservation was settled at the clearing price.
     Settled(Settlement),
     /// The reservation was returned (loss notice).
-    Released { refunded_micros: i64 },
+    Released {
+        campaign: BudgetSlot,
+        refunded_micros: i64,
+    },
     /// This bid was already settled or released: nothing changed.
     Duplicate,
     /// No such bid in flight (never made, or expired before its notice came).
@@ -84,6 +92,19 @@ pub struct LedgerStats {
     pub unknown: u64,
     /// Bids refused because `MAX_PENDING` reservations were already held.
     pub refused_full: u64,
+    /// Notices for bids made before a restart, settled or released out of the hold.
+    pub in_doubt_settled: u64,
+    pub in_doubt_released: u64,
+    /// Holds returned because no bid of before the restart could still settle.
+    pub in_doubt_expired: u64,
+}
+
+/// What bids made before a restart may still spend of one campaign's budget.
+#[derive(Debug)]
+struct InDoubt {
+    hold: Reservation,
+    /// When no bid of before the restart can still settle, ms since the Unix epoch.
+    until_ms: u64,
 }
 
 #[derive(Debug)]
@@ -102,8 +123,13 @@ pub struct Ledger {
     /// Bids settled or released recently, with when to forget them, to spot duplicates.
     done: FxHashMap<BidId, u64>,
     done_order: VecDeque<(u64, BidId)>,
-    /// How long a settled bid is remembered for duplicate detection, ms.
+    /// How long a settled bid is remembered for duplicate detection, ms; also how
+    /// long a reservation lives, so a bid's notice can settle until `bid + window`.
     duplicate_window_ms: u64,
+    /// Holds for bids made before this process started, by campaign.
+    in_doubt: FxHashMap<BudgetSlot, InDoubt>,
+    /// When this process started bidding: bids stamped earlier are from before it.
+    started_ms: u64,
     pub stats: LedgerStats,
 }
 
@@ -116,7 +142,110 @@ impl Ledger {
             done: FxHashMap::default(),
             done_order: VecDeque::new(),
             duplicate_window_ms,
+            in_doubt: FxHashMap::default(),
+            started_ms: 0,
             stats: LedgerStats::default(),
+        }
+    }
+
+    /// Holds `hold` for bids made before `started_ms` (this process's start) until
+    /// `until_ms`; their notices settle out of it.
+    pub fn hold_in_doubt(&mut self, hold: Reservation, started_ms: u64, until_ms: u64) {
+        self.started_ms = self.started_ms.max(started_ms);
+        let campaign = hold.campaign;
+        let previous = self.in_doubt.insert(campaign, InDoubt { hold, until_ms });
+        assert!(previous.is_none(), "one in-doubt hold per campaign");
+    }
+
+    /// What is left of the campaign's in-doubt hold.
+    pub fn in_doubt_micros(&self, campaign: BudgetSlot) -> i64 {
+        self.in_doubt
+            .get(&campaign)
+            .map_or(0, |d| d.hold.amount_micros)
+    }
+
+    /// Sum of every campaign's in-doubt hold.
+    pub fn in_doubt_total_micros(&self) -> i64 {
+        self.in_doubt.values().map(|d| d.hold.amount_micros).sum()
+    }
+
+    /// How much of a notice's bid sits in the ledger: its own reservation while
+    /// pending, or for a bid made before the restart the part of the campaign's hold
+    /// it would take (`reserved_micros`, its signed price, at most what is left). The
+    /// caller pins that much lease until the notice's record is durable.
+    pub fn holding(
+        &self,
+        bid_id: BidId,
+        campaign: BudgetSlot,
+        reserved_micros: i64,
+        now_ms: u64,
+    ) -> Option<(BudgetSlot, i64)> {
+        if let Some(p) = self.pending.get(&bid_id) {
+            return Some((p.reservation.campaign, p.reservation.amount_micros));
+        }
+        if self.is_in_doubt(bid_id, campaign, now_ms) {
+            let part = reserved_micros.clamp(0, self.in_doubt_micros(campaign));
+            return Some((campaign, part));
+        }
+        None
+    }
+
+    /// A bid made before the restart, not resolved since, whose reservation would
+    /// still live, of a campaign with a hold.
+    fn is_in_doubt(&self, bid_id: BidId, campaign: BudgetSlot, now_ms: u64) -> bool {
+        let bid_ms = bid_id.timestamp_ms();
+        bid_ms < self.started_ms
+            && bid_ms + self.duplicate_window_ms > now_ms
+            && !self.pending.contains_key(&bid_id)
+            && !self.done.contains_key(&bid_id)
+            && self.in_doubt.contains_key(&campaign)
+    }
+
+    /// A win or bill notice for a bid of `campaign` that reserved `reserved_micros`:
+    /// settles its reservation, or for a bid made before the restart charges it out of
+    /// the campaign's hold.
+    pub fn settle_notice(
+        &mut self,
+        bid_id: BidId,
+        campaign: BudgetSlot,
+        reserved_micros: i64,
+        clearing_micros: i64,
+        budgets: &Budgets,
+        now_ms: u64,
+    ) -> NoticeOutcome {
+        if !self.is_in_doubt(bid_id, campaign, now_ms) {
+            return self.settle(bid_id, clearing_micros, budgets, now_ms);
+        }
+        let d = self.in_doubt.get_mut(&campaign).expect("checked above");
+        let settlement = budgets.settle_from_hold(&mut d.hold, reserved_micros, clearing_micros);
+        self.stats.in_doubt_settled += 1;
+        self.stats.settled += 1;
+        self.remember(bid_id, now_ms);
+        NoticeOutcome::Settled(settlement)
+    }
+
+    /// A loss notice: releases the bid's reservation, or its part of the hold.
+    pub fn release_notice(
+        &mut self,
+        bid_id: BidId,
+        campaign: BudgetSlot,
+        reserved_micros: i64,
+        budgets: &Budgets,
+        now_ms: u64,
+    ) -> NoticeOutcome {
+        if !self.is_in_doubt(bid_id, campaign, now_ms) {
+            return self.release(bid_id, budgets, now_ms);
+        }
+        let d = self.in_doubt.get_mut(&campaign).expect("checked above");
+        let piece = budgets.split(&mut d.hold, reserved_micros);
+        let refunded_micros = piece.amount_micros;
+        budgets.release(piece);
+        self.stats.in_doubt_released += 1;
+        self.stats.released += 1;
+        self.remember(bid_id, now_ms);
+        NoticeOutcome::Released {
+            campaign,
+            refunded_micros,
         }
     }
 
@@ -168,8 +297,12 @@ impl Ledger {
                 self.stats.released += 1;
                 self.remember(bid_id, now_ms);
                 let refunded_micros = p.reservation.amount_micros;
+                let campaign = p.reservation.campaign;
                 budgets.release(p.reservation);
-                NoticeOutcome::Released { refunded_micros }
+                NoticeOutcome::Released {
+                    campaign,
+                    refunded_micros,
+                }
             }
             None => self.not_pending(bid_id),
         }
@@ -200,6 +333,19 @@ impl Ledger {
             }
             self.done_order.pop_front();
             self.done.remove(&bid_id);
+        }
+        if !self.in_doubt.is_empty() {
+            let due: Vec<BudgetSlot> = self
+                .in_doubt
+                .iter()
+                .filter(|(_, d)| d.until_ms <= now_ms)
+                .map(|(&campaign, _)| campaign)
+                .collect();
+            for campaign in due {
+                let d = self.in_doubt.remove(&campaign).expect("listed above");
+                budgets.release(d.hold);
+                self.stats.in_doubt_expired += 1;
+            }
         }
         self.stats.expired += expired as u64;
         expired
@@ -295,6 +441,7 @@ mod tests {
         assert_eq!(
             ledger.release(id, &b, 5),
             NoticeOutcome::Released {
+                campaign: 0,
                 refunded_micros: 2_000
             }
         );
@@ -348,5 +495,97 @@ mod tests {
             .unwrap_err();
         b.release(refused.reservation);
         assert_eq!(b.snapshot(0).reserved_micros, 800);
+    }
+
+    /// A restarted ledger: the recorded lease of 10,000 held back for bids made before
+    /// `STARTED_MS`, until `STARTED_MS + 60 s`.
+    const STARTED_MS: u64 = 100_000;
+
+    fn restarted() -> (Budgets, Ledger, BidIdGen) {
+        let b = Budgets::new([100_000]);
+        b.enable_leases();
+        b.grant_lease(0, 10_000);
+        let hold = b.hold_in_doubt(0, 10_000).unwrap();
+        let mut ledger = Ledger::new(60_000);
+        ledger.hold_in_doubt(hold, STARTED_MS, STARTED_MS + 60_000);
+        (b, ledger, BidIdGen::new(1, 0))
+    }
+
+    #[test]
+    fn notices_for_bids_made_before_a_restart_settle_out_of_the_hold_once() {
+        let (b, mut ledger, mut ids) = restarted();
+        assert_eq!(
+            b.snapshot(0).available_micros,
+            90_000,
+            "the hold is held back"
+        );
+        let before = ids.next_id(STARTED_MS - 5_000);
+        let now = STARTED_MS + 1_000;
+        assert_eq!(ledger.holding(before, 0, 3_000, now), Some((0, 3_000)));
+        let outcome = ledger.settle_notice(before, 0, 3_000, 2_000, &b, now);
+        assert!(matches!(outcome, NoticeOutcome::Settled(s) if s.charged_micros == 2_000));
+        assert_eq!(ledger.in_doubt_micros(0), 7_000);
+        // Its retry is a duplicate; a loss for another old bid releases its part.
+        assert_eq!(
+            ledger.settle_notice(before, 0, 3_000, 2_000, &b, now + 1),
+            NoticeOutcome::Duplicate
+        );
+        let lost = ids.next_id(STARTED_MS - 4_000);
+        assert!(matches!(
+            ledger.release_notice(lost, 0, 3_000, &b, now),
+            NoticeOutcome::Released {
+                refunded_micros: 3_000,
+                ..
+            }
+        ));
+        let s = b.snapshot(0);
+        assert_eq!((s.spent_micros, s.reserved_micros), (2_000, 4_000));
+        assert_eq!(
+            b.lease(0).in_flight_micros,
+            4_000,
+            "what is left of the hold"
+        );
+        // A bid made after the start that the ledger does not hold stays unknown.
+        let after = ids.next_id(STARTED_MS + 500);
+        assert_eq!(
+            ledger.settle_notice(after, 0, 3_000, 2_000, &b, now),
+            NoticeOutcome::Unknown
+        );
+        assert_eq!(ledger.stats.in_doubt_settled, 1);
+        assert_eq!(ledger.stats.in_doubt_released, 1);
+    }
+
+    #[test]
+    fn a_win_beyond_the_hold_is_charged_all_the_same() {
+        let (b, mut ledger, mut ids) = restarted();
+        let now = STARTED_MS + 1_000;
+        for n in 0..4 {
+            let id = ids.next_id(STARTED_MS - 10_000 + n);
+            ledger.settle_notice(id, 0, 3_000, 3_000, &b, now);
+        }
+        let s = b.snapshot(0);
+        assert_eq!(s.spent_micros, 12_000, "every old win is charged");
+        assert_eq!(ledger.in_doubt_micros(0), 0);
+        assert_eq!(b.lease(0).in_flight_micros, 0);
+        assert!(s.available_micros + s.reserved_micros + s.spent_micros == s.daily_micros);
+    }
+
+    #[test]
+    fn the_hold_returns_when_no_old_bid_can_settle_and_late_notices_stay_unknown() {
+        let (b, mut ledger, mut ids) = restarted();
+        let old = ids.next_id(STARTED_MS - 1_000);
+        ledger.expire(STARTED_MS + 59_999, &b);
+        assert_eq!(ledger.in_doubt_micros(0), 10_000);
+        ledger.expire(STARTED_MS + 60_000, &b);
+        assert_eq!(ledger.in_doubt_micros(0), 0);
+        assert_eq!(ledger.stats.in_doubt_expired, 1);
+        assert_eq!(b.snapshot(0).available_micros, 100_000);
+        assert_eq!(b.lease(0).in_flight_micros, 0);
+        // Past its reservation's life the bid's notice charges nothing, as without a
+        // restart.
+        assert_eq!(
+            ledger.settle_notice(old, 0, 3_000, 3_000, &b, STARTED_MS + 60_000),
+            NoticeOutcome::Unknown
+        );
     }
 }

@@ -9,12 +9,14 @@
 //! Everything that moves money lives below: [`budget`] (three counters per campaign,
 //! moved by CAS, never overspent), [`ledger`] (reservations until their notice or
 //! expiry), [`journal`] (settlements and releases on disk before a notice is
-//! answered, read back at start), [`bid_id`] (the ids reservations and notices are keyed by), [`notice`]
+//! answered, read back at start), [`lease`] (how much money in flight the journal
+//! allows each campaign, so a crash never loses track of it), [`bid_id`] (the ids reservations and notices are keyed by), [`notice`]
 //! (signed win/bill/loss URLs) and [`notice_keys`] (the keys, rotated on reload).
 
 pub mod bid_id;
 pub mod budget;
 pub mod journal;
+pub mod lease;
 pub mod ledger;
 pub mod notice;
 pub mod notice_keys;
