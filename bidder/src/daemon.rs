@@ -6,6 +6,7 @@
 //! is swapped, and the XDP front whose maps follow each generation. A configuration
 //! that fails validation is logged and the running one stays.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -91,7 +92,9 @@ impl Daemon {
         let mut slots = BudgetSlots::with_capacity(MAX_CAMPAIGNS);
         let catalog =
             Catalog::compile_with_slots(&config, &mut slots).map_err(|e| LoadError(vec![e]))?;
-        let budgets = Arc::new(Budgets::new(std::iter::repeat_n(0, slots.capacity)));
+        let budgets = Budgets::new(std::iter::repeat_n(0, slots.capacity))
+            .with_frequency_tracked(config.frequency.max_tracked);
+        let budgets = Arc::new(budgets);
         apply_budgets(&catalog, &config, &budgets, &clock);
         let journal = open_journal(&config, &catalog, &budgets, &clock)?;
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
@@ -382,6 +385,7 @@ fn open_journal(
             );
         }
     }
+    let counted = recover_impressions(catalog, budgets, &recovered, now_ms);
     let holds = lease_at_start(catalog, budgets, &journal, &recovered, now_ms);
     let in_doubt_micros: i64 = holds.iter().map(|h| h.amount_micros).sum();
     tracing::info!(
@@ -390,6 +394,7 @@ fn open_journal(
         resolved = recovered.resolved.len(),
         spent_micros = recovered_micros,
         in_doubt_micros,
+        frequency_pairs = counted,
         elapsed_ms = recovered.elapsed.as_millis() as u64,
         "spend ledger recovered"
     );
@@ -400,6 +405,37 @@ fn open_journal(
         started_ms: now_ms,
         hold_until_ms: now_ms + config.bidding.reservation_ttl_ms,
     }))
+}
+
+/// Counts this period's wins per user again for campaigns with a frequency cap, each
+/// in its own period (day or hour, in its time zone). Returns the pairs counted.
+fn recover_impressions(
+    catalog: &Catalog,
+    budgets: &Budgets,
+    recovered: &Recovered,
+    now_ms: u64,
+) -> usize {
+    let mut by_pair: HashMap<(usize, u64), u32> = HashMap::new();
+    let capped: HashMap<&str, (usize, u64)> = catalog
+        .campaigns
+        .iter()
+        .filter(|c| c.frequency_cap.is_some())
+        .filter_map(|c| {
+            let start = budgets.frequency_period_start_ms(c.budget_slot)?;
+            Some((c.id.as_str(), (c.budget_slot, start)))
+        })
+        .collect();
+    for (campaign, user, quarter_ms, count) in &recovered.impressions {
+        if let Some(&(slot, start)) = capped.get(campaign.as_str()) {
+            if *quarter_ms >= start {
+                *by_pair.entry((slot, *user)).or_default() += count;
+            }
+        }
+    }
+    for (&(slot, user), &count) in &by_pair {
+        budgets.count_impressions(slot, user, count, now_ms);
+    }
+    by_pair.len()
 }
 
 /// How long start-up waits for the first leases to be on disk before serving anyway
@@ -475,6 +511,7 @@ fn apply_budgets(catalog: &Catalog, config: &Config, budgets: &Budgets, clock: &
     let now_ms = clock.now_unix_ms();
     for c in &catalog.campaigns {
         budgets.configure(c.budget_slot, &c.id, c.budget_limits(), &c.calendar, now_ms);
+        budgets.set_frequency_cap(c.budget_slot, c.frequency_cap);
     }
 }
 

@@ -187,6 +187,11 @@ pub const MAX_ADMIN_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// client's patience while the next one queues.
 pub const MAX_BLOCKING_THREADS: usize = 2;
 
+// ---- Frequency caps -----------------------------------------------------------
+
+/// Most (campaign, user) pairs `[frequency] max_tracked` may ask for: 512 MiB of counts.
+pub const MAX_FREQUENCY_TRACKED: usize = 1 << 26;
+
 // ---- XDP front --------------------------------------------------------------
 
 /// Most packets one request may count as: past this the "limit" is no limit.

@@ -128,6 +128,7 @@ impl Setup {
                 bid_id: id,
                 reservation,
                 expires_at_ms: now_ms + ttl_ms,
+                user_key: None,
             })
             .expect("inbox has room");
         Bid {

@@ -761,3 +761,80 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
         acknowledged.len()
     );
 }
+
+// ---- frequency caps -------------------------------------------------------------------
+
+/// A bid request for a 300×250 banner from user `buyeruid`.
+fn banner_for(n: u64, buyeruid: &str) -> String {
+    format!(
+        r#"{{"id":"fc-{n}","tmax":1000,"imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}],"site":{{"domain":"news.example"}},"user":{{"buyeruid":"{buyeruid}"}}}}"#
+    )
+}
+
+/// The win notice path of acme-display's bid for `buyeruid`, if it bid.
+fn acme_bid(d: &Daemon, n: u64, buyeruid: &str) -> Option<String> {
+    let mut c = Client::connect(d.bid);
+    let resp = c.post("/bid/exchange-a", banner_for(n, buyeruid).as_bytes());
+    if resp.status != 200 {
+        return None;
+    }
+    let bid = &resp.json()["seatbid"][0]["bid"][0];
+    (bid["cid"] == "acme-display").then(|| {
+        bid["nurl"]
+            .as_str()
+            .expect("a bid carries its nurl")
+            .replace("${AUCTION_PRICE}", "1.0")
+            .strip_prefix(&format!("http://{}", d.admin))
+            .expect("nurl points at the admin port")
+            .to_owned()
+    })
+}
+
+/// acme-display capped at 2 impressions per user per day: a user's wins, notified over
+/// HTTP, stop its bids for that user (not for others), and the count survives a kill.
+#[test]
+fn a_frequency_cap_counts_wins_over_http_and_survives_a_restart() {
+    let mut d = Daemon::start("frequency", |t| {
+        let t = edit(
+            &t,
+            "time_zone = \"America/New_York\"\n",
+            "time_zone = \"America/New_York\"\nfrequency_cap = 2\n",
+        );
+        t + "\n[ledger]\npath = \"ledger.sqlite\"\n"
+    });
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    // Bids without wins do not count: the cap is on impressions.
+    for _ in 0..3 {
+        assert!(acme_bid(&d, next(), "alice").is_some(), "no wins yet");
+    }
+    for win in 0..2 {
+        let path = acme_bid(&d, next(), "alice").expect("under the cap");
+        assert_eq!(d.admin("GET", &path, b"").0, 204, "win {win}");
+        // The exchange's retry of the same notice is not a second impression.
+        assert_eq!(d.admin("GET", &path, b"").0, 204);
+    }
+    assert_eq!(acme_bid(&d, next(), "alice"), None, "two wins: capped");
+    assert!(acme_bid(&d, next(), "bob").is_some(), "another user");
+    let capped = |d: &Daemon| {
+        metric_sum(
+            &d.metrics(),
+            "bidder_campaign_no_bids_total{campaign=\"acme-display\",reason=\"frequency_capped\"}",
+        )
+    };
+    assert!(capped(&d) >= 1, "counted under its reason");
+
+    d.signal(libc::SIGKILL);
+    d.wait_exit(EXIT_TIMEOUT);
+    d.child = spawn_run(&d.config, &d.log);
+    d.wait_ready().expect("restarts");
+    assert_eq!(
+        acme_bid(&d, next(), "alice"),
+        None,
+        "still capped after the restart"
+    );
+    assert!(acme_bid(&d, next(), "bob").is_some());
+}

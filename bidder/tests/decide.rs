@@ -7,8 +7,9 @@ use std::path::Path;
 use bidder::catalog::Catalog;
 use bidder::config::Config;
 use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
-use bidder::decide::{Context, Decider, NoBidReason};
+use bidder::decide::{request_user, Context, Decider, NoBidReason};
 use bidder::money::budget::Budgets;
+use bidder::money::frequency::{user_key, UserSource};
 use bidder::openrtb::Parser;
 
 /// Monday 2026-11-23 10:30 UTC.
@@ -126,6 +127,7 @@ fn decide_with(
     let ctx = Context {
         partner: partner.map(|p| catalog.partner_by_name(p).expect("partner")),
         now_unix_s: MONDAY_10_30,
+        user_key: None,
     };
     let decision = decider.decide(&catalog, strategy, &budgets, &req, ctx);
     let mut out = Vec::new();
@@ -639,6 +641,7 @@ fn budget_exhaustion_stops_bids_and_falls_back_to_the_next_campaign() {
     let ctx = Context {
         partner: None,
         now_unix_s: MONDAY_10_30,
+        user_key: None,
     };
     let mut winners = Vec::new();
     for _ in 0..4 {
@@ -709,6 +712,7 @@ fn evaluation_stops_once_no_campaign_left_can_win() {
     let ctx = Context {
         partner: None,
         now_unix_s: MONDAY_10_30,
+        user_key: None,
     };
     let decision = decider.decide(&catalog, &strategy, &budgets, &req, ctx);
     assert_eq!(catalog.campaigns[decision.bids[0].campaign].id, "rich");
@@ -728,4 +732,204 @@ fn evaluation_stops_once_no_campaign_left_can_win() {
         decide(&broke, &banner_request("", "")),
         Bid("mid", 3_000_000)
     );
+}
+
+// ---- frequency caps ------------------------------------------------------------------
+
+/// Campaign "fc" capped at 2 impressions per user per `period`, with `frequency`
+/// (the `[frequency]` section's lines).
+fn capped_catalog(period: &str, frequency: &str) -> Catalog {
+    catalog(&format!(
+        r#"
+[frequency]
+{frequency}
+[[campaign]]
+id = "fc"
+advertiser = "adv"
+daily_budget_micros = 1_000_000_000
+max_bid_cpm_micros = 10_000_000
+base_cpm_micros = 2_000_000
+frequency_cap = 2
+frequency_period = "{period}"
+  [[campaign.creative]]
+  id = "fc-cr"
+  format = "banner"
+  w = 300
+  h = 250
+  adomain = ["fc.example"]
+  adm = "<b>fc</b>"
+"#
+    ))
+}
+
+/// What "fc" does for `request` after `prior` wins (source, id, count, how many ms
+/// before now they were counted).
+fn decide_capped(
+    period: &str,
+    frequency: &str,
+    request: &str,
+    prior: &[(UserSource, &str, u32, u64)],
+) -> Expect {
+    let catalog = capped_catalog(period, frequency);
+    let now_ms = MONDAY_10_30 * 1_000;
+    let c = &catalog.campaigns[0];
+    let budgets = Budgets::new([c.daily_budget_micros]);
+    // The campaign's periods start an hour back, so prior wins can fall in the last hour.
+    let configured_ms = now_ms - 3_600_000;
+    budgets.configure(0, &c.id, c.budget_limits(), &c.calendar, configured_ms);
+    budgets.set_frequency_cap(0, c.frequency_cap);
+    for &(source, id, count, ago_ms) in prior {
+        let at_ms = now_ms - ago_ms;
+        budgets.roll(at_ms);
+        assert!(budgets.count_impressions(0, user_key(source, id), count, at_ms));
+    }
+    budgets.roll(now_ms);
+    let mut parser = Parser::new();
+    let mut body = request.as_bytes().to_vec();
+    let req = parser.parse(&mut body).expect("request");
+    let ctx = Context {
+        partner: None,
+        now_unix_s: MONDAY_10_30,
+        user_key: request_user(&req, &catalog.settings.user_sources),
+    };
+    let strategy = StaticStrategy {
+        shading_ppm: 1_000_000,
+    };
+    let mut decider = Decider::new(&catalog, Default::default(), 7);
+    let decision = decider.decide(&catalog, &strategy, &budgets, &req, ctx);
+    let got = match (decision.bids.first(), decision.no_bids.first()) {
+        (Some(bid), _) => Expect::Bid(leak(&catalog.campaigns[bid.campaign].id), bid.price_micros),
+        (None, Some(&(_, reason))) => Expect::NoBid(reason),
+        (None, None) => panic!("an imp without an outcome"),
+    };
+    decision.release_all(&budgets);
+    got
+}
+
+#[test]
+fn frequency_caps_count_each_user_per_period() {
+    use UserSource::{BuyerUid, DeviceIfa, UserId};
+    let user = |members: &str| banner_request("", &format!(r#","user":{{{members}}}"#));
+    let alice = user(r#""buyeruid":"alice""#);
+    let ids = user(r#""id":"u1","buyeruid":"alice""#);
+    let nobody = banner_request("", "");
+    let ifa = banner_request("", r#","app":{"id":"a"}"#)
+        .replace(r#""os":"iOS""#, r#""os":"iOS","ifa":"AAAA-1""#);
+    let bid = Expect::Bid("fc", 2_000_000);
+    let capped = Expect::NoBid(NoBidReason::FrequencyCapped);
+    let hour_ago = 3_000_000; // 50 minutes: the hour before, the same day
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [(UserSource, &'a str, u32, u64)],
+        &'a Expect,
+        &'a str,
+    );
+    let cases: &[Case] = &[
+        ("day", "", &alice, &[], &bid, "a new user"),
+        (
+            "day",
+            "",
+            &alice,
+            &[(BuyerUid, "alice", 1, 0)],
+            &bid,
+            "under the cap",
+        ),
+        (
+            "day",
+            "",
+            &alice,
+            &[(BuyerUid, "alice", 2, 0)],
+            &capped,
+            "at the cap",
+        ),
+        (
+            "day",
+            "",
+            &user(r#""buyeruid":"bob""#),
+            &[(BuyerUid, "alice", 2, 0)],
+            &bid,
+            "another user",
+        ),
+        (
+            "day",
+            "",
+            &nobody,
+            &[],
+            &capped,
+            "no user: no bid by default",
+        ),
+        (
+            "day",
+            r#"without_user = "bid""#,
+            &nobody,
+            &[],
+            &bid,
+            "no user, configured to bid",
+        ),
+        (
+            "day",
+            "",
+            &ids,
+            &[(BuyerUid, "alice", 2, 0)],
+            &capped,
+            "buyeruid first by default",
+        ),
+        (
+            "day",
+            r#"user_keys = ["user.id"]"#,
+            &ids,
+            &[(BuyerUid, "alice", 2, 0)],
+            &bid,
+            "user.id only",
+        ),
+        (
+            "day",
+            r#"user_keys = ["user.id"]"#,
+            &ids,
+            &[(UserId, "u1", 2, 0)],
+            &capped,
+            "user.id counted",
+        ),
+        (
+            "day",
+            "",
+            &ifa,
+            &[(DeviceIfa, "AAAA-1", 2, 0)],
+            &capped,
+            "device.ifa",
+        ),
+        (
+            "day",
+            "",
+            &alice,
+            &[(BuyerUid, "alice", 2, hour_ago)],
+            &capped,
+            "earlier today counts",
+        ),
+        (
+            "hour",
+            "",
+            &alice,
+            &[(BuyerUid, "alice", 2, hour_ago)],
+            &bid,
+            "last hour lapsed",
+        ),
+        (
+            "hour",
+            "",
+            &alice,
+            &[(BuyerUid, "alice", 2, 0)],
+            &capped,
+            "this hour counts",
+        ),
+    ];
+    for &(period, frequency, request, prior, expected, why) in cases {
+        assert_eq!(
+            &decide_capped(period, frequency, request, prior),
+            expected,
+            "{why}: per {period}, [frequency] {frequency:?}, prior {prior:?}"
+        );
+    }
 }

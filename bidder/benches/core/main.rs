@@ -293,6 +293,7 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
     let ctx = Context {
         partner: Some(workload::EXCHANGE_A),
         now_unix_s: workload::MONDAY_10_30_MS / 1000,
+        user_key: None,
     };
     let decision = decider.decide(
         catalog,

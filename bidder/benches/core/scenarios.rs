@@ -170,6 +170,7 @@ impl Scenario for DecideOnly<'_, '_> {
         let ctx = Context {
             partner: Some(EXCHANGE_A),
             now_unix_s: MONDAY_10_30_MS / 1000,
+            user_key: None,
         };
         let decision = self.decider.decide(
             &self.bidding.catalog,

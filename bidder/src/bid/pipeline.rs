@@ -172,6 +172,11 @@ impl Pipeline {
         let ctx = Context {
             partner: arrival.partner,
             now_unix_s: arrival.now_ms / 1000,
+            user_key: if catalog.settings.frequency_capped {
+                crate::decide::request_user(&req, &catalog.settings.user_sources)
+            } else {
+                None
+            },
         };
         let strategy = bidding.strategy.as_ref();
         let decision = self
@@ -201,6 +206,7 @@ impl Pipeline {
                 bid_id,
                 reservation: chosen.reservation,
                 expires_at_ms,
+                user_key: chosen.user_key,
             };
             if let Err(refused) = bidding.inbox.hold(held) {
                 bidding.budgets.release(refused.reservation);

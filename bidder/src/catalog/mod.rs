@@ -18,6 +18,7 @@ pub use index::Index;
 use crate::config::targeting::MediaType;
 use crate::config::{Config, ConfigError};
 use crate::money::budget::BudgetLimits;
+use crate::money::frequency::{FrequencyCap, UserSource};
 use crate::money::period::Calendar;
 use crate::openrtb::OpenRtbVersion;
 
@@ -41,6 +42,12 @@ pub struct Settings {
     pub reservation_ttl_ms: u64,
     pub notice_base_url: String,
     pub notice_hmac_key: Vec<u8>,
+    /// Where frequency caps find the user, in order.
+    pub user_sources: Vec<UserSource>,
+    /// A capped campaign bids on requests without a user (uncapped for them).
+    pub bid_without_user: bool,
+    /// Some campaign has a frequency cap (else the user is never looked up).
+    pub frequency_capped: bool,
 }
 
 /// A partner (exchange / SSP), compiled.
@@ -85,6 +92,7 @@ pub struct Campaign {
     pub deals_only: bool,
     /// Empty: any seller. Otherwise every schain node must match one entry.
     pub allowed_sellers: Vec<Seller>,
+    pub frequency_cap: Option<FrequencyCap>,
 }
 
 /// A creative, compiled.
@@ -262,6 +270,17 @@ impl Catalog {
             reservation_ttl_ms: config.bidding.reservation_ttl_ms,
             notice_base_url: config.notice.base_url.trim_end_matches('/').to_string(),
             notice_hmac_key,
+            user_sources: config
+                .frequency
+                .user_keys
+                .iter()
+                .map(|k| UserSource::parse(k).expect("user keys were validated"))
+                .collect(),
+            bid_without_user: config.frequency.without_user == "bid",
+            frequency_capped: config
+                .campaigns
+                .iter()
+                .any(|c| c.get_ref().frequency_cap.is_some()),
         };
         let partners: Vec<Partner> = config
             .partners
@@ -394,6 +413,10 @@ fn compile_campaign(
         hourly_budget_micros: c.hourly_budget_micros,
         lifetime_budget_micros: c.lifetime_budget_micros,
         calendar: Calendar::named(&c.time_zone).expect("time zone was validated"),
+        frequency_cap: c.frequency_cap.map(|impressions| FrequencyCap {
+            impressions,
+            hourly: c.frequency_period == "hour",
+        }),
         max_bid_cpm_micros: c.max_bid_cpm_micros,
         base_cpm_micros: c.base_cpm_micros,
         max_price_cpm_micros: max_price(c),

@@ -63,6 +63,9 @@ pub struct Config {
     pub ledger: LedgerConfig,
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// How frequency caps find the user (`[frequency]`).
+    #[serde(default)]
+    pub frequency: FrequencyConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -257,6 +260,34 @@ impl Default for BreakerConfig {
     }
 }
 
+/// Frequency caps: where the user id comes from, what a capped campaign does when a
+/// request has none, and how many (campaign, user) pairs are counted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrequencyConfig {
+    /// Tried in order; the first present is the user: `user.id`, `user.buyeruid`,
+    /// `device.ifa`.
+    pub user_keys: Vec<String>,
+    /// `"no_bid"` (a capped campaign does not bid without a user) or `"bid"`.
+    pub without_user: String,
+    /// (campaign, user) pairs counted at once; 8 bytes each, fixed at start.
+    pub max_tracked: usize,
+}
+
+impl Default for FrequencyConfig {
+    fn default() -> Self {
+        FrequencyConfig {
+            user_keys: vec![
+                "user.buyeruid".into(),
+                "user.id".into(),
+                "device.ifa".into(),
+            ],
+            without_user: "no_bid".into(),
+            max_tracked: 1 << 20,
+        }
+    }
+}
+
 /// Win / billing / loss notice URLs and their signing key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -321,6 +352,10 @@ fn yes() -> bool {
     true
 }
 
+fn day() -> String {
+    "day".into()
+}
+
 fn utc() -> String {
     "UTC".into()
 }
@@ -343,6 +378,12 @@ pub struct CampaignConfig {
     /// The IANA time zone the budget's days and hours follow (`America/New_York`).
     #[serde(default = "utc")]
     pub time_zone: String,
+    /// At most this many impressions per user per `frequency_period`; none by default.
+    #[serde(default)]
+    pub frequency_cap: Option<u32>,
+    /// `"day"` (default) or `"hour"`, in `time_zone`.
+    #[serde(default = "day")]
+    pub frequency_period: String,
     /// Largest CPM a single bid may carry (the hard ceiling; strategy stays below it).
     pub max_bid_cpm_micros: i64,
     /// What an impression is worth to us, as a CPM, before strategy and shading.

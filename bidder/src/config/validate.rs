@@ -16,7 +16,8 @@ use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
 
 pub use crate::limits::MAX_REPORTED_ERRORS;
-use crate::limits::{self, MAX_RESERVATION_TTL_MS, MIN_NOTICE_KEY_BYTES};
+use crate::limits::{self, MAX_FREQUENCY_TRACKED, MAX_RESERVATION_TTL_MS, MIN_NOTICE_KEY_BYTES};
+use crate::money::frequency::{UserSource, MAX_FREQUENCY_CAP};
 use crate::money::period::Calendar;
 
 /// Collects problems with the line they belong to.
@@ -70,6 +71,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
     notice(&mut p);
     ledger(&mut p);
     breaker(&mut p);
+    frequency(&mut p);
     let partner_names = partners(&mut p);
     campaigns(&mut p, &partner_names);
     p.into_result()
@@ -276,6 +278,47 @@ fn breaker(p: &mut Problems) {
     }
 }
 
+fn frequency(p: &mut Problems) {
+    let f = &p.config.frequency;
+    let mut problems = Vec::new();
+    if f.user_keys.is_empty() {
+        problems.push((
+            "frequency.user_keys".to_owned(),
+            "empty".to_owned(),
+            "list where the user id comes from, e.g. [\"user.buyeruid\", \"user.id\", \"device.ifa\"]",
+        ));
+    }
+    for (i, key) in f.user_keys.iter().enumerate() {
+        if UserSource::parse(key).is_none() {
+            problems.push((
+                format!("frequency.user_keys[{i}]"),
+                format!("unknown source {key:?}"),
+                "use \"user.id\", \"user.buyeruid\" or \"device.ifa\"",
+            ));
+        }
+    }
+    if !matches!(f.without_user.as_str(), "no_bid" | "bid") {
+        problems.push((
+            "frequency.without_user".to_owned(),
+            format!("unknown policy {:?}", f.without_user),
+            "use \"no_bid\" (capped campaigns skip requests without a user) or \"bid\"",
+        ));
+    }
+    if !(1_024..=MAX_FREQUENCY_TRACKED).contains(&f.max_tracked) {
+        problems.push((
+            "frequency.max_tracked".to_owned(),
+            format!(
+                "{} is outside 1024..={MAX_FREQUENCY_TRACKED}",
+                f.max_tracked
+            ),
+            "the (campaign, user) pairs counted at once, 8 bytes each, e.g. 1_048_576",
+        ));
+    }
+    for (field, problem, fix) in problems {
+        p.add(field, problem, fix);
+    }
+}
+
 fn ledger(p: &mut Problems) {
     let days = p.config.ledger.retention_days;
     if !(1..=3_650).contains(&days) {
@@ -415,6 +458,22 @@ fn money(p: &mut Problems, prefix: &str, c: &CampaignConfig) {
                 "use 0 or more micro-units (1 USD = 1_000_000)",
             );
         }
+    }
+    if c.frequency_cap
+        .is_some_and(|n| !(1..=MAX_FREQUENCY_CAP).contains(&n))
+    {
+        p.add(
+            format!("{prefix}.frequency_cap"),
+            format!("outside 1..={MAX_FREQUENCY_CAP}"),
+            "the impressions one user may see per period, e.g. 3; remove it for no cap",
+        );
+    }
+    if !matches!(c.frequency_period.as_str(), "day" | "hour") {
+        p.add(
+            format!("{prefix}.frequency_period"),
+            format!("unknown period {:?}", c.frequency_period),
+            "use \"day\" or \"hour\" (in the campaign's time_zone)",
+        );
     }
     if Calendar::named(&c.time_zone).is_err() {
         p.add(

@@ -365,6 +365,7 @@ impl NoticeDesk {
         if let Some((campaign, micros)) = pinned {
             n.budgets.pin_lease(campaign, micros);
         }
+        let user_key = n.ledger.user_of(notice.bid_id);
         let outcome = match (kind, slot) {
             (NoticeKind::Win | NoticeKind::Bill, _) => {
                 let cpm = notice
@@ -391,6 +392,11 @@ impl NoticeDesk {
             (NoticeKind::Loss, None) => n.ledger.release(notice.bid_id, &n.budgets, now_ms),
         };
         self.accepted[kind_index(kind)][outcome_index(&outcome)] += 1;
+        if let (NoticeOutcome::Settled(s), Some(user)) = (outcome, user_key) {
+            // A frequency cap counts the impression; a pair the full table cannot
+            // store keeps that user from the campaign's bids (see money/frequency.rs).
+            n.budgets.count_impressions(s.campaign, user, 1, now_ms);
+        }
         let Some(journal) = &n.journal else {
             return Ok(Applied::Now);
         };
@@ -413,6 +419,7 @@ impl NoticeDesk {
             campaign: notice.campaign_id.to_string(),
             outcome: recorded,
             at_ms: now_ms,
+            user_key: user_key.filter(|_| matches!(outcome, NoticeOutcome::Settled(_))),
         };
         let queued = journal.append(entry);
         if let Some((campaign, micros)) = pinned {
@@ -470,6 +477,18 @@ impl NoticeDesk {
             "Budget held back after a restart for bids made before it that may still win.",
             &[],
             ledger.in_doubt_total_micros(),
+        );
+        out.gauge(
+            "bidder_frequency_capacity_pairs",
+            "The (campaign, user) pairs the frequency table can count ([frequency] max_tracked).",
+            &[],
+            i64::try_from(self.notices.budgets.frequency_capacity()).unwrap_or(i64::MAX),
+        );
+        out.counter(
+            "bidder_frequency_untracked_total",
+            "Wins of capped campaigns whose user could not be counted (table full): those users get no bids until counts lapse.",
+            &[],
+            self.notices.budgets.frequency_untracked(),
         );
         let s = ledger.stats;
         let counters: [(&'static str, &'static str, u64); 12] = [

@@ -36,6 +36,10 @@ pub(super) struct Env<'e, 'r> {
     pub floor_micros: i64,
     /// The request's `bcat` and `badv` as bitsets.
     pub blocked: &'e Blocked,
+    /// The user frequency caps count, if the request names one.
+    pub user_key: Option<u64>,
+    /// Arrival, ms since the Unix epoch (to the second).
+    pub now_ms: u64,
 }
 
 /// Evaluates campaign `c` for the imp; the error is how far it got.
@@ -50,6 +54,17 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     }
     if env.budgets.is_tripped(campaign.budget_slot) {
         return Err(NoBidReason::SpendRateTripped);
+    }
+    if campaign.frequency_cap.is_some() {
+        let allowed = match env.user_key {
+            Some(user) => env
+                .budgets
+                .frequency_allows(campaign.budget_slot, user, env.now_ms),
+            None => env.catalog.settings.bid_without_user,
+        };
+        if !allowed {
+            return Err(NoBidReason::FrequencyCapped);
+        }
     }
     let (deal, deal_floor) = deal_terms(env, campaign)?;
     let creative = pick_creative(env, campaign)?;

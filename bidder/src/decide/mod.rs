@@ -30,7 +30,8 @@ use std::sync::Arc;
 use crate::catalog::{CampaignIdx, CampaignSet, Catalog, PartnerIdx};
 use crate::decide::strategy::StrategySource;
 use crate::money::budget::{Budgets, Reservation};
-use crate::openrtb::{BidRequest, Imp};
+use crate::money::frequency::{user_key, UserSource};
+use crate::openrtb::BidRequest;
 
 /// One bid the decision made, its budget already reserved.
 #[derive(Debug)]
@@ -46,6 +47,8 @@ pub struct ChosenBid {
     pub deal: Option<usize>,
     /// Budget held for this bid: the price of one impression, rounded up.
     pub reservation: Reservation,
+    /// The user a win counts against, when the campaign has a frequency cap.
+    pub user_key: Option<u64>,
 }
 
 /// The outcome for one request. Reused between requests by its [`Decider`].
@@ -80,6 +83,9 @@ pub struct Context {
     pub partner: Option<PartnerIdx>,
     /// Wall-clock time of arrival, Unix seconds (dayparts).
     pub now_unix_s: u64,
+    /// The user frequency caps count, when some campaign has a cap and the request
+    /// names one (`money::frequency::user_key`).
+    pub user_key: Option<u64>,
 }
 
 /// Per-worker decision state: scratch campaign sets, candidate list, counters and the
@@ -163,10 +169,10 @@ impl Decider {
 
         self.blocked.fill(&catalog.vocabulary, req);
         let filtered = filter::request(catalog, req, ctx, &mut self.request_set, &mut self.scratch);
-        for (i, imp) in req.imps().iter().enumerate() {
+        for i in 0..req.imps().len() {
             let outcome = match filtered {
                 Err(reason) => Err(reason),
-                Ok(()) => self.decide_imp(catalog, strategy, budgets, req, i, imp),
+                Ok(()) => self.decide_imp(catalog, strategy, budgets, req, ctx, i),
             };
             match outcome {
                 Ok(bid) => self.decision.bids.push(bid),
@@ -189,9 +195,10 @@ impl Decider {
         strategy: &dyn StrategySource,
         budgets: &Budgets,
         req: &BidRequest<'_>,
+        ctx: Context,
         i: usize,
-        imp: &Imp<'_>,
     ) -> Result<ChosenBid, NoBidReason> {
+        let imp = &req.imps()[i];
         filter::imp(
             catalog,
             req,
@@ -213,6 +220,8 @@ impl Decider {
             imp,
             floor_micros,
             blocked: &self.blocked,
+            user_key: ctx.user_key,
+            now_ms: ctx.now_unix_s * 1_000,
         };
         // Campaigns come best-first (the catalog orders them by the most they can
         // bid): evaluate until no campaign left can beat the best bid found. A best bid
@@ -262,6 +271,9 @@ impl Decider {
                     price_micros: found.price_micros,
                     deal: found.deal,
                     reservation,
+                    user_key: ctx
+                        .user_key
+                        .filter(|_| catalog.campaigns[found.campaign].frequency_cap.is_some()),
                 });
             }
             counts.no_bid(found.slot, NoBidReason::BudgetExhausted);
@@ -271,6 +283,18 @@ impl Decider {
         // The imp filter left at least one campaign, so some candidate was evaluated.
         Err(furthest.expect("imp filter admitted no campaign"))
     }
+}
+
+/// The request's user for frequency caps: the first of `sources` it carries.
+pub fn request_user(req: &BidRequest<'_>, sources: &[UserSource]) -> Option<u64> {
+    sources.iter().find_map(|&source| {
+        let id = match source {
+            UserSource::UserId => req.user.as_ref()?.id,
+            UserSource::BuyerUid => req.user.as_ref()?.buyeruid,
+            UserSource::DeviceIfa => req.device.as_ref()?.ifa,
+        }?;
+        (!id.is_empty()).then(|| user_key(source, id))
+    })
 }
 
 /// Position of the highest price, the lowest campaign index among equals.

@@ -71,6 +71,10 @@ pub enum NoBidReason {
     /// The spend-rate breaker paused the campaign (it spent far faster than its pace)
     /// until an operator resumes it.
     SpendRateTripped,
+    /// The user has seen the campaign's frequency cap this period, the request names
+    /// no user and `[frequency] without_user = "no_bid"`, or the user cannot be
+    /// counted (the frequency table is full).
+    FrequencyCapped,
     /// Pacing skipped this opportunity.
     Paced,
     /// The spend ledger cannot be written (disk full, I/O error), or the campaign's
@@ -120,6 +124,7 @@ impl NoBidReason {
             BelowFloor,
             Paused,
             SpendRateTripped,
+            FrequencyCapped,
             Paced,
             LedgerUnavailable,
             BudgetExhausted,
@@ -134,7 +139,7 @@ impl NoBidReason {
     /// that did not leave (deadline, our own error). Per-campaign no-bid counts are
     /// kept for these only; every other reason is decided for the whole request or imp
     /// before any campaign is looked at. Stage order, like [`NoBidReason::ALL`].
-    pub const PER_CAMPAIGN: [NoBidReason; 15] = {
+    pub const PER_CAMPAIGN: [NoBidReason; 16] = {
         use NoBidReason::*;
         [
             SellerNotAllowed,
@@ -147,6 +152,7 @@ impl NoBidReason {
             BelowFloor,
             Paused,
             SpendRateTripped,
+            FrequencyCapped,
             Paced,
             LedgerUnavailable,
             BudgetExhausted,
@@ -193,6 +199,7 @@ impl NoBidReason {
             BelowFloor => "below_floor",
             Paused => "paused",
             SpendRateTripped => "spend_rate_tripped",
+            FrequencyCapped => "frequency_capped",
             Paced => "paced",
             LedgerUnavailable => "ledger_unavailable",
             BudgetExhausted => "budget_exhausted",
@@ -258,7 +265,7 @@ impl std::fmt::Display for NoBidReason {
 /// Counters of one worker's decisions. The worker writes them (single-writer
 /// [`Counter`]s: no atomic read-modify-write on the hot path); the metrics scrape
 /// reads and sums every worker's.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DecisionStats {
     pub requests: Counter,
     pub imps: Counter,
@@ -274,6 +281,21 @@ pub struct DecisionStats {
     /// Per-campaign outcomes; replaced by a larger table when a catalog brings new
     /// budget slots (by the owning worker, at decider build time).
     pub(super) campaigns: ArcSwap<CampaignCounts>,
+}
+
+impl Default for DecisionStats {
+    fn default() -> Self {
+        DecisionStats {
+            requests: Counter::default(),
+            imps: Counter::default(),
+            bids: Counter::default(),
+            no_bid_requests: Counter::default(),
+            no_bid_imps: std::array::from_fn(|_| Counter::default()),
+            candidates: Counter::default(),
+            deadline_missed: Counter::default(),
+            campaigns: ArcSwap::default(),
+        }
+    }
 }
 
 impl DecisionStats {

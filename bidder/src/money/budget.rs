@@ -42,6 +42,7 @@ use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
 
+use super::frequency::{FrequencyCap, FrequencyTable};
 use super::period::{Calendar, PeriodBounds};
 
 /// One period's money: what bids made in it hold or spent.
@@ -143,6 +144,10 @@ struct CampaignBudget {
     lease_room_micros: AtomicI64,
     /// A bid was refused for want of lease room since the control thread last looked.
     lease_wanted: AtomicBool,
+    /// Impressions per user per period; 0: no frequency cap.
+    frequency_cap: AtomicU32,
+    /// The cap counts per hour rather than per day.
+    frequency_hourly: AtomicBool,
 }
 
 const _: () = assert!(size_of::<CampaignBudget>() == 256);
@@ -293,7 +298,12 @@ pub struct Budgets {
     breaker_window_ms: AtomicU64,
     /// Money in flight is leased (a journal is configured); set before the first bid.
     leased: AtomicBool,
+    /// Impressions per (campaign, user) for campaigns with a frequency cap.
+    frequency: FrequencyTable,
 }
+
+/// The frequency table of [`Budgets::new`]; the daemon sizes it from the config.
+const DEFAULT_FREQUENCY_TRACKED: usize = 1_024;
 
 impl Budgets {
     /// Budgets with each campaign's full daily budget available, in windows that
@@ -322,7 +332,99 @@ impl Budgets {
             breaker_multiple: AtomicU32::new(SpendBreaker::default().multiple),
             breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
             leased: AtomicBool::new(false),
+            frequency: FrequencyTable::new(DEFAULT_FREQUENCY_TRACKED),
         }
+    }
+
+    /// The same budgets counting up to `max_tracked` (campaign, user) pairs for
+    /// frequency caps (before the budgets are shared).
+    pub fn with_frequency_tracked(mut self, max_tracked: usize) -> Budgets {
+        self.frequency = FrequencyTable::new(max_tracked);
+        self
+    }
+
+    // ---- frequency caps (see `super::frequency`) ----
+
+    /// Sets or clears a campaign's frequency cap (at load and on reload).
+    pub fn set_frequency_cap(&self, campaign: BudgetSlot, cap: Option<FrequencyCap>) {
+        let b = self.campaign(campaign);
+        b.frequency_hourly
+            .store(cap.is_some_and(|c| c.hourly), Ordering::Release);
+        b.frequency_cap
+            .store(cap.map_or(0, |c| c.impressions), Ordering::Release);
+    }
+
+    /// Whether `user` may be shown another impression of the campaign now: under its
+    /// cap, or no cap. `false` too when the table is too full to count the user.
+    #[inline]
+    pub fn frequency_allows(&self, campaign: BudgetSlot, user: u64, now_ms: u64) -> bool {
+        let cap = self
+            .campaign(campaign)
+            .frequency_cap
+            .load(Ordering::Relaxed);
+        cap == 0
+            || self
+                .frequency
+                .count(campaign, user, now_ms)
+                .is_some_and(|seen| seen < cap)
+    }
+
+    /// Whether the campaign has a frequency cap.
+    #[inline]
+    pub fn is_frequency_capped(&self, campaign: BudgetSlot) -> bool {
+        self.campaign(campaign)
+            .frequency_cap
+            .load(Ordering::Relaxed)
+            != 0
+    }
+
+    /// Counts `n` impressions of a capped campaign for `user` in the campaign's
+    /// current period (the control thread: win notices, and counts read back at
+    /// start). Returns `false` when the pair could not be stored.
+    pub fn count_impressions(&self, campaign: BudgetSlot, user: u64, n: u32, now_ms: u64) -> bool {
+        let b = self.campaign(campaign);
+        if b.frequency_cap.load(Ordering::Acquire) == 0 || n == 0 {
+            return true;
+        }
+        let hourly = b.frequency_hourly.load(Ordering::Acquire);
+        let Some(end_ms) = self.period_end_ms(campaign, hourly) else {
+            return true;
+        };
+        let seen = self.frequency.count(campaign, user, now_ms).unwrap_or(0);
+        self.frequency
+            .observe(campaign, user, seen.saturating_add(n), end_ms, now_ms)
+    }
+
+    /// When the campaign's frequency period started (day or hour, as its cap counts).
+    pub fn frequency_period_start_ms(&self, campaign: BudgetSlot) -> Option<u64> {
+        let b = self.campaign(campaign);
+        let hourly = b.frequency_hourly.load(Ordering::Acquire);
+        let calendars = self.calendars.lock().expect("budget calendars");
+        let c = calendars.get(campaign)?.as_ref()?;
+        Some(if hourly {
+            c.bounds.hour_start_ms
+        } else {
+            c.bounds.day_start_ms
+        })
+    }
+
+    fn period_end_ms(&self, campaign: BudgetSlot, hourly: bool) -> Option<u64> {
+        let calendars = self.calendars.lock().expect("budget calendars");
+        let c = calendars.get(campaign)?.as_ref()?;
+        Some(if hourly {
+            c.bounds.hour_end_ms
+        } else {
+            c.bounds.day_end_ms
+        })
+    }
+
+    /// (campaign, user) pairs that could not be counted because the table was full.
+    pub fn frequency_untracked(&self) -> u64 {
+        self.frequency.untracked()
+    }
+
+    pub fn frequency_capacity(&self) -> usize {
+        self.frequency.capacity()
     }
 
     fn campaign(&self, campaign: BudgetSlot) -> &CampaignBudget {

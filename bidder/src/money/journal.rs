@@ -42,8 +42,8 @@ const PRUNE_INTERVAL_MS: u64 = 3_600_000;
 /// Milliseconds in a (UTC) budget day.
 pub const DAY_MS: u64 = 86_400_000;
 /// The schema version this code writes (`PRAGMA user_version`). 2 added
-/// `campaign_totals`, 3 `leases`.
-const SCHEMA_VERSION: i64 = 3;
+/// `campaign_totals`, 3 `leases`, 4 `notices.user_key`.
+const SCHEMA_VERSION: i64 = 4;
 /// Spend is read back summed per campaign and quarter hour of bid time: every zone's
 /// midnights and hours fall on quarter hours, so any period's spend is a sum of them.
 pub const RECOVERY_BUCKET_MS: u64 = 900_000;
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS notices (
     charged_micros  INTEGER NOT NULL CHECK (charged_micros >= 0),
     clearing_micros INTEGER NOT NULL,     -- per impression, as the exchange reported
     bid_ms          INTEGER NOT NULL,     -- when the bid was made (its period)
-    at_ms           INTEGER NOT NULL      -- when the notice was applied
+    at_ms           INTEGER NOT NULL,     -- when the notice was applied
+    user_key        INTEGER               -- the user a capped campaign's win counts against
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS notices_by_bid_time ON notices (bid_ms);
 CREATE INDEX IF NOT EXISTS notices_by_notice_time ON notices (at_ms);
@@ -83,6 +84,9 @@ CREATE TABLE IF NOT EXISTS leases (
     at_ms     INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// Gives a ledger older than version 4 the column frequency caps are read back from.
+const ADD_USER_KEY: &str = "ALTER TABLE notices ADD COLUMN user_key INTEGER;";
 
 /// Fills `campaign_totals` from the notices of a version 1 ledger.
 const MIGRATE_FROM_1: &str = "
@@ -119,6 +123,8 @@ pub struct Entry {
     pub outcome: Outcome,
     /// When the notice was applied, ms since the Unix epoch.
     pub at_ms: u64,
+    /// The user a win counts against (campaigns with a frequency cap).
+    pub user_key: Option<u64>,
 }
 
 /// Why the journal did not open or did not take a record.
@@ -167,6 +173,9 @@ pub struct Recovered {
     /// The last lease recorded per campaign id: what its bids could hold when the
     /// process stopped.
     pub leases: HashMap<String, i64>,
+    /// Wins per campaign id, user and [`RECOVERY_BUCKET_MS`] of bid time (its start),
+    /// for bids made since `since_ms` (frequency caps).
+    pub impressions: Vec<(String, u64, u64, u32)>,
     /// Settlements summed into `spent_by_quarter_hour`.
     pub records: u64,
     pub elapsed: Duration,
@@ -481,6 +490,10 @@ fn open_checked(path: &Path) -> Result<Connection, JournalError> {
             1 => conn.execute_batch(MIGRATE_FROM_1),
             _ => Ok(()),
         })
+        .and_then(|()| match has_user_key(&conn)? {
+            false => conn.execute_batch(ADD_USER_KEY),
+            true => Ok(()),
+        })
         .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
         .map_err(open_err(
             path,
@@ -488,6 +501,18 @@ fn open_checked(path: &Path) -> Result<Connection, JournalError> {
             "make sure the disk has room and the file is writable",
         ))?;
     Ok(conn)
+}
+
+/// Whether `notices` has the `user_key` column (version 4 on).
+fn has_user_key(conn: &Connection) -> rusqlite::Result<bool> {
+    let mut columns = conn.prepare("SELECT name FROM pragma_table_info('notices')")?;
+    let names = columns.query_map([], |r| r.get::<_, String>(0))?;
+    for name in names {
+        if name? == "user_key" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn prune(conn: &Connection, now_ms: u64, retention_ms: u64) -> rusqlite::Result<usize> {
@@ -547,6 +572,28 @@ fn recover(
         let (campaign, micros) = row?;
         recovered.lifetime_micros.insert(campaign, micros);
     }
+    let mut impressions = conn.prepare(
+        "SELECT campaign, user_key, bid_ms / ?2, COUNT(*) FROM notices \
+         WHERE outcome = 'settled' AND user_key IS NOT NULL AND bid_ms >= ?1 GROUP BY 1, 2, 3",
+    )?;
+    let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
+    let rows = impressions.query_map(params![since, bucket], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (campaign, user, quarter, count) = row?;
+        recovered.impressions.push((
+            campaign,
+            user as u64,
+            u64::try_from(quarter).unwrap_or(0) * RECOVERY_BUCKET_MS,
+            u32::try_from(count).unwrap_or(u32::MAX),
+        ));
+    }
     let mut leases = conn.prepare("SELECT campaign, micros FROM leases")?;
     let rows = leases.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
@@ -582,8 +629,8 @@ fn commit<'e>(
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO notices \
-             (bid_id, campaign, outcome, charged_micros, clearing_micros, bid_ms, at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             (bid_id, campaign, outcome, charged_micros, clearing_micros, bid_ms, at_ms, user_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         let mut total = tx.prepare_cached(
             "INSERT INTO campaign_totals (campaign, charged_micros, settled) VALUES (?1, ?2, 1) \
@@ -637,6 +684,8 @@ fn commit<'e>(
                 clearing,
                 i64::try_from(e.bid_id.timestamp_ms()).unwrap_or(i64::MAX),
                 i64::try_from(e.at_ms).unwrap_or(i64::MAX),
+                // The hash's bits as SQLite's signed integer.
+                e.user_key.map(|k| k as i64),
             ])?;
             // Only a bid's first record counts toward its campaign's total.
             if inserted == 1 && outcome == "settled" {
@@ -781,6 +830,7 @@ mod tests {
                 clearing_micros: micros,
             },
             at_ms: NOW_MS,
+            user_key: None,
         }
     }
 
@@ -920,8 +970,11 @@ mod tests {
             ));
         }
         let conn = Connection::open(config(&dir).path).unwrap();
-        conn.execute_batch("DROP TABLE campaign_totals; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE campaign_totals; DROP TABLE leases; \
+             ALTER TABLE notices DROP COLUMN user_key; PRAGMA user_version = 1;",
+        )
+        .unwrap();
         drop(conn);
         let (_j, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
         assert_eq!(recovered.lifetime_micros.get("c1"), Some(&400));

@@ -37,6 +37,8 @@ pub struct HeldBid {
     pub reservation: Reservation,
     /// When the reservation is returned if no notice came, ms since the Unix epoch.
     pub expires_at_ms: u64,
+    /// The user a win counts against (campaigns with a frequency cap).
+    pub user_key: Option<u64>,
 }
 
 /// Where workers hand over reservations. Shared (`Arc`) between all workers and the
@@ -111,6 +113,7 @@ struct InDoubt {
 struct Pending {
     reservation: Reservation,
     expires_at_ms: u64,
+    user_key: Option<u64>,
 }
 
 /// The ledger itself, owned by one thread.
@@ -190,6 +193,11 @@ impl Ledger {
         None
     }
 
+    /// The user a pending bid's win counts against, for frequency caps.
+    pub fn user_of(&self, bid_id: BidId) -> Option<u64> {
+        self.pending.get(&bid_id)?.user_key
+    }
+
     /// A bid made before the restart, not resolved since, whose reservation would
     /// still live, of a campaign with a hold.
     fn is_in_doubt(&self, bid_id: BidId, campaign: BudgetSlot, now_ms: u64) -> bool {
@@ -266,6 +274,7 @@ impl Ledger {
                 Pending {
                     reservation: bid.reservation,
                     expires_at_ms: bid.expires_at_ms,
+                    user_key: bid.user_key,
                 },
             );
             assert!(previous.is_none(), "bid id {:?} issued twice", bid.bid_id);
@@ -411,6 +420,7 @@ mod tests {
                 bid_id,
                 reservation,
                 expires_at_ms: expires,
+                user_key: None,
             })
             .unwrap();
         bid_id
@@ -491,6 +501,7 @@ mod tests {
                 bid_id: ids.next_id(1_000),
                 reservation,
                 expires_at_ms: 1_000,
+                user_key: None,
             })
             .unwrap_err();
         b.release(refused.reservation);
