@@ -33,7 +33,9 @@ fn entry(ids: &mut BidIdGen, now_ms: u64, n: u64) -> Entry {
             clearing_micros: 1_000 + (n % 500) as i64,
         },
         at_ms: now_ms,
-        user_key: (n % 3 == 0).then_some(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        user_key: n
+            .is_multiple_of(3)
+            .then_some(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
     }
 }
 
