@@ -812,6 +812,7 @@ fn frequency_caps_count_each_user_per_period() {
     let user = |members: &str| banner_request("", &format!(r#","user":{{{members}}}"#));
     let alice = user(r#""buyeruid":"alice""#);
     let ids = user(r#""id":"u1","buyeruid":"alice""#);
+    let bob = user(r#""buyeruid":"bob""#);
     let nobody = banner_request("", "");
     let ifa = banner_request("", r#","app":{"id":"a"}"#)
         .replace(r#""os":"iOS""#, r#""os":"iOS","ifa":"AAAA-1""#);
@@ -826,104 +827,21 @@ fn frequency_caps_count_each_user_per_period() {
         &'a Expect,
         &'a str,
     );
+    #[rustfmt::skip]
     let cases: &[Case] = &[
         ("day", "", &alice, &[], &bid, "a new user"),
-        (
-            "day",
-            "",
-            &alice,
-            &[(BuyerUid, "alice", 1, 0)],
-            &bid,
-            "under the cap",
-        ),
-        (
-            "day",
-            "",
-            &alice,
-            &[(BuyerUid, "alice", 2, 0)],
-            &capped,
-            "at the cap",
-        ),
-        (
-            "day",
-            "",
-            &user(r#""buyeruid":"bob""#),
-            &[(BuyerUid, "alice", 2, 0)],
-            &bid,
-            "another user",
-        ),
-        (
-            "day",
-            "",
-            &nobody,
-            &[],
-            &capped,
-            "no user: no bid by default",
-        ),
-        (
-            "day",
-            r#"without_user = "bid""#,
-            &nobody,
-            &[],
-            &bid,
-            "no user, configured to bid",
-        ),
-        (
-            "day",
-            "",
-            &ids,
-            &[(BuyerUid, "alice", 2, 0)],
-            &capped,
-            "buyeruid first by default",
-        ),
-        (
-            "day",
-            r#"user_keys = ["user.id"]"#,
-            &ids,
-            &[(BuyerUid, "alice", 2, 0)],
-            &bid,
-            "user.id only",
-        ),
-        (
-            "day",
-            r#"user_keys = ["user.id"]"#,
-            &ids,
-            &[(UserId, "u1", 2, 0)],
-            &capped,
-            "user.id counted",
-        ),
-        (
-            "day",
-            "",
-            &ifa,
-            &[(DeviceIfa, "AAAA-1", 2, 0)],
-            &capped,
-            "device.ifa",
-        ),
-        (
-            "day",
-            "",
-            &alice,
-            &[(BuyerUid, "alice", 2, hour_ago)],
-            &capped,
-            "earlier today counts",
-        ),
-        (
-            "hour",
-            "",
-            &alice,
-            &[(BuyerUid, "alice", 2, hour_ago)],
-            &bid,
-            "last hour lapsed",
-        ),
-        (
-            "hour",
-            "",
-            &alice,
-            &[(BuyerUid, "alice", 2, 0)],
-            &capped,
-            "this hour counts",
-        ),
+        ("day", "", &alice, &[(BuyerUid, "alice", 1, 0)], &bid, "under the cap"),
+        ("day", "", &alice, &[(BuyerUid, "alice", 2, 0)], &capped, "at the cap"),
+        ("day", "", &bob, &[(BuyerUid, "alice", 2, 0)], &bid, "another user"),
+        ("day", "", &nobody, &[], &capped, "no user: no bid by default"),
+        ("day", r#"without_user = "bid""#, &nobody, &[], &bid, "no user, configured to bid"),
+        ("day", "", &ids, &[(BuyerUid, "alice", 2, 0)], &capped, "buyeruid first by default"),
+        ("day", r#"user_keys = ["user.id"]"#, &ids, &[(BuyerUid, "alice", 2, 0)], &bid, "user.id only"),
+        ("day", r#"user_keys = ["user.id"]"#, &ids, &[(UserId, "u1", 2, 0)], &capped, "user.id counted"),
+        ("day", "", &ifa, &[(DeviceIfa, "AAAA-1", 2, 0)], &capped, "device.ifa"),
+        ("day", "", &alice, &[(BuyerUid, "alice", 2, hour_ago)], &capped, "earlier today counts"),
+        ("hour", "", &alice, &[(BuyerUid, "alice", 2, hour_ago)], &bid, "last hour lapsed"),
+        ("hour", "", &alice, &[(BuyerUid, "alice", 2, 0)], &capped, "this hour counts"),
     ];
     for &(period, frequency, request, prior, expected, why) in cases {
         assert_eq!(

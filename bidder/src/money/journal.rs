@@ -515,6 +515,11 @@ fn has_user_key(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(false)
 }
 
+/// A row of a campaign id and three counts (the grouped recovery queries).
+fn text_and_three_integers(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
 fn prune(conn: &Connection, now_ms: u64, retention_ms: u64) -> rusqlite::Result<usize> {
     let before = i64::try_from(now_ms.saturating_sub(retention_ms)).unwrap_or(i64::MAX);
     conn.execute("DELETE FROM notices WHERE at_ms < ?1", params![before])
@@ -533,14 +538,7 @@ fn recover(
          WHERE outcome = 'settled' AND bid_ms >= ?1 GROUP BY 1, 2",
     )?;
     let bucket = RECOVERY_BUCKET_MS as i64;
-    let rows = spent.query_map(params![since, bucket], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+    let rows = spent.query_map(params![since, bucket], text_and_three_integers)?;
     for row in rows {
         let (campaign, quarter, micros, count) = row?;
         let start_ms = u64::try_from(quarter).unwrap_or(0) * RECOVERY_BUCKET_MS;
@@ -576,15 +574,7 @@ fn recover(
         "SELECT campaign, user_key, bid_ms / ?2, COUNT(*) FROM notices \
          WHERE outcome = 'settled' AND user_key IS NOT NULL AND bid_ms >= ?1 GROUP BY 1, 2, 3",
     )?;
-    let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
-    let rows = impressions.query_map(params![since, bucket], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+    let rows = impressions.query_map(params![since, bucket], text_and_three_integers)?;
     for row in rows {
         let (campaign, user, quarter, count) = row?;
         recovered.impressions.push((
