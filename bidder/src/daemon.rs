@@ -421,7 +421,7 @@ fn recover_impressions(
         .iter()
         .filter(|c| c.frequency_cap.is_some())
         .filter_map(|c| {
-            let start = budgets.frequency_period_start_ms(c.budget_slot)?;
+            let (start, _) = budgets.frequency_period(c.budget_slot)?;
             Some((c.id.as_str(), (c.budget_slot, start)))
         })
         .collect();

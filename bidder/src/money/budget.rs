@@ -386,35 +386,25 @@ impl Budgets {
         if b.frequency_cap.load(Ordering::Acquire) == 0 || n == 0 {
             return true;
         }
-        let hourly = b.frequency_hourly.load(Ordering::Acquire);
-        let Some(end_ms) = self.period_end_ms(campaign, hourly) else {
+        let Some((_, end_ms)) = self.frequency_period(campaign) else {
             return true;
         };
-        let seen = self.frequency.count(campaign, user, now_ms).unwrap_or(0);
-        self.frequency
-            .observe(campaign, user, seen.saturating_add(n), end_ms, now_ms)
+        self.frequency.add(campaign, user, n, end_ms, now_ms)
     }
 
-    /// When the campaign's frequency period started (day or hour, as its cap counts).
-    pub fn frequency_period_start_ms(&self, campaign: BudgetSlot) -> Option<u64> {
-        let b = self.campaign(campaign);
-        let hourly = b.frequency_hourly.load(Ordering::Acquire);
+    /// The campaign's current frequency period (its day or hour, as its cap counts):
+    /// start and end, ms since the Unix epoch; `None` before it is configured.
+    pub fn frequency_period(&self, campaign: BudgetSlot) -> Option<(u64, u64)> {
+        let hourly = self
+            .campaign(campaign)
+            .frequency_hourly
+            .load(Ordering::Acquire);
         let calendars = self.calendars.lock().expect("budget calendars");
-        let c = calendars.get(campaign)?.as_ref()?;
+        let b = &calendars.get(campaign)?.as_ref()?.bounds;
         Some(if hourly {
-            c.bounds.hour_start_ms
+            (b.hour_start_ms, b.hour_end_ms)
         } else {
-            c.bounds.day_start_ms
-        })
-    }
-
-    fn period_end_ms(&self, campaign: BudgetSlot, hourly: bool) -> Option<u64> {
-        let calendars = self.calendars.lock().expect("budget calendars");
-        let c = calendars.get(campaign)?.as_ref()?;
-        Some(if hourly {
-            c.bounds.hour_end_ms
-        } else {
-            c.bounds.day_end_ms
+            (b.day_start_ms, b.day_end_ms)
         })
     }
 
@@ -653,10 +643,12 @@ impl Budgets {
         reserved_micros: i64,
         clearing_micros: i64,
     ) -> Settlement {
-        let piece = self.split(hold, reserved_micros);
+        let mut piece = self.split(hold, reserved_micros);
         let charged = clearing_micros.max(0).min(reserved_micros.max(0));
         let beyond = charged - piece.amount_micros;
         if beyond > 0 {
+            // Past the hold: taken into the windows unchecked (and into the lease, so
+            // the settlement's return of it nets out) before it is settled.
             let b = self.campaign(piece.campaign);
             for w in [
                 &b.day[usize::from(piece.day)],
@@ -666,11 +658,7 @@ impl Budgets {
                 w.used_micros.fetch_add(beyond, Ordering::AcqRel);
             }
             self.pin_lease(piece.campaign, beyond);
-            let piece = Reservation {
-                amount_micros: piece.amount_micros + beyond,
-                ..piece
-            };
-            return self.settle(piece, clearing_micros);
+            piece.amount_micros += beyond;
         }
         self.settle(piece, clearing_micros)
     }

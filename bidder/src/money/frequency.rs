@@ -128,14 +128,16 @@ impl FrequencyTable {
         room.then_some(0)
     }
 
-    /// Counts one impression (the writer only). `period_end_ms`: when the campaign's
+    /// Counts `n` impressions (the writer only). `period_end_ms`: when the campaign's
     /// current period ends. Returns `false` when the pair could not be stored.
-    pub fn record(&self, campaign: usize, user: u64, period_end_ms: u64, now_ms: u64) -> bool {
-        self.add(campaign, user, 1, period_end_ms, now_ms)
+    pub fn add(&self, campaign: usize, user: u64, n: u32, period_end_ms: u64, now_ms: u64) -> bool {
+        self.update(campaign, user, period_end_ms, now_ms, |had| {
+            had.saturating_add(n)
+        })
     }
 
-    /// Raises the pair's count to at least `count` (the writer only): counts read back
-    /// at start, or seen on another host of a fleet.
+    /// Raises the pair's count to at least `count` (the writer only): a count seen on
+    /// another host of a fleet.
     pub fn observe(
         &self,
         campaign: usize,
@@ -144,45 +146,30 @@ impl FrequencyTable {
         period_end_ms: u64,
         now_ms: u64,
     ) -> bool {
-        let (fingerprint, start) = self.place(campaign, user);
-        let now_q = quarter(now_ms);
-        let end_q = quarter(period_end_ms);
-        let word = |count: u32| pack(fingerprint, count, end_q);
-        match self.find(fingerprint, start, now_q) {
-            Found::Live(i, had) => {
-                self.words[i].store(word(had.max(count)), Ordering::Release);
-                true
-            }
-            Found::Free(i) => {
-                self.words[i].store(word(count), Ordering::Release);
-                true
-            }
-            Found::Full => {
-                self.untracked.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        self.update(campaign, user, period_end_ms, now_ms, |had| had.max(count))
     }
 
-    fn add(&self, campaign: usize, user: u64, n: u32, period_end_ms: u64, now_ms: u64) -> bool {
+    /// Stores `new(live count)` for the pair (0 when it had none this period).
+    fn update(
+        &self,
+        campaign: usize,
+        user: u64,
+        period_end_ms: u64,
+        now_ms: u64,
+        new: impl FnOnce(u32) -> u32,
+    ) -> bool {
         let (fingerprint, start) = self.place(campaign, user);
-        let now_q = quarter(now_ms);
-        let end_q = quarter(period_end_ms);
-        match self.find(fingerprint, start, now_q) {
-            Found::Live(i, had) => {
-                let word = pack(fingerprint, had.saturating_add(n), end_q);
-                self.words[i].store(word, Ordering::Release);
-                true
-            }
-            Found::Free(i) => {
-                self.words[i].store(pack(fingerprint, n, end_q), Ordering::Release);
-                true
-            }
+        let (at, had) = match self.find(fingerprint, start, quarter(now_ms)) {
+            Found::Live(at, had) => (at, had),
+            Found::Free(at) => (at, 0),
             Found::Full => {
                 self.untracked.fetch_add(1, Ordering::Relaxed);
-                false
+                return false;
             }
-        }
+        };
+        let word = pack(fingerprint, new(had), quarter(period_end_ms));
+        self.words[at].store(word, Ordering::Release);
+        true
     }
 
     /// The pair's word (its live count), else the first empty or lapsed word of its
@@ -287,7 +274,7 @@ mod tests {
         ];
         for &(campaign, user, n, _) in &cases {
             for _ in 0..n {
-                assert!(t.record(campaign, user, end, NOW_MS));
+                assert!(t.add(campaign, user, 1, end, NOW_MS));
             }
         }
         for &(campaign, user, _, expected) in &cases {
@@ -300,7 +287,7 @@ mod tests {
             );
         }
         // The next period starts from zero and reuses the word.
-        assert!(t.record(0, alice, end + HOUR_MS, end));
+        assert!(t.add(0, alice, 1, end + HOUR_MS, end));
         assert_eq!(t.count(0, alice, end), Some(1));
     }
 
@@ -318,7 +305,7 @@ mod tests {
     fn observe_merges_as_a_maximum() {
         let t = FrequencyTable::new(64);
         let end = NOW_MS + HOUR_MS;
-        t.record(3, 42, end, NOW_MS);
+        t.add(3, 42, 1, end, NOW_MS);
         t.observe(3, 42, 5, end, NOW_MS);
         assert_eq!(t.count(3, 42, NOW_MS), Some(5));
         t.observe(3, 42, 2, end, NOW_MS);
@@ -333,7 +320,7 @@ mod tests {
         let end = NOW_MS + HOUR_MS;
         let mut stored = 0;
         for user in 0..(PROBE_SLOTS as u64 * 4) {
-            stored += u64::from(t.record(0, user, end, NOW_MS));
+            stored += u64::from(t.add(0, user, 1, end, NOW_MS));
         }
         assert_eq!(
             stored, PROBE_SLOTS as u64,
@@ -352,6 +339,6 @@ mod tests {
             Some(0),
             "room again once counts lapse"
         );
-        assert!(t.record(0, newcomer, end + HOUR_MS, end));
+        assert!(t.add(0, newcomer, 1, end + HOUR_MS, end));
     }
 }

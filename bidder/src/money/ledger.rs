@@ -343,7 +343,8 @@ impl Ledger {
             self.done_order.pop_front();
             self.done.remove(&bid_id);
         }
-        if !self.in_doubt.is_empty() {
+        // Allocates only on the tick a hold comes due (once per campaign per restart).
+        if self.in_doubt.values().any(|d| d.until_ms <= now_ms) {
             let due: Vec<BudgetSlot> = self
                 .in_doubt
                 .iter()
