@@ -8,8 +8,11 @@
 //!   pays a whole commit);
 //! - *K in flight*: K notices outstanding at once, as K exchange connections would
 //!   keep them (group commit batches whatever arrived during the last `fsync`);
-//! - *recovery*: reopening a journal holding a day of records at the measured rate is
-//!   what a restart costs before the first bid.
+//! - *recovery*: what a restart costs before the first bid on a saturated host
+//!   ([`SATURATED_NOTICES_PER_S`]): the notices of the last reservation TTL come back
+//!   one by one (duplicates), the rest of the day only through its quarter-hour sums.
+//!   Reopened twice, the second time with twice the day's older notices, to show the
+//!   cost does not grow with the day.
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) a tiny run that only checks
 //! it works.
@@ -23,6 +26,12 @@ use bidder::money::journal::{Entry, Journal, JournalConfig, Outcome};
 
 /// Notices outstanding at once in the loaded runs.
 const IN_FLIGHT: [usize; 3] = [8, 64, 512];
+/// Win and loss notices per second of a saturated host (432M a day).
+const SATURATED_NOTICES_PER_S: u64 = 5_000;
+/// The default `bidding.reservation_ttl_ms`: notices this recent come back one by one.
+const RESERVATION_TTL_MS: u64 = 300_000;
+/// Distinct users a capped campaign counts (the default `frequency.max_tracked`).
+const USERS: u64 = 1 << 20;
 
 fn entry(ids: &mut BidIdGen, now_ms: u64, n: u64) -> Entry {
     Entry {
@@ -35,7 +44,7 @@ fn entry(ids: &mut BidIdGen, now_ms: u64, n: u64) -> Entry {
         at_ms: now_ms,
         user_key: n
             .is_multiple_of(3)
-            .then_some(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            .then_some((n % USERS).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
     }
 }
 
@@ -109,26 +118,63 @@ fn main() {
     }
     drop(journal);
 
-    // A day of records at a saturated host's notice rate, reopened.
-    let records: u64 = if full { 2_000_000 } else { 2_000 };
-    fill(&config, clock.clone(), &mut ids, now_ms, records);
-    let started = Instant::now();
-    let (_journal, recovered) =
-        Journal::open(&config, clock, now_ms - 86_400_000, now_ms - 300_000).expect("reopen");
-    println!(
-        "recovery of {records} records: {:.0} ms (reading {:.0} ms; {} resolved bids kept for duplicates)",
-        started.elapsed().as_secs_f64() * 1e3,
-        recovered.elapsed.as_secs_f64() * 1e3,
-        recovered.resolved.len()
-    );
+    // A saturated day: the last TTL's notices at the saturated rate, and older ones
+    // spread over the day before them (twice as many the second time).
+    let window = SATURATED_NOTICES_PER_S * RESERVATION_TTL_MS / 1_000 / scale;
+    let older = 2_000_000 / scale;
+    let mut written = 0;
+    for round in 0..2 {
+        let day_start = now_ms - 86_400_000;
+        fill(
+            &config,
+            clock.clone(),
+            &mut ids,
+            (day_start, now_ms - RESERVATION_TTL_MS),
+            older,
+        );
+        written += older;
+        if round == 0 {
+            fill(
+                &config,
+                clock.clone(),
+                &mut ids,
+                (now_ms - RESERVATION_TTL_MS, now_ms),
+                window,
+            );
+            written += window;
+        }
+        let started = Instant::now();
+        let (_journal, recovered) = Journal::open(
+            &config,
+            clock.clone(),
+            day_start,
+            now_ms - RESERVATION_TTL_MS,
+        )
+        .expect("reopen");
+        println!(
+            "recovery of a day of {written} notices: {:.0} ms (reading {:.0} ms: {} settlements summed, {} user-quarter rows, {} resolved bids kept for duplicates)",
+            started.elapsed().as_secs_f64() * 1e3,
+            recovered.elapsed.as_secs_f64() * 1e3,
+            recovered.records,
+            recovered.impressions.len(),
+            recovered.resolved.len()
+        );
+    }
 }
 
-/// Writes `records` settlements spread over the day before `now_ms`, in big batches.
-fn fill(config: &JournalConfig, clock: Clock, ids: &mut BidIdGen, now_ms: u64, records: u64) {
+/// Writes `records` settlements spread evenly over `[from_ms, to_ms)`, in big batches.
+/// Bid ids never go back in time, so fills run oldest first.
+fn fill(
+    config: &JournalConfig,
+    clock: Clock,
+    ids: &mut BidIdGen,
+    (from_ms, to_ms): (u64, u64),
+    records: u64,
+) {
     let (journal, _) = Journal::open(config, clock, 0, 0).expect("open");
     let mut acks = VecDeque::new();
     for n in 0..records {
-        let at_ms = now_ms - 86_400_000 + n * 86_400_000 / records.max(1);
+        let at_ms = from_ms + n * (to_ms - from_ms) / records.max(1);
         acks.push_back(journal.append(entry(ids, at_ms, n)).expect("room"));
         if acks.len() >= 4_096 {
             assert!(bidder_wait(acks.pop_front().expect("queued")));

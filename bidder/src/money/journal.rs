@@ -19,7 +19,7 @@
 //! they are applied. A crash while records wait loses only records whose notices were
 //! never acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::money::bid_id::BidId;
@@ -39,11 +39,15 @@ pub use crate::limits::{MAX_JOURNAL_BATCH, MAX_UNWRITTEN_NOTICES};
 pub const RETRY_INTERVAL_MS: u64 = 500;
 /// How often the writer deletes records older than the retention.
 const PRUNE_INTERVAL_MS: u64 = 3_600_000;
+/// Rows of a table one prune step deletes: a step sits between two commits, so it
+/// stays short (milliseconds) however far behind pruning is.
+const PRUNE_STEP_ROWS: usize = 10_000;
 /// Milliseconds in a (UTC) budget day.
 pub const DAY_MS: u64 = 86_400_000;
 /// The schema version this code writes (`PRAGMA user_version`). 2 added
-/// `campaign_totals`, 3 `leases`, 4 `notices.user_key`.
-const SCHEMA_VERSION: i64 = 4;
+/// `campaign_totals`, 3 `leases`, 4 `notices.user_key`, 5 `spend_by_quarter` and
+/// `wins_by_quarter`.
+const SCHEMA_VERSION: i64 = 5;
 /// Spend is read back summed per campaign and quarter hour of bid time: every zone's
 /// midnights and hours fall on quarter hours, so any period's spend is a sum of them.
 pub const RECOVERY_BUCKET_MS: u64 = 900_000;
@@ -59,7 +63,8 @@ CREATE TABLE IF NOT EXISTS notices (
     at_ms           INTEGER NOT NULL,     -- when the notice was applied
     user_key        INTEGER               -- the user a capped campaign's win counts against
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS notices_by_bid_time ON notices (bid_ms);
+-- Recovery reads spend from the sums below, not by bid time: one index fewer to write.
+DROP INDEX IF EXISTS notices_by_bid_time;
 CREATE INDEX IF NOT EXISTS notices_by_notice_time ON notices (at_ms);
 -- Everything ever charged per campaign (lifetime budgets): kept when old notices are
 -- pruned, updated in the same transaction as the notices it sums.
@@ -67,6 +72,24 @@ CREATE TABLE IF NOT EXISTS campaign_totals (
     campaign        TEXT    PRIMARY KEY,
     charged_micros  INTEGER NOT NULL CHECK (charged_micros >= 0),
     settled         INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Spend per campaign and quarter hour of bid time, and wins per capped campaign, user
+-- and quarter hour: what a restart reads back instead of the day's notices, so
+-- recovery costs campaigns x 96 rows however many notices the day had. Updated in the
+-- same transaction as the notices they sum; pruned with them.
+CREATE TABLE IF NOT EXISTS spend_by_quarter (
+    quarter_ms      INTEGER NOT NULL,     -- start of the quarter hour of bid time
+    campaign        TEXT    NOT NULL,
+    charged_micros  INTEGER NOT NULL CHECK (charged_micros >= 0),
+    settled         INTEGER NOT NULL,
+    PRIMARY KEY (quarter_ms, campaign)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wins_by_quarter (
+    quarter_ms  INTEGER NOT NULL,
+    campaign    TEXT    NOT NULL,
+    user_key    INTEGER NOT NULL,
+    wins        INTEGER NOT NULL,
+    PRIMARY KEY (quarter_ms, campaign, user_key)
 ) WITHOUT ROWID;
 -- What the bidder did to a campaign: the spend-rate breaker tripping, an operator
 -- resuming it. The last breaker event of a campaign is its state after a restart.
@@ -93,6 +116,17 @@ const MIGRATE_FROM_1: &str = "
 INSERT INTO campaign_totals (campaign, charged_micros, settled)
 SELECT campaign, SUM(charged_micros), COUNT(*) FROM notices WHERE outcome = 'settled'
 GROUP BY campaign;
+";
+
+/// Fills the quarter-hour sums from the notices of a ledger older than version 5
+/// (900000 is [`RECOVERY_BUCKET_MS`]).
+const MIGRATE_TO_5: &str = "
+INSERT OR IGNORE INTO spend_by_quarter (quarter_ms, campaign, charged_micros, settled)
+SELECT bid_ms / 900000 * 900000, campaign, SUM(charged_micros), COUNT(*) FROM notices
+WHERE outcome = 'settled' GROUP BY 1, 2;
+INSERT OR IGNORE INTO wins_by_quarter (quarter_ms, campaign, user_key, wins)
+SELECT bid_ms / 900000 * 900000, campaign, user_key, COUNT(*) FROM notices
+WHERE outcome = 'settled' AND user_key IS NOT NULL GROUP BY 1, 2, 3;
 ";
 
 /// Where the journal lives and how long it keeps records.
@@ -280,9 +314,10 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal, checks it, prunes old records and reads back the
-    /// spend of bids made since `since_ms` (the earliest current period start), the
-    /// lifetime totals, and the resolved bids since `resolved_since_ms`.
+    /// Opens (or creates) the journal, checks it and reads back the spend of bids made
+    /// since `since_ms` (the earliest current period start), the lifetime totals, and
+    /// the resolved bids since `resolved_since_ms`. Old records are pruned by the writer
+    /// afterwards, in steps between commits, so a long-stopped bidder starts as fast.
     pub fn open(
         config: &JournalConfig,
         clock: Clock,
@@ -292,16 +327,14 @@ impl Journal {
         let path = config.path.clone();
         let conn = open_checked(&path)?;
         let retention_ms = u64::from(config.retention_days.max(1)) * DAY_MS;
-        prune(&conn, clock.now_unix_ms(), retention_ms).map_err(open_err(
-            &path,
-            "deleting old records",
-            "check the disk has room and the file is writable",
-        ))?;
-        let recovered = recover(&conn, since_ms, resolved_since_ms).map_err(open_err(
-            &path,
-            "reading the records back",
-            "check the file is a bidder ledger",
-        ))?;
+        let recovered = recover(&conn, since_ms, resolved_since_ms).map_err(|e| {
+            let other = open_err(
+                &path,
+                "reading the records back",
+                "check the file is a bidder ledger",
+            );
+            corrupt_or(&path, e, other)
+        })?;
         let shared = Arc::new(Shared {
             failing: AtomicBool::new(false),
             unwritten: AtomicUsize::new(0),
@@ -437,6 +470,36 @@ fn open_err<'p>(
     }
 }
 
+/// A read that reached a damaged page means a corrupt ledger; anything else is `other`.
+fn corrupt_or(
+    path: &Path,
+    e: rusqlite::Error,
+    other: impl FnOnce(rusqlite::Error) -> JournalError,
+) -> JournalError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            JournalError::Corrupt {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        }
+        _ => other(e),
+    }
+}
+
+/// The tables read back whole at start, checked page by page before they are read.
+/// `notices` is not (a saturated day of it would take minutes to check): only the
+/// paths to its first and last records are read, which catches a damaged root; damage
+/// deeper surfaces when a read or write reaches it (refused at start, or the ledger
+/// fails closed and says so).
+const CHECKED_TABLES: [&str; 5] = [
+    "campaign_totals",
+    "spend_by_quarter",
+    "wins_by_quarter",
+    "events",
+    "leases",
+];
+
 /// Opens the file, turns on WAL and full sync, checks integrity and the schema.
 fn open_checked(path: &Path) -> Result<Connection, JournalError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -467,15 +530,6 @@ fn open_checked(path: &Path) -> Result<Connection, JournalError> {
             "setting full sync",
             "use a local file system",
         ))?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(corrupt)?;
-    if check != "ok" {
-        return Err(JournalError::Corrupt {
-            path: path.to_path_buf(),
-            detail: check,
-        });
-    }
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(corrupt)?;
@@ -485,21 +539,52 @@ fn open_checked(path: &Path) -> Result<Connection, JournalError> {
             found: version,
         });
     }
-    conn.execute_batch(SCHEMA)
-        .and_then(|()| match version {
-            1 => conn.execute_batch(MIGRATE_FROM_1),
-            _ => Ok(()),
-        })
-        .and_then(|()| match has_user_key(&conn)? {
-            false => conn.execute_batch(ADD_USER_KEY),
-            true => Ok(()),
-        })
-        .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
-        .map_err(open_err(
+    let schema_err = |e: rusqlite::Error| {
+        let other = open_err(
             path,
             "creating the schema",
             "make sure the disk has room and the file is writable",
-        ))?;
+        );
+        corrupt_or(path, e, other)
+    };
+    conn.execute_batch(SCHEMA).map_err(schema_err)?;
+    for table in CHECKED_TABLES {
+        let check: String = conn
+            .query_row(&format!("PRAGMA quick_check({table})"), [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if check != "ok" {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("table {table}: {check}"),
+            });
+        }
+    }
+    for probe in [
+        "SELECT bid_id FROM notices ORDER BY bid_id LIMIT 1",
+        "SELECT bid_id FROM notices ORDER BY bid_id DESC LIMIT 1",
+    ] {
+        conn.query_row(probe, [], |_| Ok(()))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                e => Err(e),
+            })
+            .map_err(corrupt)?;
+    }
+    // Migrations: one-time; the last reads every notice of an older ledger.
+    match version {
+        1 => conn.execute_batch(MIGRATE_FROM_1),
+        _ => Ok(()),
+    }
+    .and_then(|()| match has_user_key(&conn)? {
+        false => conn.execute_batch(ADD_USER_KEY),
+        true => Ok(()),
+    })
+    .and_then(|()| match version {
+        1..=4 => conn.execute_batch(MIGRATE_TO_5),
+        _ => Ok(()),
+    })
+    .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
+    .map_err(schema_err)?;
     Ok(conn)
 }
 
@@ -520,9 +605,26 @@ fn text_and_three_integers(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn prune(conn: &Connection, now_ms: u64, retention_ms: u64) -> rusqlite::Result<usize> {
+/// Deletes up to [`PRUNE_STEP_ROWS`] of each table's records older than the retention
+/// (notices by notice time, sums by bid time) in one transaction. Returns the most
+/// deleted from one table: a full step means more are due.
+fn prune_step(conn: &mut Connection, now_ms: u64, retention_ms: u64) -> rusqlite::Result<usize> {
     let before = i64::try_from(now_ms.saturating_sub(retention_ms)).unwrap_or(i64::MAX);
-    conn.execute("DELETE FROM notices WHERE at_ms < ?1", params![before])
+    let step = PRUNE_STEP_ROWS as i64;
+    let tx = conn.transaction()?;
+    let deleted = [
+        "DELETE FROM notices WHERE bid_id IN \
+         (SELECT bid_id FROM notices WHERE at_ms < ?1 LIMIT ?2)",
+        "DELETE FROM spend_by_quarter WHERE (quarter_ms, campaign) IN \
+         (SELECT quarter_ms, campaign FROM spend_by_quarter WHERE quarter_ms < ?1 LIMIT ?2)",
+        "DELETE FROM wins_by_quarter WHERE (quarter_ms, campaign, user_key) IN \
+         (SELECT quarter_ms, campaign, user_key FROM wins_by_quarter WHERE quarter_ms < ?1 LIMIT ?2)",
+    ]
+    .into_iter()
+    .map(|sql| tx.execute(sql, params![before, step]))
+    .try_fold(0, |most, deleted| deleted.map(|d| most.max(d)))?;
+    tx.commit()?;
+    Ok(deleted)
 }
 
 fn recover(
@@ -534,19 +636,17 @@ fn recover(
     let mut recovered = Recovered::default();
     let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
     let mut spent = conn.prepare(
-        "SELECT campaign, bid_ms / ?2, SUM(charged_micros), COUNT(*) FROM notices \
-         WHERE outcome = 'settled' AND bid_ms >= ?1 GROUP BY 1, 2",
+        "SELECT campaign, quarter_ms, charged_micros, settled FROM spend_by_quarter \
+         WHERE quarter_ms >= ?1",
     )?;
-    let bucket = RECOVERY_BUCKET_MS as i64;
-    let rows = spent.query_map(params![since, bucket], text_and_three_integers)?;
+    let rows = spent.query_map(params![since], text_and_three_integers)?;
     for row in rows {
-        let (campaign, quarter, micros, count) = row?;
-        let start_ms = u64::try_from(quarter).unwrap_or(0) * RECOVERY_BUCKET_MS;
+        let (campaign, quarter_ms, micros, count) = row?;
         recovered
             .spent_by_quarter_hour
             .entry(campaign)
             .or_default()
-            .push((start_ms, micros));
+            .push((u64::try_from(quarter_ms).unwrap_or(0), micros));
         recovered.records += u64::try_from(count).unwrap_or(0);
     }
     let mut events = conn.prepare(
@@ -571,16 +671,15 @@ fn recover(
         recovered.lifetime_micros.insert(campaign, micros);
     }
     let mut impressions = conn.prepare(
-        "SELECT campaign, user_key, bid_ms / ?2, COUNT(*) FROM notices \
-         WHERE outcome = 'settled' AND user_key IS NOT NULL AND bid_ms >= ?1 GROUP BY 1, 2, 3",
+        "SELECT campaign, user_key, quarter_ms, wins FROM wins_by_quarter WHERE quarter_ms >= ?1",
     )?;
-    let rows = impressions.query_map(params![since, bucket], text_and_three_integers)?;
+    let rows = impressions.query_map(params![since], text_and_three_integers)?;
     for row in rows {
-        let (campaign, user, quarter, count) = row?;
+        let (campaign, user, quarter_ms, count) = row?;
         recovered.impressions.push((
             campaign,
             user as u64,
-            u64::try_from(quarter).unwrap_or(0) * RECOVERY_BUCKET_MS,
+            u64::try_from(quarter_ms).unwrap_or(0),
             u32::try_from(count).unwrap_or(u32::MAX),
         ));
     }
@@ -623,9 +722,23 @@ fn commit<'e>(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         let mut total = tx.prepare_cached(
-            "INSERT INTO campaign_totals (campaign, charged_micros, settled) VALUES (?1, ?2, 1) \
-             ON CONFLICT (campaign) DO UPDATE SET \
-             charged_micros = charged_micros + excluded.charged_micros, settled = settled + 1",
+            "INSERT INTO campaign_totals (campaign, charged_micros, settled) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (campaign) DO UPDATE SET charged_micros = \
+             charged_micros + excluded.charged_micros, settled = settled + excluded.settled",
+        )?;
+        let mut quarter = tx.prepare_cached(
+            "INSERT INTO spend_by_quarter (quarter_ms, campaign, charged_micros, settled) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (quarter_ms, campaign) DO UPDATE SET \
+             charged_micros = charged_micros + excluded.charged_micros, \
+             settled = settled + excluded.settled",
+        )?;
+        // The batch's settlements summed per quarter hour and campaign: one update of
+        // each sum per commit, however many notices the commit carries.
+        let mut sums: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
+        let mut wins = tx.prepare_cached(
+            "INSERT INTO wins_by_quarter (quarter_ms, campaign, user_key, wins) \
+             VALUES (?1, ?2, ?3, 1) ON CONFLICT (quarter_ms, campaign, user_key) DO UPDATE SET \
+             wins = wins + 1",
         )?;
         let mut event = tx.prepare_cached(
             "INSERT INTO events (at_ms, campaign, kind, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -666,21 +779,33 @@ fn commit<'e>(
                 } => ("settled", charged_micros, clearing_micros),
                 Outcome::Released => ("released", 0, 0),
             };
+            let bid_ms = e.bid_id.timestamp_ms();
+            // The hash's bits as SQLite's signed integer.
+            let user_key = e.user_key.map(|k| k as i64);
             let inserted = insert.execute(params![
                 e.bid_id.to_text().as_str(),
                 e.campaign,
                 outcome,
                 charged,
                 clearing,
-                i64::try_from(e.bid_id.timestamp_ms()).unwrap_or(i64::MAX),
+                i64::try_from(bid_ms).unwrap_or(i64::MAX),
                 i64::try_from(e.at_ms).unwrap_or(i64::MAX),
-                // The hash's bits as SQLite's signed integer.
-                e.user_key.map(|k| k as i64),
+                user_key,
             ])?;
-            // Only a bid's first record counts toward its campaign's total.
+            // Only a bid's first record counts toward its campaign's sums.
             if inserted == 1 && outcome == "settled" {
-                total.execute(params![e.campaign, charged])?;
+                let quarter_ms = bid_ms - bid_ms % RECOVERY_BUCKET_MS;
+                let quarter_ms = i64::try_from(quarter_ms).unwrap_or(i64::MAX);
+                let sum = sums.entry((quarter_ms, e.campaign.as_str())).or_default();
+                *sum = (sum.0 + charged, sum.1 + 1);
+                if let Some(user_key) = user_key {
+                    wins.execute(params![quarter_ms, e.campaign, user_key])?;
+                }
             }
+        }
+        for (&(quarter_ms, campaign), &(micros, settled)) in &sums {
+            total.execute(params![campaign, micros, settled])?;
+            quarter.execute(params![quarter_ms, campaign, micros, settled])?;
         }
     }
     tx.commit()
@@ -699,19 +824,32 @@ fn write_loop(
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOURNAL_BATCH);
     let mut unwritten: Vec<Record> = Vec::new();
     let mut last_prune = Instant::now();
+    // Prune at start, then hourly; step after step while old records remain.
+    let mut prune_more = true;
     let mut closed = false;
     // Jobs of failed commits (records and barriers): durable with the next commit.
     let mut carried: u64 = 0;
     while !(closed && unwritten.is_empty()) {
+        if prune_more || last_prune.elapsed() >= Duration::from_millis(PRUNE_INTERVAL_MS) {
+            last_prune = Instant::now();
+            prune_more = match prune_step(&mut conn, clock.now_unix_ms(), retention_ms) {
+                Ok(deleted) => deleted == PRUNE_STEP_ROWS,
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "spend ledger: deleting records past the retention failed; tried again in an hour");
+                    false
+                }
+            };
+        }
         let first = if closed {
             None
-        } else if unwritten.is_empty() {
+        } else if unwritten.is_empty() && !prune_more {
             match rx.recv() {
                 Ok(job) => Some(job),
                 Err(mpsc::RecvError) => break,
             }
         } else {
-            match rx.recv_timeout(Duration::from_millis(RETRY_INTERVAL_MS)) {
+            let wait_ms = if prune_more { 0 } else { RETRY_INTERVAL_MS };
+            match rx.recv_timeout(Duration::from_millis(wait_ms)) {
                 Ok(job) => Some(job),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -730,6 +868,9 @@ fn write_loop(
                     break;
                 }
             }
+        }
+        if batch.is_empty() && unwritten.is_empty() {
+            continue; // a prune step's turn
         }
         let started = Instant::now();
         let entries = unwritten
@@ -762,12 +903,24 @@ fn write_loop(
             Err(e) => {
                 shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                 carried += batch.len() as u64;
+                let damaged = matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseCorrupt)
+                );
                 if !shared.failing.swap(true, Ordering::AcqRel) {
-                    error!(
-                        path = %path.display(),
-                        error = %e,
-                        "spend ledger cannot be written: every campaign stops bidding (no-bid reason ledger_unavailable), notices are answered 503 and held in memory until it can"
-                    );
+                    if damaged {
+                        error!(
+                            path = %path.display(),
+                            error = %e,
+                            "spend ledger is damaged: every campaign stops bidding (no-bid reason ledger_unavailable), notices are answered 503; fix: stop, keep the file with its -wal and -shm (sqlite3 FILE .recover) and start on a restored copy"
+                        );
+                    } else {
+                        error!(
+                            path = %path.display(),
+                            error = %e,
+                            "spend ledger cannot be written: every campaign stops bidding (no-bid reason ledger_unavailable), notices are answered 503 and held in memory until it can"
+                        );
+                    }
                 }
                 for job in batch.drain(..) {
                     let _ = job.ack.send(false);
@@ -788,10 +941,6 @@ fn write_loop(
                     break;
                 }
             }
-        }
-        if last_prune.elapsed() >= Duration::from_millis(PRUNE_INTERVAL_MS) {
-            last_prune = Instant::now();
-            let _ = prune(&conn, clock.now_unix_ms(), retention_ms);
         }
     }
 }
@@ -961,13 +1110,143 @@ mod tests {
         }
         let conn = Connection::open(config(&dir).path).unwrap();
         conn.execute_batch(
-            "DROP TABLE campaign_totals; DROP TABLE leases; \
-             ALTER TABLE notices DROP COLUMN user_key; PRAGMA user_version = 1;",
+            "DROP TABLE campaign_totals; DROP TABLE leases; DROP TABLE spend_by_quarter; \
+             DROP TABLE wins_by_quarter; ALTER TABLE notices DROP COLUMN user_key; \
+             PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(conn);
         let (_j, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
         assert_eq!(recovered.lifetime_micros.get("c1"), Some(&400));
+        assert_eq!(recovered.spent_since("c1", 0), 400);
+    }
+
+    /// Writes two wins of one user and one of another for `c1` this quarter hour and
+    /// one win an hour earlier; returns the ledger's folder.
+    fn ledger_with_wins(clock: &Clock) -> testkit::TempDir {
+        let dir = testkit::TempDir::new("journal");
+        let mut ids = BidIdGen::new(1, 0);
+        let (journal, _) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
+        let win = |at_ms: u64, user: u64, micros: i64, ids: &mut BidIdGen| Entry {
+            user_key: Some(user),
+            ..settled(ids.next_id(at_ms), "c1", micros)
+        };
+        // Oldest first: bid ids never go back in time.
+        let acks = [
+            journal
+                .append(win(NOW_MS - 3_600_000, 7, 400, &mut ids))
+                .unwrap(),
+            journal.append(win(NOW_MS, 7, 100, &mut ids)).unwrap(),
+            journal.append(win(NOW_MS, 7, 200, &mut ids)).unwrap(),
+            journal.append(win(NOW_MS, 8, 300, &mut ids)).unwrap(),
+        ];
+        assert!(acks.into_iter().all(wait));
+        dir
+    }
+
+    fn wins_of(recovered: &Recovered, user: u64) -> u32 {
+        recovered
+            .impressions
+            .iter()
+            .filter(|(c, u, _, _)| c == "c1" && *u == user)
+            .map(|&(_, _, _, wins)| wins)
+            .sum()
+    }
+
+    #[test]
+    fn recovery_reads_the_quarter_hour_sums_not_the_notices() {
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let dir = ledger_with_wins(&clock);
+        let conn = Connection::open(config(&dir).path).unwrap();
+        // Were recovery to read the notices, this would lose everything.
+        conn.execute_batch("DELETE FROM notices;").unwrap();
+        drop(conn);
+        let hour_start = NOW_MS - NOW_MS % 3_600_000;
+        let (_j, recovered) = Journal::open(&config(&dir), clock, hour_start, 0).unwrap();
+        assert_eq!(recovered.spent_since("c1", hour_start), 600);
+        assert_eq!(recovered.records, 3);
+        assert_eq!((wins_of(&recovered, 7), wins_of(&recovered, 8)), (2, 1));
+    }
+
+    #[test]
+    fn records_past_the_retention_are_pruned_in_steps_and_lifetime_totals_stay() {
+        let dir = testkit::TempDir::new("journal");
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let mut ids = BidIdGen::new(1, 0);
+        let old_ms = NOW_MS - 40 * DAY_MS; // retention is 35 days
+        let old = 2 * PRUNE_STEP_ROWS + 5;
+        {
+            let (journal, _) = Journal::open(&config(&dir), clock.clone(), 0, 0).unwrap();
+            let acks: Vec<Ack> = (0..old)
+                .map(|n| {
+                    let entry = Entry {
+                        at_ms: old_ms,
+                        user_key: Some(n as u64),
+                        ..settled(ids.next_id(old_ms), "c1", 1)
+                    };
+                    journal.append(entry).unwrap()
+                })
+                .collect();
+            let recent = journal.append(settled(ids.next_id(NOW_MS), "c1", 5));
+            assert!(acks.into_iter().chain([recent.unwrap()]).all(wait));
+        }
+        let count = |table: &str| -> i64 {
+            let conn = Connection::open(config(&dir).path).unwrap();
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count("notices"), old as i64 + 1);
+        assert_eq!(count("wins_by_quarter"), old as i64);
+        let mut conn = Connection::open(config(&dir).path).unwrap();
+        let retention_ms = 35 * DAY_MS;
+        let deleted = prune_step(&mut conn, NOW_MS, retention_ms).unwrap();
+        assert_eq!(deleted, PRUNE_STEP_ROWS, "one step is bounded");
+        assert_eq!(count("notices"), (old - PRUNE_STEP_ROWS) as i64 + 1);
+        drop(conn);
+        let (journal, _) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
+        // Each barrier is answered after one more step: two more cover 10,000 + 5.
+        for _ in 0..2 {
+            assert!(wait(journal.barrier().unwrap()));
+        }
+        assert_eq!(count("notices"), 1, "only the recent notice stays");
+        assert_eq!(count("wins_by_quarter"), 0);
+        assert_eq!(count("spend_by_quarter"), 1);
+        drop(journal);
+        let (_j, recovered) =
+            Journal::open(&config(&dir), DrivenClock::at(NOW_MS).clock(), 0, 0).unwrap();
+        assert_eq!(
+            recovered.lifetime_micros.get("c1"),
+            Some(&(old as i64 + 5)),
+            "lifetime totals outlive pruning"
+        );
+        assert_eq!(recovered.spent_since("c1", 0), 5);
+    }
+
+    #[test]
+    fn a_version_4_ledger_gets_its_quarter_hour_sums_from_its_notices() {
+        let clock = DrivenClock::at(NOW_MS).clock();
+        let dir = ledger_with_wins(&clock);
+        let conn = Connection::open(config(&dir).path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE spend_by_quarter; DROP TABLE wins_by_quarter; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        drop(conn);
+        let (_j, recovered) = Journal::open(&config(&dir), clock, 0, 0).unwrap();
+        let hour_start = NOW_MS - NOW_MS % 3_600_000;
+        assert_eq!(recovered.spent_since("c1", hour_start), 600);
+        assert_eq!(recovered.spent_since("c1", 0), 1_000);
+        assert_eq!((wins_of(&recovered, 7), wins_of(&recovered, 8)), (3, 1));
+        let quarters: std::collections::BTreeSet<u64> = recovered
+            .impressions
+            .iter()
+            .map(|&(_, _, q, _)| q)
+            .collect();
+        assert_eq!(
+            quarters.len(),
+            2,
+            "this quarter hour and one an hour before"
+        );
     }
 
     #[test]
