@@ -15,12 +15,27 @@ pub const MAX_TAIL_LINES: usize = 1_000;
 /// [`MAX_TAIL_LINES`] of typical entries, and a bound on a request's cost.
 const TAIL_WINDOW_BYTES: u64 = 1024 * 1024;
 
-/// Who made a change: the peer of the control socket, or the agent itself.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+/// Who made a change: the peer of the control socket, or the agent itself (then
+/// `actor` names which part, e.g. `llm:claude-sonnet-4-5`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Who {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+impl Who {
+    /// The agent acting on its own, as `actor`.
+    pub fn agent(actor: String) -> Who {
+        Who {
+            uid: bidder_common::table::strategy::UPDATED_BY_AGENT,
+            gid: 0,
+            pid: None,
+            actor: Some(actor),
+        }
+    }
 }
 
 /// One change.
@@ -33,6 +48,10 @@ pub struct Entry<'a> {
     pub target: &'a str,
     pub old: serde_json::Value,
     pub new: serde_json::Value,
+    /// What the agent was asked for when it applied something else (an LLM's value
+    /// clamped to the bounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked: Option<serde_json::Value>,
     pub why: &'a str,
 }
 
@@ -139,17 +158,19 @@ mod tests {
             uid: 1,
             gid: 1,
             pid: None,
+            actor: None,
         };
         for i in 0..5 {
             let target = format!("c{i}");
             log.append(&Entry {
                 at_unix_ms: i,
                 at: rfc3339(i),
-                who,
+                who: who.clone(),
                 verb: "campaign.pause",
                 target: &target,
                 old: serde_json::json!({"paused": false}),
                 new: serde_json::json!({"paused": true}),
+                asked: None,
                 why: "test",
             })
             .unwrap();

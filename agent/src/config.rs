@@ -18,6 +18,8 @@ pub struct AgentConfig {
     /// The bidder's admin listener (`ip:port`) that `reload` posts to; empty: `reload`
     /// only re-reads this file.
     pub bidder_admin: String,
+    /// The LLM strategist (optional: without a key it is skipped).
+    pub llm: LlmConfig,
 }
 
 impl Default for AgentConfig {
@@ -27,6 +29,120 @@ impl Default for AgentConfig {
             tables: TablesConfig::default(),
             audit_log: "/var/log/bidder/audit.jsonl".into(),
             bidder_admin: "127.0.0.1:9090".into(),
+            llm: LlmConfig::default(),
+        }
+    }
+}
+
+/// Which API the strategist speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Anthropic's Messages API (`POST {base_url}/v1/messages`).
+    Anthropic,
+    /// OpenAI chat completions, or any server that speaks it
+    /// (`POST {base_url}/chat/completions`).
+    Openai,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "anthropic",
+            Provider::Openai => "openai",
+        }
+    }
+
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "https://api.anthropic.com",
+            Provider::Openai => "https://api.openai.com/v1",
+        }
+    }
+
+    pub fn default_key_env(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "ANTHROPIC_API_KEY",
+            Provider::Openai => "OPENAI_API_KEY",
+        }
+    }
+
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "claude-sonnet-4-5",
+            Provider::Openai => "gpt-4.1-mini",
+        }
+    }
+}
+
+/// The LLM strategist: every few minutes a model reviews the campaigns and may move
+/// margin and max CPM through typed tools, inside the hard bounds (`llm/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Off: no cycle runs even with a key (`bidderctl llm enable` turns it on).
+    pub enabled: bool,
+    pub provider: Provider,
+    /// Empty: the provider's default model.
+    pub model: String,
+    /// Empty: the provider's public endpoint.
+    pub base_url: String,
+    /// The environment variable holding the key. Empty: `ANTHROPIC_API_KEY` or
+    /// `OPENAI_API_KEY` by provider. The key itself never goes in this file.
+    pub api_key_env: String,
+    /// A file holding the key (first line); wins over the environment when set.
+    pub api_key_file: Option<PathBuf>,
+    /// Seconds between cycles.
+    pub interval_s: u64,
+    /// A cycle (every model call and tool round) that runs longer is abandoned and
+    /// changes nothing more.
+    pub cycle_timeout_s: u64,
+    /// Model calls per cycle: a tool round and the answer take two.
+    pub max_turns: usize,
+    /// Output tokens a cycle may use, spread over its turns (each call asks for at
+    /// most this divided by `max_turns`). Input is bounded by the context's size.
+    pub max_output_tokens_per_cycle: u64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            enabled: true,
+            provider: Provider::Anthropic,
+            model: String::new(),
+            base_url: String::new(),
+            api_key_env: String::new(),
+            api_key_file: None,
+            interval_s: 300,
+            cycle_timeout_s: 60,
+            max_turns: 4,
+            max_output_tokens_per_cycle: 4_096,
+        }
+    }
+}
+
+impl LlmConfig {
+    pub fn model(&self) -> &str {
+        if self.model.is_empty() {
+            self.provider.default_model()
+        } else {
+            &self.model
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        if self.base_url.is_empty() {
+            self.provider.default_base_url()
+        } else {
+            self.base_url.trim_end_matches('/')
+        }
+    }
+
+    pub fn key_env(&self) -> &str {
+        if self.api_key_env.is_empty() {
+            self.provider.default_key_env()
+        } else {
+            &self.api_key_env
         }
     }
 }
@@ -111,7 +227,17 @@ impl AgentConfig {
         let s = &self.socket;
         let t = &self.tables;
         let max_rows = u64::from(bidder_common::table::MAX_ROWS);
-        let ranges: [(&str, u64, u64, u64); 5] = [
+        let l = &self.llm;
+        let ranges: [(&str, u64, u64, u64); 9] = [
+            ("llm.interval_s", l.interval_s, 1, 86_400),
+            ("llm.cycle_timeout_s", l.cycle_timeout_s, 1, 3_600),
+            ("llm.max_turns", l.max_turns as u64, 2, 16),
+            (
+                "llm.max_output_tokens_per_cycle",
+                l.max_output_tokens_per_cycle,
+                256,
+                200_000,
+            ),
             (
                 "socket.max_line_bytes",
                 s.max_line_bytes as u64,
@@ -137,6 +263,21 @@ impl AgentConfig {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("{key}: {v} is outside {lo}..={hi}"));
             }
+        }
+        if l.cycle_timeout_s > l.interval_s {
+            return Err(format!(
+                "llm.cycle_timeout_s: {} is longer than llm.interval_s ({}): cycles would overlap",
+                l.cycle_timeout_s, l.interval_s
+            ));
+        }
+        let url_ok = ["", "http://", "https://"]
+            .iter()
+            .any(|p| l.base_url.starts_with(p) && (p.is_empty() == l.base_url.is_empty()));
+        if !url_ok {
+            return Err(format!(
+                "llm.base_url: `{}` is not an http:// or https:// URL",
+                l.base_url
+            ));
         }
         if s.allowed_uids.is_empty() && s.allowed_gids.is_empty() {
             return Err(
@@ -168,5 +309,27 @@ mod tests {
         let mut c = AgentConfig::default();
         c.socket.allowed_uids.clear();
         assert!(c.check().unwrap_err().contains("nobody"));
+    }
+
+    #[test]
+    fn llm_settings_that_cannot_work_are_refused_by_name() {
+        let mut c = AgentConfig::default();
+        c.llm.max_turns = 1;
+        assert!(c.check().unwrap_err().contains("llm.max_turns"));
+        let mut c = AgentConfig::default();
+        c.llm.cycle_timeout_s = c.llm.interval_s + 1;
+        assert!(c.check().unwrap_err().contains("overlap"));
+        let mut c = AgentConfig::default();
+        c.llm.base_url = "api.example.com".into();
+        assert!(c.check().unwrap_err().contains("llm.base_url"));
+        c.llm.base_url = "https://api.example.com/v1/".into();
+        c.check().unwrap();
+        assert_eq!(c.llm.base_url(), "https://api.example.com/v1");
+        let toml = "[llm]\nprovider = \"openai\"\napi_key = \"sk-in-the-file\"\n";
+        let err = toml::from_str::<AgentConfig>(toml).unwrap_err().to_string();
+        assert!(
+            err.contains("api_key"),
+            "a key in the file is refused: {err}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod bounds;
 pub mod config;
+pub mod llm;
 pub mod protocol;
 pub mod socket;
 pub mod units;
@@ -48,8 +49,10 @@ pub async fn run_until(
             beat.lock().unwrap_or_else(|p| p.into_inner()).heartbeat();
         }
     };
+    let strategist = llm::run(Arc::clone(&agent));
     tokio::select! {
         () = socket::serve(listener, agent) => {}
+        () = strategist => {}
         () = heartbeat => {}
         () = shutdown => {}
     }

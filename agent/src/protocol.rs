@@ -33,11 +33,15 @@ pub enum Verb {
     Stats,
     AuditTail,
     Reload,
+    LlmStatus,
+    LlmRun,
+    LlmEnable,
+    LlmDisable,
 }
 
 impl Verb {
     /// Every verb, in the order the documentation lists them.
-    pub const ALL: [Verb; 15] = [
+    pub const ALL: [Verb; 19] = [
         Verb::Status,
         Verb::StrategyGet,
         Verb::StrategyList,
@@ -53,6 +57,10 @@ impl Verb {
         Verb::Stats,
         Verb::AuditTail,
         Verb::Reload,
+        Verb::LlmStatus,
+        Verb::LlmRun,
+        Verb::LlmEnable,
+        Verb::LlmDisable,
     ];
 
     /// The verb as spelled on the wire.
@@ -73,6 +81,10 @@ impl Verb {
             Verb::Stats => "stats",
             Verb::AuditTail => "audit.tail",
             Verb::Reload => "reload",
+            Verb::LlmStatus => "llm.status",
+            Verb::LlmRun => "llm.run",
+            Verb::LlmEnable => "llm.enable",
+            Verb::LlmDisable => "llm.disable",
         }
     }
 
@@ -127,6 +139,8 @@ pub enum Code {
     Busy,
     /// The bidder refused or failed a reload.
     ReloadFailed,
+    /// The LLM strategist has no key or is disabled.
+    LlmUnavailable,
     /// Our own failure (audit log unwritable, …): nothing was changed.
     Internal,
 }

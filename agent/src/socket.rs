@@ -153,7 +153,7 @@ async fn client(stream: UnixStream, agent: &Mutex<Agent>, limits: &SocketConfig,
             ),
             Ok(Ok(Line::Complete)) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Ok(Ok(Line::Complete)) => match protocol::parse(&line) {
-                Ok(req) => lock(agent).handle(req, who),
+                Ok(req) => lock(agent).handle(req, who.clone()),
                 Err(resp) => *resp,
             },
         };
@@ -221,6 +221,7 @@ fn peer(stream: &tokio::net::unix::OwnedReadHalf, limits: &SocketConfig) -> Resu
         uid: cred.uid(),
         gid: cred.gid(),
         pid: cred.pid(),
+        actor: None,
     };
     if limits.allowed_uids.contains(&who.uid) {
         return Ok(who);

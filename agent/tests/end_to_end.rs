@@ -20,6 +20,9 @@ const NOT_HUNG: Duration = Duration::from_secs(5);
 #[path = "../../bidder/tests/support/netns.rs"]
 mod netns;
 
+#[path = "common/fake_llm.rs"]
+mod fake_llm;
+
 const BANNER: &str = r#"{"id":"r1","tmax":500,"imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 
 fn workspace() -> PathBuf {
@@ -278,6 +281,62 @@ fn running(name: &str) -> (PathBuf, Setup, Procs) {
 }
 
 #[test]
+fn an_llm_cycle_moves_a_margin_and_the_next_bid_is_priced_with_it() {
+    let bidder_bin = bidder_binary();
+    let s = setup("llm");
+    let fake = fake_llm::FakeLlm::start();
+    let key = s.dir.join("llm.key");
+    std::fs::write(&key, "sk-e2e\n").unwrap();
+    let llm = format!(
+        "[llm]\nmodel = \"claude-fake\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\ninterval_s = 3600\ncycle_timeout_s = 20\n",
+        fake.base_url,
+        key.display()
+    );
+    let mut agent_config = std::fs::read_to_string(&s.agent_config).unwrap();
+    agent_config.push_str(&llm);
+    std::fs::write(&s.agent_config, agent_config).unwrap();
+    let mut procs = Procs(Vec::new());
+    procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
+    procs.0.push(("agent", start_agent(&s)));
+    // Base 2.00 CPM × configured shading 0.90.
+    assert_eq!(bid_price(&s.bid), Some(1_800_000));
+    wait_until("the bidder's stats table", 5_000, || {
+        ctl(&s, &["strategy", "get", "acme-display"]).0 == 0
+    });
+    fake.script([
+        fake_llm::anthropic_tool("t1", "check_budget", json!({"campaign": "acme-display"})),
+        fake_llm::anthropic_tool(
+            "t2",
+            "set_bid_strategy",
+            json!({"campaign": "acme-display", "margin": 1.1, "max_cpm": 4.0,
+                   "reasoning": "Under-delivering at an even pace."}),
+        ),
+        fake_llm::anthropic_text("Raised acme-display's margin to 1.10."),
+    ]);
+    let asked = Instant::now();
+    let (code, out) = ctl(&s, &["llm", "run-now", "--why", "e2e"]);
+    assert_eq!(code, 0, "{out}");
+    // 2.00 × 1.10 × 0.90: the first bid after the cycle is priced with the new margin.
+    let (took, bids) = first_bid_at(&s.bid, Some(1_980_000), asked);
+    println!("llm.run -> first bid priced with the model's margin: {took:?} ({bids} bids)");
+    let mut status = Value::Null;
+    wait_until("the cycle's report", 5_000, || {
+        let (_, out) = ctl(&s, &["--json", "llm", "status"]);
+        status = serde_json::from_str(&out).unwrap();
+        status["result"]["cycles_ok"] == 1
+    });
+    let last = &status["result"]["last"];
+    assert_eq!(last["changes"], 1, "{last}");
+    println!("llm status after the change: {last}");
+    let (_, audit) = ctl(&s, &["audit", "tail", "-n", "1"]);
+    assert!(
+        audit.contains("llm:claude-fake") && audit.contains("llm.set_bid_strategy"),
+        "{audit}"
+    );
+    assert_eq!(fake.seen().len(), 3);
+}
+
+#[test]
 fn operators_steer_a_running_bidder_through_the_agent() {
     let (bidder_bin, s, mut procs) = running("steer");
     // Base 2.00 CPM × configured shading 0.90.
@@ -375,8 +434,10 @@ fn operators_steer_a_running_bidder_through_the_agent() {
     assert!(bids <= 2, "{bids} of 20 requests got through a 1 QPS limit");
     let (code, out) = ctl(&s, &["--json", "partner", "list"]);
     assert_eq!(code, 0);
-    assert!(
-        out.contains(r#""override":{"burst":1,"enabled":true,"qps_limit":1}"#),
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        listed["result"]["partners"][0]["override"],
+        serde_json::json!({"burst": 1, "enabled": true, "qps_limit": 1}),
         "{out}"
     );
     assert_eq!(

@@ -79,6 +79,28 @@ enum Command {
     Audit(AuditCmd),
     /// Re-read the agent's configuration and ask the bidder to reload its own.
     Reload,
+    /// The LLM strategist: its state, a cycle now, on and off.
+    #[command(subcommand)]
+    Llm(LlmCmd),
+}
+
+#[derive(Subcommand)]
+enum LlmCmd {
+    /// Model, switch, last cycle, tokens used.
+    Status,
+    /// Start a cycle now (the answer does not wait for it).
+    RunNow {
+        #[arg(long, default_value = "run now")]
+        why: String,
+    },
+    Enable {
+        #[arg(long)]
+        why: String,
+    },
+    Disable {
+        #[arg(long)]
+        why: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -315,6 +337,10 @@ fn request(cmd: &Command) -> Result<(Verb, Value, Option<&str>), Fail> {
             (Verb::AuditTail, json!({"lines": lines}), None)
         }
         Command::Reload => (Verb::Reload, json!({}), None),
+        Command::Llm(LlmCmd::Status) => (Verb::LlmStatus, json!({}), None),
+        Command::Llm(LlmCmd::RunNow { why }) => (Verb::LlmRun, json!({}), Some(why.as_str())),
+        Command::Llm(LlmCmd::Enable { why }) => (Verb::LlmEnable, json!({}), Some(why.as_str())),
+        Command::Llm(LlmCmd::Disable { why }) => (Verb::LlmDisable, json!({}), Some(why.as_str())),
     })
 }
 
@@ -581,14 +607,16 @@ fn render(verb: Verb, r: &Value) -> String {
                 .map(|e| {
                     vec![
                         text(&e["at"]),
-                        text(&e["who"]["uid"]),
+                        e["who"]["actor"]
+                            .as_str()
+                            .map_or_else(|| text(&e["who"]["uid"]), str::to_string),
                         text(&e["verb"]),
                         text(&e["target"]),
                         text(&e["why"]),
                     ]
                 })
                 .collect();
-            table(&["AT", "UID", "VERB", "TARGET", "WHY"], rows)
+            table(&["AT", "WHO", "VERB", "TARGET", "WHY"], rows)
         }
         Verb::StrategySet
         | Verb::CampaignPause
@@ -597,7 +625,13 @@ fn render(verb: Verb, r: &Value) -> String {
         | Verb::PartnerSetLimit
         | Verb::PartnerEnable
         | Verb::PartnerDisable => change(r),
-        Verb::Status | Verb::BudgetGet | Verb::Reload => {
+        Verb::Status
+        | Verb::BudgetGet
+        | Verb::Reload
+        | Verb::LlmStatus
+        | Verb::LlmRun
+        | Verb::LlmEnable
+        | Verb::LlmDisable => {
             let mut out = String::new();
             key_values(r, "", &mut out);
             out

@@ -58,7 +58,7 @@ impl Agent {
                 "give at least one of margin_ppm, max_cpm_micros, pacing_ppm, shading_ppm",
             ));
         }
-        self.change_campaign(Verb::StrategySet.name(), &args.campaign, who, why, |v, c| {
+        self.change_campaign(Verb::StrategySet.name(), &args.campaign, who, why, None, |v, c| {
             if let Some(m) = args.margin_ppm {
                 v.margin_ppm = check("margin_ppm", m, bounds::MARGIN_PPM).map_err(out_of_bounds)? as u32;
             }
@@ -121,18 +121,25 @@ impl Agent {
         who: Who,
         why: Option<&str>,
     ) -> Result<Value, Error> {
-        self.change_campaign(Verb::BudgetSet.name(), &args.campaign, who, why, |v, c| {
-            v.daily_budget_micros = match args.daily_budget_micros {
-                None => BUDGET_AS_CONFIGURED,
-                Some(b) => {
-                    let max = c
-                        .config_daily_budget_micros
-                        .saturating_mul(bounds::MAX_BUDGET_RAISE);
-                    check("daily_budget_micros", b, (0, max)).map_err(out_of_bounds)?
-                }
-            };
-            Ok(())
-        })
+        self.change_campaign(
+            Verb::BudgetSet.name(),
+            &args.campaign,
+            who,
+            why,
+            None,
+            |v, c| {
+                v.daily_budget_micros = match args.daily_budget_micros {
+                    None => BUDGET_AS_CONFIGURED,
+                    Some(b) => {
+                        let max = c
+                            .config_daily_budget_micros
+                            .saturating_mul(bounds::MAX_BUDGET_RAISE);
+                        check("daily_budget_micros", b, (0, max)).map_err(out_of_bounds)?
+                    }
+                };
+                Ok(())
+            },
+        )
     }
 
     /// The one path every campaign change takes: bound, audit, write.
@@ -142,6 +149,7 @@ impl Agent {
         id: &str,
         who: Who,
         why: Option<&str>,
+        asked: Option<Value>,
         change: impl FnOnce(&mut CampaignStrategyValue, &CampaignStatsValue) -> Result<(), Error>,
     ) -> Result<Value, Error> {
         let why = require_why(why)?;
@@ -162,7 +170,7 @@ impl Agent {
             campaign_view(id, &old, exists, &c),
             campaign_view(id, &new, true, &c),
         );
-        self.audit(verb, id, who, &old_view, &new_view, why)?;
+        self.audit(verb, id, who, &old_view, &new_view, asked.clone(), why)?;
         self.writer.put_campaign(id, &new.sealed()).map_err(|e| {
             Error::new(
                 Code::TableFull,
@@ -170,7 +178,11 @@ impl Agent {
                 "raise tables.campaign_capacity",
             )
         })?;
-        Ok(json!({"campaign": id, "old": old_view, "new": new_view}))
+        let mut done = json!({"campaign": id, "old": old_view, "new": new_view});
+        if let Some(asked) = asked {
+            done["asked"] = asked;
+        }
+        Ok(done)
     }
 }
 

@@ -38,6 +38,7 @@ use crate::config::AgentConfig;
 use crate::protocol::{self, Code, Error, Request, Response, Verb};
 
 mod campaigns;
+mod llm;
 mod partners;
 mod reports;
 use reports::post_to_bidder;
@@ -54,6 +55,8 @@ pub struct Agent {
     /// checks read the same calendar.
     clock: Clock,
     started: Instant,
+    /// The LLM strategist's switch, key and record (`llm/`).
+    pub llm: crate::llm::LlmState,
     /// Requests answered, and those answered with an error (for `status`).
     pub served: u64,
     pub failed: u64,
@@ -81,6 +84,7 @@ impl Agent {
         let audit = AuditLog::open(&config.audit_log)
             .map_err(|e| format!("{}: audit log: {e}", config.audit_log.display()))?;
         Ok(Agent {
+            llm: crate::llm::LlmState::new(config.llm.clone()),
             config,
             config_path,
             writer,
@@ -94,6 +98,11 @@ impl Agent {
 
     pub fn config(&self) -> &AgentConfig {
         &self.config
+    }
+
+    /// Now, from the agent's one clock.
+    pub fn now_unix_ms(&self) -> u64 {
+        self.clock.now_unix_ms()
     }
 
     /// Says the agent is alive in the strategy table's header.
@@ -142,14 +151,15 @@ impl Agent {
             Verb::CampaignPause | Verb::CampaignResume => {
                 let args: CampaignArg = protocol::args(name, a)?;
                 let paused = verb == Verb::CampaignPause;
-                let mut done = self.change_campaign(name, &args.campaign, who, why, |v, _| {
-                    v.flags = if paused {
-                        v.flags | CAMPAIGN_PAUSED
-                    } else {
-                        v.flags & !CAMPAIGN_PAUSED
-                    };
-                    Ok(())
-                })?;
+                let mut done =
+                    self.change_campaign(name, &args.campaign, who, why, None, |v, _| {
+                        v.flags = if paused {
+                            v.flags | CAMPAIGN_PAUSED
+                        } else {
+                            v.flags & !CAMPAIGN_PAUSED
+                        };
+                        Ok(())
+                    })?;
                 if !paused {
                     done["breaker"] = self.reset_breaker(&args.campaign).into();
                 }
@@ -207,6 +217,18 @@ impl Agent {
             Verb::Reload => {
                 protocol::args::<NoArgs>(name, a)?;
                 self.reload()
+            }
+            Verb::LlmStatus => {
+                protocol::args::<NoArgs>(name, a)?;
+                Ok(self.llm_status())
+            }
+            Verb::LlmRun => {
+                protocol::args::<NoArgs>(name, a)?;
+                self.llm_run(who, why)
+            }
+            Verb::LlmEnable | Verb::LlmDisable => {
+                protocol::args::<NoArgs>(name, a)?;
+                self.llm_switch(verb == Verb::LlmEnable, who, why)
             }
         }
     }
@@ -267,6 +289,7 @@ impl Agent {
         self.writer.table().partners()[row].load().ok()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn audit(
         &mut self,
         verb: &str,
@@ -274,6 +297,7 @@ impl Agent {
         who: Who,
         old: &Value,
         new: &Value,
+        asked: Option<Value>,
         why: &str,
     ) -> Result<(), Error> {
         let at_unix_ms = self.clock.now_unix_ms();
@@ -285,6 +309,7 @@ impl Agent {
             target,
             old: old.clone(),
             new: new.clone(),
+            asked,
             why,
         };
         self.audit.append(&entry).map_err(|e| {

@@ -27,7 +27,7 @@ impl Agent {
             return Err(table_full("partner", t.capacity().partners));
         }
         let (old_view, new_view) = (limit_view(&old), limit_view(&new));
-        self.audit(verb, name, who, &old_view, &new_view, why)?;
+        self.audit(verb, name, who, &old_view, &new_view, None, why)?;
         self.writer.put_partner(name, &new.sealed()).map_err(|e| {
             Error::new(
                 Code::TableFull,

@@ -51,6 +51,14 @@ impl Agent {
                 "daily_budget_micros": [0, format!("{}x configured", bounds::MAX_BUDGET_RAISE)],
                 "partner_limit": bounds::PARTNER_LIMIT,
             },
+            "llm": {
+                "enabled": self.llm.enabled,
+                "model": self.llm.config.model(),
+                "why_not": self.llm.why_not(),
+                "running": self.llm.running,
+                "cycles_ok": self.llm.cycles_ok,
+                "cycles_failed": self.llm.cycles_failed,
+            },
         })
     }
 

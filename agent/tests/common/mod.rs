@@ -19,6 +19,8 @@ use bidder_common::table::Capacity;
 use serde_json::Value;
 pub use testkit::TempDir;
 
+pub mod fake_llm;
+
 /// A directory removed on drop.
 /// A configuration with every path under `dir`, short timeouts, this uid allowed.
 pub fn config(dir: &Path) -> AgentConfig {
@@ -33,6 +35,8 @@ pub fn config(dir: &Path) -> AgentConfig {
     c.tables.partner_capacity = 4;
     c.audit_log = dir.join("audit.jsonl");
     c.bidder_admin = String::new();
+    // Never a real key from the developer's environment.
+    c.llm.api_key_env = "BIDDER_TEST_NO_LLM_KEY".into();
     c
 }
 
