@@ -111,79 +111,60 @@ fn to_model(e: ToolError) -> ToolExecutionError {
     ToolExecutionError::invalid_args(e.to_string())
 }
 
-impl Tool for GetBidPerformance {
-    const NAME: &'static str = "get_bid_performance";
-    type Args = CampaignArgs;
-    type Output = Value;
-    type Error = ToolError;
+/// The three tools that only read: a name, what the model is told, the arguments,
+/// and the agent's method that answers.
+macro_rules! read_tool {
+    ($tool:ident, $name:literal, $args:ty, $description:literal, |$a:ident, $x:ident| $read:expr) => {
+        impl Tool for $tool {
+            const NAME: &'static str = $name;
+            type Args = $args;
+            type Output = Value;
+            type Error = ToolError;
 
-    fn description(&self) -> String {
-        "A campaign's requests, bids, wins, participation and win rates, budget refusals, \
-         average clearing CPM and current margin and max CPM."
-            .into()
-    }
+            fn description(&self) -> String {
+                $description.into()
+            }
 
-    fn parameters(&self) -> Value {
-        schema::<CampaignArgs>()
-    }
+            fn parameters(&self) -> Value {
+                schema::<$args>()
+            }
 
-    fn map_error(&self, e: ToolError) -> ToolExecutionError {
-        to_model(e)
-    }
+            fn map_error(&self, e: ToolError) -> ToolExecutionError {
+                to_model(e)
+            }
 
-    async fn call(&self, _: &mut ToolContext, args: CampaignArgs) -> Result<Value, ToolError> {
-        self.0.read(|a| a.llm_bid_performance(&args.campaign))
-    }
+            async fn call(&self, _: &mut ToolContext, $x: $args) -> Result<Value, ToolError> {
+                self.0.read(|$a| $read)
+            }
+        }
+    };
 }
 
-impl Tool for CheckBudget {
-    const NAME: &'static str = "check_budget";
-    type Args = CampaignArgs;
-    type Output = Value;
-    type Error = ToolError;
+read_tool!(
+    GetBidPerformance,
+    "get_bid_performance",
+    CampaignArgs,
+    "A campaign's requests, bids, wins, participation and win rates, budget refusals, \
+     average clearing CPM and current margin and max CPM.",
+    |a, args| a.llm_bid_performance(&args.campaign)
+);
 
-    fn description(&self) -> String {
-        "A campaign's daily budget, spent and available, and its pace: spent share of the \
-         budget over elapsed share of the day (1.0 is even)."
-            .into()
-    }
+read_tool!(
+    CheckBudget,
+    "check_budget",
+    CampaignArgs,
+    "A campaign's daily budget, spent and available, and its pace: spent share of the \
+     budget over elapsed share of the day (1.0 is even).",
+    |a, args| a.llm_check_budget(&args.campaign)
+);
 
-    fn parameters(&self) -> Value {
-        schema::<CampaignArgs>()
-    }
-
-    fn map_error(&self, e: ToolError) -> ToolExecutionError {
-        to_model(e)
-    }
-
-    async fn call(&self, _: &mut ToolContext, args: CampaignArgs) -> Result<Value, ToolError> {
-        self.0.read(|a| a.llm_check_budget(&args.campaign))
-    }
-}
-
-impl Tool for GetSspInventory {
-    const NAME: &'static str = "get_ssp_inventory";
-    type Args = InventoryArgs;
-    type Output = Value;
-    type Error = ToolError;
-
-    fn description(&self) -> String {
-        "Per supply partner: requests, bids, no-bids and its QPS limit.".into()
-    }
-
-    fn parameters(&self) -> Value {
-        schema::<InventoryArgs>()
-    }
-
-    fn map_error(&self, e: ToolError) -> ToolExecutionError {
-        to_model(e)
-    }
-
-    async fn call(&self, _: &mut ToolContext, args: InventoryArgs) -> Result<Value, ToolError> {
-        self.0
-            .read(|a| a.llm_ssp_inventory(args.category.as_deref()))
-    }
-}
+read_tool!(
+    GetSspInventory,
+    "get_ssp_inventory",
+    InventoryArgs,
+    "Per supply partner: requests, bids, no-bids and its QPS limit.",
+    |a, args| a.llm_ssp_inventory(args.category.as_deref())
+);
 
 impl Tool for SetBidStrategy {
     const NAME: &'static str = "set_bid_strategy";
