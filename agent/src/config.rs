@@ -270,9 +270,9 @@ impl AgentConfig {
                 l.cycle_timeout_s, l.interval_s
             ));
         }
-        let url_ok = ["", "http://", "https://"]
-            .iter()
-            .any(|p| l.base_url.starts_with(p) && (p.is_empty() == l.base_url.is_empty()));
+        let url_ok = l.base_url.is_empty()
+            || l.base_url.starts_with("http://")
+            || l.base_url.starts_with("https://");
         if !url_ok {
             return Err(format!(
                 "llm.base_url: `{}` is not an http:// or https:// URL",

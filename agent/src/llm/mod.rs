@@ -78,43 +78,14 @@ pub struct CycleReport {
 }
 
 impl LlmState {
-    /// Reads the key (file first, then the environment variable) once.
+    /// Reads the key once; without one, cycles are unavailable and say why.
     pub fn new(config: LlmConfig) -> LlmState {
-        let key = match &config.api_key_file {
-            Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => text.lines().next().map(str::trim).map(str::to_string),
-                Err(e) => {
-                    return LlmState::without_key(
-                        config.clone(),
-                        format!(
-                            "llm.api_key_file {}: {e}; fix the file or remove the setting",
-                            path.display()
-                        ),
-                    )
-                }
-            },
-            None => std::env::var(config.key_env()).ok(),
-        };
-        match key.filter(|k| !k.trim().is_empty()) {
-            Some(key) => LlmState {
-                key: Some(Key(key.trim().to_string())),
-                ..LlmState::without_key(config, String::new())
-            },
-            None => {
-                let why = format!(
-                    "no API key: set {} in the agent's environment, or llm.api_key_file",
-                    config.key_env()
-                );
-                LlmState::without_key(config, why)
-            }
-        }
-    }
-
-    fn without_key(config: LlmConfig, why: String) -> LlmState {
+        let key = read_key(&config);
         LlmState {
             enabled: config.enabled,
+            unavailable: key.as_ref().err().cloned(),
+            key: key.ok().map(Key),
             config,
-            unavailable: (!why.is_empty()).then_some(why),
             running: false,
             cycles_ok: 0,
             cycles_failed: 0,
@@ -123,7 +94,6 @@ impl LlmState {
             changes: 0,
             last: None,
             wake: Arc::new(Notify::new()),
-            key: None,
         }
     }
 
@@ -181,6 +151,32 @@ impl LlmState {
         self.running = false;
         self.last = Some(report);
     }
+}
+
+/// The key from `llm.api_key_file` (its first line) or else the environment variable,
+/// or why there is none.
+fn read_key(config: &LlmConfig) -> Result<String, String> {
+    let key = match &config.api_key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                format!(
+                    "llm.api_key_file {}: {e}; fix the file or remove the setting",
+                    path.display()
+                )
+            })?
+            .lines()
+            .next()
+            .map(str::to_string),
+        None => std::env::var(config.key_env()).ok(),
+    };
+    key.map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "no API key: set {} in the agent's environment, or llm.api_key_file",
+                config.key_env()
+            )
+        })
 }
 
 fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {

@@ -15,9 +15,18 @@ impl Agent {
     /// A campaign's performance as the model reads it: counts, rates and the strategy.
     pub fn llm_bid_performance(&self, campaign: &str) -> Result<Value, Error> {
         let stats = self.stats_table()?;
-        let c = self.campaign_stats(&stats, campaign)?;
-        let strategy = self.effective(campaign, &c);
-        Ok(json!({
+        Ok(self.performance_view(campaign, &self.campaign_stats(&stats, campaign)?))
+    }
+
+    /// A campaign's budget and how its day is going against an even pace.
+    pub fn llm_check_budget(&self, campaign: &str) -> Result<Value, Error> {
+        let stats = self.stats_table()?;
+        Ok(self.budget_view(campaign, &self.campaign_stats(&stats, campaign)?))
+    }
+
+    fn performance_view(&self, campaign: &str, c: &CampaignStatsValue) -> Value {
+        let strategy = self.effective(campaign, c);
+        json!({
             "campaign": campaign,
             "requests": c.requests,
             "bids": c.bids,
@@ -25,23 +34,20 @@ impl Agent {
             "participation_rate": ratio(c.bids, c.requests),
             "win_rate": ratio(c.wins, c.bids),
             "budget_refusal_rate": ratio(c.budget_refusals, c.requests),
-            "avg_clearing_cpm": avg_clearing_cpm(&c),
+            "avg_clearing_cpm": avg_clearing_cpm(c),
             "margin": crate::units::format_millionths(i64::from(strategy.margin_ppm)),
             "max_cpm": crate::units::format_millionths(strategy.max_cpm_micros),
             "ceiling_cpm": crate::units::format_millionths(c.max_bid_cpm_micros),
             "paused": strategy.flags & CAMPAIGN_PAUSED != 0,
             "last_reasoning": strategy.reasoning(),
-        }))
+        })
     }
 
-    /// A campaign's budget and how its day is going against an even pace.
-    pub fn llm_check_budget(&self, campaign: &str) -> Result<Value, Error> {
-        let stats = self.stats_table()?;
-        let c = self.campaign_stats(&stats, campaign)?;
+    fn budget_view(&self, campaign: &str, c: &CampaignStatsValue) -> Value {
         let now_ms = self.clock.now_unix_ms();
         let day_elapsed = (now_ms.saturating_sub(c.day_start_ms) as f64 / 86_400_000.0).min(1.0);
         let spent = c.spent_micros as f64 / c.daily_budget_micros.max(1) as f64;
-        Ok(json!({
+        json!({
             "campaign": campaign,
             "daily_budget": crate::units::format_millionths(c.daily_budget_micros),
             "spent": crate::units::format_millionths(c.spent_micros),
@@ -50,7 +56,7 @@ impl Agent {
             "spent_pct": round1(spent * 100.0),
             "pace": (day_elapsed > 0.0).then(|| round2(spent / day_elapsed)),
             "breaker_tripped": c.flags & BREAKER_TRIPPED != 0,
-        }))
+        })
     }
 
     /// Per partner: traffic, bids and limits. The bidder does not count inventory by
@@ -115,24 +121,23 @@ impl Agent {
     /// first) and the last changes from the audit log.
     pub fn llm_context(&self) -> Result<Value, Error> {
         let stats = self.stats_table()?;
-        let mut ids: Vec<(String, i64)> = stats
+        let mut rows: Vec<(String, CampaignStatsValue)> = stats
             .campaigns()
             .iter()
-            .filter_map(|r| Some((r.key.get(), r.load().ok()?)))
+            .filter_map(|r| Some((r.key.get().as_str().to_string(), r.load().ok()?)))
             .filter(|(_, c)| c.flags & IN_CATALOG != 0)
-            .map(|(k, c)| (k.as_str().to_string(), c.spent_micros))
             .collect();
-        ids.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let omitted = ids.len().saturating_sub(MAX_CONTEXT_CAMPAIGNS);
-        let campaigns = ids
+        rows.sort_by(|a, b| (b.1.spent_micros.cmp(&a.1.spent_micros)).then_with(|| a.0.cmp(&b.0)));
+        let omitted = rows.len().saturating_sub(MAX_CONTEXT_CAMPAIGNS);
+        let campaigns: Vec<Value> = rows
             .iter()
             .take(MAX_CONTEXT_CAMPAIGNS)
-            .map(|(id, _)| {
-                let mut view = self.llm_bid_performance(id)?;
-                view["budget"] = self.llm_check_budget(id)?;
-                Ok(view)
+            .map(|(id, c)| {
+                let mut view = self.performance_view(id, c);
+                view["budget"] = self.budget_view(id, c);
+                view
             })
-            .collect::<Result<Vec<Value>, Error>>()?;
+            .collect();
         let recent = self.audit.tail(5).unwrap_or_default();
         Ok(json!({
             "now": rfc3339(self.clock.now_unix_ms()),

@@ -119,7 +119,8 @@ GROUP BY campaign;
 ";
 
 /// Fills the quarter-hour sums from the notices of a ledger older than version 5
-/// (900000 is [`RECOVERY_BUCKET_MS`]).
+/// (900000 is [`RECOVERY_BUCKET_MS`], checked below).
+const _: () = assert!(RECOVERY_BUCKET_MS == 900_000, "MIGRATE_TO_5 spells it out");
 const MIGRATE_TO_5: &str = "
 INSERT OR IGNORE INTO spend_by_quarter (quarter_ms, campaign, charged_micros, settled)
 SELECT bid_ms / 900000 * 900000, campaign, SUM(charged_micros), COUNT(*) FROM notices
@@ -476,15 +477,22 @@ fn corrupt_or(
     e: rusqlite::Error,
     other: impl FnOnce(rusqlite::Error) -> JournalError,
 ) -> JournalError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            JournalError::Corrupt {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            }
+    if is_damage(&e) {
+        JournalError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
         }
-        _ => other(e),
+    } else {
+        other(e)
     }
+}
+
+/// Whether SQLite found the file damaged (at start or when a write reached the page).
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// The tables read back whole at start, checked page by page before they are read.
@@ -903,12 +911,8 @@ fn write_loop(
             Err(e) => {
                 shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                 carried += batch.len() as u64;
-                let damaged = matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseCorrupt)
-                );
                 if !shared.failing.swap(true, Ordering::AcqRel) {
-                    if damaged {
+                    if is_damage(&e) {
                         error!(
                             path = %path.display(),
                             error = %e,
