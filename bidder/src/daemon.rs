@@ -29,6 +29,7 @@ use crate::money::journal::{Journal, JournalConfig, Recovered};
 use crate::money::lease::{next_lease, LeaseState};
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice_keys::{NoticeKeyring, Rotation};
+use crate::supervisor::{self, Watchdog};
 // ---- strategy and stats tables (issue 6) ----
 use crate::tables::mirror::{Mirror, MirrorParts};
 use crate::tables::stats::{StatsInputs, StatsPublisher};
@@ -654,6 +655,13 @@ impl Running {
         }
     }
 
+    fn liveness(&self) -> crate::engine::Liveness {
+        match self {
+            Running::Ring(e) => e.liveness(),
+            Running::Tokio(e) => e.liveness(),
+        }
+    }
+
     fn collector(&self) -> Arc<dyn Collect> {
         match self {
             Running::Ring(e) => e.collector(),
@@ -723,12 +731,28 @@ impl Daemon {
             engine = engine.name(),
             "bidder ready"
         );
+        supervisor::ready(&format!(
+            "serving bids on {} ({}, {} workers)",
+            engine.local_addr(),
+            engine.name(),
+            daemon.server.cores.len()
+        ));
+        let watchdog = Watchdog::start(readiness.clone(), engine.liveness());
         for signal in signals.forever() {
             if signal != SIGHUP {
                 tracing::info!(signal, "stopping: finishing requests in flight");
                 break;
             }
-            log_reload(reload_and_publish(daemon, registry));
+            let reloaded = reload_and_publish(daemon, registry);
+            supervisor::status(match &reloaded {
+                Ok(_) => "serving bids; last reload applied",
+                Err(_) => "serving bids; last reload REFUSED (see the log)",
+            });
+            log_reload(reloaded);
+        }
+        supervisor::stopping();
+        if let Some(watchdog) = watchdog {
+            watchdog.stop();
         }
         readiness.set_ready(false);
         mirror.stop(); // issue 6

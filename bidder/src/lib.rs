@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod money;
 pub mod openrtb;
 pub mod respond;
+pub mod supervisor;
 pub mod tables;
 pub mod xdp;

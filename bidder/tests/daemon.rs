@@ -2,7 +2,8 @@
 //! on a copy of the demo configuration (free ports, an absolute key path) becomes
 //! ready, bids over HTTP, serves `/metrics` that promtool accepts, reloads on SIGHUP
 //! and `POST /reload`, keeps serving its old configuration when the new one is
-//! broken, and exits 0 on SIGTERM with clients connected. `bidder check-config` and
+//! broken, and exits 0 on SIGTERM with clients connected; under a service manager it
+//! sends `READY=1`, watchdog pings and `STOPPING=1`. `bidder check-config` and
 //! `bidder run` refuse a broken file naming its line.
 //!
 //! Each daemon lives in a [`Daemon`] guard that kills it (and removes its temporary
@@ -146,6 +147,15 @@ struct Daemon {
 impl Daemon {
     /// Starts `bidder run` on `customise(demo_config(..))` and waits for `/ready`.
     fn start(tag: &str, customise: impl Fn(String) -> String) -> Daemon {
+        Daemon::start_with(tag, customise, spawn_run)
+    }
+
+    /// [`start`](Self::start), the child started by `spawn(config, log)`.
+    fn start_with(
+        tag: &str,
+        customise: impl Fn(String) -> String,
+        spawn: impl Fn(&Path, &Path) -> Child,
+    ) -> Daemon {
         for _ in 0..START_ATTEMPTS {
             let (bid, admin) = (free_addr(), free_addr());
             let dir = TempDir::new(tag);
@@ -160,7 +170,7 @@ impl Daemon {
             );
             let text = customise(demo_config(bid, admin)) + &tables;
             std::fs::write(&config, text).expect("write config");
-            let child = spawn_run(&config, &log);
+            let child = spawn(&config, &log);
             let mut daemon = Daemon {
                 child,
                 bid,
@@ -263,14 +273,38 @@ impl Drop for Daemon {
 
 /// `bidder run --config config`, its output appended to `log`.
 fn spawn_run(config: &Path, log: &Path) -> Child {
+    let mut run = Command::new(BIDDER);
+    run.args(["run", "--config"]).arg(config);
+    spawn_logged(run, log)
+}
+
+/// `bidder run` as systemd starts a `Type=notify` service with `WatchdogSec=`:
+/// `NOTIFY_SOCKET`, `WATCHDOG_USEC`, and `WATCHDOG_PID` naming the bidder's own pid
+/// (the shell exports its pid, then `exec`s the bidder in its place).
+fn spawn_supervised(notify_socket: &Path, watchdog: Duration) -> impl Fn(&Path, &Path) -> Child {
+    let notify_socket = notify_socket.to_owned();
+    move |config, log| {
+        let mut run = Command::new("sh");
+        run.args([
+            "-c",
+            r#"export WATCHDOG_PID=$$; exec "$0" run --config "$1""#,
+            BIDDER,
+        ])
+        .arg(config)
+        .env("NOTIFY_SOCKET", &notify_socket)
+        .env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+        spawn_logged(run, log)
+    }
+}
+
+/// Spawns `command`, its output appended to `log`.
+fn spawn_logged(mut command: Command, log: &Path) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("open log");
-    Command::new(BIDDER)
-        .args(["run", "--config"])
-        .arg(config)
+    command
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log handle"))
@@ -547,6 +581,66 @@ fn sigterm_with_clients_connected_exits_0_within_the_grace() {
     assert!(status.success(), "exit {status}:\n{}", d.log());
     assert!(d.log().contains("stopped"), "{}", d.log());
     assert!(TcpStream::connect(d.bid).is_err(), "the bid port is closed");
+}
+
+/// The `Type=notify` contract of `systemd/bidder.service`: `READY=1` once `/ready` says
+/// ready, `WATCHDOG=1` every half period while it serves, `STOPPING=1` on SIGTERM, over
+/// a real datagram socket the way systemd listens.
+#[test]
+fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
+    let dir = TempDir::new("notify");
+    let socket_path = dir.0.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify");
+    socket
+        .set_read_timeout(Some(READY_TIMEOUT))
+        .expect("timeout");
+    let watchdog = Duration::from_millis(400);
+    let mut d = Daemon::start_with("notify", |t| t, spawn_supervised(&socket_path, watchdog));
+    let mut heard = Vec::new();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket
+            .recv(&mut buf)
+            .expect("a notification within the timeout");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.contains("READY=1\n"), "first message: {first:?}");
+    assert!(first.contains("STATUS=serving bids on"), "{first:?}");
+    // Pings keep coming (each recv is bounded: a silent watchdog fails the test).
+    while heard
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 3
+    {
+        heard.push(next());
+    }
+    assert!(d.price().is_some(), "still bidding while supervised");
+
+    d.signal(libc::SIGHUP);
+    let reloaded = loop {
+        let m = next();
+        if m.contains("STATUS=") {
+            break m;
+        }
+    };
+    assert!(reloaded.contains("last reload applied"), "{reloaded:?}");
+
+    d.signal(libc::SIGTERM);
+    let stopping = loop {
+        let m = next();
+        if !m.contains("WATCHDOG=1") {
+            break m;
+        }
+    };
+    assert!(stopping.contains("STOPPING=1\n"), "{stopping:?}");
+    assert!(d.wait_exit(EXIT_TIMEOUT).success(), "{}", d.log());
+    assert!(
+        d.log().contains("feeding the service manager's watchdog"),
+        "{}",
+        d.log()
+    );
 }
 
 #[test]

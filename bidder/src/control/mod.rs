@@ -33,7 +33,7 @@ mod state;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -115,9 +115,13 @@ impl ControlConfig {
 
 /// Whether the bidder takes traffic: set by whoever starts the engines once every
 /// worker listens and the configuration is loaded; `/ready` answers from it. Clones
-/// share one flag.
+/// share one flag. It also counts the control thread's ledger ticks, so the service
+/// manager's watchdog can tell a control thread that still works from a stuck one.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    control_ticks: Arc<AtomicU64>,
+}
 
 impl Readiness {
     /// A flag that starts not ready.
@@ -127,12 +131,22 @@ impl Readiness {
 
     /// Sets or clears readiness (clear it when draining for shutdown).
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.ready.store(ready, Ordering::Release);
     }
 
     /// The current state.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Called by the control thread each time it has drained the ledger inbox.
+    pub fn control_ticked(&self) {
+        self.control_ticks.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many ledger ticks the control thread has completed.
+    pub fn control_ticks(&self) -> u64 {
+        self.control_ticks.load(Ordering::Acquire)
     }
 }
 

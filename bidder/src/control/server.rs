@@ -114,6 +114,7 @@ async fn tick_ledger(control: Rc<Control>) {
     loop {
         tick.tick().await;
         control.desk.borrow_mut().tick();
+        control.readiness.control_ticked();
     }
 }
 

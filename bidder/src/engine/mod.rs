@@ -17,3 +17,4 @@ mod workers;
 
 pub use config::ServeConfig;
 pub use error::EngineError;
+pub use workers::Liveness;

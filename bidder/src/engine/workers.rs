@@ -3,7 +3,8 @@
 //! serves. Start waits for every report ([`Startup::wait`]); stop is the engine's own
 //! signal, then [`WorkerThreads::join`].
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use tracing::warn;
@@ -64,11 +65,37 @@ impl<T> Startup<T> {
     }
 }
 
+/// Whether an engine's workers still run: the service manager's watchdog is fed only
+/// while every worker spawned is alive, so a worker that panicked or returned gets the
+/// bidder restarted instead of serving on fewer cores unnoticed.
+#[derive(Clone, Default)]
+pub struct Liveness {
+    spawned: Arc<AtomicUsize>,
+    exited: Arc<AtomicUsize>,
+}
+
+impl Liveness {
+    /// True while no worker has exited (returned or panicked) since it was spawned.
+    pub fn all_alive(&self) -> bool {
+        self.exited.load(Ordering::Acquire) == 0 && self.spawned.load(Ordering::Acquire) > 0
+    }
+}
+
+/// Counts its worker as exited when dropped: on return and on unwind alike.
+struct ExitGuard(Arc<AtomicUsize>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// An engine's worker threads, in worker order.
 pub(crate) struct WorkerThreads {
     /// Thread name prefix: `ring`, `tokio`.
     name: &'static str,
     threads: Vec<Option<JoinHandle<()>>>,
+    liveness: Liveness,
 }
 
 impl WorkerThreads {
@@ -76,7 +103,13 @@ impl WorkerThreads {
         WorkerThreads {
             name,
             threads: Vec::new(),
+            liveness: Liveness::default(),
         }
+    }
+
+    /// A handle that tells whether every worker spawned so far still runs.
+    pub(crate) fn liveness(&self) -> Liveness {
+        self.liveness.clone()
     }
 
     /// Starts the next worker on its own thread, pinned to `core` when one is given (a
@@ -91,9 +124,11 @@ impl WorkerThreads {
         let index = self.threads.len();
         let tx = startup.tx.clone();
         let name = self.name;
+        let exited = ExitGuard(Arc::clone(&self.liveness.exited));
         let thread = std::thread::Builder::new()
             .name(format!("{name}-{index}"))
             .spawn(move || {
+                let _exited = exited;
                 if let Some(id) = core {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
                         warn!(
@@ -108,6 +143,7 @@ impl WorkerThreads {
             })
             .map_err(EngineError::io("spawning a worker thread"))?;
         self.threads.push(Some(thread));
+        self.liveness.spawned.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -145,6 +181,43 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(startup.wait(workers.len()).unwrap(), vec![0, 10, 20]);
+        assert!(workers.join().is_ok());
+    }
+
+    #[test]
+    fn liveness_turns_false_when_one_worker_panics_after_starting() {
+        let mut workers = WorkerThreads::new("test");
+        let liveness = workers.liveness();
+        assert!(
+            !liveness.all_alive(),
+            "no worker spawned yet: nothing to vouch for"
+        );
+        let startup = Startup::<()>::new();
+        let (die, dying) = mpsc::channel::<()>();
+        let (finish, finishing) = mpsc::channel::<()>();
+        workers
+            .spawn(&startup, None, move |ready| {
+                ready.report(Ok(()));
+                finishing.recv().unwrap();
+            })
+            .unwrap();
+        workers
+            .spawn(&startup, None, move |ready| {
+                ready.report(Ok(()));
+                dying.recv().unwrap();
+                panic!("worker 1 dies while serving (expected by this test)");
+            })
+            .unwrap();
+        startup.wait(workers.len()).unwrap();
+        assert!(liveness.all_alive());
+        die.send(()).unwrap();
+        let handle = workers.threads[1].take().unwrap();
+        assert!(handle.join().is_err());
+        assert!(
+            !liveness.all_alive(),
+            "a panicked worker must stop the watchdog"
+        );
+        finish.send(()).unwrap();
         assert!(workers.join().is_ok());
     }
 

@@ -125,6 +125,11 @@ impl Engine {
         self.workers.iter().map(|w| Arc::clone(&w.stats)).collect()
     }
 
+    /// Whether every worker still runs (what the service manager's watchdog is fed on).
+    pub fn liveness(&self) -> crate::engine::Liveness {
+        self.threads.liveness()
+    }
+
     /// A metrics collector for this engine's per-worker counters.
     pub fn collector(&self) -> Arc<dyn crate::metrics::Collect> {
         Arc::new(stats::RingStatsCollector {

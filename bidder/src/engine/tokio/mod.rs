@@ -122,6 +122,11 @@ impl TokioEngine {
         &self.stats
     }
 
+    /// Whether every worker still runs (what the service manager's watchdog is fed on).
+    pub fn liveness(&self) -> crate::engine::Liveness {
+        self.threads.liveness()
+    }
+
     /// The scrape side of [`stats`](Self::stats), for
     /// [`Registry::register`](crate::control::Registry::register).
     pub fn collector(&self) -> Arc<TokioStatsCollector> {
