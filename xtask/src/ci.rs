@@ -5,7 +5,7 @@ use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{command, paths, setup, shifted_clock};
+use crate::{command, deploy_test, paths, setup, shifted_clock};
 
 /// The eBPF crate: outside the workspace, so fmt and clippy need its manifest.
 const EBPF_MANIFEST: &str = "bidder-ebpf/Cargo.toml";
@@ -18,7 +18,7 @@ pub fn run() -> Result<()> {
     setup::run()?;
 
     let root = paths::workspace_root();
-    let steps: [(&str, Command); 5] = [
+    let steps: [(&str, Command); 7] = [
         ("rustfmt (workspace)", {
             let mut cmd = command::cargo();
             cmd.args(["fmt", "--all", "--check"]);
@@ -42,6 +42,21 @@ pub fn run() -> Result<()> {
             cmd
         }),
         ("clippy (bidder-ebpf, BPF target)", ebpf_clippy()),
+        ("ansible-lint (production profile)", {
+            let mut cmd = Command::new("ansible-lint");
+            cmd.args(["--offline", "--profile", "production", "--nocolor"]);
+            cmd.current_dir(root.join("ansible"));
+            cmd
+        }),
+        ("promtool: monitoring rules and their tests", {
+            let mut cmd = Command::new("sh");
+            cmd.args([
+                "-c",
+                "promtool check rules bidder.rules.yml && promtool test rules bidder.rules.test.yml",
+            ]);
+            cmd.current_dir(root.join("monitoring/prometheus"));
+            cmd
+        }),
         (TESTS_STEP, {
             let mut cmd = command::cargo();
             // --no-fail-fast: one failing test binary must not hide the others' results.
@@ -52,12 +67,14 @@ pub fn run() -> Result<()> {
 
     let mut failed = Vec::new();
     let mut tally = TestTally::default();
-    let total = steps.len() + 1;
+    let total = steps.len() + 2;
     let skip_log = fresh_skip_log("skips.log")?;
     for (name, mut cmd) in steps {
         println!("ci: step {name}: {}", command::describe(&cmd));
         let step_started = Instant::now();
-        cmd.current_dir(root);
+        if cmd.get_current_dir().is_none() {
+            cmd.current_dir(root);
+        }
         let result = if name == TESTS_STEP {
             cmd.env(testkit::SKIP_LOG_ENV, &skip_log);
             command::stream_lines(&mut cmd, |line| tally.add(line))
@@ -67,6 +84,11 @@ pub fn run() -> Result<()> {
         report_step(name, step_started, result, &mut failed);
     }
     tally.count_skips(&testkit::read_skips(&skip_log));
+
+    // After the tests: they built the debug binaries the release archive takes.
+    let step_started = Instant::now();
+    println!("ci: step {DEPLOY_STEP}: cargo xtask deploy-test");
+    report_step(DEPLOY_STEP, step_started, deploy_test::run(), &mut failed);
 
     let step_started = Instant::now();
     println!("ci: step {SHIFTED_STEP}: every test binary but perf's and xtask's, under faketime");
@@ -96,6 +118,8 @@ pub fn run() -> Result<()> {
 
 /// Name of the step whose output is tallied.
 const TESTS_STEP: &str = "tests";
+/// The Ansible playbook converged into a booted Debian 12 (see [`deploy_test`]).
+const DEPLOY_STEP: &str = "deploy-test";
 /// The date-bomb step (see [`shifted_clock`]).
 const SHIFTED_STEP: &str = "tests with the wall clock 400 days ahead";
 

@@ -7,6 +7,8 @@ mod bench;
 mod ci;
 mod command;
 mod demo;
+mod deploy_test;
+mod dist;
 mod paths;
 mod profile;
 mod setup;
@@ -45,8 +47,12 @@ enum Task {
     /// 2. rustfmt: `cargo fmt --all --check`, and the same for bidder-ebpf
     /// 3. clippy: `cargo clippy --workspace --all-targets -- -D warnings`
     /// 4. clippy for bidder-ebpf on the BPF target, `-D warnings`
-    /// 5. tests: `cargo test --workspace --no-fail-fast` (as root this includes the
+    /// 5. ansible-lint --profile production over ansible/
+    /// 6. promtool: monitoring/prometheus rules checked and their unit tests
+    /// 7. tests: `cargo test --workspace --no-fail-fast` (as root this includes the
     ///    tests that load XDP programs and create network namespaces)
+    /// 8. deploy-test: the playbook converged into a booted Debian 12 (needs root)
+    /// 9. the tests again with the wall clock 400 days ahead
     ///
     /// Output streams as it comes; a failed step does not stop the later ones, so one
     /// run shows every problem. Ends with the failed checks, if any, and the test
@@ -59,6 +65,23 @@ enum Task {
     /// `bidder/examples/demo.toml`, POST the same requests, show /metrics, stop it.
     #[command(verbatim_doc_comment)]
     Demo,
+    /// Build the release archive operators install (ansible/roles/bidder):
+    /// target/dist/bidder-<version>-<digest>-x86_64-linux.tar.gz with bin/{bidder,agent,
+    /// bidderctl}, systemd/, monitoring/, docs/, example configuration and traffic;
+    /// target/dist/bidder-latest.tar.gz points at it.
+    #[command(verbatim_doc_comment)]
+    Dist {
+        /// Take the dev-profile binaries (what `cargo test` built) instead of --release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Converge ansible/site.yml into a booted Debian 12 (debootstrap, cached under
+    /// target/deploy-test; systemd-nspawn with systemd as PID 1, over SSH on a veth) and
+    /// check it from outside: services active, XDP attached, a bid over the veth, a
+    /// reload, kill -9 restarted by systemd, a second converge with changed=0, sysctls,
+    /// systemd-analyze. Needs root; everything is torn down afterwards.
+    #[command(verbatim_doc_comment)]
+    DeployTest,
     /// Benchmarks, each comparing in one run on this machine.
     #[command(subcommand)]
     Bench(BenchTask),
@@ -104,6 +127,13 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Ci => ci::run(),
         Task::Demo => demo::run(),
+        Task::Dist { debug } => dist::run(if debug {
+            dist::Profile::Debug
+        } else {
+            dist::Profile::Release
+        })
+        .map(drop),
+        Task::DeployTest => deploy_test::run(),
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
         Task::Bench(BenchTask::Xdp) => bench::xdp(),

@@ -67,6 +67,26 @@ pub const APT_PACKAGES: &[AptPackage] = &[
         needed_by: "tests and operators: talk to the agent's unix control socket",
     },
     AptPackage {
+        name: "debootstrap",
+        needed_by: "deploy-test: the Debian 12 root file system the playbook converges",
+    },
+    AptPackage {
+        name: "systemd-container",
+        needed_by: "deploy-test: systemd-nspawn boots that root with systemd as PID 1",
+    },
+    AptPackage {
+        name: "ansible",
+        needed_by: "ansible/: the playbook (ansible-core 2.14 with ansible.posix)",
+    },
+    AptPackage {
+        name: "ansible-lint",
+        needed_by: "ci: ansible-lint --profile production over ansible/",
+    },
+    AptPackage {
+        name: "curl",
+        needed_by: "deploy-test: queries the Prometheus API (answers are chunked)",
+    },
+    AptPackage {
         name: "faketime",
         needed_by: "ci: the tests run again with the wall clock 400 days ahead (date bombs)",
     },
