@@ -93,13 +93,13 @@ pub fn run() -> Result<()> {
 
     machine.check_services()?;
     machine.check_xdp()?;
-    let price = bid_price(&machine)?.context("no bid from outside the container")?;
+    let price = bid_price()?.context("no bid from outside the container")?;
     step(started, "bid over the veth", &format!("200, price {price}"));
     machine.check_sysctls()?;
     machine.check_reload(price)?;
     machine.check_restart_after_kill()?;
     machine.report_units()?;
-    check_monitoring(&machine, &base)?;
+    check_monitoring(&base)?;
     println!(
         "deploy-test: OK in {:.0}s (converge {first_s:.0}s first, {second_s:.0}s second)",
         started.elapsed().as_secs_f64()
@@ -349,12 +349,9 @@ impl Machine {
         )?;
         let until = Instant::now() + RESTART_TIMEOUT;
         loop {
-            let now = bid_price(self)?;
-            if now.is_some_and(|p| p > price) {
-                println!(
-                    "deploy-test: reload applied: price {price} -> {}",
-                    now.unwrap_or(0.0)
-                );
+            let now = bid_price()?;
+            if let Some(raised) = now.filter(|p| *p > price) {
+                println!("deploy-test: reload applied: price {price} -> {raised}");
                 return Ok(());
             }
             ensure!(
@@ -377,7 +374,7 @@ impl Machine {
                 .ssh("systemctl show -p MainPID --value bidder.service")
                 .unwrap_or_default();
             let now = now.trim();
-            if now != pid && now != "0" && bid_price(self).ok().flatten().is_some() {
+            if now != pid && now != "0" && bid_price().ok().flatten().is_some() {
                 println!(
                     "deploy-test: kill -9 {pid}: systemd restarted it as {now}, bidding again \
                      after {:.1}s",
@@ -543,7 +540,7 @@ fn converge(machine: &Machine, inventory: &Path, extra: &[&str]) -> Result<Strin
 
 /// A one-banner bid request from outside the container, over the veth; the price of a
 /// 200 answer, `None` for any other answer.
-fn bid_price(_machine: &Machine) -> Result<Option<f64>> {
+fn bid_price() -> Result<Option<f64>> {
     let addr: SocketAddr = format!("{GUEST_IP}:8080").parse()?;
     let body = br#"{"id":"dt","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"news.example","page":"https://news.example/"},"device":{"ua":"Mozilla/5.0","ip":"203.0.113.9"},"tmax":120}"#;
     let Ok((status, text)) = testkit::http::exchange(
@@ -566,7 +563,7 @@ fn bid_price(_machine: &Machine) -> Result<Option<f64>> {
 /// rules in `monitoring/` loaded, while bids flow over the veth; then every rule must be
 /// healthy, every recording rule and every dashboard panel query must return data, and
 /// every bidder metric an alert reads must exist.
-fn check_monitoring(machine: &Machine, base: &Path) -> Result<()> {
+fn check_monitoring(base: &Path) -> Result<()> {
     let monitoring = paths::workspace_root().join("monitoring");
     let dir = base.join("prometheus");
     if dir.exists() {
@@ -609,7 +606,7 @@ fn check_monitoring(machine: &Machine, base: &Path) -> Result<()> {
     let mut bids = 0;
     loop {
         for _ in 0..50 {
-            if bid_price(machine)?.is_some() {
+            if bid_price()?.is_some() {
                 bids += 1;
             }
         }

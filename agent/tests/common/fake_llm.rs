@@ -208,11 +208,13 @@ pub fn anthropic_overloaded() -> Reply {
 }
 
 /// OpenAI: the model calls `name` with `args` (sent as a JSON string, as OpenAI does).
+/// No `created` stamp: rig reads it as optional and the agent never does, so the fake
+/// leaves it out rather than invent an instant beside the test's clock.
 pub fn openai_tool(id: &str, name: &str, args: Value) -> Reply {
     Reply::Json(
         200,
         json!({
-            "id": format!("chatcmpl-{id}"), "object": "chat.completion", "created": 1_700_000_000,
+            "id": format!("chatcmpl-{id}"), "object": "chat.completion",
             "model": "gpt-fake",
             "choices": [{
                 "index": 0,
@@ -232,7 +234,7 @@ pub fn openai_text(text: &str) -> Reply {
     Reply::Json(
         200,
         json!({
-            "id": "chatcmpl-end", "object": "chat.completion", "created": 1_700_000_001,
+            "id": "chatcmpl-end", "object": "chat.completion",
             "model": "gpt-fake",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
