@@ -18,6 +18,8 @@ pub struct AgentConfig {
     /// The bidder's admin listener (`ip:port`) that `reload` posts to; empty: `reload`
     /// only re-reads this file.
     pub bidder_admin: String,
+    /// `ip:port` of the agent's Prometheus endpoint (`GET /metrics`); empty: none.
+    pub metrics_listen: String,
     /// The LLM strategist (optional: without a key it is skipped).
     pub llm: LlmConfig,
 }
@@ -29,6 +31,7 @@ impl Default for AgentConfig {
             tables: TablesConfig::default(),
             audit_log: "/var/log/bidder/audit.jsonl".into(),
             bidder_admin: "127.0.0.1:9090".into(),
+            metrics_listen: "127.0.0.1:9097".into(),
             llm: LlmConfig::default(),
         }
     }
@@ -279,6 +282,14 @@ impl AgentConfig {
                 l.base_url
             ));
         }
+        if !self.metrics_listen.is_empty()
+            && self.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "metrics_listen: `{}` is not ip:port; e.g. 127.0.0.1:9097, or \"\" for none",
+                self.metrics_listen
+            ));
+        }
         if s.allowed_uids.is_empty() && s.allowed_gids.is_empty() {
             return Err(
                 "socket: allowed_uids and allowed_gids are both empty: nobody could use the agent"
@@ -309,6 +320,13 @@ mod tests {
         let mut c = AgentConfig::default();
         c.socket.allowed_uids.clear();
         assert!(c.check().unwrap_err().contains("nobody"));
+        let mut c = AgentConfig {
+            metrics_listen: "localhost".into(),
+            ..AgentConfig::default()
+        };
+        assert!(c.check().unwrap_err().contains("metrics_listen"));
+        c.metrics_listen = String::new();
+        c.check().unwrap();
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bounds;
 pub mod config;
 pub mod llm;
+pub mod metrics;
 pub mod protocol;
 pub mod socket;
 pub mod units;
@@ -39,8 +40,28 @@ pub async fn run_until(
 ) -> Result<(), String> {
     let socket_path = config.socket.path.clone();
     let agent = Agent::open(config.clone(), config_path, clock)?;
+    // Bound before the socket: a taken port leaves no socket file behind.
+    let mut agent = agent;
+    let scrapes = match config.metrics_listen.as_str() {
+        "" => None,
+        listen => {
+            let scrapes = metrics::bind(listen).await?;
+            agent.metrics_addr = scrapes.local_addr().ok();
+            tracing::info!(addr = ?agent.metrics_addr, "serving GET /metrics");
+            Some(scrapes)
+        }
+    };
     let listener = socket::bind(&config.socket)?;
     let agent = Arc::new(Mutex::new(agent));
+    let exporter = {
+        let agent = Arc::clone(&agent);
+        async move {
+            match scrapes {
+                Some(listener) => metrics::serve(listener, agent).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     let beat = Arc::clone(&agent);
     let heartbeat = async move {
         let mut every = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
@@ -54,6 +75,7 @@ pub async fn run_until(
         () = socket::serve(listener, agent) => {}
         () = strategist => {}
         () = heartbeat => {}
+        () = exporter => {}
         () = shutdown => {}
     }
     let _ = std::fs::remove_file(&socket_path);

@@ -312,6 +312,46 @@ fn an_overloaded_provider_fails_the_cycle_and_the_next_one_runs() {
         (s["cycles_ok"].as_u64(), s["cycles_failed"].as_u64()),
         (Some(1), Some(1))
     );
+    // What an operator's alert reads: one failed, one ok, the strategist active.
+    let text = common::scrape(&mut r.client);
+    for (series, want) in [
+        (
+            "bidder_agent_cycles_total{strategist=\"llm\",outcome=\"ok\"}",
+            1.0,
+        ),
+        (
+            "bidder_agent_cycles_total{strategist=\"llm\",outcome=\"failed\"}",
+            1.0,
+        ),
+        (
+            "bidder_agent_cycles_total{strategist=\"llm\",outcome=\"timeout\"}",
+            0.0,
+        ),
+        ("bidder_agent_strategist_active{strategist=\"llm\"}", 1.0),
+        (
+            "bidder_agent_strategy_changes_total{strategist=\"llm\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            common::sample(&text, series),
+            Some(want),
+            "{series}\n{text}"
+        );
+    }
+    let last_ok = common::sample(
+        &text,
+        "bidder_agent_last_ok_cycle_timestamp_seconds{strategist=\"llm\"}",
+    )
+    .expect("an ok cycle sets the timestamp");
+    // It is when that cycle ended: its start plus its length, on the agent's clock.
+    let ended_ms = (last_ok * 1000.0).round() as u64;
+    let elapsed_ms = s["last"]["elapsed_ms"].as_u64().unwrap();
+    assert_eq!(
+        agent::audit::rfc3339(ended_ms - elapsed_ms),
+        s["last"]["started"].as_str().unwrap(),
+        "{text}"
+    );
 }
 
 #[test]
@@ -329,6 +369,16 @@ fn a_hung_provider_is_abandoned_at_the_cycle_timeout_and_the_next_cycle_runs() {
     r.fake.script([anthropic_text("Nothing to change.")]);
     assert_eq!(r.cycle()["outcome"], "ok");
     assert_eq!(r.strategy("acme-display")["source"], "configuration");
+    let text = common::scrape(&mut r.client);
+    for (outcome, want) in [("ok", 1.0), ("failed", 0.0), ("timeout", 1.0)] {
+        let series =
+            format!("bidder_agent_cycles_total{{strategist=\"llm\",outcome=\"{outcome}\"}}");
+        assert_eq!(
+            common::sample(&text, &series),
+            Some(want),
+            "{series}\n{text}"
+        );
+    }
 }
 
 #[test]

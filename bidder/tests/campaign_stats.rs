@@ -9,8 +9,7 @@
 mod demo_catalog;
 #[path = "support/first_bid.rs"]
 mod first_bid;
-#[path = "support/promtool.rs"]
-mod promtool;
+use testkit::promtool;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,10 +6,8 @@
 //! Every client socket has read and write timeouts, and every server is shut down (and
 //! its threads joined) by the test that started it.
 
-#[path = "support/promtool.rs"]
-mod promtool;
-use promtool::promtool_check;
 use testkit::http::{get, request, CLIENT_TIMEOUT};
+use testkit::promtool::promtool_check;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

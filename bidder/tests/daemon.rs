@@ -12,9 +12,7 @@
 #[path = "engines/harness.rs"]
 mod harness;
 
-#[path = "support/promtool.rs"]
-mod promtool;
-use promtool::promtool_check;
+use testkit::promtool::promtool_check;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -3,9 +3,7 @@
 //! Prometheus project's own linter. promtool comes from Debian's `prometheus` package,
 //! which the setup step installs; without it this test fails rather than pass silently.
 
-#[path = "support/promtool.rs"]
-mod promtool;
-use promtool::promtool_check;
+use testkit::promtool::promtool_check;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -16,8 +16,8 @@
 mod frames;
 #[path = "support/netns.rs"]
 mod netns;
-#[path = "support/promtool.rs"]
-mod promtool;
+
+use testkit::promtool;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

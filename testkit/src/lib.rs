@@ -8,6 +8,7 @@
 //! [`SKIP_LOG_ENV`]. `ci` counts those lines as skipped, not passed, and lists them.
 //!
 //! **HTTP.** [`http`]: one request on a fresh connection, status and body back.
+//! [`promtool`]: a scrape checked by the Prometheus project's own linter.
 //!
 //! **The OpenRTB corpus.** [`corpus_dir`] and [`fixture`].
 //!
@@ -19,6 +20,7 @@
 mod alloc;
 mod corpus;
 pub mod http;
+pub mod promtool;
 
 pub use alloc::{counting_allocator_is_installed, heap_calls, CountingAllocator};
 pub use corpus::{corpus_dir, fixture, FIXTURES_ENV};

@@ -210,7 +210,7 @@ fn agent_changes_strategy(root: &Path, dir: &Path) -> Result<()> {
         .trim()
         .to_string();
     let config = format!(
-        "audit_log = \"{audit}\"\nbidder_admin = \"{ADMIN_ADDR}\"\n[socket]\npath = \"{socket}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{}\"\nstats_path = \"{}\"\n",
+        "audit_log = \"{audit}\"\nbidder_admin = \"{ADMIN_ADDR}\"\nmetrics_listen = \"127.0.0.1:0\"\n[socket]\npath = \"{socket}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{}\"\nstats_path = \"{}\"\n",
         dir.join("strategy").display(),
         dir.join("stats").display(),
         audit = dir.join("audit.jsonl").display(),

@@ -470,6 +470,7 @@ all:
         bidder_interface: host0
         bidder_listen: "0.0.0.0:8080"
         bidder_admin_listen: "0.0.0.0:9090"
+        agent_metrics_listen: "0.0.0.0:9097"
         bidder_notice_base_url: "http://{GUEST_IP}:9090/notice"
         bidder_notice_key: "deploy-test notice key, not a secret: 0123456789abcdef"
         bidder_dist_archive: {archive}
@@ -577,7 +578,9 @@ fn check_monitoring(base: &Path) -> Result<()> {
         dir.join("prometheus.yml"),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: bidder\n    static_configs:\n      - targets: ['{GUEST_IP}:9090']\n",
+             scrape_configs:\n\
+             \x20 - job_name: bidder\n    static_configs:\n      - targets: ['{GUEST_IP}:9090']\n\
+             \x20 - job_name: bidder-agent\n    static_configs:\n      - targets: ['{GUEST_IP}:9097']\n",
             monitoring.join("prometheus/bidder.rules.yml").display()
         ),
     )?;
@@ -600,8 +603,9 @@ fn check_monitoring(base: &Path) -> Result<()> {
     let _stop = KillOnDrop(prometheus);
     let api: SocketAddr = format!("127.0.0.1:{port}").parse()?;
 
-    // Load: bids over the veth until Prometheus holds ten scrapes of the bidder (so
-    // every rate window has samples) and at least a few seconds of traffic, bounded.
+    // Load: bids over the veth until Prometheus holds ten successful scrapes of the
+    // bidder and of the agent (so every rate window has samples) and at least a few
+    // seconds of traffic, bounded.
     let load_started = Instant::now();
     let mut bids = 0;
     loop {
@@ -610,13 +614,17 @@ fn check_monitoring(base: &Path) -> Result<()> {
                 bids += 1;
             }
         }
-        let scraped = query_result(api, "count_over_time(up{job=\"bidder\"}[1m]) >= 10")?;
-        if !scraped.is_empty() && load_started.elapsed() > Duration::from_secs(5) {
+        let scraped = query_result(
+            api,
+            "sum_over_time(up{job=~\"bidder|bidder-agent\"}[1m]) >= 10",
+        )?;
+        if scraped.len() == 2 && load_started.elapsed() > Duration::from_secs(5) {
             break;
         }
         ensure!(
             load_started.elapsed() < BOOT_TIMEOUT,
-            "Prometheus did not scrape the bidder ten times in {BOOT_TIMEOUT:?}: {}",
+            "Prometheus did not scrape the bidder and the agent ten times each in \
+             {BOOT_TIMEOUT:?}: {}",
             prometheus_api(api, "/api/v1/targets", None)?["data"]["activeTargets"]
         );
     }
@@ -684,9 +692,9 @@ fn check_monitoring(base: &Path) -> Result<()> {
         }
     }
     println!(
-        "deploy-test: Prometheus scraped the bidder under load ({bids} bids): {checked_rules} \
-         rules healthy, {} metrics read by alerts exported, {checked_queries} dashboard \
-         queries return data",
+        "deploy-test: Prometheus scraped the bidder under load ({bids} bids) and the agent: \
+         {checked_rules} rules healthy, {} metrics read by alerts exported, \
+         {checked_queries} dashboard queries return data",
         alert_metrics.len()
     );
     Ok(())

@@ -41,7 +41,12 @@ pub struct LlmState {
     pub enabled: bool,
     pub running: bool,
     pub cycles_ok: u64,
+    /// Failed cycles, those abandoned at the timeout included.
     pub cycles_failed: u64,
+    /// Of `cycles_failed`, those abandoned at `cycle_timeout_s`.
+    pub cycles_timed_out: u64,
+    /// When the last `ok` cycle ended, from the agent's clock.
+    pub last_ok_unix_ms: Option<u64>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub changes: u64,
@@ -89,6 +94,8 @@ impl LlmState {
             running: false,
             cycles_ok: 0,
             cycles_failed: 0,
+            cycles_timed_out: 0,
+            last_ok_unix_ms: None,
             input_tokens: 0,
             output_tokens: 0,
             changes: 0,
@@ -140,10 +147,16 @@ impl LlmState {
     }
 
     fn record(&mut self, report: CycleReport) {
-        if report.outcome == "ok" {
-            self.cycles_ok += 1;
-        } else {
-            self.cycles_failed += 1;
+        match report.outcome {
+            "ok" => {
+                self.cycles_ok += 1;
+                self.last_ok_unix_ms = Some(report.started_unix_ms + report.elapsed_ms);
+            }
+            "timeout" => {
+                self.cycles_failed += 1;
+                self.cycles_timed_out += 1;
+            }
+            _ => self.cycles_failed += 1,
         }
         self.input_tokens += report.input_tokens;
         self.output_tokens += report.output_tokens;

@@ -60,6 +60,8 @@ pub struct Agent {
     /// Requests answered, and those answered with an error (for `status`).
     pub served: u64,
     pub failed: u64,
+    /// Where `GET /metrics` is served, once bound (`metrics_listen`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
@@ -93,6 +95,7 @@ impl Agent {
             started: Instant::now(),
             served: 0,
             failed: 0,
+            metrics_addr: None,
         })
     }
 

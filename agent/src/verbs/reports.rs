@@ -32,6 +32,7 @@ impl Agent {
                 "requests": self.served,
                 "errors": self.failed,
                 "audit_log": self.audit.path(),
+                "metrics": self.metrics_addr.map(|a| a.to_string()),
             },
             "strategy_table": {
                 "path": self.config.tables.strategy_path,

@@ -35,6 +35,7 @@ pub fn config(dir: &Path) -> AgentConfig {
     c.tables.partner_capacity = 4;
     c.audit_log = dir.join("audit.jsonl");
     c.bidder_admin = String::new();
+    c.metrics_listen = "127.0.0.1:0".into();
     // Never a real key from the developer's environment.
     c.llm.api_key_env = "BIDDER_TEST_NO_LLM_KEY".into();
     c
@@ -212,4 +213,26 @@ pub fn code(answer: &Value) -> String {
         return "ok".into();
     }
     answer["error"]["code"].as_str().unwrap_or("?").to_string()
+}
+
+/// Where the agent serves `/metrics`, as its `status` says.
+pub fn metrics_addr(client: &mut Client) -> std::net::SocketAddr {
+    let status = client.call(r#"{"v":1,"verb":"status"}"#);
+    let addr = status["result"]["agent"]["metrics"]
+        .as_str()
+        .unwrap_or_else(|| panic!("status names no metrics address: {status}"));
+    addr.parse().unwrap()
+}
+
+/// One scrape of the agent's `/metrics` (must answer 200).
+pub fn scrape(client: &mut Client) -> String {
+    let (status, body) = testkit::http::get(metrics_addr(client), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of the sample `series` (name and labels exactly as exported) in `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -1,5 +1,5 @@
-//! `promtool check metrics` for tests that scrape `/metrics`: shared by every test
-//! binary that checks the exposition format (include with `#[path]`).
+//! `promtool check metrics` for tests that scrape a `/metrics` endpoint (the bidder's
+//! admin port, the agent's exporter).
 
 use std::io::Write;
 use std::path::Path;
