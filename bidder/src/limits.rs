@@ -94,8 +94,8 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// fail with [`crate::openrtb::ParseError::TooDeep`], which also bounds the parser's stack.
 pub const MAX_DEPTH: usize = 32;
 
-/// Most impressions in one request; more fail with [`crate::openrtb::ParseError::TooManyImps`]
-/// (we do not pick a subset, since `allimps` may require all of them).
+/// Most impressions of one request evaluated; the rest are not read and get no bid
+/// (counted by `bidder_openrtb_imps_over_limit_total`); the request is not refused.
 pub const MAX_IMPS: usize = 64;
 
 /// Most sizes kept per banner (`banner.format`); further sizes are dropped and the

@@ -189,3 +189,41 @@ fn a_reload_takes_effect_on_the_next_request() {
     let (_, after) = post(&mut s, "/bid/exchange-a", None, "", BANNER);
     assert!(after.contains("\"price\":2.7"), "{after}");
 }
+
+#[test]
+fn a_response_past_the_answers_room_carries_the_bids_that_fit_and_holds_only_those() {
+    // The reproduction: 56 copies of the demo imp make a response over the 64 KiB an
+    // answer has. It used to be a 204 that kept all 56 reservations until their TTL.
+    let bidding = bidding(None);
+    let budgets = Arc::clone(&bidding.budgets);
+    let inbox = Arc::clone(&bidding.inbox);
+    let service = Arc::new(BidService::new(bidding, 1));
+    let mut s = server(&service);
+    let imps: Vec<String> = (0..56)
+        .map(|i| format!(r#"{{"id":"{i}","banner":{{"w":300,"h":250}}}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"id":"r1","imp":[{}],"site":{{"domain":"a.com"}}}}"#,
+        imps.join(",")
+    );
+    let (code, text) = post(&mut s, "/bid/exchange-a", None, "", &body);
+    assert_eq!(code, 200, "{}", &text[..text.len().min(300)]);
+    let json = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    assert!(json.len() <= HttpConfig::default().max_response_body_bytes);
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let bids = v["seatbid"][0]["bid"].as_array().unwrap();
+    assert!((1..56).contains(&bids.len()), "{} bids", bids.len());
+    // Each bid sent holds one impression's price (CPM / 1000, rounded up); no other
+    // budget is held.
+    let per_bid: i64 = bids
+        .iter()
+        .map(|b| ((b["price"].as_f64().unwrap() * 1e6).round() as i64 + 999) / 1000)
+        .sum();
+    let reserved: i64 = (0..budgets.len())
+        .map(|c| budgets.snapshot(c).reserved_micros)
+        .sum();
+    assert_eq!(reserved, per_bid);
+    let mut ledger = bidder::money::ledger::Ledger::new(60_000);
+    ledger.drain(&inbox, &budgets);
+    assert_eq!(ledger.pending(), bids.len());
+}

@@ -220,3 +220,109 @@ fn invalid_requests_are_refused_with_the_parse_error() {
         5
     );
 }
+
+/// A banner request with `n` imps, ids `0..n`.
+fn banner_imps(n: usize) -> Vec<u8> {
+    let imps: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id":"{i}","banner":{{"w":300,"h":250}}}}"#))
+        .collect();
+    format!(
+        r#"{{"id":"r1","tmax":120,"imp":[{}],"site":{{"domain":"a.com"}}}}"#,
+        imps.join(",")
+    )
+    .into_bytes()
+}
+
+fn bid_count(json: &[u8]) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    v["seatbid"][0]["bid"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn a_response_over_its_room_sends_the_bids_that_fit_and_releases_the_rest() {
+    // 56 bids of the demo campaign do not fit 8 KiB: the first imps' bids that fit are
+    // sent, each held by the ledger; the others' budget is free at once.
+    const ROOM_BYTES: usize = 8 * 1024;
+    let bidding = bidding_with(fast(), 64);
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
+    let mut body = banner_imps(56);
+    let Answer::Bid(json) = worker.bid_within(&bidding, &mut body, arrival(None), ROOM_BYTES)
+    else {
+        panic!("expected the bids that fit");
+    };
+    assert!(json.len() <= ROOM_BYTES, "{} bytes", json.len());
+    let sent = bid_count(json);
+    assert!((1..56).contains(&sent), "{sent} bids sent");
+    assert_eq!(reserved(&bidding), 2_000 * sent as i64);
+    let mut ledger = Ledger::new(60_000);
+    ledger.drain(&bidding.inbox, &bidding.budgets);
+    assert_eq!(ledger.pending(), sent);
+    let stats = worker.stats();
+    assert_eq!(stats.bids_dropped_no_room.get(), 56 - sent as u64);
+    assert_eq!(
+        stats.no_bid_imps[NoBidReason::TechnicalError as usize].get(),
+        56 - sent as u64
+    );
+
+    // No room for even one bid: a no-bid, nothing held, nothing handed to the ledger.
+    let mut body = banner_imps(3);
+    let answer = worker.bid_within(&bidding, &mut body, arrival(None), 100);
+    assert!(
+        matches!(
+            answer,
+            Answer::NoBid {
+                reason: NoBidReason::TechnicalError,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(reserved(&bidding), 2_000 * sent as i64);
+    assert!(bidding.inbox.is_empty());
+}
+
+#[test]
+fn a_request_past_the_imp_limit_is_bid_on_its_first_imps_not_refused() {
+    let bidding = bidding_with(fast(), 1_024);
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
+    let mut body = banner_imps(300);
+    let Answer::Bid(json) = worker.bid(&bidding, &mut body, arrival(None)) else {
+        panic!("a valid request over our limit is still bid on");
+    };
+    assert_eq!(bid_count(json), bidder::limits::MAX_IMPS);
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let last = &v["seatbid"][0]["bid"][bidder::limits::MAX_IMPS - 1]["impid"];
+    assert_eq!(*last, (bidder::limits::MAX_IMPS - 1).to_string());
+    assert_eq!(
+        worker.stats().imps_over_limit.get(),
+        (300 - bidder::limits::MAX_IMPS) as u64
+    );
+}
+
+#[test]
+fn a_ledger_inbox_without_room_for_every_bid_sends_none_and_holds_nothing() {
+    // Room for two; the response has three bids: all or none.
+    let bidding = bidding_with(fast(), 2);
+    let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
+    let mut body = banner_imps(3);
+    let answer = worker.bid(&bidding, &mut body, arrival(None));
+    assert!(
+        matches!(
+            answer,
+            Answer::NoBid {
+                reason: NoBidReason::TechnicalError,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(reserved(&bidding), 0);
+    assert!(bidding.inbox.is_empty());
+    assert_eq!(worker.stats().bids_dropped_ledger_full.get(), 3);
+    // Two imps fit.
+    let mut body = banner_imps(2);
+    let Answer::Bid(json) = worker.bid(&bidding, &mut body, arrival(None)) else {
+        panic!("two bids fit the inbox");
+    };
+    assert_eq!(bid_count(json), 2);
+}

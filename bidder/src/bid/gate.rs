@@ -240,7 +240,10 @@ impl BidService {
             now_ms: bidding.clock.now_unix_ms(),
             at: call.arrived,
         };
-        match t.pipeline.bid(bidding, &mut t.body, arrival) {
+        match t
+            .pipeline
+            .bid_within(bidding, &mut t.body, arrival, out.room())
+        {
             Answer::Bid(json)
             | Answer::NoBid {
                 body: Some(json), ..

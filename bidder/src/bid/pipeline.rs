@@ -18,7 +18,7 @@ use crate::money::ledger::{HeldBid, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice::{NoticeSigner, SignerError};
 use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
-use crate::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
+use crate::respond::{encode_nobid_json, BidOut, EncodeError, Encoder, ResponseOut};
 
 /// Bytes the response buffer starts with: a banner response with its notice URLs fits.
 const INITIAL_RESPONSE_BYTES: usize = 16 * 1024;
@@ -101,8 +101,6 @@ pub struct Pipeline {
     encoder: Encoder,
     bid_ids: BidIdGen,
     bids: Vec<BidOut<'static>>,
-    /// Budget slots of the campaigns in `bids`, to count each bid's fate.
-    bid_slots: Vec<usize>,
     out: Vec<u8>,
     stats: Arc<DecisionStats>,
     /// The decider's per-campaign counters, held here too so a bid's fate can be
@@ -134,7 +132,6 @@ impl Pipeline {
             encoder: Encoder::new(signer),
             bid_ids: BidIdGen::new(settings.host_id, worker_id),
             bids: Vec::with_capacity(crate::limits::MAX_BIDS_PER_RESPONSE),
-            bid_slots: Vec::with_capacity(crate::limits::MAX_BIDS_PER_RESPONSE),
             out: Vec::with_capacity(INITIAL_RESPONSE_BYTES),
             stats,
             dropped_bids: 0,
@@ -154,12 +151,29 @@ impl Pipeline {
     /// Answers one bid request. `body` is rewritten in place by the parser.
     ///
     /// Fail closed on time: the deadline is `arrival + min(tmax − network allowance,
-    /// deadline cap)`; a decision that ends after it answers no-bid (`deadline`) and
-    /// gives its reservations back, so no stale bid ever leaves.
+    /// deadline cap)`; an answer not encoded and signed by then is a no-bid
+    /// (`deadline`) and gives its reservations back, so no stale bid ever leaves.
     ///
-    /// Counts each chosen bid's fate per campaign: a bid once it is encoded, otherwise
-    /// `deadline` or `technical_error` (the decision counted the rest).
+    /// Fail closed on money: the ledger takes every bid of a response before the
+    /// response is returned (room is claimed for all of them, or none is sent), and a
+    /// bid that is not sent gives its reservation back at once.
+    ///
+    /// Counts each chosen bid's fate per campaign: a bid once the ledger holds it,
+    /// otherwise `deadline` or `technical_error` (the decision counted the rest).
     pub fn bid(&mut self, bidding: &Bidding, body: &mut [u8], arrival: Arrival) -> Answer<'_> {
+        self.bid_within(bidding, body, arrival, crate::limits::MAX_RESPONSE_BYTES)
+    }
+
+    /// [`Pipeline::bid`] for an answer with room for `max_response_bytes` of body: a
+    /// response that would not fit keeps the first imps' bids that do, and releases
+    /// the rest (counted as `bids_dropped{cause="no_room"}`, no-bid `technical_error`).
+    pub fn bid_within(
+        &mut self,
+        bidding: &Bidding,
+        body: &mut [u8],
+        arrival: Arrival,
+        max_response_bytes: usize,
+    ) -> Answer<'_> {
         let catalog = &bidding.catalog;
         let req = match self.parser.parse(body) {
             Ok(req) => req,
@@ -168,6 +182,7 @@ impl Pipeline {
                 return Answer::Invalid(e);
             }
         };
+        self.stats.imps_over_limit.add(req.imps_over_limit as u64);
         let deadline = arrival.at + deadline_budget(&catalog.settings, req.tmax_ms);
         let ctx = Context {
             partner: arrival.partner,
@@ -184,60 +199,101 @@ impl Pipeline {
             .decide(catalog, strategy, &bidding.budgets, &req, ctx);
         let mut reason = decision.request_reason();
         let counts = self.campaigns.counting();
-        if monotonic_now() >= deadline {
-            for late in &decision.bids {
-                let slot = catalog.campaigns[late.campaign].budget_slot;
-                counts.no_bid(slot, NoBidReason::Deadline);
-            }
-            decision.release_all(&bidding.budgets);
-            self.stats.deadline_missed.inc();
-            reason = Some(NoBidReason::Deadline);
-        }
-
-        // Hand every reservation to the ledger; a bid the ledger refused is dropped.
-        let mut bids: Vec<BidOut<'_>> = reuse_vec(std::mem::take(&mut self.bids));
-        self.bid_slots.clear();
-        let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
-        for chosen in decision.bids.drain(..) {
-            let slot = catalog.campaigns[chosen.campaign].budget_slot;
-            let bid_id = self.bid_ids.next_id(arrival.now_ms);
-            let out = bid_out(catalog, &req, &chosen, bid_id);
-            let held = HeldBid {
-                bid_id,
-                reservation: chosen.reservation,
-                expires_at_ms,
-                user_key: chosen.user_key,
-            };
-            if let Err(refused) = bidding.inbox.hold(held) {
-                bidding.budgets.release(refused.reservation);
-                counts.no_bid(slot, NoBidReason::TechnicalError);
-                self.dropped_bids += 1;
-                continue;
-            }
-            bids.push(out);
-            self.bid_slots.push(slot);
-        }
-
-        self.out.clear();
-        let sent = !bids.is_empty() && encode(&self.encoder, &mut self.out, catalog, req.id, &bids);
-        if !bids.is_empty() && !sent {
-            // Our bug or a bad config: the reservations sit in the ledger and expire.
-            self.dropped_bids += bids.len() as u64;
-        }
-        for &slot in &self.bid_slots {
-            if sent {
-                counts.bid(slot);
-            } else {
-                counts.no_bid(slot, NoBidReason::TechnicalError);
-            }
-        }
         let wants_nbr_body = arrival
             .partner
             .is_some_and(|p| catalog.partners[usize::from(p)].nbr_body);
+
+        // Encode first: every bid gets its id and its signed notice URLs, and as many
+        // as fit the answer's room are kept (the first imps'); the rest give their
+        // budget back.
+        let mut bids: Vec<BidOut<'_>> = reuse_vec(std::mem::take(&mut self.bids));
+        if monotonic_now() < deadline {
+            for chosen in &decision.bids {
+                let bid_id = self.bid_ids.next_id(arrival.now_ms);
+                bids.push(bid_out(catalog, &req, chosen, bid_id));
+            }
+        }
+        self.out.clear();
+        let mut kept = bids.len();
+        let mut no_room = 0;
+        while kept > 0 {
+            let resp = ResponseOut {
+                request_id: req.id,
+                seat: &catalog.settings.seat,
+                cur: &catalog.settings.currency,
+                bids: &bids[..kept],
+            };
+            match self
+                .encoder
+                .encode_json_within(&resp, &mut self.out, max_response_bytes)
+            {
+                Ok(()) => break,
+                // Keep the share that fits at the average size, at least one fewer.
+                Err(EncodeError::TooLarge(written)) => {
+                    let fits = (kept * max_response_bytes / written.max(1)).min(kept - 1);
+                    no_room += kept - fits;
+                    kept = fits;
+                }
+                // Our bug or a bad configuration: nothing is sent.
+                Err(_) => kept = 0,
+            }
+        }
+        let mut fate = Fate::Sent;
+        if kept < bids.len() {
+            let dropped = (bids.len() - kept) as u64;
+            self.stats.no_bid_imps[NoBidReason::TechnicalError as usize].add(dropped);
+            self.stats.bids_dropped_no_room.add(no_room as u64);
+            self.dropped_bids += dropped;
+        }
+        // The deadline covers the decision, the encoding and the signing: a late
+        // answer is not sent, whatever it would have carried.
+        if monotonic_now() >= deadline {
+            self.stats.deadline_missed.inc();
+            reason = Some(NoBidReason::Deadline);
+            fate = Fate::Late;
+        }
+        // The ledger must take every bid before any leaves: room for all, or none.
+        let mut claim = None;
+        if fate == Fate::Sent && kept > 0 {
+            claim = bidding.inbox.claim(kept);
+            if claim.is_none() {
+                self.stats.no_bid_imps[NoBidReason::TechnicalError as usize].add(kept as u64);
+                self.stats.bids_dropped_ledger_full.add(kept as u64);
+                self.dropped_bids += kept as u64;
+                fate = Fate::NotHeld;
+            }
+        }
+        let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
+        for (i, chosen) in decision.bids.drain(..).enumerate() {
+            let slot = catalog.campaigns[chosen.campaign].budget_slot;
+            match (i < kept, fate, claim.as_mut()) {
+                (true, Fate::Sent, Some(claim)) => {
+                    claim.hold(HeldBid {
+                        bid_id: bids[i].bid_id,
+                        reservation: chosen.reservation,
+                        expires_at_ms,
+                        user_key: chosen.user_key,
+                    });
+                    counts.bid(slot);
+                }
+                _ => {
+                    bidding.budgets.release(chosen.reservation);
+                    let why = if fate == Fate::Late {
+                        NoBidReason::Deadline
+                    } else {
+                        NoBidReason::TechnicalError
+                    };
+                    counts.no_bid(slot, why);
+                }
+            }
+        }
+        let sent = kept > 0 && fate == Fate::Sent;
         let reason = reason.unwrap_or(NoBidReason::TechnicalError);
-        if !sent && wants_nbr_body {
+        if !sent {
             self.out.clear();
-            encode_nobid_json(req.id, reason.nbr(), &mut self.out);
+            if wants_nbr_body {
+                encode_nobid_json(req.id, reason.nbr(), &mut self.out);
+            }
         }
         self.bids = reuse_vec(bids);
         drop(req);
@@ -251,21 +307,15 @@ impl Pipeline {
     }
 }
 
-/// Encodes the response into `out`; false if the encoder refused it.
-fn encode(
-    encoder: &Encoder,
-    out: &mut Vec<u8>,
-    catalog: &Catalog,
-    request_id: &str,
-    bids: &[BidOut<'_>],
-) -> bool {
-    let resp = ResponseOut {
-        request_id,
-        seat: &catalog.settings.seat,
-        cur: &catalog.settings.currency,
-        bids,
-    };
-    encoder.encode_json(&resp, out).is_ok()
+/// What became of a decision's bids after encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Sent, each held by the ledger.
+    Sent,
+    /// Past the deadline: released.
+    Late,
+    /// The ledger inbox had no room for them all: released.
+    NotHeld,
 }
 
 /// The encoder's view of a chosen bid, borrowed from the request and the catalog.

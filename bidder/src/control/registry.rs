@@ -212,6 +212,26 @@ fn collect_decisions(stats: &[Arc<DecisionStats>], out: &mut PromText) {
         &[],
         sum(&|d| d.deadline_missed.get()),
     );
+    let help = "Chosen bids not sent, their budget released: no_room (the response would \
+                not fit the answer), ledger_full (the ledger inbox could not hold them all).";
+    out.counter(
+        "bidder_decision_bids_dropped_total",
+        help,
+        &[("cause", "no_room")],
+        sum(&|d| d.bids_dropped_no_room.get()),
+    );
+    out.counter(
+        "bidder_decision_bids_dropped_total",
+        help,
+        &[("cause", "ledger_full")],
+        sum(&|d| d.bids_dropped_ledger_full.get()),
+    );
+    out.counter(
+        "bidder_openrtb_imps_over_limit_total",
+        "Imps past the per-request limit (limits::MAX_IMPS), not evaluated; the first ones are.",
+        &[],
+        sum(&|d| d.imps_over_limit.get()),
+    );
     for reason in NoBidReason::ALL {
         out.counter(
             "bidder_decision_no_bid_imps_total",

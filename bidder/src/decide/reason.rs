@@ -278,6 +278,12 @@ pub struct DecisionStats {
     pub candidates: Counter,
     /// Decisions that finished after their deadline (answered no-bid, budget released).
     pub deadline_missed: Counter,
+    /// Bids left out so the response fits the answer's room (budget released).
+    pub bids_dropped_no_room: Counter,
+    /// Bids not sent because the ledger inbox could not take them all (released).
+    pub bids_dropped_ledger_full: Counter,
+    /// Imps past `limits::MAX_IMPS` in a request, not evaluated.
+    pub imps_over_limit: Counter,
     /// Per-campaign outcomes; replaced by a larger table when a catalog brings new
     /// budget slots (by the owning worker, at decider build time).
     pub(super) campaigns: ArcSwap<CampaignCounts>,
@@ -293,6 +299,9 @@ impl Default for DecisionStats {
             no_bid_imps: std::array::from_fn(|_| Counter::default()),
             candidates: Counter::default(),
             deadline_missed: Counter::default(),
+            bids_dropped_no_room: Counter::default(),
+            bids_dropped_ledger_full: Counter::default(),
+            imps_over_limit: Counter::default(),
             campaigns: ArcSwap::default(),
         }
     }

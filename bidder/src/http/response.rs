@@ -140,9 +140,14 @@ impl ResponseBuf {
         self.openrtb_version
     }
 
+    /// Bytes the body can still take.
+    pub fn room(&self) -> usize {
+        self.body.capacity() - self.body.len()
+    }
+
     /// Appends `bytes`, or fails without writing if they do not fit.
     pub fn extend(&mut self, bytes: &[u8]) -> Result<(), OutFull> {
-        if bytes.len() > self.body.capacity() - self.body.len() {
+        if bytes.len() > self.room() {
             self.overflowed = true;
             return Err(OutFull);
         }

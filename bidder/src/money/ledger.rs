@@ -18,6 +18,7 @@
 //! bid of before the restart can still settle.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use rustc_hash::FxHashMap;
@@ -43,22 +44,82 @@ pub struct HeldBid {
 
 /// Where workers hand over reservations. Shared (`Arc`) between all workers and the
 /// ledger's owner.
+///
+/// Room is claimed before it is used ([`LedgerInbox::claim`]): a worker learns that the
+/// ledger will take every bid of a response before it sends any, so a response never
+/// carries a bid whose reservation the ledger refused. Invariant: `free` ≤ the queue's
+/// free slots (a pop is counted back only after it happened).
 #[derive(Debug)]
 pub struct LedgerInbox {
     queue: ArrayQueue<HeldBid>,
+    free: AtomicUsize,
+}
+
+/// Room in the inbox for a known number of bids; what is not used goes back on drop.
+#[derive(Debug)]
+pub struct InboxClaim<'a> {
+    inbox: &'a LedgerInbox,
+    left: usize,
+}
+
+impl InboxClaim<'_> {
+    /// Hands one claimed bid to the ledger; cannot fail (its room was claimed).
+    pub fn hold(&mut self, bid: HeldBid) {
+        assert!(self.left > 0, "more bids held than claimed");
+        self.left -= 1;
+        let pushed = self.inbox.queue.push(bid);
+        assert!(
+            pushed.is_ok(),
+            "claimed room in the ledger inbox was missing"
+        );
+    }
+}
+
+impl Drop for InboxClaim<'_> {
+    fn drop(&mut self) {
+        self.inbox.free.fetch_add(self.left, Ordering::AcqRel);
+    }
 }
 
 impl LedgerInbox {
     pub fn new(capacity: usize) -> LedgerInbox {
         LedgerInbox {
             queue: ArrayQueue::new(capacity),
+            free: AtomicUsize::new(capacity),
         }
     }
 
-    /// Hands a reservation to the ledger. `Err` gives it back when the inbox is full:
+    /// Room for `bids` reservations at once, or `None` when the inbox cannot take them
+    /// all (the caller releases every reservation and sends none of the bids).
+    pub fn claim(&self, bids: usize) -> Option<InboxClaim<'_>> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(bids)
+            })
+            .ok()?;
+        Some(InboxClaim {
+            inbox: self,
+            left: bids,
+        })
+    }
+
+    /// Hands one reservation to the ledger. `Err` gives it back when the inbox is full:
     /// the caller must release it and not send the bid.
     pub fn hold(&self, bid: HeldBid) -> Result<(), HeldBid> {
-        self.queue.push(bid)
+        match self.claim(1) {
+            Some(mut claim) => {
+                claim.hold(bid);
+                Ok(())
+            }
+            None => Err(bid),
+        }
+    }
+
+    /// Takes the oldest bid handed over, giving its room back.
+    fn pop(&self) -> Option<HeldBid> {
+        let bid = self.queue.pop()?;
+        self.free.fetch_add(1, Ordering::AcqRel);
+        Some(bid)
     }
 
     /// Whether nothing waits to be drained.
@@ -261,7 +322,7 @@ impl Ledger {
     /// reservations are released at once (those bids may win; their notices will be
     /// `Unknown` and counted, and the budget stays safe because nothing was charged).
     pub fn drain(&mut self, inbox: &LedgerInbox, budgets: &Budgets) {
-        while let Some(bid) = inbox.queue.pop() {
+        while let Some(bid) = inbox.pop() {
             if self.pending.len() >= MAX_PENDING {
                 self.stats.refused_full += 1;
                 budgets.release(bid.reservation);
@@ -425,6 +486,42 @@ mod tests {
             })
             .unwrap();
         bid_id
+    }
+
+    #[test]
+    fn room_is_claimed_for_all_bids_or_none_and_given_back() {
+        let (b, inbox, mut ledger, mut ids) = setup();
+        let mut five = inbox.claim(5).expect("room for five of eight");
+        assert!(inbox.claim(4).is_none(), "three left");
+        for _ in 0..2 {
+            let bid_id = ids.next_id(1_000);
+            five.hold(HeldBid {
+                bid_id,
+                reservation: b.reserve(0, 100).unwrap(),
+                expires_at_ms: 1_000,
+                user_key: None,
+            });
+        }
+        drop(five); // three claimed, unused: back
+        assert!(inbox.claim(7).is_none(), "two are queued");
+        assert!(inbox.claim(6).is_some());
+        ledger.drain(&inbox, &b);
+        assert_eq!(ledger.pending(), 2);
+        assert!(inbox.claim(8).is_some(), "draining gave the room back");
+    }
+
+    #[test]
+    #[should_panic(expected = "more bids held than claimed")]
+    fn holding_past_a_claim_is_a_bug() {
+        let (b, inbox, _, mut ids) = setup();
+        let mut none = inbox.claim(0).unwrap();
+        let bid_id = ids.next_id(1_000);
+        none.hold(HeldBid {
+            bid_id,
+            reservation: b.reserve(0, 100).unwrap(),
+            expires_at_ms: 1_000,
+            user_key: None,
+        });
     }
 
     #[test]

@@ -52,14 +52,6 @@ pub enum ParseError {
         /// The JSON type the spec requires.
         expected: &'static str,
     },
-    /// More impressions than [`super::MAX_IMPS`].
-    #[error("bid request has {count} impressions, over the limit of {max}")]
-    TooManyImps {
-        /// Impressions on the wire.
-        count: usize,
-        /// The limit in force.
-        max: usize,
-    },
     /// A list whose truncation could change the outcome (block lists, seat lists,
     /// supply chain) is longer than its limit, so the request is refused whole.
     #[error("`{field}` has {count} items, over the limit of {max}")]

@@ -120,13 +120,8 @@ impl<'a> Extract<'_, '_, 'a> {
         if count == 0 {
             return Err(ParseError::MissingImp);
         }
-        if count > MAX_IMPS {
-            return Err(ParseError::TooManyImps {
-                count,
-                max: MAX_IMPS,
-            });
-        }
-        for (index, item) in list.enumerate() {
+        self.req.imps_over_limit = count.saturating_sub(MAX_IMPS);
+        for (index, item) in list.take(MAX_IMPS).enumerate() {
             let imp = self.imp(item, index)?;
             self.req.imps.push(imp);
         }

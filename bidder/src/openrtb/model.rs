@@ -193,6 +193,9 @@ pub struct BidRequest<'a> {
     /// True when a list over its limit was cut (see the `MAX_*` constants in
     /// [`super`]); the request is still safe to bid on, with fewer options.
     pub truncated: bool,
+    /// Imps on the wire past [`super::MAX_IMPS`]: not read, never bid on (the first
+    /// `MAX_IMPS` are). A large request is still a valid one and is not refused.
+    pub imps_over_limit: usize,
     pub(crate) imps: Vec<Imp<'a>>,
     pub(crate) strs: Vec<&'a str>,
     pub(crate) ints: Vec<u32>,

@@ -100,7 +100,7 @@ pub enum EncodeError {
         field: &'static str,
         count: usize,
     },
-    #[error("encoded response is {0} bytes; at most {MAX_RESPONSE_BYTES}")]
+    #[error("encoded response is {0} bytes, over the room it has (at most {MAX_RESPONSE_BYTES})")]
     TooLarge(usize),
 }
 
@@ -130,11 +130,23 @@ impl Encoder {
         resp: &ResponseOut<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), EncodeError> {
+        self.encode_json_within(resp, out, MAX_RESPONSE_BYTES)
+    }
+
+    /// [`Encoder::encode_json`] into at most `max_bytes` (and never past
+    /// [`MAX_RESPONSE_BYTES`]): the room the caller's answer has. `TooLarge` says how
+    /// many bytes the whole response took, so the caller can drop bids to fit.
+    pub fn encode_json_within(
+        &self,
+        resp: &ResponseOut<'_>,
+        out: &mut Vec<u8>,
+        max_bytes: usize,
+    ) -> Result<(), EncodeError> {
         validate(resp)?;
         let start = out.len();
         json::write_response(&self.signer, resp, out);
         let written = out.len() - start;
-        if written > MAX_RESPONSE_BYTES {
+        if written > max_bytes.min(MAX_RESPONSE_BYTES) {
             out.truncate(start);
             return Err(EncodeError::TooLarge(written));
         }
