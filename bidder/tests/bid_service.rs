@@ -33,7 +33,8 @@ fn bidding(config_text: Option<String>) -> Bidding {
     Bidding::new(catalog, strategy, Clock::system())
 }
 
-/// Sends one POST and returns (status code, headers+body text).
+/// Sends one POST from `peer` (default 127.0.0.1) and returns (status code,
+/// headers+body text).
 fn post(
     server: &mut Server<BidService>,
     path: &str,
@@ -46,7 +47,9 @@ fn post(
         body.len()
     );
     let mut conn = ConnState::default();
-    conn.peer = peer.map(|p| p.parse::<IpAddr>().unwrap());
+    // The engines always know the peer; a test that does not say is a local exchange
+    // (exchange-a's network in the demo).
+    conn.peer = Some(peer.unwrap_or("127.0.0.1").parse::<IpAddr>().unwrap());
     let mut buf = vec![0u8; 256 * 1024];
     let mut out = OutBuf::new(&mut buf);
     let step = server.serve_one(&mut conn, request.as_bytes(), Instant::now(), &mut out);
@@ -129,7 +132,7 @@ fn the_user_space_partner_limit_answers_204_past_the_burst() {
     service.set_user_space_limits(false);
     assert_eq!(post(&mut s, "/bid/exchange-a", None, "", BANNER).0, 200);
     let ssp_b: Vec<u16> = (0..3)
-        .map(|_| post(&mut s, "/bid/ssp-b", None, "", BANNER).0)
+        .map(|_| post(&mut s, "/bid/ssp-b", Some("192.0.2.9"), "", BANNER).0)
         .collect();
     assert_eq!(ssp_b, [200, 204, 204]);
 }
@@ -145,7 +148,7 @@ fn a_partner_refused_by_its_limit_is_answered_in_its_openrtb_version() {
     let service = Arc::new(BidService::new(bidding(Some(text)), 1));
     let mut s = server(&service);
     for expected in [200, 204] {
-        let (code, text) = post(&mut s, "/bid/ssp-b", None, "", BANNER);
+        let (code, text) = post(&mut s, "/bid/ssp-b", Some("192.0.2.9"), "", BANNER);
         assert_eq!(code, expected, "{text}");
         assert!(text.contains("\r\nx-openrtb-version: 2.5\r\n"), "{text}");
     }
@@ -167,7 +170,7 @@ fn gzip_responses_only_for_partners_configured_for_it() {
         "{text}"
     );
     // ssp-b: gzip_responses = true (bids are over the 1 KiB gzip threshold).
-    let (code, text) = post(&mut s, "/bid/ssp-b", None, gzip, BANNER);
+    let (code, text) = post(&mut s, "/bid/ssp-b", Some("192.0.2.9"), gzip, BANNER);
     assert_eq!(code, 200);
     assert!(
         text.to_ascii_lowercase().contains("content-encoding: gzip"),
@@ -226,4 +229,48 @@ fn a_response_past_the_answers_room_carries_the_bids_that_fit_and_holds_only_tho
     let mut ledger = bidder::money::ledger::Ledger::new(60_000);
     ledger.drain(&inbox, &budgets);
     assert_eq!(ledger.pending(), bids.len());
+}
+
+#[test]
+fn a_partners_bid_path_from_outside_its_networks_is_refused_and_counted() {
+    // ssp-b's networks are 192.0.2.0/24: its path from 127.0.0.1 used to be served and
+    // counted as ssp-b.
+    let metrics = Arc::new(bidder::metrics::WorkerMetrics::new(0));
+    metrics.install_on_this_thread();
+    let service = Arc::new(BidService::new(bidding(None), 1));
+    let mut s = server(&service);
+    assert_eq!(
+        post(&mut s, "/bid/ssp-b", Some("127.0.0.1"), "", BANNER).0,
+        403
+    );
+    assert_eq!(
+        post(&mut s, "/bid/exchange-a", Some("192.0.2.9"), "", BANNER).0,
+        403
+    );
+    // From inside, as before; an IPv4-mapped IPv6 peer is the same address.
+    assert_eq!(
+        post(&mut s, "/bid/ssp-b", Some("192.0.2.9"), "", BANNER).0,
+        200
+    );
+    assert_eq!(
+        post(
+            &mut s,
+            "/bid/exchange-a",
+            Some("::ffff:127.0.0.1"),
+            "",
+            BANNER
+        )
+        .0,
+        200
+    );
+    let counted = (
+        metrics.partner(Some(1)).source_mismatch.get(),
+        metrics.partner(Some(1)).requests.get(),
+        metrics.partner(Some(0)).source_mismatch.get(),
+    );
+    assert_eq!(
+        counted,
+        (1, 1, 1),
+        "(ssp-b refused, ssp-b served, exchange-a refused)"
+    );
 }

@@ -25,6 +25,7 @@ use bidder::http::{HttpLimits, Status};
 use harness::{
     banner, bidding, bidding_with, demo_text, edit, gunzip, gzip, post, unbiddable, Bidder, Client,
     EngineKind, EngineSettings, Gate, JsonBody, OpenOnDrop, Resp, Slow, CLIENT_TIMEOUT,
+    SSP_B_SOURCE,
 };
 use serde::Deserialize;
 use testkit::eventually;
@@ -203,7 +204,7 @@ fn a_request_nobody_bids_on_gets_204_without_a_body(engine: EngineKind) {
 
 fn a_partner_that_wants_nbr_gets_200_with_the_no_bid_reason(engine: EngineKind) {
     let b = Bidder::demo(engine, &EngineSettings::default());
-    let mut c = b.connect();
+    let mut c = b.connect_from(SSP_B_SOURCE);
     // ssp-b has `nbr_body = true`; a request that accepts only JPY cannot get our bid.
     let jpy = banner("j1").replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
     let resp = c.post("/bid/ssp-b", jpy.as_bytes());
@@ -275,7 +276,8 @@ fn every_answer_states_its_partners_openrtb_version(engine: EngineKind) {
     check(ssp_c, invalid("/bid/ssp-c"), 400, "2.5");
     check(ssp_c, bid("/openrtb2/bid"), 200, "2.5");
     check(ssp_c, no_bid("/openrtb2/bid"), 204, "2.5");
-    check(ssp_c, no_bid("/bid/exchange-a"), 204, "2.6");
+    // exchange-a's path from outside exchange-a's networks: refused.
+    check(ssp_c, no_bid("/bid/exchange-a"), 403, "2.6");
     check(ssp_c, bid("/bid/nobody"), 404, "2.6");
     check(ssp_c, bid("/nope"), 404, "2.6");
     check(exchange_a, bid("/bid/exchange-a"), 200, "2.6");
@@ -288,10 +290,10 @@ fn every_answer_states_its_partners_openrtb_version(engine: EngineKind) {
         "Accept-Encoding: gzip\r\n",
         banner("g").as_bytes(),
     );
-    check(exchange_a, gzipped, 200, "2.5");
+    check(SSP_B_SOURCE, gzipped, 200, "2.5");
     let jpy = banner("j").replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
     check(
-        exchange_a,
+        SSP_B_SOURCE,
         post("/bid/ssp-b", "", jpy.as_bytes()),
         200,
         "2.5",
@@ -618,7 +620,8 @@ fn a_keep_alive_connection_serves_many_requests(engine: EngineKind) {
 
 fn pipelined_requests_are_answered_in_order(engine: EngineKind) {
     let b = Bidder::demo(engine, &EngineSettings::default());
-    let mut c = b.connect();
+    // From ssp-b's network, which is inside exchange-a's too: both paths are served.
+    let mut c = b.connect_from(SSP_B_SOURCE);
     let jpy = |id: &str| banner(id).replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
     let mut batch = Vec::new();
     for i in 0..40 {
@@ -721,7 +724,7 @@ fn gzip_request_bodies_are_inflated(engine: EngineKind) {
 
 fn gzip_responses_only_when_accepted_and_configured_for_the_partner(engine: EngineKind) {
     let b = Bidder::demo(engine, &EngineSettings::default());
-    let mut c = b.connect();
+    let mut c = b.connect_from(SSP_B_SOURCE);
     let accepts = "Accept-Encoding: gzip, deflate\r\n";
     // ssp-b has gzip_responses = true, and the client accepts it.
     let resp = c.request(&post("/bid/ssp-b", accepts, banner("g1").as_bytes()));
@@ -854,7 +857,11 @@ fn the_partner_rate_limit_answers_204_past_the_burst_without_deciding(engine: En
     );
     assert_eq!(b.reserved_micros(), 3 * DEMO_RESERVATION_MICROS);
     // Another partner has its own bucket.
-    the_bid(&c.post("/bid/ssp-b", banner("other").as_bytes()), "other");
+    let mut ssp_b = b.connect_from(SSP_B_SOURCE);
+    the_bid(
+        &ssp_b.post("/bid/ssp-b", banner("other").as_bytes()),
+        "other",
+    );
     b.shutdown().unwrap();
 }
 

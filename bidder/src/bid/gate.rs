@@ -181,6 +181,10 @@ impl Service for BidService {
         let catalog = &generation.bidding.catalog;
         let partner: Option<PartnerIdx> = match call.partner {
             Some(name) => match catalog.partner_by_name(name) {
+                Some(p) if !catalog.partners[usize::from(p)].admits(call.peer) => {
+                    WorkerMetrics::with_current(|m| m.partner(Some(p)).source_mismatch.inc());
+                    return Outcome::Reject(Status::Forbidden);
+                }
                 Some(p) => Some(p),
                 None => {
                     self.gate.unknown_partner.fetch_add(1, Ordering::Relaxed);

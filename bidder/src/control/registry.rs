@@ -171,6 +171,13 @@ fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, o
             &labels,
             sum(slot, |p| p.no_bids.get()),
         );
+        out.counter(
+            "bidder_partner_source_mismatch_total",
+            "Requests on the partner's bid path from outside its configured networks \
+             (answered 403).",
+            &labels,
+            sum(slot, |p| p.source_mismatch.get()),
+        );
     }
 }
 

@@ -16,6 +16,9 @@ pub enum Status {
     NoContent,
     /// Malformed HTTP, or a body the service could not read.
     BadRequest,
+    /// The bid path names a partner whose configured source networks do not hold
+    /// the client's address.
+    Forbidden,
     /// Neither the default bid path nor `/bid/{partner}`.
     NotFound,
     /// Anything but `POST`.
@@ -48,7 +51,7 @@ pub enum ConnectionHeader {
 }
 
 /// Number of [`Status`] values; the length of per-status counter arrays.
-pub const STATUS_COUNT: usize = 12;
+pub const STATUS_COUNT: usize = 13;
 
 impl Status {
     /// All statuses, in [`Status::index`] order.
@@ -56,6 +59,7 @@ impl Status {
         Status::Ok,
         Status::NoContent,
         Status::BadRequest,
+        Status::Forbidden,
         Status::NotFound,
         Status::MethodNotAllowed,
         Status::RequestTimeout,
@@ -78,6 +82,7 @@ impl Status {
             Status::Ok => 200,
             Status::NoContent => 204,
             Status::BadRequest => 400,
+            Status::Forbidden => 403,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
@@ -96,6 +101,7 @@ impl Status {
             Status::Ok => "HTTP/1.1 200 OK\r\n",
             Status::NoContent => "HTTP/1.1 204 No Content\r\n",
             Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
+            Status::Forbidden => "HTTP/1.1 403 Forbidden\r\n",
             Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
             Status::RequestTimeout => "HTTP/1.1 408 Request Timeout\r\n",
@@ -151,6 +157,7 @@ macro_rules! canned_table {
             // 204 must not carry `Content-Length` (RFC 9110 §8.6).
             canned3!($version, "HTTP/1.1 204 No Content\r\n", ""),
             canned3!($version, "HTTP/1.1 400 Bad Request\r\n"),
+            canned3!($version, "HTTP/1.1 403 Forbidden\r\n"),
             canned3!($version, "HTTP/1.1 404 Not Found\r\n"),
             canned3!(
                 $version,

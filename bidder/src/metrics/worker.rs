@@ -37,6 +37,9 @@ pub struct PartnerCounters {
     pub bids: Counter,
     /// Requests answered without a bid (204 or an `nbr` body).
     pub no_bids: Counter,
+    /// Requests on the partner's bid path from outside its networks (403, not
+    /// counted in `requests`).
+    pub source_mismatch: Counter,
 }
 
 /// The latencies the scrape can see, guarded by the lock the worker only ever tries.
@@ -62,7 +65,7 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    pub(crate) fn new(worker: usize) -> WorkerMetrics {
+    pub fn new(worker: usize) -> WorkerMetrics {
         WorkerMetrics {
             worker,
             responses: Default::default(),

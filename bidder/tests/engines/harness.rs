@@ -133,11 +133,21 @@ pub fn demo_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml")
 }
 
-/// The demo configuration, except for a generous deadline cap: cases that are not
-/// about deadlines must not turn into deadline no-bids on a loaded machine (debug
-/// build, tests in parallel). Deadline cases set their own cap with [`edit`].
+/// A loopback source inside ssp-b's networks in [`demo_text`]: a partner's bid path is
+/// served only from its own networks, and the demo's (192.0.2.0/24) are not local.
+pub const SSP_B_SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 4));
+
+/// The demo configuration, except for a generous deadline cap (cases that are not
+/// about deadlines must not turn into deadline no-bids on a loaded machine: debug
+/// build, tests in parallel; deadline cases set their own cap with [`edit`]), and
+/// ssp-b also at [`SSP_B_SOURCE`].
 pub fn demo_text() -> String {
     let text = std::fs::read_to_string(demo_path()).expect("read the demo config");
+    let text = edit(
+        &text,
+        r#"cidrs = ["192.0.2.0/24", "2001:db8:b::/48"]"#,
+        r#"cidrs = ["192.0.2.0/24", "2001:db8:b::/48", "127.0.0.4/32"]"#,
+    );
     edit(&text, "deadline_cap_ms = 8", "deadline_cap_ms = 1000")
 }
 
