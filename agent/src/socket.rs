@@ -7,8 +7,8 @@
 //! are answered one at a time under one lock: each is microseconds of table and file
 //! work, and serialising them is what makes "old → new" in the audit log true.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,29 +97,39 @@ fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How long a refused client's request is waited for (and discarded) after its
+/// refusal: a client that writes before it reads would otherwise meet a closed socket
+/// (EPIPE) and never see why.
+const REFUSED_LINGER_MS: u64 = 1_000;
+
 async fn client(stream: UnixStream, agent: &Mutex<Agent>, limits: &SocketConfig, clients: usize) {
     let (read, mut write) = stream.into_split();
-    let who = match peer(&read, limits) {
+    let mut read = BufReader::new(read);
+    let admitted = peer(read.get_ref(), limits).and_then(|who| {
+        if clients > limits.max_clients {
+            return Err(Error::new(
+                Code::Busy,
+                format!("{} clients connected", limits.max_clients),
+                "retry in a moment",
+            ));
+        }
+        Ok(who)
+    });
+    let who = match admitted {
         Ok(who) => who,
         Err(e) => {
             let _ = write
                 .write_all(&Response::err(serde_json::Value::Null, e).to_line())
                 .await;
+            let mut discard = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_millis(REFUSED_LINGER_MS),
+                read_line(&mut read, &mut discard, limits.max_line_bytes),
+            )
+            .await;
             return;
         }
     };
-    if clients > limits.max_clients {
-        let e = Error::new(
-            Code::Busy,
-            format!("{} clients connected", limits.max_clients),
-            "retry in a moment",
-        );
-        let _ = write
-            .write_all(&Response::err(serde_json::Value::Null, e).to_line())
-            .await;
-        return;
-    }
-    let mut read = BufReader::new(read);
     let mut line = Vec::with_capacity(1024);
     let idle = Duration::from_millis(limits.idle_timeout_ms);
     loop {
@@ -151,7 +161,15 @@ async fn client(stream: UnixStream, agent: &Mutex<Agent>, limits: &SocketConfig,
                     "send one request per line; the connection stays usable",
                 ),
             ),
-            Ok(Ok(Line::Complete)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            // Answered like any bad line: a client that sent one waits for an answer.
+            Ok(Ok(Line::Complete)) if line.iter().all(u8::is_ascii_whitespace) => Response::err(
+                serde_json::Value::Null,
+                Error::new(
+                    Code::BadJson,
+                    "empty request line",
+                    "send one JSON request per line",
+                ),
+            ),
             Ok(Ok(Line::Complete)) => match protocol::parse(&line) {
                 Ok(req) => lock(agent).handle(req, who.clone()),
                 Err(resp) => *resp,
@@ -226,7 +244,13 @@ fn peer(stream: &tokio::net::unix::OwnedReadHalf, limits: &SocketConfig) -> Resu
     if limits.allowed_uids.contains(&who.uid) {
         return Ok(who);
     }
-    let groups = who.pid.map(supplementary_groups).unwrap_or_default();
+    let groups = peer_groups(stream.as_ref().as_raw_fd()).map_err(|e| {
+        Error::new(
+            Code::Denied,
+            format!("cannot read the peer's groups (SO_PEERGROUPS): {e}"),
+            "connect over the unix socket",
+        )
+    })?;
     let allowed = std::iter::once(who.gid)
         .chain(groups)
         .any(|g| limits.allowed_gids.contains(&g));
@@ -240,26 +264,68 @@ fn peer(stream: &tokio::net::unix::OwnedReadHalf, limits: &SocketConfig) -> Resu
     ))
 }
 
-/// The supplementary groups of a process, from `/proc/<pid>/status` (`SO_PEERCRED`
-/// carries only the primary group).
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/status");
-    let Ok(text) = std::fs::read_to_string(Path::new(&path)) else {
-        return Vec::new();
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| {
-            g.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Most supplementary groups a process can have (Linux `NGROUPS_MAX`).
+const MAX_PEER_GROUPS: usize = 65_536;
+
+/// The peer's supplementary groups as the kernel recorded them when it connected
+/// (`SO_PEERGROUPS`, Linux 4.13): read from the socket itself, so no other process can
+/// stand in for the peer (reading `/proc/<pid>` races with pid reuse).
+fn peer_groups(fd: std::os::fd::RawFd) -> std::io::Result<Vec<u32>> {
+    const GID_BYTES: usize = std::mem::size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    loop {
+        let mut len = (groups.len() * GID_BYTES) as libc::socklen_t;
+        assert!(groups.len() <= MAX_PEER_GROUPS);
+        // SAFETY: `groups` is valid for writes of `len` bytes, and `len` is a valid
+        // socklen_t the kernel updates with the bytes it wrote (or needs).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = len as usize / GID_BYTES;
+        if rc == 0 {
+            groups.truncate(needed);
+            return Ok(groups);
+        }
+        let err = std::io::Error::last_os_error();
+        // ERANGE: the buffer was too small and `len` says how large it must be.
+        if err.raw_os_error() == Some(libc::ERANGE)
+            && needed > groups.len()
+            && needed <= MAX_PEER_GROUPS
+        {
+            groups.resize(needed, 0);
+            continue;
+        }
+        return Err(err);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_groups_are_the_connecting_processs_groups() {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut got = peer_groups(ours.as_raw_fd()).unwrap();
+        // SAFETY: a null list with size 0 only asks for the count.
+        let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+        let mut want = vec![0 as libc::gid_t; n as usize];
+        // SAFETY: `want` has room for `n` gids.
+        let n = unsafe { libc::getgroups(n, want.as_mut_ptr()) };
+        want.truncate(n as usize);
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        // A descriptor that is not a socket is an error, never an empty list.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(peer_groups(file.as_raw_fd()).is_err());
+    }
 
     async fn lines(input: &[u8], max: usize) -> Vec<(Line, Vec<u8>)> {
         let mut r = BufReader::with_capacity(4, input);

@@ -239,6 +239,9 @@ fn clients_past_the_limit_are_told_busy() {
     assert_eq!(code(&first.call(r#"{"v":1,"verb":"status"}"#)), "ok");
     let mut second = Client::connect(&agent.socket);
     assert_eq!(code(&second.answer().unwrap()), "busy");
+    // A refused client is held (at most a second) so that a request it sends gets the
+    // refusal to read rather than a closed socket; it leaves when it hangs up.
+    drop(second);
     drop(first);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
@@ -355,4 +358,78 @@ fn pause_resume_budget_and_partner_verbs_round_trip() {
         .as_str()
         .unwrap()
         .contains("not configured"));
+}
+
+/// `status` sent by a client process running with primary group `gid` and the one
+/// supplementary group `group` (setpriv, then socat); its answer line.
+fn status_as(socket: &std::path::Path, gid: u32, group: u32) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("setpriv")
+        .args([
+            "--regid",
+            &gid.to_string(),
+            "--groups",
+            &group.to_string(),
+            "--",
+        ])
+        .args([
+            "socat",
+            "-t",
+            "5",
+            "-",
+            &format!("UNIX-CONNECT:{}", socket.display()),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv and socat (util-linux, Debian socat)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"v\":1,\"verb\":\"status\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or_else(|| {
+        panic!(
+            "no answer ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn a_client_is_allowed_by_a_supplementary_group_the_kernel_reports() {
+    if testkit::skip_unless_root(
+        "a_client_is_allowed_by_a_supplementary_group_the_kernel_reports",
+        "runs clients with other groups",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("groups");
+    let _bidder = fake_bidder(&dir.0.join("stats"));
+    let mut cfg = config(&dir.0);
+    cfg.socket.allowed_uids = vec![common::current_uid().wrapping_add(4242)];
+    cfg.socket.allowed_gids = vec![4321];
+    let agent = Running::start(cfg);
+    // Primary group 1234 is not allowed; the supplementary 4321 is (SO_PEERGROUPS).
+    let allowed = status_as(&agent.socket, 1234, 4321);
+    assert_eq!(code(&allowed), "ok", "{allowed}");
+    let denied = status_as(&agent.socket, 1234, 4322);
+    assert_eq!(code(&denied), "denied", "{denied}");
+}
+
+#[test]
+fn an_empty_line_gets_an_answer() {
+    let dir = TempDir::new("empty-line");
+    let _bidder = fake_bidder(&dir.0.join("stats"));
+    let agent = Running::start(config(&dir.0));
+    let mut c = Client::connect(&agent.socket);
+    let answer = c.call("");
+    assert_eq!(code(&answer), "bad_json", "{answer}");
+    assert_eq!(code(&c.call(r#"{"v":1,"verb":"status"}"#)), "ok");
 }

@@ -898,3 +898,63 @@ impl Drop for PinDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `bidderctl args` with its exit code, stdout and stderr.
+fn ctl_full(s: &Setup, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bidderctl"))
+        .arg("--socket")
+        .arg(&s.socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn bidderctl_shows_a_denial_and_never_prints_escape_sequences_raw() {
+    let s = setup("ctl-terminal");
+    let mut procs = Procs(Vec::new());
+    procs.0.push(("agent", start_agent(&s)));
+    // A reason carrying an escape sequence (red text, then a title change) is audited
+    // as sent, and printed escaped.
+    let why = "\u{1b}[31mred\u{1b}]0;owned\u{7}";
+    assert_eq!(ctl(&s, &["llm", "disable", "--why", why]).0, 0);
+    let (code, out, _) = ctl_full(&s, &["audit", "tail"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains(r"\u{1b}[31mred"), "{out}");
+    let (_, json, _) = ctl_full(&s, &["--json", "audit", "tail"]);
+    assert!(
+        json.contains(r"\u001b[31mred"),
+        "--json keeps it, JSON-escaped: {json}"
+    );
+
+    // A uid the agent does not allow learns so, not "Broken pipe".
+    drop(procs);
+    let text = std::fs::read_to_string(&s.agent_config).unwrap();
+    let uid_line = text
+        .lines()
+        .find(|l| l.starts_with("allowed_uids"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &s.agent_config,
+        text.replace(&uid_line, "allowed_uids = [4242]"),
+    )
+    .unwrap();
+    let mut procs = Procs(Vec::new());
+    procs.0.push(("agent", start_agent(&s)));
+    for _ in 0..20 {
+        let (code, _, err) = ctl_full(&s, &["status"]);
+        assert_eq!(code, 4, "{err}");
+        assert!(
+            err.contains("denied") && err.contains("may not use"),
+            "{err}"
+        );
+    }
+    drop(procs);
+}

@@ -560,6 +560,10 @@ fn bid_price() -> Result<Option<f64>> {
     Ok(json["seatbid"][0]["bid"][0]["price"].as_f64())
 }
 
+/// Longest wait for a recording rule's first evaluation over complete windows: two of
+/// the recording group's 15 s intervals.
+const RECORDING_WAIT: Duration = Duration::from_secs(30);
+
 /// A real Prometheus on this host scrapes the container's bidder every second with the
 /// rules in `monitoring/` loaded, while bids flow over the veth; then every rule must be
 /// healthy, every recording rule and every dashboard panel query must return data, and
@@ -659,11 +663,19 @@ fn check_monitoring(base: &Path) -> Result<()> {
             );
             let query = rule["query"].as_str().unwrap_or_default();
             if rule["type"] == "recording" {
-                ensure!(
-                    !query_result(api, name)?.is_empty(),
-                    "recording rule {name} has no data; the scrape: {}",
-                    prometheus_api(api, "/api/v1/targets", None)?["data"]["activeTargets"]
-                );
+                // A group evaluates on its own interval (15 s for the recording rules),
+                // so its first evaluation over complete windows may still be ahead:
+                // wait for it, bounded by two intervals.
+                let until = Instant::now() + RECORDING_WAIT;
+                while query_result(api, name)?.is_empty() {
+                    ensure!(
+                        Instant::now() < until,
+                        "recording rule {name} has no data after {RECORDING_WAIT:?}; the \
+                         scrape: {}",
+                        prometheus_api(api, "/api/v1/targets", None)?["data"]["activeTargets"]
+                    );
+                    thread::sleep(Duration::from_millis(500));
+                }
             } else {
                 alert_metrics.extend(metric_names(query));
             }

@@ -358,10 +358,18 @@ fn call(cli: &Cli, req: &Value) -> Result<Value, Fail> {
     stream.set_write_timeout(timeout).map_err(unreachable)?;
     let mut line = req.to_string();
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(unreachable)?;
+    let sent = stream.write_all(line.as_bytes());
     let mut answer = String::new();
     let mut reader = BufReader::new(std::io::Read::take(&stream, MAX_ANSWER_BYTES));
-    reader.read_line(&mut answer).map_err(unreachable)?;
+    let read = reader.read_line(&mut answer);
+    // An agent that refused us may have answered and hung up before reading the
+    // request: its answer (why) is worth more than our write's broken pipe.
+    if let Err(e) = sent {
+        if answer.is_empty() {
+            return Err(unreachable(e));
+        }
+    }
+    read.map_err(unreachable)?;
     serde_json::from_str(&answer).map_err(|e| {
         Fail(
             EXIT_BAD_ANSWER,
@@ -370,8 +378,21 @@ fn call(cli: &Cli, req: &Value) -> Result<Value, Fail> {
     })
 }
 
+/// A value for the terminal: strings with their control characters escaped (`why`
+/// and names come from other people; an escape sequence must not reach the
+/// operator's terminal as one).
 fn text(v: &Value) -> String {
     match v {
+        Value::String(s) if s.chars().any(char::is_control) => s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),

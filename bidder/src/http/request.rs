@@ -118,6 +118,12 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a
     if head_len > limits.max_header_bytes {
         return Err(HttpError::HeadersTooLarge);
     }
+    // httparse accepts a bare LF as a line end (RFC 9112 §2.2 allows it); a proxy in
+    // front may not, and two parsers that frame one stream differently are how
+    // requests are smuggled. CRLF only.
+    if has_bare_lf(&buf[..head_len]) {
+        return Err(HttpError::Malformed("bare LF line ending; use CRLF"));
+    }
     let (Some(method), Some(path), Some(minor)) = (head.method, head.path, head.version) else {
         return Err(HttpError::Malformed("incomplete request line"));
     };
@@ -188,6 +194,13 @@ fn frame_body(
     Ok(Some((BodyFraming::Length(head_len..end), end)))
 }
 
+/// Whether a line of `head` ends in LF without CR before it.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
 /// Reads the header fields the bid path acts on.
 fn read_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, HttpError> {
     let mut f = Fields {
@@ -201,10 +214,17 @@ fn read_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, HttpE
         openrtb_version: None,
         expect_continue: false,
     };
+    let mut hosts = 0;
     for h in headers {
         let name = h.name;
         let value = trim(h.value);
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            // RFC 9112 §3.2: more than one Host is answered 400.
+            hosts += 1;
+            if hosts > 1 {
+                return Err(HttpError::Malformed("repeated host"));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(value)?;
             if f.content_length.is_some_and(|old| old != n) {
                 return Err(HttpError::Malformed("conflicting content-length"));
@@ -370,5 +390,23 @@ mod tests {
         }
         let huge = "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n";
         assert_eq!(parse(huge), Err(HttpError::BodyTooLarge));
+    }
+
+    #[test]
+    fn bare_lf_and_a_repeated_host_are_refused() {
+        for raw in [
+            "POST / HTTP/1.1\nHost: b\r\nContent-Length: 0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: b\nContent-Length: 0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 0\n\n",
+        ] {
+            assert_eq!(
+                parse(raw),
+                Err(HttpError::Malformed("bare LF line ending; use CRLF")),
+                "{raw:?}"
+            );
+        }
+        let two_hosts = "POST / HTTP/1.1\r\nHost: a\r\nhost: b\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(parse(two_hosts), Err(HttpError::Malformed("repeated host")));
+        complete("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
     }
 }

@@ -158,7 +158,7 @@ impl<'a> Extract<'_, '_, 'a> {
                 "audio" => imp.audio = self.audio(v)?,
                 "native" => imp.native = self.native(v)?,
                 "pmp" => imp.pmp = self.pmp(v)?,
-                "bidfloor" => imp.bidfloor_micros = floor_at(nodes, v),
+                "bidfloor" => imp.bidfloor_micros = floor_at(nodes, v, "imp[].bidfloor")?,
                 "bidfloorcur" => imp.bidfloorcur = str_at(nodes, v).unwrap_or(DEFAULT_CURRENCY),
                 "secure" => imp.secure = flag_at(nodes, v),
                 "instl" => imp.instl = flag_at(nodes, v).unwrap_or(false),
@@ -344,7 +344,9 @@ impl<'a> Extract<'_, '_, 'a> {
         for (key, v) in fields {
             match key {
                 "id" => deal.id = str_at(nodes, v).unwrap_or(""),
-                "bidfloor" => deal.bidfloor_micros = floor_at(nodes, v),
+                "bidfloor" => {
+                    deal.bidfloor_micros = floor_at(nodes, v, "imp[].pmp.deals[].bidfloor")?
+                }
                 "bidfloorcur" => deal.bidfloorcur = str_at(nodes, v).unwrap_or(DEFAULT_CURRENCY),
                 "at" => deal.at = u32_at(nodes, v),
                 "wseat" => deal.wseat = self.str_list(v, "imp[].pmp.deals[].wseat")?,
@@ -682,6 +684,18 @@ impl<'a> Extract<'_, '_, 'a> {
 }
 
 /// A floor in micros; 0 (no floor) when absent, of the wrong type, negative or absurd.
-fn floor_at(nodes: &[Node<'_>], i: usize) -> i64 {
-    f64_at(nodes, i).and_then(cpm_from_f64).unwrap_or(0)
+/// A floor: a number (an unusable one — negative, NaN, absurd — reads as none, see
+/// `money::cpm_from_f64`) or null. Any other type refuses the request: a price limit
+/// we cannot read must not turn into no limit (the one exception to the type rule).
+fn floor_at(nodes: &[Node<'_>], i: usize, field: &'static str) -> Result<i64> {
+    match nodes.get(i) {
+        Some(Node::Static(simd_json::StaticNode::Null)) => Ok(0),
+        _ => match f64_at(nodes, i) {
+            Some(v) => Ok(cpm_from_f64(v).unwrap_or(0)),
+            None => Err(ParseError::WrongType {
+                field,
+                expected: "number",
+            }),
+        },
+    }
 }

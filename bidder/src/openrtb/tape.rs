@@ -6,7 +6,8 @@
 //! unexpected document can never index out of bounds.
 //!
 //! Type rule (one rule for every optional field): a value of the wrong JSON type, an
-//! integer out of range, or an empty string is treated as absent.
+//! integer out of range, or an empty string is treated as absent. The one exception is
+//! a floor (`bidfloor`): one of the wrong type refuses the request (`extract.rs`).
 
 use simd_json::{Node, StaticNode};
 

@@ -41,6 +41,32 @@ fn repeat(item: &str, n: usize) -> String {
 fn every_refusal_has_its_own_error() {
     type Check = fn(&ParseError) -> bool;
     let cases: &[(&str, &str, Check)] = &[
+        (
+            "a floor that is not a number",
+            r#"{"id":"r","imp":[{"id":"1","bidfloor":"1.5"}]}"#,
+            |e| {
+                matches!(
+                    e,
+                    ParseError::WrongType {
+                        field: "imp[].bidfloor",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "a deal floor that is not a number",
+            r#"{"id":"r","imp":[{"id":"1","pmp":{"deals":[{"id":"d","bidfloor":[1]}]}}]}"#,
+            |e| {
+                matches!(
+                    e,
+                    ParseError::WrongType {
+                        field: "imp[].pmp.deals[].bidfloor",
+                        ..
+                    }
+                )
+            },
+        ),
         ("empty body", "", |e| {
             matches!(e, ParseError::InvalidJson { .. })
         }),
@@ -567,11 +593,14 @@ fn impression_fields_and_defaults() {
         (r#","bidfloor":-1"#, |r| {
             assert_eq!(r.imps()[0].bidfloor_micros, 0)
         }),
-        (r#","bidfloor":"1.5","bidfloorcur":5"#, |r| {
+        (r#","bidfloor":1.5,"bidfloorcur":5"#, |r| {
             assert_eq!(
                 (r.imps()[0].bidfloor_micros, r.imps()[0].bidfloorcur),
-                (0, "USD")
+                (1_500_000, "USD")
             );
+        }),
+        (r#","bidfloor":null"#, |r| {
+            assert_eq!(r.imps()[0].bidfloor_micros, 0)
         }),
         (r#","bidfloor":1e300"#, |r| {
             assert_eq!(r.imps()[0].bidfloor_micros, 0)
