@@ -367,7 +367,7 @@ fn apply(
             m.windows[window].0 -= amount - charged;
             m.overcharged += clearing - charged;
             m.wins += 1;
-            m.clearing += clearing;
+            m.clearing += charged;
         }
         Op::Release { pick } if !held.is_empty() => {
             let (r, window) = held.swap_remove(pick.index(held.len()));

@@ -444,7 +444,8 @@ fn collect_campaign_outcomes(
         );
         out.counter(
             "bidder_campaign_clearing_micros_total",
-            "Sum of the clearing prices of the wins, micros per impression.",
+            "Sum of the clearing prices of the wins, micros per impression, each capped at the bid \
+             price (the excess is in bidder_budget_overcharged_micros_total).",
             &labels,
             u64::try_from(s.clearing_micros).unwrap_or(0),
         );

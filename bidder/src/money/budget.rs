@@ -195,8 +195,8 @@ pub struct BudgetSnapshot {
     pub refused: u64,
     /// Reservations settled by a win or billing notice, since start (not reset daily).
     pub wins: u64,
-    /// Sum of the clearing prices those settlements reported, micros per impression,
-    /// before the cap at the reservation, since start.
+    /// Sum of the clearing prices those settlements charged, micros per impression,
+    /// each capped at its reservation (the bid price), since start.
     pub clearing_micros: i64,
     /// The campaign's lease and what bids hold of it, when money in flight is leased.
     pub lease: Option<LeaseFigures>,
@@ -505,7 +505,11 @@ impl Budgets {
                 .fetch_add(overcharged, Ordering::Relaxed);
         }
         b.wins.fetch_add(1, Ordering::Relaxed);
-        b.clearing_micros.fetch_add(clearing, Ordering::Relaxed);
+        // The statistic takes what was charged: a clearing price above our bid cannot
+        // be true in a first- or second-price auction (and `${AUCTION_PRICE}` rides
+        // unsigned), so one absurd notice must not skew every average after it; the
+        // excess is counted as overcharged above.
+        b.clearing_micros.fetch_add(charged, Ordering::Relaxed);
         self.return_room(b, reservation.amount_micros);
         Settlement {
             campaign: reservation.campaign,
@@ -1072,6 +1076,11 @@ mod tests {
         assert_eq!(s.charged_micros, 2_000);
         assert_eq!(s.overcharged_micros, 3_000);
         assert_eq!(b.snapshot(0).spent_micros, 2_000);
+        // An absurd clearing price (1e6 CPM) does not enter the clearing statistic.
+        let r = b.reserve(0, 2_000).unwrap();
+        b.settle(r, 1_000_000_000);
+        let snap = b.snapshot(0);
+        assert_eq!((snap.wins, snap.clearing_micros), (2, 4_000));
         assert!(balanced(&b, 0));
     }
 
