@@ -233,21 +233,12 @@ fn start_agent(s: &Setup) -> Child {
     child
 }
 
-/// Runs `bidderctl --socket … args`; returns (exit code, stdout).
+/// Runs `bidderctl --socket … args`; returns (exit code, stdout), saying stderr when
+/// it failed.
 fn ctl(s: &Setup, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bidderctl"))
-        .arg("--socket")
-        .arg(&s.socket)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let code = out.status.code().unwrap_or(-1);
+    let (code, stdout, stderr) = ctl_full(s, args);
     if code != 0 {
-        eprintln!(
-            "bidderctl {args:?}: {code}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        eprintln!("bidderctl {args:?}: {code}: {stderr}");
     }
     (code, stdout)
 }
@@ -696,15 +687,7 @@ fn bidderctl_exit_codes() {
         2
     );
     assert_eq!(ctl(&s, &["strategy", "frobnicate"]).0, 2);
-    let denied = s.agent_config.with_extension("denied.toml");
-    let text = std::fs::read_to_string(&s.agent_config).unwrap();
-    let uid_line = text
-        .lines()
-        .find(|l| l.starts_with("allowed_uids"))
-        .unwrap()
-        .to_string();
-    std::fs::write(&denied, text.replace(&uid_line, "allowed_uids = [4242]")).unwrap();
-    std::fs::copy(&denied, &s.agent_config).unwrap();
+    deny_this_uid(&s);
     assert_eq!(
         ctl(&s, &["reload"]).0,
         1,
@@ -899,6 +882,21 @@ impl Drop for PinDir {
     }
 }
 
+/// Rewrites the agent's configuration so that only uid 4242 may use the socket.
+fn deny_this_uid(s: &Setup) {
+    let text = std::fs::read_to_string(&s.agent_config).unwrap();
+    let uid_line = text
+        .lines()
+        .find(|l| l.starts_with("allowed_uids"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &s.agent_config,
+        text.replace(&uid_line, "allowed_uids = [4242]"),
+    )
+    .unwrap();
+}
+
 /// `bidderctl args` with its exit code, stdout and stderr.
 fn ctl_full(s: &Setup, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bidderctl"))
@@ -935,17 +933,7 @@ fn bidderctl_shows_a_denial_and_never_prints_escape_sequences_raw() {
 
     // A uid the agent does not allow learns so, not "Broken pipe".
     drop(procs);
-    let text = std::fs::read_to_string(&s.agent_config).unwrap();
-    let uid_line = text
-        .lines()
-        .find(|l| l.starts_with("allowed_uids"))
-        .unwrap()
-        .to_string();
-    std::fs::write(
-        &s.agent_config,
-        text.replace(&uid_line, "allowed_uids = [4242]"),
-    )
-    .unwrap();
+    deny_this_uid(&s);
     let mut procs = Procs(Vec::new());
     procs.0.push(("agent", start_agent(&s)));
     for _ in 0..20 {

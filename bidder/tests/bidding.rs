@@ -71,6 +71,14 @@ impl StrategySource for Slow {
     }
 }
 
+/// Fails unless `answer` is a no-bid for `reason` (with or without a body).
+fn assert_no_bid(answer: &Answer<'_>, reason: NoBidReason) {
+    assert!(
+        matches!(answer, Answer::NoBid { reason: r, .. } if *r == reason),
+        "expected a no-bid for {reason:?}: {answer:?}"
+    );
+}
+
 fn reserved(bidding: &Bidding) -> i64 {
     (0..bidding.budgets.len())
         .map(|c| bidding.budgets.snapshot(c).reserved_micros)
@@ -135,16 +143,7 @@ fn a_tmax_smaller_than_the_network_allowance_leaves_no_time() {
     let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     let mut body = BANNER.replace("\"tmax\":120", "\"tmax\":30").into_bytes();
     let answer = worker.bid(&bidding, &mut body, arrival(Some(0)));
-    assert!(
-        matches!(
-            answer,
-            Answer::NoBid {
-                reason: NoBidReason::Deadline,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_no_bid(&answer, NoBidReason::Deadline);
 }
 
 #[test]
@@ -179,16 +178,7 @@ fn a_full_ledger_inbox_drops_the_bid_and_keeps_budget_free() {
     ));
     let mut second = BANNER.as_bytes().to_vec();
     let answer = worker.bid(&bidding, &mut second, arrival(None));
-    assert!(
-        matches!(
-            answer,
-            Answer::NoBid {
-                reason: NoBidReason::TechnicalError,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_no_bid(&answer, NoBidReason::TechnicalError);
     assert_eq!(worker.dropped_bids, 1);
     assert_eq!(
         reserved(&bidding),
@@ -267,16 +257,7 @@ fn a_response_over_its_room_sends_the_bids_that_fit_and_releases_the_rest() {
     // No room for even one bid: a no-bid, nothing held, nothing handed to the ledger.
     let mut body = banner_imps(3);
     let answer = worker.bid_within(&bidding, &mut body, arrival(None), 100);
-    assert!(
-        matches!(
-            answer,
-            Answer::NoBid {
-                reason: NoBidReason::TechnicalError,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_no_bid(&answer, NoBidReason::TechnicalError);
     assert_eq!(reserved(&bidding), 2_000 * sent as i64);
     assert!(bidding.inbox.is_empty());
 }
@@ -306,16 +287,7 @@ fn a_ledger_inbox_without_room_for_every_bid_sends_none_and_holds_nothing() {
     let mut worker = Pipeline::new(&bidding, 0, Arc::default()).unwrap();
     let mut body = banner_imps(3);
     let answer = worker.bid(&bidding, &mut body, arrival(None));
-    assert!(
-        matches!(
-            answer,
-            Answer::NoBid {
-                reason: NoBidReason::TechnicalError,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_no_bid(&answer, NoBidReason::TechnicalError);
     assert_eq!(reserved(&bidding), 0);
     assert!(bidding.inbox.is_empty());
     assert_eq!(worker.stats().bids_dropped_ledger_full.get(), 3);

@@ -494,13 +494,7 @@ mod tests {
         let mut five = inbox.claim(5).expect("room for five of eight");
         assert!(inbox.claim(4).is_none(), "three left");
         for _ in 0..2 {
-            let bid_id = ids.next_id(1_000);
-            five.hold(HeldBid {
-                bid_id,
-                reservation: b.reserve(0, 100).unwrap(),
-                expires_at_ms: 1_000,
-                user_key: None,
-            });
+            five.hold(small_bid(&b, &mut ids));
         }
         drop(five); // three claimed, unused: back
         assert!(inbox.claim(7).is_none(), "two are queued");
@@ -515,13 +509,17 @@ mod tests {
     fn holding_past_a_claim_is_a_bug() {
         let (b, inbox, _, mut ids) = setup();
         let mut none = inbox.claim(0).unwrap();
-        let bid_id = ids.next_id(1_000);
-        none.hold(HeldBid {
-            bid_id,
+        none.hold(small_bid(&b, &mut ids));
+    }
+
+    /// A bid holding 100 micros, expiring at 1 s.
+    fn small_bid(b: &Budgets, ids: &mut BidIdGen) -> HeldBid {
+        HeldBid {
+            bid_id: ids.next_id(1_000),
             reservation: b.reserve(0, 100).unwrap(),
             expires_at_ms: 1_000,
             user_key: None,
-        });
+        }
     }
 
     #[test]
