@@ -206,6 +206,19 @@ impl Default for TablesConfig {
 }
 
 impl AgentConfig {
+    /// Where `GET /metrics` is served: `None` when `metrics_listen` is empty.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let listen = self.metrics_listen.as_str();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            format!(
+                "metrics_listen: `{listen}` is not ip:port; e.g. 127.0.0.1:9097, or \"\" for none"
+            )
+        })
+    }
+
     /// Reads and checks a configuration file; the error is one line naming the file.
     pub fn load(path: &Path) -> Result<AgentConfig, String> {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -282,14 +295,7 @@ impl AgentConfig {
                 l.base_url
             ));
         }
-        if !self.metrics_listen.is_empty()
-            && self.metrics_listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(format!(
-                "metrics_listen: `{}` is not ip:port; e.g. 127.0.0.1:9097, or \"\" for none",
-                self.metrics_listen
-            ));
-        }
+        self.metrics_addr()?;
         if s.allowed_uids.is_empty() && s.allowed_gids.is_empty() {
             return Err(
                 "socket: allowed_uids and allowed_gids are both empty: nobody could use the agent"

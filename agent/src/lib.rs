@@ -39,13 +39,12 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let socket_path = config.socket.path.clone();
-    let agent = Agent::open(config.clone(), config_path, clock)?;
+    let mut agent = Agent::open(config.clone(), config_path, clock)?;
     // Bound before the socket: a taken port leaves no socket file behind.
-    let mut agent = agent;
-    let scrapes = match config.metrics_listen.as_str() {
-        "" => None,
-        listen => {
-            let scrapes = metrics::bind(listen).await?;
+    let scrapes = match config.metrics_addr()? {
+        None => None,
+        Some(addr) => {
+            let scrapes = metrics::bind(addr).await?;
             agent.metrics_addr = scrapes.local_addr().ok();
             tracing::info!(addr = ?agent.metrics_addr, "serving GET /metrics");
             Some(scrapes)

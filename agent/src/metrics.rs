@@ -25,11 +25,8 @@ pub const READ_TIMEOUT_MS: u64 = 5_000;
 /// Scrapes served at once; more connections are closed at once.
 pub const MAX_CONNECTIONS: usize = 8;
 
-/// Binds `metrics_listen`; the error names the setting and the fix.
-pub async fn bind(listen: &str) -> Result<TcpListener, String> {
-    let addr: SocketAddr = listen.parse().map_err(|_| {
-        format!("metrics_listen: `{listen}` is not ip:port; e.g. 127.0.0.1:9097, or \"\" for none")
-    })?;
+/// Binds `metrics_listen`'s address; the error names the setting and the fix.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr).await.map_err(|e| {
         format!("metrics_listen {addr}: bind: {e}; pick a free port, or \"\" to turn it off")
     })

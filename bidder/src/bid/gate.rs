@@ -179,9 +179,12 @@ impl Service for BidService {
     fn handle(&self, call: &BidCall<'_>, out: &mut ResponseBuf) -> Outcome {
         let generation = self.current.load();
         let catalog = &generation.bidding.catalog;
+        // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`; partners'
+        // networks are matched on the address itself.
+        let peer = call.peer.map(|ip| ip.to_canonical());
         let partner: Option<PartnerIdx> = match call.partner {
             Some(name) => match catalog.partner_by_name(name) {
-                Some(p) if !catalog.partners[usize::from(p)].admits(call.peer) => {
+                Some(p) if !catalog.partners[usize::from(p)].admits(peer) => {
                     WorkerMetrics::with_current(|m| m.partner(Some(p)).source_mismatch.inc());
                     return Outcome::Reject(Status::Forbidden);
                 }
@@ -191,7 +194,7 @@ impl Service for BidService {
                     return Outcome::Reject(Status::NotFound);
                 }
             },
-            None => call.peer.and_then(|ip| catalog.partner_by_addr(ip)),
+            None => peer.and_then(|ip| catalog.partner_by_addr(ip)),
         };
         let outcome = self.with_thread(&generation, |t| {
             self.answer(&generation, t, partner, call, out)

@@ -207,11 +207,9 @@ impl Pipeline {
         // as fit the answer's room are kept (the first imps'); the rest give their
         // budget back.
         let mut bids: Vec<BidOut<'_>> = reuse_vec(std::mem::take(&mut self.bids));
-        if monotonic_now() < deadline {
-            for chosen in &decision.bids {
-                let bid_id = self.bid_ids.next_id(arrival.now_ms);
-                bids.push(bid_out(catalog, &req, chosen, bid_id));
-            }
+        for chosen in &decision.bids {
+            let bid_id = self.bid_ids.next_id(arrival.now_ms);
+            bids.push(bid_out(catalog, &req, chosen, bid_id));
         }
         self.out.clear();
         let mut kept = bids.len();
@@ -238,7 +236,6 @@ impl Pipeline {
                 Err(_) => kept = 0,
             }
         }
-        let mut fate = Fate::Sent;
         if kept < bids.len() {
             let dropped = (bids.len() - kept) as u64;
             self.stats.no_bid_imps[NoBidReason::TechnicalError as usize].add(dropped);
@@ -247,27 +244,26 @@ impl Pipeline {
         }
         // The deadline covers the decision, the encoding and the signing: a late
         // answer is not sent, whatever it would have carried.
-        if monotonic_now() >= deadline {
+        let late = monotonic_now() >= deadline;
+        if late {
             self.stats.deadline_missed.inc();
             reason = Some(NoBidReason::Deadline);
-            fate = Fate::Late;
         }
         // The ledger must take every bid before any leaves: room for all, or none.
         let mut claim = None;
-        if fate == Fate::Sent && kept > 0 {
+        if !late && kept > 0 {
             claim = bidding.inbox.claim(kept);
             if claim.is_none() {
                 self.stats.no_bid_imps[NoBidReason::TechnicalError as usize].add(kept as u64);
                 self.stats.bids_dropped_ledger_full.add(kept as u64);
                 self.dropped_bids += kept as u64;
-                fate = Fate::NotHeld;
             }
         }
         let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
         for (i, chosen) in decision.bids.drain(..).enumerate() {
             let slot = catalog.campaigns[chosen.campaign].budget_slot;
-            match (i < kept, fate, claim.as_mut()) {
-                (true, Fate::Sent, Some(claim)) => {
+            match claim.as_mut().filter(|_| i < kept) {
+                Some(claim) => {
                     claim.hold(HeldBid {
                         bid_id: bids[i].bid_id,
                         reservation: chosen.reservation,
@@ -276,9 +272,9 @@ impl Pipeline {
                     });
                     counts.bid(slot);
                 }
-                _ => {
+                None => {
                     bidding.budgets.release(chosen.reservation);
-                    let why = if fate == Fate::Late {
+                    let why = if late {
                         NoBidReason::Deadline
                     } else {
                         NoBidReason::TechnicalError
@@ -287,7 +283,7 @@ impl Pipeline {
                 }
             }
         }
-        let sent = kept > 0 && fate == Fate::Sent;
+        let sent = claim.is_some();
         let reason = reason.unwrap_or(NoBidReason::TechnicalError);
         if !sent {
             self.out.clear();
@@ -305,17 +301,6 @@ impl Pipeline {
             body: wants_nbr_body.then_some(self.out.as_slice()),
         }
     }
-}
-
-/// What became of a decision's bids after encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// Sent, each held by the ledger.
-    Sent,
-    /// Past the deadline: released.
-    Late,
-    /// The ledger inbox had no room for them all: released.
-    NotHeld,
 }
 
 /// The encoder's view of a chosen bid, borrowed from the request and the catalog.

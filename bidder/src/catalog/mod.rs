@@ -71,14 +71,9 @@ impl Partner {
     /// Whether a request from `peer` may speak for this partner on its bid path: any
     /// address when it has no networks configured (known by path alone), otherwise
     /// one inside them. An unknown address is refused (fail closed).
-    pub fn admits(&self, peer: Option<std::net::IpAddr>) -> bool {
-        if self.cidrs.is_empty() {
-            return true;
-        }
-        peer.is_some_and(|ip| {
-            let ip = ip.to_canonical();
-            self.cidrs.iter().any(|net| net.contains(&ip))
-        })
+    pub fn admits(&self, peer: Option<IpAddr>) -> bool {
+        self.cidrs.is_empty()
+            || peer.is_some_and(|ip| self.cidrs.iter().any(|net| net.contains(&ip)))
     }
 }
 

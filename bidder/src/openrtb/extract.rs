@@ -688,14 +688,12 @@ impl<'a> Extract<'_, '_, 'a> {
 /// `money::cpm_from_f64`) or null. Any other type refuses the request: a price limit
 /// we cannot read must not turn into no limit (the one exception to the type rule).
 fn floor_at(nodes: &[Node<'_>], i: usize, field: &'static str) -> Result<i64> {
-    match nodes.get(i) {
-        Some(Node::Static(simd_json::StaticNode::Null)) => Ok(0),
-        _ => match f64_at(nodes, i) {
-            Some(v) => Ok(cpm_from_f64(v).unwrap_or(0)),
-            None => Err(ParseError::WrongType {
-                field,
-                expected: "number",
-            }),
-        },
+    if let Some(Node::Static(simd_json::StaticNode::Null)) = nodes.get(i) {
+        return Ok(0);
     }
+    let floor = f64_at(nodes, i).ok_or(ParseError::WrongType {
+        field,
+        expected: "number",
+    })?;
+    Ok(cpm_from_f64(floor).unwrap_or(0))
 }
