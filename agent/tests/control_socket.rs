@@ -184,7 +184,9 @@ fn a_one_mebibyte_line_is_refused_and_the_connection_stays_usable() {
 fn a_silent_client_is_timed_out_while_others_are_served() {
     let dir = TempDir::new("idle");
     let _bidder = fake_bidder(&dir.0.join("stats"));
-    let agent = Running::start(config(&dir.0));
+    let mut cfg = config(&dir.0);
+    cfg.socket.idle_timeout_ms = 300;
+    let agent = Running::start(cfg);
     let started = Instant::now();
     let mut silent = Client::connect(&agent.socket);
     let mut busy = Client::connect(&agent.socket);
@@ -233,7 +235,6 @@ fn clients_past_the_limit_are_told_busy() {
     let _bidder = fake_bidder(&dir.0.join("stats"));
     let mut cfg = config(&dir.0);
     cfg.socket.max_clients = 1;
-    cfg.socket.idle_timeout_ms = 5_000;
     let agent = Running::start(cfg);
     let mut first = Client::connect(&agent.socket);
     assert_eq!(code(&first.call(r#"{"v":1,"verb":"status"}"#)), "ok");

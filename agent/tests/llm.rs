@@ -30,7 +30,6 @@ fn rig(name: &str, provider: Provider, tune: impl FnOnce(&mut AgentConfig)) -> R
     let bidder = fake_bidder(&dir.0.join("stats"));
     let fake = FakeLlm::start();
     let mut c = config(&dir.0);
-    c.socket.idle_timeout_ms = 60_000;
     std::fs::write(dir.0.join("llm.key"), format!("{KEY}\n")).unwrap();
     c.llm.provider = provider;
     c.llm.model = match provider {

@@ -27,7 +27,9 @@ pub fn config(dir: &Path) -> AgentConfig {
     let mut c = AgentConfig::default();
     c.socket.path = dir.join("control.sock");
     c.socket.allowed_uids = vec![current_uid()];
-    c.socket.idle_timeout_ms = 300;
+    // Long enough that a slow step on a loaded machine (promtool, a cold start)
+    // never times a test's client out; the idle test sets its own.
+    c.socket.idle_timeout_ms = 60_000;
     c.socket.max_line_bytes = 64 * 1024;
     c.tables.strategy_path = dir.join("strategy");
     c.tables.stats_path = dir.join("stats");
