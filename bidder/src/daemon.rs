@@ -560,6 +560,7 @@ pub fn serve_config(server: &ServerConfig) -> ServeConfig {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
         max_connections: server.max_connections_per_worker,
         idle_timeout_ms: server.idle_timeout_ms,
+        first_byte_timeout_ms: server.first_byte_timeout_ms,
         request_timeout_ms: server.request_timeout_ms,
         shutdown_grace_ms: server.shutdown_grace_ms,
         http: http_config(server),

@@ -41,6 +41,7 @@ pub const MAX_CONNECTIONS_PER_WORKER: u32 = 1 << 20;
 /// Bounds of the `[server]` timeouts, ms.
 pub const IDLE_TIMEOUT_MS: (u64, u64) = (10, 3_600_000);
 pub const REQUEST_TIMEOUT_MS: (u64, u64) = (10, 60_000);
+pub const FIRST_BYTE_TIMEOUT_MS: (u64, u64) = (10, 60_000);
 pub const SHUTDOWN_GRACE_MS: (u64, u64) = (0, 60_000);
 /// Bounds of `server.max_header_bytes` and `server.max_body_bytes`.
 pub const HEADER_BYTES: (u64, u64) = (1_024, 1 << 20);

@@ -15,6 +15,7 @@
 mod harness;
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
@@ -65,6 +66,8 @@ on_both_engines!(
     a_keep_alive_connection_serves_many_requests,
     pipelined_requests_are_answered_in_order,
     a_request_sent_one_byte_at_a_time_is_answered,
+    slow_partial_heads_do_not_starve_fragmented_requests,
+    connections_that_send_nothing_are_closed_after_the_first_byte_timeout,
     expect_100_continue_is_answered_before_the_body,
     gzip_request_bodies_are_inflated,
     gzip_responses_only_when_accepted_and_configured_for_the_partner,
@@ -676,6 +679,117 @@ fn a_request_sent_one_byte_at_a_time_is_answered(engine: EngineKind) {
     the_bid(&c.read_response(), "one");
     the_bid(&c.read_response(), "two");
     assert_eq!(c.read_response().status, 204);
+    b.shutdown().unwrap();
+}
+
+/// A slowloris: connections that send part of a head and stall, reconnecting as soon
+/// as they are closed, while honest requests arrive in two writes (as a body over one
+/// segment does on a real network). Partial requests live in each connection's own
+/// memory, so the slow ones cannot take what the honest ones need.
+fn slow_partial_heads_do_not_starve_fragmented_requests(engine: EngineKind) {
+    const SLOW: usize = 140;
+    const HONEST: usize = 100;
+    let b = Bidder::demo(
+        engine,
+        &EngineSettings {
+            max_connections: 512,
+            request_timeout_ms: 1_000,
+            ..EngineSettings::default()
+        },
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answered = thread::scope(|s| {
+        for _ in 0..SLOW {
+            let (b, stop) = (&b, &stop);
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut c = TcpStream::connect(b.addr).expect("connect");
+                    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                    let _ = c.write_all(b"POST /bid/exchange-a HTTP/1.1\r\nHost: x\r\n");
+                    let mut sink = [0u8; 512];
+                    // Held until the bidder closes it (408), then again at once.
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match c.read(&mut sink) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+            });
+        }
+        eventually(
+            CLIENT_TIMEOUT,
+            "every slow connection to hold a slot",
+            || b.counter("bidder_connections_open") >= SLOW as u64,
+        );
+        let mut answered = 0;
+        for i in 0..HONEST {
+            let id = format!("f{i}");
+            let raw = post(
+                "/bid/exchange-a",
+                "Connection: close\r\n",
+                banner(&id).as_bytes(),
+            );
+            let (first, second) = raw.split_at(raw.len() - 40);
+            let mut c = b.connect();
+            c.send(first);
+            thread::sleep(Duration::from_millis(5));
+            c.send(second);
+            let bytes = c.read_until_closed();
+            if bytes.starts_with(b"HTTP/1.1 200 ")
+                && bytes.windows(id.len()).any(|w| w == id.as_bytes())
+            {
+                answered += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        answered
+    });
+    assert!(
+        answered * 100 >= HONEST * 99,
+        "{answered} of {HONEST} fragmented requests answered with a bid"
+    );
+    b.shutdown().unwrap();
+}
+
+fn connections_that_send_nothing_are_closed_after_the_first_byte_timeout(engine: EngineKind) {
+    let b = Bidder::demo(
+        engine,
+        &EngineSettings {
+            max_connections: 4,
+            first_byte_timeout_ms: 300,
+            ..EngineSettings::default()
+        },
+    );
+    // A client that has sent a request is past the first byte: it stays for the idle
+    // timeout (10 s here), across the first-byte timeout.
+    let mut busy = b.connect();
+    the_bid(&busy.post("/bid/exchange-a", banner("b1").as_bytes()), "b1");
+    let started = Instant::now();
+    let mut silent: Vec<Client> = (0..3).map(|_| b.connect()).collect();
+    eventually(
+        CLIENT_TIMEOUT,
+        "the silent connections to hold slots",
+        || b.counter("bidder_connections_open") == 4,
+    );
+    let mut shed = b.connect();
+    assert_eq!(shed.read_response().status, 503, "every slot is taken");
+    for c in &mut silent {
+        c.expect_closed();
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(290),
+        "closed after {waited:?}, before the 300 ms first-byte timeout"
+    );
+    assert_eq!(b.counter("bidder_first_byte_timeouts_total"), 3);
+    assert_eq!(b.counter("bidder_idle_timeouts_total"), 0);
+    let mut next = b.connect();
+    the_bid(&next.post("/bid/exchange-a", banner("n").as_bytes()), "n");
+    the_bid(&busy.post("/bid/exchange-a", banner("b2").as_bytes()), "b2");
     b.shutdown().unwrap();
 }
 

@@ -110,6 +110,9 @@ pub struct ServerConfig {
     pub max_connections_per_worker: u32,
     /// A keep-alive connection with nothing in progress is closed after this long.
     pub idle_timeout_ms: u64,
+    /// A new connection that sends nothing within this long is closed, so idle sockets
+    /// cannot hold the slots honest clients need.
+    pub first_byte_timeout_ms: u64,
     /// A request must arrive whole within this long of its first byte (else 408).
     pub request_timeout_ms: u64,
     /// On shutdown, requests in progress get this long to finish.
@@ -141,6 +144,7 @@ impl Default for ServerConfig {
             default_bid_path: "/openrtb2/bid".into(),
             max_connections_per_worker: 4_096,
             idle_timeout_ms: 60_000,
+            first_byte_timeout_ms: 2_000,
             request_timeout_ms: 1_000,
             shutdown_grace_ms: 2_000,
             max_header_bytes: 8 * 1024,

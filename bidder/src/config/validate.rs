@@ -109,7 +109,7 @@ fn server(p: &mut Problems) {
             "e.g. \"/openrtb2/bid\"",
         );
     }
-    let ranges: [(&str, u64, (u64, u64)); 7] = [
+    let ranges: [(&str, u64, (u64, u64)); 8] = [
         (
             "max_connections_per_worker",
             u64::from(s.max_connections_per_worker),
@@ -119,6 +119,11 @@ fn server(p: &mut Problems) {
             "idle_timeout_ms",
             s.idle_timeout_ms,
             limits::IDLE_TIMEOUT_MS,
+        ),
+        (
+            "first_byte_timeout_ms",
+            s.first_byte_timeout_ms,
+            limits::FIRST_BYTE_TIMEOUT_MS,
         ),
         (
             "request_timeout_ms",

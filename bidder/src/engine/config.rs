@@ -21,6 +21,10 @@ pub struct ServeConfig {
     /// A keep-alive connection with no request in progress is closed after this long.
     /// The tokio engine also bounds a response write by it.
     pub idle_timeout_ms: u64,
+    /// A new connection that sends nothing within this long is closed: an exchange
+    /// opens a connection to send on it, and idle sockets must not hold the slots
+    /// honest clients need.
+    pub first_byte_timeout_ms: u64,
     /// A request must arrive whole (head and body) within this long of its first byte,
     /// or it gets 408 and the connection closes. The io_uring engine also bounds a
     /// response write by it (a slow reader must not hold an output buffer).
@@ -41,6 +45,7 @@ impl Default for ServeConfig {
             listen_backlog: 4096,
             max_connections: 4096,
             idle_timeout_ms: 60_000,
+            first_byte_timeout_ms: 2_000,
             request_timeout_ms: 1_000,
             close_linger_ms: 500,
             shutdown_grace_ms: 2_000,
@@ -58,8 +63,10 @@ impl ServeConfig {
                 "max_connections must be in 1..=2^20",
             ),
             (
-                self.idle_timeout_ms >= 1 && self.request_timeout_ms >= 1,
-                "idle_timeout_ms and request_timeout_ms must be at least 1",
+                self.idle_timeout_ms >= 1
+                    && self.first_byte_timeout_ms >= 1
+                    && self.request_timeout_ms >= 1,
+                "idle_timeout_ms, first_byte_timeout_ms and request_timeout_ms must be at least 1",
             ),
             (
                 self.listen_backlog >= 1,

@@ -13,6 +13,7 @@ pub struct ConnectionFigures {
     pub closed: u64,
     pub shed: u64,
     pub idle_timeouts: u64,
+    pub first_byte_timeouts: u64,
     pub request_timeouts: u64,
     pub accept_errors: u64,
 }
@@ -26,7 +27,7 @@ impl ConnectionFigures {
             labels,
             i64::try_from(self.open).unwrap_or(i64::MAX),
         );
-        let counters: [(&'static str, &'static str, u64); 6] = [
+        let counters: [(&'static str, &'static str, u64); 7] = [
             (
                 "bidder_connections_accepted_total",
                 "Connections accepted into a slot on the bid port.",
@@ -46,6 +47,11 @@ impl ConnectionFigures {
                 "bidder_idle_timeouts_total",
                 "Keep-alive connections closed for idleness.",
                 self.idle_timeouts,
+            ),
+            (
+                "bidder_first_byte_timeouts_total",
+                "Connections closed for sending nothing within the first-byte timeout.",
+                self.first_byte_timeouts,
             ),
             (
                 "bidder_request_timeouts_total",

@@ -1,5 +1,5 @@
 //! Memory the kernel reads or writes: the provided-buffer ring that receives fill, and
-//! the pools of input and (registered) output buffers.
+//! the pool of (registered) output buffers.
 //!
 //! All of it is allocated when a worker starts and freed when it ends, after every
 //! operation that could touch it has completed. The kernel may write one buffer while we
@@ -56,8 +56,8 @@ impl Drop for Region {
     }
 }
 
-/// Buffers lent to connections one at a time: input buffers (partial requests) and
-/// output buffers (responses being written).
+/// Buffers lent to connections one at a time: the output buffers responses are
+/// written from. (Partial requests live in each connection's own memory, `Conn::input`.)
 pub(crate) struct Pool {
     region: Region,
     buf_bytes: usize,
@@ -73,11 +73,6 @@ impl Pool {
             free: (0..count).rev().collect(),
             count,
         }
-    }
-
-    /// Size of each buffer.
-    pub(crate) fn buf_bytes(&self) -> usize {
-        self.buf_bytes
     }
 
     pub(crate) fn take(&mut self) -> Option<u32> {
@@ -100,6 +95,7 @@ impl Pool {
         self.count as usize - self.free.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, idx: u32, len: usize) -> &[u8] {
         assert!(idx < self.count && len <= self.buf_bytes);
         // SAFETY: in bounds (asserted); buffer `idx` is lent to exactly one connection,

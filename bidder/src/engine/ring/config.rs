@@ -28,10 +28,6 @@ pub struct RingConfig {
     pub recv_buffers: u16,
     /// Size of each provided receive buffer.
     pub recv_buffer_bytes: u32,
-    /// Buffers that hold partial or queued requests of a connection, each
-    /// `max_request_bytes + recv_buffer_bytes`; a connection holds one only while it has
-    /// unanswered bytes.
-    pub input_buffers: u32,
     /// Registered (fixed) buffers responses are written from, each large enough for the
     /// largest response; a connection holds one only while answering.
     pub output_buffers: u32,
@@ -51,7 +47,6 @@ impl Default for RingConfig {
             ring_entries: 1024,
             recv_buffers: 1024,
             recv_buffer_bytes: 16 * 1024,
-            input_buffers: 64,
             output_buffers: 256,
             timer_tick_ms: 10,
             sqpoll: None,
@@ -63,17 +58,17 @@ pub use crate::limits::MAX_OUTPUT_BUFFERS;
 pub use crate::limits::MAX_RECV_BUFFERS;
 
 impl RingConfig {
-    /// Bytes each worker allocates at start for receive, input and output buffers and
-    /// HTTP decoding: the figure to check against the host's memory and memlock limits.
+    /// Bytes each worker allocates at start for receive and output buffers and HTTP
+    /// decoding: the figure to check against the host's memory and memlock limits.
+    /// Partial requests are not in it: each connection keeps its own (up to
+    /// `max_request_bytes + recv_buffer_bytes` while one is partial, 8 KiB after).
     pub fn memory_per_worker_bytes(&self) -> usize {
         let http = &self.serve.http;
         let recv = usize::from(self.recv_buffers) * self.recv_buffer_bytes as usize;
-        let input = self.input_buffers as usize
-            * (http.limits.max_request_bytes() + self.recv_buffer_bytes as usize);
         let output = self.output_buffers as usize
             * crate::http::max_response_bytes(http.max_response_body_bytes);
         let decode = http.limits.max_body_bytes + http.limits.max_decompressed_body_bytes;
-        recv + input + output + decode + 2 * http.max_response_body_bytes
+        recv + output + decode + 2 * http.max_response_body_bytes
     }
 
     /// Checks the settings that the kernel or the engine's bookkeeping cannot accept.
@@ -91,14 +86,15 @@ impl RingConfig {
                 self.recv_buffer_bytes >= 512,
                 "recv_buffer_bytes must be at least 512",
             ),
-            (self.input_buffers >= 1, "input_buffers must be at least 1"),
             (
                 (1..=MAX_OUTPUT_BUFFERS).contains(&self.output_buffers),
                 "output_buffers must be in 1..=16384",
             ),
             (tick >= 1, "timer_tick_ms must be at least 1"),
             (
-                self.serve.idle_timeout_ms >= tick && self.serve.request_timeout_ms >= tick,
+                self.serve.idle_timeout_ms >= tick
+                    && self.serve.first_byte_timeout_ms >= tick
+                    && self.serve.request_timeout_ms >= tick,
                 "timeouts must be at least one timer tick",
             ),
             (

@@ -38,9 +38,11 @@ pub(crate) struct Conn {
     /// for an earlier connection in the same slot is recognised and ignored.
     pub(crate) generation: u32,
     pub(crate) http: ConnState,
-    /// Input buffer holding unanswered bytes, and how many.
-    pub(crate) input: Option<u32>,
-    pub(crate) input_len: usize,
+    /// Unanswered bytes of a partial request (or of pipelined requests waiting for an
+    /// output buffer). This connection's own memory, so slow clients cannot starve a
+    /// shared pool: it grows to what the request needs (at most the worker's
+    /// `max_input_bytes`) and keeps [`KEEP_INPUT_BYTES`] of capacity between requests.
+    pub(crate) input: Vec<u8>,
     /// A provided buffer kept while waiting for output (see [`Held`]).
     pub(crate) held: Option<Held>,
     /// Output buffer being filled or written: bytes in it, bytes already sent.
@@ -61,7 +63,13 @@ pub(crate) struct Conn {
     pub(crate) phase_since: Instant,
     /// Position in the worker's list of open slots.
     pub(crate) open_index: usize,
+    /// No byte has arrived yet: the first-byte deadline applies, not the idle one.
+    pub(crate) silent: bool,
 }
+
+/// Input capacity a slot keeps once its partial request is served (more is freed): a
+/// typical fragmented bid request fits, so a busy slot does not allocate per request.
+pub(crate) const KEEP_INPUT_BYTES: usize = 8 * 1024;
 
 impl Conn {
     pub(crate) fn free(now: Instant) -> Self {
@@ -70,8 +78,7 @@ impl Conn {
             fd: -1,
             generation: 0,
             http: ConnState::default(),
-            input: None,
-            input_len: 0,
+            input: Vec::new(),
             held: None,
             output: None,
             out_len: 0,
@@ -84,6 +91,7 @@ impl Conn {
             last_active: now,
             phase_since: now,
             open_index: 0,
+            silent: false,
         }
     }
 
@@ -91,11 +99,23 @@ impl Conn {
     pub(crate) fn open(&mut self, fd: RawFd, now: Instant, open_index: usize) {
         debug_assert_eq!(self.phase, Phase::Free);
         let generation = self.generation;
+        let input = std::mem::take(&mut self.input);
+        debug_assert!(input.is_empty(), "a free slot holds no input");
         *self = Conn::free(now);
         self.generation = generation;
+        self.input = input;
         self.phase = Phase::Open;
         self.fd = fd;
         self.open_index = open_index;
+        self.silent = true;
+    }
+
+    /// Forgets the buffered input, keeping at most [`KEEP_INPUT_BYTES`] of capacity.
+    pub(crate) fn drop_input(&mut self) {
+        self.input.clear();
+        if self.input.capacity() > KEEP_INPUT_BYTES {
+            self.input = Vec::new();
+        }
     }
 
     /// No operation of ours is pending on the socket.

@@ -45,6 +45,7 @@ pub(crate) struct EventLoopSetup<S> {
 /// Timeouts in effect, converted once.
 struct Timeouts {
     idle: Duration,
+    first_byte: Duration,
     request: Duration,
     linger: Duration,
     grace: Duration,
@@ -74,7 +75,8 @@ pub(crate) struct EventLoop<S> {
     /// after a batch of completions once the ring has a buffer, not in a spin.
     starved: Vec<(u32, u32)>,
     recv_ring: BufRing,
-    inputs: Pool,
+    /// Most bytes one connection may buffer: a whole request plus one receive.
+    max_input_bytes: usize,
     outputs: Pool,
     recv_buffer_bytes: u32,
     /// Operations submitted whose final completion has not arrived.
@@ -109,8 +111,8 @@ impl<S: Service> EventLoop<S> {
                 "provided buffer rings (Linux 5.19+): {e}"
             ))
         })?;
-        let input_bytes = server.limits().max_request_bytes() + config.recv_buffer_bytes as usize;
-        let inputs = Pool::new(config.input_buffers, input_bytes);
+        let max_input_bytes =
+            server.limits().max_request_bytes() + config.recv_buffer_bytes as usize;
         let outputs = Pool::new(config.output_buffers, server.min_out_bytes());
         // SAFETY: the iovecs describe `outputs`' buffers, which live in this worker and
         // are dropped only after `quiesce` (no write can still use them).
@@ -146,6 +148,7 @@ impl<S: Service> EventLoop<S> {
             ),
             timeouts: Timeouts {
                 idle: Duration::from_millis(config.serve.idle_timeout_ms),
+                first_byte: Duration::from_millis(config.serve.first_byte_timeout_ms),
                 request: Duration::from_millis(config.serve.request_timeout_ms),
                 linger: Duration::from_millis(config.serve.close_linger_ms),
                 grace: Duration::from_millis(config.serve.shutdown_grace_ms),
@@ -156,7 +159,7 @@ impl<S: Service> EventLoop<S> {
             out_waiters: VecDeque::with_capacity(max as usize),
             starved: Vec::with_capacity(max as usize),
             recv_ring,
-            inputs,
+            max_input_bytes,
             outputs,
             recv_buffer_bytes: config.recv_buffer_bytes,
             in_flight: 0,
@@ -428,15 +431,14 @@ impl<S: Service> EventLoop<S> {
         if conn.phase != Phase::Open {
             return false; // lingering or closing: discard
         }
+        conn.silent = false;
         if conn.partial_since.is_none() {
             conn.partial_since = Some(now);
         }
-        if conn.held.is_some() && !self.unhold(slot) {
-            return false;
-        }
+        self.unhold(slot);
         let conn = &mut self.conns[slot as usize];
         let data = self.recv_ring.filled(bid, len);
-        let Some(idx) = conn.input else {
+        if conn.input.is_empty() {
             // Fast path: serve straight from the provided buffer, keep only a remainder.
             let consumed = serve(
                 &mut self.server,
@@ -460,15 +462,13 @@ impl<S: Service> EventLoop<S> {
                     end: len,
                 },
             );
-        };
-        let room = self.inputs.buf_bytes() - conn.input_len;
-        if len > room {
+        }
+        if conn.input.len() + len > self.max_input_bytes {
             WorkerStats::bump(&self.stats.input_overflows);
             self.close_now(slot);
             return false;
         }
-        self.inputs.get_mut(idx)[conn.input_len..conn.input_len + len].copy_from_slice(data);
-        conn.input_len += len;
+        conn.input.extend_from_slice(data);
         self.serve_buffered(slot, now);
         false
     }
@@ -489,31 +489,23 @@ impl<S: Service> EventLoop<S> {
             return true;
         }
         conn.held = Some(rest);
-        if self.unhold(slot) {
-            self.flush(slot);
-        }
+        self.unhold(slot);
+        self.flush(slot);
         true
     }
 
-    /// Moves a held provided buffer's bytes into an input buffer and gives the provided
-    /// buffer back. False if no input buffer was free (the connection is then closed).
-    fn unhold(&mut self, slot: u32) -> bool {
+    /// Moves a held provided buffer's bytes into the connection's own input and gives
+    /// the provided buffer back to the kernel.
+    fn unhold(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         let Some(held) = conn.held.take() else {
-            return true;
+            return;
         };
-        let Some(idx) = self.inputs.take() else {
-            WorkerStats::bump(&self.stats.input_buffers_exhausted);
-            self.give_back(held.bid);
-            self.close_now(slot);
-            return false;
-        };
+        // A buffer is held only by a connection that was serving straight from it.
+        assert!(conn.input.is_empty(), "held bytes behind buffered input");
         let rest = &self.recv_ring.filled(held.bid, held.end)[held.start..];
-        self.inputs.get_mut(idx)[..rest.len()].copy_from_slice(rest);
-        conn.input = Some(idx);
-        conn.input_len = rest.len();
+        conn.input.extend_from_slice(rest);
         self.give_back(held.bid);
-        true
     }
 
     /// Serves the bytes of a held provided buffer; keeps, copies or returns what is left.
@@ -551,10 +543,10 @@ impl<S: Service> EventLoop<S> {
         if let Some(held) = conn.held {
             return self.serve_held(slot, held, now);
         }
-        let Some(idx) = conn.input else {
+        if conn.input.is_empty() {
             return self.flush(slot);
-        };
-        let input = self.inputs.get(idx, conn.input_len);
+        }
+        let input = std::mem::take(&mut conn.input);
         let consumed = serve(
             &mut self.server,
             conn,
@@ -566,19 +558,14 @@ impl<S: Service> EventLoop<S> {
                 recorder: &mut self.recorder,
             },
             slot,
-            input,
+            &input,
             now,
         );
-        if consumed > 0 {
-            let len = conn.input_len;
-            self.inputs.get_mut(idx).copy_within(consumed..len, 0);
-            conn.input_len = len - consumed;
-        }
-        if conn.input_len == 0 || conn.close_after_write {
-            conn.input = None;
-            conn.input_len = 0;
+        conn.input = input;
+        conn.input.drain(..consumed);
+        if conn.input.is_empty() || conn.close_after_write {
+            conn.drop_input();
             conn.partial_since = None;
-            self.inputs.give(idx);
         } else if consumed > 0 {
             conn.partial_since = Some(now);
         }
@@ -704,9 +691,7 @@ impl<S: Service> EventLoop<S> {
         conn.phase = Phase::Free;
         conn.generation = conn.generation.wrapping_add(1);
         conn.waiting_for_output = false;
-        if let Some(idx) = conn.input.take() {
-            self.inputs.give(idx);
-        }
+        conn.drop_input();
         let held = conn.held.take();
         let output = conn.output.take();
         let open_index = conn.open_index;
@@ -781,6 +766,10 @@ impl<S: Service> EventLoop<S> {
             Phase::Open => match conn.partial_since {
                 Some(since) if now >= since + t.request => self.request_timeout(slot),
                 Some(_) => {}
+                None if conn.silent && now >= conn.last_active + t.first_byte => {
+                    WorkerStats::bump(&self.stats.first_byte_timeouts);
+                    self.close_now(slot);
+                }
                 None if now >= conn.last_active + t.idle => {
                     WorkerStats::bump(&self.stats.idle_timeouts);
                     self.close_now(slot);
@@ -804,10 +793,7 @@ impl<S: Service> EventLoop<S> {
         );
         conn.close_after_write = true;
         conn.waiting_for_output = false;
-        if let Some(idx) = conn.input.take() {
-            conn.input_len = 0;
-            self.inputs.give(idx);
-        }
+        conn.drop_input();
         conn.partial_since = None;
         if let Some(held) = conn.held.take() {
             self.give_back(held.bid);
@@ -881,7 +867,6 @@ impl<S: Service> EventLoop<S> {
             return false;
         }
         assert!(self.open.is_empty(), "connections left after quiesce");
-        assert_eq!(self.inputs.lent(), 0, "input buffers not returned");
         assert_eq!(self.outputs.lent(), 0, "output buffers not returned");
         true
     }
@@ -890,7 +875,7 @@ impl<S: Service> EventLoop<S> {
 /// Open with nothing in progress: safe to close without losing a request.
 fn idle(conn: &Conn) -> bool {
     conn.phase == Phase::Open
-        && conn.input.is_none()
+        && conn.input.is_empty()
         && conn.held.is_none()
         && !conn.writing
         && !conn.waiting_for_output

@@ -22,12 +22,12 @@ pub struct WorkerStats {
     pub connections_closed: AtomicU64,
     /// Connections refused with 503 because every slot was taken.
     pub connections_shed: AtomicU64,
-    /// Connections closed because no input buffer was free for their partial request.
-    pub input_buffers_exhausted: AtomicU64,
     /// Connections closed for sending far more than we could buffer while we were writing.
     pub input_overflows: AtomicU64,
     /// Keep-alive connections closed for idleness.
     pub idle_timeouts: AtomicU64,
+    /// Connections closed for sending nothing within the first-byte timeout.
+    pub first_byte_timeouts: AtomicU64,
     /// Requests that did not arrive whole in time (answered 408).
     pub request_timeouts: AtomicU64,
     /// Multishot receives ended by an empty provided-buffer ring (ENOBUFS) and re-armed.
@@ -51,12 +51,12 @@ pub struct StatsSnapshot {
     pub connections_closed: u64,
     /// See [`WorkerStats::connections_shed`].
     pub connections_shed: u64,
-    /// See [`WorkerStats::input_buffers_exhausted`].
-    pub input_buffers_exhausted: u64,
     /// See [`WorkerStats::input_overflows`].
     pub input_overflows: u64,
     /// See [`WorkerStats::idle_timeouts`].
     pub idle_timeouts: u64,
+    /// See [`WorkerStats::first_byte_timeouts`].
+    pub first_byte_timeouts: u64,
     /// See [`WorkerStats::request_timeouts`].
     pub request_timeouts: u64,
     /// See [`WorkerStats::recv_buffer_exhaustions`].
@@ -81,9 +81,9 @@ impl StatsSnapshot {
         self.connections_open += other.connections_open;
         self.connections_closed += other.connections_closed;
         self.connections_shed += other.connections_shed;
-        self.input_buffers_exhausted += other.input_buffers_exhausted;
         self.input_overflows += other.input_overflows;
         self.idle_timeouts += other.idle_timeouts;
+        self.first_byte_timeouts += other.first_byte_timeouts;
         self.request_timeouts += other.request_timeouts;
         self.recv_buffer_exhaustions += other.recv_buffer_exhaustions;
         self.accept_errors += other.accept_errors;
@@ -101,9 +101,9 @@ impl WorkerStats {
             connections_open: get(&self.connections_open),
             connections_closed: get(&self.connections_closed),
             connections_shed: get(&self.connections_shed),
-            input_buffers_exhausted: get(&self.input_buffers_exhausted),
             input_overflows: get(&self.input_overflows),
             idle_timeouts: get(&self.idle_timeouts),
+            first_byte_timeouts: get(&self.first_byte_timeouts),
             request_timeouts: get(&self.request_timeouts),
             recv_buffer_exhaustions: get(&self.recv_buffer_exhaustions),
             accept_errors: get(&self.accept_errors),
@@ -138,16 +138,12 @@ impl crate::metrics::Collect for RingStatsCollector {
                 closed: s.connections_closed,
                 shed: s.connections_shed,
                 idle_timeouts: s.idle_timeouts,
+                first_byte_timeouts: s.first_byte_timeouts,
                 request_timeouts: s.request_timeouts,
                 accept_errors: s.accept_errors,
             }
             .render(out, &labels);
-            let ring_only: [(&'static str, &'static str, u64); 3] = [
-                (
-                    "bidder_ring_input_buffers_exhausted_total",
-                    "Connections closed because no input buffer was free for a partial request.",
-                    s.input_buffers_exhausted,
-                ),
+            let ring_only: [(&'static str, &'static str, u64); 2] = [
                 (
                     "bidder_ring_input_overflows_total",
                     "Connections closed for sending far more than could be buffered.",

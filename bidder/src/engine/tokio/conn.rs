@@ -53,6 +53,7 @@ enum ReadOutcome {
     Data,
     Closed,
     Idle,
+    Silent,
     Late,
     Drain,
     Overflow,
@@ -68,6 +69,8 @@ struct Conn {
     http: ConnState,
     /// When the first byte of the request in progress arrived.
     request_started: Option<Instant>,
+    /// No byte has arrived yet: the first-byte deadline applies, not the idle one.
+    silent: bool,
     /// When the last read completed: the arrival time of the requests it completed.
     arrived: Instant,
     /// Decision times (µs) of the answers in `output` that get latency samples.
@@ -89,6 +92,7 @@ pub(super) async fn run<S: Service>(
         output: Vec::new(),
         http,
         request_started: None,
+        silent: true,
         arrived: monotonic_now(),
         decisions_us: [0; MAX_ANSWERS_PER_FLUSH],
         answers: 0,
@@ -137,6 +141,10 @@ impl Conn {
                 ReadOutcome::Closed => return End::Drop,
                 ReadOutcome::Idle => {
                     worker.stats.idle_timeouts.inc();
+                    return End::Drop;
+                }
+                ReadOutcome::Silent => {
+                    worker.stats.first_byte_timeouts.inc();
                     return End::Drop;
                 }
                 ReadOutcome::Late => {
@@ -254,9 +262,12 @@ impl Conn {
         }
         let deadline = match self.request_started {
             Some(started) => started + worker.timeouts.request,
+            // The first read starts as the connection is accepted.
+            None if self.silent => monotonic_now() + worker.timeouts.first_byte,
             None => monotonic_now() + worker.timeouts.idle,
         };
         let pending = self.request_started.is_some();
+        let silent = self.silent;
         let draining = worker.draining.get();
         // Input first: bytes that already arrived are served even once draining starts.
         tokio::select! {
@@ -264,6 +275,7 @@ impl Conn {
             read = stream.read(&mut self.input[self.filled..]) => match read {
                 Ok(0) | Err(_) => ReadOutcome::Closed,
                 Ok(n) => {
+                    self.silent = false;
                     self.filled += n;
                     self.arrived = monotonic_now();
                     self.request_started.get_or_insert(self.arrived);
@@ -271,7 +283,11 @@ impl Conn {
                 }
             },
             _ = tokio::time::sleep_until(deadline.into()) => {
-                if pending { ReadOutcome::Late } else { ReadOutcome::Idle }
+                match (pending, silent) {
+                    (true, _) => ReadOutcome::Late,
+                    (false, true) => ReadOutcome::Silent,
+                    (false, false) => ReadOutcome::Idle,
+                }
             }
             _ = worker.drain.notified(), if !draining => ReadOutcome::Drain,
         }

@@ -85,6 +85,7 @@ impl TokioEngine {
         };
         let timeouts = Timeouts {
             idle: Duration::from_millis(serve.idle_timeout_ms),
+            first_byte: Duration::from_millis(serve.first_byte_timeout_ms),
             request: Duration::from_millis(serve.request_timeout_ms),
             close_linger: Duration::from_millis(serve.close_linger_ms),
             shutdown_grace: Duration::from_millis(serve.shutdown_grace_ms),

@@ -15,6 +15,7 @@ use crate::metrics::{LatencyRecorder, WorkerMetrics};
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timeouts {
     pub idle: Duration,
+    pub first_byte: Duration,
     pub request: Duration,
     pub close_linger: Duration,
     pub shutdown_grace: Duration,

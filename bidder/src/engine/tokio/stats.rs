@@ -18,6 +18,8 @@ pub struct TokioWorkerStats {
     pub connections_shed: Counter,
     /// Keep-alive connections closed for idleness.
     pub idle_timeouts: Counter,
+    /// Connections closed for sending nothing within the first-byte timeout.
+    pub first_byte_timeouts: Counter,
     /// Requests that did not arrive whole in time (answered 408).
     pub request_timeouts: Counter,
     /// Connections closed because the client did not take a response in time.
@@ -54,6 +56,7 @@ impl Collect for TokioStatsCollector {
                 closed: w.connections_closed.get(),
                 shed: w.connections_shed.get(),
                 idle_timeouts: w.idle_timeouts.get(),
+                first_byte_timeouts: w.first_byte_timeouts.get(),
                 request_timeouts: w.request_timeouts.get(),
                 accept_errors: w.accept_errors.get(),
             }
