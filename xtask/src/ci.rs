@@ -5,7 +5,7 @@ use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{command, deploy_test, paths, setup, shifted_clock};
+use crate::{command, deploy_test, fuzz, paths, setup, shifted_clock};
 
 /// The eBPF crate: outside the workspace, so fmt and clippy need its manifest.
 const EBPF_MANIFEST: &str = "bidder-ebpf/Cargo.toml";
@@ -67,7 +67,7 @@ pub fn run() -> Result<()> {
 
     let mut failed = Vec::new();
     let mut tally = TestTally::default();
-    let total = steps.len() + 2;
+    let total = steps.len() + 3;
     let skip_log = fresh_skip_log("skips.log")?;
     for (name, mut cmd) in steps {
         println!("ci: step {name}: {}", command::describe(&cmd));
@@ -84,6 +84,15 @@ pub fn run() -> Result<()> {
         report_step(name, step_started, result, &mut failed);
     }
     tally.count_skips(&testkit::read_skips(&skip_log));
+
+    let step_started = Instant::now();
+    println!("ci: step {FUZZ_STEP}: cargo xtask fuzz, {FUZZ_SECONDS_PER_TARGET}s per target");
+    report_step(
+        FUZZ_STEP,
+        step_started,
+        fuzz::run(FUZZ_SECONDS_PER_TARGET, None),
+        &mut failed,
+    );
 
     // After the tests: they built the debug binaries the release archive takes.
     let step_started = Instant::now();
@@ -118,6 +127,10 @@ pub fn run() -> Result<()> {
 
 /// Name of the step whose output is tallied.
 const TESTS_STEP: &str = "tests";
+/// Every fuzz target, briefly: enough to catch a parser change that crashes on the
+/// seeds' neighbourhood; long runs are `cargo xtask fuzz --minutes N`.
+const FUZZ_STEP: &str = "fuzz";
+const FUZZ_SECONDS_PER_TARGET: u64 = 30;
 /// The Ansible playbook converged into a booted Debian 12 (see [`deploy_test`]).
 const DEPLOY_STEP: &str = "deploy-test";
 /// The date-bomb step (see [`shifted_clock`]).

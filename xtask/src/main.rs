@@ -9,6 +9,7 @@ mod command;
 mod demo;
 mod deploy_test;
 mod dist;
+mod fuzz;
 mod paths;
 mod profile;
 mod setup;
@@ -39,6 +40,7 @@ enum Task {
     /// 2. rustup components of the active toolchain: rust-src (builds `core` for the BPF
     ///    target), clippy and rustfmt (used by `ci`).
     /// 3. bpf-linker, built from crates.io against the system LLVM 22.
+    /// 4. the fuzzing toolchain: rustup's nightly with rust-src, and cargo-fuzz.
     #[command(verbatim_doc_comment)]
     Setup,
     /// Run setup if needed, then every check CI runs, in this order:
@@ -51,8 +53,9 @@ enum Task {
     /// 6. promtool: monitoring/prometheus rules checked and their unit tests
     /// 7. tests: `cargo test --workspace --no-fail-fast` (as root this includes the
     ///    tests that load XDP programs and create network namespaces)
-    /// 8. deploy-test: the playbook converged into a booted Debian 12 (needs root)
-    /// 9. the tests again with the wall clock 400 days ahead
+    /// 8. fuzz: every fuzz target for 30 s (`cargo xtask fuzz`)
+    /// 9. deploy-test: the playbook converged into a booted Debian 12 (needs root)
+    /// 10. the tests again with the wall clock 400 days ahead
     ///
     /// Output streams as it comes; a failed step does not stop the later ones, so one
     /// run shows every problem. Ends with the failed checks, if any, and the test
@@ -82,6 +85,23 @@ enum Task {
     /// systemd-analyze. Needs root; everything is torn down afterwards.
     #[command(verbatim_doc_comment)]
     DeployTest,
+    /// Fuzz every parser that faces the network or an operator (cargo-fuzz targets in
+    /// bidder/fuzz and agent/fuzz: HTTP request, chunked/gzip body, OpenRTB request,
+    /// notice query, configuration, control-socket line), each for `--minutes`, from
+    /// the seed corpus in the repository; the corpus grows in target/fuzz/corpus and
+    /// crashes land in target/fuzz/artifacts. Prints inputs run per target.
+    #[command(verbatim_doc_comment)]
+    Fuzz {
+        /// Minutes per target.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        minutes: u64,
+        /// Seconds per target instead of minutes (a quick check).
+        #[arg(long, conflicts_with = "minutes", value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: Option<u64>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Benchmarks, each comparing in one run on this machine.
     #[command(subcommand)]
     Bench(BenchTask),
@@ -134,6 +154,11 @@ fn main() -> ExitCode {
         })
         .map(drop),
         Task::DeployTest => deploy_test::run(),
+        Task::Fuzz {
+            minutes,
+            seconds,
+            target,
+        } => fuzz::run(seconds.unwrap_or(minutes * 60), target.as_deref()),
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
         Task::Bench(BenchTask::Xdp) => bench::xdp(),

@@ -110,6 +110,7 @@ pub fn run() -> Result<()> {
     let mut installed_anything = apt_packages(&log)?;
     installed_anything |= rust_components(&log)?;
     installed_anything |= bpf_linker(&log)?;
+    installed_anything |= fuzz_toolchain(&log)?;
     println!(
         "setup: done in {:.1}s{}",
         started.elapsed().as_secs_f64(),
@@ -285,6 +286,78 @@ fn bpf_linker(log: &SetupLog) -> Result<bool> {
         version.trim(),
         started.elapsed().as_secs_f64()
     );
+    Ok(true)
+}
+
+/// cargo-fuzz release; pinned so every machine fuzzes with the same driver.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The nightly toolchain cargo-fuzz needs (`-Zsanitizer`), with rust-src (the bidder's
+/// build script compiles the eBPF object with the toolchain it runs under), and
+/// cargo-fuzz itself. Installs the nightly only when none is present: an installed one
+/// is kept, not updated, so setup stays fast and offline-safe once done. Returns
+/// whether it installed anything.
+fn fuzz_toolchain(log: &SetupLog) -> Result<bool> {
+    let nightly = crate::fuzz::NIGHTLY;
+    let mut installed = false;
+    let toolchains = command::probe(Command::new("rustup").args(["toolchain", "list"]));
+    let Some(toolchains) = toolchains else {
+        println!("setup: fuzzing: rustup not found; `cargo xtask fuzz` needs rustup's {nightly}");
+        return Ok(false);
+    };
+    let has_nightly = toolchains
+        .lines()
+        .any(|line| line.starts_with(&format!("{nightly}-")));
+    if !has_nightly {
+        println!("setup: fuzzing: installing the {nightly} toolchain (minimal, with rust-src)");
+        log.run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            nightly,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+        installed = true;
+    } else {
+        let listing = command::probe(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            nightly,
+        ]))
+        .unwrap_or_default();
+        if !has_component(&listing, "rust-src") {
+            println!("setup: fuzzing: adding rust-src to {nightly}");
+            log.run(Command::new("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                nightly,
+            ]))?;
+            installed = true;
+        }
+    }
+    let version = command::probe(command::cargo().args(["fuzz", "--version"]));
+    if version
+        .as_deref()
+        .is_some_and(|v| v.contains(CARGO_FUZZ_VERSION))
+    {
+        println!("setup: fuzzing: {nightly} and cargo-fuzz {CARGO_FUZZ_VERSION} installed");
+        return Ok(installed);
+    }
+    println!("setup: fuzzing: building cargo-fuzz {CARGO_FUZZ_VERSION} (under a minute)");
+    log.run(command::cargo().args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+        "--force",
+    ]))?;
     Ok(true)
 }
 

@@ -78,7 +78,7 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    const ALL: [NoticeKind; 3] = [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss];
+    pub const ALL: [NoticeKind; 3] = [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss];
 
     /// The path under the base URL that the notice endpoint routes on.
     pub fn path(self) -> &'static str {
