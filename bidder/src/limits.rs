@@ -172,6 +172,12 @@ pub const MAX_BASE_URL_BYTES: usize = 512;
 /// OpenRTB parser, and exchanges substitute short macro values.
 pub const MAX_QUERY_BYTES: usize = 4096;
 
+/// The longest imp id a notice URL carries, bytes. OpenRTB puts no bound on `imp.id`;
+/// a longer one is cut (on a character boundary) where it is signed, so a notice URL
+/// never outgrows [`MAX_QUERY_BYTES`] and is refused when it comes back (found by the
+/// `notice_query` fuzz target).
+pub const MAX_NOTICE_IMP_ID_BYTES: usize = 128;
+
 // ---- Control port and metrics -----------------------------------------------
 
 /// The largest latency told apart from larger ones, µs; slower answers are counted at

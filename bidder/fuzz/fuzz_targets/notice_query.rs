@@ -6,7 +6,9 @@
 #![no_main]
 
 use bidder::money::bid_id::BidIdGen;
-use bidder::money::notice::{NoticeFields, NoticeKind, NoticeSigner};
+use bidder::money::notice::{
+    signed_imp_id, NoticeFields, NoticeKind, NoticeSigner, MAX_SIGNED_QUERY_BYTES,
+};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &[u8] = b"fuzz-notice-key-0123456789abcdef-0123456789";
@@ -20,12 +22,23 @@ fuzz_target!(|data: &[u8]| {
             assert!(micros >= 0);
         }
     }
-    // Round trip: fields taken from the input, signed, written, read back.
+    // Round trip: fields taken from the input (the campaign id as configuration allows
+    // one), signed, written, read back.
     let mid = (0..=text.len() / 2)
         .rev()
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
-    let (imp_id, campaign_id) = text.split_at(mid);
+    let (imp_id, rest) = text.split_at(mid);
+    let campaign_id: String = rest
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect();
+    let campaign_id = if campaign_id.is_empty() {
+        "c"
+    } else {
+        campaign_id.as_str()
+    };
     let price_micros = data
         .iter()
         .fold(0i64, |p, &b| (p * 31 + i64::from(b)) % 1_000_000_000);
@@ -41,9 +54,10 @@ fuzz_target!(|data: &[u8]| {
         signer.write_url(kind, &signed, &mut url);
         let url = String::from_utf8(url).expect("notice URLs are ASCII");
         let query = url.split_once('?').expect("a query").1;
+        assert!(query.len() <= MAX_SIGNED_QUERY_BYTES);
         let back = signer.verify(query).expect("our own URL verifies");
         assert_eq!(back.bid_id, fields.bid_id);
-        assert_eq!(back.imp_id, imp_id);
+        assert_eq!(back.imp_id, signed_imp_id(imp_id));
         assert_eq!(back.campaign_id, campaign_id);
         assert_eq!(back.price_micros, price_micros);
     }

@@ -34,6 +34,7 @@ use crate::money::bid_id::{BidId, BidIdText};
 /// online forger can guess at any request rate, and keeps the URLs short.
 pub const TAG_BYTES: usize = 16;
 pub use crate::limits::MAX_BASE_URL_BYTES;
+pub use crate::limits::MAX_NOTICE_IMP_ID_BYTES;
 pub use crate::limits::MAX_QUERY_BYTES;
 pub use crate::limits::MIN_NOTICE_KEY_BYTES;
 
@@ -227,8 +228,14 @@ impl NoticeSigner {
         })
     }
 
-    /// Signs one bid's fields, for [`NoticeSigner::write_url`].
+    /// Signs one bid's fields, for [`NoticeSigner::write_url`]. The imp id is the
+    /// exchange's and unbounded: it is signed and sent cut to [`signed_imp_id`], so
+    /// every URL we write fits what [`NoticeSigner::verify`] reads back.
     pub fn sign<'a>(&self, fields: &NoticeFields<'a>) -> SignedNotice<'a> {
+        let fields = &NoticeFields {
+            imp_id: signed_imp_id(fields.imp_id),
+            ..*fields
+        };
         let digest = self.mac(fields).finalize().into_bytes();
         let mut tag_hex = [0u8; TAG_HEX_LEN];
         for (pair, &byte) in tag_hex.chunks_exact_mut(2).zip(&digest[..TAG_BYTES]) {
@@ -311,6 +318,44 @@ impl NoticeSigner {
         mac
     }
 }
+
+/// The part of an imp id a notice carries: at most [`MAX_NOTICE_IMP_ID_BYTES`], cut on
+/// a character boundary. (The bid id identifies the bid; the imp id is for people.)
+pub fn signed_imp_id(imp_id: &str) -> &str {
+    if imp_id.len() <= MAX_NOTICE_IMP_ID_BYTES {
+        return imp_id;
+    }
+    let end = (0..=MAX_NOTICE_IMP_ID_BYTES)
+        .rev()
+        .find(|&i| imp_id.is_char_boundary(i))
+        .unwrap_or(0);
+    &imp_id[..end]
+}
+
+/// The longest query string [`NoticeSigner::write_url`] writes before the exchange
+/// substitutes its macros: every field at its bound, every byte of the imp id
+/// percent-encoded, and campaign ids as configuration allows them (identifiers of at
+/// most 64 bytes, written as they are).
+pub const MAX_SIGNED_QUERY_BYTES: usize = KEY_BID.len()
+    + 1
+    + BidId::TEXT_LEN
+    + KEY_IMP.len()
+    + 2
+    + 3 * MAX_NOTICE_IMP_ID_BYTES
+    + KEY_CAMPAIGN.len()
+    + 2
+    + 64
+    + KEY_PRICE.len()
+    + 2
+    + 20
+    + KEY_TAG.len()
+    + 2
+    + TAG_HEX_LEN
+    + COMMON_MACROS.len()
+    + LOSS_MACROS.len();
+
+// What exchanges substitute for the macros (prices, ids, currencies) must fit too.
+const _: () = assert!(MAX_SIGNED_QUERY_BYTES + 2_048 <= MAX_QUERY_BYTES);
 
 fn check_base_url(base_url: &str) -> Result<(), SignerError> {
     if base_url.len() > MAX_BASE_URL_BYTES {
@@ -543,6 +588,31 @@ mod tests {
             .replace("${AUCTION_PRICE}", "1.234567")
             .replace("${AUCTION_ID}", "auction-9")
             .replace("${AUCTION_LOSS}", "102")
+    }
+
+    /// Regression (found by the `notice_query` fuzz target): a long imp id made a URL
+    /// the endpoint refused as too long, so a win on it could never be charged.
+    #[test]
+    fn a_long_imp_id_is_cut_where_signed_and_every_url_verifies() {
+        let signer = signer();
+        let long = "é&".repeat(2_000);
+        let f = NoticeFields {
+            imp_id: &long,
+            ..fields(BidIdGen::new(1, 1).next_id(1_000))
+        };
+        for kind in NoticeKind::ALL {
+            let url = url(&signer, kind, &f);
+            let query = url.split_once('?').unwrap().1;
+            assert!(query.len() <= MAX_SIGNED_QUERY_BYTES, "{}", query.len());
+            let called = substituted(&url);
+            let notice = signer.verify(&called).expect("our URL verifies");
+            assert_eq!(notice.imp_id, signed_imp_id(&long));
+            assert_eq!(notice.campaign_id, "camp-7");
+        }
+        let cut = signed_imp_id(&long);
+        assert!(cut.len() <= MAX_NOTICE_IMP_ID_BYTES && cut.len() >= MAX_NOTICE_IMP_ID_BYTES - 3);
+        assert!(long.starts_with(cut));
+        assert_eq!(signed_imp_id("imp-1"), "imp-1");
     }
 
     #[test]
