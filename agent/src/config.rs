@@ -197,8 +197,8 @@ pub struct TablesConfig {
 impl Default for TablesConfig {
     fn default() -> Self {
         TablesConfig {
-            strategy_path: "/dev/shm/bidder-strategy".into(),
-            stats_path: "/dev/shm/bidder-stats".into(),
+            strategy_path: "/run/bidder/strategy".into(),
+            stats_path: "/run/bidder/stats".into(),
             campaign_capacity: 4_096,
             partner_capacity: 256,
         }

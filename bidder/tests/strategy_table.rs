@@ -450,7 +450,7 @@ fn the_strategy_section_has_defaults_and_bounded_numbers() {
     let config = Config::from_text(&demo, text.clone()).unwrap();
     assert_eq!(
         config.strategy.table_path,
-        Path::new("/dev/shm/bidder-strategy")
+        Path::new("/run/bidder/strategy")
     );
     assert_eq!(config.strategy.stats_campaign_capacity, 4_096);
     let bad = format!("{text}\n[strategy]\npoll_interval_ms = 0\nstats_partner_capacity = 0\n");

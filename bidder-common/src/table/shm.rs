@@ -9,6 +9,10 @@
 //!   sees either no file or a complete one, never a half-initialised header.
 //! * A **reader** ([`Table::open_read`]) maps the file read-only and checks the header
 //!   against its own compiled layout before it looks at a row; it never takes a lock.
+//! * Nobody else's file is trusted: a table or lock file writable by group or others is
+//!   refused by everyone, and the writer refuses one it does not own, or a directory
+//!   anyone may replace files in. Otherwise another local user could create the file
+//!   first (in `/dev/shm`, say) and write strategy past every bound, or hold the lock.
 
 extern crate std;
 
@@ -20,7 +24,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
 
@@ -54,6 +58,8 @@ pub enum OpenError {
     Layout { path: PathBuf, error: LayoutError },
     /// The capacity asked for is zero or above [`MAX_ROWS`].
     Capacity { campaigns: u32, partners: u32 },
+    /// The file or its directory could be written by someone other than the writer.
+    Untrusted { path: PathBuf, problem: String },
 }
 
 impl core::fmt::Display for OpenError {
@@ -97,6 +103,13 @@ impl core::fmt::Display for OpenError {
             } => write!(
                 f,
                 "capacity {campaigns} campaigns / {partners} partners: each must be 1..={MAX_ROWS}"
+            ),
+            OpenError::Untrusted { path, problem } => write!(
+                f,
+                "{}: {problem}; a table must belong to its writer's user and be writable by \
+                 no one else: remove it, and keep tables in a directory only the service \
+                 can write (e.g. /run/bidder)",
+                path.display()
             ),
         }
     }
@@ -225,6 +238,7 @@ impl<S: TableSpec> Table<S> {
 
     fn map(file: File, path: &Path, writable: bool) -> Result<Table<S>, OpenError> {
         let meta = file.metadata().map_err(|e| io_error(path, "stat", e))?;
+        check_trusted(path, &meta, writable)?;
         let file_bytes = meta.len();
         if file_bytes < size_of::<Header>() as u64 {
             let error = LayoutError::Truncated {
@@ -398,8 +412,15 @@ impl<S: TableSpec> Writer<S> {
                 partners: cap.partners,
             });
         }
+        check_directory(path)?;
         let lock = take_lock(path)?;
-        let existing = match OpenOptions::new().read(true).write(true).open(path) {
+        // Not through a symlink: the writer opens only a file at this very path.
+        let existing = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
             Ok(file) => Some(Table::<S>::map(file, path, true)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_error(path, "open", e)),
@@ -615,8 +636,13 @@ fn take_lock(path: &Path) -> Result<File, OpenError> {
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(|e| io_error(&lock_path, "open lock", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(&lock_path, "stat lock", e))?;
+    check_trusted(&lock_path, &meta, true)?;
     // SAFETY: flock on a descriptor we own and keep open; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -638,6 +664,57 @@ fn take_lock(path: &Path) -> Result<File, OpenError> {
         .and_then(|()| file.write_all(pid.as_bytes()));
     written.map_err(|e| io_error(&lock_path, "write lock", e))?;
     Ok(file)
+}
+
+/// Refuses a file anyone but its owner may write, and for the writer (`own`) one it
+/// does not own: opened through a path, it may be a file another user made first.
+fn check_trusted(path: &Path, meta: &std::fs::Metadata, own: bool) -> Result<(), OpenError> {
+    let mode = meta.mode() & 0o7777;
+    let problem = if mode & 0o022 != 0 {
+        std::format!("mode {mode:04o} lets others write it")
+    } else if own && meta.uid() != effective_uid() {
+        std::format!(
+            "owned by uid {}, not by this process's uid {}",
+            meta.uid(),
+            effective_uid()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(OpenError::Untrusted {
+        path: path.into(),
+        problem,
+    })
+}
+
+/// Creates the table's directory if missing (mode 0755), and refuses one where anyone
+/// may replace files: writable by all without the sticky bit (`/dev/shm` and `/tmp`
+/// have it, so others can add names there but not remove or rename ours).
+fn check_directory(path: &Path) -> Result<(), OpenError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| io_error(dir, "create directory", e))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| io_error(dir, "stat directory", e))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(OpenError::Untrusted {
+            path: dir.into(),
+            problem: std::format!("directory mode {mode:04o} lets anyone replace its files"),
+        });
+    }
+    Ok(())
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn io_error(path: &Path, op: &'static str, source: io::Error) -> OpenError {
@@ -732,6 +809,88 @@ mod tests {
             Writer::<StrategyTable>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
         assert_eq!(w.partner_row("p"), Some(0));
         assert_eq!(w.table().partners()[0].load().unwrap().qps_limit, 7);
+    }
+
+    fn open_writer(path: &Path) -> Result<Writer<StrategyTable>, OpenError> {
+        Writer::<StrategyTable>::open(path, CAP, OnMismatch::Refuse, Clock::system())
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn untrusted(result: Result<impl Sized, OpenError>) -> String {
+        match result {
+            Err(err @ OpenError::Untrusted { .. }) => err.to_string(),
+            Err(other) => panic!("refused, but not as untrusted: {other}"),
+            Ok(_) => panic!("an untrusted file was accepted"),
+        }
+    }
+
+    /// Another user's file at the table's path, made before the agent started (e.g. in
+    /// `/dev/shm`): adopting it would let that user write strategy past every bound.
+    #[test]
+    fn a_table_another_user_made_is_refused_by_the_writer() {
+        if testkit::skip_unless_root(
+            "a_table_another_user_made_is_refused_by_the_writer",
+            "chown to another user",
+        ) {
+            return;
+        }
+        let dir = TempDir::new("foreign");
+        let path = dir.0.join("strategy");
+        drop(open_writer(&path).unwrap());
+        const NOBODY: u32 = 65_534;
+        std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+        let message = untrusted(open_writer(&path));
+        assert!(message.contains("owned by uid 65534"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        // Readers take it: it is not writable by anyone but its owner.
+        assert!(Table::<StrategyTable>::open_read(&path).is_ok());
+
+        // A lock file another user holds (or merely owns) is refused as clearly.
+        std::fs::remove_file(&path).unwrap();
+        let lock = lock_path(&path);
+        std::os::unix::fs::chown(&lock, Some(NOBODY), Some(NOBODY)).unwrap();
+        let message = untrusted(open_writer(&path));
+        assert!(message.contains(".lock"), "{message}");
+        std::fs::remove_file(&lock).unwrap();
+        assert!(open_writer(&path).is_ok(), "a clean directory works again");
+    }
+
+    #[test]
+    fn a_table_others_may_write_is_refused_by_readers_and_the_writer() {
+        let dir = TempDir::new("writable");
+        let path = dir.0.join("strategy");
+        drop(open_writer(&path).unwrap());
+        set_mode(&path, 0o666);
+        let message = untrusted(Table::<StrategyTable>::open_read(&path));
+        assert!(message.contains("mode 0666"), "{message}");
+        assert!(
+            message.contains("/run/bidder"),
+            "says where tables belong: {message}"
+        );
+        untrusted(open_writer(&path));
+        set_mode(&path, 0o644);
+        assert!(Table::<StrategyTable>::open_read(&path).is_ok());
+    }
+
+    #[test]
+    fn a_directory_anyone_may_replace_files_in_is_refused_and_a_missing_one_is_made() {
+        let dir = TempDir::new("dirs");
+        let open = dir.0.join("open");
+        std::fs::create_dir(&open).unwrap();
+        set_mode(&open, 0o777);
+        let message = untrusted(open_writer(&open.join("strategy")));
+        assert!(message.contains("directory mode 0777"), "{message}");
+        // With the sticky bit (like /dev/shm) others cannot remove or rename our files.
+        set_mode(&open, 0o1777);
+        assert!(open_writer(&open.join("strategy")).is_ok());
+        let fresh = dir.0.join("run/bidder");
+        assert!(open_writer(&fresh.join("strategy")).is_ok());
+        let mode = std::fs::metadata(&fresh).unwrap().mode() & 0o7777;
+        assert_eq!(mode & 0o022, 0, "made without write for others: {mode:o}");
     }
 
     #[test]

@@ -515,8 +515,8 @@ pub struct StrategyConfig {
 impl Default for StrategyConfig {
     fn default() -> Self {
         StrategyConfig {
-            table_path: "/dev/shm/bidder-strategy".into(),
-            stats_path: "/dev/shm/bidder-stats".into(),
+            table_path: "/run/bidder/strategy".into(),
+            stats_path: "/run/bidder/stats".into(),
             stats_campaign_capacity: 4_096,
             stats_partner_capacity: 256,
             poll_interval_ms: 10,
