@@ -18,6 +18,10 @@ pub struct AgentConfig {
     /// The bidder's admin listener (`ip:port`) that `reload` posts to; empty: `reload`
     /// only re-reads this file.
     pub bidder_admin: String,
+    /// The file holding the bidder's admin token (its `[server] admin_token_file`),
+    /// sent as `Authorization: Bearer` with `reload` and `campaign resume`; read at
+    /// each call. Unset: sent without one (the bidder then refuses them).
+    pub bidder_admin_token_file: Option<PathBuf>,
     /// `ip:port` of the agent's Prometheus endpoint (`GET /metrics`); empty: none.
     pub metrics_listen: String,
     /// The LLM strategist (optional: without a key it is skipped).
@@ -31,6 +35,7 @@ impl Default for AgentConfig {
             tables: TablesConfig::default(),
             audit_log: "/var/log/bidder/audit.jsonl".into(),
             bidder_admin: "127.0.0.1:9090".into(),
+            bidder_admin_token_file: None,
             metrics_listen: "127.0.0.1:9097".into(),
             llm: LlmConfig::default(),
         }

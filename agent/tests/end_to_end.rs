@@ -95,6 +95,8 @@ struct Setup {
     socket: PathBuf,
     bidder_config: PathBuf,
     agent_config: PathBuf,
+    /// The bidder's notice listener.
+    notices: String,
 }
 
 impl Drop for Setup {
@@ -107,10 +109,13 @@ fn setup(name: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("agent-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (bid, admin) = (
+    let (bid, admin, notices) = (
+        format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
+    let token = dir.join("admin.token");
+    std::fs::write(&token, "agent-e2e-admin-token-0123456789abcdef\n").unwrap();
     let examples = workspace().join("bidder/examples");
     let demo = std::fs::read_to_string(examples.join("demo.toml")).unwrap();
     let key = examples.join("demo-notice.key");
@@ -121,7 +126,14 @@ fn setup(name: &str) -> Setup {
         )
         .replace(
             "admin_listen = \"127.0.0.1:9090\"",
-            &format!("admin_listen = \"{admin}\""),
+            &format!(
+                "admin_listen = \"{admin}\"\nadmin_token_file = \"{}\"",
+                token.display()
+            ),
+        )
+        .replace(
+            "listen = \"127.0.0.1:9091\"",
+            &format!("listen = \"{notices}\""),
         )
         .replace("cores = [0, 1]", "cores = [0]")
         // Not a deadline test: a busy CI host may stall a debug build for more than the
@@ -141,9 +153,10 @@ fn setup(name: &str) -> Setup {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     let agent = format!(
-        "audit_log = \"{d}/audit.jsonl\"\nbidder_admin = \"{admin}\"\nmetrics_listen = \"127.0.0.1:0\"\n[socket]\npath = \"{s}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\ncampaign_capacity = 64\npartner_capacity = 8\n",
+        "audit_log = \"{d}/audit.jsonl\"\nbidder_admin = \"{admin}\"\nbidder_admin_token_file = \"{t}\"\nmetrics_listen = \"127.0.0.1:0\"\n[socket]\npath = \"{s}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\ncampaign_capacity = 64\npartner_capacity = 8\n",
         d = dir.display(),
-        s = socket.display()
+        s = socket.display(),
+        t = token.display()
     );
     let agent_config = dir.join("agent.toml");
     std::fs::write(&agent_config, agent).unwrap();
@@ -154,6 +167,7 @@ fn setup(name: &str) -> Setup {
         socket,
         bidder_config,
         agent_config,
+        notices,
     }
 }
 
@@ -592,7 +606,7 @@ fn per_campaign_figures_reach_the_stats_table_and_bidderctl() {
         (&bids[0], "burl", "1.50"),
         (&bids[2], "lurl", ""),
     ] {
-        let (status, _) = http(&s.admin, "GET", &notice_path(bid, url, price), "").unwrap();
+        let (status, _) = http(&s.notices, "GET", &notice_path(bid, url, price), "").unwrap();
         assert_eq!(status, 204, "{url} of {}", bid["id"]);
     }
 

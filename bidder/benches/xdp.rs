@@ -225,6 +225,10 @@ fn user_space_config(manifest: &Path) -> String {
         "admin_listen = \"127.0.0.1:9090\"",
         &format!("admin_listen = \"127.0.0.1:{}\"", BID_PORT + 1),
     )
+    .replace(
+        "listen = \"127.0.0.1:9091\"",
+        &format!("listen = \"127.0.0.1:{}\"", BID_PORT + 2),
+    )
     .replace("cores = [0, 1]", "cores = [0]")
     .replace("qps_limit = 50_000", "qps_limit = 0")
     .replace("burst = 5_000", "burst = 0")

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,17 @@ use crate::catalog::{BudgetSlots, Catalog};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ServerConfig, MAX_CAMPAIGNS};
 use crate::control::Registry;
-use crate::control::{ControlConfig, ControlError, ControlParts, ControlPort, Notices, Readiness};
+use crate::control::{
+    ControlConfig, ControlError, ControlParts, ControlPort, NoticeListenerConfig, Notices,
+    Readiness,
+};
 use crate::engine::ring::{RingConfig, SqPoll};
 use crate::engine::{EngineError, ServeConfig};
 use crate::http::{HttpConfig, HttpLimits};
 use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::bid_id::BidId;
 use crate::money::budget::{Budgets, RecoveredSpend, Reservation};
+use crate::money::currency::{CurrencyBook, Rates};
 use crate::money::journal::{Journal, JournalConfig, Recovered};
 use crate::money::lease::{next_lease, LeaseState};
 use crate::money::ledger::{Ledger, LedgerInbox, INBOX_CAPACITY};
@@ -50,6 +55,9 @@ pub struct Daemon {
     pub service: Arc<BidService>,
     /// The server section in force at start: engines are not rebuilt on reload.
     pub server: ServerConfig,
+    /// The control port's settings at start (admin and notice listeners, the admin
+    /// token file): like the engines, they change at the next restart.
+    pub control: ControlConfig,
     // ---- strategy and stats tables (issue 6) ----
     /// The agent's strategy table (mapped when it exists).
     pub strategy: Arc<StrategyTable>,
@@ -62,6 +70,10 @@ pub struct Daemon {
     xdp: OnceLock<XdpFront>,
     /// The notice keys the control port verifies with; a reload may rotate them.
     keyring: Arc<NoticeKeyring>,
+    /// The currency rates notices are read with; a reload replaces them.
+    currencies: Arc<CurrencyBook>,
+    /// `reservation_ttl_ms` in force, for the ledger to apply to bids already held.
+    reservation_ttl_ms: Arc<AtomicU64>,
     /// The process's calendar, handed to every part that reads the time of day.
     clock: Clock,
 }
@@ -104,8 +116,11 @@ impl Daemon {
         let keyring = NoticeKeyring::new(&settings.notice_hmac_key, &settings.notice_base_url)
             .expect("catalog notice key was validated");
         let keyring = Arc::new(keyring);
+        let currencies = Arc::new(CurrencyBook::new(rates(settings)));
+        let reservation_ttl_ms = Arc::new(AtomicU64::new(settings.reservation_ttl_ms));
         let bidding = bidding(catalog, &budgets, &inbox, &strategy, &clock);
         let workers = config.server.cores.len() as u32;
+        let control = control_config(&config);
         Ok(Daemon {
             config_path: config_path.to_path_buf(),
             slots: Mutex::new(slots),
@@ -113,10 +128,13 @@ impl Daemon {
             inbox,
             service: Arc::new(BidService::new(bidding, workers)),
             server: std::mem::take(&mut config.server),
+            control,
             strategy,
             config: Mutex::new(config),
             xdp: OnceLock::new(),
             keyring,
+            currencies,
+            reservation_ttl_ms,
             clock,
             journal: Mutex::new(journal),
         })
@@ -128,13 +146,17 @@ impl Daemon {
         let config = Config::load(&self.config_path).map_err(LoadError)?;
         let mut in_force = self.config.lock().expect("config poisoned");
         let mut summary = self.install(&config)?;
-        let waiting = config.server.fields_changed_from(&self.server);
+        let mut waiting: Vec<String> = config
+            .server
+            .fields_changed_from(&self.server)
+            .iter()
+            .map(|f| format!("server.{f}"))
+            .collect();
+        if control_config(&config).notice != self.control.notice {
+            waiting.push("the [notice] listener".to_owned());
+        }
         if !waiting.is_empty() {
-            let fields = waiting
-                .iter()
-                .map(|f| format!("server.{f}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let fields = waiting.join(", ");
             tracing::warn!(
                 "{fields} changed: the engines keep the values of the start until the next restart"
             );
@@ -177,6 +199,9 @@ impl Daemon {
                 self.clock.now_unix_ms(),
             )
             .expect("catalog notice key was validated");
+        self.currencies.install(rates(settings));
+        self.reservation_ttl_ms
+            .store(settings.reservation_ttl_ms, Ordering::Release);
         if let Rotation::Rotated { previous_until_ms } = rotation {
             tracing::info!(
                 previous_until_ms,
@@ -514,6 +539,7 @@ fn apply_budgets(catalog: &Catalog, config: &Config, budgets: &Budgets, clock: &
         budgets.configure(c.budget_slot, &c.id, c.budget_limits(), &c.calendar, now_ms);
         budgets.set_frequency_cap(c.budget_slot, c.frequency_cap);
     }
+    crate::bid::pipeline::apply_partner_holds(catalog, budgets);
 }
 
 fn bidding(
@@ -720,7 +746,7 @@ impl Daemon {
         publish_catalog(daemon, registry);
         let readiness = Readiness::new();
         let control = ControlPort::start(
-            control_config(&daemon.server),
+            daemon.control.clone(),
             daemon.control_parts(registry, &readiness)?,
         )?;
         let mirror = daemon.start_mirror(&metrics).map_err(RunError::Signals)?; // issue 6
@@ -728,6 +754,7 @@ impl Daemon {
         tracing::info!(
             listen = %engine.local_addr(),
             admin = %control.local_addr(),
+            notices = %control.notice_addr(),
             workers = daemon.server.cores.len(),
             engine = engine.name(),
             "bidder ready"
@@ -794,11 +821,25 @@ impl Daemon {
                     ledger,
                     inbox: Arc::clone(&self.inbox),
                     budgets: Arc::clone(&self.budgets),
+                    currencies: Arc::clone(&self.currencies),
+                    reservation_ttl_ms: Arc::clone(&self.reservation_ttl_ms),
                     clock: self.clock.clone(),
                     journal,
                 }
             },
         })
+    }
+}
+
+/// The currency rates of a compiled catalog, for reading notices.
+fn rates(settings: &crate::catalog::Settings) -> Rates {
+    Rates {
+        ours: settings.currency.clone(),
+        rates_micros: settings
+            .currency_rates_micros
+            .iter()
+            .map(|(code, &rate)| (code.to_ascii_uppercase(), rate))
+            .collect(),
     }
 }
 
@@ -833,13 +874,24 @@ pub fn tokio_config(server: &ServerConfig) -> TokioEngineConfig {
     }
 }
 
-/// The control port's settings from the server section.
-pub fn control_config(server: &ServerConfig) -> ControlConfig {
+/// The control port's settings from the server and notice sections (validated
+/// addresses; the fallbacks are the defaults).
+pub fn control_config(config: &Config) -> ControlConfig {
+    let notice = &config.notice;
+    let defaults = NoticeListenerConfig::default();
     ControlConfig {
-        listen_addr: server
+        listen_addr: config
+            .server
             .admin_listen
             .parse()
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
+        admin_token_file: config.admin_token_path(),
+        notice: NoticeListenerConfig {
+            listen_addr: notice.listen.parse().unwrap_or(defaults.listen_addr),
+            max_connections: notice.max_connections,
+            max_connections_per_source: notice.max_connections_per_source,
+            header_read_timeout_ms: notice.header_read_timeout_ms,
+        },
         ..ControlConfig::default()
     }
 }

@@ -145,6 +145,12 @@ pub const MAX_MARGIN_PPM: u32 = 1_500_000;
 /// Most reservations held at once; beyond this new bids are refused (fail closed).
 pub const MAX_PENDING: usize = 1_000_000;
 
+/// Bids the ledger remembers after they left it (settled, released or expired), for
+/// duplicates and late wins. Past this, expired bids are not remembered (a late win
+/// for one is counted unknown, not charged): the memory stays bounded whatever the
+/// rate of bids nobody answers.
+pub const MAX_REMEMBERED_BIDS: usize = 2 * MAX_PENDING;
+
 /// Longest a bid's budget may stay reserved waiting for its notice. Budget windows
 /// alternate (`money/budget.rs`): a window is reused two periods after its own, so
 /// every reservation must end within the period after the one it was made in; an
@@ -163,6 +169,14 @@ const _: () = assert!(MAX_JOURNAL_BATCH <= MAX_UNWRITTEN_NOTICES);
 /// The shortest notice signing key accepted (config validation and the signer), bytes:
 /// as long as the hash output, so the key is never the weak part.
 pub const MIN_NOTICE_KEY_BYTES: usize = 32;
+
+/// Accept backlog of the admin and notice listeners, connections: a burst of exchange
+/// notice connections waits in the kernel instead of being dropped and retried later.
+pub const CONTROL_LISTEN_BACKLOG: i32 = 1_024;
+
+/// The shortest admin token accepted (`[server] admin_token_file`), bytes after
+/// trimming: 32 base64 characters carry 192 bits, past any online guessing.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
 /// The longest base URL accepted; anything longer is a configuration mistake that would
 /// bloat every response three times over.

@@ -101,6 +101,71 @@ fn partners_are_recognised_by_path_and_by_source_address() {
     );
 }
 
+/// Issue 19: a valid 48-imp request repeated without notices used to reserve all of
+/// acme-display's budget in seconds, so every honest request got `budget_exhausted`.
+/// Now exchange-a's unanswered bids hold at most its `max_held_micros` (100.00 in the
+/// demo): the campaign keeps the rest for everyone else.
+#[test]
+fn bids_nobody_answers_cannot_hold_the_budget_hostage() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    // A 5.00 share for exchange-a: filled by about 58 of these requests.
+    let text = std::fs::read_to_string(&demo).unwrap().replacen(
+        "max_held_micros = 100_000_000",
+        "max_held_micros = 5_000_000",
+        1,
+    );
+    let service = Arc::new(BidService::new(bidding(Some(text)), 1));
+    let mut s = server(&service);
+    let generation = service.current();
+    let bidding = &generation.bidding;
+    let mut ledger = bidder::money::ledger::Ledger::new(300_000);
+    let imps: Vec<String> = (0..48)
+        .map(|i| format!(r#"{{"id":"{i}","banner":{{"w":300,"h":250}}}}"#))
+        .collect();
+    let hostage = format!(
+        r#"{{"id":"h","imp":[{}],"site":{{"domain":"a.com"}}}}"#,
+        imps.join(",")
+    );
+    let exchange_a = 0;
+    let acme = bidding
+        .catalog
+        .campaigns
+        .iter()
+        .find(|c| c.id == "acme-display")
+        .unwrap()
+        .budget_slot;
+    let daily = bidding.budgets.snapshot(acme).available_micros;
+    let cap = bidding.catalog.partners[exchange_a]
+        .max_held_micros
+        .unwrap();
+    let mut refused_at = None;
+    for i in 0..200 {
+        let (code, _) = post(&mut s, "/bid/exchange-a", None, "", &hostage);
+        ledger.drain(&bidding.inbox, &bidding.budgets);
+        assert!(bidding.budgets.partner_held_micros(exchange_a as u16) <= cap);
+        if code == 204 && refused_at.is_none() {
+            refused_at = Some(i);
+        }
+    }
+    let refused_at = refused_at.expect("the partner's share filled up");
+    // 48 bids of 1,800 micros each: the share fills after about 58 requests, and
+    // from then on exchange-a's bids are refused.
+    assert!(
+        (50..70).contains(&refused_at),
+        "refused from request {refused_at}"
+    );
+    let available = bidding.budgets.snapshot(acme).available_micros;
+    assert!(
+        available >= daily - cap,
+        "acme-display keeps all but the partner's share: {available} of {daily}"
+    );
+    assert!(bidding.budgets.partner_hold_refusals(exchange_a as u16) > 0);
+    // Honest traffic from another partner still gets bids.
+    let (code, text) = post(&mut s, "/bid/ssp-b", Some("192.0.2.9"), "", BANNER);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("acme-display"), "{text}");
+}
+
 #[test]
 fn the_user_space_partner_limit_answers_204_past_the_burst() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");

@@ -19,10 +19,13 @@ use bidder::bid::gate::BidService;
 use bidder::bid::pipeline::{Bidding, Pipeline};
 use bidder::catalog::{Campaign, CampaignIdx};
 use bidder::control::Registry;
-use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
+use bidder::control::{
+    ControlConfig, ControlParts, ControlPort, NoticeListenerConfig, Notices, Readiness,
+};
 use bidder::decide::strategy::{CampaignStrategy, StrategySource};
 use bidder::decide::DecisionStats;
 use bidder::money::budget::Budgets;
+use bidder::money::currency::CurrencyBook;
 use bidder::money::ledger::{Ledger, LedgerInbox};
 use bidder::money::notice_keys::NoticeKeyring;
 use bidder::money::PPM_ONE;
@@ -121,6 +124,10 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
     let port = ControlPort::start(
         ControlConfig {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
+            notice: NoticeListenerConfig {
+                listen_addr: "127.0.0.1:0".parse().unwrap(),
+                ..NoticeListenerConfig::default()
+            },
             ..ControlConfig::default()
         },
         ControlParts {
@@ -135,6 +142,10 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
                 ledger: Ledger::new(60_000),
                 inbox: Arc::clone(&bidding.inbox),
                 budgets: Arc::clone(&budgets),
+                currencies: Arc::new(CurrencyBook::default()),
+                reservation_ttl_ms: Arc::new(std::sync::atomic::AtomicU64::new(
+                    settings.reservation_ttl_ms,
+                )),
                 clock: calendar.clock(),
                 journal: None,
             },
@@ -142,6 +153,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
     )
     .unwrap();
     let admin = port.local_addr();
+    let notices = port.notice_addr();
 
     let mut worker = Pipeline::new(&bidding, 0, Arc::clone(&stats)).unwrap();
     let won: Vec<Value> = (0..3)
@@ -165,7 +177,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
         (&won[0], "burl", "1.50"),
         (&won[2], "lurl", ""),
     ] {
-        assert_eq!(get(admin, &notice_path(bid, url, price)).0, 204);
+        assert_eq!(get(notices, &notice_path(bid, url, price)).0, 204);
     }
 
     let service = BidService::new(bidding.clone(), 1);

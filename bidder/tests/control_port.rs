@@ -11,20 +11,23 @@ use testkit::promtool::promtool_check;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bidder::clock::DrivenClock;
 use bidder::control::Registry;
-use bidder::control::{ControlConfig, ControlParts, ControlPort, Notices, Readiness};
+use bidder::control::{
+    ControlConfig, ControlParts, ControlPort, NoticeListenerConfig, Notices, Readiness,
+};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::engine::ServeConfig;
 use bidder::http::{BidCall, Outcome, ResponseBuf, Service};
 use bidder::metrics::{PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS};
 use bidder::money::bid_id::{BidId, BidIdGen};
 use bidder::money::budget::{BudgetLimits, Budgets};
+use bidder::money::currency::{CurrencyBook, Rates};
 use bidder::money::impression_cost_micros;
 use bidder::money::journal::{Journal, JournalConfig};
 use bidder::money::ledger::{HeldBid, Ledger, LedgerInbox};
@@ -35,10 +38,25 @@ use bidder::money::period::Calendar;
 const KEY: &[u8] = b"control-port-test-key-0123456789abcdef";
 const BASE_URL: &str = "http://bidder.test/notice";
 const DAILY_MICROS: i64 = 1_000_000;
+/// The admin token the tests' control ports read from their token file.
+const TOKEN: &str = "control-port-test-admin-token-0123456789";
+
+/// An admin call with the test token.
+fn admin_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    testkit::http::exchange(addr, "POST", path, &auth, body).expect("admin call")
+}
 
 struct Setup {
     port: ControlPort,
+    /// The admin listener.
     addr: SocketAddr,
+    /// The notice listener.
+    notices: SocketAddr,
+    /// Holds the admin token file.
+    _dir: testkit::TempDir,
+    /// The reservation TTL in force (a reload stores a new one).
+    ttl: Arc<AtomicU64>,
     registry: Arc<Registry>,
     readiness: Readiness,
     budgets: Arc<Budgets>,
@@ -57,6 +75,11 @@ fn start(config: ControlConfig) -> Setup {
 
 /// [`start`], writing settlements to `journal`.
 fn start_with(config: ControlConfig, journal: Option<Journal>) -> Setup {
+    start_full(config, journal, true)
+}
+
+/// [`start_with`]; without `with_token` no admin token file is configured.
+fn start_full(config: ControlConfig, journal: Option<Journal>, with_token: bool) -> Setup {
     let registry = Arc::new(Registry::new());
     let readiness = Readiness::new();
     let budgets = Arc::new(Budgets::new([DAILY_MICROS]));
@@ -65,6 +88,10 @@ fn start_with(config: ControlConfig, journal: Option<Journal>) -> Setup {
     let reloads = Arc::new(AtomicUsize::new(0));
     let calls = Arc::clone(&reloads);
     let calendar = DrivenClock::at(testkit::MONDAY_10_30_MS);
+    let ttl = Arc::new(AtomicU64::new(60_000));
+    let dir = testkit::TempDir::new("control-token");
+    let token_file = dir.0.join("admin.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let parts = ControlParts {
         registry: Arc::clone(&registry),
         readiness: readiness.clone(),
@@ -80,6 +107,11 @@ fn start_with(config: ControlConfig, journal: Option<Journal>) -> Setup {
             ledger: Ledger::new(60_000),
             inbox: Arc::clone(&inbox),
             budgets: Arc::clone(&budgets),
+            currencies: Arc::new(CurrencyBook::new(Rates {
+                ours: "USD".into(),
+                rates_micros: [("EUR".to_owned(), 1_080_000)].into_iter().collect(),
+            })),
+            reservation_ttl_ms: Arc::clone(&ttl),
             clock: calendar.clock(),
             journal,
         },
@@ -87,6 +119,11 @@ fn start_with(config: ControlConfig, journal: Option<Journal>) -> Setup {
     let port = ControlPort::start(
         ControlConfig {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_token_file: with_token.then_some(token_file),
+            notice: NoticeListenerConfig {
+                listen_addr: "127.0.0.1:0".parse().unwrap(),
+                ..config.notice.clone()
+            },
             ..config
         },
         parts,
@@ -94,6 +131,9 @@ fn start_with(config: ControlConfig, journal: Option<Journal>) -> Setup {
     .expect("control port starts");
     Setup {
         addr: port.local_addr(),
+        notices: port.notice_addr(),
+        _dir: dir,
+        ttl,
         port,
         registry,
         readiness,
@@ -178,9 +218,151 @@ fn health_answers_and_ready_follows_the_flag() {
     assert_eq!(get(s.addr, "/ready").0, 503);
     assert_eq!(request(s.addr, "POST", "/health", b"").0, 405);
     assert_eq!(get(s.addr, "/reload").0, 405);
-    assert_eq!(request(s.addr, "POST", "/notice/win", b"").0, 405);
     assert_eq!(get(s.addr, "/nope").0, 404);
-    assert_eq!(get(s.addr, "/notice/other?bid=1").0, 404);
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn notices_and_admin_answer_on_their_own_listeners_only() {
+    let mut s = start(ControlConfig::default());
+    let bid = s.bid(2_000_000, 60_000);
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    let (status, body) = get(s.addr, &win);
+    assert_eq!(status, 404, "no notices on the admin listener");
+    assert!(body.contains("[notice] listen"), "{body}");
+    for path in ["/metrics", "/health", "/ready", "/notice/other?bid=1"] {
+        assert_eq!(get(s.notices, path).0, 404, "{path} on the notice listener");
+    }
+    assert_eq!(admin_post(s.notices, "/reload", b"good").0, 404);
+    assert_eq!(s.reloads.load(Ordering::SeqCst), 0);
+    assert_eq!(request(s.notices, "POST", "/notice/win", b"").0, 405);
+    assert_eq!(
+        s.budget(),
+        (DAILY_MICROS - 2_000, 2_000, 0),
+        "nothing settled"
+    );
+    assert_eq!(get(s.notices, &win).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500));
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn admin_calls_that_change_state_need_the_token() {
+    let s = start(ControlConfig::default());
+    for path in ["/reload", "/campaign/camp%201/resume"] {
+        let (status, body) = request(s.addr, "POST", path, b"good");
+        assert_eq!(status, 401, "{path} without a token: {body}");
+        assert!(body.contains("admin_token_file"), "{body}");
+        let wrong = format!("Authorization: Bearer {}x\r\n", &TOKEN[1..]);
+        let (status, _) = testkit::http::exchange(s.addr, "POST", path, &wrong, b"").unwrap();
+        assert_eq!(status, 401, "{path} with a wrong token");
+    }
+    assert_eq!(s.reloads.load(Ordering::SeqCst), 0, "never called");
+    assert_eq!(admin_post(s.addr, "/reload", b"good").0, 200);
+    assert_eq!(s.reloads.load(Ordering::SeqCst), 1);
+    assert!(s.scrape().contains("bidder_admin_unauthorized_total 4\n"));
+    s.port.shutdown().unwrap();
+
+    // Without a token file nothing that changes state is served: fail closed.
+    let s = start_full(ControlConfig::default(), None, false);
+    let (status, body) = admin_post(s.addr, "/reload", b"good");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("admin_token_file") && body.contains("SIGHUP"),
+        "{body}"
+    );
+    assert_eq!(s.reloads.load(Ordering::SeqCst), 0);
+    assert_eq!(get(s.addr, "/health").0, 200, "reads need no token");
+    s.port.shutdown().unwrap();
+}
+
+/// Raises this process's open-file limit to its hard limit (a thousand client sockets
+/// and the server's ends live in one test process).
+fn raise_open_file_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    assert!(
+        limit.rlim_max >= needed,
+        "the hard open-file limit {} < {needed}",
+        limit.rlim_max
+    );
+    limit.rlim_cur = limit.rlim_cur.max(needed);
+    // SAFETY: setrlimit reads the struct; the soft limit stays within the hard one.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+/// A connection to `to` from the loopback address `from` (any port).
+fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    stream
+}
+
+/// One GET on a fresh connection from `from`; the status.
+fn get_from(from: [u8; 4], to: SocketAddr, path: &str) -> u16 {
+    let mut c = connect_from(from, to);
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    testkit::http::split_response(&answer).map_or(0, |(status, _)| status)
+}
+
+#[test]
+fn a_thousand_idle_notice_connections_leave_notices_and_admin_unaffected() {
+    const IDLE: usize = 1_000;
+    raise_open_file_limit(4 * IDLE as u64);
+    let mut s = start(ControlConfig::default());
+    let per_source = NoticeListenerConfig::default().max_connections_per_source as usize;
+    // One source holds a thousand connections that never send a byte.
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| connect_from([127, 0, 0, 1], s.notices))
+        .collect();
+    testkit::eventually(
+        CLIENT_TIMEOUT,
+        "every idle connection reaches the door",
+        || {
+            let text = s.scrape();
+            text.contains(&format!(
+            "bidder_control_connections_shed_total{{listener=\"notice\",reason=\"per_source\"}} {}\n",
+            IDLE - per_source
+        ))
+        },
+    );
+    // Exchanges' notice servers at other addresses are served at once, and so is admin.
+    let mut settled = 0;
+    for i in 0..20u8 {
+        let bid = s.bid(1_000_000, 60_000);
+        let win = s.notice_path(&bid, NoticeKind::Win, Some("0.5"));
+        if get_from([127, 0, 0, 2 + i % 4], s.notices, &win) == 204 {
+            settled += 1;
+        }
+    }
+    assert_eq!(settled, 20, "every real win notice was answered");
+    assert_eq!(s.budget(), (DAILY_MICROS - 20 * 500, 0, 20 * 500));
+    assert_eq!(get_from([127, 0, 0, 1], s.addr, "/health"), 200);
+    let text = s.scrape();
+    assert!(
+        text.contains(&format!(
+            "bidder_control_connections_open{{listener=\"notice\"}} {per_source}\n"
+        )),
+        "{text}"
+    );
+    drop(idle);
     s.port.shutdown().unwrap();
 }
 
@@ -190,11 +372,11 @@ fn a_win_settles_at_the_clearing_price_and_a_second_notice_counts_once() {
     let bid = s.bid(2_000_000, 60_000);
     assert_eq!(s.budget(), (DAILY_MICROS - 2_000, 2_000, 0));
     let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
-    assert_eq!(get(s.addr, &win), (204, String::new()));
+    assert_eq!(get(s.notices, &win), (204, String::new()));
     assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500));
     let bill = s.notice_path(&bid, NoticeKind::Bill, Some("1.5"));
-    assert_eq!(get(s.addr, &bill).0, 204);
-    assert_eq!(get(s.addr, &win).0, 204, "exchanges retry");
+    assert_eq!(get(s.notices, &bill).0, 204);
+    assert_eq!(get(s.notices, &win).0, 204, "exchanges retry");
     assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500), "charged once");
     let text = s.scrape();
     for needle in [
@@ -230,7 +412,7 @@ fn the_tick_starts_a_new_york_day_at_local_midnight_and_a_late_win_pays_for_its_
     });
     assert_eq!(s.budget(), (DAILY_MICROS, 0, 0), "a new day, whole");
     let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
-    assert_eq!(get(s.addr, &win).0, 204);
+    assert_eq!(get(s.notices, &win).0, 204);
     let snap = s.budgets.snapshot(0);
     assert_eq!(
         snap.previous_day_spent_micros, 1_500,
@@ -244,36 +426,111 @@ fn the_tick_starts_a_new_york_day_at_local_midnight_and_a_late_win_pays_for_its_
 }
 
 #[test]
+fn a_price_in_another_currency_is_converted_or_charged_at_our_bid() {
+    let mut s = start(ControlConfig::default());
+    let in_currency = |s: &Setup, bid: &Bid, price: &str, cur: &str| {
+        s.notice_path(bid, NoticeKind::Win, Some(price))
+            .replace("${AUCTION_CURRENCY}", cur)
+    };
+    // 1.00 EUR at 1.08: 1.08 USD CPM, 1,080 micros an impression.
+    let eur = s.bid(2_000_000, 60_000);
+    assert_eq!(get(s.notices, &in_currency(&s, &eur, "1.0", "EUR")).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_080, 0, 1_080));
+    // A currency without a rate cannot be read: charged at our bid, never less.
+    let jpy = s.bid(2_000_000, 60_000);
+    assert_eq!(get(s.notices, &in_currency(&s, &jpy, "150", "JPY")).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 3_080, 0, 3_080));
+    // Ours, in any case.
+    let usd = s.bid(2_000_000, 60_000);
+    assert_eq!(get(s.notices, &in_currency(&s, &usd, "1.5", "usd")).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 4_580, 0, 4_580));
+    let text = s.scrape();
+    for needle in [
+        "bidder_notice_currency_total{result=\"converted\"} 1\n",
+        "bidder_notice_currency_total{result=\"unknown\"} 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    s.port.shutdown().unwrap();
+}
+
+#[test]
 fn a_notice_without_a_readable_price_settles_at_our_bid() {
     let mut s = start(ControlConfig::default());
     // Exchanges that do not substitute the macro send it raw or percent-encoded.
     let raw_bid = s.bid(3_000_000, 60_000);
     let raw = s.notice_path(&raw_bid, NoticeKind::Win, None);
-    assert_eq!(get(s.addr, &raw).0, 204);
+    assert_eq!(get(s.notices, &raw).0, 204);
     assert_eq!(s.budget(), (DAILY_MICROS - 3_000, 0, 3_000));
     let bid = s.bid(3_000_000, 60_000);
     let encoded = s
         .notice_path(&bid, NoticeKind::Bill, None)
         .replace("${AUCTION_PRICE}", "%24%7BAUCTION_PRICE%7D");
-    assert_eq!(get(s.addr, &encoded).0, 204);
+    assert_eq!(get(s.notices, &encoded).0, 204);
     assert_eq!(s.budget(), (DAILY_MICROS - 6_000, 0, 6_000));
     s.port.shutdown().unwrap();
 }
 
 #[test]
-fn a_loss_returns_the_reservation() {
+fn a_loss_returns_the_reservation_and_a_win_after_it_is_still_charged() {
     let mut s = start(ControlConfig::default());
     let bid = s.bid(2_000_000, 60_000);
     let loss = s.notice_path(&bid, NoticeKind::Loss, Some("2.5"));
-    assert_eq!(get(s.addr, &loss).0, 204);
+    assert_eq!(get(s.notices, &loss).0, 204);
     assert_eq!(s.budget(), (DAILY_MICROS, 0, 0));
+    // Notices may come in any order: the win after the loss is an impression.
     let win = s.notice_path(&bid, NoticeKind::Win, Some("1.0"));
-    assert_eq!(get(s.addr, &win).0, 204);
-    assert_eq!(
-        s.budget(),
-        (DAILY_MICROS, 0, 0),
-        "a win after the loss is a duplicate"
-    );
+    assert_eq!(get(s.notices, &win).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_000, 0, 1_000), "charged");
+    let bill = s.notice_path(&bid, NoticeKind::Bill, Some("1.0"));
+    assert_eq!(get(s.notices, &bill).0, 204);
+    assert_eq!(get(s.notices, &loss).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_000, 0, 1_000), "once");
+    let text = s.scrape();
+    for needle in [
+        "bidder_notices_total{kind=\"win\",outcome=\"settled\"} 1\n",
+        "bidder_notices_total{kind=\"bill\",outcome=\"duplicate\"} 1\n",
+        "bidder_notices_total{kind=\"loss\",outcome=\"duplicate\"} 1\n",
+        "bidder_ledger_late_settled_total 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_late_win_is_charged_from_what_is_left_and_never_past_the_limit() {
+    let mut s = start(ControlConfig {
+        ledger_tick_ms: 10,
+        ..ControlConfig::default()
+    });
+    // Two bids of 0.4 of the day's budget whose reservations go back unanswered.
+    let (a, b) = (s.bid(400_000_000, 50), s.bid(400_000_000, 50));
+    s.calendar.advance_ms(50);
+    let budgets = Arc::clone(&s.budgets);
+    testkit::eventually(CLIENT_TIMEOUT, "the reservations to expire", || {
+        budgets.snapshot(0).reserved_micros == 0
+    });
+    // Meanwhile another bid takes 0.6 of the budget and wins.
+    let other = s.bid(600_000_000, 60_000);
+    let win = s.notice_path(&other, NoticeKind::Win, None);
+    assert_eq!(get(s.notices, &win).0, 204);
+    assert_eq!(s.budget(), (400_000, 0, 600_000));
+    // The first late win fits what is left; the second would go past the limit, so
+    // it is counted, not charged.
+    for late in [&a, &b] {
+        let win = s.notice_path(late, NoticeKind::Win, None);
+        assert_eq!(get(s.notices, &win).0, 204);
+    }
+    assert_eq!(s.budget(), (0, 0, DAILY_MICROS), "never past the limit");
+    let text = s.scrape();
+    for needle in [
+        "bidder_ledger_late_settled_total 1\n",
+        "bidder_ledger_late_unfunded_total 1\n",
+        "bidder_notices_total{kind=\"win\",outcome=\"unfunded\"} 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
     s.port.shutdown().unwrap();
 }
 
@@ -286,11 +543,16 @@ fn forged_edited_or_malformed_notices_are_refused_and_change_nothing() {
         (win.replace("px=2000000", "px=1"), "bad_signature"),
         (win.replace("cid=camp%201", "cid=camp%202"), "bad_signature"),
         (win.replace("&sig=", "&nosig="), "missing_field"),
+        // A loss made from the win URL: each kind has its own signature.
+        (
+            win.replace("/notice/win?", "/notice/loss?"),
+            "bad_signature",
+        ),
         (format!("{win}&bid=1"), "repeated_field"),
         ("/notice/win".to_owned(), "missing_field"),
     ];
     for (path, _) in &cases {
-        let (status, body) = get(s.addr, path);
+        let (status, body) = get(s.notices, path);
         assert_eq!(status, 400, "{path}");
         assert!(!body.is_empty(), "a reason is given");
     }
@@ -300,10 +562,15 @@ fn forged_edited_or_malformed_notices_are_refused_and_change_nothing() {
         "bidder_notices_refused_total{kind=\"win\",reason=\"bad_signature\"} 2\n",
         "bidder_notices_refused_total{kind=\"win\",reason=\"missing_field\"} 2\n",
         "bidder_notices_refused_total{kind=\"win\",reason=\"repeated_field\"} 1\n",
+        "bidder_notices_refused_total{kind=\"loss\",reason=\"bad_signature\"} 1\n",
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
-    assert_eq!(get(s.addr, &win).0, 204, "the genuine notice still settles");
+    assert_eq!(
+        get(s.notices, &win).0,
+        204,
+        "the genuine notice still settles"
+    );
     assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500));
     s.port.shutdown().unwrap();
 }
@@ -325,15 +592,39 @@ fn overdue_reservations_expire_on_the_tick_without_any_notice() {
     });
     assert_eq!(s.budget(), (DAILY_MICROS, 0, 0));
     let late = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
-    assert_eq!(get(s.addr, &late).0, 204);
+    assert_eq!(get(s.notices, &late).0, 204);
     assert_eq!(
         s.budget(),
-        (DAILY_MICROS, 0, 0),
-        "a late win charges nothing"
+        (DAILY_MICROS - 1_500, 0, 1_500),
+        "a late win is charged from the budget it has now"
     );
     let text = s.scrape();
     assert!(text.contains("bidder_ledger_expired_total 1\n"), "{text}");
-    assert!(text.contains("bidder_ledger_unknown_total 1\n"), "{text}");
+    assert!(
+        text.contains("bidder_ledger_late_settled_total 1\n"),
+        "{text}"
+    );
+    s.port.shutdown().unwrap();
+}
+
+#[test]
+fn a_shorter_reservation_ttl_applies_to_the_bids_held_already() {
+    let mut s = start(ControlConfig::default());
+    let bid = s.bid(2_000_000, 60_000);
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_000, 2_000, 0));
+    s.calendar.advance_ms(5_000);
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(s.budget().1, 2_000, "held: 55 s of its 60 s left");
+    // A reload lowers the TTL to 3 s: the bid, 5 s old, is overdue at once.
+    s.ttl.store(3_000, Ordering::Release);
+    let budgets = Arc::clone(&s.budgets);
+    testkit::eventually(CLIENT_TIMEOUT, "the held bid to expire", || {
+        budgets.snapshot(0).reserved_micros == 0
+    });
+    // Its win still counts when it comes, from what the budget has.
+    let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
+    assert_eq!(get(s.notices, &win).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 1_500, 0, 1_500));
     s.port.shutdown().unwrap();
 }
 
@@ -344,21 +635,21 @@ fn reload_reports_the_summary_or_the_error() {
         ..ControlConfig::default()
     });
     assert_eq!(
-        request(s.addr, "POST", "/reload", b"good"),
+        admin_post(s.addr, "/reload", b"good"),
         (
             200,
             "test.toml: reloaded: 2 partners, 3 campaigns\n".to_owned()
         )
     );
     assert_eq!(
-        request(s.addr, "POST", "/reload", b"bad"),
+        admin_post(s.addr, "/reload", b"bad"),
         (
             400,
             "test.toml:3: [[campaign]] id: must not be empty\n".to_owned()
         )
     );
     assert_eq!(s.reloads.load(Ordering::SeqCst), 2);
-    let (status, _) = request(s.addr, "POST", "/reload", &[b'x'; 17]);
+    let (status, _) = admin_post(s.addr, "/reload", &[b'x'; 17]);
     assert_eq!(status, 413);
     assert_eq!(s.reloads.load(Ordering::SeqCst), 2, "not called");
     let text = s.scrape();
@@ -418,10 +709,14 @@ fn metrics_over_the_port_pass_promtool() {
     bid_requests(engine.local_addr(), 50);
     let bid = s.bid(1_000_000, 60_000);
     assert_eq!(
-        get(s.addr, &s.notice_path(&bid, NoticeKind::Win, Some("0.8"))).0,
+        get(
+            s.notices,
+            &s.notice_path(&bid, NoticeKind::Win, Some("0.8"))
+        )
+        .0,
         204
     );
-    assert_eq!(get(s.addr, "/notice/bill?bid=x").0, 400);
+    assert_eq!(get(s.notices, "/notice/bill?bid=x").0, 400);
     s.readiness.set_ready(true);
     let text = s.scrape();
     for needle in [
@@ -526,7 +821,7 @@ fn connections_are_bounded_and_stalled_heads_time_out() {
     });
     assert!(s
         .scrape()
-        .contains("bidder_control_connections_shed_total 1\n"));
+        .contains("bidder_control_connections_shed_total{listener=\"admin\",reason=\"full\"} 1\n"));
     s.port.shutdown().unwrap();
 }
 
@@ -572,7 +867,7 @@ fn a_burst_of_wins_trips_the_spend_rate_breaker_which_audits_and_is_resumed() {
     for _ in 0..2 {
         let bid = s.bid(100_000_000, 60_000);
         let win = s.notice_path(&bid, NoticeKind::Win, None);
-        assert_eq!(get(s.addr, &win).0, 204);
+        assert_eq!(get(s.notices, &win).0, 204);
     }
     assert!(!s.budgets.snapshot(0).breaker_tripped, "not looked at yet");
     s.calendar.advance_ms(1_000);
@@ -605,13 +900,13 @@ fn a_burst_of_wins_trips_the_spend_rate_breaker_which_audits_and_is_resumed() {
     );
     // Only POST resumes; an unknown campaign is named.
     assert_eq!(get(s.addr, "/campaign/camp%201/resume").0, 405);
-    let (status, body) = request(s.addr, "POST", "/campaign/nobody/resume", b"");
+    let (status, body) = admin_post(s.addr, "/campaign/nobody/resume", b"");
     assert_eq!((status, body.trim()), (404, "nobody: no such campaign"));
-    let (status, body) = request(s.addr, "POST", "/campaign/camp%201/resume", b"");
+    let (status, body) = admin_post(s.addr, "/campaign/camp%201/resume", b"");
     assert_eq!(status, 200);
     assert!(body.contains("camp 1: resumed"), "{body}");
     assert!(s.budgets.reserve(0, 1).is_some(), "bids again");
-    let (_, body) = request(s.addr, "POST", "/campaign/camp%201/resume", b"");
+    let (_, body) = admin_post(s.addr, "/campaign/camp%201/resume", b"");
     assert!(body.contains("had not paused"), "{body}");
     testkit::eventually(CLIENT_TIMEOUT, "the resume is audited", || {
         events().len() == 2
@@ -629,15 +924,15 @@ fn an_answered_notice_is_on_disk_and_counts_once_after_a_restart() {
     let won = s.bid(2_000_000, 60_000);
     let lost = s.bid(1_000_000, 60_000);
     let win = s.notice_path(&won, NoticeKind::Win, Some("1.5"));
-    assert_eq!(get(s.addr, &win).0, 204);
+    assert_eq!(get(s.notices, &win).0, 204);
     // Answered means written: the row is there before anything else happens.
     assert_eq!(
         journal_rows(&dir.0),
         vec![("camp 1".to_owned(), "settled".to_owned(), 1_500)]
     );
-    assert_eq!(get(s.addr, &win).0, 204, "a duplicate is answered too");
+    assert_eq!(get(s.notices, &win).0, 204, "a duplicate is answered too");
     let loss = s.notice_path(&lost, NoticeKind::Loss, Some("2.0"));
-    assert_eq!(get(s.addr, &loss).0, 204);
+    assert_eq!(get(s.notices, &loss).0, 204);
     assert_eq!(
         journal_rows(&dir.0).len(),
         2,
@@ -721,13 +1016,17 @@ fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
     let mut s = start_with(ControlConfig::default(), Some(journal));
     let first = s.bid(2_000_000, 60_000);
     assert_eq!(
-        get(s.addr, &s.notice_path(&first, NoticeKind::Win, Some("1.0"))).0,
+        get(
+            s.notices,
+            &s.notice_path(&first, NoticeKind::Win, Some("1.0"))
+        )
+        .0,
         204
     );
     let filler = fs.fill();
     let bid = s.bid(2_000_000, 60_000);
     let win = s.notice_path(&bid, NoticeKind::Win, Some("1.5"));
-    let (status, body) = get(s.addr, &win);
+    let (status, body) = get(s.notices, &win);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("spend ledger unavailable"), "{body}");
     // The money moved in memory all the same: the budget cannot be spent twice.
@@ -739,7 +1038,7 @@ fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
         "{text}"
     );
     // The exchange's retry is a duplicate, still not durable: 503 again.
-    assert_eq!(get(s.addr, &win).0, 503);
+    assert_eq!(get(s.notices, &win).0, 503);
     // Fail closed: no new money is reserved while spend cannot be recorded.
     assert!(
         s.budgets.is_closed(),
@@ -752,7 +1051,7 @@ fn a_full_disk_answers_503_holds_the_charge_and_recovers() {
         s.scrape().contains("bidder_ledger_journal_failing 0\n")
     });
     testkit::eventually(CLIENT_TIMEOUT, "bidding resumes", || !s.budgets.is_closed());
-    assert_eq!(get(s.addr, &win).0, 204);
+    assert_eq!(get(s.notices, &win).0, 204);
     assert_eq!(s.budget(), (DAILY_MICROS - 2_500, 0, 2_500), "charged once");
     let rows = journal_rows(&fs.0);
     assert_eq!(rows.iter().map(|r| r.2).sum::<i64>(), 2_500, "{rows:?}");
@@ -791,10 +1090,10 @@ fn a_read_only_ledger_refuses_to_start_and_a_remount_is_survived() {
     fs.remount("ro");
     let bid = s.bid(2_000_000, 60_000);
     let win = s.notice_path(&bid, NoticeKind::Win, Some("2.0"));
-    assert_eq!(get(s.addr, &win).0, 503);
+    assert_eq!(get(s.notices, &win).0, 503);
     fs.remount("rw");
     testkit::eventually(CLIENT_TIMEOUT, "the journal writes again", || {
-        get(s.addr, &win).0 == 204
+        get(s.notices, &win).0 == 204
     });
     assert_eq!(journal_rows(&fs.0).len(), 1);
     s.port.shutdown().unwrap();

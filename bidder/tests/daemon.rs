@@ -48,16 +48,29 @@ fn free_addr() -> SocketAddr {
 /// The demo configuration for a daemon on `bid` and `admin`, with the key file at an
 /// absolute path (the copy lives elsewhere), a short shutdown grace, and a deadline
 /// cap that a loaded machine cannot turn bids into no-bids with.
-fn demo_config(bid: SocketAddr, admin: SocketAddr) -> String {
+fn demo_config(a: &Addrs, token_file: &Path) -> String {
     let demo = harness::demo_path();
     let key = demo.with_file_name("demo-notice.key");
     let text = std::fs::read_to_string(&demo).expect("read the demo config");
-    let text = edit(&text, "\"127.0.0.1:8080\"", &format!("\"{bid}\""));
-    let text = edit(&text, "\"127.0.0.1:9090\"", &format!("\"{admin}\""));
+    let text = edit(&text, "\"127.0.0.1:8080\"", &format!("\"{}\"", a.bid));
     let text = edit(
         &text,
-        "http://127.0.0.1:9090/notice",
-        &format!("http://{admin}/notice"),
+        "admin_listen = \"127.0.0.1:9090\"",
+        &format!(
+            "admin_listen = \"{}\"\nadmin_token_file = \"{}\"",
+            a.admin,
+            token_file.display()
+        ),
+    );
+    let text = edit(
+        &text,
+        "http://127.0.0.1:9091/notice",
+        &format!("http://{}/notice", a.notices),
+    );
+    let text = edit(
+        &text,
+        "listen = \"127.0.0.1:9091\"",
+        &format!("listen = \"{}\"", a.notices),
     );
     let text = edit(
         &text,
@@ -73,6 +86,33 @@ fn demo_config(bid: SocketAddr, admin: SocketAddr) -> String {
         ),
     );
     edit(&text, "deadline_cap_ms = 8", "deadline_cap_ms = 1000")
+}
+
+/// The addresses a test daemon listens on.
+struct Addrs {
+    bid: SocketAddr,
+    admin: SocketAddr,
+    notices: SocketAddr,
+}
+
+impl Addrs {
+    fn free() -> Addrs {
+        Addrs {
+            bid: free_addr(),
+            admin: free_addr(),
+            notices: free_addr(),
+        }
+    }
+}
+
+/// The admin token of the test daemons (`admin_token_file` holds it).
+const TOKEN: &str = "daemon-test-admin-token-0123456789abcdef";
+
+/// Writes [`TOKEN`] into `dir`; the file's path.
+fn token_file(dir: &Path) -> PathBuf {
+    let path = dir.join("admin.token");
+    std::fs::write(&path, format!("{TOKEN}\n")).expect("write the admin token");
+    path
 }
 
 /// The configuration with acme-display's base price raised: bids of 2.70, not 1.80.
@@ -137,6 +177,7 @@ struct Daemon {
     child: Child,
     bid: SocketAddr,
     admin: SocketAddr,
+    notices: SocketAddr,
     config: PathBuf,
     log: PathBuf,
     _dir: TempDir,
@@ -155,7 +196,7 @@ impl Daemon {
         spawn: impl Fn(&Path, &Path) -> Child,
     ) -> Daemon {
         for _ in 0..START_ATTEMPTS {
-            let (bid, admin) = (free_addr(), free_addr());
+            let addrs = Addrs::free();
             let dir = TempDir::new(tag);
             let config = dir.0.join("bidder.toml");
             let log = dir.0.join("bidder.log");
@@ -166,13 +207,14 @@ impl Daemon {
                 dir.0.join("strategy").display(),
                 dir.0.join("stats").display()
             );
-            let text = customise(demo_config(bid, admin)) + &tables;
+            let text = customise(demo_config(&addrs, &token_file(&dir.0))) + &tables;
             std::fs::write(&config, text).expect("write config");
             let child = spawn(&config, &log);
             let mut daemon = Daemon {
                 child,
-                bid,
-                admin,
+                bid: addrs.bid,
+                admin: addrs.admin,
+                notices: addrs.notices,
                 config,
                 log,
                 _dir: dir,
@@ -235,6 +277,12 @@ impl Daemon {
     fn admin(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         try_admin(self.admin, method, path, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
+    }
+
+    /// A notice (path and query) sent to the notice listener.
+    fn notice(&self, path: &str) -> (u16, String) {
+        testkit::http::exchange(self.notices, "GET", path, "", b"")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log()))
     }
 
     /// Bids on a one-banner request on a fresh connection; the price, or `None` for
@@ -318,7 +366,8 @@ fn try_admin(
     path: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    testkit::http::exchange(addr, method, path, "", body)
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    testkit::http::exchange(addr, method, path, &auth, body)
 }
 
 /// `bidder <args> --config <config>` to completion; killed (and the test failed) if it
@@ -362,7 +411,7 @@ fn the_daemon_becomes_ready_and_bids_over_http() {
     assert_eq!(bid["seatbid"][0]["bid"][0]["price"], 1.8);
     let nurl = bid["seatbid"][0]["bid"][0]["nurl"].as_str().unwrap();
     assert!(
-        nurl.starts_with(&format!("http://{}/notice/win?", d.admin)),
+        nurl.starts_with(&format!("http://{}/notice/win?", d.notices)),
         "{nurl}"
     );
     assert_eq!(
@@ -448,7 +497,7 @@ fn a_reload_rotating_the_notice_key_settles_notices_signed_with_either_key() {
             .as_str()
             .unwrap()
             .replace("${AUCTION_PRICE}", "1.5");
-        url.strip_prefix(&format!("http://{}", d.admin))
+        url.strip_prefix(&format!("http://{}", d.notices))
             .unwrap_or_else(|| panic!("{url}"))
             .to_owned()
     };
@@ -472,22 +521,10 @@ fn a_reload_rotating_the_notice_key_settles_notices_signed_with_either_key() {
     assert!(summary.contains("notice key rotated"), "{summary}");
     let after = nurl("k2");
     let tag = |url: &str| url.split("sig=").nth(1).unwrap()[..8].to_owned();
-    assert_eq!(
-        d.admin("GET", &after, b"").0,
-        204,
-        "signed with the new key"
-    );
-    assert_eq!(
-        d.admin("GET", &before, b"").0,
-        204,
-        "signed with the old key"
-    );
+    assert_eq!(d.notice(&after).0, 204, "signed with the new key");
+    assert_eq!(d.notice(&before).0, 204, "signed with the old key");
     let forged = before.replace(&tag(&before), &tag(&after));
-    assert_ne!(
-        d.admin("GET", &forged, b"").0,
-        204,
-        "a tag neither key made"
-    );
+    assert_ne!(d.notice(&forged).0, 204, "a tag neither key made");
     let metrics = d.metrics();
     assert!(
         metrics.contains("bidder_notices_total{kind=\"win\",outcome=\"settled\"} 2\n"),
@@ -661,7 +698,7 @@ fn the_tokio_engine_serves_when_configured() {
 #[test]
 fn check_config_and_run_refuse_a_broken_file_naming_its_line() {
     let dir = TempDir::new("check");
-    let good = demo_config(free_addr(), free_addr());
+    let good = demo_config(&Addrs::free(), &token_file(&dir.0));
     let path = dir.0.join("bidder.toml");
 
     std::fs::write(&path, &good).unwrap();
@@ -716,7 +753,7 @@ const CRASH_LATE_EVERY: u64 = 4;
 
 /// Bids and sends each bid's win notice at once (every [`CRASH_LATE_EVERY`]th one
 /// later), until `stop` or the bidder dies.
-fn exchange_load(bid: SocketAddr, admin: SocketAddr, stop: &AtomicBool) -> Exchange {
+fn exchange_load(bid: SocketAddr, notices: SocketAddr, stop: &AtomicBool) -> Exchange {
     let mut seen = Exchange::default();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -735,15 +772,15 @@ fn exchange_load(bid: SocketAddr, admin: SocketAddr, stop: &AtomicBool) -> Excha
             .expect("a bid carries its nurl")
             .replace("${AUCTION_PRICE}", CRASH_CLEARING_CPM);
         let path = url
-            .strip_prefix(&format!("http://{admin}"))
-            .expect("nurl points at the admin port")
+            .strip_prefix(&format!("http://{notices}"))
+            .expect("nurl points at the notice listener")
             .to_owned();
         if n.is_multiple_of(CRASH_LATE_EVERY) {
             seen.late.push(path);
             continue;
         }
         seen.sent += 1;
-        if let Ok((204, _)) = try_admin(admin, "GET", &path, b"") {
+        if let Ok((204, _)) = testkit::http::exchange(notices, "GET", &path, "", b"") {
             seen.acknowledged.push(path);
         }
     }
@@ -787,8 +824,8 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
     for round in 0..20u64 {
         let stop = AtomicBool::new(false);
         let mut seen = thread::scope(|scope| {
-            let (bid, admin, stop) = (d.bid, d.admin, &stop);
-            let load = scope.spawn(move || exchange_load(bid, admin, stop));
+            let (bid, notices, stop) = (d.bid, d.notices, &stop);
+            let load = scope.spawn(move || exchange_load(bid, notices, stop));
             // Kill at a different point of the load each round.
             thread::sleep(Duration::from_millis(40 + 23 * (round % 7)));
             d.signal(libc::SIGKILL);
@@ -817,7 +854,7 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
         let mut late = 0;
         for path in &seen.late {
             sent += 1;
-            assert_eq!(d.admin("GET", path, b"").0, 204, "round {round}: {path}");
+            assert_eq!(d.notice(path).0, 204, "round {round}: {path}");
             late += 1;
         }
         let with_late = spent(&d);
@@ -839,7 +876,7 @@ fn sigkill_under_load_loses_no_acknowledged_notice_and_charges_none_twice() {
         let after = with_late;
         // An exchange retrying acknowledged notices after the restart changes nothing.
         for path in acknowledged.iter().rev().take(3) {
-            assert_eq!(d.admin("GET", path, b"").0, 204);
+            assert_eq!(d.notice(path).0, 204);
         }
         assert_eq!(
             spent(&d),
@@ -876,8 +913,8 @@ fn acme_bid(d: &Daemon, n: u64, buyeruid: &str) -> Option<String> {
             .as_str()
             .expect("a bid carries its nurl")
             .replace("${AUCTION_PRICE}", "1.0")
-            .strip_prefix(&format!("http://{}", d.admin))
-            .expect("nurl points at the admin port")
+            .strip_prefix(&format!("http://{}", d.notices))
+            .expect("nurl points at the notice listener")
             .to_owned()
     })
 }
@@ -905,9 +942,9 @@ fn a_frequency_cap_counts_wins_over_http_and_survives_a_restart() {
     }
     for win in 0..2 {
         let path = acme_bid(&d, next(), "alice").expect("under the cap");
-        assert_eq!(d.admin("GET", &path, b"").0, 204, "win {win}");
+        assert_eq!(d.notice(&path).0, 204, "win {win}");
         // The exchange's retry of the same notice is not a second impression.
-        assert_eq!(d.admin("GET", &path, b"").0, 204);
+        assert_eq!(d.notice(&path).0, 204);
     }
     assert_eq!(acme_bid(&d, next(), "alice"), None, "two wins: capped");
     assert!(acme_bid(&d, next(), "bob").is_some(), "another user");

@@ -156,7 +156,7 @@ fn a_bid_request_gets_200_with_an_openrtb_bid_response(engine: EngineKind) {
     assert_eq!(bid.adomain, ["acme.example"]);
     assert!(bid.adm.contains("acme.example"), "{}", bid.adm);
     for (url, kind) in [(&bid.nurl, "win"), (&bid.burl, "bill"), (&bid.lurl, "loss")] {
-        let prefix = format!("http://127.0.0.1:9090/notice/{kind}?bid={}&", bid.id);
+        let prefix = format!("http://127.0.0.1:9091/notice/{kind}?bid={}&", bid.id);
         assert!(url.starts_with(&prefix), "{url}");
         assert!(url.contains("&sig="), "{url}");
     }

@@ -112,6 +112,8 @@ fn partner(name: &str, cidrs: &[&str], qps_limit: u32, enabled: bool) -> Partner
         enabled,
         syn_per_s: 100,
         syn_burst: 20,
+        notice_horizon_ms: 300_000,
+        max_held_micros: None,
     }
 }
 

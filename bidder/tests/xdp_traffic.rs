@@ -286,6 +286,10 @@ fn bidder_config(interface: &str, mode: &str, pin_dir: &Path, a: &Addresses) -> 
             "admin_listen = \"127.0.0.1:9090\"",
             &format!("admin_listen = \"127.0.0.1:{ADMIN_PORT}\""),
         )
+        .replace(
+            "listen = \"127.0.0.1:9091\"",
+            &format!("listen = \"127.0.0.1:{}\"", ADMIN_PORT + 1),
+        )
         .replace("cores = [0, 1]", "cores = [0]")
         .replace("deadline_cap_ms = 8", "deadline_cap_ms = 400")
         .replace(

@@ -18,7 +18,8 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{command, paths, setup};
 
-/// Ports the benchmark servers listen on (the bidder's admin port is `BID_PORT + 1`).
+/// Ports the benchmark servers listen on (the bidder's admin port is `BID_PORT + 1`,
+/// its notice listener `BID_PORT + 2`).
 pub(crate) const BID_PORT: u16 = 18_080;
 const NGINX_PORT: u16 = 8_090;
 /// wrk run per target, seconds, and its connections.
@@ -215,7 +216,9 @@ fn bench_config(root: &Path, engine: &str, extra_server: &str) -> Result<String>
     let mut out = String::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
-        let replaced = if trimmed.starts_with("listen =") {
+        let replaced = if trimmed.starts_with("listen = \"127.0.0.1:9091\"") {
+            format!("listen = \"127.0.0.1:{}\"", BID_PORT + 2)
+        } else if trimmed.starts_with("listen =") {
             format!("listen = \"127.0.0.1:{BID_PORT}\"")
         } else if trimmed.starts_with("admin_listen =") {
             format!("admin_listen = \"127.0.0.1:{}\"", BID_PORT + 1)
@@ -225,6 +228,8 @@ fn bench_config(root: &Path, engine: &str, extra_server: &str) -> Result<String>
             format!("cores = [{SERVER_CPU}]")
         } else if trimmed.starts_with("qps_limit =") {
             "qps_limit = 100_000_000".into()
+        } else if trimmed.starts_with("max_held_micros =") {
+            "# max_held_micros: no limit at saturation".into()
         } else if trimmed.starts_with("burst =") {
             "burst = 100_000_000".into()
         } else if trimmed.starts_with("daily_budget_micros =") {

@@ -97,6 +97,7 @@ pub fn run() -> Result<()> {
     step(started, "bid over the veth", &format!("200, price {price}"));
     machine.check_sysctls()?;
     machine.check_reload(price)?;
+    machine.check_admin_token()?;
     machine.check_restart_after_kill()?;
     machine.report_units()?;
     check_monitoring(&base)?;
@@ -362,6 +363,33 @@ impl Machine {
         }
     }
 
+    /// The admin listener refuses `POST /reload` without the token the role created,
+    /// and `bidderctl reload` (agent → bidder with the token) is applied; the notice
+    /// listener serves notices only.
+    fn check_admin_token(&self) -> Result<()> {
+        let admin: SocketAddr = format!("{GUEST_IP}:9090").parse()?;
+        let (status, _) = testkit::http::exchange(admin, "POST", "/reload", "", b"")?;
+        ensure!(
+            status == 401,
+            "POST /reload without a token: {status}, not 401"
+        );
+        let answer = self.ssh("/opt/bidder/current/bin/bidderctl reload")?;
+        ensure!(
+            answer.contains("reloaded"),
+            "bidderctl reload with the token: {answer}"
+        );
+        let notices: SocketAddr = format!("{GUEST_IP}:9091").parse()?;
+        let (status, _) = testkit::http::exchange(notices, "GET", "/metrics", "", b"")?;
+        ensure!(
+            status == 404,
+            "GET /metrics on the notice listener: {status}, not 404"
+        );
+        let (status, _) = testkit::http::exchange(notices, "GET", "/notice/win?bid=x", "", b"")?;
+        ensure!(status == 400, "an unsigned notice: {status}, not 400");
+        println!("deploy-test: admin token: 401 without, bidderctl reload applied; notice listener apart");
+        Ok(())
+    }
+
     /// `kill -9` of the bidder: systemd starts a new one, which serves.
     fn check_restart_after_kill(&self) -> Result<()> {
         let pid = self.ssh("systemctl show -p MainPID --value bidder.service")?;
@@ -471,7 +499,8 @@ all:
         bidder_listen: "0.0.0.0:8080"
         bidder_admin_listen: "0.0.0.0:9090"
         agent_metrics_listen: "0.0.0.0:9097"
-        bidder_notice_base_url: "http://{GUEST_IP}:9090/notice"
+        bidder_notice_listen: "0.0.0.0:9091"
+        bidder_notice_base_url: "http://{GUEST_IP}:9091/notice"
         bidder_notice_key: "deploy-test notice key, not a secret: 0123456789abcdef"
         bidder_dist_archive: {archive}
         bidder_partners:

@@ -88,7 +88,7 @@ impl Agent {
             return "not asked (bidder_admin is empty): reset it with POST /campaign/ID/resume on the bidder's admin port".into();
         }
         let path = format!("/campaign/{}/resume", percent_encoded(id));
-        match post_to_bidder(&self.config.bidder_admin, &path, "resume") {
+        match post_to_bidder(&self.config, &path, "resume") {
             Ok(answer) => answer,
             Err(e) => format!("not reset: {}; fix: {}", e.message, e.hint),
         }

@@ -120,6 +120,7 @@ impl Agent {
                 })?;
                 self.config.socket = fresh.socket;
                 self.config.bidder_admin = fresh.bidder_admin;
+                self.config.bidder_admin_token_file = fresh.bidder_admin_token_file;
                 "reloaded"
             }
             None => "no configuration file",
@@ -127,7 +128,7 @@ impl Agent {
         let bidder = if self.config.bidder_admin.is_empty() {
             "not configured (bidder_admin is empty)".to_string()
         } else {
-            post_reload(&self.config.bidder_admin)?
+            post_reload(&self.config)?
         };
         Ok(json!({"agent": agent, "bidder": bidder}))
     }
@@ -147,19 +148,33 @@ pub(super) struct StatsArgs {
 }
 
 /// POSTs `/reload` to the bidder's admin port and returns its answer's body.
-pub(super) fn post_reload(admin: &str) -> Result<String, Error> {
-    post_to_bidder(admin, "/reload", "reload")
+pub(super) fn post_reload(config: &AgentConfig) -> Result<String, Error> {
+    post_to_bidder(config, "/reload", "reload")
 }
 
-/// POSTs an empty body to `path` on the bidder's admin port (`what` names the action
-/// in errors) and returns the answer's body when it is 200.
-pub(super) fn post_to_bidder(admin: &str, path: &str, what: &str) -> Result<String, Error> {
+/// POSTs an empty body to `path` on the bidder's admin port (`bidder_admin`, with the
+/// token of `bidder_admin_token_file`; `what` names the action in errors) and returns
+/// the answer's body when it is 200.
+pub(super) fn post_to_bidder(
+    config: &AgentConfig,
+    path: &str,
+    what: &str,
+) -> Result<String, Error> {
+    let admin = config.bidder_admin.as_str();
     let failed = |problem: String| {
         Error::new(
             Code::ReloadFailed,
             problem,
-            "check the bidder's admin listener (bidder_admin) and its log",
+            "check the bidder's admin listener (bidder_admin), bidder_admin_token_file and the bidder's log",
         )
+    };
+    let authorization = match &config.bidder_admin_token_file {
+        None => String::new(),
+        Some(file) => {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| failed(format!("bidder_admin_token_file {}: {e}", file.display())))?;
+            format!("authorization: Bearer {}\r\n", token.trim())
+        }
     };
     let addr: SocketAddr = admin
         .parse()
@@ -171,7 +186,7 @@ pub(super) fn post_to_bidder(admin: &str, path: &str, what: &str) -> Result<Stri
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| failed(e.to_string()))?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\n{authorization}content-length: 0\r\nconnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes())
         .map_err(|e| failed(format!("{addr}: {e}")))?;

@@ -35,11 +35,22 @@ pub struct Bidding {
     pub clock: Clock,
 }
 
+/// Sets each partner's `max_held_micros` in `budgets`. Partners are indexed by
+/// position: a reload that adds or removes one moves the limits with the names, and
+/// clears them past the last.
+pub fn apply_partner_holds(catalog: &Catalog, budgets: &Budgets) {
+    for idx in 0..crate::limits::MAX_PARTNERS {
+        let max = catalog.partners.get(idx).and_then(|p| p.max_held_micros);
+        budgets.set_partner_max_held(idx as u16, max);
+    }
+}
+
 impl Bidding {
     /// A pipeline's shared state of its own for `catalog`: every campaign's full daily
     /// budget and a production-size ledger inbox (`bidder decide`, tests, benchmarks).
     pub fn new(catalog: Catalog, strategy: Arc<dyn StrategySource>, clock: Clock) -> Bidding {
         let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+        apply_partner_holds(&catalog, &budgets);
         Bidding::sharing(
             Arc::new(catalog),
             Arc::new(budgets),
@@ -259,7 +270,13 @@ impl Pipeline {
                 self.dropped_bids += kept as u64;
             }
         }
-        let expires_at_ms = arrival.now_ms + catalog.settings.reservation_ttl_ms;
+        // The partner's horizon: how long its notices may take before the money goes
+        // back (a later win is still charged, see money/ledger.rs).
+        let horizon_ms = arrival
+            .partner
+            .and_then(|p| catalog.partners.get(usize::from(p)))
+            .map_or(catalog.settings.reservation_ttl_ms, |p| p.notice_horizon_ms);
+        let expires_at_ms = arrival.now_ms + horizon_ms;
         for (i, chosen) in decision.bids.drain(..).enumerate() {
             let slot = catalog.campaigns[chosen.campaign].budget_slot;
             match claim.as_mut().filter(|_| i < kept) {

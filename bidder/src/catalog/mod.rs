@@ -65,6 +65,11 @@ pub struct Partner {
     /// New connections per second the XDP front admits (not overridden by the agent).
     pub syn_per_s: u32,
     pub syn_burst: u32,
+    /// How long its bids hold their price waiting for a notice, ms (at most the
+    /// reservation TTL).
+    pub notice_horizon_ms: u64,
+    /// The most its bids may hold at once, micros; `None`: no limit.
+    pub max_held_micros: Option<i64>,
 }
 
 impl Partner {
@@ -295,7 +300,7 @@ impl Catalog {
         let partners: Vec<Partner> = config
             .partners
             .iter()
-            .map(|p| compile_partner(p.get_ref()))
+            .map(|p| compile_partner(p.get_ref(), config.bidding.reservation_ttl_ms))
             .collect();
         let partner_by_name = partners
             .iter()
@@ -369,7 +374,7 @@ fn max_price(c: &crate::config::CampaignConfig) -> i64 {
         .min(c.max_bid_cpm_micros)
 }
 
-fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
+fn compile_partner(p: &crate::config::PartnerConfig, reservation_ttl_ms: u64) -> Partner {
     Partner {
         name: p.name.clone(),
         cidrs: p.cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
@@ -383,6 +388,11 @@ fn compile_partner(p: &crate::config::PartnerConfig) -> Partner {
         enabled: p.enabled,
         syn_per_s: p.syn_per_s,
         syn_burst: p.syn_burst,
+        notice_horizon_ms: p
+            .notice_horizon_ms
+            .unwrap_or(reservation_ttl_ms)
+            .min(reservation_ttl_ms),
+        max_held_micros: p.max_held_micros,
     }
 }
 

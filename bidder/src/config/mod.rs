@@ -97,8 +97,13 @@ impl ConfigSource {
 pub struct ServerConfig {
     /// Bid listener, `ip:port`; every worker binds it with `SO_REUSEPORT`.
     pub listen: String,
-    /// Admin (metrics, health, reload, notices) listener, `ip:port`.
+    /// Admin (metrics, health, reload) listener, `ip:port`: keep it private, since
+    /// `/metrics` shows every budget and spend.
     pub admin_listen: String,
+    /// File holding the bearer token `POST /reload` and `/campaign/{id}/resume` need
+    /// (relative to this file; at least 32 bytes). Unset: both are refused and only
+    /// SIGHUP reloads.
+    pub admin_token_file: Option<PathBuf>,
     /// `io_uring` (default; falls back to `tokio` where the kernel lacks io_uring) or
     /// `tokio`.
     pub engine: String,
@@ -139,6 +144,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
+            admin_token_file: None,
             engine: "io_uring".into(),
             cores: vec![0],
             default_bid_path: "/openrtb2/bid".into(),
@@ -292,7 +298,8 @@ impl Default for FrequencyConfig {
     }
 }
 
-/// Win / billing / loss notice URLs and their signing key.
+/// Win / billing / loss notice URLs, their signing key, and the listener exchanges
+/// call them on (apart from the admin listener).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeConfig {
@@ -301,6 +308,34 @@ pub struct NoticeConfig {
     /// File holding the HMAC key (at least 32 bytes); relative paths are relative to
     /// the configuration file.
     pub hmac_key_file: PathBuf,
+    /// The notice listener, `ip:port`: serves `/notice/{win,bill,loss}` only.
+    #[serde(default = "NoticeConfig::default_listen")]
+    pub listen: String,
+    /// Notice connections served at once (503 past it).
+    #[serde(default = "NoticeConfig::default_max_connections")]
+    pub max_connections: u32,
+    /// Notice connections one source address may hold at once (503 past it).
+    #[serde(default = "NoticeConfig::default_max_connections_per_source")]
+    pub max_connections_per_source: u32,
+    /// How long a notice client may take to send a request head, keep-alive idle
+    /// included; then the connection is closed.
+    #[serde(default = "NoticeConfig::default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+}
+
+impl NoticeConfig {
+    fn default_listen() -> String {
+        "127.0.0.1:9091".into()
+    }
+    fn default_max_connections() -> u32 {
+        4_096
+    }
+    fn default_max_connections_per_source() -> u32 {
+        256
+    }
+    fn default_header_read_timeout_ms() -> u64 {
+        5_000
+    }
 }
 
 /// One exchange or SSP that sends us traffic.
@@ -336,10 +371,39 @@ pub struct PartnerConfig {
     /// SYNs allowed above that rate in a burst.
     #[serde(default = "default_syn_burst")]
     pub syn_burst: u32,
+    /// How long a bid to this partner holds its price waiting for a notice before the
+    /// money goes back (a win that comes later is still charged, from what the budget
+    /// has then). Match it to how late this exchange's notices come; at least 1000;
+    /// unset: the bidding section's `reservation_ttl_ms`, and never more (a longer one
+    /// is cut to it).
+    #[serde(default)]
+    pub notice_horizon_ms: Option<u64>,
+    /// The most this partner's bids may hold at once while they wait (micros, all
+    /// campaigns together): a partner whose bids are never answered cannot hold the
+    /// budgets hostage. Unset: no limit.
+    #[serde(default)]
+    pub max_held_micros: Option<i64>,
 }
 
 /// SYN limits default high enough for a partner reconnecting all its keep-alive
 /// connections at once, low enough to blunt a SYN flood from its prefixes.
+/// The admin token in `path`, surrounding whitespace trimmed; an error names the file
+/// and the fix. Read at load (validation) and at each admin call (so it can rotate).
+pub fn read_admin_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("admin token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < crate::limits::MIN_ADMIN_TOKEN_BYTES {
+        return Err(format!(
+            "admin token file {}: the token has {} bytes, fewer than {}; write one: head -c 32 /dev/urandom | base64 > FILE",
+            path.display(),
+            token.len(),
+            crate::limits::MIN_ADMIN_TOKEN_BYTES
+        ));
+    }
+    Ok(token.to_owned())
+}
+
 fn default_syn_per_s() -> u32 {
     1_000
 }
@@ -655,6 +719,15 @@ impl Config {
         self.relative_to_file(&self.notice.hmac_key_file)
     }
 
+    /// The admin token file, if one is configured, resolved against the configuration's
+    /// folder.
+    pub fn admin_token_path(&self) -> Option<PathBuf> {
+        self.server
+            .admin_token_file
+            .as_deref()
+            .map(|p| self.relative_to_file(p))
+    }
+
     /// The spend journal's file, if one is configured (relative to the config file).
     pub fn ledger_path(&self) -> Option<PathBuf> {
         self.ledger
@@ -677,6 +750,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::ServerConfig;
+
+    #[test]
+    fn a_short_or_missing_admin_token_file_is_an_error_naming_it() {
+        use super::read_admin_token;
+        let dir = testkit::TempDir::new("admin-token");
+        let path = dir.0.join("admin.token");
+        let missing = read_admin_token(&path).unwrap_err();
+        assert!(missing.contains("admin.token"), "{missing}");
+        std::fs::write(&path, "short\n").unwrap();
+        let short = read_admin_token(&path).unwrap_err();
+        assert!(
+            short.contains("fewer than") && short.contains("admin.token"),
+            "{short}"
+        );
+        let token = "t".repeat(crate::limits::MIN_ADMIN_TOKEN_BYTES);
+        std::fs::write(&path, format!("  {token}\n")).unwrap();
+        assert_eq!(read_admin_token(&path), Ok(token));
+    }
 
     #[test]
     fn only_the_fields_that_differ_are_named() {

@@ -88,6 +88,16 @@ fn server(p: &mut Problems) {
             );
         }
     }
+    if let Some(path) = p.config.admin_token_path() {
+        if let Err(problem) = crate::config::read_admin_token(&path) {
+            p.add(
+                "server.admin_token_file".into(),
+                problem,
+                "write a random token: head -c 32 /dev/urandom | base64 > FILE (mode 0640, group of the agent)",
+            );
+        }
+    }
+    let s = &p.config.server;
     if !matches!(s.engine.as_str(), "io_uring" | "tokio") {
         p.add(
             "server.engine".into(),
@@ -236,6 +246,48 @@ fn bidding(p: &mut Problems) {
 }
 
 fn notice(p: &mut Problems) {
+    let n = &p.config.notice;
+    match n.listen.parse::<SocketAddr>() {
+        Err(_) => p.add(
+            "notice.listen".into(),
+            format!("`{}` is not ip:port", n.listen),
+            "write e.g. \"0.0.0.0:9091\": the address exchanges send notices to",
+        ),
+        Ok(addr) => {
+            let s = &p.config.server;
+            let taken = [
+                ("server.listen", &s.listen),
+                ("server.admin_listen", &s.admin_listen),
+            ]
+            .into_iter()
+            .find(|(_, other)| other.parse::<SocketAddr>() == Ok(addr));
+            if let Some((other, _)) = taken {
+                p.add(
+                    "notice.listen".into(),
+                    format!("`{addr}` is also {other}"),
+                    "give notices their own port, e.g. 9091: a flood on one listener must not take the other's slots",
+                );
+            }
+        }
+    }
+    let n = &p.config.notice;
+    if n.max_connections == 0 || !(1..=n.max_connections).contains(&n.max_connections_per_source) {
+        p.add(
+            "notice.max_connections_per_source".into(),
+            format!(
+                "max_connections {} and max_connections_per_source {}: both must be at least 1, the share at most the total",
+                n.max_connections, n.max_connections_per_source
+            ),
+            "e.g. max_connections = 4096, max_connections_per_source = 256",
+        );
+    }
+    if n.header_read_timeout_ms == 0 {
+        p.add(
+            "notice.header_read_timeout_ms".into(),
+            "0 would close every connection at once",
+            "e.g. 5000",
+        );
+    }
     let base = &p.config.notice.base_url;
     if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') {
         p.add(
@@ -391,6 +443,22 @@ fn partners(p: &mut Problems) -> HashSet<String> {
                 field("openrtb_version"),
                 format!("`{}` is not supported", partner.openrtb_version),
                 "use \"2.5\" or \"2.6\"",
+            );
+        }
+        // Above bidding.reservation_ttl_ms it is cut to it: lowering the TTL needs no
+        // edit of every partner.
+        if partner.notice_horizon_ms.is_some_and(|h| h < 1_000) {
+            p.add(
+                field("notice_horizon_ms"),
+                "below 1000: real notices take longer than that",
+                "e.g. 30000 when this exchange's notices come within seconds",
+            );
+        }
+        if partner.max_held_micros.is_some_and(|m| m < 0) {
+            p.add(
+                field("max_held_micros"),
+                "must not be negative",
+                "e.g. 50_000_000 (50.00 of bidding.currency), or remove it for no limit",
             );
         }
     }

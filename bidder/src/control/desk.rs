@@ -6,7 +6,7 @@
 //! every notice, so a notice always finds the bid it is about if the bid was made.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
@@ -14,6 +14,7 @@ use rustc_hash::FxHashSet;
 use crate::clock::Clock;
 use crate::metrics::PromText;
 use crate::money::budget::{BudgetSlot, Budgets};
+use crate::money::currency::{Converted, CurrencyBook};
 use crate::money::impression_cost_micros;
 use crate::money::journal::{Ack, Entry, Event, EventKind, Journal, JournalError, Outcome};
 use crate::money::lease::{next_lease, LeaseState};
@@ -32,6 +33,12 @@ pub struct Notices {
     pub inbox: Arc<LedgerInbox>,
     /// The budgets reservations are settled into and released to.
     pub budgets: Arc<Budgets>,
+    /// Reads a clearing price the exchange states in another currency; the daemon
+    /// swaps its rates on reload.
+    pub currencies: Arc<CurrencyBook>,
+    /// `reservation_ttl_ms` in force; a reload that shortens it applies to the bids
+    /// held already (on the next tick), not only to new ones.
+    pub reservation_ttl_ms: Arc<AtomicU64>,
     /// The calendar reservations expire on and key rotations end on: the same clock
     /// the workers stamp bids with, so a reservation lives `reservation_ttl_ms` of it.
     pub clock: Clock,
@@ -53,7 +60,7 @@ pub(super) enum Applied {
 }
 
 const KINDS: [NoticeKind; 3] = [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss];
-const OUTCOMES: [&str; 4] = ["settled", "released", "duplicate", "unknown"];
+const OUTCOMES: [&str; 5] = ["settled", "released", "duplicate", "unknown", "unfunded"];
 const REFUSALS: [&str; 5] = [
     "too_long",
     "missing_field",
@@ -84,6 +91,7 @@ fn outcome_index(outcome: &NoticeOutcome) -> usize {
         NoticeOutcome::Released { .. } => 1,
         NoticeOutcome::Duplicate => 2,
         NoticeOutcome::Unknown => 3,
+        NoticeOutcome::Unfunded => 4,
     }
 }
 
@@ -106,6 +114,10 @@ pub(super) struct NoticeDesk {
     refused: [[u64; REFUSALS.len()]; KINDS.len()],
     /// Notices answered 503 because the journal could not take them.
     unavailable: u64,
+    /// Win and bill notices whose clearing price was converted from another currency,
+    /// and those in a currency without a rate (charged at our bid price).
+    converted: u64,
+    unknown_currency: u64,
     /// Campaigns the spend-rate breaker paused, and operator resumes, since start.
     breaker_trips: u64,
     breaker_resumes: u64,
@@ -119,6 +131,8 @@ pub(super) struct NoticeDesk {
     slots: Vec<BudgetSlot>,
     lease_raises: u64,
     lease_cuts: u64,
+    /// The reservation TTL the held bids' expiries were last checked against.
+    ttl_applied_ms: u64,
 }
 
 /// What happens once a journal record is durable.
@@ -151,6 +165,8 @@ impl NoticeDesk {
             accepted: Default::default(),
             refused: Default::default(),
             unavailable: 0,
+            converted: 0,
+            unknown_currency: 0,
             breaker_trips: 0,
             breaker_resumes: 0,
             next_breaker_check_ms: 0,
@@ -159,6 +175,7 @@ impl NoticeDesk {
             slots: Vec::new(),
             lease_raises: 0,
             lease_cuts: 0,
+            ttl_applied_ms: u64::MAX,
         }
     }
 
@@ -172,6 +189,18 @@ impl NoticeDesk {
     fn tick_at(&mut self, now_ms: u64) {
         let n = &mut self.notices;
         n.ledger.drain(&n.inbox, &n.budgets);
+        let ttl_ms = n.reservation_ttl_ms.load(Ordering::Acquire);
+        if ttl_ms < self.ttl_applied_ms {
+            let shortened = n.ledger.shorten_to(ttl_ms);
+            if shortened > 0 {
+                tracing::info!(
+                    bids = shortened,
+                    ttl_ms,
+                    "reservation_ttl_ms shortened: held bids expire by the new TTL"
+                );
+            }
+        }
+        self.ttl_applied_ms = ttl_ms;
         n.ledger.expire(now_ms, &n.budgets);
         let new_days = n.budgets.roll(now_ms);
         if new_days > 0 {
@@ -343,7 +372,7 @@ impl NoticeDesk {
         let now_ms = self.notices.clock.now_unix_ms();
         self.tick_at(now_ms);
         let n = &mut self.notices;
-        let notice = match n.keyring.verify(query, now_ms) {
+        let notice = match n.keyring.verify(kind, query, now_ms) {
             Ok(notice) => notice,
             Err(e) => {
                 self.refused[kind_index(kind)][refusal_index(&e)] += 1;
@@ -368,10 +397,25 @@ impl NoticeDesk {
         let user_key = n.ledger.user_of(notice.bid_id);
         let outcome = match (kind, slot) {
             (NoticeKind::Win | NoticeKind::Bill, _) => {
-                let cpm = notice
-                    .auction
+                // A price we cannot read (absent, encrypted, in a currency without a
+                // rate) settles at our bid, which the signature vouches for: the most
+                // the impression can cost, so spend is never under-counted.
+                let auction = &notice.auction;
+                let cpm = match auction
                     .clearing_price_micros()
-                    .unwrap_or(notice.price_micros);
+                    .map(|price| n.currencies.to_ours(price, auction.currency))
+                {
+                    None => notice.price_micros,
+                    Some(Converted::Ours(cpm)) => cpm,
+                    Some(Converted::Converted(cpm)) => {
+                        self.converted += 1;
+                        cpm
+                    }
+                    Some(Converted::Unknown) => {
+                        self.unknown_currency += 1;
+                        notice.price_micros
+                    }
+                };
                 let clearing = impression_cost_micros(cpm);
                 match slot {
                     Some(slot) => n.ledger.settle_notice(
@@ -412,7 +456,9 @@ impl NoticeDesk {
                 let queued = journal.barrier();
                 return Ok(self.durable(queued));
             }
-            NoticeOutcome::Duplicate | NoticeOutcome::Unknown => return Ok(Applied::Now),
+            NoticeOutcome::Duplicate | NoticeOutcome::Unknown | NoticeOutcome::Unfunded => {
+                return Ok(Applied::Now)
+            }
         };
         let entry = Entry {
             bid_id: notice.bid_id,
@@ -465,6 +511,17 @@ impl NoticeDesk {
                 );
             }
         }
+        for (result, count) in [
+            ("converted", self.converted),
+            ("unknown", self.unknown_currency),
+        ] {
+            out.counter(
+                "bidder_notice_currency_total",
+                "Win and bill notices priced in another currency: converted with [currency_rates_micros], or without a rate (charged at our bid price).",
+                &[("result", result)],
+                count,
+            );
+        }
         let ledger = &self.notices.ledger;
         out.gauge(
             "bidder_ledger_pending",
@@ -491,7 +548,7 @@ impl NoticeDesk {
             self.notices.budgets.frequency_untracked(),
         );
         let s = ledger.stats;
-        let counters: [(&'static str, &'static str, u64); 12] = [
+        let counters: [(&'static str, &'static str, u64); 15] = [
             (
                 "bidder_ledger_held_total",
                 "Reservations taken into the ledger.",
@@ -541,6 +598,21 @@ impl NoticeDesk {
                 "bidder_ledger_in_doubt_expired_total",
                 "Holds for bids made before a restart returned once none could still settle.",
                 s.in_doubt_expired,
+            ),
+            (
+                "bidder_ledger_late_settled_total",
+                "Wins for bids whose reservation had gone back (a loss first, or no notice in time), charged from the budget again.",
+                s.late_settled,
+            ),
+            (
+                "bidder_ledger_late_unfunded_total",
+                "Wins for bids whose reservation had gone back, not charged: the campaign had no budget left (never forced past its limit).",
+                s.late_unfunded,
+            ),
+            (
+                "bidder_ledger_forgotten_full_total",
+                "Expired bids not remembered for a late win because the ledger remembered as many as it may.",
+                s.forgotten_full,
             ),
             (
                 "bidder_ledger_lease_raises_total",

@@ -1,31 +1,39 @@
-//! The control port: tokio + hyper on its own thread, bound to the admin address.
+//! The control thread: tokio + hyper on its own thread, serving two listeners.
+//!
+//! The **admin listener** (`[server] admin_listen`, loopback by default: `/metrics`
+//! shows every budget and spend):
 //!
 //! | endpoint | answer |
 //! |---|---|
 //! | `GET /metrics` | the [`Registry`] plus the control port's and ledger's counters, Prometheus text |
 //! | `GET /health` | 200 while the process runs |
 //! | `GET /ready` | 200 once [`Readiness`] is set (every worker listens, config loaded), 503 before |
-//! | `POST /reload` | runs the reload callback: 200 and its one-line summary, or 400 and its error (nothing changed) |
-//! | `GET /notice/win`, `/notice/bill`, `/notice/loss` | verifies the signed query, settles or releases through the ledger: 204, or 400 and a counter |
+//! | `POST /reload` | needs the admin token; runs the reload callback: 200 and its one-line summary, or 400 and its error (nothing changed) |
+//! | `POST /campaign/{id}/resume` | needs the admin token; clears the campaign's spend-rate breaker |
+//!
+//! The **notice listener** (`[notice] listen`), the one exchanges reach, serves only
+//! `GET /notice/win`, `/notice/bill` and `/notice/loss`: it verifies the signed query and
+//! settles or releases through the ledger (204, or 400 and a counter). Each listener has
+//! its own connection slots and timeouts, and the notice listener caps the connections
+//! of any one source address, so a flood on one listener, or from one source, never
+//! takes the slots the others need.
 //!
 //! The control thread owns the spend [`Ledger`](crate::money::ledger::Ledger): it drains the
 //! workers' [`LedgerInbox`](crate::money::ledger::LedgerInbox) and expires reservations every
 //! `ledger_tick_ms` and before each notice. Nothing here is on the bid path; a worker
 //! never waits for this thread (see [`crate::metrics`] for how histograms cross over).
 //!
-//! Everything is bounded: connections (`max_connections`, 503 past it), request heads
-//! (16 KiB, 431 past it), the wait for a request head, idle keep-alive included
-//! (`header_read_timeout_ms`), the `/reload` body (`max_reload_body_bytes`, 413) and
-//! the wait for it (`body_read_timeout_ms`, 408).
+//! Everything is bounded: connections per listener (`max_connections`, 503 past it) and
+//! per source on the notice listener, request heads (16 KiB, 431 past it), the wait for
+//! a request head, idle keep-alive included (`header_read_timeout_ms`), the `/reload`
+//! body (`max_reload_body_bytes`, 413) and the wait for it (`body_read_timeout_ms`, 408).
 //!
-//! `/reload` is unauthenticated: bind the control port to an admin network or loopback.
-//! Exchanges must reach the notice paths, so put a proxy in front that exposes only
-//! `/notice/` if the admin address is not reachable from them.
-//!
-//! Files: `server` (thread, accept loop, connection bounds, ledger tick), `routes` (one
-//! function per endpoint), `notices` (the ledger's owner and notice counters).
+//! Files: `server` (thread, accept loops, ledger tick, drain), `door` (one listener's
+//! connection slots), `routes` (one function per endpoint), `desk` (the ledger's owner
+//! and notice counters), `state` (what the tasks share).
 
 mod desk;
+mod door;
 mod registry;
 mod routes;
 mod server;
@@ -33,6 +41,7 @@ mod state;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -42,6 +51,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use desk::Notices;
+
+use crate::limits::CONTROL_LISTEN_BACKLOG;
 pub use registry::{DecisionSource, Registry};
 pub use routes::NOTICE_PATH_PREFIX;
 
@@ -56,7 +67,7 @@ pub type ReloadFn = Box<dyn FnMut(&[u8]) -> Result<String, String> + Send>;
 pub struct ControlConfig {
     /// The admin address to bind; loopback by default.
     pub listen_addr: SocketAddr,
-    /// Connections served at once; past this a client gets 503 and is closed.
+    /// Admin connections served at once; past this a client gets 503 and is closed.
     pub max_connections: u32,
     /// How long a client may take to send a request head, including the wait for the
     /// next request on a keep-alive connection; then the connection is closed.
@@ -69,6 +80,39 @@ pub struct ControlConfig {
     pub ledger_tick_ms: u64,
     /// On shutdown, requests in progress get this long to finish.
     pub shutdown_grace_ms: u64,
+    /// The file holding the bearer token that `POST /reload` and
+    /// `/campaign/{id}/resume` need (read at each call, so it can be rotated); `None`
+    /// refuses both (SIGHUP still reloads).
+    pub admin_token_file: Option<PathBuf>,
+    /// The listener exchanges send win, billing and loss notices to.
+    pub notice: NoticeListenerConfig,
+}
+
+/// The notice listener's address and bounds: sized for exchange traffic, apart from
+/// the admin listener's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeListenerConfig {
+    /// The address to bind.
+    pub listen_addr: SocketAddr,
+    /// Connections served at once; past this a client gets 503 and is closed.
+    pub max_connections: u32,
+    /// Connections one source address may hold at once; past this its new ones get
+    /// 503, so one noisy source cannot take every slot.
+    pub max_connections_per_source: u32,
+    /// How long a client may take to send a request head, including the wait for the
+    /// next request on a keep-alive connection.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for NoticeListenerConfig {
+    fn default() -> Self {
+        NoticeListenerConfig {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            max_connections: 4_096,
+            max_connections_per_source: 256,
+            header_read_timeout_ms: 5_000,
+        }
+    }
 }
 
 impl Default for ControlConfig {
@@ -81,6 +125,8 @@ impl Default for ControlConfig {
             max_reload_body_bytes: 64 * 1024,
             ledger_tick_ms: 10,
             shutdown_grace_ms: 1_000,
+            admin_token_file: None,
+            notice: NoticeListenerConfig::default(),
         }
     }
 }
@@ -88,7 +134,8 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// Checks what the control port cannot run with; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(bool, &str); 4] = [
+        let n = &self.notice;
+        let checks: [(bool, &str); 6] = [
             (
                 self.max_connections >= 1,
                 "max_connections must be at least 1",
@@ -104,6 +151,15 @@ impl ControlConfig {
             (
                 self.ledger_tick_ms >= 1,
                 "ledger_tick_ms must be at least 1",
+            ),
+            (
+                n.max_connections >= 1
+                    && (1..=n.max_connections).contains(&n.max_connections_per_source),
+                "notice max_connections must be at least 1 and max_connections_per_source within 1..=max_connections",
+            ),
+            (
+                n.header_read_timeout_ms >= 1,
+                "notice header_read_timeout_ms must be at least 1",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
@@ -187,30 +243,56 @@ pub struct ControlPort {
     thread: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     local_addr: SocketAddr,
+    notice_addr: SocketAddr,
+}
+
+/// Binds `addr` non-blocking with a backlog that holds a burst of exchange
+/// connections (not `SO_REUSEPORT`: a second bidder on the port must fail to start);
+/// errors name the listener.
+fn bind(addr: SocketAddr, which: &'static str) -> Result<(TcpListener, SocketAddr), ControlError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let listen = || -> io::Result<TcpListener> {
+        // socket2 opens with SOCK_CLOEXEC: a process spawned later must not inherit it.
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(CONTROL_LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    let listener = listen().map_err(|source| ControlError::Io {
+        what: which,
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(|source| ControlError::Io {
+        what: "reading a listener's address",
+        source,
+    })?;
+    Ok((listener, bound))
 }
 
 impl ControlPort {
-    /// Binds the admin address and starts the control thread; returns once it accepts.
+    /// Binds the admin and notice addresses and starts the control thread; returns once
+    /// it accepts on both.
     pub fn start(config: ControlConfig, parts: ControlParts) -> Result<ControlPort, ControlError> {
         config.validate().map_err(ControlError::Config)?;
-        let io_err = |what| move |source| ControlError::Io { what, source };
-        let listener = TcpListener::bind(config.listen_addr).map_err(io_err("binding"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io_err("setting the listener non-blocking"))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(io_err("reading the address"))?;
+        let (admin, local_addr) = bind(config.listen_addr, "binding the admin listener")?;
+        let (notice, notice_addr) = bind(config.notice.listen_addr, "binding the notice listener")?;
         let (stop, stop_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
+        let listeners = server::Listeners { admin, notice };
         let thread = std::thread::Builder::new()
             .name("control".to_owned())
-            .spawn(move || server::run(config, parts, listener, stop_rx, ready_tx))
-            .map_err(io_err("spawning the control thread"))?;
+            .spawn(move || server::run(config, parts, listeners, stop_rx, ready_tx))
+            .map_err(|source| ControlError::Io {
+                what: "spawning the control thread",
+                source,
+            })?;
         let mut port = ControlPort {
             thread: Some(thread),
             stop,
             local_addr,
+            notice_addr,
         };
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -222,13 +304,24 @@ impl ControlPort {
             }
             Err(_) => return Err(port.stop_and_join().err().unwrap_or(ControlError::Panicked)),
         }
-        info!(addr = %local_addr, "control port listening");
+        if !local_addr.ip().is_loopback() {
+            warn!(
+                addr = %local_addr,
+                "the admin listener is not on loopback: /metrics shows every budget and spend to whoever reaches it; keep it on a private network"
+            );
+        }
+        info!(admin = %local_addr, notices = %notice_addr, "control port listening");
         Ok(port)
     }
 
     /// The bound admin address (with the chosen port if 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound notice address (with the chosen port if 0 was configured).
+    pub fn notice_addr(&self) -> SocketAddr {
+        self.notice_addr
     }
 
     /// Stops accepting, lets requests in progress finish within `shutdown_grace_ms`,
@@ -289,6 +382,17 @@ mod tests {
                     ..ControlConfig::default()
                 },
                 "ledger_tick_ms",
+            ),
+            (
+                ControlConfig {
+                    notice: NoticeListenerConfig {
+                        max_connections: 10,
+                        max_connections_per_source: 11,
+                        ..NoticeListenerConfig::default()
+                    },
+                    ..ControlConfig::default()
+                },
+                "max_connections_per_source",
             ),
         ];
         for (config, field) in cases {

@@ -281,7 +281,28 @@ fn collect_latencies(workers: &[Arc<WorkerMetrics>], out: &mut PromText) {
 }
 
 /// One series per campaign of the catalog, read from its budget slot.
+/// What each partner's unanswered bids hold, and the bids its full share refused.
+fn collect_partner_holds(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
+    for (i, partner) in catalog.partners.iter().enumerate() {
+        let Ok(idx) = u16::try_from(i) else { break };
+        let labels = [("partner", partner.name.as_str())];
+        out.gauge(
+            "bidder_partner_held_micros",
+            "Budget this partner's bids hold while they wait for a notice or their horizon.",
+            &labels,
+            budgets.partner_held_micros(idx),
+        );
+        out.counter(
+            "bidder_partner_hold_full_total",
+            "Bids not made because the partner's bids held its max_held_micros already.",
+            &labels,
+            budgets.partner_hold_refusals(idx),
+        );
+    }
+}
+
 fn collect_budgets(catalog: &Catalog, budgets: &Budgets, out: &mut PromText) {
+    collect_partner_holds(catalog, budgets, out);
     for campaign in &catalog.campaigns {
         if campaign.budget_slot >= budgets.len() {
             continue;

@@ -5,12 +5,14 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::desk::{Applied, Resume};
+use super::door::Listener;
 use super::state::Control;
 use super::ReloadFn;
+use crate::config::read_admin_token;
 use crate::metrics::PromText;
 use crate::money::notice::{percent_decoded, NoticeKind};
 
@@ -22,19 +24,43 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(super) type Reply = Response<Full<Bytes>>;
 
-/// Answers one request. Never fails: every problem is a status.
-pub(super) async fn route(control: &Control, req: Request<Incoming>) -> Reply {
+/// Answers one request that came in on `listener`. Never fails: every problem is a
+/// status.
+pub(super) async fn route(control: &Control, listener: Listener, req: Request<Incoming>) -> Reply {
+    match listener {
+        Listener::Notice => route_notice(control, &req).await,
+        Listener::Admin => route_admin(control, req).await,
+    }
+}
+
+/// The notice listener serves notices and nothing else.
+async fn route_notice(control: &Control, req: &Request<Incoming>) -> Reply {
+    let Some(kind) = notice_kind(req.uri().path()) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: this listener serves /notice/{win,bill,loss}",
+        );
+    };
+    if req.method() != Method::GET {
+        return not_allowed("GET");
+    }
+    notice(control, kind, req.uri().query().unwrap_or("")).await
+}
+
+async fn route_admin(control: &Control, req: Request<Incoming>) -> Reply {
     let path = req.uri().path();
-    if let Some(kind) = notice_kind(path) {
-        if req.method() != Method::GET {
-            return not_allowed("GET");
-        }
-        let query = req.uri().query().unwrap_or("");
-        return notice(control, kind, query).await;
+    if notice_kind(path).is_some() {
+        return text(
+            StatusCode::NOT_FOUND,
+            "notices are served on the notice listener ([notice] listen), not the admin listener",
+        );
     }
     if let Some(campaign) = resume_target(path) {
         if req.method() != Method::POST {
             return not_allowed("POST");
+        }
+        if let Some(refused) = unauthorized(control, &req) {
+            return refused;
         }
         return resume(control, campaign);
     }
@@ -51,8 +77,55 @@ pub(super) async fn route(control: &Control, req: Request<Incoming>) -> Reply {
         "/health" => text(StatusCode::OK, "ok"),
         "/ready" if control.readiness.is_ready() => text(StatusCode::OK, "ready"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
-        _ => reload(control, req).await,
+        _ => match unauthorized(control, &req) {
+            None => reload(control, req).await,
+            Some(refused) => refused,
+        },
     }
+}
+
+/// The refusal of a call without `Authorization: Bearer TOKEN` matching
+/// `admin_token_file` (read now: a rotated token applies at once); `None` lets it
+/// through. Without a token file the calls that change state are refused: fail
+/// closed.
+fn unauthorized(control: &Control, req: &Request<Incoming>) -> Option<Reply> {
+    let Some(path) = &control.config.admin_token_file else {
+        return Some(text(
+            StatusCode::FORBIDDEN,
+            "admin calls need a credential: set [server] admin_token_file and send `Authorization: Bearer TOKEN` (SIGHUP still reloads)",
+        ));
+    };
+    let expected = match read_admin_token(path) {
+        Ok(token) => token,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            return Some(text(StatusCode::INTERNAL_SERVER_ERROR, &problem));
+        }
+    };
+    let sent = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if sent.is_some_and(|sent| same_secret(sent.as_bytes(), expected.as_bytes())) {
+        return None;
+    }
+    control.unauthorized.set(control.unauthorized.get() + 1);
+    let mut reply = text(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong admin token: send `Authorization: Bearer TOKEN` with the token of [server] admin_token_file",
+    );
+    reply
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(reply)
+}
+
+/// Equality that takes as long whichever byte differs, so the answer time does not
+/// tell a guesser how much of the token was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// `/campaign/{id}/resume` (the id percent-encoded if it must be).
@@ -193,4 +266,17 @@ fn not_allowed(allow: &'static str) -> Reply {
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allow));
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_every_byte_and_the_length_match() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+    }
 }

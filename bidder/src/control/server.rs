@@ -1,5 +1,6 @@
-//! The control thread: a current-thread runtime running the accept loop, one hyper
-//! HTTP/1.1 connection task per client (bounded), and the ledger tick.
+//! The control thread: a current-thread runtime running one accept loop per listener
+//! (admin, notices), one hyper HTTP/1.1 connection task per client (bounded at each
+//! listener's [`Door`]), and the ledger tick.
 //!
 //! Everything runs on this one thread, so the ledger needs no lock: connection tasks
 //! borrow the [`NoticeDesk`] between awaits only.
@@ -7,38 +8,44 @@
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::io;
-use std::net::TcpListener as StdListener;
+use std::net::{IpAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::LocalSet;
 use tracing::warn;
 
 use super::desk::NoticeDesk;
+use super::door::{Door, Listener};
 use super::routes::route;
 use super::state::Control;
 use super::{ControlConfig, ControlParts};
-use crate::limits::MAX_ADMIN_REQUEST_HEAD_BYTES;
+use crate::limits::MAX_BLOCKING_THREADS;
 
 /// After a failed accept the loop waits this long instead of spinning on the error.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
 
-/// The answer to a client past `max_connections`.
+/// The answer to a client refused at the door.
 const BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\n\r\nbusy\n";
+
+/// The two bound listeners the control thread serves.
+pub(super) struct Listeners {
+    pub admin: StdListener,
+    pub notice: StdListener,
+}
 
 /// Runs the control thread: builds the runtime, reports readiness on `ready`, serves
 /// until `stop`, then lets open connections finish within the grace period.
 pub(super) fn run(
     config: ControlConfig,
     parts: ControlParts,
-    listener: StdListener,
+    listeners: Listeners,
     stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
@@ -54,32 +61,44 @@ pub(super) fn run(
             return;
         }
     };
+    let notice = &config.notice;
     let control = Rc::new(Control {
         registry: parts.registry,
         readiness: parts.readiness,
         reload: Arc::new(Mutex::new(parts.reload)),
         desk: RefCell::new(NoticeDesk::new(parts.notices)),
-        config,
         reloads: Default::default(),
-        shed: Cell::new(0),
-        open: Cell::new(0),
+        unauthorized: Cell::new(0),
+        admin: Door::new(
+            Listener::Admin,
+            config.max_connections,
+            None,
+            config.header_read_timeout_ms,
+        ),
+        notices: Door::new(
+            Listener::Notice,
+            notice.max_connections,
+            Some(notice.max_connections_per_source),
+            notice.header_read_timeout_ms,
+        ),
+        config,
         draining: Cell::new(false),
         drain: Notify::new(),
         closed: Notify::new(),
     });
-    LocalSet::new().block_on(&runtime, serve(control, listener, stop, ready));
+    LocalSet::new().block_on(&runtime, serve(control, listeners, stop, ready));
 }
-
-use crate::limits::MAX_BLOCKING_THREADS;
 
 async fn serve(
     control: Rc<Control>,
-    listener: StdListener,
-    mut stop: watch::Receiver<bool>,
+    listeners: Listeners,
+    stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
+    let bound = TcpListener::from_std(listeners.admin)
+        .and_then(|admin| Ok((admin, TcpListener::from_std(listeners.notice)?)));
+    let (admin, notice) = match bound {
+        Ok(pair) => pair,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
@@ -87,24 +106,43 @@ async fn serve(
     };
     let _ = ready.send(Ok(()));
     drop(ready);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(control.config.header_read_timeout_ms))
-        .max_buf_size(MAX_ADMIN_REQUEST_HEAD_BYTES);
-    let http = Rc::new(http);
     tokio::task::spawn_local(tick_ledger(Rc::clone(&control)));
+    // One task per listener: a burst of accepts on one never delays the other's.
+    let admin = tokio::task::spawn_local(accept_loop(
+        Rc::clone(&control),
+        Listener::Admin,
+        admin,
+        stop.clone(),
+    ));
+    let notice = tokio::task::spawn_local(accept_loop(
+        Rc::clone(&control),
+        Listener::Notice,
+        notice,
+        stop,
+    ));
+    let _ = admin.await;
+    let _ = notice.await;
+    drain(&control).await;
+}
+
+/// Accepts on `listener` until `stop`, then drops it (new clients are refused by the
+/// kernel from then on).
+async fn accept_loop(
+    control: Rc<Control>,
+    which: Listener,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = stop.wait_for(|stopped| *stopped) => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => admit(&control, &http, stream),
+                Ok((stream, peer)) => admit(&control, which, stream, peer.ip()),
                 Err(_) => tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await,
             },
         }
     }
-    drop(listener);
-    drain(&control).await;
 }
 
 /// Drains the ledger inbox and expires overdue reservations every `ledger_tick_ms`.
@@ -118,29 +156,33 @@ async fn tick_ledger(control: Rc<Control>) {
     }
 }
 
-fn admit(control: &Rc<Control>, http: &Rc<http1::Builder>, stream: TcpStream) {
-    if control.open.get() >= control.config.max_connections {
-        control.shed.set(control.shed.get() + 1);
+fn admit(control: &Rc<Control>, which: Listener, stream: TcpStream, source: IpAddr) {
+    if control.door(which).admit(source).is_err() {
         // A fresh socket's send buffer is empty: this write cannot block.
         let _ = stream.try_write(BUSY);
         return;
     }
-    control.open.set(control.open.get() + 1);
     let control = Rc::clone(control);
-    let http = Rc::clone(http);
     tokio::task::spawn_local(async move {
-        let _slot = Slot(Rc::clone(&control));
-        serve_connection(&control, &http, stream).await;
+        let _slot = Slot {
+            control: Rc::clone(&control),
+            which,
+            source,
+        };
+        serve_connection(&control, which, stream).await;
     });
 }
 
-async fn serve_connection(control: &Rc<Control>, http: &http1::Builder, stream: TcpStream) {
+async fn serve_connection(control: &Rc<Control>, which: Listener, stream: TcpStream) {
     let for_requests = Rc::clone(control);
     let service = service_fn(move |req| {
         let control = Rc::clone(&for_requests);
-        async move { Ok::<_, Infallible>(route(&control, req).await) }
+        async move { Ok::<_, Infallible>(route(&control, which, req).await) }
     });
-    let conn = http.serve_connection(TokioIo::new(stream), service);
+    let conn = control
+        .door(which)
+        .http
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut draining = control.draining.get();
     if draining {
@@ -157,14 +199,17 @@ async fn serve_connection(control: &Rc<Control>, http: &http1::Builder, stream: 
     }
 }
 
-/// Holds a connection slot; dropping it frees the slot.
-struct Slot(Rc<Control>);
+/// Holds a connection slot at its listener's door; dropping it frees the slot.
+struct Slot {
+    control: Rc<Control>,
+    which: Listener,
+    source: IpAddr,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let c = &self.0;
-        c.open.set(c.open.get() - 1);
-        c.closed.notify_one();
+        self.control.door(self.which).leave(self.source);
+        self.control.closed.notify_one();
     }
 }
 
@@ -175,11 +220,11 @@ async fn drain(control: &Control) {
     control.drain.notify_waiters();
     let grace = tokio::time::sleep(Duration::from_millis(control.config.shutdown_grace_ms));
     tokio::pin!(grace);
-    while control.open.get() > 0 {
+    while control.open() > 0 {
         tokio::select! {
             _ = control.closed.notified() => {}
             _ = &mut grace => {
-                warn!(connections = control.open.get(), "control port: shutdown grace over");
+                warn!(connections = control.open(), "control port: shutdown grace over");
                 return;
             }
         }

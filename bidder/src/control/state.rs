@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::desk::NoticeDesk;
+use super::door::{Door, Listener};
 use super::{ControlConfig, Readiness, Registry, ReloadFn};
 use crate::metrics::PromText;
 
@@ -19,14 +20,28 @@ pub(super) struct Control {
     pub desk: RefCell<NoticeDesk>,
     pub config: ControlConfig,
     pub reloads: [Cell<u64>; 2],
-    pub shed: Cell<u64>,
-    pub open: Cell<u32>,
+    /// Admin calls refused for a missing or wrong token.
+    pub unauthorized: Cell<u64>,
+    pub admin: Door,
+    pub notices: Door,
     pub draining: Cell<bool>,
     pub drain: Notify,
     pub closed: Notify,
 }
 
 impl Control {
+    pub(super) fn door(&self, listener: Listener) -> &Door {
+        match listener {
+            Listener::Admin => &self.admin,
+            Listener::Notice => &self.notices,
+        }
+    }
+
+    /// Connections open on both listeners.
+    pub(super) fn open(&self) -> u32 {
+        self.admin.open() + self.notices.open()
+    }
+
     pub(super) fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.config.body_read_timeout_ms)
     }
@@ -53,10 +68,12 @@ impl Control {
             );
         }
         out.counter(
-            "bidder_control_connections_shed_total",
-            "Control port connections refused with 503 because every slot was taken.",
+            "bidder_admin_unauthorized_total",
+            "Admin calls (reload, resume) refused for a missing or wrong token.",
             &[],
-            self.shed.get(),
+            self.unauthorized.get(),
         );
+        self.admin.collect(out);
+        self.notices.collect(out);
     }
 }

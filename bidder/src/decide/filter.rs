@@ -7,7 +7,6 @@ use crate::catalog::index::{
 };
 use crate::catalog::{CampaignSet, Catalog};
 use crate::config::targeting::{hour_of_week, MediaType};
-use crate::money::MICROS_PER_UNIT;
 use crate::openrtb::{BidRequest, Imp};
 
 use super::{Context, NoBidReason};
@@ -299,9 +298,7 @@ pub(super) fn floor_in_our_currency(
     let mut buf = [0u8; MAX_LOOKUP_KEY_BYTES];
     let upper = uppercase_into(cur, &mut buf)?;
     let rate = *catalog.settings.currency_rates_micros.get(upper)?;
-    let unit = i128::from(MICROS_PER_UNIT);
-    let converted = (i128::from(floor_micros) * i128::from(rate) + unit - 1) / unit;
-    i64::try_from(converted).ok()
+    crate::money::currency::convert_up(floor_micros, rate)
 }
 
 fn uppercase_into<'b>(value: &str, buf: &'b mut [u8; MAX_LOOKUP_KEY_BYTES]) -> Option<&'b str> {

@@ -260,7 +260,7 @@ impl Decider {
             };
             let found = self.candidates.swap_remove(b);
             let cost = crate::money::impression_cost_micros(found.price_micros);
-            if let Some(reservation) = budgets.reserve(found.slot, cost) {
+            if let Ok(reservation) = budgets.reserve_for(found.slot, cost, ctx.partner) {
                 for lost in &self.candidates {
                     counts.outbid(lost.slot);
                 }

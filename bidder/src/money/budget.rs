@@ -44,6 +44,7 @@ use rustc_hash::FxHashMap;
 
 use super::frequency::{FrequencyCap, FrequencyTable};
 use super::period::{Calendar, PeriodBounds};
+use crate::limits::MAX_PARTNERS;
 
 /// One period's money: what bids made in it hold or spent.
 #[derive(Debug, Default)]
@@ -221,6 +222,31 @@ pub struct Reservation {
     /// The day and hour windows the money was taken from.
     day: u8,
     hour: u8,
+    /// The partner whose bid holds it ([`NO_PARTNER`] for holds of no one partner):
+    /// its share of held money is given back with the reservation.
+    partner: u16,
+}
+
+/// [`Reservation::partner`] of money no partner's bid holds.
+const NO_PARTNER: u16 = u16::MAX;
+
+/// Why [`Budgets::reserve_for`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The partner's unanswered bids hold its `max_held_micros` already.
+    PartnerHoldFull,
+    /// The campaign's budget (day, hour, lifetime), its lease, or a closed ledger.
+    Budget,
+}
+
+/// Money one partner's bids hold while they wait for a notice, and the most they may:
+/// bids nobody answers cannot hold more than this of the campaigns' budgets.
+#[derive(Debug)]
+struct PartnerHold {
+    held_micros: AtomicI64,
+    max_micros: AtomicI64,
+    /// Reservations refused because the share was full.
+    refused: AtomicU64,
 }
 
 /// What settling a reservation did.
@@ -300,6 +326,8 @@ pub struct Budgets {
     leased: AtomicBool,
     /// Impressions per (campaign, user) for campaigns with a frequency cap.
     frequency: FrequencyTable,
+    /// What each partner's bids hold, by partner index.
+    partners: Box<[PartnerHold]>,
 }
 
 /// The frequency table of [`Budgets::new`]; the daemon sizes it from the config.
@@ -333,6 +361,13 @@ impl Budgets {
             breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
             leased: AtomicBool::new(false),
             frequency: FrequencyTable::new(DEFAULT_FREQUENCY_TRACKED),
+            partners: (0..MAX_PARTNERS)
+                .map(|_| PartnerHold {
+                    held_micros: AtomicI64::new(0),
+                    max_micros: AtomicI64::new(UNLIMITED),
+                    refused: AtomicU64::new(0),
+                })
+                .collect(),
         }
     }
 
@@ -451,6 +486,76 @@ impl Budgets {
         taken
     }
 
+    /// [`Budgets::reserve`] for a bid of `partner`: first from the partner's share of
+    /// held money (its `max_held_micros`), then from the campaign. The refusal says
+    /// which was short.
+    pub fn reserve_for(
+        &self,
+        campaign: BudgetSlot,
+        amount_micros: i64,
+        partner: Option<u16>,
+    ) -> Result<Reservation, Refused> {
+        let Some(hold) = partner.and_then(|p| self.partners.get(usize::from(p))) else {
+            return self.reserve(campaign, amount_micros).ok_or(Refused::Budget);
+        };
+        let room = hold.max_micros.load(Ordering::Acquire);
+        let taken = hold
+            .held_micros
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |held| {
+                (held.saturating_add(amount_micros) <= room).then(|| held + amount_micros)
+            });
+        if taken.is_err() {
+            hold.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::PartnerHoldFull);
+        }
+        match self.reserve(campaign, amount_micros) {
+            Some(mut reservation) => {
+                reservation.partner = partner.expect("checked above");
+                Ok(reservation)
+            }
+            None => {
+                hold.held_micros.fetch_sub(amount_micros, Ordering::AcqRel);
+                Err(Refused::Budget)
+            }
+        }
+    }
+
+    /// The most a partner's unanswered bids may hold (`None`: no limit).
+    pub fn set_partner_max_held(&self, partner: u16, max_micros: Option<i64>) {
+        if let Some(hold) = self.partners.get(usize::from(partner)) {
+            let max = max_micros.unwrap_or(UNLIMITED);
+            assert!(max >= 0, "a partner's held maximum is never negative");
+            hold.max_micros.store(max, Ordering::Release);
+        }
+    }
+
+    /// What a partner's bids hold now, micros.
+    pub fn partner_held_micros(&self, partner: u16) -> i64 {
+        self.partners
+            .get(usize::from(partner))
+            .map_or(0, |hold| hold.held_micros.load(Ordering::Acquire))
+    }
+
+    /// Reservations refused because the partner's share of held money was full.
+    pub fn partner_hold_refusals(&self, partner: u16) -> u64 {
+        self.partners
+            .get(usize::from(partner))
+            .map_or(0, |hold| hold.refused.load(Ordering::Relaxed))
+    }
+
+    /// A reservation leaves its partner's share (settled, released or expired).
+    fn return_partner(&self, reservation: &Reservation) {
+        if let Some(hold) = self.partners.get(usize::from(reservation.partner)) {
+            let before = hold
+                .held_micros
+                .fetch_sub(reservation.amount_micros, Ordering::AcqRel);
+            assert!(
+                before >= reservation.amount_micros,
+                "a partner's held money went below zero"
+            );
+        }
+    }
+
     /// Takes `amount` from the day, hour and lifetime windows, all or none.
     #[inline]
     fn take_windows(
@@ -484,6 +589,7 @@ impl Budgets {
             amount_micros,
             day,
             hour,
+            partner: NO_PARTNER,
         })
     }
 
@@ -492,6 +598,7 @@ impl Budgets {
     /// reservation is charged at the reservation and the excess counted, never taken
     /// from other bids' budget.
     pub fn settle(&self, reservation: Reservation, clearing_micros: i64) -> Settlement {
+        self.return_partner(&reservation);
         let b = self.campaign(reservation.campaign);
         let clearing = clearing_micros.max(0);
         let charged = clearing.min(reservation.amount_micros);
@@ -521,6 +628,7 @@ impl Budgets {
 
     /// Returns a whole reservation (lost auction, send failure, expiry).
     pub fn release(&self, reservation: Reservation) {
+        self.return_partner(&reservation);
         let b = self.campaign(reservation.campaign);
         let amount = reservation.amount_micros;
         b.day[usize::from(reservation.day)].give_back(amount);
@@ -647,6 +755,7 @@ impl Budgets {
         reserved_micros: i64,
         clearing_micros: i64,
     ) -> Settlement {
+        assert_eq!(hold.partner, NO_PARTNER, "a hold is no one partner's");
         let mut piece = self.split(hold, reserved_micros);
         let charged = clearing_micros.max(0).min(reserved_micros.max(0));
         let beyond = charged - piece.amount_micros;
@@ -676,6 +785,7 @@ impl Budgets {
             amount_micros: amount,
             day: hold.day,
             hour: hold.hour,
+            partner: hold.partner,
         }
     }
 
@@ -997,6 +1107,44 @@ impl Budgets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19: bids nobody answers must not hold a campaign's budget hostage. One
+    /// partner's bids hold at most its maximum; other partners' bids still reserve.
+    #[test]
+    fn a_partner_holds_at_most_its_maximum_and_gets_it_back() {
+        let b = Budgets::new([1_000_000]);
+        b.set_partner_max_held(0, Some(250_000));
+        let mut held = Vec::new();
+        while let Ok(r) = b.reserve_for(0, 100_000, Some(0)) {
+            held.push(r);
+        }
+        assert_eq!(held.len(), 2, "250,000 holds two bids of 100,000");
+        assert_eq!(
+            b.reserve_for(0, 100_000, Some(0)),
+            Err(Refused::PartnerHoldFull)
+        );
+        assert_eq!(b.partner_held_micros(0), 200_000);
+        assert!(
+            b.reserve_for(0, 100_000, Some(1)).is_ok(),
+            "another partner bids"
+        );
+        assert!(
+            b.reserve_for(0, 100_000, None).is_ok(),
+            "no partner: no share"
+        );
+        // Settled, released or split and settled: the share comes back whole.
+        let mut first = held.pop().unwrap();
+        let piece = b.split(&mut first, 40_000);
+        b.settle(piece, 30_000);
+        b.release(first);
+        b.settle(held.pop().unwrap(), 100_000);
+        assert_eq!(b.partner_held_micros(0), 0);
+        assert!(b.reserve_for(0, 100_000, Some(0)).is_ok());
+        // The campaign short: the partner's share is given back at once.
+        let big = Budgets::new([50_000]);
+        assert_eq!(big.reserve_for(0, 60_000, Some(3)), Err(Refused::Budget));
+        assert_eq!(big.partner_held_micros(3), 0);
+    }
 
     /// Milliseconds of a UTC instant written as RFC 3339.
     fn at(text: &str) -> u64 {

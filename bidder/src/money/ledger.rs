@@ -12,6 +12,12 @@
 //! both nurl and burl, and retry) is recognised for a while after and counted as a
 //! duplicate, never charged twice.
 //!
+//! Settlement does not depend on the order notices come in: a bid whose reservation
+//! went back (a loss notice came first, or no notice within its horizon) is still
+//! charged when its win or bill notice comes within the window it is remembered for,
+//! out of what the budget has then. A budget never goes past its limit for it: when
+//! nothing is left the win is counted `unfunded` (`late_unfunded`), never forced.
+//!
 //! After a restart the ledger also holds, per campaign, the money bids made before it
 //! may still spend (the lease the journal recorded, see [`super::lease`]): a notice for
 //! such a bid is charged out of that hold, and the rest of the hold returns once no
@@ -29,7 +35,7 @@ use crate::money::budget::{BudgetSlot, Budgets, Reservation, Settlement};
 /// Bids a worker can hand over before the owner drains them; at 100k bids/s and a
 /// drain every millisecond this is 40× headroom.
 pub const INBOX_CAPACITY: usize = 4_096;
-pub use crate::limits::MAX_PENDING;
+pub use crate::limits::{MAX_PENDING, MAX_REMEMBERED_BIDS};
 
 /// A bid that left with budget reserved.
 #[derive(Debug)]
@@ -140,6 +146,10 @@ pub enum NoticeOutcome {
     },
     /// This bid was already settled or released: nothing changed.
     Duplicate,
+    /// A win for a bid whose reservation had gone back, when its campaign had no
+    /// budget left to charge it from: counted, not charged (budgets never go past
+    /// their limit).
+    Unfunded,
     /// No such bid in flight (never made, or expired before its notice came).
     Unknown,
 }
@@ -160,6 +170,27 @@ pub struct LedgerStats {
     pub in_doubt_released: u64,
     /// Holds returned because no bid of before the restart could still settle.
     pub in_doubt_expired: u64,
+    /// Wins for bids whose reservation had gone back (a loss first, or past the
+    /// horizon): charged again from the budget, or unfunded when none was left.
+    pub late_settled: u64,
+    pub late_unfunded: u64,
+    /// Expired bids not remembered for a late win because the ledger remembered
+    /// [`MAX_REMEMBERED_BIDS`] already (their late wins count as unknown).
+    pub forgotten_full: u64,
+}
+
+/// How a bid the ledger no longer holds was resolved, while it is remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    /// Settled by a win or bill notice: any later notice is a duplicate.
+    Settled,
+    /// Its reservation went back (a loss notice, or no notice in time): a later win
+    /// or bill is charged from the budget then, a later loss is a duplicate.
+    Returned {
+        campaign: BudgetSlot,
+        reserved_micros: i64,
+        user_key: Option<u64>,
+    },
 }
 
 /// What bids made before a restart may still spend of one campaign's budget.
@@ -184,8 +215,9 @@ pub struct Ledger {
     /// Bids in the order they expire (they arrive in roughly that order), lazily
     /// skipped when already settled.
     expiry: VecDeque<(u64, BidId)>,
-    /// Bids settled or released recently, with when to forget them, to spot duplicates.
-    done: FxHashMap<BidId, u64>,
+    /// Bids settled, released or expired recently, with when to forget them and how
+    /// they were resolved: to spot duplicates and to charge late wins.
+    done: FxHashMap<BidId, (u64, Resolved)>,
     done_order: VecDeque<(u64, BidId)>,
     /// How long a settled bid is remembered for duplicate detection, ms; also how
     /// long a reservation lives, so a bid's notice can settle until `bid + window`.
@@ -256,7 +288,11 @@ impl Ledger {
 
     /// The user a pending bid's win counts against, for frequency caps.
     pub fn user_of(&self, bid_id: BidId) -> Option<u64> {
-        self.pending.get(&bid_id)?.user_key
+        match (self.pending.get(&bid_id), self.done.get(&bid_id)) {
+            (Some(p), _) => p.user_key,
+            (None, Some((_, Resolved::Returned { user_key, .. }))) => *user_key,
+            _ => None,
+        }
     }
 
     /// A bid made before the restart, not resolved since, whose reservation would
@@ -289,7 +325,7 @@ impl Ledger {
         let settlement = budgets.settle_from_hold(&mut d.hold, reserved_micros, clearing_micros);
         self.stats.in_doubt_settled += 1;
         self.stats.settled += 1;
-        self.remember(bid_id, now_ms);
+        self.remember(bid_id, now_ms, Resolved::Settled);
         NoticeOutcome::Settled(settlement)
     }
 
@@ -311,7 +347,8 @@ impl Ledger {
         budgets.release(piece);
         self.stats.in_doubt_released += 1;
         self.stats.released += 1;
-        self.remember(bid_id, now_ms);
+        // Its share of the hold went back for good: a later win is not charged again.
+        self.remember(bid_id, now_ms, Resolved::Settled);
         NoticeOutcome::Released {
             campaign,
             refunded_micros,
@@ -353,10 +390,45 @@ impl Ledger {
         match self.pending.remove(&bid_id) {
             Some(p) => {
                 self.stats.settled += 1;
-                self.remember(bid_id, now_ms);
+                self.remember(bid_id, now_ms, Resolved::Settled);
                 NoticeOutcome::Settled(budgets.settle(p.reservation, clearing_micros))
             }
-            None => self.not_pending(bid_id),
+            None => self.settle_returned(bid_id, clearing_micros, budgets),
+        }
+    }
+
+    /// A win or bill for a bid no longer pending: charged again if its reservation
+    /// had gone back (reserved anew, so never past the budget's limit; unfunded when
+    /// the budget has nothing left), else a duplicate or unknown.
+    fn settle_returned(
+        &mut self,
+        bid_id: BidId,
+        clearing_micros: i64,
+        budgets: &Budgets,
+    ) -> NoticeOutcome {
+        let Some(entry) = self.done.get_mut(&bid_id) else {
+            return self.not_pending(bid_id);
+        };
+        let Resolved::Returned {
+            campaign,
+            reserved_micros,
+            ..
+        } = entry.1
+        else {
+            return self.not_pending(bid_id);
+        };
+        // Settled from now on whatever the budget says: a retry changes nothing.
+        entry.1 = Resolved::Settled;
+        match budgets.reserve(campaign, reserved_micros) {
+            Some(reservation) => {
+                self.stats.settled += 1;
+                self.stats.late_settled += 1;
+                NoticeOutcome::Settled(budgets.settle(reservation, clearing_micros))
+            }
+            None => {
+                self.stats.late_unfunded += 1;
+                NoticeOutcome::Unfunded
+            }
         }
     }
 
@@ -365,7 +437,7 @@ impl Ledger {
         match self.pending.remove(&bid_id) {
             Some(p) => {
                 self.stats.released += 1;
-                self.remember(bid_id, now_ms);
+                self.remember(bid_id, now_ms, returned(&p));
                 let refunded_micros = p.reservation.amount_micros;
                 let campaign = p.reservation.campaign;
                 budgets.release(p.reservation);
@@ -393,6 +465,13 @@ impl Ledger {
                 .is_some_and(|p| p.expires_at_ms <= now_ms);
             if due {
                 let p = self.pending.remove(&bid_id).expect("checked above");
+                // Remembered so a win that comes late is still charged; bounded, so
+                // a flood of bids nobody answers cannot grow the memory for ever.
+                if self.done.len() < MAX_REMEMBERED_BIDS {
+                    self.remember(bid_id, now_ms, returned(&p));
+                } else {
+                    self.stats.forgotten_full += 1;
+                }
                 budgets.release(p.reservation);
                 expired += 1;
             }
@@ -422,13 +501,37 @@ impl Ledger {
         expired
     }
 
+    /// Makes every held bid expire at most `ttl_ms` after it was made (a reload that
+    /// shortened `reservation_ttl_ms`); returns how many were brought forward. Walks
+    /// every held bid once: reloads are rare.
+    pub fn shorten_to(&mut self, ttl_ms: u64) -> usize {
+        let mut shortened = 0;
+        for (bid_id, p) in &mut self.pending {
+            let by = bid_id.timestamp_ms().saturating_add(ttl_ms);
+            if by < p.expires_at_ms {
+                p.expires_at_ms = by;
+                shortened += 1;
+            }
+        }
+        if shortened > 0 {
+            let mut order: Vec<(u64, BidId)> = self
+                .pending
+                .iter()
+                .map(|(&bid_id, p)| (p.expires_at_ms, bid_id))
+                .collect();
+            order.sort_unstable();
+            self.expiry = order.into();
+        }
+        shortened
+    }
+
     /// Remembers bids the journal says were settled or released before a restart, so
     /// their notices count as duplicates again (`at_ms`: when each was resolved).
     pub fn recover_resolved(&mut self, mut resolved: Vec<(BidId, u64)>) {
         // Forgotten in the order they were resolved, like bids remembered live.
         resolved.sort_by_key(|&(_, at_ms)| at_ms);
         for (bid_id, at_ms) in resolved {
-            self.remember(bid_id, at_ms);
+            self.remember(bid_id, at_ms, Resolved::Settled);
         }
     }
 
@@ -437,9 +540,9 @@ impl Ledger {
         self.pending.len()
     }
 
-    fn remember(&mut self, bid_id: BidId, now_ms: u64) {
+    fn remember(&mut self, bid_id: BidId, now_ms: u64, how: Resolved) {
         let forget_at = now_ms + self.duplicate_window_ms;
-        self.done.insert(bid_id, forget_at);
+        self.done.insert(bid_id, (forget_at, how));
         self.done_order.push_back((forget_at, bid_id));
     }
 
@@ -451,6 +554,15 @@ impl Ledger {
             self.stats.unknown += 1;
             NoticeOutcome::Unknown
         }
+    }
+}
+
+/// How a bid whose reservation goes back now is remembered.
+fn returned(p: &Pending) -> Resolved {
+    Resolved::Returned {
+        campaign: p.reservation.campaign,
+        reserved_micros: p.reservation.amount_micros,
+        user_key: p.user_key,
     }
 }
 
@@ -555,7 +667,7 @@ mod tests {
     }
 
     #[test]
-    fn unsettled_reservations_expire_and_late_notices_are_unknown() {
+    fn unsettled_reservations_expire_and_late_wins_are_charged_from_what_is_left() {
         let (b, inbox, mut ledger, mut ids) = setup();
         let early = hold(&b, &inbox, &mut ids, 1_000, 100);
         let late = hold(&b, &inbox, &mut ids, 1_000, 200);
@@ -563,13 +675,36 @@ mod tests {
         assert_eq!(ledger.expire(150, &b), 1);
         assert_eq!(ledger.pending(), 1);
         assert_eq!(b.snapshot(0).reserved_micros, 1_000);
-        assert_eq!(ledger.settle(early, 1_000, &b, 160), NoticeOutcome::Unknown);
+        // Past its horizon, within the window: charged from the budget it has now.
+        let NoticeOutcome::Settled(s) = ledger.settle(early, 800, &b, 160) else {
+            panic!("a late win is charged");
+        };
+        assert_eq!(s.charged_micros, 800);
+        assert_eq!(ledger.settle(early, 800, &b, 170), NoticeOutcome::Duplicate);
+        assert_eq!(ledger.release(early, &b, 170), NoticeOutcome::Duplicate);
         assert_eq!(ledger.expire(200, &b), 1);
-        assert_eq!(ledger.settle(late, 1_000, &b, 210), NoticeOutcome::Unknown);
+        // The budget spent meanwhile: the late win is counted, never forced past it.
+        let rest = b.reserve(0, b.snapshot(0).available_micros).unwrap();
+        b.settle(rest, i64::MAX);
+        assert_eq!(ledger.settle(late, 1_000, &b, 210), NoticeOutcome::Unfunded);
+        assert_eq!(
+            ledger.settle(late, 1_000, &b, 220),
+            NoticeOutcome::Duplicate
+        );
         let s = b.snapshot(0);
         assert_eq!(
             (s.available_micros, s.reserved_micros, s.spent_micros),
-            (100_000, 0, 0)
+            (0, 0, 100_000)
+        );
+        assert_eq!(
+            (ledger.stats.late_settled, ledger.stats.late_unfunded),
+            (1, 1)
+        );
+        // Forgotten after the window: unknown.
+        ledger.expire(10_000_000, &b);
+        assert_eq!(
+            ledger.settle(late, 1_000, &b, 10_000_000),
+            NoticeOutcome::Unknown
         );
     }
 

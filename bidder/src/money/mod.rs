@@ -15,6 +15,7 @@
 
 pub mod bid_id;
 pub mod budget;
+pub mod currency;
 pub mod frequency;
 pub mod journal;
 pub mod lease;

@@ -3,15 +3,16 @@
 //! Every bid carries three URLs the exchange calls back: on a win, when the impression
 //! is billable, and on a loss. They settle budget reservations, so a notice must be
 //! ours: each URL carries the bid's own fields (bid id, impression id, campaign id, our
-//! bid price in micros) and an HMAC-SHA256 tag over them, truncated to
-//! [`TAG_BYTES`]. The notice endpoint recomputes the tag and drops anything forged or
-//! edited. The exchange's macros (`${AUCTION_PRICE}` and friends) ride along unsigned,
-//! since the exchange fills them in after we sign.
+//! bid price in micros) and an HMAC-SHA256 tag over them. The notice endpoint
+//! recomputes the tag and drops anything forged or edited. The exchange's macros
+//! (`${AUCTION_PRICE}` and friends) ride along unsigned, since the exchange fills them
+//! in after we sign.
 //!
-//! One tag covers all three URLs of a bid: they go out in the same response to the same
-//! exchange, so binding the tag to the notice kind would stop no one who can read one
-//! of them, and would triple the hashing on the hot path. The endpoint tells the kinds
-//! apart by path and counts each kind once per bid id.
+//! Each kind has its own tag, so whoever sees one URL (a win URL in a log, a proxy, a
+//! creative's pixel) cannot make another kind of it: a loss URL built from a win URL
+//! fails. One HMAC per bid still suffices on the hot path: its 32-byte output is cut
+//! into three disjoint [`TAG_BYTES`] slices, win, bill and loss, and HMAC's output bits
+//! are independent, so one slice tells nothing about the others.
 //!
 //! URL shape (`/bill` and `/loss` alike; `/loss` adds the two loss macros):
 //!
@@ -30,9 +31,11 @@ use sha2::Sha256;
 use crate::money;
 use crate::money::bid_id::{BidId, BidIdText};
 
-/// Bytes of the HMAC-SHA256 output kept in a URL: 128 bits is far beyond what an
-/// online forger can guess at any request rate, and keeps the URLs short.
-pub const TAG_BYTES: usize = 16;
+/// Bytes of the HMAC-SHA256 output in one kind's tag: 80 bits, 2^80 guesses, is out of
+/// reach of an online forger at any request rate (a million a second for 38 billion
+/// years), and three tags fit one 32-byte output.
+pub const TAG_BYTES: usize = 10;
+const _: () = assert!(3 * TAG_BYTES <= 32);
 pub use crate::limits::MAX_BASE_URL_BYTES;
 pub use crate::limits::MAX_NOTICE_IMP_ID_BYTES;
 pub use crate::limits::MAX_QUERY_BYTES;
@@ -41,7 +44,7 @@ pub use crate::limits::MIN_NOTICE_KEY_BYTES;
 /// Versions the signed layout. Kept to two bytes so that a typical bid's signed input
 /// (version, bid id, price, two short ids) fits one SHA-256 block: two compressions per
 /// bid instead of three on the hot path.
-const LAYOUT_VERSION: &[u8] = b"N1";
+const LAYOUT_VERSION: &[u8] = b"N2";
 /// Text length of a tag in hex.
 const TAG_HEX_LEN: usize = 2 * TAG_BYTES;
 /// Decimal digits of the largest `i64`.
@@ -110,7 +113,8 @@ pub struct NoticeFields<'a> {
 pub struct SignedNotice<'a> {
     fields: NoticeFields<'a>,
     bid_id_text: BidIdText,
-    tag_hex: [u8; TAG_HEX_LEN],
+    /// One tag per [`NoticeKind`], in [`NoticeKind::ALL`] order.
+    tag_hex: [[u8; TAG_HEX_LEN]; 3],
 }
 
 /// Why a signer could not be built. Raised at start-up or config reload, never later.
@@ -237,9 +241,12 @@ impl NoticeSigner {
             ..*fields
         };
         let digest = self.mac(fields).finalize().into_bytes();
-        let mut tag_hex = [0u8; TAG_HEX_LEN];
-        for (pair, &byte) in tag_hex.chunks_exact_mut(2).zip(&digest[..TAG_BYTES]) {
-            pair.copy_from_slice(&hex_pair(byte));
+        let mut tag_hex = [[0u8; TAG_HEX_LEN]; 3];
+        for kind in NoticeKind::ALL {
+            let hex = &mut tag_hex[kind as usize];
+            for (pair, &byte) in hex.chunks_exact_mut(2).zip(kind_tag(&digest, kind)) {
+                pair.copy_from_slice(&hex_pair(byte));
+            }
         }
         SignedNotice {
             fields: *fields,
@@ -262,17 +269,18 @@ impl NoticeSigner {
         write_param(out, KEY_PRICE);
         write_i64(fields.price_micros, out);
         write_param(out, KEY_TAG);
-        out.extend_from_slice(&signed.tag_hex);
+        out.extend_from_slice(&signed.tag_hex[kind as usize]);
         out.extend_from_slice(COMMON_MACROS.as_bytes());
         if kind == NoticeKind::Loss {
             out.extend_from_slice(LOSS_MACROS.as_bytes());
         }
     }
 
-    /// Parses an incoming notice's query string (the part after `?`) and checks its tag
-    /// in constant time. Unknown keys are ignored (exchanges append their own); a
-    /// repeated known key is refused, so no two readers can disagree on a field.
-    pub fn verify<'q>(&self, query: &'q str) -> Result<Notice<'q>, NoticeError> {
+    /// Parses an incoming `kind` notice's query string (the part after `?`) and checks
+    /// its tag, the one of that kind, in constant time. Unknown keys are ignored
+    /// (exchanges append their own); a repeated known key is refused, so no two readers
+    /// can disagree on a field.
+    pub fn verify<'q>(&self, kind: NoticeKind, query: &'q str) -> Result<Notice<'q>, NoticeError> {
         if query.len() > MAX_QUERY_BYTES {
             return Err(NoticeError::TooLong);
         }
@@ -290,9 +298,10 @@ impl NoticeSigner {
             campaign_id: &campaign_id,
             price_micros,
         };
-        self.mac(&fields)
-            .verify_truncated_left(&tag)
-            .map_err(|_| NoticeError::BadTag)?;
+        let digest = self.mac(&fields).finalize().into_bytes();
+        if !same_bytes(kind_tag(&digest, kind), &tag) {
+            return Err(NoticeError::BadTag);
+        }
         Ok(Notice {
             bid_id,
             imp_id,
@@ -317,6 +326,18 @@ impl NoticeSigner {
         }
         mac
     }
+}
+
+/// The slice of a bid's HMAC output that is `kind`'s tag.
+fn kind_tag(digest: &[u8], kind: NoticeKind) -> &[u8] {
+    let at = kind as usize * TAG_BYTES;
+    &digest[at..at + TAG_BYTES]
+}
+
+/// Equality in time independent of where the bytes differ, so answer times tell a
+/// forger nothing about how much of a tag was right.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// The part of an imp id a notice carries: at most [`MAX_NOTICE_IMP_ID_BYTES`], cut on
@@ -605,7 +626,7 @@ mod tests {
             let query = url.split_once('?').unwrap().1;
             assert!(query.len() <= MAX_SIGNED_QUERY_BYTES, "{}", query.len());
             let called = substituted(&url);
-            let notice = signer.verify(&called).expect("our URL verifies");
+            let notice = signer.verify(kind, &called).expect("our URL verifies");
             assert_eq!(notice.imp_id, signed_imp_id(&long));
             assert_eq!(notice.campaign_id, "camp-7");
         }
@@ -650,7 +671,9 @@ mod tests {
         let signer = signer();
         let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer, NoticeKind::Loss, &f));
-        let notice = signer.verify(&query).expect("our own notice verifies");
+        let notice = signer
+            .verify(NoticeKind::Loss, &query)
+            .expect("our own notice verifies");
         assert_eq!(notice.bid_id, f.bid_id);
         assert_eq!(notice.imp_id, f.imp_id);
         assert_eq!(notice.campaign_id, f.campaign_id);
@@ -685,8 +708,36 @@ mod tests {
         ];
         for forged in &tampered {
             assert_ne!(forged, &query, "tamper case did not change the query");
-            assert_eq!(signer.verify(forged), Err(NoticeError::BadTag), "{forged}");
+            assert_eq!(
+                signer.verify(NoticeKind::Win, forged),
+                Err(NoticeError::BadTag),
+                "{forged}"
+            );
         }
+    }
+
+    /// Regression (issue 19): one tag used to cover every kind, so a loss URL could be
+    /// made from a win URL by changing its path.
+    #[test]
+    fn a_url_of_one_kind_does_not_verify_as_another() {
+        let signer = signer();
+        let f = fields(BidIdGen::new(1, 1).next_id(1_000));
+        let signed = signer.sign(&f);
+        for made in NoticeKind::ALL {
+            let mut out = Vec::new();
+            signer.write_url(made, &signed, &mut out);
+            let query = substituted(std::str::from_utf8(&out).unwrap());
+            for called in NoticeKind::ALL {
+                let verified = signer.verify(called, &query);
+                if called == made {
+                    assert!(verified.is_ok(), "{made:?} verifies as itself");
+                } else {
+                    assert_eq!(verified, Err(NoticeError::BadTag), "{made:?} as {called:?}");
+                }
+            }
+        }
+        let tags: std::collections::HashSet<_> = signed.tag_hex.iter().collect();
+        assert_eq!(tags.len(), 3, "three different tags");
     }
 
     #[test]
@@ -694,7 +745,7 @@ mod tests {
         let signer = signer();
         let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer, NoticeKind::Win, &f)).replace("auction-9", "zzz");
-        assert!(signer.verify(&query).is_ok());
+        assert!(signer.verify(NoticeKind::Win, &query).is_ok());
     }
 
     #[test]
@@ -702,7 +753,10 @@ mod tests {
         let f = fields(BidIdGen::new(1, 1).next_id(1_000));
         let query = substituted(&url(&signer(), NoticeKind::Bill, &f));
         let other = NoticeSigner::new(b"another key, also 32 bytes long!", BASE).expect("signer");
-        assert_eq!(other.verify(&query), Err(NoticeError::BadTag));
+        assert_eq!(
+            other.verify(NoticeKind::Bill, &query),
+            Err(NoticeError::BadTag)
+        );
     }
 
     #[test]
@@ -756,7 +810,7 @@ mod tests {
             ("x".repeat(MAX_QUERY_BYTES + 1), NoticeError::TooLong),
         ];
         for (bad, error) in cases {
-            assert_eq!(signer.verify(&bad), Err(error), "{bad}");
+            assert_eq!(signer.verify(NoticeKind::Win, &bad), Err(error), "{bad}");
         }
     }
 
@@ -768,7 +822,7 @@ mod tests {
             "{}&exchange_extra=1&flag",
             substituted(&url(&signer, NoticeKind::Win, &f))
         );
-        assert!(signer.verify(&query).is_ok());
+        assert!(signer.verify(NoticeKind::Win, &query).is_ok());
     }
 
     #[test]
@@ -780,7 +834,7 @@ mod tests {
             ..fields(BidIdGen::new(1, 1).next_id(1_000))
         };
         let query = substituted(&url(&signer, NoticeKind::Win, &f));
-        let notice = signer.verify(&query).expect("verifies");
+        let notice = signer.verify(NoticeKind::Win, &query).expect("verifies");
         assert_eq!(notice.imp_id, f.imp_id);
         assert_eq!(notice.campaign_id, f.campaign_id);
     }

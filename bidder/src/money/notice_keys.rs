@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::money::notice::{Notice, NoticeError, NoticeSigner, SignerError};
+use crate::money::notice::{Notice, NoticeError, NoticeKind, NoticeSigner, SignerError};
 
 /// How long past the reservation TTL the previous key is still accepted, in ms: a
 /// worker may finish a request on the old configuration just after the swap.
@@ -92,16 +92,21 @@ impl NoticeKeyring {
         Ok(Rotation::Rotated { previous_until_ms })
     }
 
-    /// Verifies a notice's query string with the current key, then with the previous
-    /// one while it is still accepted at `now_ms` (unix).
+    /// Verifies a `kind` notice's query string with the current key, then with the
+    /// previous one while it is still accepted at `now_ms` (unix).
     ///
     /// # Errors
     /// As [`NoticeSigner::verify`]; a tag neither key made is [`NoticeError::BadTag`].
-    pub fn verify<'q>(&self, query: &'q str, now_ms: u64) -> Result<Notice<'q>, NoticeError> {
+    pub fn verify<'q>(
+        &self,
+        kind: NoticeKind,
+        query: &'q str,
+        now_ms: u64,
+    ) -> Result<Notice<'q>, NoticeError> {
         let keys = self.keys.load();
-        match keys.current.signer.verify(query) {
+        match keys.current.signer.verify(kind, query) {
             Err(NoticeError::BadTag) => match &keys.previous {
-                Some((key, until_ms)) if now_ms < *until_ms => key.signer.verify(query),
+                Some((key, until_ms)) if now_ms < *until_ms => key.signer.verify(kind, query),
                 _ => Err(NoticeError::BadTag),
             },
             other => other,
@@ -113,7 +118,7 @@ impl NoticeKeyring {
 mod tests {
     use super::*;
     use crate::money::bid_id::{BidId, BidIdGen};
-    use crate::money::notice::{NoticeFields, NoticeKind};
+    use crate::money::notice::NoticeFields;
 
     const BASE: &str = "https://notices.test/n";
     const TTL_MS: u64 = 60_000;
@@ -148,7 +153,9 @@ mod tests {
             ring.install(OLD, BASE, TTL_MS, 1_000).unwrap(),
             Rotation::Unchanged
         );
-        assert!(ring.verify(&query(OLD, bid()), u64::MAX).is_ok());
+        assert!(ring
+            .verify(NoticeKind::Win, &query(OLD, bid()), u64::MAX)
+            .is_ok());
     }
 
     #[test]
@@ -165,20 +172,31 @@ mod tests {
         );
         let (old_id, new_id) = (bid(), bid());
         let (old, new) = (query(OLD, old_id), query(NEW, new_id));
-        assert_eq!(ring.verify(&new, now_ms).unwrap().bid_id, new_id);
-        assert_eq!(ring.verify(&old, now_ms).unwrap().bid_id, old_id);
-        assert_eq!(ring.verify(&old, until_ms - 1).unwrap().bid_id, old_id);
+        assert_eq!(
+            ring.verify(NoticeKind::Win, &new, now_ms).unwrap().bid_id,
+            new_id
+        );
+        assert_eq!(
+            ring.verify(NoticeKind::Win, &old, now_ms).unwrap().bid_id,
+            old_id
+        );
+        assert_eq!(
+            ring.verify(NoticeKind::Win, &old, until_ms - 1)
+                .unwrap()
+                .bid_id,
+            old_id
+        );
         assert!(matches!(
-            ring.verify(&old, until_ms),
+            ring.verify(NoticeKind::Win, &old, until_ms),
             Err(NoticeError::BadTag)
         ));
         assert!(
-            ring.verify(&new, u64::MAX).is_ok(),
+            ring.verify(NoticeKind::Win, &new, u64::MAX).is_ok(),
             "the current key never lapses"
         );
         let stranger = query(b"a key nobody configured, 32 bytes!!", bid());
         assert!(matches!(
-            ring.verify(&stranger, now_ms),
+            ring.verify(NoticeKind::Win, &stranger, now_ms),
             Err(NoticeError::BadTag)
         ));
     }
@@ -190,17 +208,21 @@ mod tests {
         let third = b"a third key, rotated to soon after, 32 b";
         ring.install(third, BASE, TTL_MS, 1).unwrap();
         assert!(matches!(
-            ring.verify(&query(OLD, bid()), 2),
+            ring.verify(NoticeKind::Win, &query(OLD, bid()), 2),
             Err(NoticeError::BadTag)
         ));
-        assert!(ring.verify(&query(NEW, bid()), 2).is_ok());
-        assert!(ring.verify(&query(third, bid()), 2).is_ok());
+        assert!(ring.verify(NoticeKind::Win, &query(NEW, bid()), 2).is_ok());
+        assert!(ring
+            .verify(NoticeKind::Win, &query(third, bid()), 2)
+            .is_ok());
     }
 
     #[test]
     fn an_unusable_new_key_is_refused_and_the_old_one_stays() {
         let ring = NoticeKeyring::new(OLD, BASE).unwrap();
         assert!(ring.install(b"short", BASE, TTL_MS, 0).is_err());
-        assert!(ring.verify(&query(OLD, bid()), u64::MAX).is_ok());
+        assert!(ring
+            .verify(NoticeKind::Win, &query(OLD, bid()), u64::MAX)
+            .is_ok());
     }
 }

@@ -10,6 +10,7 @@ use super::flatbuffers::fb;
 use super::*;
 use crate::money;
 use crate::money::bid_id::BidIdGen;
+use crate::money::notice::NoticeKind;
 
 const KEY: &[u8] = b"test key test key test key test k";
 const NOTICE_BASE: &str = "https://notice.example.com/n";
@@ -193,13 +194,17 @@ fn notice_urls_in_the_response_verify() {
     let (_, resp) = json(&response(&bids));
     let signer = NoticeSigner::new(KEY, NOTICE_BASE).expect("signer");
     let bid = &resp.seatbid[0].bid[0];
-    for url in [&bid.nurl, &bid.burl, &bid.lurl] {
+    for (url, kind) in [
+        (&bid.nurl, NoticeKind::Win),
+        (&bid.burl, NoticeKind::Bill),
+        (&bid.lurl, NoticeKind::Loss),
+    ] {
         let query = url
             .split_once('?')
             .expect("query")
             .1
             .replace("${AUCTION_PRICE}", "1.2");
-        let notice = signer.verify(&query).expect("notice verifies");
+        let notice = signer.verify(kind, &query).expect("notice verifies");
         assert_eq!(notice.bid_id, bids[0].bid_id);
         assert_eq!(notice.imp_id, bids[0].imp_id);
         assert_eq!(notice.campaign_id, bids[0].campaign_id);
@@ -489,15 +494,18 @@ fn assert_fb_bid(bid: fb::Bid<'_>, want: &BidOut<'_>) {
     assert_eq!(bid.dealid(), want.deal_id);
     assert_eq!(bid.mtype(), want.mtype);
     let signer = NoticeSigner::new(KEY, NOTICE_BASE).expect("signer");
-    for (url, path) in [
-        (bid.nurl(), "/win?"),
-        (bid.burl(), "/bill?"),
-        (bid.lurl(), "/loss?"),
+    for (url, path, kind) in [
+        (bid.nurl(), "/win?", NoticeKind::Win),
+        (bid.burl(), "/bill?", NoticeKind::Bill),
+        (bid.lurl(), "/loss?", NoticeKind::Loss),
     ] {
         let url = url.expect("notice URL present");
         let (head, query) = url.split_once('?').expect("query");
         assert_eq!(format!("{head}?"), format!("{NOTICE_BASE}{path}"));
-        assert_eq!(signer.verify(query).expect("verifies").bid_id, want.bid_id);
+        assert_eq!(
+            signer.verify(kind, query).expect("verifies").bid_id,
+            want.bid_id
+        );
     }
 }
 

@@ -116,6 +116,8 @@ mod tests {
             enabled,
             syn_per_s: 100,
             syn_burst: 10,
+            notice_horizon_ms: 300_000,
+            max_held_micros: None,
         }
     }
 
