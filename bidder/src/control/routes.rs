@@ -14,7 +14,7 @@ use super::state::Control;
 use super::ReloadFn;
 use crate::config::read_admin_token;
 use crate::metrics::PromText;
-use crate::money::notice::{percent_decoded, NoticeKind};
+use crate::money::notice::{percent_decoded, same_bytes, NoticeKind};
 
 /// Where notice URLs point under the notice base URL's host: `/notice/win` etc.
 pub const NOTICE_PATH_PREFIX: &str = "/notice";
@@ -108,7 +108,7 @@ fn unauthorized(control: &Control, req: &Request<Incoming>) -> Option<Reply> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    if sent.is_some_and(|sent| same_secret(sent.as_bytes(), expected.as_bytes())) {
+    if sent.is_some_and(|sent| same_bytes(sent.as_bytes(), expected.as_bytes())) {
         return None;
     }
     control.unauthorized.set(control.unauthorized.get() + 1);
@@ -120,12 +120,6 @@ fn unauthorized(control: &Control, req: &Request<Incoming>) -> Option<Reply> {
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(reply)
-}
-
-/// Equality that takes as long whichever byte differs, so the answer time does not
-/// tell a guesser how much of the token was right.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// `/campaign/{id}/resume` (the id percent-encoded if it must be).
@@ -266,17 +260,4 @@ fn not_allowed(allow: &'static str) -> Reply {
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allow));
     reply
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_equal_only_when_every_byte_and_the_length_match() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-        assert!(!same_secret(b"", b"a"));
-    }
 }

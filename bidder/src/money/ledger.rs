@@ -541,7 +541,7 @@ impl Ledger {
     }
 
     fn remember(&mut self, bid_id: BidId, now_ms: u64, how: Resolved) {
-        let forget_at = now_ms + self.duplicate_window_ms;
+        let forget_at = now_ms.saturating_add(self.duplicate_window_ms);
         self.done.insert(bid_id, (forget_at, how));
         self.done_order.push_back((forget_at, bid_id));
     }

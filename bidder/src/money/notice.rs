@@ -335,8 +335,8 @@ fn kind_tag(digest: &[u8], kind: NoticeKind) -> &[u8] {
 }
 
 /// Equality in time independent of where the bytes differ, so answer times tell a
-/// forger nothing about how much of a tag was right.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+/// forger nothing about how much of a tag (or an admin token) was right.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
@@ -738,6 +738,14 @@ mod tests {
         }
         let tags: std::collections::HashSet<_> = signed.tag_hex.iter().collect();
         assert_eq!(tags.len(), 3, "three different tags");
+    }
+
+    #[test]
+    fn secrets_compare_equal_only_when_every_byte_and_the_length_match() {
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"abc", b"abcd"));
+        assert!(!same_bytes(b"", b"a"));
     }
 
     #[test]
