@@ -835,11 +835,8 @@ impl Daemon {
 fn rates(settings: &crate::catalog::Settings) -> Rates {
     Rates {
         ours: settings.currency.clone(),
-        rates_micros: settings
-            .currency_rates_micros
-            .iter()
-            .map(|(code, &rate)| (code.to_ascii_uppercase(), rate))
-            .collect(),
+        // Validation admits upper-case ISO-4217 codes only.
+        rates_micros: settings.currency_rates_micros.clone(),
     }
 }
 

@@ -56,24 +56,32 @@ struct Window {
     spent_micros: AtomicI64,
 }
 
+/// Adds `amount` to `used` unless that passes `limit` (a window's budget, a partner's
+/// held share).
+#[inline]
+fn take_within(used: &AtomicI64, amount: i64, limit: i64) -> bool {
+    used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+        (used <= limit - amount).then(|| used + amount)
+    })
+    .is_ok()
+}
+
+/// Gives back `amount` of `used`, which never goes negative (`what` names it).
+fn give_back_from(used: &AtomicI64, amount: i64, what: &str) {
+    let before = used.fetch_sub(amount, Ordering::AcqRel);
+    assert!(before >= amount, "{what} went negative");
+}
+
 impl Window {
     /// Adds `amount` to `used` unless that passes `limit`.
     #[inline]
     fn take(&self, amount: i64, limit: i64) -> bool {
-        self.used_micros
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
-                (used <= limit - amount).then(|| used + amount)
-            })
-            .is_ok()
+        take_within(&self.used_micros, amount, limit)
     }
 
     /// Gives back `amount` of `used` (a release, or a refund of part of a settlement).
     fn give_back(&self, amount: i64) {
-        let before = self.used_micros.fetch_sub(amount, Ordering::AcqRel);
-        assert!(
-            before >= amount,
-            "a budget window's used money went negative"
-        );
+        give_back_from(&self.used_micros, amount, "a budget window's used money");
     }
 
     fn settle(&self, charged: i64, refunded: i64) {
@@ -240,7 +248,10 @@ pub enum Refused {
 }
 
 /// Money one partner's bids hold while they wait for a notice, and the most they may:
-/// bids nobody answers cannot hold more than this of the campaigns' budgets.
+/// bids nobody answers cannot hold more than this of the campaigns' budgets. On a
+/// cache line of its own: every worker bidding for one partner updates it, and
+/// partners must not contend with each other.
+#[repr(align(64))]
 #[derive(Debug)]
 struct PartnerHold {
     held_micros: AtomicI64,
@@ -495,26 +506,23 @@ impl Budgets {
         amount_micros: i64,
         partner: Option<u16>,
     ) -> Result<Reservation, Refused> {
-        let Some(hold) = partner.and_then(|p| self.partners.get(usize::from(p))) else {
+        let Some((partner, hold)) =
+            partner.and_then(|p| Some((p, self.partners.get(usize::from(p))?)))
+        else {
             return self.reserve(campaign, amount_micros).ok_or(Refused::Budget);
         };
-        let room = hold.max_micros.load(Ordering::Acquire);
-        let taken = hold
-            .held_micros
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |held| {
-                (held.saturating_add(amount_micros) <= room).then(|| held + amount_micros)
-            });
-        if taken.is_err() {
+        let max = hold.max_micros.load(Ordering::Acquire);
+        if !take_within(&hold.held_micros, amount_micros, max) {
             hold.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::PartnerHoldFull);
         }
         match self.reserve(campaign, amount_micros) {
-            Some(mut reservation) => {
-                reservation.partner = partner.expect("checked above");
-                Ok(reservation)
-            }
+            Some(reservation) => Ok(Reservation {
+                partner,
+                ..reservation
+            }),
             None => {
-                hold.held_micros.fetch_sub(amount_micros, Ordering::AcqRel);
+                give_back_from(&hold.held_micros, amount_micros, "a partner's held money");
                 Err(Refused::Budget)
             }
         }
@@ -546,13 +554,8 @@ impl Budgets {
     /// A reservation leaves its partner's share (settled, released or expired).
     fn return_partner(&self, reservation: &Reservation) {
         if let Some(hold) = self.partners.get(usize::from(reservation.partner)) {
-            let before = hold
-                .held_micros
-                .fetch_sub(reservation.amount_micros, Ordering::AcqRel);
-            assert!(
-                before >= reservation.amount_micros,
-                "a partner's held money went below zero"
-            );
+            let amount = reservation.amount_micros;
+            give_back_from(&hold.held_micros, amount, "a partner's held money");
         }
     }
 
