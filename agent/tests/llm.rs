@@ -76,6 +76,11 @@ impl Rig {
         let before = self.cycles();
         let answer = self.call("llm.run", json!({}), Some("test"));
         assert_eq!(code(&answer), "ok", "{answer}");
+        self.cycle_after(before)
+    }
+
+    /// The report of the next cycle recorded once `before` cycles were.
+    fn cycle_after(&mut self, before: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.cycles() == before {
             assert!(Instant::now() < deadline, "no cycle was recorded");
@@ -470,10 +475,13 @@ fn operators_disable_and_enable_the_strategist_and_both_are_audited() {
     assert_eq!(r.last_audit()["verb"], "llm.disable");
     let answer = r.call("llm.run", json!({}), Some("test"));
     assert_eq!(code(&answer), "llm_unavailable", "{answer}");
+    // Enabling wakes the strategist at once: its cycle is the one the fake is
+    // scripted for (scripting after the enable raced that cycle on a loaded machine).
+    r.fake.script([anthropic_text("Nothing to change.")]);
+    let before = r.cycles();
     let answer = r.call("llm.enable", json!({}), Some("review done"));
     assert_eq!(code(&answer), "ok", "{answer}");
     assert_eq!(r.last_audit()["new"]["enabled"], true);
-    r.fake.script([anthropic_text("Nothing to change.")]);
-    assert_eq!(r.cycle()["outcome"], "ok");
+    assert_eq!(r.cycle_after(before)["outcome"], "ok");
     let _ = &r.agent;
 }
