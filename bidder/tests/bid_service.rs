@@ -10,7 +10,7 @@ use std::time::Instant;
 use bidder::bid::gate::BidService;
 use bidder::bid::pipeline::Bidding;
 use bidder::catalog::Catalog;
-use bidder::clock::Clock;
+use bidder::clock::{Clock, DrivenClock};
 use bidder::config::Config;
 use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
@@ -164,6 +164,129 @@ fn bids_nobody_answers_cannot_hold_the_budget_hostage() {
     let (code, text) = post(&mut s, "/bid/ssp-b", Some("192.0.2.9"), "", BANNER);
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("acme-display"), "{text}");
+}
+
+/// What `run_without_notices` saw each simulated second.
+struct HeldSeries {
+    /// exchange-a's held micros at the end of each second.
+    held_micros: Vec<i64>,
+    /// All campaigns' reserved micros at the end of each second.
+    reserved_micros: Vec<i64>,
+    bids: u64,
+}
+
+/// Sends `per_s` one-imp requests a second from exchange-a for `seconds` of driven
+/// calendar time, no notice ever answering them; the ledger drains and expires every
+/// 10 ms as the daemon's desk does. No wall clock: the suite's speed does not matter.
+fn run_without_notices(text: String, per_s: u64, seconds: u64) -> HeldSeries {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let text = text.replace("deadline_cap_ms = 8", "deadline_cap_ms = 1000");
+    let catalog = Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap();
+    let strategy = Arc::new(StaticStrategy {
+        shading_ppm: catalog.settings.default_shading_ppm,
+    });
+    let calendar = DrivenClock::at(testkit::MONDAY_10_30_MS);
+    let service = Arc::new(BidService::new(
+        Bidding::new(catalog, strategy, calendar.clock()),
+        1,
+    ));
+    let mut s = server(&service);
+    let generation = service.current();
+    let bidding = &generation.bidding;
+    let mut ledger = bidder::money::ledger::Ledger::new(300_000);
+    let exchange_a = 0u16;
+    let slots: Vec<_> = bidding
+        .catalog
+        .campaigns
+        .iter()
+        .map(|c| c.budget_slot)
+        .collect();
+    let tick_ms = 10;
+    let per_tick = per_s * tick_ms / 1000;
+    let mut series = HeldSeries {
+        held_micros: Vec::new(),
+        reserved_micros: Vec::new(),
+        bids: 0,
+    };
+    for tick in 1..=seconds * 1000 / tick_ms {
+        for _ in 0..per_tick {
+            if post(&mut s, "/bid/exchange-a", None, "", BANNER).0 == 200 {
+                series.bids += 1;
+            }
+        }
+        let now = calendar.advance_ms(tick_ms);
+        ledger.drain(&bidding.inbox, &bidding.budgets);
+        ledger.expire(now, &bidding.budgets);
+        if tick % (1000 / tick_ms) == 0 {
+            series
+                .held_micros
+                .push(bidding.budgets.partner_held_micros(exchange_a));
+            series.reserved_micros.push(
+                slots
+                    .iter()
+                    .map(|&slot| bidding.budgets.snapshot(slot).reserved_micros)
+                    .sum(),
+            );
+        }
+    }
+    series
+}
+
+/// Issue 19's load case, 2,000 requests a second with no notices for 60 s: what is
+/// held stays under the README's bound, with either limit the binding one.
+#[test]
+fn two_thousand_requests_a_second_without_notices_hold_at_most_the_bound() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let demo = std::fs::read_to_string(&path).unwrap();
+
+    // The demo: exchange-a's bids hold 30 s, at most 100.00 together. 2,000 bids a
+    // second for 30 s would hold about 108.00, so the share is what binds.
+    let cap = 100_000_000;
+    let shared = run_without_notices(demo.clone(), 2_000, 60);
+    // Refused only while the share is full: about 1,850 of the 2,000 a second get bids.
+    assert!(
+        (100_000..120_000).contains(&shared.bids),
+        "{} bids",
+        shared.bids
+    );
+    for (second, &held) in shared.held_micros.iter().enumerate() {
+        assert!(held <= cap, "second {}: {held} held", second + 1);
+    }
+    let last = *shared.reserved_micros.last().unwrap();
+    assert!(last <= cap, "{last} reserved");
+    assert!(
+        last > cap * 9 / 10,
+        "the share binds at this rate: {last} reserved"
+    );
+
+    // No share: the horizon is the bound. A bid here holds what each bid of the first
+    // second held; 10 s of 2,000 such bids a second at most, and no more after 30 s
+    // than after 15 s.
+    let horizon_ms = 10_000;
+    let unshared = demo
+        .replacen("max_held_micros = 100_000_000 ", "", 1)
+        .replacen(
+            "notice_horizon_ms = 30_000 ",
+            &format!("notice_horizon_ms = {horizon_ms}"),
+            1,
+        );
+    assert_ne!(unshared, demo, "the demo's exchange-a lines changed");
+    let open = run_without_notices(unshared, 2_000, 30);
+    assert_eq!(open.bids, 60_000);
+    let per_bid = open.reserved_micros[0] / 2_000;
+    let bound = 2_000 * (horizon_ms as i64 / 1000) * per_bid;
+    for (second, &reserved) in open.reserved_micros.iter().enumerate() {
+        assert!(
+            reserved <= bound,
+            "second {}: {reserved} of {bound}",
+            second + 1
+        );
+    }
+    let (at_15, at_30) = (open.reserved_micros[14], open.reserved_micros[29]);
+    assert!(
+        at_15 > bound * 9 / 10 && at_30 <= at_15,
+        "steady after one horizon: {at_15} at 15 s, {at_30} at 30 s (bound {bound})"
+    );
 }
 
 #[test]

@@ -90,7 +90,7 @@ pub fn run() -> Result<()> {
     report_step(
         FUZZ_STEP,
         step_started,
-        fuzz::run(FUZZ_SECONDS_PER_TARGET, None),
+        fuzz::run(FUZZ_SECONDS_PER_TARGET, None, None),
         &mut failed,
     );
 

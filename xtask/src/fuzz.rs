@@ -81,8 +81,9 @@ struct Outcome {
 }
 
 /// Builds every fuzz crate, then runs each target (or only `only`) for
-/// `seconds_per_target`. Fails on the first crash, naming the input that caused it.
-pub fn run(seconds_per_target: u64, only: Option<&str>) -> Result<()> {
+/// `seconds_per_target` (or until it has run `max_inputs`). Fails on the first crash,
+/// naming the input that caused it.
+pub fn run(seconds_per_target: u64, max_inputs: Option<u64>, only: Option<&str>) -> Result<()> {
     // libFuzzer reads a total time of 0 as "no limit".
     assert!(seconds_per_target > 0, "a fuzz run needs a time bound");
     if let Some(name) = only {
@@ -115,7 +116,13 @@ pub fn run(seconds_per_target: u64, only: Option<&str>) -> Result<()> {
         }
         build(root, krate, &work)?;
         for target in targets {
-            outcomes.push(run_target(root, target, &work, seconds_per_target)?);
+            outcomes.push(run_target(
+                root,
+                target,
+                &work,
+                seconds_per_target,
+                max_inputs,
+            )?);
         }
     }
     for o in &outcomes {
@@ -165,7 +172,13 @@ fn build(root: &Path, krate: &FuzzCrate, work: &Path) -> Result<()> {
     })
 }
 
-fn run_target(root: &Path, target: &'static Target, work: &Path, seconds: u64) -> Result<Outcome> {
+fn run_target(
+    root: &Path,
+    target: &'static Target,
+    work: &Path,
+    seconds: u64,
+    max_inputs: Option<u64>,
+) -> Result<Outcome> {
     let seeds = root.join(target.seeds);
     let target = target.name;
     let binary = work
@@ -191,6 +204,9 @@ fn run_target(root: &Path, target: &'static Target, work: &Path, seconds: u64) -
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg("-print_final_stats=1")
         .stdin(Stdio::null());
+    if let Some(inputs) = max_inputs {
+        cmd.arg(format!("-runs={inputs}"));
+    }
     println!("fuzz: {target}: {seconds}s from {}", seeds.display());
     let started = Instant::now();
     let out = cmd

@@ -101,6 +101,9 @@ enum Task {
         /// Only this target.
         #[arg(long)]
         target: Option<String>,
+        /// Stop a target after this many inputs, if its time is not up first.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_inputs: Option<u64>,
     },
     /// Benchmarks, each comparing in one run on this machine.
     #[command(subcommand)]
@@ -158,7 +161,12 @@ fn main() -> ExitCode {
             minutes,
             seconds,
             target,
-        } => fuzz::run(seconds.unwrap_or(minutes * 60), target.as_deref()),
+            max_inputs,
+        } => fuzz::run(
+            seconds.unwrap_or(minutes * 60),
+            max_inputs,
+            target.as_deref(),
+        ),
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
         Task::Bench(BenchTask::Xdp) => bench::xdp(),
