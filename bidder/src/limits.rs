@@ -120,6 +120,19 @@ pub const MAX_SCHAIN_NODES: usize = 32;
 /// and the request is flagged `truncated`.
 pub const MAX_EIDS: usize = 64;
 
+// ---- Consent ----------------------------------------------------------------
+
+/// Longest consent string (TCF `user.consent` or GPP `regs.gpp`) decoded. Real strings
+/// are a few hundred bytes; a longer one is treated as malformed (no consent), so one
+/// request cannot make a worker decode kilobytes.
+pub const MAX_CONSENT_STRING_BYTES: usize = 4096;
+
+/// Decoded consent strings each worker remembers per kind (TCF, GPP), direct-mapped by
+/// the text's hash: at most this × `MAX_CONSENT_STRING_BYTES` bytes per kind per worker
+/// (4 MiB), typically a few hundred KiB. A new string takes its slot's place; a miss
+/// costs one decode (a few microseconds).
+pub const CONSENT_CACHE_SLOTS: usize = 1024;
+
 // ---- Responses --------------------------------------------------------------
 
 /// Most bids in one response. A request carries a bounded number of impressions and we

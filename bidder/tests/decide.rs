@@ -27,6 +27,8 @@ base_url = "https://bidder.test/notice"
 hmac_key_file = "{}"
 [currency_rates_micros]
 EUR = 1_100_000
+[privacy]
+gvl_vendor_id = 1001
 [[partner]]
 name = "ex-a"
 qps_limit = 100
@@ -412,25 +414,63 @@ fn deals_and_private_auctions() {
     );
 }
 
+/// TC strings made by IAB Europe's reference encoder (`tests/consent/make_strings.mjs`).
+fn consent_strings() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/consent/strings.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn consent_string(kind: &str, name: &str) -> String {
+    let all = consent_strings();
+    let found = all[kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name);
+    found.unwrap_or_else(|| panic!("no {kind} case {name}"))["string"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn consent_in_both_openrtb_locations() {
     let c = banner_campaign("c", 2_000_000, "require_consent = true", "");
-    let cases: &[(&str, Expect)] = &[
-        ("", Bid("c", 2_000_000)),
-        (r#","regs":{"gdpr":1}"#, NoBid(NoConsent)),
+    let granted = consent_string("tcf", "all_granted");
+    let refused = consent_string("tcf", "refuse_all");
+    let cases: &[(String, Expect)] = &[
+        (String::new(), Bid("c", 2_000_000)),
+        (r#","regs":{"gdpr":1}"#.into(), NoBid(NoConsent)),
         (
-            r#","regs":{"gdpr":1},"user":{"consent":"CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"}"#,
+            format!(r#","regs":{{"gdpr":1}},"user":{{"consent":"{granted}"}}"#),
             Bid("c", 2_000_000),
         ),
-        (r#","regs":{"ext":{"gdpr":1}}"#, NoBid(NoConsent)),
         (
-            r#","regs":{"ext":{"gdpr":1}},"user":{"ext":{"consent":"CPXxRfAPXxRfAAfKABENB"}}"#,
+            format!(r#","regs":{{"gdpr":1}},"user":{{"consent":"{refused}"}}"#),
+            NoBid(NoVendorConsent),
+        ),
+        // IAB's public example string: a TC string that consents to nothing.
+        (
+            r#","regs":{"gdpr":1},"user":{"consent":"CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"}"#
+                .into(),
+            NoBid(NoVendorConsent),
+        ),
+        (r#","regs":{"ext":{"gdpr":1}}"#.into(), NoBid(NoConsent)),
+        (
+            format!(r#","regs":{{"ext":{{"gdpr":1}}}},"user":{{"ext":{{"consent":"{granted}"}}}}"#),
             Bid("c", 2_000_000),
         ),
-        (r#","regs":{"gdpr":0}"#, Bid("c", 2_000_000)),
-        (r#","regs":{"us_privacy":"1YYN"}"#, NoBid(NoConsent)),
-        (r#","regs":{"ext":{"us_privacy":"1YYN"}}"#, NoBid(NoConsent)),
-        (r#","regs":{"us_privacy":"1YNN"}"#, Bid("c", 2_000_000)),
+        // Cut short: does not decode, so no consent.
+        (
+            r#","regs":{"ext":{"gdpr":1}},"user":{"ext":{"consent":"CPXxRfAPXxRfAAfKABENB"}}"#
+                .into(),
+            NoBid(NoConsent),
+        ),
+        (r#","regs":{"gdpr":0}"#.into(), Bid("c", 2_000_000)),
+        (r#","regs":{"us_privacy":"1YYN"}"#.into(), NoBid(UsOptOut)),
+        (r#","regs":{"ext":{"us_privacy":"1YYN"}}"#.into(), NoBid(UsOptOut)),
+        (r#","regs":{"us_privacy":"1YNN"}"#.into(), Bid("c", 2_000_000)),
+        (r#","regs":{"us_privacy":"1YXN"}"#.into(), NoBid(NoConsent)),
     ];
     for (extra, want) in cases {
         assert_eq!(&decide(&c, &banner_request("", extra)), want, "{extra}");
@@ -441,6 +481,173 @@ fn consent_in_both_openrtb_locations() {
         decide(&free, &banner_request("", r#","regs":{"gdpr":1}"#)),
         Bid("f", 2_000_000)
     );
+}
+
+/// The TC string decoder reads back exactly what IAB Europe's reference encoder wrote,
+/// and the GPP decoder the US sections' opt-outs.
+#[test]
+fn reference_consent_strings_decode_to_what_was_encoded() {
+    use std::convert::TryFrom;
+    use std::str::FromStr;
+    let all = consent_strings();
+    let ids = |v: &serde_json::Value| -> Vec<u16> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u16)
+            .collect()
+    };
+    let small = |v: &[u8]| v.iter().map(|&x| u16::from(x)).collect::<Vec<_>>();
+    for case in all["tcf"].as_array().unwrap() {
+        let (name, e) = (&case["name"], &case["encoded"]);
+        let tc = lib_tcstring::TcModelV2::try_from(case["string"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            small(&tc.purposes_consent),
+            ids(&e["purpose_consents"]),
+            "{name}"
+        );
+        assert_eq!(
+            small(&tc.purposes_li_transparency),
+            ids(&e["purpose_legitimate_interests"]),
+            "{name}"
+        );
+        assert_eq!(
+            small(&tc.special_feature_opt_ins),
+            ids(&e["special_feature_optins"]),
+            "{name}"
+        );
+        assert_eq!(tc.vendors_consent, ids(&e["vendor_consents"]), "{name}");
+        assert_eq!(
+            tc.vendors_li_consent,
+            ids(&e["vendor_legitimate_interests"]),
+            "{name}"
+        );
+        let restrictions = e["publisher_restrictions"].as_array().unwrap();
+        assert_eq!(
+            tc.publisher_restrictions.len(),
+            restrictions.len(),
+            "{name}"
+        );
+        for (got, want) in tc.publisher_restrictions.iter().zip(restrictions) {
+            assert_eq!(
+                u64::from(got.purpose_id),
+                want["purpose"].as_u64().unwrap(),
+                "{name}"
+            );
+            assert_eq!(got.vendor_list, ids(&want["vendors"]), "{name}");
+        }
+    }
+    let mut us_sections = 0;
+    for case in all["gpp"].as_array().unwrap() {
+        let gpp = iab_gpp::v1::GPPString::from_str(case["string"].as_str().unwrap()).unwrap();
+        for (section, fields) in case["encoded"]["sections"].as_object().unwrap() {
+            let opt_out = |field: &str| fields[field].as_u64();
+            let decoded = match (
+                section.as_str(),
+                gpp.decode_all_sections().remove(0).unwrap(),
+            ) {
+                ("usnat", iab_gpp::sections::Section::UsNat(s)) => match s.core {
+                    iab_gpp::sections::usnat::Core::V2(c) => [
+                        c.sale_opt_out as u64,
+                        c.sharing_opt_out as u64,
+                        c.targeted_advertising_opt_out as u64,
+                    ],
+                    other => panic!("{other:?}"),
+                },
+                ("usca", iab_gpp::sections::Section::UsCa(s)) => {
+                    [s.core.sale_opt_out as u64, s.core.sharing_opt_out as u64, 0]
+                }
+                _ => continue,
+            };
+            let want = [
+                opt_out("SaleOptOut").unwrap(),
+                opt_out("SharingOptOut").unwrap(),
+                opt_out("TargetedAdvertisingOptOut").unwrap_or(0),
+            ];
+            assert_eq!(decoded, want, "{}", case["name"]);
+            us_sections += 1;
+        }
+    }
+    assert!(us_sections >= 5, "{us_sections} US sections checked");
+}
+
+/// Every string from the reference encoders against campaigns with different needs.
+/// Columns: personalised ads (the default [1, 2, 3, 4, 7], every US opt-out), basic
+/// ads [1, 2, 7], legitimate-interest purposes [2, 7] with no US opt-out, basic ads
+/// with precise geolocation, US sale only, US targeted advertising only, contextual.
+/// `.` bids; `C` no consent; `V` no vendor consent; `P` no purpose consent; `U` US
+/// opt-out.
+#[test]
+fn consent_strings_decide_by_what_each_campaign_needs() {
+    let needs = [
+        "require_consent = true",
+        "require_consent = true\n  consent_purposes = [1, 2, 7]",
+        "require_consent = true\n  consent_purposes = [2, 7]\n  us_opt_outs = []",
+        "require_consent = true\n  consent_purposes = [1, 2, 7]\n  consent_special_features = [1]",
+        "require_consent = true\n  consent_purposes = []\n  us_opt_outs = [\"sale\"]",
+        "require_consent = true\n  consent_purposes = []\n  us_opt_outs = [\"targeted_advertising\"]",
+        "",
+    ];
+    let tcf = |name: &str| {
+        format!(
+            r#","regs":{{"gdpr":1}},"user":{{"consent":"{}"}}"#,
+            consent_string("tcf", name)
+        )
+    };
+    let gpp = |name: &str, sid: &str| {
+        format!(
+            r#","regs":{{"gpp":"{}","gpp_sid":[{sid}]}}"#,
+            consent_string("gpp", name)
+        )
+    };
+    let rows: Vec<(String, &str)> = vec![
+        (tcf("all_granted"), "......."),
+        (tcf("refuse_all"), "VVVV..."),
+        (tcf("vendor_missing"), "VVVV..."),
+        (tcf("basic_ads_only"), "P..P..."),
+        (tcf("legitimate_interest_only"), "PP.P..."),
+        (tcf("restriction_not_allowed"), "P......"),
+        (tcf("restriction_require_consent"), "PPPP..."),
+        (tcf("no_special_feature"), "...P..."),
+        (tcf("with_disclosed_vendors"), "......."),
+        (r#","regs":{"gdpr":1},"user":{"consent":"not a tc string"}"#.into(), "CCCC..."),
+        (gpp("gpp_tcf_all_granted", "2"), "......."),
+        (gpp("gpp_tcf_refuse_all", "2"), "VVVV..."),
+        (gpp("gpp_usnat_sale_opt_out", "7"), "UU.UU.."),
+        // The same string where only California's section applies: usnat does not.
+        (gpp("gpp_usnat_sale_opt_out", "8"), "......."),
+        (gpp("gpp_usnat_no_opt_out", "7"), "......."),
+        (gpp("gpp_usnat_targeted_opt_out", "7"), "UU.U.U."),
+        (gpp("gpp_usca_sharing_opt_out", "8"), "UU.U..."),
+        (gpp("gpp_usnat_gpc", "7"), "UU.UU.."),
+        (gpp("gpp_tcf_and_usnat", "2,7"), "UU.UU.."),
+        (gpp("gpp_uspv1_opt_out", "6"), "UU.UU.."),
+        // IAB's public example: TCF refusing everything, US Privacy not opted out.
+        (
+            r#","regs":{"gpp":"DBACNY~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA~1YNN","gpp_sid":[2,6]}"#.into(),
+            "VVVV...",
+        ),
+        (r#","regs":{"gpp":"DBABLA~!!","gpp_sid":[7]}"#.into(), "CC.CCC."),
+    ];
+    for (extra, want) in &rows {
+        let got: String = needs
+            .iter()
+            .map(|targeting| {
+                match decide(
+                    &banner_campaign("c", 2_000_000, targeting, ""),
+                    &banner_request("", extra),
+                ) {
+                    Bid(..) => '.',
+                    NoBid(NoConsent) => 'C',
+                    NoBid(NoVendorConsent) => 'V',
+                    NoBid(NoPurposeConsent) => 'P',
+                    NoBid(UsOptOut) => 'U',
+                    NoBid(other) => panic!("{extra}: {other}"),
+                }
+            })
+            .collect();
+        assert_eq!(&got, want, "{extra}");
+    }
 }
 
 #[test]

@@ -237,9 +237,26 @@ fn run_bids(bidding: &Bidding, bodies: Vec<&[u8]>, plan: Plan) -> (Summary, Outc
 /// (b) Banner requests against 1,000 campaigns. Returns the headline row's position.
 fn banner_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> usize {
     let iab = workload::iab_simple_banner();
-    let requests: [(&str, &[u8]); 2] = [
-        ("Prebid site banner", workload::PBS_SITE_BANNER.as_bytes()),
+    // The consent check's cost, read against the headline in the same run: the same
+    // request without consent signals, and from the EU with a real TC string (IAB
+    // Europe's reference encoder: every purpose granted to the catalog's vendor id).
+    let pbs = workload::PBS_SITE_BANNER;
+    let regs = pbs
+        .lines()
+        .find(|l| l.contains("\"regs\""))
+        .expect("regs line");
+    let no_signals = pbs.replace(regs, r#"  "regs": {"coppa": 0},"#);
+    let eu_tcf = pbs
+        .replace(regs, r#"  "regs": {"gdpr": 1},"#)
+        .replace(
+            r#""user": {"#,
+            r#""user": {"consent": "CQtDjkAQtDjkAAKABBENCWEsAP_gAEPgAAYgH0wBAAEAA0AXmA-kD6YAID6QAAAA","#,
+        );
+    let requests: [(&str, &[u8]); 4] = [
+        ("Prebid site banner", pbs.as_bytes()),
         ("IAB simple banner", &iab),
+        ("Prebid banner, no consent signals", no_signals.as_bytes()),
+        ("Prebid banner, GDPR + TC string", eu_tcf.as_bytes()),
     ];
     let headline = rows.len();
     for (label, body) in requests {

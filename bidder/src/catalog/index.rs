@@ -8,6 +8,7 @@
 
 use rustc_hash::FxHashMap;
 
+use super::consent::{self, ConsentNeeds};
 use super::{CampaignSet, PartnerIdx};
 use crate::config::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
 use crate::config::{CampaignConfig, Config};
@@ -90,7 +91,10 @@ pub struct Index {
     pub categories: Dimension<String>,
     /// Campaigns running in each hour of the week (UTC, Monday 00:00 = 0).
     pub hours: Vec<CampaignSet>,
-    pub require_consent: CampaignSet,
+    /// Campaigns by what they need from consent signals, one entry per distinct need
+    /// (campaigns that use no personal data are in none): a request's signals are
+    /// checked once per entry, not per campaign.
+    pub consent: Vec<(ConsentNeeds, CampaignSet)>,
     pub allow_coppa: CampaignSet,
     pub require_complete_schain: CampaignSet,
 }
@@ -119,7 +123,7 @@ impl Index {
             block_app_bundles: Blocklist::default(),
             categories: Dimension::new(width),
             hours: vec![CampaignSet::empty(width); HOURS_PER_WEEK],
-            require_consent: CampaignSet::empty(width),
+            consent: Vec::new(),
             allow_coppa: CampaignSet::empty(width),
             require_complete_schain: CampaignSet::empty(width),
         };
@@ -186,8 +190,16 @@ impl Index {
         for hour in t.dayparts.iter().filter_map(|d| parse_daypart(d)).flatten() {
             self.hours[hour].insert(c);
         }
-        if t.require_consent {
-            self.require_consent.insert(c);
+        let needs = consent::needs(t);
+        if needs != ConsentNeeds::default() {
+            match self.consent.iter_mut().find(|(n, _)| *n == needs) {
+                Some((_, set)) => set.insert(c),
+                None => {
+                    let mut set = CampaignSet::empty(w);
+                    set.insert(c);
+                    self.consent.push((needs, set));
+                }
+            }
         }
         if t.allow_coppa {
             self.allow_coppa.insert(c);

@@ -6,6 +6,7 @@
 //! whole, so a request always sees one consistent catalog.
 
 mod bitset;
+pub mod consent;
 pub(crate) mod index;
 
 use std::net::IpAddr;
@@ -48,6 +49,9 @@ pub struct Settings {
     pub bid_without_user: bool,
     /// Some campaign has a frequency cap (else the user is never looked up).
     pub frequency_capped: bool,
+    /// Our id in IAB Europe's Global Vendor List (`privacy.gvl_vendor_id`; 0 when
+    /// unset, which no campaign needing consent allows).
+    pub gvl_vendor_id: u16,
 }
 
 /// A partner (exchange / SSP), compiled.
@@ -296,6 +300,7 @@ impl Catalog {
                 .campaigns
                 .iter()
                 .any(|c| c.get_ref().frequency_cap.is_some()),
+            gvl_vendor_id: config.privacy.gvl_vendor_id.unwrap_or(0),
         };
         let partners: Vec<Partner> = config
             .partners

@@ -66,6 +66,9 @@ pub struct Config {
     /// How frequency caps find the user (`[frequency]`).
     #[serde(default)]
     pub frequency: FrequencyConfig,
+    /// Who we are to consent frameworks (`[privacy]`).
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -298,6 +301,15 @@ impl Default for FrequencyConfig {
     }
 }
 
+/// Who we are to consent frameworks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Our id in IAB Europe's Global Vendor List: TC strings grant consent to vendor
+    /// ids. Needed when a campaign has `require_consent`.
+    pub gvl_vendor_id: Option<u16>,
+}
+
 /// Win / billing / loss notice URLs, their signing key, and the listener exchanges
 /// call them on (apart from the admin listener).
 #[derive(Debug, Deserialize)]
@@ -496,8 +508,20 @@ pub struct TargetingConfig {
     pub deals: Vec<DealConfig>,
     /// Bid only through one of `deals`.
     pub deals_only: bool,
-    /// Refuse traffic where GDPR applies without a consent string, or US privacy opt-out.
+    /// The campaign uses personal data: where GDPR applies it bids only with the TCF
+    /// purposes below granted to our vendor id (`privacy.gvl_vendor_id`), and not
+    /// after the US opt-outs below. Off: contextual, bids whatever the signals say.
     pub require_consent: bool,
+    /// TCF purposes needed (consent, or legitimate interest where TCF v2.2 allows it:
+    /// 2, 7, 8, 9, 10, 11). Default with `require_consent`: [1, 2, 3, 4, 7]
+    /// (personalised ads); basic ads are [1, 2, 7].
+    pub consent_purposes: Option<Vec<u8>>,
+    /// TCF special features the user must have opted in to (1 precise geolocation,
+    /// 2 active device scanning). Default: none.
+    pub consent_special_features: Vec<u8>,
+    /// US opt-outs that stop the campaign: "sale", "sharing", "targeted_advertising".
+    /// Default with `require_consent`: all three.
+    pub us_opt_outs: Option<Vec<String>>,
     /// Allow requests flagged as directed at children (COPPA). Off by default.
     pub allow_coppa: bool,
     pub supply_chain: SupplyChainConfig,

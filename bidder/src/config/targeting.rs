@@ -4,6 +4,13 @@
 /// Hours in a week; dayparts are sets of these, hour 0 = Monday 00:00-01:00 UTC.
 pub const HOURS_PER_WEEK: usize = 7 * 24;
 
+/// Purposes TCF v2.2 defines (ids 1..=11); `consent_purposes` names only these.
+pub const TCF_PURPOSES: u8 = 11;
+/// Special features TCF v2.2 defines (1 precise geolocation, 2 device scanning).
+pub const TCF_SPECIAL_FEATURES: u8 = 2;
+/// The US opt-outs `us_opt_outs` can name.
+pub const US_OPT_OUTS: [&str; 3] = ["sale", "sharing", "targeted_advertising"];
+
 /// The four OpenRTB media types, numbered as OpenRTB 2.6 `mtype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaType {

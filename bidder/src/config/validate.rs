@@ -11,7 +11,9 @@ use super::{
     CampaignConfig, Config, ConfigError, CreativeConfig, PartnerConfig, TargetingConfig,
     MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
 };
-use crate::config::targeting::{parse_daypart, parse_size, MediaType};
+use crate::config::targeting::{
+    parse_daypart, parse_size, MediaType, TCF_PURPOSES, TCF_SPECIAL_FEATURES, US_OPT_OUTS,
+};
 use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
 
@@ -625,6 +627,7 @@ fn targeting(p: &mut Problems, prefix: &str, t: &TargetingConfig, partner_names:
             );
         }
     }
+    consent(p, &field, t);
     if t.deals_only && t.deals.is_empty() {
         p.add(
             field("deals_only"),
@@ -640,6 +643,56 @@ fn targeting(p: &mut Problems, prefix: &str, t: &TargetingConfig, partner_names:
                 "e.g. \"exchange.com\" or \"exchange.com:pub-123\"",
             );
         }
+    }
+}
+
+/// A campaign's consent needs: known ids and names, set only with `require_consent`,
+/// which needs our vendor id.
+fn consent(p: &mut Problems, field: &dyn Fn(&str) -> String, t: &TargetingConfig) {
+    let refines = t.consent_purposes.is_some()
+        || !t.consent_special_features.is_empty()
+        || t.us_opt_outs.is_some();
+    if refines && !t.require_consent {
+        p.add(
+            field("require_consent"),
+            "consent_purposes, consent_special_features or us_opt_outs is set, but \
+             require_consent is not",
+            "set require_consent = true (or remove those keys for a contextual campaign)",
+        );
+    }
+    for &purpose in t.consent_purposes.iter().flatten() {
+        if !(1..=TCF_PURPOSES).contains(&purpose) {
+            p.add(
+                field("consent_purposes"),
+                format!("{purpose} is not a TCF v2.2 purpose"),
+                "use purpose ids 1..=11, e.g. [1, 2, 3, 4, 7] for personalised ads",
+            );
+        }
+    }
+    for &feature in &t.consent_special_features {
+        if !(1..=TCF_SPECIAL_FEATURES).contains(&feature) {
+            p.add(
+                field("consent_special_features"),
+                format!("{feature} is not a TCF v2.2 special feature"),
+                "use 1 (precise geolocation) or 2 (active device scanning)",
+            );
+        }
+    }
+    for name in t.us_opt_outs.iter().flatten() {
+        if !US_OPT_OUTS.contains(&name.as_str()) {
+            p.add(
+                field("us_opt_outs"),
+                format!("unknown opt-out {name:?}"),
+                "use \"sale\", \"sharing\" or \"targeted_advertising\"",
+            );
+        }
+    }
+    if t.require_consent && p.config.privacy.gvl_vendor_id.is_none() {
+        p.add(
+            field("require_consent"),
+            "set, but privacy.gvl_vendor_id is not: no TC string could ever grant us consent",
+            "set [privacy] gvl_vendor_id to our id in IAB Europe's Global Vendor List",
+        );
     }
 }
 

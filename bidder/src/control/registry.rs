@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::catalog::Catalog;
+use crate::decide::consent::StringKind;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
 use crate::http::Status;
 use crate::limits::MAX_PARTNERS;
@@ -238,6 +239,21 @@ fn collect_decisions(stats: &[Arc<DecisionStats>], out: &mut PromText) {
         "Imps past the per-request limit (limits::MAX_IMPS), not evaluated; the first ones are.",
         &[],
         sum(&|d| d.imps_over_limit.get()),
+    );
+    for kind in StringKind::ALL {
+        out.counter(
+            "bidder_consent_malformed_total",
+            "Requests with a consent string (tcf, gpp, us_privacy) that does not decode: \
+             no consent for campaigns that need it.",
+            &[("kind", kind.name())],
+            sum(&|d| d.consent_malformed[kind as usize].get()),
+        );
+    }
+    out.counter(
+        "bidder_consent_decodes_total",
+        "Consent strings decoded: each a miss of the per-worker cache of decoded strings.",
+        &[],
+        sum(&|d| d.consent_decodes.get()),
     );
     for reason in NoBidReason::ALL {
         out.counter(

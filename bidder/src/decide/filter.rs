@@ -9,7 +9,7 @@ use crate::catalog::{CampaignSet, Catalog};
 use crate::config::targeting::{hour_of_week, MediaType};
 use crate::openrtb::{BidRequest, Imp};
 
-use super::{Context, NoBidReason};
+use super::{consent, Context, DecisionStats, NoBidReason};
 
 /// Fills `set` with the campaigns the request as a whole allows.
 pub(super) fn request(
@@ -18,6 +18,8 @@ pub(super) fn request(
     ctx: Context,
     set: &mut CampaignSet,
     scratch: &mut CampaignSet,
+    consent: &mut consent::Decoder,
+    stats: &DecisionStats,
 ) -> Result<(), NoBidReason> {
     let index = &catalog.index;
     let cur = req.cur();
@@ -73,7 +75,7 @@ pub(super) fn request(
 
     publisher(catalog, req, set, scratch)?;
     categories(catalog, req, set, scratch)?;
-    privacy(catalog, req, set)
+    privacy(catalog, req, set, consent, stats)
 }
 
 /// `set ∩= any ∪ by_value[value]`; `reason` when that leaves no campaign.
@@ -178,24 +180,29 @@ fn categories(
     nonempty(set, NoBidReason::CategoryNotTargeted)
 }
 
-/// Consent (GDPR with no consent string; US privacy opt-out), COPPA and the
-/// supply-chain completeness requirement. Both the 2.6 and the 2.5 `ext` locations
-/// arrive here already folded by the parser.
+/// Consent (each group of campaigns with the same needs against the request's
+/// decoded signals), COPPA and the supply-chain completeness requirement. Both the
+/// 2.6 and the 2.5 `ext` locations arrive here already folded by the parser.
 fn privacy(
     catalog: &Catalog,
     req: &BidRequest<'_>,
     set: &mut CampaignSet,
+    consent: &mut consent::Decoder,
+    stats: &DecisionStats,
 ) -> Result<(), NoBidReason> {
     let index = &catalog.index;
-    let consent = req
-        .user
-        .as_ref()
-        .and_then(|u| u.consent)
-        .filter(|c| !c.is_empty());
-    let gdpr_without_consent = req.regs.gdpr == Some(true) && consent.is_none();
-    if gdpr_without_consent || us_privacy_opted_out(req.regs.us_privacy) {
-        set.subtract(&index.require_consent);
-        nonempty(set, NoBidReason::NoConsent)?;
+    if !index.consent.is_empty() {
+        let facts = consent.facts(req, stats);
+        let mut refused = None;
+        for (needs, campaigns) in &index.consent {
+            if let Err(reason) = needs.check(&facts) {
+                set.subtract(campaigns);
+                refused = refused.max(Some(reason));
+            }
+        }
+        if let Some(reason) = refused {
+            nonempty(set, reason)?;
+        }
     }
     if req.regs.coppa {
         set.intersect(&index.allow_coppa);
@@ -206,16 +213,6 @@ fn privacy(
         nonempty(set, NoBidReason::SupplyChainIncomplete)?;
     }
     Ok(())
-}
-
-/// US Privacy string (`1YYN`): the third character `Y` means the user opted out of
-/// the sale of personal information.
-fn us_privacy_opted_out(us_privacy: Option<&str>) -> bool {
-    us_privacy.is_some_and(|s| {
-        s.as_bytes()
-            .get(2)
-            .is_some_and(|b| b.eq_ignore_ascii_case(&b'y'))
-    })
 }
 
 /// Narrows `request_set` to the campaigns that can serve this imp: a media type it

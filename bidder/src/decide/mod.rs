@@ -18,6 +18,7 @@
 mod blocked;
 pub mod campaign_counts;
 mod candidate;
+pub mod consent;
 mod filter;
 mod reason;
 pub mod strategy;
@@ -101,6 +102,8 @@ pub struct Decider {
     stats: Arc<DecisionStats>,
     /// `stats`' per-campaign table, sized for the catalog this decider was built for.
     campaigns: Arc<CampaignCounts>,
+    /// Decoded consent strings, for the catalog's vendor id.
+    consent: consent::Decoder,
 }
 
 impl Decider {
@@ -121,6 +124,7 @@ impl Decider {
             },
             rng: seed | 1,
             campaigns: stats.campaign_counts_for(catalog),
+            consent: consent::Decoder::new(catalog.settings.gvl_vendor_id),
             stats,
         }
     }
@@ -168,7 +172,15 @@ impl Decider {
         self.stats.imps.add(req.imps().len() as u64);
 
         self.blocked.fill(&catalog.vocabulary, req);
-        let filtered = filter::request(catalog, req, ctx, &mut self.request_set, &mut self.scratch);
+        let filtered = filter::request(
+            catalog,
+            req,
+            ctx,
+            &mut self.request_set,
+            &mut self.scratch,
+            &mut self.consent,
+            &self.stats,
+        );
         for i in 0..req.imps().len() {
             let outcome = match filtered {
                 Err(reason) => Err(reason),

@@ -38,8 +38,18 @@ pub enum NoBidReason {
     PublisherNotTargeted,
     /// No campaign targets the content category.
     CategoryNotTargeted,
-    /// GDPR applies without consent, or the user opted out (US privacy).
+    /// GDPR applies and the request has no TC string, or a consent string (TCF, GPP,
+    /// US Privacy) that does not decode: no consent.
     NoConsent,
+    /// GDPR applies and the TC string gives our vendor id neither consent nor
+    /// legitimate interest.
+    NoVendorConsent,
+    /// GDPR applies and a TCF purpose or special feature the campaign needs is not
+    /// granted to us (or a publisher restriction forbids it).
+    NoPurposeConsent,
+    /// The user opted out (US Privacy, a GPP US section, Global Privacy Control) of
+    /// what the campaign does: sale, sharing or targeted advertising.
+    UsOptOut,
     /// The request is flagged as directed at children (COPPA).
     Coppa,
     /// A campaign requires a complete supply chain and the request has none.
@@ -109,6 +119,9 @@ impl NoBidReason {
             PublisherNotTargeted,
             CategoryNotTargeted,
             NoConsent,
+            NoVendorConsent,
+            NoPurposeConsent,
+            UsOptOut,
             Coppa,
             SupplyChainIncomplete,
             MediaNotTargeted,
@@ -184,6 +197,9 @@ impl NoBidReason {
             PublisherNotTargeted => "publisher_not_targeted",
             CategoryNotTargeted => "category_not_targeted",
             NoConsent => "no_consent",
+            NoVendorConsent => "no_vendor_consent",
+            NoPurposeConsent => "no_purpose_consent",
+            UsOptOut => "us_opt_out",
             Coppa => "coppa",
             SupplyChainIncomplete => "supply_chain_incomplete",
             SellerNotAllowed => "seller_not_allowed",
@@ -210,18 +226,50 @@ impl NoBidReason {
 
     /// The OpenRTB no-bid reason code (`BidResponse.nbr`, list "No-Bid Reason
     /// Codes"): a standard code where one fits, otherwise an exchange-specific code
-    /// `500 + reason` (OpenRTB reserves 500+ for such codes).
+    /// `500 + n` (OpenRTB reserves 500+ for such codes). Once published a code never
+    /// changes meaning: a new reason takes the next free `n`, wherever it sits in
+    /// the stage order.
     pub fn nbr(self) -> u32 {
         use NoBidReason::*;
-        match self {
-            TechnicalError => 1,
-            InvalidRequest => 2,
-            PublisherNotTargeted => 7,
-            Deadline => 15,
-            SupplyChainIncomplete => 16,
-            SellerNotAllowed => 17,
-            other => 500 + other as u32,
-        }
+        let n = match self {
+            TechnicalError => return 1,
+            InvalidRequest => return 2,
+            PublisherNotTargeted => return 7,
+            Deadline => return 15,
+            SupplyChainIncomplete => return 16,
+            SellerNotAllowed => return 17,
+            PartnerRefused => 1,
+            CurrencyNotAccepted => 2,
+            NoActiveCampaign => 3,
+            PartnerNotTargeted => 4,
+            OutsideDaypart => 5,
+            GeoNotTargeted => 6,
+            DeviceNotTargeted => 7,
+            OsNotTargeted => 8,
+            CategoryNotTargeted => 10,
+            NoConsent => 11,
+            Coppa => 12,
+            MediaNotTargeted => 14,
+            SizeNotTargeted => 15,
+            NoMatchingCreative => 17,
+            BlockedAttribute => 18,
+            BlockedCategory => 19,
+            BlockedAdvertiser => 20,
+            DealRequired => 21,
+            NoDeal => 22,
+            FloorCurrencyUnsupported => 23,
+            BelowFloor => 24,
+            Paused => 25,
+            SpendRateTripped => 26,
+            FrequencyCapped => 27,
+            Paced => 28,
+            LedgerUnavailable => 29,
+            BudgetExhausted => 30,
+            NoVendorConsent => 33,
+            NoPurposeConsent => 34,
+            UsOptOut => 35,
+        };
+        500 + n
     }
 
     /// The OpenRTB loss reason code that names the same cause, where one exists
@@ -284,6 +332,11 @@ pub struct DecisionStats {
     pub bids_dropped_ledger_full: Counter,
     /// Imps past `limits::MAX_IMPS` in a request, not evaluated.
     pub imps_over_limit: Counter,
+    /// Requests with a consent string that does not decode, by
+    /// [`super::consent::StringKind`]: no consent for them.
+    pub consent_malformed: [Counter; 3],
+    /// Consent strings decoded (each a cache miss: the cached ones cost a compare).
+    pub consent_decodes: Counter,
     /// Per-campaign outcomes; replaced by a larger table when a catalog brings new
     /// budget slots (by the owning worker, at decider build time).
     pub(super) campaigns: ArcSwap<CampaignCounts>,
@@ -302,6 +355,8 @@ impl Default for DecisionStats {
             bids_dropped_no_room: Counter::default(),
             bids_dropped_ledger_full: Counter::default(),
             imps_over_limit: Counter::default(),
+            consent_malformed: std::array::from_fn(|_| Counter::default()),
+            consent_decodes: Counter::default(),
             campaigns: ArcSwap::default(),
         }
     }
@@ -352,7 +407,9 @@ mod tests {
             NoBidReason::ALL.iter().map(|r| r.nbr()).collect();
         assert_eq!(codes.len(), NoBidReason::COUNT);
         assert_eq!(NoBidReason::InvalidRequest.nbr(), 2);
-        assert!(NoBidReason::BudgetExhausted.nbr() >= 500);
+        // Published exchange-specific codes keep their numbers.
+        assert_eq!(NoBidReason::NoConsent.nbr(), 511);
+        assert_eq!(NoBidReason::BudgetExhausted.nbr(), 530);
     }
 
     #[test]

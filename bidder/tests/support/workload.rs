@@ -319,6 +319,9 @@ hmac_key_file = "{}"
 EUR = 1_080_000
 GBP = 1_270_000
 
+[privacy]
+gvl_vendor_id = 1001
+
 [[partner]]
 name = "exchange-a"
 qps_limit = 50_000
