@@ -133,6 +133,10 @@ pub const MAX_CONSENT_STRING_BYTES: usize = 4096;
 /// costs one decode (a few microseconds).
 pub const CONSENT_CACHE_SLOTS: usize = 1024;
 
+/// Largest invalid-traffic list file (`[ivt]`), the same bound as a configuration: a
+/// million addresses take about 15 MB of text.
+pub const MAX_IVT_LIST_BYTES: u64 = MAX_CONFIG_BYTES;
+
 // ---- Responses --------------------------------------------------------------
 
 /// Most bids in one response. A request carries a bounded number of impressions and we

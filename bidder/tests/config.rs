@@ -120,6 +120,7 @@ fn each_broken_rule_names_line_field_and_fix() {
         ("[privacy]\ngvl_vendor_id = 1001", "  [campaign.targeting]\n  require_consent = true\n  consent_purposes = [0, 12]", "", &["targeting.consent_purposes", "12 is not a TCF v2.2 purpose", "1..=11"]),
         ("[privacy]\ngvl_vendor_id = 1001", "  [campaign.targeting]\n  require_consent = true\n  consent_special_features = [3]", "", &["targeting.consent_special_features", "precise geolocation"]),
         ("[privacy]\ngvl_vendor_id = 1001", "  [campaign.targeting]\n  require_consent = true\n  us_opt_outs = [\"selling\"]", "", &["targeting.us_opt_outs", "unknown opt-out \"selling\"", "targeted_advertising"]),
+        ("", "  [campaign.targeting]\n  allow_ivt = [\"bots\"]", "", &["targeting.allow_ivt", "unknown invalid-traffic kind \"bots\"", "inconsistent_device"]),
         ("[privacy]\ngvl_vendor_id = -1", "", "", &["test.toml:2:", "expected u16"]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr1\"\n  format = \"banner\"\n  w = 1\n  h = 1\n  adomain = [\"a\"]\n  adm = \"x\"", &["duplicate creative id"]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"banner\"\n  adomain = [\"a\"]\n  adm = \"x\"", &["creative[1] (cr2).w/h", "set w and h"]),

@@ -75,7 +75,7 @@ fn banner_request(imp_extra: &str, extra: &str) -> String {
     format!(
         r#"{{"id":"req-1","imp":[{{"id":"1","banner":{{"w":300,"h":250}}{imp_extra}}}],
             "site":{{"domain":"news.example.com","cat":["IAB3-1"]}},
-            "device":{{"devicetype":2,"os":"iOS","geo":{{"country":"DEU"}}}}{extra}}}"#
+            "device":{{"devicetype":4,"os":"iOS","geo":{{"country":"DEU"}}}}{extra}}}"#
     )
 }
 
@@ -187,12 +187,12 @@ fn each_targeting_dimension_admits_and_refuses() {
         ),
         (
             "device type match",
-            "device_types = [2]",
+            "device_types = [4]",
             Bid("c", 2_000_000),
         ),
         (
             "device type miss",
-            "device_types = [4]",
+            "device_types = [2]",
             NoBid(DeviceNotTargeted),
         ),
         (
@@ -648,6 +648,169 @@ fn consent_strings_decide_by_what_each_campaign_needs() {
             .collect();
         assert_eq!(&got, want, "{extra}");
     }
+}
+
+/// `[ivt]` lists in a fresh folder: data centres 203.0.113.0/24 and 2001:db8:dc::/48,
+/// blocked address 198.51.100.7, blocked user-agent fragment "EvilAgent".
+fn ivt_lists(dir: &testkit::TempDir) -> String {
+    let write = |name: &str, text: &str| {
+        let path = dir.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    format!(
+        "\n[ivt]\ndatacenter_ranges_file = \"{}\"\nip_blocklist_file = \"{}\"\nua_blocklist_file = \"{}\"\n",
+        write("datacenters.txt", "# cloud providers\n203.0.113.0/24\n\n2001:db8:dc::/48  # v6\n"),
+        write("ips.txt", "198.51.100.7\n"),
+        write("ua.txt", "EvilAgent\n"),
+    )
+}
+
+fn request_from(device: &str) -> String {
+    format!(
+        r#"{{"id":"r","imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}],"site":{{"domain":"news.example.com"}},"device":{{{device}}}}}"#
+    )
+}
+
+/// Each kind of invalid traffic is refused with its reason (an OpenRTB code where one
+/// exists), unless the campaign allows that kind; honest devices, including a phone
+/// whose brand ends in "bot", still get bids.
+#[test]
+fn invalid_traffic_is_refused_before_pricing_unless_the_campaign_allows_it() {
+    let dir = testkit::TempDir::new("ivt");
+    let lists = ivt_lists(&dir);
+    let iphone =
+        r#""ua":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15""#;
+    let rows: &[(String, Option<(&str, NoBidReason)>)] = &[
+        (format!(r#""ip":"192.0.2.1",{iphone},"os":"iOS","devicetype":4"#), None),
+        (r#""ip":"192.0.2.1","ua":"Mozilla/5.0 (Linux; Android 13; CUBOT KINGKONG 9) Chrome/120.0","os":"Android""#.into(), None),
+        (r#""ip":"not an address""#.into(), None),
+        (r#""ip":"203.0.113.9""#.into(), Some(("datacenter", IvtDatacenter))),
+        (r#""ipv6":"2001:db8:dc::1""#.into(), Some(("datacenter", IvtDatacenter))),
+        (r#""ip":"198.51.100.7""#.into(), Some(("blocklist", IvtBlocklist))),
+        (r#""ua":"Mozilla/5.0 EvilAgent/1.0""#.into(), Some(("blocklist", IvtBlocklist))),
+        (
+            r#""ua":"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)""#.into(),
+            Some(("crawler", IvtCrawler)),
+        ),
+        (r#""ua":"curl/8.5.0""#.into(), Some(("crawler", IvtCrawler))),
+        (format!(r#"{iphone},"os":"Android""#), Some(("inconsistent_device", IvtInconsistentDevice))),
+        (r#""devicetype":2,"os":"Android""#.into(), Some(("inconsistent_device", IvtInconsistentDevice))),
+    ];
+    let plain = format!("{}{lists}", banner_campaign("c", 2_000_000, "", ""));
+    for (device, refused) in rows {
+        let request = request_from(device);
+        let got = decide(&plain, &request);
+        match refused {
+            None => assert_eq!(got, Bid("c", 2_000_000), "{device}"),
+            Some((kind, reason)) => {
+                assert_eq!(got, NoBid(*reason), "{device}");
+                let allows = format!(
+                    "{}{lists}",
+                    banner_campaign("c", 2_000_000, &format!("allow_ivt = [\"{kind}\"]"), "")
+                );
+                assert_eq!(
+                    decide(&allows, &request),
+                    Bid("c", 2_000_000),
+                    "{device} with {kind} allowed"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        (IvtCrawler.nbr(), IvtBlocklist.nbr(), IvtDatacenter.nbr()),
+        (3, 4, 5)
+    );
+    // The checks can be turned off.
+    let off = format!(
+        "{}\n[ivt]\nknown_crawlers = false\ninconsistent_devices = false\n",
+        banner_campaign("c", 2_000_000, "", "")
+    );
+    assert_eq!(
+        decide(
+            &off,
+            &request_from(r#""ua":"curl/8.5.0","devicetype":2,"os":"Android""#)
+        ),
+        Bid("c", 2_000_000)
+    );
+}
+
+/// A blocklisted address among a million is found; the set takes 8 bytes per entry.
+#[test]
+fn a_blocked_address_among_a_million_is_refused() {
+    let dir = testkit::TempDir::new("ivt-million");
+    let mut text = String::with_capacity(16 * 1_000_000);
+    // Every fourth address of 10.0.0.0/8 from 10.0.0.0: 1,000,000 separate entries.
+    for i in 0..1_000_000u32 {
+        let a = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0)) + i * 4;
+        text.push_str(&std::net::Ipv4Addr::from(a).to_string());
+        text.push('\n');
+    }
+    let path = dir.0.join("blocked.txt");
+    std::fs::write(&path, text).unwrap();
+    let campaigns = format!(
+        "{}\n[ivt]\nip_blocklist_file = \"{}\"\n",
+        banner_campaign("c", 2_000_000, "", ""),
+        path.display()
+    );
+    let catalog = catalog(&campaigns);
+    assert_eq!(catalog.ivt.blocked_ips.len(), 1_000_000);
+    let bytes = catalog.ivt.blocked_ips.heap_bytes();
+    assert!(
+        bytes <= 8 * 1_000_000,
+        "{bytes} bytes for a million addresses"
+    );
+    eprintln!("a million blocked addresses: {bytes} bytes");
+    // The 500,000th entry, and its neighbour that is not listed.
+    let listed =
+        std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0)) + 499_999 * 4);
+    let neighbour = std::net::Ipv4Addr::from(u32::from(listed) + 1);
+    assert_eq!(
+        decide(&campaigns, &request_from(&format!(r#""ip":"{listed}""#))),
+        NoBid(IvtBlocklist)
+    );
+    assert_eq!(
+        decide(&campaigns, &request_from(&format!(r#""ip":"{neighbour}""#))),
+        Bid("c", 2_000_000)
+    );
+}
+
+/// The error compiling `config`, which must fail (`why`).
+fn compile_error(config: &Config, why: &str) -> String {
+    match Catalog::compile(config) {
+        Ok(_) => panic!("compiled despite {why}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_bad_list_entry_names_its_file_and_line() {
+    let dir = testkit::TempDir::new("ivt-bad");
+    let path = dir.0.join("datacenters.txt");
+    std::fs::write(&path, "203.0.113.0/24\n# ok\n203.0.113.0/33\n").unwrap();
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
+    let text = format!(
+        "[notice]\nbase_url = \"https://b.test/n\"\nhmac_key_file = \"{}\"\n[ivt]\ndatacenter_ranges_file = \"{}\"\n",
+        key.display(),
+        path.display()
+    );
+    let config = Config::from_text(Path::new("test.toml"), text).unwrap();
+    let error = compile_error(&config, "a bad entry");
+    let want = format!(
+        "{}:3: ivt.datacenter_ranges_file: `203.0.113.0/33` is not an IP address or network",
+        path.display()
+    );
+    assert!(error.starts_with(&want), "{error}");
+    assert!(
+        error.contains("fix: one address or CIDR per line"),
+        "{error}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let error = compile_error(&config, "a missing list");
+    assert!(
+        error.starts_with(&format!("{}: cannot read", path.display())),
+        "{error}"
+    );
 }
 
 #[test]

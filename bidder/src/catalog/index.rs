@@ -9,6 +9,7 @@
 use rustc_hash::FxHashMap;
 
 use super::consent::{self, ConsentNeeds};
+use super::ivt::IvtKind;
 use super::{CampaignSet, PartnerIdx};
 use crate::config::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
 use crate::config::{CampaignConfig, Config};
@@ -95,6 +96,9 @@ pub struct Index {
     /// (campaigns that use no personal data are in none): a request's signals are
     /// checked once per entry, not per campaign.
     pub consent: Vec<(ConsentNeeds, CampaignSet)>,
+    /// Campaigns that still bid on each kind of invalid traffic (`allow_ivt`), by
+    /// `IvtKind`.
+    pub ivt_allowed: [CampaignSet; 4],
     pub allow_coppa: CampaignSet,
     pub require_complete_schain: CampaignSet,
 }
@@ -124,6 +128,7 @@ impl Index {
             categories: Dimension::new(width),
             hours: vec![CampaignSet::empty(width); HOURS_PER_WEEK],
             consent: Vec::new(),
+            ivt_allowed: std::array::from_fn(|_| CampaignSet::empty(width)),
             allow_coppa: CampaignSet::empty(width),
             require_complete_schain: CampaignSet::empty(width),
         };
@@ -200,6 +205,9 @@ impl Index {
                     self.consent.push((needs, set));
                 }
             }
+        }
+        for kind in t.allow_ivt.iter().filter_map(|k| IvtKind::from_name(k)) {
+            self.ivt_allowed[kind as usize].insert(c);
         }
         if t.allow_coppa {
             self.allow_coppa.insert(c);

@@ -8,6 +8,8 @@
 mod bitset;
 pub mod consent;
 pub(crate) mod index;
+pub mod ip_ranges;
+pub mod ivt;
 
 use std::net::IpAddr;
 
@@ -251,6 +253,8 @@ pub struct Catalog {
     pub campaigns: Vec<Campaign>,
     pub index: Index,
     pub vocabulary: Vocabulary,
+    /// Invalid-traffic lists (`[ivt]`), read when the catalog compiles.
+    pub ivt: ivt::IvtLists,
     partner_by_name: FxHashMap<String, PartnerIdx>,
 }
 
@@ -263,7 +267,8 @@ impl Catalog {
 
     /// Compiles a validated configuration, giving each campaign the budget slot its
     /// id already has in `slots` or a new one. Fails only on what validation cannot
-    /// see without reading other files (the notice key), or when slots run out.
+    /// see without reading other files (the notice key, the `[ivt]` lists), or when
+    /// slots run out.
     pub fn compile_with_slots(
         config: &Config,
         slots: &mut BudgetSlots,
@@ -337,6 +342,7 @@ impl Catalog {
             campaigns,
             index,
             vocabulary,
+            ivt: ivt::IvtLists::load(config)?,
             partner_by_name,
         })
     }

@@ -69,6 +69,9 @@ pub struct Config {
     /// Who we are to consent frameworks (`[privacy]`).
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// Invalid-traffic lists and checks (`[ivt]`).
+    #[serde(default)]
+    pub ivt: IvtConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -310,6 +313,36 @@ pub struct PrivacyConfig {
     pub gvl_vendor_id: Option<u16>,
 }
 
+/// Invalid traffic refused before pricing: lists are files (re-read on reload), checks
+/// are switches. A campaign may still bid on kinds it lists in `targeting.allow_ivt`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvtConfig {
+    /// Data-centre (cloud, hosting, proxy) networks: one CIDR or address per line,
+    /// `#` comments. Relative to this file.
+    pub datacenter_ranges_file: Option<PathBuf>,
+    /// Addresses or networks to refuse, same format.
+    pub ip_blocklist_file: Option<PathBuf>,
+    /// User-agent fragments to refuse (case-insensitive), one per line.
+    pub ua_blocklist_file: Option<PathBuf>,
+    /// Refuse known crawler and automation user agents (a built-in list).
+    pub known_crawlers: bool,
+    /// Refuse requests whose device fields contradict each other.
+    pub inconsistent_devices: bool,
+}
+
+impl Default for IvtConfig {
+    fn default() -> Self {
+        IvtConfig {
+            datacenter_ranges_file: None,
+            ip_blocklist_file: None,
+            ua_blocklist_file: None,
+            known_crawlers: true,
+            inconsistent_devices: true,
+        }
+    }
+}
+
 /// Win / billing / loss notice URLs, their signing key, and the listener exchanges
 /// call them on (apart from the admin listener).
 #[derive(Debug, Deserialize)]
@@ -524,6 +557,9 @@ pub struct TargetingConfig {
     pub us_opt_outs: Option<Vec<String>>,
     /// Allow requests flagged as directed at children (COPPA). Off by default.
     pub allow_coppa: bool,
+    /// Invalid-traffic kinds the campaign still bids on ("datacenter", "blocklist",
+    /// "crawler", "inconsistent_device"); default none.
+    pub allow_ivt: Vec<String>,
     pub supply_chain: SupplyChainConfig,
 }
 
@@ -760,7 +796,8 @@ impl Config {
             .map(|p| self.relative_to_file(p))
     }
 
-    fn relative_to_file(&self, path: &Path) -> PathBuf {
+    /// `path` as written in the file, resolved against the file's folder.
+    pub(crate) fn relative_to_file(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             return path.to_path_buf();
         }

@@ -8,6 +8,9 @@ pub const HOURS_PER_WEEK: usize = 7 * 24;
 pub const TCF_PURPOSES: u8 = 11;
 /// Special features TCF v2.2 defines (1 precise geolocation, 2 device scanning).
 pub const TCF_SPECIAL_FEATURES: u8 = 2;
+/// Invalid-traffic kinds, as `allow_ivt` and `/metrics` name them (in
+/// `catalog::ivt::IvtKind` order).
+pub const IVT_KINDS: [&str; 4] = ["datacenter", "blocklist", "crawler", "inconsistent_device"];
 /// The US opt-outs `us_opt_outs` can name.
 pub const US_OPT_OUTS: [&str; 3] = ["sale", "sharing", "targeted_advertising"];
 

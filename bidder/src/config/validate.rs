@@ -12,7 +12,8 @@ use super::{
     MAX_CAMPAIGNS, MAX_CREATIVES_PER_CAMPAIGN, MAX_PARTNERS,
 };
 use crate::config::targeting::{
-    parse_daypart, parse_size, MediaType, TCF_PURPOSES, TCF_SPECIAL_FEATURES, US_OPT_OUTS,
+    parse_daypart, parse_size, MediaType, IVT_KINDS, TCF_PURPOSES, TCF_SPECIAL_FEATURES,
+    US_OPT_OUTS,
 };
 use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
@@ -628,6 +629,15 @@ fn targeting(p: &mut Problems, prefix: &str, t: &TargetingConfig, partner_names:
         }
     }
     consent(p, &field, t);
+    for kind in &t.allow_ivt {
+        if !IVT_KINDS.contains(&kind.as_str()) {
+            p.add(
+                field("allow_ivt"),
+                format!("unknown invalid-traffic kind {kind:?}"),
+                "use \"datacenter\", \"blocklist\", \"crawler\" or \"inconsistent_device\"",
+            );
+        }
+    }
     if t.deals_only && t.deals.is_empty() {
         p.add(
             field("deals_only"),

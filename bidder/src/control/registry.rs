@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::catalog::ivt::IvtKind;
 use crate::catalog::Catalog;
 use crate::decide::consent::StringKind;
 use crate::decide::{CampaignTotals, DecisionStats, NoBidReason};
@@ -179,6 +180,18 @@ fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, o
             &labels,
             sum(slot, |p| p.source_mismatch.get()),
         );
+        for kind in IvtKind::ALL {
+            out.counter(
+                "bidder_partner_ivt_total",
+                "Bid requests detected as invalid traffic, by partner and kind (datacenter, \
+                 blocklist, crawler, inconsistent_device).",
+                &[("partner", name), ("kind", kind.name())],
+                workers
+                    .iter()
+                    .map(|w| w.partner(slot).ivt[kind as usize].get())
+                    .sum(),
+            );
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use crate::catalog::{CampaignSet, Catalog};
 use crate::config::targeting::{hour_of_week, MediaType};
 use crate::openrtb::{BidRequest, Imp};
 
-use super::{consent, Context, DecisionStats, NoBidReason};
+use super::{consent, ivt, Context, DecisionStats, NoBidReason};
+use crate::catalog::ivt::IvtKind;
+use crate::metrics::WorkerMetrics;
 
 /// Fills `set` with the campaigns the request as a whole allows.
 pub(super) fn request(
@@ -75,6 +77,7 @@ pub(super) fn request(
 
     publisher(catalog, req, set, scratch)?;
     categories(catalog, req, set, scratch)?;
+    invalid_traffic(catalog, req, ctx, set)?;
     privacy(catalog, req, set, consent, stats)
 }
 
@@ -178,6 +181,40 @@ fn categories(
     }
     set.intersect(scratch);
     nonempty(set, NoBidReason::CategoryNotTargeted)
+}
+
+/// Invalid traffic: each kind the request is leaves only the campaigns that allow it.
+/// Detections are counted per partner, whatever the outcome.
+fn invalid_traffic(
+    catalog: &Catalog,
+    req: &BidRequest<'_>,
+    ctx: Context,
+    set: &mut CampaignSet,
+) -> Result<(), NoBidReason> {
+    if !catalog.ivt.active() {
+        return Ok(());
+    }
+    let kinds = ivt::detect(&catalog.ivt, req);
+    if kinds == 0 {
+        return Ok(());
+    }
+    WorkerMetrics::with_current(|m| {
+        let counters = m.partner(ctx.partner);
+        for kind in IvtKind::ALL.into_iter().filter(|k| kinds & k.bit() != 0) {
+            counters.ivt[kind as usize].inc();
+        }
+    });
+    for kind in IvtKind::ALL.into_iter().filter(|k| kinds & k.bit() != 0) {
+        set.intersect(&catalog.index.ivt_allowed[kind as usize]);
+        let reason = match kind {
+            IvtKind::Datacenter => NoBidReason::IvtDatacenter,
+            IvtKind::Blocklist => NoBidReason::IvtBlocklist,
+            IvtKind::Crawler => NoBidReason::IvtCrawler,
+            IvtKind::InconsistentDevice => NoBidReason::IvtInconsistentDevice,
+        };
+        nonempty(set, reason)?;
+    }
+    Ok(())
 }
 
 /// Consent (each group of campaigns with the same needs against the request's

@@ -20,6 +20,7 @@ pub mod campaign_counts;
 mod candidate;
 pub mod consent;
 mod filter;
+pub mod ivt;
 mod reason;
 pub mod strategy;
 

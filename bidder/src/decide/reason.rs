@@ -38,6 +38,14 @@ pub enum NoBidReason {
     PublisherNotTargeted,
     /// No campaign targets the content category.
     CategoryNotTargeted,
+    /// `device.ip` is in a data-centre network (`[ivt] datacenter_ranges_file`).
+    IvtDatacenter,
+    /// `device.ip` or `device.ua` is on the operator's blocklist.
+    IvtBlocklist,
+    /// `device.ua` is a known crawler or automation tool.
+    IvtCrawler,
+    /// The device's fields contradict each other.
+    IvtInconsistentDevice,
     /// GDPR applies and the request has no TC string, or a consent string (TCF, GPP,
     /// US Privacy) that does not decode: no consent.
     NoConsent,
@@ -118,6 +126,10 @@ impl NoBidReason {
             OsNotTargeted,
             PublisherNotTargeted,
             CategoryNotTargeted,
+            IvtDatacenter,
+            IvtBlocklist,
+            IvtCrawler,
+            IvtInconsistentDevice,
             NoConsent,
             NoVendorConsent,
             NoPurposeConsent,
@@ -196,6 +208,10 @@ impl NoBidReason {
             OsNotTargeted => "os_not_targeted",
             PublisherNotTargeted => "publisher_not_targeted",
             CategoryNotTargeted => "category_not_targeted",
+            IvtDatacenter => "ivt_datacenter",
+            IvtBlocklist => "ivt_blocklist",
+            IvtCrawler => "ivt_crawler",
+            IvtInconsistentDevice => "ivt_inconsistent_device",
             NoConsent => "no_consent",
             NoVendorConsent => "no_vendor_consent",
             NoPurposeConsent => "no_purpose_consent",
@@ -234,6 +250,9 @@ impl NoBidReason {
         let n = match self {
             TechnicalError => return 1,
             InvalidRequest => return 2,
+            IvtCrawler => return 3,
+            IvtBlocklist => return 4,
+            IvtDatacenter => return 5,
             PublisherNotTargeted => return 7,
             Deadline => return 15,
             SupplyChainIncomplete => return 16,
@@ -268,6 +287,7 @@ impl NoBidReason {
             NoVendorConsent => 33,
             NoPurposeConsent => 34,
             UsOptOut => 35,
+            IvtInconsistentDevice => 36,
         };
         500 + n
     }

@@ -40,6 +40,9 @@ pub struct PartnerCounters {
     /// Requests on the partner's bid path from outside its networks (403, not
     /// counted in `requests`).
     pub source_mismatch: Counter,
+    /// Requests detected as invalid traffic, by `catalog::ivt::IvtKind` (whether or
+    /// not a campaign that allows the kind still bid).
+    pub ivt: [Counter; 4],
 }
 
 /// The latencies the scrape can see, guarded by the lock the worker only ever tries.

@@ -77,71 +77,51 @@ pub fn gpp(gpp_string: &str, vendor: u16) -> Option<GppFacts> {
             facts.tcf = Some(parsed.section(id).and_then(|text| tcf(text, vendor)));
             continue;
         }
-        let decoded = parsed.decode_section(id);
-        let Ok(section) = decoded else {
-            // The id of a section that did not decode: from its name, as the crate's
-            // ids are non-exhaustive.
-            match section_number(&id.to_string()) {
-                Some(GPP_TCF_EU_V2) => facts.tcf = Some(None),
-                Some(n) if n <= MAX_GPP_SECTION && n != GPP_TCF_EU_V2 => {
-                    facts.us_malformed |= 1 << n;
-                }
-                _ => {}
-            }
+        let Some(n) = us_section_number(id) else {
             continue;
         };
-        if let Some((n, opted_out)) = us_opt_outs(&section) {
-            facts.us_present |= 1 << n;
-            facts.us_opted_out[n as usize] = opted_out;
+        match parsed.decode_section(id) {
+            Ok(section) => {
+                facts.us_present |= 1 << n;
+                facts.us_opted_out[n as usize] = us_opt_outs(&section);
+            }
+            Err(_) => facts.us_malformed |= 1 << n,
         }
     }
     Some(facts)
 }
 
-/// The GPP section number for the crate's section name (its `Display`).
-fn section_number(name: &str) -> Option<u32> {
-    Some(match name {
-        "TcfEuV1" => 1,
-        "TcfEuV2" => 2,
-        "TcfCaV1" => 5,
-        "UspV1" => 6,
-        "UsNat" => 7,
-        "UsCa" => 8,
-        "UsVa" => 9,
-        "UsCo" => 10,
-        "UsUt" => 11,
-        "UsCt" => 12,
-        "UsFl" => 13,
-        "UsMt" => 14,
-        "UsOr" => 15,
-        "UsTx" => 16,
-        "UsDe" => 17,
-        "UsIa" => 18,
-        "UsNe" => 19,
-        "UsNh" => 20,
-        "UsNj" => 21,
-        "UsTn" => 22,
-        "UsMn" => 23,
-        _ => return None,
-    })
+/// The GPP number of each US section (the crate's ids are non-exhaustive enums).
+const US_SECTIONS: [(SectionId, u32); 18] = [
+    (SectionId::UspV1, 6),
+    (SectionId::UsNat, 7),
+    (SectionId::UsCa, 8),
+    (SectionId::UsVa, 9),
+    (SectionId::UsCo, 10),
+    (SectionId::UsUt, 11),
+    (SectionId::UsCt, 12),
+    (SectionId::UsFl, 13),
+    (SectionId::UsMt, 14),
+    (SectionId::UsOr, 15),
+    (SectionId::UsTx, 16),
+    (SectionId::UsDe, 17),
+    (SectionId::UsIa, 18),
+    (SectionId::UsNe, 19),
+    (SectionId::UsNh, 20),
+    (SectionId::UsNj, 21),
+    (SectionId::UsTn, 22),
+    (SectionId::UsMn, 23),
+];
+
+fn us_section_number(id: SectionId) -> Option<u32> {
+    US_SECTIONS.iter().find(|(s, _)| *s == id).map(|&(_, n)| n)
 }
 
-/// A US section's GPP number and opt-outs; `None` for a section that is not a US one.
-/// Global Privacy Control (`gpc`) set counts as opting out of sale and sharing (the
-/// states that recognise it treat it so).
-fn us_opt_outs(section: &Section) -> Option<(u32, u8)> {
-    let bits = |sale: &OptOut, sharing: Option<&OptOut>, targeted: Option<&OptOut>| {
-        let out = |o: Option<&OptOut>, b: u8| {
-            if matches!(o, Some(OptOut::OptedOut)) {
-                b
-            } else {
-                0
-            }
-        };
-        out(Some(sale), us::SALE)
-            | out(sharing, us::SHARING)
-            | out(targeted, us::TARGETED_ADVERTISING)
-    };
+/// A US section's opt-outs ([`us`] bits); a section of a kind this build does not know
+/// counts as every opt-out (fail closed). Global Privacy Control (`gpc`) set counts as
+/// opting out of sale and sharing (the states that recognise it treat it so).
+fn us_opt_outs(section: &Section) -> u8 {
+    let opted = |o: &OptOut, b: u8| if matches!(o, OptOut::OptedOut) { b } else { 0 };
     let gpc = |g: Option<bool>| {
         if g == Some(true) {
             us::SALE | us::SHARING
@@ -149,87 +129,62 @@ fn us_opt_outs(section: &Section) -> Option<(u32, u8)> {
             0
         }
     };
+    // Sale and targeted advertising: what most state sections carry.
     macro_rules! state {
-        ($s:expr, $n:expr) => {
-            (
-                $n,
-                bits(
-                    &$s.core.sale_opt_out,
-                    None,
-                    Some(&$s.core.targeted_advertising_opt_out),
-                ) | gpc($s.gpc),
-            )
+        ($s:expr) => {
+            opted(&$s.core.sale_opt_out, us::SALE)
+                | opted(
+                    &$s.core.targeted_advertising_opt_out,
+                    us::TARGETED_ADVERTISING,
+                )
         };
     }
-    Some(match section {
-        Section::UspV1(s) => (
-            6,
+    macro_rules! national {
+        ($c:expr) => {
+            opted(&$c.sale_opt_out, us::SALE)
+                | opted(&$c.sharing_opt_out, us::SHARING)
+                | opted(&$c.targeted_advertising_opt_out, us::TARGETED_ADVERTISING)
+        };
+    }
+    match section {
+        Section::UspV1(s) => {
             if matches!(s.opt_out_sale, iab_gpp::sections::uspv1::Flag::Yes) {
                 us::SALE
             } else {
                 0
-            },
-        ),
+            }
+        }
         Section::UsNat(s) => {
             let core = match &s.core {
-                usnat::Core::V1(c) => bits(
-                    &c.sale_opt_out,
-                    Some(&c.sharing_opt_out),
-                    Some(&c.targeted_advertising_opt_out),
-                ),
-                usnat::Core::V2(c) => bits(
-                    &c.sale_opt_out,
-                    Some(&c.sharing_opt_out),
-                    Some(&c.targeted_advertising_opt_out),
-                ),
-                // A later core version this build does not know: fail closed.
+                usnat::Core::V1(c) => national!(c),
+                usnat::Core::V2(c) => national!(c),
                 #[allow(unreachable_patterns)]
                 _ => us::ALL,
             };
-            (7, core | gpc(s.gpc))
+            core | gpc(s.gpc)
         }
-        Section::UsCa(s) => (
-            8,
-            bits(&s.core.sale_opt_out, Some(&s.core.sharing_opt_out), None) | gpc(s.gpc),
-        ),
-        Section::UsVa(s) => (
-            9,
-            bits(
-                &s.core.sale_opt_out,
-                None,
-                Some(&s.core.targeted_advertising_opt_out),
-            ),
-        ),
-        Section::UsCo(s) => state!(s, 10),
-        Section::UsUt(s) => (
-            11,
-            bits(
-                &s.core.sale_opt_out,
-                None,
-                Some(&s.core.targeted_advertising_opt_out),
-            ),
-        ),
-        Section::UsCt(s) => state!(s, 12),
-        Section::UsFl(s) => (
-            13,
-            bits(
-                &s.core.sale_opt_out,
-                None,
-                Some(&s.core.targeted_advertising_opt_out),
-            ),
-        ),
-        Section::UsMt(s) => state!(s, 14),
-        Section::UsOr(s) => state!(s, 15),
-        Section::UsTx(s) => state!(s, 16),
-        Section::UsDe(s) => state!(s, 17),
-        Section::UsIa(s) => state!(s, 18),
-        Section::UsNe(s) => state!(s, 19),
-        Section::UsNh(s) => state!(s, 20),
-        Section::UsNj(s) => state!(s, 21),
-        Section::UsTn(s) => state!(s, 22),
-        Section::UsMn(s) => state!(s, 23),
-        _ => return None,
-    })
+        Section::UsCa(s) => {
+            opted(&s.core.sale_opt_out, us::SALE)
+                | opted(&s.core.sharing_opt_out, us::SHARING)
+                | gpc(s.gpc)
+        }
+        Section::UsVa(s) => state!(s),
+        Section::UsUt(s) => state!(s),
+        Section::UsFl(s) => state!(s),
+        Section::UsCo(s) => state!(s) | gpc(s.gpc),
+        Section::UsCt(s) => state!(s) | gpc(s.gpc),
+        Section::UsMt(s) => state!(s) | gpc(s.gpc),
+        Section::UsOr(s) => state!(s) | gpc(s.gpc),
+        Section::UsTx(s) => state!(s) | gpc(s.gpc),
+        Section::UsDe(s) => state!(s) | gpc(s.gpc),
+        Section::UsIa(s) => state!(s) | gpc(s.gpc),
+        Section::UsNe(s) => state!(s) | gpc(s.gpc),
+        Section::UsNh(s) => state!(s) | gpc(s.gpc),
+        Section::UsNj(s) => state!(s) | gpc(s.gpc),
+        Section::UsTn(s) => state!(s) | gpc(s.gpc),
+        Section::UsMn(s) => state!(s) | gpc(s.gpc),
+        _ => us::ALL,
+    }
 }
 
 /// What a TC string grants `vendor` (TCF v2.2 policy): for each purpose, purpose
