@@ -239,6 +239,18 @@ const TCF_CASES = [
   },
 ];
 
+// The header and the consent fields of a TCF case, as `encoded` records them.
+function tcfFields(c) {
+  return {
+    ...TCF_HEADER,
+    purpose_consents: sorted(c.purpose_consents),
+    purpose_legitimate_interests: sorted(c.purpose_legitimate_interests),
+    special_feature_optins: sorted(c.special_feature_optins),
+    vendor_consents: sorted(c.vendor_consents),
+    vendor_legitimate_interests: sorted(c.vendor_legitimate_interests),
+  };
+}
+
 function encodeTcf(c) {
   const gvl = new GVL(structuredClone(GVL_JSON));
   const m = new TCModel(gvl);
@@ -269,12 +281,7 @@ function encodeTcf(c) {
   const string = TCString.encode(m, { segments });
 
   const encoded = {
-    ...TCF_HEADER,
-    purpose_consents: sorted(c.purpose_consents),
-    purpose_legitimate_interests: sorted(c.purpose_legitimate_interests),
-    special_feature_optins: sorted(c.special_feature_optins),
-    vendor_consents: sorted(c.vendor_consents),
-    vendor_legitimate_interests: sorted(c.vendor_legitimate_interests),
+    ...tcfFields(c),
     publisher_restrictions: c.publisher_restrictions.map((r) => ({ ...r, vendors: sorted(r.vendors) })),
     segments,
   };
@@ -340,12 +347,7 @@ const idsOf = (bits) => bits.flatMap((b, i) => (b ? [i + 1] : []));
 // disclosed vendors are set to the whole GVL, as a CMP would.
 function tcfeuv2Section(c) {
   return {
-    ...TCF_HEADER,
-    purpose_consents: sorted(c.purpose_consents),
-    purpose_legitimate_interests: sorted(c.purpose_legitimate_interests),
-    special_feature_optins: sorted(c.special_feature_optins),
-    vendor_consents: sorted(c.vendor_consents),
-    vendor_legitimate_interests: sorted(c.vendor_legitimate_interests),
+    ...tcfFields(c),
     publisher_restrictions: c.publisher_restrictions,
     vendors_disclosed: GVL_VENDOR_IDS,
     segments: [Segment.CORE, Segment.VENDORS_DISCLOSED, Segment.PUBLISHER_TC],
