@@ -12,6 +12,7 @@ use bidder::bid::pipeline::Bidding;
 use bidder::catalog::Catalog;
 use bidder::clock::{Clock, DrivenClock};
 use bidder::config::Config;
+use bidder::control::Registry;
 use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::NoBidReason;
 use bidder::http::{ConnState, HttpConfig, OutBuf, Server, Step};
@@ -287,6 +288,39 @@ fn two_thousand_requests_a_second_without_notices_hold_at_most_the_bound() {
         at_15 > bound * 9 / 10 && at_30 <= at_15,
         "steady after one horizon: {at_15} at 15 s, {at_30} at 30 s (bound {bound})"
     );
+}
+
+/// Invalid traffic is counted per partner and kind on `/metrics`, on the worker that
+/// saw it (the demo turns on the built-in crawler list).
+#[test]
+fn invalid_traffic_is_counted_per_partner_and_kind() {
+    let bidding = bidding(None);
+    let registry = Registry::new();
+    let worker = registry.add_worker();
+    registry.set_catalog(Arc::clone(&bidding.catalog), Arc::clone(&bidding.budgets));
+    let service = Arc::new(BidService::new(bidding, 1));
+    let crawler = r#"{"id":"r1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"},"device":{"ua":"curl/8.5.0"}}"#;
+    let codes = std::thread::spawn(move || {
+        worker.install_on_this_thread();
+        let mut s = server(&service);
+        [
+            post(&mut s, "/bid/exchange-a", None, "", crawler).0,
+            post(&mut s, "/bid/exchange-a", None, "", BANNER).0,
+        ]
+    })
+    .join()
+    .unwrap();
+    assert_eq!(codes, [204, 200]);
+    let text = registry.scrape();
+    for (kind, count) in [
+        ("crawler", 1),
+        ("datacenter", 0),
+        ("inconsistent_device", 0),
+    ] {
+        let line =
+            format!("bidder_partner_ivt_total{{partner=\"exchange-a\",kind=\"{kind}\"}} {count}\n");
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
 }
 
 #[test]
