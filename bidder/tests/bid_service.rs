@@ -21,6 +21,12 @@ const BANNER: &str =
     r#"{"id":"r1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"a.com"}}"#;
 
 fn bidding(config_text: Option<String>) -> Bidding {
+    // No instant is fixed here: the demo bids all week, and no ledger runs.
+    bidding_on(config_text, Clock::system())
+}
+
+/// The demo (or `config_text`) bidding on `clock`.
+fn bidding_on(config_text: Option<String>, clock: Clock) -> Bidding {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
     let text = config_text.unwrap_or_else(|| std::fs::read_to_string(&demo).unwrap());
     // These tests are not about deadlines: a generous cap keeps a loaded CI machine
@@ -30,8 +36,7 @@ fn bidding(config_text: Option<String>) -> Bidding {
     let strategy = Arc::new(StaticStrategy {
         shading_ppm: catalog.settings.default_shading_ppm,
     });
-    // No instant is fixed here: the demo bids all week, and no ledger runs.
-    Bidding::new(catalog, strategy, Clock::system())
+    Bidding::new(catalog, strategy, clock)
 }
 
 /// Sends one POST from `peer` (default 127.0.0.1) and returns (status code,
@@ -180,17 +185,9 @@ struct HeldSeries {
 /// calendar time, no notice ever answering them; the ledger drains and expires every
 /// 10 ms as the daemon's desk does. No wall clock: the suite's speed does not matter.
 fn run_without_notices(text: String, per_s: u64, seconds: u64) -> HeldSeries {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
-    let text = text.replace("deadline_cap_ms = 8", "deadline_cap_ms = 1000");
-    let catalog = Catalog::compile(&Config::from_text(&demo, text).unwrap()).unwrap();
-    let strategy = Arc::new(StaticStrategy {
-        shading_ppm: catalog.settings.default_shading_ppm,
-    });
+    // Every clock read in here (bid times, budget days, the ledger) is this calendar's.
     let calendar = DrivenClock::at(testkit::MONDAY_10_30_MS);
-    let service = Arc::new(BidService::new(
-        Bidding::new(catalog, strategy, calendar.clock()),
-        1,
-    ));
+    let service = Arc::new(BidService::new(bidding_on(Some(text), calendar.clock()), 1));
     let mut s = server(&service);
     let generation = service.current();
     let bidding = &generation.bidding;

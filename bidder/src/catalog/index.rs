@@ -98,7 +98,7 @@ pub struct Index {
     pub consent: Vec<(ConsentNeeds, CampaignSet)>,
     /// Campaigns that still bid on each kind of invalid traffic (`allow_ivt`), by
     /// `IvtKind`.
-    pub ivt_allowed: [CampaignSet; 4],
+    pub ivt_allowed: [CampaignSet; IvtKind::COUNT],
     pub allow_coppa: CampaignSet,
     pub require_complete_schain: CampaignSet,
 }

@@ -31,8 +31,11 @@ pub enum IvtKind {
     InconsistentDevice,
 }
 
+const _: () = assert!(IVT_KINDS.len() == IvtKind::COUNT);
+
 impl IvtKind {
-    pub const ALL: [IvtKind; 4] = [
+    pub const COUNT: usize = 4;
+    pub const ALL: [IvtKind; IvtKind::COUNT] = [
         IvtKind::Datacenter,
         IvtKind::Blocklist,
         IvtKind::Crawler,

@@ -354,7 +354,7 @@ pub struct DecisionStats {
     pub imps_over_limit: Counter,
     /// Requests with a consent string that does not decode, by
     /// [`super::consent::StringKind`]: no consent for them.
-    pub consent_malformed: [Counter; 3],
+    pub consent_malformed: [Counter; super::consent::StringKind::COUNT],
     /// Consent strings decoded (each a cache miss: the cached ones cost a compare).
     pub consent_decodes: Counter,
     /// Per-campaign outcomes; replaced by a larger table when a catalog brings new

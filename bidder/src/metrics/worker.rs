@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::counter::Counter;
 use super::histogram::LatencyHistogram;
+use crate::catalog::ivt::IvtKind;
 use crate::catalog::PartnerIdx;
 use crate::clock::monotonic_now;
 use crate::http::{Status, STATUS_COUNT};
@@ -42,7 +43,7 @@ pub struct PartnerCounters {
     pub source_mismatch: Counter,
     /// Requests detected as invalid traffic, by `catalog::ivt::IvtKind` (whether or
     /// not a campaign that allows the kind still bid).
-    pub ivt: [Counter; 4],
+    pub ivt: [Counter; IvtKind::COUNT],
 }
 
 /// The latencies the scrape can see, guarded by the lock the worker only ever tries.

@@ -100,7 +100,9 @@ pub enum StringKind {
 }
 
 impl StringKind {
-    pub const ALL: [StringKind; 3] = [StringKind::Tcf, StringKind::Gpp, StringKind::UsPrivacy];
+    pub const COUNT: usize = 3;
+    pub const ALL: [StringKind; StringKind::COUNT] =
+        [StringKind::Tcf, StringKind::Gpp, StringKind::UsPrivacy];
 
     /// The `kind` label on `/metrics`.
     pub fn name(self) -> &'static str {
@@ -133,11 +135,14 @@ impl Decoder {
     pub fn facts(&mut self, req: &BidRequest<'_>, stats: &DecisionStats) -> ConsentFacts {
         let vendor = self.vendor;
         let gpp_sid = req.ints(req.regs.gpp_sid);
-        let misses = self.tcf.misses + self.gpp.misses;
+        let gdpr = req.regs.gdpr == Some(true) || gpp_sid.contains(&decode::GPP_TCF_EU_V2);
         let malformed = |kind: StringKind| stats.consent_malformed[kind as usize].inc();
         // None: no GPP string; Some(None): one that does not decode.
         let gpp = req.regs.gpp.filter(|s| !s.is_empty()).map(|s| {
-            let facts = self.gpp.get(s, |t| decode::gpp(t, vendor));
+            let facts = self.gpp.get(s, |t| {
+                stats.consent_decodes.inc();
+                decode::gpp(t, vendor)
+            });
             if facts.is_none() {
                 malformed(StringKind::Gpp);
             }
@@ -148,20 +153,26 @@ impl Decoder {
             .as_ref()
             .and_then(|u| u.consent)
             .filter(|c| !c.is_empty());
-        let tcf = match (tc_string, gpp) {
-            (Some(s), _) => match self.tcf.get(s, |t| decode::tcf(t, vendor)) {
-                Some(grant) => Tcf::Decoded(grant),
-                None => {
-                    malformed(StringKind::Tcf);
-                    Tcf::Malformed
-                }
-            },
-            (None, None) => Tcf::Absent,
-            (None, Some(None)) => Tcf::Malformed,
-            (None, Some(Some(f))) => match f.tcf {
-                None => Tcf::Absent,
-                Some(None) => Tcf::Malformed,
-                Some(Some(grant)) => Tcf::Decoded(grant),
+        // The TC string matters only where GDPR applies ([`ConsentNeeds::check`]).
+        let tcf = match (gdpr, tc_string, gpp) {
+            (false, ..) | (true, None, None) => Tcf::Absent,
+            (true, Some(s), _) => {
+                let grant = self.tcf.get(s, |t| {
+                    stats.consent_decodes.inc();
+                    decode::tcf(t, vendor)
+                });
+                grant.map_or_else(
+                    || {
+                        malformed(StringKind::Tcf);
+                        Tcf::Malformed
+                    },
+                    Tcf::Decoded,
+                )
+            }
+            (true, None, Some(f)) => match f.map(|f| f.tcf) {
+                Some(None) => Tcf::Absent,
+                None | Some(Some(None)) => Tcf::Malformed,
+                Some(Some(Some(grant))) => Tcf::Decoded(grant),
             },
         };
         let (mut us_opted_out, mut us_malformed) = match gpp {
@@ -179,11 +190,8 @@ impl Decoder {
                 }
             }
         }
-        stats
-            .consent_decodes
-            .add(self.tcf.misses + self.gpp.misses - misses);
         ConsentFacts {
-            gdpr: req.regs.gdpr == Some(true) || gpp_sid.contains(&decode::GPP_TCF_EU_V2),
+            gdpr,
             tcf,
             us_opted_out,
             us_malformed,
