@@ -37,11 +37,12 @@ pub enum Verb {
     LlmRun,
     LlmEnable,
     LlmDisable,
+    SupplyStatus,
 }
 
 impl Verb {
     /// Every verb, in the order the documentation lists them.
-    pub const ALL: [Verb; 19] = [
+    pub const ALL: [Verb; 20] = [
         Verb::Status,
         Verb::StrategyGet,
         Verb::StrategyList,
@@ -61,6 +62,7 @@ impl Verb {
         Verb::LlmRun,
         Verb::LlmEnable,
         Verb::LlmDisable,
+        Verb::SupplyStatus,
     ];
 
     /// The verb as spelled on the wire.
@@ -85,6 +87,7 @@ impl Verb {
             Verb::LlmRun => "llm.run",
             Verb::LlmEnable => "llm.enable",
             Verb::LlmDisable => "llm.disable",
+            Verb::SupplyStatus => "supply.status",
         }
     }
 

@@ -142,6 +142,13 @@ fn setup(name: &str) -> Setup {
         .replace(
             "hmac_key_file = \"demo-notice.key\"",
             &format!("hmac_key_file = \"{}\"", key.display()),
+        )
+        .replace(
+            "sellers_json = \"demo-sellers.json\"",
+            &format!(
+                "sellers_json = \"{}\"",
+                examples.join("demo-sellers.json").display()
+            ),
         );
     let config = format!(
         "{config}\n[strategy]\ntable_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\npoll_interval_ms = 2\nstats_interval_ms = 50\n",
@@ -551,6 +558,18 @@ fn operators_steer_a_running_bidder_through_the_agent() {
     let (code, out) = ctl(&s, &["reload"]);
     assert_eq!(code, 0);
     assert!(out.contains("reloaded"), "{out}");
+
+    // The partner's sellers.json, read by the bidder's fetcher, shows in supply status.
+    let mut files = Value::Null;
+    wait_until("the sellers.json in supply status", 10_000, || {
+        let (code, out) = ctl(&s, &["--json", "supply", "status"]);
+        files = serde_json::from_str::<Value>(&out).unwrap_or_default()["result"]["files"].clone();
+        code == 0 && files[0]["age_s"].is_u64()
+    });
+    assert_eq!(files[0]["kind"], "sellers_json", "{files}");
+    assert_eq!(files[0]["domain"], "exchange-a.example", "{files}");
+    assert_eq!(files[0]["entries"], 4, "{files}");
+    assert_eq!(files[0]["last_error"], Value::Null, "{files}");
 
     // Every change is in the audit log with its reason.
     let audit = std::fs::read_to_string(s.dir.join("audit.jsonl")).unwrap();

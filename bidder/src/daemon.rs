@@ -41,6 +41,7 @@ use crate::tables::stats::{StatsInputs, StatsPublisher};
 use crate::tables::strategy::StrategyTable;
 // ---- end strategy and stats tables ----
 use crate::engine::tokio::TokioEngineConfig;
+use crate::supply::SupplyStore;
 use crate::xdp::{Rules, XdpError, XdpFront};
 
 /// What stays across reloads.
@@ -76,6 +77,9 @@ pub struct Daemon {
     reservation_ttl_ms: Arc<AtomicU64>,
     /// The process's calendar, handed to every part that reads the time of day.
     clock: Clock,
+    /// ads.txt and sellers.json: filled by the control thread's fetcher, read by every
+    /// worker; its settings follow reloads.
+    pub supply: Arc<SupplyStore>,
 }
 
 /// Why a configuration could not be loaded; every problem, one per line.
@@ -118,7 +122,10 @@ impl Daemon {
         let keyring = Arc::new(keyring);
         let currencies = Arc::new(CurrencyBook::new(rates(settings)));
         let reservation_ttl_ms = Arc::new(AtomicU64::new(settings.reservation_ttl_ms));
-        let bidding = bidding(catalog, &budgets, &inbox, &strategy, &clock);
+        let supply = Arc::new(SupplyStore::new(crate::supply::Settings::from_config(
+            &config,
+        )));
+        let bidding = bidding(catalog, &budgets, &inbox, &strategy, &clock, &supply);
         let workers = config.server.cores.len() as u32;
         let control = control_config(&config);
         Ok(Daemon {
@@ -137,6 +144,7 @@ impl Daemon {
             reservation_ttl_ms,
             clock,
             journal: Mutex::new(journal),
+            supply,
         })
     }
 
@@ -215,7 +223,10 @@ impl Daemon {
             &self.inbox,
             &self.strategy,
             &self.clock,
+            &self.supply,
         ));
+        self.supply
+            .set_settings(crate::supply::Settings::from_config(config));
         *self.slots.lock().expect("slots poisoned") = slots;
         let summary = format!("{summary} (generation {generation})");
         Ok(match self.sync_xdp(config) {
@@ -548,19 +559,22 @@ fn bidding(
     inbox: &Arc<LedgerInbox>,
     strategy: &StrategyTable,
     clock: &Clock,
+    supply: &Arc<SupplyStore>,
 ) -> Bidding {
     // Issue 6: the strategy table's partner limits and budget overrides win over the
     // configuration's; campaigns read their strategy rows through the table.
     strategy.apply_partner_overrides(&mut catalog.partners);
     strategy.apply_budget_overrides(&catalog, budgets);
     let source = strategy.source_for(&catalog);
-    Bidding::sharing(
+    let mut bidding = Bidding::sharing(
         Arc::new(catalog),
         Arc::clone(budgets),
         Arc::clone(inbox),
         source,
         clock.clone(),
-    )
+    );
+    bidding.supply = Arc::clone(supply);
+    bidding
 }
 
 /// The HTTP settings both engines use.
@@ -741,6 +755,7 @@ impl Daemon {
         let metrics = registry.add_workers(daemon.server.cores.len());
         let engine = Running::start(daemon, &metrics)?;
         registry.register(engine.collector());
+        registry.register(Arc::clone(&daemon.supply) as Arc<dyn crate::metrics::Collect>);
         let service = Arc::clone(&daemon.service);
         registry.add_decision_source(Arc::new(move || service.decision_stats()));
         publish_catalog(daemon, registry);
@@ -827,6 +842,7 @@ impl Daemon {
                     journal,
                 }
             },
+            supply: Some((Arc::clone(&self.supply), self.clock.clone())),
         })
     }
 }

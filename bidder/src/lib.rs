@@ -23,5 +23,6 @@ pub mod money;
 pub mod openrtb;
 pub mod respond;
 pub mod supervisor;
+pub mod supply;
 pub mod tables;
 pub mod xdp;

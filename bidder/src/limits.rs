@@ -137,6 +137,15 @@ pub const CONSENT_CACHE_SLOTS: usize = 1024;
 /// million addresses take about 15 MB of text.
 pub const MAX_IVT_LIST_BYTES: u64 = MAX_CONFIG_BYTES;
 
+/// Longest host name (RFC 1035): a longer ads.txt or sellers.json domain is not looked up.
+pub const MAX_DOMAIN_BYTES: usize = 253;
+const _: () = assert!(MAX_DOMAIN_BYTES < 256 && MAX_DOMAIN_BYTES <= MAX_LOOKUP_KEY_BYTES);
+
+/// Domains with no supply file yet that workers can report before the fetcher's next
+/// round (about 256 KiB); past it reports are dropped, counted, and made again on the
+/// domain's next request.
+pub const SUPPLY_DISCOVERY_QUEUE: usize = 1_024;
+
 // ---- Responses --------------------------------------------------------------
 
 /// Most bids in one response. A request carries a bounded number of impressions and we

@@ -121,8 +121,23 @@ fn warm_bids_against_1000_campaigns_allocate_nothing() {
         ),
         ("IAB simple banner", workload::iab_simple_banner()),
     ];
-    for (name, body) in requests {
-        let calls = heap_calls_of_warm_bids(&bidding, &body);
+    let mut verifying = workload::bidding(workload::generated_catalog_with(
+        workload::GENERATED_CAMPAIGNS,
+        workload::GENERATED_SEED,
+        true,
+    ));
+    verifying.supply = workload::pbs_supply_store();
+    let verified = workload::PBS_SITE_BANNER.as_bytes().to_vec();
+    let runs = requests
+        .iter()
+        .map(|(name, body)| (*name, &bidding, body))
+        .chain([(
+            "Prebid site banner, supply chain verified",
+            &verifying,
+            &verified,
+        )]);
+    for (name, bidding, body) in runs {
+        let calls = heap_calls_of_warm_bids(bidding, body);
         assert_eq!(
             calls, 0,
             "{name}: {calls} heap calls in {COUNTED_BIDS} warm bids against 1,000 \

@@ -149,6 +149,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
                 clock: calendar.clock(),
                 journal: None,
             },
+            supply: None,
         },
     )
     .unwrap();

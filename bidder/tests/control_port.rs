@@ -115,6 +115,7 @@ fn start_full(config: ControlConfig, journal: Option<Journal>, with_token: bool)
             clock: calendar.clock(),
             journal,
         },
+        supply: None,
     };
     let port = ControlPort::start(
         ControlConfig {

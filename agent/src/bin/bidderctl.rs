@@ -82,6 +82,15 @@ enum Command {
     /// The LLM strategist: its state, a cycle now, on and off.
     #[command(subcommand)]
     Llm(LlmCmd),
+    /// The bidder's ads.txt and sellers.json files.
+    #[command(subcommand)]
+    Supply(SupplyCmd),
+}
+
+#[derive(Subcommand)]
+enum SupplyCmd {
+    /// Every tracked file: source, age of the copy in use, entries, last error.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -338,6 +347,7 @@ fn request(cmd: &Command) -> Result<(Verb, Value, Option<&str>), Fail> {
         }
         Command::Reload => (Verb::Reload, json!({}), None),
         Command::Llm(LlmCmd::Status) => (Verb::LlmStatus, json!({}), None),
+        Command::Supply(SupplyCmd::Status) => (Verb::SupplyStatus, json!({}), None),
         Command::Llm(LlmCmd::RunNow { why }) => (Verb::LlmRun, json!({}), Some(why.as_str())),
         Command::Llm(LlmCmd::Enable { why }) => (Verb::LlmEnable, json!({}), Some(why.as_str())),
         Command::Llm(LlmCmd::Disable { why }) => (Verb::LlmDisable, json!({}), Some(why.as_str())),
@@ -621,6 +631,40 @@ fn render(verb: Verb, r: &Value) -> String {
             out.push('\n');
             out.push_str(&partner_rows(&list(&r["partners"])));
             out
+        }
+        Verb::SupplyStatus => {
+            let rows = list(&r["files"])
+                .iter()
+                .map(|f| {
+                    vec![
+                        text(&f["kind"]),
+                        text(&f["domain"]),
+                        f["age_s"]
+                            .as_u64()
+                            .map_or("none".into(), |a| format!("{a}s")),
+                        text(&f["entries"]),
+                        format!("{}s", text(&f["next_fetch_in_s"])),
+                        if f["last_error"].is_null() {
+                            String::new()
+                        } else {
+                            text(&f["last_error"])
+                        },
+                        text(&f["source"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "KIND",
+                    "DOMAIN",
+                    "AGE",
+                    "ENTRIES",
+                    "NEXT",
+                    "LAST ERROR",
+                    "SOURCE",
+                ],
+                rows,
+            )
         }
         Verb::AuditTail => {
             let rows = list(&r["entries"])

@@ -229,6 +229,10 @@ impl Agent {
                 protocol::args::<NoArgs>(name, a)?;
                 self.llm_run(who, why)
             }
+            Verb::SupplyStatus => {
+                protocol::args::<NoArgs>(name, a)?;
+                self.supply_status()
+            }
             Verb::LlmEnable | Verb::LlmDisable => {
                 protocol::args::<NoArgs>(name, a)?;
                 self.llm_switch(verb == Verb::LlmEnable, who, why)

@@ -134,6 +134,37 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// The bidder's supply files (`GET /supply` on its admin port): what is cached,
+    /// its age, its last error.
+    pub(super) fn supply_status(&self) -> Result<Value, Error> {
+        if self.config.bidder_admin.is_empty() {
+            return Err(Error::new(
+                Code::BidderUnavailable,
+                "bidder_admin is not configured",
+                "set bidder_admin in the agent's configuration to the bidder's admin listener",
+            ));
+        }
+        let body = call_bidder(
+            &self.config,
+            "GET",
+            "/supply",
+            "supply status",
+            MAX_SUPPLY_ANSWER_BYTES,
+        )?;
+        serde_json::from_str(&body).map_err(|e| {
+            Error::new(
+                Code::Internal,
+                format!("the bidder's /supply answer is not JSON: {e}"),
+                "check that bidder_admin points at the bidder's admin listener",
+            )
+        })
+    }
+}
+
+/// Largest `/supply` answer read (about 200 bytes per tracked file).
+pub(super) const MAX_SUPPLY_ANSWER_BYTES: u64 = 64 << 20;
+
 /// How long `reload` waits for the bidder's admin port.
 pub(super) const BIDDER_RELOAD_TIMEOUT_MS: u64 = 5_000;
 
@@ -152,13 +183,25 @@ pub(super) fn post_reload(config: &AgentConfig) -> Result<String, Error> {
     post_to_bidder(config, "/reload", "reload")
 }
 
-/// POSTs an empty body to `path` on the bidder's admin port (`bidder_admin`, with the
-/// token of `bidder_admin_token_file`; `what` names the action in errors) and returns
-/// the answer's body when it is 200.
+/// POSTs an empty body to `path` on the bidder's admin port and returns the answer's
+/// body when it is 200 (see [`call_bidder`]).
 pub(super) fn post_to_bidder(
     config: &AgentConfig,
     path: &str,
     what: &str,
+) -> Result<String, Error> {
+    call_bidder(config, "POST", path, what, MAX_RELOAD_ANSWER_BYTES)
+}
+
+/// Sends `method path` with an empty body to the bidder's admin port (`bidder_admin`,
+/// with the token of `bidder_admin_token_file`; `what` names the action in errors),
+/// reads at most `max_answer_bytes`, and returns the body when the answer is 200.
+pub(super) fn call_bidder(
+    config: &AgentConfig,
+    method: &str,
+    path: &str,
+    what: &str,
+    max_answer_bytes: u64,
 ) -> Result<String, Error> {
     let admin = config.bidder_admin.as_str();
     let failed = |problem: String| {
@@ -186,12 +229,12 @@ pub(super) fn post_to_bidder(
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| failed(e.to_string()))?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\n{authorization}content-length: 0\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{authorization}content-length: 0\r\nconnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes())
         .map_err(|e| failed(format!("{addr}: {e}")))?;
     let mut answer = String::new();
-    s.take(MAX_RELOAD_ANSWER_BYTES)
+    s.take(max_answer_bytes)
         .read_to_string(&mut answer)
         .map_err(|e| failed(format!("{addr}: {e}")))?;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));

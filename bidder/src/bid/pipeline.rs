@@ -19,6 +19,7 @@ use crate::money::notice::{NoticeSigner, SignerError};
 use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
 use crate::respond::{encode_nobid_json, BidOut, EncodeError, Encoder, ResponseOut};
+use crate::supply::SupplyStore;
 
 /// Bytes the response buffer starts with: a banner response with its notice URLs fits.
 const INITIAL_RESPONSE_BYTES: usize = 16 * 1024;
@@ -33,6 +34,9 @@ pub struct Bidding {
     pub inbox: Arc<LedgerInbox>,
     /// The process's calendar: an engine stamps each [`Arrival`] from it.
     pub clock: Clock,
+    /// ads.txt and sellers.json as the fetcher last published them (an empty store
+    /// unless the daemon shares its own: every file then counts as unavailable).
+    pub supply: Arc<SupplyStore>,
 }
 
 /// Sets each partner's `max_held_micros` in `budgets`. Partners are indexed by
@@ -75,6 +79,7 @@ impl Bidding {
             strategy,
             inbox,
             clock,
+            supply: Arc::default(),
         }
     }
 }
@@ -131,11 +136,12 @@ impl Pipeline {
     ) -> Result<Pipeline, SignerError> {
         let settings = &bidding.catalog.settings;
         let signer = NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)?;
-        let decider = Decider::new(
+        let mut decider = Decider::new(
             &bidding.catalog,
             Arc::clone(&stats),
             u64::from(worker_id) << 32 | 0x9E37_79B9,
         );
+        decider.set_supply(Arc::clone(&bidding.supply));
         Ok(Pipeline {
             parser: Parser::new(),
             campaigns: Arc::clone(decider.campaign_counts()),

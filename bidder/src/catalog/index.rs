@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 
 use super::consent::{self, ConsentNeeds};
 use super::ivt::IvtKind;
-use super::{CampaignSet, PartnerIdx};
+use super::{CampaignSet, PartnerIdx, SupplyPolicy};
 use crate::config::targeting::{parse_daypart, parse_size, MediaType, HOURS_PER_WEEK};
 use crate::config::{CampaignConfig, Config};
 
@@ -101,6 +101,9 @@ pub struct Index {
     pub ivt_allowed: [CampaignSet; IvtKind::COUNT],
     pub allow_coppa: CampaignSet,
     pub require_complete_schain: CampaignSet,
+    /// Campaigns by supply-chain policy, one entry per distinct policy (campaigns that
+    /// verify nothing are in none).
+    pub supply: Vec<(SupplyPolicy, CampaignSet)>,
 }
 
 impl Index {
@@ -131,6 +134,7 @@ impl Index {
             ivt_allowed: std::array::from_fn(|_| CampaignSet::empty(width)),
             allow_coppa: CampaignSet::empty(width),
             require_complete_schain: CampaignSet::empty(width),
+            supply: Vec::new(),
         };
         for (c, &position) in order.iter().enumerate() {
             index.add_campaign(c, config.campaigns[position].get_ref(), partner_by_name);
@@ -197,14 +201,7 @@ impl Index {
         }
         let needs = consent::needs(t);
         if needs != ConsentNeeds::default() {
-            match self.consent.iter_mut().find(|(n, _)| *n == needs) {
-                Some((_, set)) => set.insert(c),
-                None => {
-                    let mut set = CampaignSet::empty(w);
-                    set.insert(c);
-                    self.consent.push((needs, set));
-                }
-            }
+            join_group(&mut self.consent, needs, c, w);
         }
         for kind in t.allow_ivt.iter().filter_map(|k| IvtKind::from_name(k)) {
             self.ivt_allowed[kind as usize].insert(c);
@@ -214,6 +211,21 @@ impl Index {
         }
         if t.supply_chain.require_complete {
             self.require_complete_schain.insert(c);
+        }
+        if let Some(policy) = SupplyPolicy::of(t) {
+            join_group(&mut self.supply, policy, c, w);
+        }
+    }
+}
+
+/// Adds campaign `c` to the group of campaigns sharing `key`, starting one if needed.
+fn join_group<K: PartialEq>(groups: &mut Vec<(K, CampaignSet)>, key: K, c: usize, width: usize) {
+    match groups.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, set)) => set.insert(c),
+        None => {
+            let mut set = CampaignSet::empty(width);
+            set.insert(c);
+            groups.push((key, set));
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Partner {
     pub notice_horizon_ms: u64,
     /// The most its bids may hold at once, micros; `None`: no limit.
     pub max_held_micros: Option<i64>,
+    /// Its advertising-system domain (lower case), the last node of a chain it sends.
+    pub asi: Option<String>,
 }
 
 impl Partner {
@@ -86,6 +88,40 @@ impl Partner {
         self.cidrs.is_empty()
             || peer.is_some_and(|ip| self.cidrs.iter().any(|net| net.contains(&ip)))
     }
+}
+
+/// What a campaign verifies of the supply chain against ads.txt and sellers.json
+/// (`targeting.supply_chain`); campaigns with the same policy share one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupplyPolicy {
+    pub verify_sellers: bool,
+    pub verify_ads_txt: bool,
+    pub when_unverified: WhenUnverified,
+}
+
+impl SupplyPolicy {
+    /// The policy a campaign's targeting asks for; `None` when it verifies nothing.
+    pub fn of(t: &crate::config::TargetingConfig) -> Option<SupplyPolicy> {
+        let s = &t.supply_chain;
+        (s.verify_sellers || s.verify_ads_txt).then_some(SupplyPolicy {
+            verify_sellers: s.verify_sellers,
+            verify_ads_txt: s.verify_ads_txt,
+            when_unverified: match s.when_unverified.as_str() {
+                "bid" => WhenUnverified::Bid,
+                "direct_only" => WhenUnverified::DirectOnly,
+                _ => WhenUnverified::NoBid,
+            },
+        })
+    }
+}
+
+/// What to do while a file the policy needs is unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenUnverified {
+    Bid,
+    /// Bid only when the chain has one node (the partner sells for the publisher).
+    DirectOnly,
+    NoBid,
 }
 
 /// A campaign, compiled: what pricing and creative selection need after the index
@@ -404,6 +440,7 @@ fn compile_partner(p: &crate::config::PartnerConfig, reservation_ttl_ms: u64) ->
             .unwrap_or(reservation_ttl_ms)
             .min(reservation_ttl_ms),
         max_held_micros: p.max_held_micros,
+        asi: p.asi.as_ref().map(|a| a.to_ascii_lowercase()),
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Config {
     /// Invalid-traffic lists and checks (`[ivt]`).
     #[serde(default)]
     pub ivt: IvtConfig,
+    /// How ads.txt, app-ads.txt and sellers.json are fetched and kept (`[supply]`).
+    #[serde(default)]
+    pub supply: SupplyConfig,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -343,6 +346,70 @@ impl Default for IvtConfig {
     }
 }
 
+/// Fetching the supply chain's public files (ads.txt, app-ads.txt, sellers.json) off
+/// the bid path; campaigns say what they verify in `targeting.supply_chain`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupplyConfig {
+    /// Good copies are kept here across restarts (relative to this file). Unset: a
+    /// `supply-cache` folder beside the ledger when it has a path, else memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// A good copy is fetched again after this long (conditional request).
+    pub refresh_interval_s: u64,
+    /// After a failed fetch the next try waits this long; the last good copy stays.
+    pub retry_interval_s: u64,
+    /// One fetch, connect to last byte, redirects included.
+    pub fetch_timeout_ms: u64,
+    pub max_ads_txt_bytes: u64,
+    pub max_sellers_json_bytes: u64,
+    pub max_redirects: usize,
+    /// Files tracked at once (publishers' and systems' together).
+    pub max_files: usize,
+    pub max_parallel_fetches: usize,
+    /// Where files come from, `{domain}` replaced: point them at an internal mirror
+    /// if you run one.
+    pub ads_txt_url: String,
+    pub app_ads_txt_url: String,
+    pub sellers_json_url: String,
+}
+
+impl Default for SupplyConfig {
+    fn default() -> Self {
+        SupplyConfig {
+            cache_dir: None,
+            refresh_interval_s: 3_600,
+            retry_interval_s: 300,
+            fetch_timeout_ms: 5_000,
+            max_ads_txt_bytes: 1 << 20,
+            // Large exchanges' sellers.json run to tens of megabytes.
+            max_sellers_json_bytes: 64 << 20,
+            max_redirects: 3,
+            // Each round that adds files rebuilds the lookup maps on the control
+            // thread: about 0.1 ms per thousand files.
+            max_files: 20_000,
+            max_parallel_fetches: 8,
+            ads_txt_url: "https://{domain}/ads.txt".into(),
+            app_ads_txt_url: "https://{domain}/app-ads.txt".into(),
+            sellers_json_url: "https://{domain}/sellers.json".into(),
+        }
+    }
+}
+
+/// Whether `domain` (already lower case) is a host name: letters, digits, `-` and
+/// `.`, labels not empty, at most `MAX_DOMAIN_BYTES`. Supply files are tracked by it and
+/// named after it in the disk cache, so nothing else may pass.
+pub fn is_domain(domain: &str) -> bool {
+    domain.len() <= crate::limits::MAX_DOMAIN_BYTES
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 /// Win / billing / loss notice URLs, their signing key, and the listener exchanges
 /// call them on (apart from the admin listener).
 #[derive(Debug, Deserialize)]
@@ -428,6 +495,15 @@ pub struct PartnerConfig {
     /// budgets hostage. Unset: no limit.
     #[serde(default)]
     pub max_held_micros: Option<i64>,
+    /// The partner's advertising-system domain, as it writes `asi` in the last
+    /// `schain` node (e.g. "exchange-a.com"): a chain whose last node is another system
+    /// is missing a node.
+    #[serde(default)]
+    pub asi: Option<String>,
+    /// Its sellers.json: an `https://` URL or a local file (relative to this file).
+    /// Unset: `[supply] sellers_json_url` for its `asi`. Needs `asi`.
+    #[serde(default)]
+    pub sellers_json: Option<String>,
 }
 
 /// SYN limits default high enough for a partner reconnecting all its keep-alive
@@ -574,13 +650,32 @@ pub struct DealConfig {
 }
 
 /// Supply-chain (schain) policy.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SupplyChainConfig {
     /// No bid unless the request carries a complete schain.
     pub require_complete: bool,
     /// Sellers every schain node must match: `asi` (any seller id) or `asi:sid`.
     pub allowed_sellers: Vec<String>,
+    /// Every schain node's seller is listed in its system's sellers.json.
+    pub verify_sellers: bool,
+    /// The publisher's ads.txt (app-ads.txt for apps) authorises every node.
+    pub verify_ads_txt: bool,
+    /// While a file needed is missing, unreachable or not fetched yet: "no_bid"
+    /// (default), "direct_only" (bid on one-node chains) or "bid".
+    pub when_unverified: String,
+}
+
+impl Default for SupplyChainConfig {
+    fn default() -> Self {
+        SupplyChainConfig {
+            require_complete: false,
+            allowed_sellers: Vec::new(),
+            verify_sellers: false,
+            verify_ads_txt: false,
+            when_unverified: "no_bid".into(),
+        }
+    }
 }
 
 /// One creative of a campaign.

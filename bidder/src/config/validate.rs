@@ -75,6 +75,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
     ledger(&mut p);
     breaker(&mut p);
     frequency(&mut p);
+    supply(&mut p);
     let partner_names = partners(&mut p);
     campaigns(&mut p, &partner_names);
     p.into_result()
@@ -403,6 +404,47 @@ fn ledger(p: &mut Problems) {
     }
 }
 
+/// `targeting.supply_chain.when_unverified` values.
+pub const WHEN_UNVERIFIED: [&str; 3] = ["no_bid", "direct_only", "bid"];
+
+fn supply(p: &mut Problems) {
+    let s = &p.config.supply;
+    let numbers: [(&str, u64, u64); 8] = [
+        ("refresh_interval_s", s.refresh_interval_s, 60),
+        ("retry_interval_s", s.retry_interval_s, 1),
+        ("fetch_timeout_ms", s.fetch_timeout_ms, 100),
+        ("max_ads_txt_bytes", s.max_ads_txt_bytes, 1_024),
+        ("max_sellers_json_bytes", s.max_sellers_json_bytes, 1_024),
+        ("max_files", s.max_files as u64, 1),
+        ("max_parallel_fetches", s.max_parallel_fetches as u64, 1),
+        ("max_redirects", s.max_redirects as u64 + 1, 1),
+    ];
+    for (name, value, min) in numbers {
+        if value < min {
+            p.add(
+                format!("supply.{name}"),
+                format!("{value} is below {min}"),
+                "raise it, or remove the key for the default",
+            );
+        }
+    }
+    let urls = [
+        ("ads_txt_url", &s.ads_txt_url),
+        ("app_ads_txt_url", &s.app_ads_txt_url),
+        ("sellers_json_url", &s.sellers_json_url),
+    ];
+    for (name, url) in urls {
+        let scheme = url.starts_with("https://") || url.starts_with("http://");
+        if !scheme || !url.contains("{domain}") {
+            p.add(
+                format!("supply.{name}"),
+                format!("`{url}` is not an http(s) URL with {{domain}} in it"),
+                "e.g. \"https://{domain}/ads.txt\"",
+            );
+        }
+    }
+}
+
 fn partners(p: &mut Problems) -> HashSet<String> {
     let mut names = HashSet::new();
     if p.config.partners.len() > MAX_PARTNERS {
@@ -455,6 +497,22 @@ fn partners(p: &mut Problems) -> HashSet<String> {
                 field("notice_horizon_ms"),
                 "below 1000: real notices take longer than that",
                 "e.g. 30000 when this exchange's notices come within seconds",
+            );
+        }
+        if let Some(asi) = &partner.asi {
+            if !super::is_domain(&asi.to_ascii_lowercase()) {
+                p.add(
+                    field("asi"),
+                    format!("`{asi}` is not a domain"),
+                    "write the partner's system domain as it appears in schain `asi`, e.g. \"exchange-a.com\"",
+                );
+            }
+        }
+        if partner.sellers_json.is_some() && partner.asi.is_none() {
+            p.add(
+                field("sellers_json"),
+                "set, but asi is not: the file would belong to no system",
+                "set asi to the partner's system domain",
             );
         }
         if partner.max_held_micros.is_some_and(|m| m < 0) {
@@ -643,6 +701,13 @@ fn targeting(p: &mut Problems, prefix: &str, t: &TargetingConfig, partner_names:
             field("deals_only"),
             "set, but the campaign has no deals",
             "add [[campaign.targeting.deal]] tables or unset deals_only",
+        );
+    }
+    if !WHEN_UNVERIFIED.contains(&t.supply_chain.when_unverified.as_str()) {
+        p.add(
+            field("supply_chain.when_unverified"),
+            format!("unknown policy {:?}", t.supply_chain.when_unverified),
+            "use \"no_bid\", \"direct_only\" or \"bid\"",
         );
     }
     for s in &t.supply_chain.allowed_sellers {

@@ -10,6 +10,7 @@
 //! | `GET /ready` | 200 once [`Readiness`] is set (every worker listens, config loaded), 503 before |
 //! | `POST /reload` | needs the admin token; runs the reload callback: 200 and its one-line summary, or 400 and its error (nothing changed) |
 //! | `POST /campaign/{id}/resume` | needs the admin token; clears the campaign's spend-rate breaker |
+//! | `GET /supply` | every tracked ads.txt, app-ads.txt and sellers.json: source, age, entries, last error (JSON) |
 //!
 //! The **notice listener** (`[notice] listen`), the one exchanges reach, serves only
 //! `GET /notice/win`, `/notice/bill` and `/notice/loss`: it verifies the signed query and
@@ -22,6 +23,9 @@
 //! workers' [`LedgerInbox`](crate::money::ledger::LedgerInbox) and expires reservations every
 //! `ledger_tick_ms` and before each notice. Nothing here is on the bid path; a worker
 //! never waits for this thread (see [`crate::metrics`] for how histograms cross over).
+//!
+//! The thread also runs the supply fetcher ([`crate::supply::fetch`]): ads.txt and
+//! sellers.json over HTTP, never on the bid path.
 //!
 //! Everything is bounded: connections per listener (`max_connections`, 503 past it) and
 //! per source on the notice listener, request heads (16 KiB, 431 past it), the wait for
@@ -52,7 +56,9 @@ use tracing::{info, warn};
 
 pub use desk::Notices;
 
+use crate::clock::Clock;
 use crate::limits::CONTROL_LISTEN_BACKLOG;
+use crate::supply::SupplyStore;
 pub use registry::{DecisionSource, Registry};
 pub use routes::NOTICE_PATH_PREFIX;
 
@@ -216,6 +222,9 @@ pub struct ControlParts {
     pub reload: ReloadFn,
     /// The ledger and what notices need; owned by the control thread from now on.
     pub notices: Notices,
+    /// The supply store its fetcher keeps fresh (and `/supply` shows), with the
+    /// calendar file ages are measured on; `None`: no fetcher.
+    pub supply: Option<(Arc<SupplyStore>, Clock)>,
 }
 
 /// Why the control port did not start, or did not stop cleanly.

@@ -192,6 +192,19 @@ fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, o
                     .sum(),
             );
         }
+        for (i, reason) in crate::decide::supply::REFUSALS.iter().enumerate() {
+            out.counter(
+                "bidder_partner_supply_refused_total",
+                "Bid requests whose supply chain was refused for some campaign, by partner and \
+                 reason (supply_chain_incomplete, unknown_seller, unauthorized_seller, \
+                 supply_unverified).",
+                &[("partner", name), ("reason", reason.name())],
+                workers
+                    .iter()
+                    .map(|w| w.partner(slot).supply_refused[i].get())
+                    .sum(),
+            );
+        }
     }
 }
 

@@ -65,7 +65,7 @@ async fn route_admin(control: &Control, req: Request<Incoming>) -> Reply {
         return resume(control, campaign);
     }
     let allowed = match path {
-        "/metrics" | "/health" | "/ready" => "GET",
+        "/metrics" | "/health" | "/ready" | "/supply" => "GET",
         "/reload" => "POST",
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
@@ -74,6 +74,7 @@ async fn route_admin(control: &Control, req: Request<Incoming>) -> Reply {
     }
     match path {
         "/metrics" => metrics(control),
+        "/supply" => supply(control),
         "/health" => text(StatusCode::OK, "ok"),
         "/ready" if control.readiness.is_ready() => text(StatusCode::OK, "ready"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
@@ -194,6 +195,21 @@ fn metrics(control: &Control) -> Reply {
     reply
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    reply
+}
+
+/// Every tracked supply file as JSON (`{"files":[…]}`), as the fetcher last saw them.
+fn supply(control: &Control) -> Reply {
+    let files = control
+        .supply
+        .as_ref()
+        .map(|s| s.status())
+        .unwrap_or_default();
+    let body = serde_json::json!({ "files": &*files }).to_string();
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     reply
 }
 

@@ -25,7 +25,9 @@ use super::door::{Door, Listener};
 use super::routes::route;
 use super::state::Control;
 use super::{ControlConfig, ControlParts};
+use crate::clock::Clock;
 use crate::limits::MAX_BLOCKING_THREADS;
+use crate::supply::SupplyStore;
 
 /// After a failed accept the loop waits this long instead of spinning on the error.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
@@ -67,6 +69,7 @@ pub(super) fn run(
         readiness: parts.readiness,
         reload: Arc::new(Mutex::new(parts.reload)),
         desk: RefCell::new(NoticeDesk::new(parts.notices)),
+        supply: parts.supply.as_ref().map(|(store, _)| Arc::clone(store)),
         reloads: Default::default(),
         unauthorized: Cell::new(0),
         admin: Door::new(
@@ -86,7 +89,10 @@ pub(super) fn run(
         drain: Notify::new(),
         closed: Notify::new(),
     });
-    LocalSet::new().block_on(&runtime, serve(control, listeners, stop, ready));
+    LocalSet::new().block_on(
+        &runtime,
+        serve(control, listeners, stop, ready, parts.supply),
+    );
 }
 
 async fn serve(
@@ -94,6 +100,7 @@ async fn serve(
     listeners: Listeners,
     stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
+    supply: Option<(Arc<SupplyStore>, Clock)>,
 ) {
     let bound = TcpListener::from_std(listeners.admin)
         .and_then(|admin| Ok((admin, TcpListener::from_std(listeners.notice)?)));
@@ -107,6 +114,9 @@ async fn serve(
     let _ = ready.send(Ok(()));
     drop(ready);
     tokio::task::spawn_local(tick_ledger(Rc::clone(&control)));
+    if let Some((store, clock)) = supply {
+        tokio::task::spawn_local(crate::supply::fetch::run(store, clock, stop.clone()));
+    }
     // One task per listener: a burst of accepts on one never delays the other's.
     let admin = tokio::task::spawn_local(accept_loop(
         Rc::clone(&control),

@@ -18,6 +18,8 @@ pub(super) struct Control {
     pub readiness: Readiness,
     pub reload: Arc<Mutex<ReloadFn>>,
     pub desk: RefCell<NoticeDesk>,
+    /// What `/supply` shows; `None`: no fetcher runs.
+    pub supply: Option<Arc<crate::supply::SupplyStore>>,
     pub config: ControlConfig,
     pub reloads: [Cell<u64>; 2],
     /// Admin calls refused for a missing or wrong token.

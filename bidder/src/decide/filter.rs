@@ -9,9 +9,19 @@ use crate::catalog::{CampaignSet, Catalog};
 use crate::config::targeting::{hour_of_week, MediaType};
 use crate::openrtb::{BidRequest, Imp};
 
+use super::supply::Verdict;
 use super::{consent, ivt, Context, DecisionStats, NoBidReason};
 use crate::catalog::ivt::IvtKind;
 use crate::metrics::WorkerMetrics;
+use crate::supply::SupplyStore;
+
+/// What the request filter reads besides the catalog: the worker's consent decoder,
+/// the supply files, the counters.
+pub(super) struct Signals<'a> {
+    pub consent: &'a mut consent::Decoder,
+    pub supply: &'a SupplyStore,
+    pub stats: &'a DecisionStats,
+}
 
 /// Fills `set` with the campaigns the request as a whole allows.
 pub(super) fn request(
@@ -20,8 +30,7 @@ pub(super) fn request(
     ctx: Context,
     set: &mut CampaignSet,
     scratch: &mut CampaignSet,
-    consent: &mut consent::Decoder,
-    stats: &DecisionStats,
+    signals: Signals<'_>,
 ) -> Result<(), NoBidReason> {
     let index = &catalog.index;
     let cur = req.cur();
@@ -78,7 +87,8 @@ pub(super) fn request(
     publisher(catalog, req, set, scratch)?;
     categories(catalog, req, set, scratch)?;
     invalid_traffic(catalog, req, ctx, set)?;
-    privacy(catalog, req, set, consent, stats)
+    privacy(catalog, req, set, signals.consent, signals.stats)?;
+    supply_chain(catalog, req, ctx, set, signals.supply)
 }
 
 /// `set ∩= any ∪ by_value[value]`; `reason` when that leaves no campaign.
@@ -250,6 +260,46 @@ fn privacy(
         nonempty(set, NoBidReason::SupplyChainIncomplete)?;
     }
     Ok(())
+}
+
+/// The supply chain against ads.txt and sellers.json, for the campaigns that verify
+/// it (one verdict per request, one check per distinct policy). Refusals are counted
+/// per partner by reason.
+fn supply_chain(
+    catalog: &Catalog,
+    req: &BidRequest<'_>,
+    ctx: Context,
+    set: &mut CampaignSet,
+    store: &SupplyStore,
+) -> Result<(), NoBidReason> {
+    let policies = &catalog.index.supply;
+    if policies.is_empty() || !policies.iter().any(|(_, c)| set.intersects(c)) {
+        return Ok(());
+    }
+    let need_sellers = policies.iter().any(|(p, _)| p.verify_sellers);
+    let need_ads_txt = policies.iter().any(|(p, _)| p.verify_ads_txt);
+    let partner_asi = ctx
+        .partner
+        .and_then(|p| catalog.partners.get(usize::from(p)))
+        .and_then(|p| p.asi.as_deref());
+    let view = store.view();
+    let verdict = Verdict::of(req, partner_asi, store, &view, need_sellers, need_ads_txt);
+    let mut refused = None;
+    for (policy, campaigns) in policies {
+        if let Err(reason) = verdict.check(policy) {
+            set.subtract(campaigns);
+            refused = refused.max(Some(reason));
+        }
+    }
+    let Some(reason) = refused else {
+        return Ok(());
+    };
+    WorkerMetrics::with_current(|m| {
+        if let Some(i) = super::supply::REFUSALS.iter().position(|&r| r == reason) {
+            m.partner(ctx.partner).supply_refused[i].inc();
+        }
+    });
+    nonempty(set, reason)
 }
 
 /// Narrows `request_set` to the campaigns that can serve this imp: a media type it

@@ -4,7 +4,8 @@
 //! Three stages, cheapest first:
 //! 1. **Request filter** ([`filter`]): intersect the index's campaign sets for what
 //!    the whole request carries (partner, hour, geo, device, publisher, category,
-//!    privacy, supply chain). No per-campaign work.
+//!    invalid traffic, privacy, supply chain against ads.txt and sellers.json). No
+//!    per-campaign work.
 //! 2. **Imp filter**: add the imp's media types and banner sizes.
 //! 3. **Candidates** ([`candidate`]): for each remaining campaign, strategy, deals,
 //!    creative fit and block lists, price and floor, pacing, budget. The best price
@@ -23,6 +24,7 @@ mod filter;
 pub mod ivt;
 mod reason;
 pub mod strategy;
+pub mod supply;
 
 pub use campaign_counts::{CampaignCounts, CampaignFigures, CampaignTotals, Counting};
 pub use reason::{DecisionStats, NoBidReason};
@@ -34,6 +36,7 @@ use crate::decide::strategy::StrategySource;
 use crate::money::budget::{Budgets, Reservation};
 use crate::money::frequency::{user_key, UserSource};
 use crate::openrtb::BidRequest;
+use crate::supply::SupplyStore;
 
 /// One bid the decision made, its budget already reserved.
 #[derive(Debug)]
@@ -105,6 +108,8 @@ pub struct Decider {
     campaigns: Arc<CampaignCounts>,
     /// Decoded consent strings, for the catalog's vendor id.
     consent: consent::Decoder,
+    /// The supply chain's files (an empty store until [`Decider::set_supply`]).
+    supply: Arc<SupplyStore>,
 }
 
 impl Decider {
@@ -126,8 +131,15 @@ impl Decider {
             rng: seed | 1,
             campaigns: stats.campaign_counts_for(catalog),
             consent: consent::Decoder::new(catalog.settings.gvl_vendor_id),
+            supply: Arc::default(),
             stats,
         }
+    }
+
+    /// Reads the supply chain's files from `store` (the process's one store, which
+    /// the control thread's fetcher fills).
+    pub fn set_supply(&mut self, store: Arc<SupplyStore>) {
+        self.supply = store;
     }
 
     /// This decider's counters.
@@ -179,8 +191,11 @@ impl Decider {
             ctx,
             &mut self.request_set,
             &mut self.scratch,
-            &mut self.consent,
-            &self.stats,
+            filter::Signals {
+                consent: &mut self.consent,
+                supply: &self.supply,
+                stats: &self.stats,
+            },
         );
         for i in 0..req.imps().len() {
             let outcome = match filtered {

@@ -60,8 +60,18 @@ pub enum NoBidReason {
     UsOptOut,
     /// The request is flagged as directed at children (COPPA).
     Coppa,
-    /// A campaign requires a complete supply chain and the request has none.
+    /// A campaign requires a complete supply chain, or verifies it against the files,
+    /// and the request has none, or its last node is not the partner that sent it.
     SupplyChainIncomplete,
+    /// A supply-chain node's seller is not in its system's sellers.json.
+    UnknownSeller,
+    /// The publisher's ads.txt (app-ads.txt) does not authorise a node, with the
+    /// relationship the chain needs, or a reselling node's seller is not an
+    /// intermediary in sellers.json.
+    UnauthorizedSeller,
+    /// A file the campaign verifies against is missing, unreachable or not fetched
+    /// yet, and its `when_unverified` policy says not to bid.
+    SupplyUnverified,
     /// No campaign serves the imp's media types.
     MediaNotTargeted,
     /// No campaign targets the banner sizes or has a creative of one of them.
@@ -136,6 +146,9 @@ impl NoBidReason {
             UsOptOut,
             Coppa,
             SupplyChainIncomplete,
+            UnknownSeller,
+            UnauthorizedSeller,
+            SupplyUnverified,
             MediaNotTargeted,
             SizeNotTargeted,
             SellerNotAllowed,
@@ -218,6 +231,9 @@ impl NoBidReason {
             UsOptOut => "us_opt_out",
             Coppa => "coppa",
             SupplyChainIncomplete => "supply_chain_incomplete",
+            UnknownSeller => "unknown_seller",
+            UnauthorizedSeller => "unauthorized_seller",
+            SupplyUnverified => "supply_unverified",
             SellerNotAllowed => "seller_not_allowed",
             MediaNotTargeted => "media_not_targeted",
             SizeNotTargeted => "size_not_targeted",
@@ -244,7 +260,8 @@ impl NoBidReason {
     /// Codes"): a standard code where one fits, otherwise an exchange-specific code
     /// `500 + n` (OpenRTB reserves 500+ for such codes). Once published a code never
     /// changes meaning: a new reason takes the next free `n`, wherever it sits in
-    /// the stage order.
+    /// the stage order. Standard codes may be shared (`unknown_seller` and
+    /// `seller_not_allowed` are both "blocked supply chain node"); `500 + n` never is.
     pub fn nbr(self) -> u32 {
         use NoBidReason::*;
         let n = match self {
@@ -256,7 +273,9 @@ impl NoBidReason {
             PublisherNotTargeted => return 7,
             Deadline => return 15,
             SupplyChainIncomplete => return 16,
-            SellerNotAllowed => return 17,
+            SellerNotAllowed | UnknownSeller => return 17,
+            SupplyUnverified => return 11,
+            UnauthorizedSeller => return 12,
             PartnerRefused => 1,
             CurrencyNotAccepted => 2,
             NoActiveCampaign => 3,
@@ -423,9 +442,20 @@ mod tests {
         let names: std::collections::HashSet<_> =
             NoBidReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), NoBidReason::COUNT);
-        let codes: std::collections::HashSet<_> =
-            NoBidReason::ALL.iter().map(|r| r.nbr()).collect();
-        assert_eq!(codes.len(), NoBidReason::COUNT);
+        let ours: Vec<_> = NoBidReason::ALL
+            .iter()
+            .map(|r| r.nbr())
+            .filter(|&c| c >= 500)
+            .collect();
+        let unique: std::collections::HashSet<_> = ours.iter().collect();
+        assert_eq!(
+            unique.len(),
+            ours.len(),
+            "an exchange-specific code is reused"
+        );
+        assert_eq!(NoBidReason::UnknownSeller.nbr(), 17);
+        assert_eq!(NoBidReason::UnauthorizedSeller.nbr(), 12);
+        assert_eq!(NoBidReason::SupplyUnverified.nbr(), 11);
         assert_eq!(NoBidReason::InvalidRequest.nbr(), 2);
         // Published exchange-specific codes keep their numbers.
         assert_eq!(NoBidReason::NoConsent.nbr(), 511);

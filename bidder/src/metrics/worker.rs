@@ -44,6 +44,9 @@ pub struct PartnerCounters {
     /// Requests detected as invalid traffic, by `catalog::ivt::IvtKind` (whether or
     /// not a campaign that allows the kind still bid).
     pub ivt: [Counter; IvtKind::COUNT],
+    /// Requests whose supply chain the files refused for some campaign, by
+    /// `decide::supply::REFUSALS` (the request's most advanced reason).
+    pub supply_refused: [Counter; 4],
 }
 
 /// The latencies the scrape can see, guarded by the lock the worker only ever tries.

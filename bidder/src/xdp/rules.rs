@@ -118,6 +118,7 @@ mod tests {
             syn_burst: 10,
             notice_horizon_ms: 300_000,
             max_held_micros: None,
+            asi: None,
         }
     }
 

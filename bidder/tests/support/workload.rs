@@ -17,6 +17,9 @@ use bidder::clock::DrivenClock;
 use bidder::config::Config;
 use bidder::decide::strategy::StaticStrategy;
 use bidder::money::ledger::Ledger;
+use bidder::supply::ads_txt::AdsTxt;
+use bidder::supply::sellers_json::SellersJson;
+use bidder::supply::{SupplyStore, View};
 
 /// Monday 2026-11-23 10:30 UTC, ms: a fixed "now" so dayparts decide the same way on
 /// every run.
@@ -152,7 +155,13 @@ pub const GENERATED_SEED: u64 = 0x5EED_2026;
 
 /// A catalog of `campaigns` campaigns from [`generated_config_text`].
 pub fn generated_catalog(campaigns: usize, seed: u64) -> Catalog {
-    let text = generated_config_text(campaigns, seed);
+    generated_catalog_with(campaigns, seed, false)
+}
+
+/// [`generated_catalog`], every campaign verifying the supply chain against sellers.json
+/// and ads.txt when `verify_supply` (same campaigns, same targeting otherwise).
+pub fn generated_catalog_with(campaigns: usize, seed: u64, verify_supply: bool) -> Catalog {
+    let text = generated_config_text(campaigns, seed, verify_supply);
     let config = Config::from_text(Path::new("generated.toml"), text)
         .unwrap_or_else(|e| panic!("generated config invalid: {e:?}"));
     Catalog::compile(&config).expect("generated catalog compiles")
@@ -299,8 +308,9 @@ fn toml_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, quoted: b
 /// lists, or need consent; block lists are common. Tuned so that the banner request
 /// ([`PBS_SITE_BANNER`]: a US desktop, news site, 300×250 or 300×600) leaves about
 /// one campaign in seven after the index (135 of 1,000 with [`GENERATED_SEED`]); the
-/// benchmark prints the share it measured.
-pub fn generated_config_text(campaigns: usize, seed: u64) -> String {
+/// benchmark prints the share it measured. With `verify_supply` every campaign also
+/// verifies the supply chain against sellers.json and ads.txt.
+fn generated_config_text(campaigns: usize, seed: u64, verify_supply: bool) -> String {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
     let mut text = format!(
         r#"[bidding]
@@ -325,6 +335,7 @@ gvl_vendor_id = 1001
 [[partner]]
 name = "exchange-a"
 qps_limit = 50_000
+asi = "exchange-a.example"
 [[partner]]
 name = "ssp-b"
 qps_limit = 20_000
@@ -337,12 +348,18 @@ qps_limit = 20_000
     let domains = domain_pool();
     let mut rng = Rng(seed | 1);
     for c in 0..campaigns {
-        write_campaign(&mut text, c, &mut rng, &domains);
+        write_campaign(&mut text, c, &mut rng, &domains, verify_supply);
     }
     text
 }
 
-fn write_campaign(text: &mut String, c: usize, rng: &mut Rng, domains: &[String]) {
+fn write_campaign(
+    text: &mut String,
+    c: usize,
+    rng: &mut Rng,
+    domains: &[String],
+    verify_supply: bool,
+) {
     let base = 300_000 + rng.below(5_700_000) as i64;
     let _ = write!(
         text,
@@ -377,7 +394,7 @@ fn write_campaign(text: &mut String, c: usize, rng: &mut Rng, domains: &[String]
     }
     write_audience(text, rng);
     write_inventory(text, rng, domains);
-    let supply_chain = supply_chain_table(rng);
+    let supply_chain = supply_chain_table(rng, verify_supply);
     let (deals_only, deals) = deal_tables(c, rng);
     if deals_only {
         text.push_str("deals_only = true\n");
@@ -455,15 +472,40 @@ fn write_inventory(text: &mut String, rng: &mut Rng, domains: &[String]) {
 
 /// The supply-chain table (a tenth of campaigns want a complete chain, half of those
 /// from named sellers), or nothing.
-fn supply_chain_table(rng: &mut Rng) -> String {
-    if !rng.chance(10) {
-        return String::new();
+fn supply_chain_table(rng: &mut Rng, verify: bool) -> String {
+    let mut table = String::new();
+    if rng.chance(10) {
+        table.push_str("require_complete = true\n");
+        if rng.chance(50) {
+            table.push_str("allowed_sellers = [\"exchange-a.example\", \"ssp-b.example\"]\n");
+        }
     }
-    let mut table = "[campaign.targeting.supply_chain]\nrequire_complete = true\n".to_string();
-    if rng.chance(50) {
-        table.push_str("allowed_sellers = [\"exchange-a.example\", \"ssp-b.example\"]\n");
+    if verify {
+        table.push_str("verify_sellers = true\nverify_ads_txt = true\n");
     }
-    table
+    if table.is_empty() {
+        return table;
+    }
+    format!("[campaign.targeting.supply_chain]\n{table}")
+}
+
+/// A supply store holding what [`PBS_SITE_BANNER`]'s chain needs, as if fetched:
+/// the publisher's ads.txt and exchange-a's sellers.json, both authorising it.
+pub fn pbs_supply_store() -> Arc<SupplyStore> {
+    let ads_txt =
+        AdsTxt::parse("exchange-a.example, pub-4471, DIRECT\nssp-b.example, 99, RESELLER\n")
+            .expect("ads.txt");
+    let sellers =
+        SellersJson::parse(br#"{"sellers":[{"seller_id":"pub-4471","seller_type":"PUBLISHER"}]}"#)
+            .expect("sellers.json");
+    let mut view = View::default();
+    view.ads_txt
+        .insert("dailynews.example".into(), Some(Arc::new(ads_txt)));
+    view.sellers_json
+        .insert("exchange-a.example".into(), Some(Arc::new(sellers)));
+    let store = Arc::new(SupplyStore::default());
+    store.publish(view);
+    store
 }
 
 /// Private-marketplace deal tables: a tenth of campaigns have some, and half of those
