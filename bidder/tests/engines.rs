@@ -54,6 +54,7 @@ on_both_engines!(
     the_default_path_recognises_the_partner_by_source_address,
     a_request_nobody_bids_on_gets_204_without_a_body,
     a_partner_that_wants_nbr_gets_200_with_the_no_bid_reason,
+    a_tc_string_refusing_everything_stops_consent_campaigns_over_http,
     every_answer_states_its_partners_openrtb_version,
     malformed_json_and_missing_required_fields_get_400,
     unknown_paths_and_unknown_partners_get_404_and_keep_the_connection,
@@ -225,6 +226,52 @@ fn a_partner_that_wants_nbr_gets_200_with_the_no_bid_reason(engine: EngineKind) 
     // The same request from a partner without nbr_body is a plain 204.
     assert_eq!(c.post("/bid/exchange-a", jpy.as_bytes()).status, 204);
     assert_eq!(b.reserved_micros(), 0);
+    b.shutdown().unwrap();
+}
+
+/// Consent decoded on the real path: the demo with every campaign needing consent,
+/// a German request with GDPR applying and a TC string from IAB's reference encoder.
+fn a_tc_string_refusing_everything_stops_consent_campaigns_over_http(engine: EngineKind) {
+    let strings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/consent/strings.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tc = |name: &str| {
+        let found = strings["tcf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name);
+        found.unwrap()["string"].as_str().unwrap().to_owned()
+    };
+    let text = demo_text()
+        .replace("  require_consent = true\n", "")
+        .replace(
+            "[campaign.targeting]",
+            "[campaign.targeting]\n  require_consent = true",
+        );
+    let b = Bidder::start(engine, &EngineSettings::default(), bidding(&text));
+    let mut c = b.connect_from(SSP_B_SOURCE);
+    let request = |id: &str, consent: &str| {
+        banner(id).replace(
+            r#""site""#,
+            &format!(
+                r#""regs":{{"gdpr":1}},"user":{{"consent":"{consent}"}},"device":{{"geo":{{"country":"DEU"}}}},"site""#
+            ),
+        )
+    };
+    let refused = c.post("/bid/ssp-b", request("r1", &tc("refuse_all")).as_bytes());
+    assert_eq!(refused.status, 200, "{refused:?}");
+    assert_eq!(
+        refused.json()["nbr"],
+        NoBidReason::NoVendorConsent.nbr(),
+        "{refused:?}"
+    );
+    let granted = c.post("/bid/ssp-b", request("r2", &tc("all_granted")).as_bytes());
+    assert!(granted.json()["seatbid"].is_array(), "{granted:?}");
     b.shutdown().unwrap();
 }
 
