@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bidder::catalog::Catalog;
 use bidder::clock::DrivenClock;
-use bidder::config::Config;
+use bidder::config::{Config, SupplyConfig};
 use bidder::decide::strategy::StaticStrategy;
 use bidder::decide::{Context, Decider, NoBidReason};
 use bidder::money::budget::Budgets;
@@ -96,16 +96,17 @@ impl Server {
 
     fn settings(&self, cache_dir: &Path) -> Settings {
         Settings {
+            section: SupplyConfig {
+                fetch_timeout_ms: 500,
+                max_ads_txt_bytes: 4_096,
+                max_redirects: 2,
+                ads_txt_url: format!("http://{}/{{domain}}/ads.txt", self.addr),
+                app_ads_txt_url: format!("http://{}/{{domain}}/app-ads.txt", self.addr),
+                sellers_json_url: format!("http://{}/{{domain}}/sellers.json", self.addr),
+                ..SupplyConfig::default()
+            },
             cache_dir: Some(cache_dir.to_path_buf()),
-            fetch_timeout_ms: 500,
-            max_ads_txt_bytes: 4_096,
-            max_redirects: 2,
-            url_templates: [
-                format!("http://{}/{{domain}}/ads.txt", self.addr),
-                format!("http://{}/{{domain}}/app-ads.txt", self.addr),
-                format!("http://{}/{{domain}}/sellers.json", self.addr),
-            ],
-            ..Settings::default()
+            sellers_json: Vec::new(),
         }
     }
 }
@@ -199,6 +200,25 @@ async fn fetcher(server: &Server, dir: &Path) -> (Arc<SupplyStore>, Fetcher, Dri
     (store, fetcher, clock)
 }
 
+/// The example's files served, the publisher's ads.txt and exchange-a's sellers.json
+/// reported and fetched once.
+async fn fetched_example() -> (
+    Server,
+    testkit::TempDir,
+    Arc<SupplyStore>,
+    Fetcher,
+    DrivenClock,
+) {
+    let server = Server::start();
+    serve_the_example(&server);
+    let dir = testkit::TempDir::new("supply");
+    let (store, mut fetcher, clock) = fetcher(&server, &dir.0).await;
+    store.discover(FileKind::AdsTxt, "example.com");
+    store.discover(FileKind::SellersJson, "exchange-a.com");
+    fetcher.round().await;
+    (server, dir, store, fetcher, clock)
+}
+
 fn serve_the_example(server: &Server) {
     server.file("/example.com/ads.txt", PUB_ADS_TXT);
     server.file("/exchange-a.com/sellers.json", EXCHANGE_A_SELLERS);
@@ -216,13 +236,7 @@ fn status_of(store: &SupplyStore, kind: FileKind, domain: &str) -> bidder::suppl
 
 #[tokio::test]
 async fn files_are_fetched_cached_on_disk_and_refreshed_with_conditional_requests() {
-    let server = Server::start();
-    serve_the_example(&server);
-    let dir = testkit::TempDir::new("supply");
-    let (store, mut fetcher, clock) = fetcher(&server, &dir.0).await;
-    store.discover(FileKind::AdsTxt, "example.com");
-    store.discover(FileKind::SellersJson, "exchange-a.com");
-    fetcher.round().await;
+    let (server, dir, store, mut fetcher, clock) = fetched_example().await;
 
     let view = store.view();
     let Lookup::Ready(ads) = view.ads_txt(FileKind::AdsTxt, "example.com") else {
@@ -292,13 +306,7 @@ fn scrape(store: &SupplyStore) -> String {
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_copy_and_says_why() {
-    let server = Server::start();
-    serve_the_example(&server);
-    let dir = testkit::TempDir::new("supply");
-    let (store, mut fetcher, clock) = fetcher(&server, &dir.0).await;
-    store.discover(FileKind::AdsTxt, "example.com");
-    store.discover(FileKind::SellersJson, "exchange-a.com");
-    fetcher.round().await;
+    let (server, _dir, store, mut fetcher, clock) = fetched_example().await;
 
     server.route("/example.com/ads.txt", Route::Status(503));
     server.route(

@@ -348,7 +348,7 @@ impl Default for IvtConfig {
 
 /// Fetching the supply chain's public files (ads.txt, app-ads.txt, sellers.json) off
 /// the bid path; campaigns say what they verify in `targeting.supply_chain`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SupplyConfig {
     /// Good copies are kept here across restarts (relative to this file). Unset: a

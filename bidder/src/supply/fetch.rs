@@ -120,11 +120,14 @@ impl Fetcher {
             entries: BTreeMap::new(),
         };
         if let Some(dir) = settings.cache_dir.clone() {
-            let max = [settings.max_ads_txt_bytes, settings.max_sellers_json_bytes];
+            let max = [
+                settings.section.max_ads_txt_bytes,
+                settings.section.max_sellers_json_bytes,
+            ];
             let loaded = tokio::task::spawn_blocking(move || load_cache(&dir, max))
                 .await
                 .unwrap_or_default();
-            let refresh_ms = settings.refresh_interval_s * 1_000;
+            let refresh_ms = settings.section.refresh_interval_s * 1_000;
             for (kind, domain, meta, parsed) in loaded {
                 let source = settings.source(kind, &domain);
                 let stale = source_text(&source) != meta.source;
@@ -174,9 +177,13 @@ impl Fetcher {
     /// Configured sellers.json sources (new or changed ones are due now) and a new
     /// client when the fetch limits changed. Returns whether entries changed.
     fn apply_settings(&mut self, settings: Arc<Settings>) -> bool {
-        if (settings.fetch_timeout_ms, settings.max_redirects)
-            != (self.settings.fetch_timeout_ms, self.settings.max_redirects)
-        {
+        if (
+            settings.section.fetch_timeout_ms,
+            settings.section.max_redirects,
+        ) != (
+            self.settings.section.fetch_timeout_ms,
+            self.settings.section.max_redirects,
+        ) {
             self.client = client(&settings);
         }
         let mut changed = false;
@@ -213,7 +220,7 @@ impl Fetcher {
             if !is_domain(domain) || entries.contains_key(&(kind, domain.to_owned())) {
                 return;
             }
-            if entries.len() >= settings.max_files {
+            if entries.len() >= settings.section.max_files {
                 store.count_untracked();
                 return;
             }
@@ -248,7 +255,7 @@ impl Fetcher {
                 self.publish();
                 published = crate::clock::monotonic_now();
             }
-            while running.len() < self.settings.max_parallel_fetches.max(1) {
+            while running.len() < self.settings.section.max_parallel_fetches.max(1) {
                 let Some(key) = queue.next() else { break };
                 let entry = &self.entries[&key];
                 let job = Job {
@@ -259,7 +266,7 @@ impl Fetcher {
                     max_bytes: self.settings.max_bytes(key.0),
                     cache_dir: self.settings.cache_dir.clone(),
                     client: self.client.clone(),
-                    timeout_ms: self.settings.fetch_timeout_ms,
+                    timeout_ms: self.settings.section.fetch_timeout_ms,
                     now_ms: now,
                 };
                 running.spawn(async move { (key, job.run().await) });
@@ -271,10 +278,11 @@ impl Fetcher {
             changed = true;
             let now = self.clock.now_unix_ms();
             let (refresh_ms, retry_ms) = (
-                self.settings.refresh_interval_s * 1_000,
+                self.settings.section.refresh_interval_s * 1_000,
                 self.settings
+                    .section
                     .retry_interval_s
-                    .min(self.settings.refresh_interval_s)
+                    .min(self.settings.section.refresh_interval_s)
                     * 1_000,
             );
             let Some(entry) = self.entries.get_mut(&key) else {
@@ -531,7 +539,7 @@ impl Job {
 /// A client with the fetch limits: total time, redirects (count, and the ads.txt
 /// scope rule), no cookies, our user agent.
 fn client(settings: &Settings) -> reqwest::Client {
-    let max_redirects = settings.max_redirects;
+    let max_redirects = settings.section.max_redirects;
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > max_redirects {
             return attempt.error(format!(
@@ -552,7 +560,7 @@ fn client(settings: &Settings) -> reqwest::Client {
         }
         attempt.follow()
     });
-    let timeout = Duration::from_millis(settings.fetch_timeout_ms);
+    let timeout = Duration::from_millis(settings.section.fetch_timeout_ms);
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

@@ -58,40 +58,18 @@ pub enum Source {
     File(PathBuf),
 }
 
-/// How files are fetched and kept (`[supply]`, with each partner's sellers.json).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How files are fetched and kept: the `[supply]` section, its cache folder resolved,
+/// and each partner's sellers.json.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settings {
+    /// Limits, intervals and URL templates as configured (`section.cache_dir` is as
+    /// written; the fetcher uses [`Settings::cache_dir`]).
+    pub section: SupplyConfig,
     /// Where good copies are kept across restarts; `None`: memory only.
     pub cache_dir: Option<PathBuf>,
-    /// A good copy is fetched again after this long.
-    pub refresh_interval_s: u64,
-    /// After a failed fetch, the next try waits this long (at most the refresh interval).
-    pub retry_interval_s: u64,
-    /// The whole of one fetch (connect, redirects, body).
-    pub fetch_timeout_ms: u64,
-    /// Largest ads.txt / app-ads.txt body accepted.
-    pub max_ads_txt_bytes: u64,
-    /// Largest sellers.json body accepted.
-    pub max_sellers_json_bytes: u64,
-    /// Redirects followed per fetch.
-    pub max_redirects: usize,
-    /// Files tracked at once; domains past it stay untracked (counted).
-    pub max_files: usize,
-    /// Fetches in flight at once.
-    pub max_parallel_fetches: usize,
-    /// URL per kind, `{domain}` replaced by the domain (ads.txt, app-ads.txt,
-    /// sellers.json): an operator may point them at an internal mirror.
-    pub url_templates: [String; FileKind::COUNT],
     /// sellers.json sources named in the configuration, by advertising-system domain;
     /// other systems' files come from the template.
     pub sellers_json: Vec<(String, Source)>,
-}
-
-impl Default for Settings {
-    /// The defaults of an empty `[supply]` section, memory only.
-    fn default() -> Self {
-        Settings::from_section(&SupplyConfig::default(), None, Vec::new())
-    }
 }
 
 impl Settings {
@@ -119,29 +97,9 @@ impl Settings {
                 Some((asi, source))
             })
             .collect();
-        Settings::from_section(&config.supply, cache_dir, sellers_json)
-    }
-
-    fn from_section(
-        s: &SupplyConfig,
-        cache_dir: Option<PathBuf>,
-        sellers_json: Vec<(String, Source)>,
-    ) -> Settings {
         Settings {
+            section: config.supply.clone(),
             cache_dir,
-            refresh_interval_s: s.refresh_interval_s,
-            retry_interval_s: s.retry_interval_s,
-            fetch_timeout_ms: s.fetch_timeout_ms,
-            max_ads_txt_bytes: s.max_ads_txt_bytes,
-            max_sellers_json_bytes: s.max_sellers_json_bytes,
-            max_redirects: s.max_redirects,
-            max_files: s.max_files,
-            max_parallel_fetches: s.max_parallel_fetches,
-            url_templates: [
-                s.ads_txt_url.clone(),
-                s.app_ads_txt_url.clone(),
-                s.sellers_json_url.clone(),
-            ],
             sellers_json,
         }
     }
@@ -153,14 +111,19 @@ impl Settings {
                 return source.clone();
             }
         }
-        Source::Url(self.url_templates[kind as usize].replace("{domain}", domain))
+        let template = match kind {
+            FileKind::AdsTxt => &self.section.ads_txt_url,
+            FileKind::AppAdsTxt => &self.section.app_ads_txt_url,
+            FileKind::SellersJson => &self.section.sellers_json_url,
+        };
+        Source::Url(template.replace("{domain}", domain))
     }
 
     /// Largest body accepted for `kind`.
     pub fn max_bytes(&self, kind: FileKind) -> u64 {
         match kind {
-            FileKind::SellersJson => self.max_sellers_json_bytes,
-            _ => self.max_ads_txt_bytes,
+            FileKind::SellersJson => self.section.max_sellers_json_bytes,
+            _ => self.section.max_ads_txt_bytes,
         }
     }
 }
