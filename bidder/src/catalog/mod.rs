@@ -440,7 +440,7 @@ fn compile_partner(p: &crate::config::PartnerConfig, reservation_ttl_ms: u64) ->
             .unwrap_or(reservation_ttl_ms)
             .min(reservation_ttl_ms),
         max_held_micros: p.max_held_micros,
-        asi: p.asi.as_ref().map(|a| a.to_ascii_lowercase()),
+        asi: p.asi_domain(),
     }
 }
 

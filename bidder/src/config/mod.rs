@@ -506,6 +506,13 @@ pub struct PartnerConfig {
     pub sellers_json: Option<String>,
 }
 
+impl PartnerConfig {
+    /// `asi` in lower case, the form schain nodes and supply files are matched in.
+    pub fn asi_domain(&self) -> Option<String> {
+        self.asi.as_ref().map(|a| a.to_ascii_lowercase())
+    }
+}
+
 /// SYN limits default high enough for a partner reconnecting all its keep-alive
 /// connections at once, low enough to blunt a SYN flood from its prefixes.
 /// The admin token in `path`, surrounding whitespace trimmed; an error names the file

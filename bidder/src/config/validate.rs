@@ -499,8 +499,8 @@ fn partners(p: &mut Problems) -> HashSet<String> {
                 "e.g. 30000 when this exchange's notices come within seconds",
             );
         }
-        if let Some(asi) = &partner.asi {
-            if !super::is_domain(&asi.to_ascii_lowercase()) {
+        if let (Some(asi), Some(domain)) = (&partner.asi, partner.asi_domain()) {
+            if !super::is_domain(&domain) {
                 p.add(
                     field("asi"),
                     format!("`{asi}` is not a domain"),

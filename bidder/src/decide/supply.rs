@@ -18,10 +18,11 @@ use crate::supply::ads_txt::RESELLER;
 use crate::supply::{root_domain, FileKind, Lookup, SupplyStore, View};
 
 use super::NoBidReason;
+use crate::metrics::SUPPLY_REFUSAL_KINDS;
 
 /// The refusals counted per partner (`bidder_partner_supply_refused_total{reason}`), by
 /// position in `PartnerCounters::supply_refused`.
-pub const REFUSALS: [NoBidReason; 4] = [
+pub const REFUSALS: [NoBidReason; SUPPLY_REFUSAL_KINDS] = [
     NoBidReason::SupplyChainIncomplete,
     NoBidReason::UnknownSeller,
     NoBidReason::UnauthorizedSeller,

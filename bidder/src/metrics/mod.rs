@@ -22,4 +22,5 @@ pub use histogram::{LatencyHistogram, MAX_RECORDED_LATENCY_US};
 pub use prom::{escape_label_value, Labels, PromText, LATENCY_BUCKETS_US};
 pub use worker::{
     LatencyRecorder, PartnerCounters, WorkerMetrics, PUBLISH_EVERY_RECORDS, PUBLISH_INTERVAL_MS,
+    SUPPLY_REFUSAL_KINDS,
 };

@@ -29,6 +29,10 @@ pub const PUBLISH_EVERY_RECORDS: u32 = 1024;
 /// [`LatencyRecorder::publish_if_due`] at least this often when idle.
 pub const PUBLISH_INTERVAL_MS: u64 = 100;
 
+/// How many supply-chain refusal reasons are counted per partner (the length of
+/// `decide::supply::REFUSALS`, which this module cannot import).
+pub const SUPPLY_REFUSAL_KINDS: usize = 4;
+
 /// Per-partner request counters of one worker.
 #[derive(Debug, Default)]
 pub struct PartnerCounters {
@@ -46,7 +50,7 @@ pub struct PartnerCounters {
     pub ivt: [Counter; IvtKind::COUNT],
     /// Requests whose supply chain the files refused for some campaign, by
     /// `decide::supply::REFUSALS` (the request's most advanced reason).
-    pub supply_refused: [Counter; 4],
+    pub supply_refused: [Counter; SUPPLY_REFUSAL_KINDS],
 }
 
 /// The latencies the scrape can see, guarded by the lock the worker only ever tries.

@@ -87,7 +87,7 @@ impl Settings {
             .iter()
             .map(|p| p.get_ref())
             .filter_map(|p| {
-                let asi = p.asi.as_ref()?.to_ascii_lowercase();
+                let asi = p.asi_domain()?;
                 let given = p.sellers_json.as_deref()?;
                 let source = if given.starts_with("http://") || given.starts_with("https://") {
                     Source::Url(given.to_owned())
