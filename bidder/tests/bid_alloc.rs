@@ -124,7 +124,7 @@ fn warm_bids_against_1000_campaigns_allocate_nothing() {
     let mut verifying = workload::bidding(workload::generated_catalog_with(
         workload::GENERATED_CAMPAIGNS,
         workload::GENERATED_SEED,
-        true,
+        workload::Trust::VerifySupply,
     ));
     verifying.supply = workload::pbs_supply_store();
     let verified = workload::PBS_SITE_BANNER.as_bytes().to_vec();

@@ -735,6 +735,59 @@ fn invalid_traffic_is_refused_before_pricing_unless_the_campaign_allows_it() {
     );
 }
 
+/// What a user agent says is remembered per worker, but only for the lists it was
+/// matched against: the same decider asked again under other lists matches again, and
+/// repeated requests keep their verdicts (crawler, blocked, contradicting its OS).
+#[test]
+fn a_remembered_user_agent_verdict_follows_the_lists_it_came_from() {
+    let dir = testkit::TempDir::new("ivt-ua-cache");
+    let campaign = banner_campaign("c", 2_000_000, "", "");
+    let plain = catalog(&campaign);
+    let listed = catalog(&format!("{campaign}{}", ivt_lists(&dir)));
+    let mut decider = Decider::new(&plain, Default::default(), 7);
+    let static_strategy = StaticStrategy {
+        shading_ppm: 1_000_000,
+    };
+    let mut decide_on = |catalog: &Catalog, device: &str| -> Expect {
+        let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+        let mut parser = Parser::new();
+        let mut body = request_from(device).into_bytes();
+        let req = parser.parse(&mut body).expect("request parses");
+        let ctx = Context {
+            partner: catalog.partner_by_name("ex-a"),
+            now_unix_s: MONDAY_10_30,
+            user_key: None,
+        };
+        let decision = decider.decide(catalog, &static_strategy, &budgets, &req, ctx);
+        let got = match (decision.bids.first(), decision.no_bids.first()) {
+            (Some(bid), _) => Bid("c", bid.price_micros),
+            (None, Some((_, reason))) => NoBid(*reason),
+            (None, None) => panic!("no outcome for {device}"),
+        };
+        decision.release_all(&budgets);
+        got
+    };
+    let evil = r#""ua":"Mozilla/5.0 EvilAgent/1.0""#;
+    let bot = r#""ua":"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)""#;
+    let iphone_on_android =
+        r#""ua":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)","os":"Android""#;
+    let steps: &[(&Catalog, &str, Expect)] = &[
+        (&plain, evil, Bid("c", 2_000_000)),
+        (&plain, evil, Bid("c", 2_000_000)),
+        (&listed, evil, NoBid(IvtBlocklist)),
+        (&listed, evil, NoBid(IvtBlocklist)),
+        (&plain, evil, Bid("c", 2_000_000)),
+        (&plain, bot, NoBid(IvtCrawler)),
+        (&plain, bot, NoBid(IvtCrawler)),
+        (&listed, bot, NoBid(IvtCrawler)),
+        (&plain, iphone_on_android, NoBid(IvtInconsistentDevice)),
+        (&plain, iphone_on_android, NoBid(IvtInconsistentDevice)),
+    ];
+    for (step, (catalog, device, want)) in steps.iter().enumerate() {
+        assert_eq!(&decide_on(catalog, device), want, "step {step}: {device}");
+    }
+}
+
 /// A blocklisted address among a million is found; the set takes 8 bytes per entry.
 #[test]
 fn a_blocked_address_among_a_million_is_refused() {

@@ -12,6 +12,9 @@
 //!   `Worker::bid` against the demo configuration, overall and per media type;
 //! - **banner × 1,000 campaigns**: a Prebid-style site banner (and the IAB simple
 //!   banner) against a generated book of 1,000 campaigns with realistic targeting;
+//! - **trust checks**: what consent, invalid-traffic and supply-chain checks add to
+//!   that request's decision against the same request and book with none of them
+//!   (alternating rounds, each side's best round; goal ≤ 200 ns);
 //! - **stages** of that banner request: parse only, decide only, encode only;
 //! - **baseline**: the same request parsed into a `serde_json::Value`, a reference
 //!   point for the parser and the whole request. On a shared machine, load from other
@@ -43,6 +46,32 @@ use workload::{GENERATED_CAMPAIGNS, GENERATED_SEED};
 /// The project's latency goal for the banner case on this machine, ns.
 const BANNER_MEDIAN_GOAL_NS: u64 = 2_000;
 const BANNER_P99_GOAL_NS: u64 = 10_000;
+/// The trust checks' goal: what consent, invalid-traffic and supply-chain checks with
+/// their decisions cached may add to a request's median, ns.
+const TRUST_CHECKS_GOAL_NS: u64 = 200;
+/// The row the trust checks are measured against: the Prebid banner with no consent
+/// signals, against the book with no invalid-traffic lists and no supply verification.
+const NO_TRUST_CHECKS: &str = "Prebid banner, no trust checks";
+/// The rows the trust checks' cost is measured on, each against [`NO_TRUST_CHECKS`]:
+/// what it adds, and the row.
+const TRUST_ROWS: [(&str, &str); 4] = [
+    ("invalid traffic", "Prebid banner, no consent signals"),
+    (
+        "invalid traffic + US signals (the headline)",
+        "Prebid site banner",
+    ),
+    (
+        "invalid traffic + TC string",
+        "Prebid banner, GDPR + TC string",
+    ),
+    (
+        "invalid traffic + US signals + supply chain",
+        "Prebid banner, supply chain verified (files cached)",
+    ),
+];
+/// Alternating rounds per trust row, and samples per round in a full run.
+const TRUST_ROUNDS: usize = 9;
+const TRUST_ROUND_SAMPLES: usize = 10_000;
 /// Calls prepared (and, for throughput, timed) together.
 const BATCH: usize = 64;
 
@@ -134,15 +163,21 @@ fn main() {
             GENERATED_CAMPAIGNS,
             GENERATED_SEED,
         ));
-        // The same book with every campaign verifying the supply chain, the files it
-        // needs already fetched: the verification's cost against the headline.
+        // The same book with no invalid-traffic checks, and with every campaign
+        // verifying the supply chain (the files it needs already fetched): the trust
+        // checks' cost against the headline.
+        let untrusting = workload::bidding(workload::generated_catalog_with(
+            GENERATED_CAMPAIGNS,
+            GENERATED_SEED,
+            workload::Trust::Off,
+        ));
         let mut verifying = workload::bidding(workload::generated_catalog_with(
             GENERATED_CAMPAIGNS,
             GENERATED_SEED,
-            true,
+            workload::Trust::VerifySupply,
         ));
         verifying.supply = workload::pbs_supply_store();
-        let banner = banner_rows(mode, [&generated, &verifying], &mut rows);
+        let banner = banner_rows(mode, [&generated, &untrusting, &verifying], &mut rows);
         let stages = stage_rows(mode, &generated, &mut rows);
         verdict = goal_verdict(&rows[banner].summary);
         let [parse, decide, encode, baseline] = stages;
@@ -242,8 +277,14 @@ fn run_bids(bidding: &Bidding, bodies: Vec<&[u8]>, plan: Plan) -> (Summary, Outc
     (Summary::of(&measured), scenario.outcomes)
 }
 
-/// (b) Banner requests against 1,000 campaigns. Returns the headline row's position.
-fn banner_rows(mode: Mode, [generated, verifying]: [&Bidding; 2], rows: &mut Vec<Row>) -> usize {
+/// (b) Banner requests against 1,000 campaigns, then what the trust checks (consent,
+/// invalid traffic, supply chain) add to the Prebid banner against the same request
+/// with none of them, in this run. Returns the headline row's position.
+fn banner_rows(
+    mode: Mode,
+    [generated, untrusting, verifying]: [&Bidding; 3],
+    rows: &mut Vec<Row>,
+) -> usize {
     let iab = workload::iab_simple_banner();
     // The consent check's cost, read against the headline in the same run: the same
     // request without consent signals, and from the EU with a real TC string (IAB
@@ -260,9 +301,10 @@ fn banner_rows(mode: Mode, [generated, verifying]: [&Bidding; 2], rows: &mut Vec
             r#""user": {"#,
             r#""user": {"consent": "CQtDjkAQtDjkAAKABBENCWEsAP_gAEPgAAYgH0wBAAEAA0AXmA-kD6YAID6QAAAA","#,
         );
-    let requests: [(&str, &[u8], &Bidding); 5] = [
+    let requests: [(&str, &[u8], &Bidding); 6] = [
         ("Prebid site banner", pbs.as_bytes(), generated),
         ("IAB simple banner", &iab, generated),
+        (NO_TRUST_CHECKS, no_signals.as_bytes(), untrusting),
         (
             "Prebid banner, no consent signals",
             no_signals.as_bytes(),
@@ -307,6 +349,51 @@ fn banner_rows(mode: Mode, [generated, verifying]: [&Bidding; 2], rows: &mut Vec
             }),
         });
     }
+    // The checks' cost, in the decision where they run: each checked request and the
+    // unchecked one decided in alternating short rounds, each side's best round kept.
+    // Load here comes and goes in spells that move a whole round's median by far more
+    // than the cost measured; a side's best round is its median outside those spells,
+    // and alternating gives both sides the same chances of one.
+    let row = |label: &str| {
+        let (_, body, bidding) = requests
+            .iter()
+            .find(|r| r.0 == label)
+            .copied()
+            .expect("a banner row");
+        (Parser::new(), body.to_vec(), bidding)
+    };
+    let (mut base_parser, mut base_buf, base_bidding) = row(NO_TRUST_CHECKS);
+    let base_req = base_parser.parse(&mut base_buf).expect("parses");
+    let mut base = DecideOnly::new(base_bidding, &base_req);
+    let plan = mode.plan(TRUST_ROUND_SAMPLES);
+    let mut base_best = u64::MAX;
+    let mut costs = Vec::new();
+    for (what, label) in TRUST_ROWS {
+        let (mut parser, mut buf, bidding) = row(label);
+        let req = parser.parse(&mut buf).expect("parses");
+        let mut checked = DecideOnly::new(bidding, &req);
+        let mut best = u64::MAX;
+        for _ in 0..TRUST_ROUNDS {
+            let without = Summary::of(&measure::run(&mut base, plan)).median_ns;
+            base_best = base_best.min(without);
+            best = best.min(Summary::of(&measure::run(&mut checked, plan)).median_ns);
+        }
+        assert!(
+            checked.bids > 0,
+            "{label}: the checks must let the bid through"
+        );
+        costs.push((what, best));
+    }
+    let costs: Vec<String> = costs
+        .into_iter()
+        .map(|(what, best)| format!("{what} {:+} ns", best as i64 - base_best as i64))
+        .collect();
+    println!(
+        "trust checks' cost in the decision, best of {TRUST_ROUNDS} alternating rounds' \
+         medians against \"{NO_TRUST_CHECKS}\" ({base_best} ns; goal ≤ \
+         {TRUST_CHECKS_GOAL_NS} ns): {}",
+        costs.join(", ")
+    );
     headline
 }
 

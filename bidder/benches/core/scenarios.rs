@@ -142,9 +142,11 @@ pub struct DecideOnly<'s, 'r> {
 
 impl<'s, 'r> DecideOnly<'s, 'r> {
     pub fn new(bidding: &'s Bidding, req: &'s BidRequest<'r>) -> DecideOnly<'s, 'r> {
+        let mut decider = Decider::new(&bidding.catalog, Arc::default(), 0x9E37_79B9);
+        decider.set_supply(Arc::clone(&bidding.supply));
         DecideOnly {
             bidding,
-            decider: Decider::new(&bidding.catalog, Arc::default(), 0x9E37_79B9),
+            decider,
             req,
             // Room for a whole batch of bids between releases.
             held: Vec::with_capacity(4_096),

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aho_corasick::AhoCorasick;
 use ipnet::IpNet;
@@ -109,6 +110,9 @@ const KNOWN_CRAWLERS: &[&str] = &[
     "+https://",
 ];
 
+/// Ids handed to loaded lists; 0 is the empty default's.
+static NEXT_LISTS_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The compiled lists.
 #[derive(Debug, Default)]
 pub struct IvtLists {
@@ -119,6 +123,9 @@ pub struct IvtLists {
     user_agents: Option<AhoCorasick>,
     crawler_patterns: usize,
     pub inconsistent_devices: bool,
+    /// Unique per load (0 for the empty default): what a worker's cache of user-agent
+    /// verdicts was filled from.
+    id: u64,
 }
 
 impl IvtLists {
@@ -181,6 +188,7 @@ impl IvtLists {
             user_agents,
             crawler_patterns,
             inconsistent_devices: ivt.inconsistent_devices,
+            id: NEXT_LISTS_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -190,6 +198,11 @@ impl IvtLists {
             || !self.blocked_ips.is_empty()
             || self.user_agents.is_some()
             || self.inconsistent_devices
+    }
+
+    /// Which load these lists came from: equal ids, equal user-agent verdicts.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// What a user agent matches first: a crawler or a blocked fragment.

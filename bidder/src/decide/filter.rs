@@ -19,6 +19,7 @@ use crate::supply::SupplyStore;
 /// the supply files, the counters.
 pub(super) struct Signals<'a> {
     pub consent: &'a mut consent::Decoder,
+    pub user_agents: &'a mut ivt::UserAgents,
     pub supply: &'a SupplyStore,
     pub stats: &'a DecisionStats,
 }
@@ -86,7 +87,7 @@ pub(super) fn request(
 
     publisher(catalog, req, set, scratch)?;
     categories(catalog, req, set, scratch)?;
-    invalid_traffic(catalog, req, ctx, set)?;
+    invalid_traffic(catalog, req, ctx, set, signals.user_agents)?;
     privacy(catalog, req, set, signals.consent, signals.stats)?;
     supply_chain(catalog, req, ctx, set, signals.supply)
 }
@@ -200,11 +201,12 @@ fn invalid_traffic(
     req: &BidRequest<'_>,
     ctx: Context,
     set: &mut CampaignSet,
+    user_agents: &mut ivt::UserAgents,
 ) -> Result<(), NoBidReason> {
     if !catalog.ivt.active() {
         return Ok(());
     }
-    let kinds = ivt::detect(&catalog.ivt, req);
+    let kinds = ivt::detect(&catalog.ivt, req, user_agents);
     if kinds == 0 {
         return Ok(());
     }

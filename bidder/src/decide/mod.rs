@@ -25,6 +25,7 @@ pub mod ivt;
 mod reason;
 pub mod strategy;
 pub mod supply;
+mod text_cache;
 
 pub use campaign_counts::{CampaignCounts, CampaignFigures, CampaignTotals, Counting};
 pub use reason::{DecisionStats, NoBidReason};
@@ -108,6 +109,8 @@ pub struct Decider {
     campaigns: Arc<CampaignCounts>,
     /// Decoded consent strings, for the catalog's vendor id.
     consent: consent::Decoder,
+    /// What each user agent seen says, for the catalog's invalid-traffic lists.
+    user_agents: ivt::UserAgents,
     /// The supply chain's files (an empty store until [`Decider::set_supply`]).
     supply: Arc<SupplyStore>,
 }
@@ -131,6 +134,7 @@ impl Decider {
             rng: seed | 1,
             campaigns: stats.campaign_counts_for(catalog),
             consent: consent::Decoder::new(catalog.settings.gvl_vendor_id),
+            user_agents: ivt::UserAgents::default(),
             supply: Arc::default(),
             stats,
         }
@@ -193,6 +197,7 @@ impl Decider {
             &mut self.scratch,
             filter::Signals {
                 consent: &mut self.consent,
+                user_agents: &mut self.user_agents,
                 supply: &self.supply,
                 stats: &self.stats,
             },

@@ -153,15 +153,30 @@ impl Control {
 pub const GENERATED_CAMPAIGNS: usize = 1_000;
 pub const GENERATED_SEED: u64 = 0x5EED_2026;
 
-/// A catalog of `campaigns` campaigns from [`generated_config_text`].
-pub fn generated_catalog(campaigns: usize, seed: u64) -> Catalog {
-    generated_catalog_with(campaigns, seed, false)
+/// Which checks of a request's trustworthiness the generated book runs besides
+/// consent (which campaigns need by their targeting): the same campaigns and targeting
+/// otherwise, so rows measured with each read as the checks' cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// No invalid-traffic checks (`[ivt]` all off) and no supply-chain verification.
+    Off,
+    /// The configuration's defaults: the built-in crawler list and the device
+    /// consistency check; no supply-chain verification.
+    Defaults,
+    /// The defaults, and every campaign verifying the supply chain against
+    /// sellers.json and ads.txt.
+    VerifySupply,
 }
 
-/// [`generated_catalog`], every campaign verifying the supply chain against sellers.json
-/// and ads.txt when `verify_supply` (same campaigns, same targeting otherwise).
-pub fn generated_catalog_with(campaigns: usize, seed: u64, verify_supply: bool) -> Catalog {
-    let text = generated_config_text(campaigns, seed, verify_supply);
+/// A catalog of `campaigns` campaigns from [`generated_config_text`], with the default
+/// checks.
+pub fn generated_catalog(campaigns: usize, seed: u64) -> Catalog {
+    generated_catalog_with(campaigns, seed, Trust::Defaults)
+}
+
+/// [`generated_catalog`] running the `trust` checks.
+pub fn generated_catalog_with(campaigns: usize, seed: u64, trust: Trust) -> Catalog {
+    let text = generated_config_text(campaigns, seed, trust);
     let config = Config::from_text(Path::new("generated.toml"), text)
         .unwrap_or_else(|e| panic!("generated config invalid: {e:?}"));
     Catalog::compile(&config).expect("generated catalog compiles")
@@ -308,9 +323,8 @@ fn toml_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, quoted: b
 /// lists, or need consent; block lists are common. Tuned so that the banner request
 /// ([`PBS_SITE_BANNER`]: a US desktop, news site, 300×250 or 300×600) leaves about
 /// one campaign in seven after the index (135 of 1,000 with [`GENERATED_SEED`]); the
-/// benchmark prints the share it measured. With `verify_supply` every campaign also
-/// verifies the supply chain against sellers.json and ads.txt.
-fn generated_config_text(campaigns: usize, seed: u64, verify_supply: bool) -> String {
+/// benchmark prints the share it measured. `trust` picks the checks besides consent.
+fn generated_config_text(campaigns: usize, seed: u64, trust: Trust) -> String {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-notice.key");
     let mut text = format!(
         r#"[bidding]
@@ -345,8 +359,12 @@ qps_limit = 20_000
 "#,
         key.display()
     );
+    if trust == Trust::Off {
+        text.push_str("\n[ivt]\nknown_crawlers = false\ninconsistent_devices = false\n");
+    }
     let domains = domain_pool();
     let mut rng = Rng(seed | 1);
+    let verify_supply = trust == Trust::VerifySupply;
     for c in 0..campaigns {
         write_campaign(&mut text, c, &mut rng, &domains, verify_supply);
     }

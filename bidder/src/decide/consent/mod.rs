@@ -3,17 +3,17 @@
 //! string's TCF EU section), the GPP US sections and the US Privacy string.
 //!
 //! Decoding (`decode.rs`) reduces a string to what it grants *us* (our Global Vendor
-//! List id) in a few machine words; `cache.rs` keeps those per distinct string, so a
+//! List id) in a few machine words; a [`TextCache`] keeps those per distinct string, so a
 //! warm request pays a hash and a compare, and the check is mask arithmetic.
 
-pub mod cache;
 pub mod decode;
 
 pub use crate::catalog::consent::{bit, us, ConsentNeeds, PERSONALISED_ADS_PURPOSES};
 
+use super::text_cache::TextCache;
 use super::{DecisionStats, NoBidReason};
+use crate::limits::{CONSENT_CACHE_SLOTS, MAX_CONSENT_STRING_BYTES};
 use crate::openrtb::BidRequest;
-use cache::ConsentCache;
 use decode::GppFacts;
 
 /// TCF purposes a vendor may rely on legitimate interest for instead of consent
@@ -117,16 +117,17 @@ impl StringKind {
 /// One worker's consent decoding: a cache per string kind, for one vendor id.
 pub struct Decoder {
     vendor: u16,
-    tcf: ConsentCache<TcfGrant>,
-    gpp: ConsentCache<GppFacts>,
+    /// `None`: the string did not decode.
+    tcf: TextCache<Option<TcfGrant>>,
+    gpp: TextCache<Option<GppFacts>>,
 }
 
 impl Decoder {
     pub fn new(vendor: u16) -> Decoder {
         Decoder {
             vendor,
-            tcf: ConsentCache::default(),
-            gpp: ConsentCache::default(),
+            tcf: TextCache::new(CONSENT_CACHE_SLOTS, MAX_CONSENT_STRING_BYTES),
+            gpp: TextCache::new(CONSENT_CACHE_SLOTS, MAX_CONSENT_STRING_BYTES),
         }
     }
 
@@ -139,7 +140,7 @@ impl Decoder {
         let malformed = |kind: StringKind| stats.consent_malformed[kind as usize].inc();
         // None: no GPP string; Some(None): one that does not decode.
         let gpp = req.regs.gpp.filter(|s| !s.is_empty()).map(|s| {
-            let facts = self.gpp.get(s, |t| {
+            let facts = cached(&mut self.gpp, s, |t| {
                 stats.consent_decodes.inc();
                 decode::gpp(t, vendor)
             });
@@ -157,7 +158,7 @@ impl Decoder {
         let tcf = match (gdpr, tc_string, gpp) {
             (false, ..) | (true, None, None) => Tcf::Absent,
             (true, Some(s), _) => {
-                let grant = self.tcf.get(s, |t| {
+                let grant = cached(&mut self.tcf, s, |t| {
                     stats.consent_decodes.inc();
                     decode::tcf(t, vendor)
                 });
@@ -197,6 +198,19 @@ impl Decoder {
             us_malformed,
         }
     }
+}
+
+/// `decode(text)` through `cache`; a string longer than [`MAX_CONSENT_STRING_BYTES`] is
+/// malformed without being decoded (so an oversized string costs nothing to refuse).
+fn cached<V: Copy>(
+    cache: &mut TextCache<Option<V>>,
+    text: &str,
+    decode: impl FnOnce(&str) -> Option<V>,
+) -> Option<V> {
+    if text.len() > MAX_CONSENT_STRING_BYTES {
+        return None;
+    }
+    cache.get(text, decode)
 }
 
 /// Parses a US Privacy string (IAB CCPA spec v1: version `1`, then notice given,

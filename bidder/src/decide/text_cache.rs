@@ -1,0 +1,143 @@
+//! What a pure function of a request string gave, per worker and by the string's exact
+//! text: a direct-mapped table of a fixed number of slots. A hit costs one hash and one
+//! compare of the text and allocates nothing; a miss computes and takes the slot
+//! (reusing its buffer). Consent strings and user agents recur per user session and
+//! per browser build, so nearly every request hits.
+//!
+//! The text itself is the key (not only its hash): a collision can cost a computation
+//! but never hand one string's value to another.
+
+use std::hash::Hasher;
+
+use rustc_hash::FxHasher;
+
+struct Slot<V> {
+    hash: u64,
+    text: Vec<u8>,
+    value: V,
+}
+
+/// Bounded memory: at most `slots × max_text_bytes` of text.
+pub struct TextCache<V> {
+    slots: Vec<Option<Slot<V>>>,
+    max_text_bytes: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl<V: Copy> TextCache<V> {
+    /// A cache of `slots` entries keeping texts of up to `max_text_bytes`.
+    pub fn new(slots: usize, max_text_bytes: usize) -> TextCache<V> {
+        assert!(slots > 0, "a text cache needs at least one slot");
+        TextCache {
+            slots: (0..slots).map(|_| None).collect(),
+            max_text_bytes,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// What `compute` makes of `text`, from the cache or by computing it now. A text
+    /// longer than the cache's `max_text_bytes` is computed every time and not kept
+    /// (callers that must not compute on such texts check the length first).
+    pub fn get(&mut self, text: &str, compute: impl FnOnce(&str) -> V) -> V {
+        if text.len() > self.max_text_bytes {
+            self.misses += 1;
+            return compute(text);
+        }
+        let mut h = FxHasher::default();
+        h.write(text.as_bytes());
+        let hash = h.finish();
+        let at = (hash % self.slots.len() as u64) as usize;
+        let slot = &mut self.slots[at];
+        if let Some(s) = slot {
+            if s.hash == hash && s.text == text.as_bytes() {
+                self.hits += 1;
+                return s.value;
+            }
+        }
+        self.misses += 1;
+        let value = compute(text);
+        match slot {
+            Some(s) => {
+                s.hash = hash;
+                s.text.clear();
+                s.text.extend_from_slice(text.as_bytes());
+                s.value = value;
+            }
+            None => {
+                *slot = Some(Slot {
+                    hash,
+                    text: text.as_bytes().to_vec(),
+                    value,
+                });
+            }
+        }
+        value
+    }
+
+    /// Forgets every value, for when what `compute` depends on changed (rare: the
+    /// buffers are freed, not kept).
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|slot| *slot = None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_is_computed_once_and_a_different_one_never_reads_its_value() {
+        let mut cache = TextCache::<Option<usize>>::new(1024, 64);
+        let mut computed = 0;
+        for _ in 0..3 {
+            let v = cache.get("CPXxRfA", |t| {
+                computed += 1;
+                Some(t.len())
+            });
+            assert_eq!(v, Some(7));
+        }
+        assert_eq!((computed, cache.hits, cache.misses), (1, 2, 1));
+        // Every other text lands somewhere; each gets its own value back.
+        for i in 0..5_000 {
+            let text = format!("s{i}");
+            assert_eq!(
+                cache.get(&text, |t| Some(t.len() * 10)),
+                Some(text.len() * 10)
+            );
+        }
+        assert_eq!(cache.get("bad", |_| None), None);
+        assert_eq!(
+            cache.get("bad", |_| Some(1)),
+            None,
+            "a failed computation is cached too"
+        );
+    }
+
+    #[test]
+    fn an_overlong_text_is_computed_every_time_and_not_kept() {
+        let mut cache = TextCache::<usize>::new(4, 8);
+        let long = "C".repeat(9);
+        let mut computed = 0;
+        for _ in 0..2 {
+            assert_eq!(
+                cache.get(&long, |t| {
+                    computed += 1;
+                    t.len()
+                }),
+                9
+            );
+        }
+        assert_eq!((computed, cache.hits), (2, 0));
+    }
+
+    #[test]
+    fn cleared_values_are_computed_again() {
+        let mut cache = TextCache::<u8>::new(4, 8);
+        assert_eq!(cache.get("ua", |_| 1), 1);
+        cache.clear();
+        assert_eq!(cache.get("ua", |_| 2), 2, "the old value survived clear");
+        assert_eq!(cache.get("", |_| 3), 3, "an empty text hit a cleared slot");
+    }
+}
