@@ -144,6 +144,16 @@ pub const USER_AGENT_CACHE_SLOTS: usize = 1024;
 /// matched on every request.
 pub const MAX_CACHED_USER_AGENT_BYTES: usize = 512;
 
+/// Supply-chain verdicts each worker remembers, direct-mapped by the hash of the fields
+/// a verdict reads (partner, publisher host, each node's system and seller id): at most
+/// this × `MAX_SUPPLY_VERDICT_KEY_BYTES` (512 KiB) per worker. A miss costs the file
+/// lookups (a public-suffix lookup, a few hash probes: about 250 ns here).
+pub const SUPPLY_VERDICT_CACHE_SLOTS: usize = 1024;
+
+/// Longest such key; a request with longer fields (a long chain) is verified every time.
+pub const MAX_SUPPLY_VERDICT_KEY_BYTES: usize = 512;
+const _: () = assert!(MAX_SUPPLY_VERDICT_KEY_BYTES < u16::MAX as usize);
+
 /// Largest invalid-traffic list file (`[ivt]`), the same bound as a configuration: a
 /// million addresses take about 15 MB of text.
 pub const MAX_IVT_LIST_BYTES: u64 = MAX_CONFIG_BYTES;

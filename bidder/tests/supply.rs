@@ -475,10 +475,21 @@ fn request(site: &str, nodes: &[(&str, &str)]) -> String {
     )
 }
 
-/// The winning campaign, or the no-bid reason.
+/// The winning campaign, or the no-bid reason, from a fresh worker's decider.
 fn decide(
     catalog: &Catalog,
     store: &Arc<SupplyStore>,
+    request: &str,
+) -> Result<String, NoBidReason> {
+    let mut decider = Decider::new(catalog, Default::default(), 7);
+    decider.set_supply(Arc::clone(store));
+    decide_on(&mut decider, catalog, request)
+}
+
+/// [`decide`] on `decider`, which keeps what it remembers between calls.
+fn decide_on(
+    decider: &mut Decider,
+    catalog: &Catalog,
     request: &str,
 ) -> Result<String, NoBidReason> {
     let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
@@ -487,8 +498,6 @@ fn decide(
     let req = parser
         .parse(&mut body)
         .unwrap_or_else(|e| panic!("{e}: {request}"));
-    let mut decider = Decider::new(catalog, Default::default(), 7);
-    decider.set_supply(Arc::clone(store));
     let ctx = Context {
         partner: catalog.partner_by_name("ex-a"),
         now_unix_s: NOW_MS / 1_000,
@@ -674,4 +683,80 @@ async fn chains_are_verified_against_the_fetched_files_per_campaign_policy() {
         let expected = expected.map(str::to_owned);
         assert_eq!(decide(catalog, &store, &req), expected, "{name}");
     }
+}
+
+/// A worker remembers each chain's verdict, but only for the view it was computed
+/// from: every view the fetcher publishes is verified afresh, and chains that differ in
+/// any field the verdict reads (seller id, publisher) never share one.
+#[tokio::test]
+async fn a_remembered_verdict_lasts_only_as_long_as_the_files_it_came_from() {
+    use NoBidReason::*;
+    let server = Server::start();
+    serve_the_example(&server);
+    let dir = testkit::TempDir::new("supply-verdicts");
+    let (store, mut fetcher, clock) = fetcher(&server, &dir.0).await;
+    let both = catalog(&campaign(
+        "both",
+        2_000_000,
+        "verify_sellers = true\nverify_ads_txt = true",
+    ));
+    let mut decider = Decider::new(&both, Default::default(), 7);
+    decider.set_supply(Arc::clone(&store));
+    let direct = request("news.example.com", &[("exchange-a.com", "pub-1")]);
+    let unknown_sid = request("news.example.com", &[("exchange-a.com", "pub-999")]);
+    let other_publisher = request("unknown.example", &[("exchange-a.com", "pub-1")]);
+
+    let mut steps: Vec<(&str, &str, Result<&str, NoBidReason>)> = vec![
+        ("nothing fetched", &direct, Err(SupplyUnverified)),
+        ("nothing fetched, again", &direct, Err(SupplyUnverified)),
+    ];
+    let mut check = |steps: &mut Vec<(&str, &str, Result<&str, NoBidReason>)>| {
+        for (name, req, want) in steps.drain(..) {
+            let want = want.map(str::to_owned);
+            assert_eq!(decide_on(&mut decider, &both, req), want, "{name}");
+        }
+    };
+    check(&mut steps);
+
+    fetcher.round().await;
+    steps.extend([
+        ("fetched: verified", &*direct, Ok("both")),
+        (
+            "another seller id, same view",
+            &*unknown_sid,
+            Err(UnknownSeller),
+        ),
+        ("verified, again", &*direct, Ok("both")),
+        (
+            "another publisher, same view",
+            &*other_publisher,
+            Err(SupplyUnverified),
+        ),
+    ]);
+    check(&mut steps);
+
+    // The publisher drops the exchange's direct record; the refresh publishes it.
+    server.route(
+        "/example.com/ads.txt",
+        Route::File {
+            body: b"exchange-a.com, ssp-b-account, RESELLER\n".to_vec(),
+            content_type: "text/plain",
+            etag: "\"v2\"",
+        },
+    );
+    clock.advance_ms(3_601_000);
+    fetcher.round().await;
+    steps.extend([
+        (
+            "refreshed: no longer authorised",
+            &*direct,
+            Err(UnauthorizedSeller),
+        ),
+        (
+            "and not again from memory",
+            &*direct,
+            Err(UnauthorizedSeller),
+        ),
+    ]);
+    check(&mut steps);
 }

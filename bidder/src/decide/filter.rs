@@ -9,7 +9,7 @@ use crate::catalog::{CampaignSet, Catalog};
 use crate::config::targeting::{hour_of_week, MediaType};
 use crate::openrtb::{BidRequest, Imp};
 
-use super::supply::Verdict;
+use super::supply::Verdicts;
 use super::{consent, ivt, Context, DecisionStats, NoBidReason};
 use crate::catalog::ivt::IvtKind;
 use crate::metrics::WorkerMetrics;
@@ -21,6 +21,7 @@ pub(super) struct Signals<'a> {
     pub consent: &'a mut consent::Decoder,
     pub user_agents: &'a mut ivt::UserAgents,
     pub supply: &'a SupplyStore,
+    pub supply_verdicts: &'a mut Verdicts,
     pub stats: &'a DecisionStats,
 }
 
@@ -89,7 +90,14 @@ pub(super) fn request(
     categories(catalog, req, set, scratch)?;
     invalid_traffic(catalog, req, ctx, set, signals.user_agents)?;
     privacy(catalog, req, set, signals.consent, signals.stats)?;
-    supply_chain(catalog, req, ctx, set, signals.supply)
+    supply_chain(
+        catalog,
+        req,
+        ctx,
+        set,
+        signals.supply,
+        signals.supply_verdicts,
+    )
 }
 
 /// `set ∩= any ∪ by_value[value]`; `reason` when that leaves no campaign.
@@ -273,6 +281,7 @@ fn supply_chain(
     ctx: Context,
     set: &mut CampaignSet,
     store: &SupplyStore,
+    verdicts: &mut Verdicts,
 ) -> Result<(), NoBidReason> {
     let policies = &catalog.index.supply;
     if policies.is_empty() || !policies.iter().any(|(_, c)| set.intersects(c)) {
@@ -284,8 +293,7 @@ fn supply_chain(
         .partner
         .and_then(|p| catalog.partners.get(usize::from(p)))
         .and_then(|p| p.asi.as_deref());
-    let view = store.view();
-    let verdict = Verdict::of(req, partner_asi, store, &view, need_sellers, need_ads_txt);
+    let verdict = verdicts.get(req, partner_asi, store, need_sellers, need_ads_txt);
     let mut refused = None;
     for (policy, campaigns) in policies {
         if let Err(reason) = verdict.check(policy) {

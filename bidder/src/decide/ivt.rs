@@ -67,7 +67,7 @@ impl UserAgents {
             self.cache.clear();
             self.lists_id = lists.id();
         }
-        self.cache.get(ua, |ua| AgentFacts::of(lists, ua))
+        self.cache.get(ua.as_bytes(), || AgentFacts::of(lists, ua))
     }
 }
 

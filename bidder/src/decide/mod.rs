@@ -113,6 +113,8 @@ pub struct Decider {
     user_agents: ivt::UserAgents,
     /// The supply chain's files (an empty store until [`Decider::set_supply`]).
     supply: Arc<SupplyStore>,
+    /// Supply-chain verdicts, for the store's current view.
+    supply_verdicts: supply::Verdicts,
 }
 
 impl Decider {
@@ -136,6 +138,7 @@ impl Decider {
             consent: consent::Decoder::new(catalog.settings.gvl_vendor_id),
             user_agents: ivt::UserAgents::default(),
             supply: Arc::default(),
+            supply_verdicts: supply::Verdicts::default(),
             stats,
         }
     }
@@ -199,6 +202,7 @@ impl Decider {
                 consent: &mut self.consent,
                 user_agents: &mut self.user_agents,
                 supply: &self.supply,
+                supply_verdicts: &mut self.supply_verdicts,
                 stats: &self.stats,
             },
         );

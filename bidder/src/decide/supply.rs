@@ -1,8 +1,9 @@
 //! The supply chain against the files: each `schain` node's seller in its system's
 //! sellers.json, and each node authorised by the publisher's ads.txt (app-ads.txt for
-//! apps). Computed once per request, only when some campaign verifies; reads the
-//! current [`View`] and allocates nothing. A file not tracked yet is reported to the
-//! fetcher and counts as unavailable.
+//! apps). Computed only when some campaign verifies, once per distinct chain and
+//! publisher per view ([`Verdicts`]); reads the current [`View`] and allocates nothing
+//! once warm. A file not tracked yet is reported to the fetcher and counts as
+//! unavailable.
 //!
 //! The rules, per node `i` of the chain (`asi`, `sid`):
 //! - sellers: `sid` is listed in `asi`'s sellers.json (else `unknown_seller`); a node
@@ -13,10 +14,12 @@
 
 use crate::catalog::index::{lowercase_into, MAX_LOOKUP_KEY_BYTES};
 use crate::catalog::{SupplyPolicy, WhenUnverified};
+use crate::limits::{MAX_SUPPLY_VERDICT_KEY_BYTES, SUPPLY_VERDICT_CACHE_SLOTS};
 use crate::openrtb::{BidRequest, SchainNode};
 use crate::supply::ads_txt::RESELLER;
 use crate::supply::{root_domain, FileKind, Lookup, SupplyStore, View};
 
+use super::text_cache::TextCache;
 use super::NoBidReason;
 use crate::metrics::SUPPLY_REFUSAL_KINDS;
 
@@ -140,13 +143,11 @@ fn sellers(nodes: &[SchainNode<'_>], store: &SupplyStore, view: &View) -> Check 
     }
 }
 
-fn ads_txt(
-    req: &BidRequest<'_>,
-    nodes: &[SchainNode<'_>],
-    store: &SupplyStore,
-    view: &View,
-) -> Check {
-    let (kind, host) = match (&req.site, &req.app) {
+/// The publisher's file a request's ads.txt check reads, and the host it is read
+/// from: ads.txt from the site's domain (or its publisher's), app-ads.txt from the app
+/// publisher's domain (or the app's).
+fn publisher_host<'r>(req: &BidRequest<'r>) -> (FileKind, Option<&'r str>) {
+    match (&req.site, &req.app) {
         (Some(site), _) => (
             FileKind::AdsTxt,
             site.domain
@@ -157,7 +158,16 @@ fn ads_txt(
             app.publisher.as_ref().and_then(|p| p.domain).or(app.domain),
         ),
         (None, None) => (FileKind::AdsTxt, None),
-    };
+    }
+}
+
+fn ads_txt(
+    req: &BidRequest<'_>,
+    nodes: &[SchainNode<'_>],
+    store: &SupplyStore,
+    view: &View,
+) -> Check {
+    let (kind, host) = publisher_host(req);
     let mut buf = [0; MAX_LOOKUP_KEY_BYTES];
     let Some(domain) = host
         .and_then(|h| lowercase_into(h, &mut buf))
@@ -191,4 +201,89 @@ fn ads_txt(
         }
     }
     Check::Verified
+}
+
+/// One worker's verdicts by the request fields they read (the partner's system, the
+/// publisher's host, each node's `asi` and `sid`), for one published view: a new view
+/// empties it. A publisher's pages through one exchange carry the same chain, so most
+/// requests hit. A hit does not report untracked files to the fetcher again; the
+/// view it publishes after fetching empties the cache.
+pub struct Verdicts {
+    generation: u64,
+    /// Scratch for the key, its capacity reserved up front: building it never allocates.
+    key: Vec<u8>,
+    cache: TextCache<Verdict>,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Verdicts {
+            generation: 0,
+            key: Vec::with_capacity(MAX_SUPPLY_VERDICT_KEY_BYTES),
+            cache: TextCache::new(SUPPLY_VERDICT_CACHE_SLOTS, MAX_SUPPLY_VERDICT_KEY_BYTES),
+        }
+    }
+}
+
+impl Verdicts {
+    /// [`Verdict::of`] on the store's current view, remembered. A request whose fields
+    /// do not fit the key's bound is computed every time.
+    pub fn get(
+        &mut self,
+        req: &BidRequest<'_>,
+        partner_asi: Option<&str>,
+        store: &SupplyStore,
+        need_sellers: bool,
+        need_ads_txt: bool,
+    ) -> Verdict {
+        // A view published between this load and the one below only makes a verdict
+        // newer than its generation, and the next request empties the cache.
+        let generation = store.generation();
+        if self.generation != generation {
+            self.cache.clear();
+            self.generation = generation;
+        }
+        let compute = || {
+            let view = store.view();
+            Verdict::of(req, partner_asi, store, &view, need_sellers, need_ads_txt)
+        };
+        if !verdict_key(&mut self.key, req, partner_asi, need_sellers, need_ads_txt) {
+            return compute();
+        }
+        self.cache.get(&self.key, compute)
+    }
+}
+
+/// Writes into `key` every field [`Verdict::of`] reads, each length-prefixed so no two
+/// requests that differ share a key. `false` when it would pass
+/// [`MAX_SUPPLY_VERDICT_KEY_BYTES`].
+fn verdict_key(
+    key: &mut Vec<u8>,
+    req: &BidRequest<'_>,
+    partner_asi: Option<&str>,
+    need_sellers: bool,
+    need_ads_txt: bool,
+) -> bool {
+    /// The length prefix of an absent field (a present one is shorter).
+    const ABSENT: u16 = u16::MAX;
+    fn field(key: &mut Vec<u8>, value: Option<&str>) -> bool {
+        let bytes = value.map_or(&[][..], str::as_bytes);
+        if key.len() + 2 + bytes.len() > MAX_SUPPLY_VERDICT_KEY_BYTES {
+            return false;
+        }
+        // Fits in u16: the key's bound is far below it (limits.rs asserts so).
+        let len = value.map_or(ABSENT, |_| bytes.len() as u16);
+        key.extend_from_slice(&len.to_le_bytes());
+        key.extend_from_slice(bytes);
+        true
+    }
+    key.clear();
+    let (kind, host) = publisher_host(req);
+    key.push(u8::from(need_sellers) | u8::from(need_ads_txt) << 1 | (kind as u8) << 2);
+    let nodes = req.schain().map_or(&[][..], |s| req.schain_nodes(s.nodes));
+    field(key, partner_asi)
+        && field(key, host)
+        && nodes
+            .iter()
+            .all(|node| field(key, node.asi) && field(key, node.sid))
 }

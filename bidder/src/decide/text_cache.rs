@@ -1,8 +1,8 @@
-//! What a pure function of a request string gave, per worker and by the string's exact
-//! text: a direct-mapped table of a fixed number of slots. A hit costs one hash and one
-//! compare of the text and allocates nothing; a miss computes and takes the slot
-//! (reusing its buffer). Consent strings and user agents recur per user session and
-//! per browser build, so nearly every request hits.
+//! What a pure function of some request bytes gave, per worker and by those bytes'
+//! exact text: a direct-mapped table of a fixed number of slots. A hit costs one hash
+//! and one compare of the text and allocates nothing; a miss computes and takes the
+//! slot (reusing its buffer). Consent strings, user agents and a publisher's supply
+//! chain recur per user session, browser build and page, so nearly every request hits.
 //!
 //! The text itself is the key (not only its hash): a collision can cost a computation
 //! but never hand one string's value to another.
@@ -37,38 +37,38 @@ impl<V: Copy> TextCache<V> {
         }
     }
 
-    /// What `compute` makes of `text`, from the cache or by computing it now. A text
-    /// longer than the cache's `max_text_bytes` is computed every time and not kept
-    /// (callers that must not compute on such texts check the length first).
-    pub fn get(&mut self, text: &str, compute: impl FnOnce(&str) -> V) -> V {
+    /// The value for `text`, from the cache or from `compute` now. A text longer than
+    /// the cache's `max_text_bytes` is computed every time and not kept (callers that
+    /// must not compute on such texts check the length first).
+    pub fn get(&mut self, text: &[u8], compute: impl FnOnce() -> V) -> V {
         if text.len() > self.max_text_bytes {
             self.misses += 1;
-            return compute(text);
+            return compute();
         }
         let mut h = FxHasher::default();
-        h.write(text.as_bytes());
+        h.write(text);
         let hash = h.finish();
         let at = (hash % self.slots.len() as u64) as usize;
         let slot = &mut self.slots[at];
         if let Some(s) = slot {
-            if s.hash == hash && s.text == text.as_bytes() {
+            if s.hash == hash && s.text == text {
                 self.hits += 1;
                 return s.value;
             }
         }
         self.misses += 1;
-        let value = compute(text);
+        let value = compute();
         match slot {
             Some(s) => {
                 s.hash = hash;
                 s.text.clear();
-                s.text.extend_from_slice(text.as_bytes());
+                s.text.extend_from_slice(text);
                 s.value = value;
             }
             None => {
                 *slot = Some(Slot {
                     hash,
-                    text: text.as_bytes().to_vec(),
+                    text: text.to_vec(),
                     value,
                 });
             }
@@ -92,9 +92,9 @@ mod tests {
         let mut cache = TextCache::<Option<usize>>::new(1024, 64);
         let mut computed = 0;
         for _ in 0..3 {
-            let v = cache.get("CPXxRfA", |t| {
+            let v = cache.get(b"CPXxRfA", || {
                 computed += 1;
-                Some(t.len())
+                Some(7)
             });
             assert_eq!(v, Some(7));
         }
@@ -103,13 +103,13 @@ mod tests {
         for i in 0..5_000 {
             let text = format!("s{i}");
             assert_eq!(
-                cache.get(&text, |t| Some(t.len() * 10)),
+                cache.get(text.as_bytes(), || Some(text.len() * 10)),
                 Some(text.len() * 10)
             );
         }
-        assert_eq!(cache.get("bad", |_| None), None);
+        assert_eq!(cache.get(b"bad", || None), None);
         assert_eq!(
-            cache.get("bad", |_| Some(1)),
+            cache.get(b"bad", || Some(1)),
             None,
             "a failed computation is cached too"
         );
@@ -122,9 +122,9 @@ mod tests {
         let mut computed = 0;
         for _ in 0..2 {
             assert_eq!(
-                cache.get(&long, |t| {
+                cache.get(long.as_bytes(), || {
                     computed += 1;
-                    t.len()
+                    long.len()
                 }),
                 9
             );
@@ -135,9 +135,9 @@ mod tests {
     #[test]
     fn cleared_values_are_computed_again() {
         let mut cache = TextCache::<u8>::new(4, 8);
-        assert_eq!(cache.get("ua", |_| 1), 1);
+        assert_eq!(cache.get(b"ua", || 1), 1);
         cache.clear();
-        assert_eq!(cache.get("ua", |_| 2), 2, "the old value survived clear");
-        assert_eq!(cache.get("", |_| 3), 3, "an empty text hit a cleared slot");
+        assert_eq!(cache.get(b"ua", || 2), 2, "the old value survived clear");
+        assert_eq!(cache.get(b"", || 3), 3, "an empty text hit a cleared slot");
     }
 }

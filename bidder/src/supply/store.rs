@@ -37,6 +37,9 @@ pub struct View {
     pub sellers_json: FxHashMap<Box<str>, Option<Arc<SellersJson>>>,
 }
 
+/// Generations handed to views, across every store in the process.
+static NEXT_VIEW_GENERATION: AtomicU64 = AtomicU64::new(1);
+
 impl View {
     /// The publisher's ads.txt (`AdsTxt`) or app-ads.txt (`AppAdsTxt`).
     pub fn ads_txt(&self, kind: FileKind, domain: &str) -> Lookup<'_, AdsTxt> {
@@ -95,6 +98,10 @@ impl Outcome {
 /// The shared supply state: one per process, kept across reloads.
 pub struct SupplyStore {
     view: ArcSwap<View>,
+    /// Which view is current, unique in the process: what a worker checks (one plain
+    /// atomic load) before using verdicts it remembers, loading the view only to
+    /// compute a new one.
+    generation: AtomicU64,
     settings: ArcSwap<Settings>,
     tracked: ArcSwap<Vec<Tracked>>,
     /// The fetcher's calendar, for ages; unset until a fetcher starts.
@@ -122,6 +129,7 @@ impl SupplyStore {
     pub fn new(settings: Settings) -> SupplyStore {
         SupplyStore {
             view: ArcSwap::from_pointee(View::default()),
+            generation: AtomicU64::new(NEXT_VIEW_GENERATION.fetch_add(1, Ordering::Relaxed)),
             settings: ArcSwap::from_pointee(settings),
             tracked: ArcSwap::from_pointee(Vec::new()),
             clock: std::sync::OnceLock::new(),
@@ -137,9 +145,19 @@ impl SupplyStore {
         self.view.load()
     }
 
+    /// The current view's generation (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Replaces the view (the fetcher, after each round).
     pub fn publish(&self, view: View) {
         self.view.store(Arc::new(view));
+        // After the view: a worker that sees the new generation loads the new view.
+        self.generation.store(
+            NEXT_VIEW_GENERATION.fetch_add(1, Ordering::Relaxed),
+            Ordering::Release,
+        );
     }
 
     /// The fetch settings: where files come from, limits, refresh interval.

@@ -210,7 +210,7 @@ fn cached<V: Copy>(
     if text.len() > MAX_CONSENT_STRING_BYTES {
         return None;
     }
-    cache.get(text, decode)
+    cache.get(text.as_bytes(), || decode(text))
 }
 
 /// Parses a US Privacy string (IAB CCPA spec v1: version `1`, then notice given,
