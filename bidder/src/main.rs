@@ -267,6 +267,7 @@ fn decide(config_path: &Path, partner: Option<&str>, requests: &[PathBuf]) -> Ex
             partner: partner_idx,
             now_ms: bidding.clock.now_unix_ms(),
             at: monotonic_now(),
+            format: bidder::respond::Format::Json,
         };
         match worker.bid(&bidding, &mut body, arrival) {
             Answer::Bid(json) => println!("{}", String::from_utf8_lossy(json)),

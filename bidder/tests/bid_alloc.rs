@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
+use bidder::respond::Format;
 use workload::{Control, EXCHANGE_A, MONDAY_10_30_MS};
 
 /// Bids made before counting starts: parser buffers, pools and the response buffer
@@ -42,7 +43,7 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
 /// A bid the host stalled past its deadline (the request's `tmax` is 120 ms, and a
 /// shared VM can pause that long) took the deadline path instead: it is made again, up
 /// to [`MAX_DEADLINE_RETRIES`] times in all, rather than read as a missing bid.
-fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
+fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8], format: Format) -> u64 {
     let mut worker = Pipeline::new(bidding, 0, Arc::default()).expect("notice signer");
     let mut control = Control::default();
     let mut buf = Vec::with_capacity(body.len());
@@ -61,6 +62,7 @@ fn heap_calls_of_warm_bids(bidding: &Bidding, body: &[u8]) -> u64 {
                     partner: Some(EXCHANGE_A),
                     now_ms: MONDAY_10_30_MS,
                     at: Instant::now(),
+                    format,
                 },
             );
             matches!(answer, Answer::Bid(_))
@@ -100,12 +102,14 @@ fn the_allocation_counter_sees_heap_calls() {
 #[test]
 fn warm_bids_on_the_demo_config_allocate_nothing() {
     let bidding = workload::bidding(workload::demo_catalog());
-    let calls = heap_calls_of_warm_bids(&bidding, &workload::iab_simple_banner());
-    assert_eq!(
-        calls, 0,
-        "{calls} heap calls in {COUNTED_BIDS} warm bids of the IAB simple banner \
-         (rerun with ALLOC_BACKTRACE=1 to see where)"
-    );
+    for format in [Format::Json, Format::FlatBuffers] {
+        let calls = heap_calls_of_warm_bids(&bidding, &workload::iab_simple_banner(), format);
+        assert_eq!(
+            calls, 0,
+            "{calls} heap calls in {COUNTED_BIDS} warm bids of the IAB simple banner in \
+             {format:?} (rerun with ALLOC_BACKTRACE=1 to see where)"
+        );
+    }
 }
 
 #[test]
@@ -137,7 +141,7 @@ fn warm_bids_against_1000_campaigns_allocate_nothing() {
             &verified,
         )]);
     for (name, bidding, body) in runs {
-        let calls = heap_calls_of_warm_bids(bidding, body);
+        let calls = heap_calls_of_warm_bids(bidding, body, Format::Json);
         assert_eq!(
             calls, 0,
             "{name}: {calls} heap calls in {COUNTED_BIDS} warm bids against 1,000 \

@@ -50,6 +50,7 @@ fn arrival(partner: Option<u16>) -> Arrival {
         partner,
         now_ms: MONDAY_10_30_MS,
         at: Instant::now(),
+        format: bidder::respond::Format::Json,
     }
 }
 

@@ -526,6 +526,7 @@ fn e2e_worker(bidding: &Bidding, id: u16, notices: mpsc::Sender<Notice>) -> u64 
                 partner: Some(0),
                 now_ms: bidding.clock.now_unix_ms(),
                 at: Instant::now(),
+                format: bidder::respond::Format::Json,
             },
         ) {
             Answer::Bid(json) => json.to_vec(),

@@ -128,6 +128,8 @@ fn each_broken_rule_names_line_field_and_fix() {
         ("", "  [campaign.targeting.supply_chain]\n  verify_ads_txt = true\n  when_unverified = \"maybe\"", "", &["targeting.supply_chain.when_unverified", "\"direct_only\""]),
         ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nasi = \"Ex-B.com\"\nsellers_json = \"https://ex-b.com/sellers.json\"", "  [campaign.targeting.supply_chain]\n  verify_sellers = true\n  verify_ads_txt = true\n  when_unverified = \"direct_only\"", "", &[]),
         ("[privacy]\ngvl_vendor_id = -1", "", "", &["test.toml:2:", "expected u16"]),
+        ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nresponse_format = \"xml\"", "", "", &["test.toml:4:", "unknown variant `xml`", "expected `json` or `flatbuffers`"]),
+        ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nresponse_format = \"flatbuffers\"", "", "", &[]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr1\"\n  format = \"banner\"\n  w = 1\n  h = 1\n  adomain = [\"a\"]\n  adm = \"x\"", &["duplicate creative id"]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"banner\"\n  adomain = [\"a\"]\n  adm = \"x\"", &["creative[1] (cr2).w/h", "set w and h"]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"video\"\n  adomain = []\n  adm = \"\"", &["creative[1] (cr2).adm"]),

@@ -29,6 +29,7 @@ use harness::{
     SSP_B_SOURCE,
 };
 use serde::Deserialize;
+use serde_json::json;
 use testkit::eventually;
 
 /// A request timeout no test waits for: a shutdown that returns before it did not wait
@@ -55,6 +56,7 @@ on_both_engines!(
     a_request_nobody_bids_on_gets_204_without_a_body,
     a_partner_that_wants_nbr_gets_200_with_the_no_bid_reason,
     a_tc_string_refusing_everything_stops_consent_campaigns_over_http,
+    flatbuffers_answers_carry_the_json_answers_to_a_reader_in_another_language,
     every_answer_states_its_partners_openrtb_version,
     malformed_json_and_missing_required_fields_get_400,
     unknown_paths_and_unknown_partners_get_404_and_keep_the_connection,
@@ -272,6 +274,112 @@ fn a_tc_string_refusing_everything_stops_consent_campaigns_over_http(engine: Eng
     );
     let granted = c.post("/bid/ssp-b", request("r2", &tc("all_granted")).as_bytes());
     assert!(granted.json()["seatbid"].is_array(), "{granted:?}");
+    b.shutdown().unwrap();
+}
+
+/// The bodies, read by Python code that `flatc --python` generates from our schema
+/// (with Debian's python3-flatbuffers runtime, hence the system interpreter): a reader
+/// that shares no Rust with us. One JSON object per body, absent fields left out.
+fn decoded_in_python(bodies: &[&[u8]]) -> Vec<serde_json::Value> {
+    let dir = testkit::TempDir::new("flatbuffers-python");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let flatc = std::env::var_os("FLATC").unwrap_or_else(|| "flatc".into());
+    let generated = std::process::Command::new(&flatc)
+        .arg("--python")
+        .arg("-o")
+        .arg(&dir.0)
+        .arg(root.join("schema/bid_response.fbs"))
+        .status()
+        .expect("flatc runs (`cargo xtask setup` installs it)");
+    assert!(generated.success(), "flatc --python failed");
+    let files: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let path = dir.0.join(format!("{i}.brsp"));
+            std::fs::write(&path, body).unwrap();
+            path
+        })
+        .collect();
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(root.join("tests/flatbuffers/decode.py"))
+        .args(&files)
+        .env("PYTHONPATH", &dir.0)
+        .output()
+        .expect("python3 runs (`cargo xtask setup` installs python3-flatbuffers)");
+    assert!(
+        out.status.success(),
+        "the Python reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// FlatBuffers on the wire, when a request's `Accept` asks for them or the partner is
+/// configured for them: the same bid as the JSON answer (its own id and notice URLs),
+/// and the same no-bid body, as a reader in another language decodes them.
+fn flatbuffers_answers_carry_the_json_answers_to_a_reader_in_another_language(engine: EngineKind) {
+    let text = edit(
+        &three_partner_text(),
+        "name = \"ssp-c\"\n",
+        "name = \"ssp-c\"\nresponse_format = \"flatbuffers\"\n",
+    );
+    let b = Bidder::start(engine, &EngineSettings::default(), bidding(&text));
+    let accept = "Accept: application/json;q=0.5, application/x-flatbuffers\r\n";
+    let mut c = b.connect();
+    let json = c.post("/bid/exchange-a", banner("req-j").as_bytes());
+    let json_bid = the_bid(&json, "req-j");
+    let asked = c.request(&post("/bid/exchange-a", accept, banner("req-f").as_bytes()));
+    let configured = b
+        .connect_from("127.0.0.2".parse().unwrap())
+        .post("/bid/ssp-c", banner("req-c").as_bytes());
+    let jpy = banner("j1").replace("\"imp\"", "\"cur\":[\"JPY\"],\"imp\"");
+    let nobid = b
+        .connect_from(SSP_B_SOURCE)
+        .request(&post("/bid/ssp-b", accept, jpy.as_bytes()));
+    for resp in [&asked, &configured, &nobid] {
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_eq!(
+            resp.header("content-type"),
+            Some("application/x-flatbuffers"),
+            "{resp:?}"
+        );
+    }
+    let decoded = decoded_in_python(&[&asked.body, &configured.body, &nobid.body]);
+    for (r, id) in decoded[..2].iter().zip(["req-f", "req-c"]) {
+        assert_eq!((&r["id"], &r["cur"]), (&json!(id), &json!("USD")), "{r}");
+        let seatbid = r["seatbid"].as_array().expect("seatbid");
+        assert_eq!(seatbid.len(), 1, "{r}");
+        assert_eq!(seatbid[0]["seat"], "Agency1");
+        let bid = &seatbid[0]["bid"][0];
+        assert_eq!(r["bidid"], bid["id"]);
+        assert_ne!(bid["id"], json!(json_bid.id), "each bid has its own id");
+        let same = json!({
+            "impid": json_bid.impid, "price": json_bid.price, "adm": json_bid.adm,
+            "adomain": json_bid.adomain, "crid": json_bid.crid, "cid": json_bid.cid,
+            "w": json_bid.w, "h": json_bid.h, "mtype": json_bid.mtype,
+        });
+        for (field, want) in same.as_object().unwrap() {
+            assert_eq!(&bid[field], want, "{field} in {r}");
+        }
+        for (url, kind) in [("nurl", "win"), ("burl", "bill"), ("lurl", "loss")] {
+            let url = bid[url].as_str().expect("a notice URL");
+            let prefix = format!(
+                "http://127.0.0.1:9091/notice/{kind}?bid={}&",
+                bid["id"].as_str().unwrap()
+            );
+            assert!(url.starts_with(&prefix) && url.contains("&sig="), "{url}");
+        }
+    }
+    assert_eq!(
+        decoded[2],
+        json!({"id": "j1", "nbr": NoBidReason::CurrencyNotAccepted.nbr()})
+    );
+    assert_eq!(b.reserved_micros(), 3 * DEMO_RESERVATION_MICROS);
     b.shutdown().unwrap();
 }
 

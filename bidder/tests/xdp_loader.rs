@@ -109,6 +109,7 @@ fn partner(name: &str, cidrs: &[&str], qps_limit: u32, enabled: bool) -> Partner
         openrtb_version: OpenRtbVersion::V2_6,
         nbr_body: false,
         gzip_responses: false,
+        response_format: bidder::respond::Format::Json,
         enabled,
         syn_per_s: 100,
         syn_burst: 20,

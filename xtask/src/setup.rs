@@ -59,6 +59,10 @@ pub const APT_PACKAGES: &[AptPackage] = &[
         needed_by: "bidder/build: `flatc` generates the FlatBuffers response code",
     },
     AptPackage {
+        name: "python3-flatbuffers",
+        needed_by: "tests: a Python reader (code from `flatc --python`) decodes served FlatBuffers",
+    },
+    AptPackage {
         name: "iproute2",
         needed_by: "XDP tests: `ip netns` and veth pairs to attach programs to",
     },

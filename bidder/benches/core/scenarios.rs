@@ -86,6 +86,7 @@ impl Scenario for BidScenario<'_> {
                 partner: Some(EXCHANGE_A),
                 now_ms: MONDAY_10_30_MS,
                 at: Instant::now(),
+                format: bidder::respond::Format::Json,
             },
         );
         match black_box(answer) {

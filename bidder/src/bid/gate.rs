@@ -19,8 +19,9 @@ use crate::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use crate::bid::rate_limit::{worker_share, TokenBucket};
 use crate::catalog::{Catalog, PartnerIdx};
 use crate::decide::{DecisionStats, NoBidReason};
-use crate::http::{BidCall, Outcome, ResponseBuf, Service, Status};
+use crate::http::{BidCall, ContentType, Outcome, ResponseBuf, Service, Status};
 use crate::metrics::WorkerMetrics;
+use crate::respond::Format;
 
 /// Largest bid body copied for parsing; the HTTP limits keep bodies below this.
 const INITIAL_BODY_BYTES: usize = 16 * 1024;
@@ -242,22 +243,37 @@ impl BidService {
         }
         t.body.clear();
         t.body.extend_from_slice(call.body);
+        // FlatBuffers when the partner is configured for them or the request asks.
+        let configured = partner.map_or(Format::Json, |p| {
+            catalog.partners[usize::from(p)].response_format
+        });
+        let format = if call.prefers_flatbuffers {
+            Format::FlatBuffers
+        } else {
+            configured
+        };
         let arrival = Arrival {
             partner,
             now_ms: bidding.clock.now_unix_ms(),
             at: call.arrived,
+            format,
         };
         match t
             .pipeline
             .bid_within(bidding, &mut t.body, arrival, out.room())
         {
-            Answer::Bid(json)
+            Answer::Bid(body)
             | Answer::NoBid {
-                body: Some(json), ..
-            } => match out.extend(json) {
-                Ok(()) => Outcome::Bid,
-                Err(_) => Outcome::NoBid,
-            },
+                body: Some(body), ..
+            } => {
+                if format == Format::FlatBuffers {
+                    out.set_content_type(ContentType::FlatBuffers);
+                }
+                match out.extend(body) {
+                    Ok(()) => Outcome::Bid,
+                    Err(_) => Outcome::NoBid,
+                }
+            }
             Answer::NoBid { body: None, .. } => Outcome::NoBid,
             Answer::Invalid(_) => Outcome::Reject(Status::BadRequest),
         }

@@ -18,7 +18,7 @@ use crate::money::ledger::{HeldBid, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice::{NoticeSigner, SignerError};
 use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
-use crate::respond::{encode_nobid_json, BidOut, EncodeError, Encoder, ResponseOut};
+use crate::respond::{BidOut, EncodeError, Encoder, Format, ResponseOut};
 use crate::supply::SupplyStore;
 
 /// Bytes the response buffer starts with: a banner response with its notice URLs fits.
@@ -93,14 +93,17 @@ pub struct Arrival {
     pub now_ms: u64,
     /// Monotonic time the request's last byte arrived: the deadline counts from here.
     pub at: Instant,
+    /// The encoding of the answer's body (bid or no-bid).
+    pub format: Format,
 }
 
 /// How to answer a request.
 #[derive(Debug)]
 pub enum Answer<'w> {
-    /// 200 with this OpenRTB JSON BidResponse.
+    /// 200 with this BidResponse, in the arrival's format.
     Bid(&'w [u8]),
-    /// No bid: 204, or 200 with `{"id":…,"nbr":N}` when the partner asked for a body.
+    /// No bid: 204, or 200 with the request id and `nbr` (`{"id":…,"nbr":N}` in JSON)
+    /// when the partner asked for a body.
     NoBid {
         reason: NoBidReason,
         body: Option<&'w [u8]>,
@@ -238,10 +241,12 @@ impl Pipeline {
                 cur: &catalog.settings.currency,
                 bids: &bids[..kept],
             };
-            match self
-                .encoder
-                .encode_json_within(&resp, &mut self.out, max_response_bytes)
-            {
+            match self.encoder.encode_within(
+                arrival.format,
+                &resp,
+                &mut self.out,
+                max_response_bytes,
+            ) {
                 Ok(()) => break,
                 // Keep the share that fits at the average size, at least one fewer.
                 Err(EncodeError::TooLarge(written)) => {
@@ -311,7 +316,8 @@ impl Pipeline {
         if !sent {
             self.out.clear();
             if wants_nbr_body {
-                encode_nobid_json(req.id, reason.nbr(), &mut self.out);
+                self.encoder
+                    .encode_nobid(arrival.format, req.id, reason.nbr(), &mut self.out);
             }
         }
         self.bids = reuse_vec(bids);

@@ -67,6 +67,8 @@ pub struct Partner {
     pub openrtb_version: OpenRtbVersion,
     pub nbr_body: bool,
     pub gzip_responses: bool,
+    /// The encoding of its answers (a request's `Accept` may ask for FlatBuffers).
+    pub response_format: crate::respond::Format,
     pub enabled: bool,
     /// New connections per second the XDP front admits (not overridden by the agent).
     pub syn_per_s: u32,
@@ -432,6 +434,7 @@ fn compile_partner(p: &crate::config::PartnerConfig, reservation_ttl_ms: u64) ->
             .expect("openrtb_version was validated"),
         nbr_body: p.nbr_body,
         gzip_responses: p.gzip_responses,
+        response_format: p.response_format,
         enabled: p.enabled,
         syn_per_s: p.syn_per_s,
         syn_burst: p.syn_burst,

@@ -474,6 +474,11 @@ pub struct PartnerConfig {
     /// Gzip responses when the partner sends `Accept-Encoding: gzip`.
     #[serde(default)]
     pub gzip_responses: bool,
+    /// `"json"` (default) or `"flatbuffers"`: the encoding of every answer with a body.
+    /// A request whose `Accept` prefers `application/x-flatbuffers` gets FlatBuffers
+    /// either way.
+    #[serde(default)]
+    pub response_format: crate::respond::Format,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// New connections (SYNs) per second the XDP front lets through; 0 shuts the

@@ -57,6 +57,10 @@ pub struct Request<'a> {
     pub content_encoding: ContentEncoding,
     /// Whether the client takes a gzip response (`Accept-Encoding: gzip`, q > 0).
     pub accepts_gzip: bool,
+    /// Whether the client prefers the FlatBuffers bid response: its `Accept` names
+    /// `application/x-flatbuffers` with a quality above zero and `application/json` with
+    /// none higher (wildcards do not count: FlatBuffers is sent only when named).
+    pub prefers_flatbuffers: bool,
     /// `x-openrtb-version`, if sent.
     pub openrtb_version: Option<&'a str>,
     /// `Expect: 100-continue` was sent.
@@ -87,6 +91,10 @@ struct Fields<'a> {
     transfer_encoding_seen: bool,
     content_encoding: ContentEncoding,
     accepts_gzip: bool,
+    /// Highest `Accept` quality (thousandths) of FlatBuffers and of JSON; `None` when
+    /// not named.
+    flatbuffers_quality: Option<u16>,
+    json_quality: Option<u16>,
     close: bool,
     keep_alive: bool,
     openrtb_version: Option<&'a str>,
@@ -152,6 +160,10 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a
         keep_alive,
         content_encoding: fields.content_encoding,
         accepts_gzip: fields.accepts_gzip,
+        prefers_flatbuffers: match (fields.flatbuffers_quality, fields.json_quality) {
+            (Some(fb), json) => fb > 0 && json.is_none_or(|json| json <= fb),
+            (None, _) => false,
+        },
         openrtb_version: fields.openrtb_version,
         expect_continue: fields.expect_continue,
         framing,
@@ -209,6 +221,8 @@ fn read_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, HttpE
         transfer_encoding_seen: false,
         content_encoding: ContentEncoding::Identity,
         accepts_gzip: false,
+        flatbuffers_quality: None,
+        json_quality: None,
         close: false,
         keep_alive: false,
         openrtb_version: None,
@@ -240,6 +254,20 @@ fn read_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, HttpE
             f.content_encoding = parse_content_encoding(value)?;
         } else if name.eq_ignore_ascii_case("accept-encoding") {
             f.accepts_gzip |= accepts_gzip(value);
+        } else if name.eq_ignore_ascii_case("accept") {
+            for item in value.split(|&b| b == b',') {
+                let mut parts = item.split(|&b| b == b';').map(trim);
+                let media = parts.next().unwrap_or_default();
+                let slot = if media.eq_ignore_ascii_case(FLATBUFFERS_MEDIA_TYPE) {
+                    &mut f.flatbuffers_quality
+                } else if media.eq_ignore_ascii_case(b"application/json") {
+                    &mut f.json_quality
+                } else {
+                    continue;
+                };
+                let q = parts.find_map(quality).unwrap_or(1_000);
+                *slot = Some(slot.map_or(q, |old| old.max(q)));
+            }
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(|&b| b == b',').map(trim) {
                 f.close |= token.eq_ignore_ascii_case(b"close");
@@ -287,6 +315,34 @@ fn accepts_gzip(value: &[u8]) -> bool {
             || coding == b"*";
         named && !parts.any(is_zero_quality)
     })
+}
+
+/// The media type the FlatBuffers bid response is sent as (and asked for in `Accept`).
+pub const FLATBUFFERS_MEDIA_TYPE: &[u8] = b"application/x-flatbuffers";
+
+/// A `q=` parameter's weight in thousandths (RFC 9110 §12.4.2: `0`–`1` with up to three
+/// decimals); `None` for another parameter. A malformed weight counts as 0, so a
+/// client that garbles it is not sent what it may not read.
+fn quality(param: &[u8]) -> Option<u16> {
+    let q = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))?;
+    let (int, frac) = match q.iter().position(|&b| b == b'.') {
+        Some(dot) => (&q[..dot], &q[dot + 1..]),
+        None => (q, &[][..]),
+    };
+    let weight = match int {
+        b"0" | b"1" if frac.len() <= 3 && frac.iter().all(u8::is_ascii_digit) => {
+            let thousandths = frac
+                .iter()
+                .chain(std::iter::repeat(&b'0'))
+                .take(3)
+                .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+            u16::from(int == b"1") * 1_000 + thousandths
+        }
+        _ => 0,
+    };
+    Some(weight.min(1_000))
 }
 
 /// `q=0`, `q=0.`, `q=0.0`, `q=0.00`, `q=0.000` (RFC 9110 §12.4.2).
@@ -361,6 +417,37 @@ mod tests {
             let raw = format!("POST / {version}\r\n{header}\r\n");
             assert_eq!(complete(&raw).keep_alive, expected, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn accept_names_flatbuffers_to_get_them() {
+        let prefers = |accept: &str| {
+            let raw = format!(
+                "POST /bid HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nContent-Length: 0\r\n\r\n"
+            );
+            complete(&raw).prefers_flatbuffers
+        };
+        assert!(prefers("application/x-flatbuffers"));
+        assert!(prefers("Application/X-FlatBuffers ; q=0.5"));
+        assert!(prefers("application/x-flatbuffers, application/json"));
+        assert!(prefers("application/json;q=0.9, application/x-flatbuffers"));
+        assert!(prefers("*/*, application/x-flatbuffers;q=0.1"));
+        assert!(!prefers(
+            "application/x-flatbuffers;q=0.5, application/json"
+        ));
+        assert!(!prefers("application/x-flatbuffers;q=0"));
+        assert!(!prefers("application/x-flatbuffers;q=zero"));
+        assert!(!prefers("application/json"));
+        assert!(!prefers("*/*"));
+        assert!(
+            !complete("POST /bid HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                .prefers_flatbuffers
+        );
+        assert_eq!(quality(b"q=0.125"), Some(125));
+        assert_eq!(quality(b"q=1.000"), Some(1_000));
+        assert_eq!(quality(b"q=1.5"), Some(1_000));
+        assert_eq!(quality(b"q=0.1234"), Some(0));
+        assert_eq!(quality(b"level=1"), None);
     }
 
     #[test]

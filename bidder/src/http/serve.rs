@@ -206,6 +206,7 @@ impl<S: Service> Server<S> {
             partner,
             peer,
             openrtb_version: req.openrtb_version,
+            prefers_flatbuffers: req.prefers_flatbuffers,
             body,
             arrived,
         };

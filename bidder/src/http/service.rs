@@ -17,6 +17,8 @@ pub struct BidCall<'a> {
     pub peer: Option<std::net::IpAddr>,
     /// `x-openrtb-version` as sent.
     pub openrtb_version: Option<&'a str>,
+    /// The client's `Accept` prefers the FlatBuffers bid response.
+    pub prefers_flatbuffers: bool,
     /// The request body (OpenRTB JSON), ready to parse.
     pub body: &'a [u8],
     /// When the engine received the bytes that completed this request: the start of the

@@ -57,6 +57,27 @@ pub(super) fn encode<'b>(
             seatbid: Some(seatbid),
             bidid: Some(bidid),
             cur: Some(cur),
+            nbr: 0,
+        },
+    );
+    fb::finish_bid_response_buffer(fbb, root);
+    fbb.finished_data()
+}
+
+/// A no-bid: the request id and the reason, no `seatbid` (as `encode_nobid_json`).
+pub(super) fn encode_nobid<'b>(
+    request_id: &str,
+    nbr: u32,
+    fbb: &'b mut FlatBufferBuilder<'static>,
+) -> &'b [u8] {
+    fbb.reset();
+    let id = fbb.create_string(request_id);
+    let root = fb::BidResponse::create(
+        fbb,
+        &fb::BidResponseArgs {
+            id: Some(id),
+            nbr,
+            ..Default::default()
         },
     );
     fb::finish_bid_response_buffer(fbb, root);

@@ -78,6 +78,18 @@ pub struct ResponseOut<'a> {
     pub bids: &'a [BidOut<'a>],
 }
 
+/// The encoding a partner is answered in (`response_format` in a partner's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OpenRTB JSON (`application/json`).
+    #[default]
+    Json,
+    /// The same response in FlatBuffers (`application/x-flatbuffers`, schema
+    /// `schema/bid_response.fbs`).
+    FlatBuffers,
+}
+
 /// Why a response was not encoded. Each is a bug or a config mistake upstream, never
 /// the request's fault: the caller answers 204 and counts the reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +163,40 @@ impl Encoder {
             return Err(EncodeError::TooLarge(written));
         }
         Ok(())
+    }
+
+    /// Appends `resp` in `format` to `out`, in at most `max_bytes` (see
+    /// [`Encoder::encode_json_within`]). Allocates nothing once `out` and the
+    /// FlatBuffers builder have grown to a typical response.
+    pub fn encode_within(
+        &mut self,
+        format: Format,
+        resp: &ResponseOut<'_>,
+        out: &mut Vec<u8>,
+        max_bytes: usize,
+    ) -> Result<(), EncodeError> {
+        match format {
+            Format::Json => self.encode_json_within(resp, out, max_bytes),
+            Format::FlatBuffers => {
+                let bytes = self.encode_flatbuffers(resp)?;
+                if bytes.len() > max_bytes {
+                    return Err(EncodeError::TooLarge(bytes.len()));
+                }
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the no-bid body (the request id and `nbr`, an OpenRTB no-bid reason
+    /// code) in `format` to `out`.
+    pub fn encode_nobid(&mut self, format: Format, request_id: &str, nbr: u32, out: &mut Vec<u8>) {
+        match format {
+            Format::Json => encode_nobid_json(request_id, nbr, out),
+            Format::FlatBuffers => {
+                out.extend_from_slice(flatbuffers::encode_nobid(request_id, nbr, &mut self.fbb));
+            }
+        }
     }
 
     /// Encodes `resp` as a FlatBuffers `BidResponse` (schema `schema/bid_response.fbs`,

@@ -474,6 +474,49 @@ fn nobid_body_parses_strictly() {
     );
 }
 
+#[test]
+fn a_nobid_in_either_format_carries_the_id_and_reason() {
+    let mut encoder = encoder();
+    let mut out = Vec::new();
+    encoder.encode_nobid(Format::Json, "req-9", 17, &mut out);
+    assert_eq!(out, br#"{"id":"req-9","nbr":17}"#);
+    out.clear();
+    encoder.encode_nobid(Format::FlatBuffers, "req-9", 17, &mut out);
+    let root = fb::root_as_bid_response(&out).expect("verifies");
+    assert_eq!((root.id(), root.nbr()), ("req-9", 17));
+    assert!(root.seatbid().is_none() && root.cur().is_none());
+}
+
+#[test]
+fn encode_within_keeps_each_format_inside_the_room_it_is_given() {
+    let mut gen = BidIdGen::new(1, 1);
+    let (adomain, cat) = (adomain(), cat());
+    let bids = [banner(&mut gen, &adomain, &cat)];
+    let mut encoder = encoder();
+    for format in [Format::Json, Format::FlatBuffers] {
+        let mut out = b"kept".to_vec();
+        encoder
+            .encode_within(format, &response(&bids), &mut out, MAX_RESPONSE_BYTES)
+            .expect("fits");
+        let body = &out[4..];
+        match format {
+            Format::Json => assert!(serde_json::from_slice::<Response>(body).is_ok()),
+            Format::FlatBuffers => assert!(fb::root_as_bid_response(body).is_ok()),
+        }
+        let size = body.len();
+        out.truncate(4);
+        assert_eq!(
+            encoder.encode_within(format, &response(&bids), &mut out, size - 1),
+            Err(EncodeError::TooLarge(size)),
+            "{format:?}"
+        );
+        assert_eq!(
+            out, b"kept",
+            "{format:?}: a refused response leaves nothing"
+        );
+    }
+}
+
 /// Every field of a FlatBuffers bid against the bid it came from.
 fn assert_fb_bid(bid: fb::Bid<'_>, want: &BidOut<'_>) {
     assert_eq!(bid.id(), want.bid_id.to_string());

@@ -113,6 +113,7 @@ mod tests {
             openrtb_version: OpenRtbVersion::V2_6,
             nbr_body: false,
             gzip_responses: false,
+            response_format: crate::respond::Format::Json,
             enabled,
             syn_per_s: 100,
             syn_burst: 10,

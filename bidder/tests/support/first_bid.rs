@@ -23,6 +23,7 @@ pub fn first_bid(worker: &mut Pipeline, bidding: &Bidding, body: &str) -> Option
         partner: Some(0),
         now_ms: bidding.clock.now_unix_ms(),
         at: Instant::now(),
+        format: bidder::respond::Format::Json,
     };
     match worker.bid(bidding, &mut body, arrival) {
         Answer::Bid(json) => {
