@@ -380,6 +380,14 @@ fn flatbuffers_answers_carry_the_json_answers_to_a_reader_in_another_language(en
         json!({"id": "j1", "nbr": NoBidReason::CurrencyNotAccepted.nbr()})
     );
     assert_eq!(b.reserved_micros(), 3 * DEMO_RESERVATION_MICROS);
+    // Per partner (exchange-a, ssp-b, ssp-c): exchange-a's JSON answer is not counted.
+    let flatbuffers = |slot: u16| -> u64 {
+        b.metrics
+            .iter()
+            .map(|m| m.partner(Some(slot)).flatbuffers_answers.get())
+            .sum()
+    };
+    assert_eq!([0, 1, 2].map(flatbuffers), [1, 1, 1]);
     b.shutdown().unwrap();
 }
 

@@ -266,13 +266,16 @@ impl BidService {
             | Answer::NoBid {
                 body: Some(body), ..
             } => {
+                if out.extend(body).is_err() {
+                    return Outcome::NoBid;
+                }
                 if format == Format::FlatBuffers {
                     out.set_content_type(ContentType::FlatBuffers);
+                    WorkerMetrics::with_current(|m| {
+                        m.partner(partner).flatbuffers_answers.inc();
+                    });
                 }
-                match out.extend(body) {
-                    Ok(()) => Outcome::Bid,
-                    Err(_) => Outcome::NoBid,
-                }
+                Outcome::Bid
             }
             Answer::NoBid { body: None, .. } => Outcome::NoBid,
             Answer::Invalid(_) => Outcome::Reject(Status::BadRequest),

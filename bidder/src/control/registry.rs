@@ -174,6 +174,13 @@ fn collect_partners(workers: &[Arc<WorkerMetrics>], catalog: Option<&Catalog>, o
             sum(slot, |p| p.no_bids.get()),
         );
         out.counter(
+            "bidder_partner_flatbuffers_answers_total",
+            "Answers with a body (a bid or a no-bid reason) sent in FlatBuffers rather than \
+             JSON, by partner.",
+            &labels,
+            sum(slot, |p| p.flatbuffers_answers.get()),
+        );
+        out.counter(
             "bidder_partner_source_mismatch_total",
             "Requests on the partner's bid path from outside its configured networks \
              (answered 403).",

@@ -42,6 +42,8 @@ pub struct PartnerCounters {
     pub bids: Counter,
     /// Requests answered without a bid (204 or an `nbr` body).
     pub no_bids: Counter,
+    /// Answers whose body (a bid or an `nbr` body) was sent in FlatBuffers.
+    pub flatbuffers_answers: Counter,
     /// Requests on the partner's bid path from outside its networks (403, not
     /// counted in `requests`).
     pub source_mismatch: Counter,
