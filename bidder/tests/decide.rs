@@ -786,6 +786,8 @@ fn a_remembered_user_agent_verdict_follows_the_lists_it_came_from() {
     for (step, (catalog, device, want)) in steps.iter().enumerate() {
         assert_eq!(&decide_on(catalog, device), want, "step {step}: {device}");
     }
+    // Matched afresh at steps 0, 2, 4, 5, 7 and 8; the others were remembered.
+    assert_eq!(decider.stats().user_agent_matches.get(), 6);
 }
 
 /// A blocklisted address among a million is found; the set takes 8 bytes per entry.

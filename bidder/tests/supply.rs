@@ -759,4 +759,7 @@ async fn a_remembered_verdict_lasts_only_as_long_as_the_files_it_came_from() {
         ),
     ]);
     check(&mut steps);
+    // Computed once per distinct chain and view: 1 before the fetch, 3 after it, 1
+    // after the refresh; the other three answers were remembered.
+    assert_eq!(decider.stats().supply_verdicts.get(), 5);
 }

@@ -288,6 +288,20 @@ fn collect_decisions(stats: &[Arc<DecisionStats>], out: &mut PromText) {
         &[],
         sum(&|d| d.consent_decodes.get()),
     );
+    out.counter(
+        "bidder_ivt_user_agent_matches_total",
+        "User agents matched against the invalid-traffic fragments: each a miss of the \
+         per-worker cache of what an agent says.",
+        &[],
+        sum(&|d| d.user_agent_matches.get()),
+    );
+    out.counter(
+        "bidder_supply_verdicts_computed_total",
+        "Supply-chain verdicts computed from the files: each a miss of the per-worker \
+         verdict cache.",
+        &[],
+        sum(&|d| d.supply_verdicts.get()),
+    );
     for reason in NoBidReason::ALL {
         out.counter(
             "bidder_decision_no_bid_imps_total",

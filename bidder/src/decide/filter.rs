@@ -12,7 +12,7 @@ use crate::openrtb::{BidRequest, Imp};
 use super::supply::Verdicts;
 use super::{consent, ivt, Context, DecisionStats, NoBidReason};
 use crate::catalog::ivt::IvtKind;
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Counter, WorkerMetrics};
 use crate::supply::SupplyStore;
 
 /// What the request filter reads besides the catalog: the worker's consent decoder,
@@ -88,7 +88,14 @@ pub(super) fn request(
 
     publisher(catalog, req, set, scratch)?;
     categories(catalog, req, set, scratch)?;
-    invalid_traffic(catalog, req, ctx, set, signals.user_agents)?;
+    invalid_traffic(
+        catalog,
+        req,
+        ctx,
+        set,
+        signals.user_agents,
+        &signals.stats.user_agent_matches,
+    )?;
     privacy(catalog, req, set, signals.consent, signals.stats)?;
     supply_chain(
         catalog,
@@ -97,6 +104,7 @@ pub(super) fn request(
         set,
         signals.supply,
         signals.supply_verdicts,
+        &signals.stats.supply_verdicts,
     )
 }
 
@@ -210,11 +218,12 @@ fn invalid_traffic(
     ctx: Context,
     set: &mut CampaignSet,
     user_agents: &mut ivt::UserAgents,
+    matches: &Counter,
 ) -> Result<(), NoBidReason> {
     if !catalog.ivt.active() {
         return Ok(());
     }
-    let kinds = ivt::detect(&catalog.ivt, req, user_agents);
+    let kinds = ivt::detect(&catalog.ivt, req, user_agents, matches);
     if kinds == 0 {
         return Ok(());
     }
@@ -282,6 +291,7 @@ fn supply_chain(
     set: &mut CampaignSet,
     store: &SupplyStore,
     verdicts: &mut Verdicts,
+    computed: &Counter,
 ) -> Result<(), NoBidReason> {
     let policies = &catalog.index.supply;
     if policies.is_empty() || !policies.iter().any(|(_, c)| set.intersects(c)) {
@@ -293,7 +303,13 @@ fn supply_chain(
         .partner
         .and_then(|p| catalog.partners.get(usize::from(p)))
         .and_then(|p| p.asi.as_deref());
-    let verdict = verdicts.get(req, partner_asi, store, need_sellers, need_ads_txt);
+    let verdict = verdicts.get(
+        req,
+        partner_asi,
+        store,
+        (need_sellers, need_ads_txt),
+        computed,
+    );
     let mut refused = None;
     for (policy, campaigns) in policies {
         if let Err(reason) = verdict.check(policy) {

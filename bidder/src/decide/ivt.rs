@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use super::text_cache::TextCache;
 use crate::catalog::ivt::{IvtKind, IvtLists};
 use crate::limits::{MAX_CACHED_USER_AGENT_BYTES, USER_AGENT_CACHE_SLOTS};
+use crate::metrics::Counter;
 use crate::openrtb::{BidRequest, Device};
 
 /// The phone platform a device's `os` or user agent names.
@@ -62,17 +63,27 @@ impl Default for UserAgents {
 }
 
 impl UserAgents {
-    fn facts(&mut self, lists: &IvtLists, ua: &str) -> AgentFacts {
+    /// What `ua` says, counting each match in `matches`.
+    fn facts(&mut self, lists: &IvtLists, ua: &str, matches: &Counter) -> AgentFacts {
         if self.lists_id != lists.id() {
             self.cache.clear();
             self.lists_id = lists.id();
         }
-        self.cache.get(ua.as_bytes(), || AgentFacts::of(lists, ua))
+        self.cache.get(ua.as_bytes(), || {
+            matches.inc();
+            AgentFacts::of(lists, ua)
+        })
     }
 }
 
-/// The kinds of invalid traffic `req` is, as a mask of [`IvtKind::bit`]s.
-pub fn detect(lists: &IvtLists, req: &BidRequest<'_>, agents: &mut UserAgents) -> u8 {
+/// The kinds of invalid traffic `req` is, as a mask of [`IvtKind::bit`]s; a user agent
+/// matched (not remembered) counts in `matches`.
+pub fn detect(
+    lists: &IvtLists,
+    req: &BidRequest<'_>,
+    agents: &mut UserAgents,
+    matches: &Counter,
+) -> u8 {
     let Some(device) = req.device.as_ref() else {
         return 0;
     };
@@ -93,7 +104,7 @@ pub fn detect(lists: &IvtLists, req: &BidRequest<'_>, agents: &mut UserAgents) -
             kinds |= IvtKind::Blocklist.bit();
         }
     }
-    let agent = device.ua.map(|ua| agents.facts(lists, ua));
+    let agent = device.ua.map(|ua| agents.facts(lists, ua, matches));
     if let Some(kind) = agent.and_then(|a| a.kind) {
         kinds |= kind.bit();
     }

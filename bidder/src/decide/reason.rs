@@ -376,6 +376,12 @@ pub struct DecisionStats {
     pub consent_malformed: [Counter; super::consent::StringKind::COUNT],
     /// Consent strings decoded (each a cache miss: the cached ones cost a compare).
     pub consent_decodes: Counter,
+    /// User agents matched against the invalid-traffic fragments (each a miss of the
+    /// worker's cache of what an agent says).
+    pub user_agent_matches: Counter,
+    /// Supply-chain verdicts computed from the files (each a miss of the worker's
+    /// verdict cache).
+    pub supply_verdicts: Counter,
     /// Per-campaign outcomes; replaced by a larger table when a catalog brings new
     /// budget slots (by the owning worker, at decider build time).
     pub(super) campaigns: ArcSwap<CampaignCounts>,
@@ -396,6 +402,8 @@ impl Default for DecisionStats {
             imps_over_limit: Counter::default(),
             consent_malformed: std::array::from_fn(|_| Counter::default()),
             consent_decodes: Counter::default(),
+            user_agent_matches: Counter::default(),
+            supply_verdicts: Counter::default(),
             campaigns: ArcSwap::default(),
         }
     }

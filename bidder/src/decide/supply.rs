@@ -21,7 +21,7 @@ use crate::supply::{root_domain, FileKind, Lookup, SupplyStore, View};
 
 use super::text_cache::TextCache;
 use super::NoBidReason;
-use crate::metrics::SUPPLY_REFUSAL_KINDS;
+use crate::metrics::{Counter, SUPPLY_REFUSAL_KINDS};
 
 /// The refusals counted per partner (`bidder_partner_supply_refused_total{reason}`), by
 /// position in `PartnerCounters::supply_refused`.
@@ -226,15 +226,16 @@ impl Default for Verdicts {
 }
 
 impl Verdicts {
-    /// [`Verdict::of`] on the store's current view, remembered. A request whose fields
-    /// do not fit the key's bound is computed every time.
+    /// [`Verdict::of`] on the store's current view, remembered; each one computed
+    /// counts in `computed`. A request whose fields do not fit the key's bound is
+    /// computed every time.
     pub fn get(
         &mut self,
         req: &BidRequest<'_>,
         partner_asi: Option<&str>,
         store: &SupplyStore,
-        need_sellers: bool,
-        need_ads_txt: bool,
+        (need_sellers, need_ads_txt): (bool, bool),
+        computed: &Counter,
     ) -> Verdict {
         // A view published between this load and the one below only makes a verdict
         // newer than its generation, and the next request empties the cache.
@@ -244,6 +245,7 @@ impl Verdicts {
             self.generation = generation;
         }
         let compute = || {
+            computed.inc();
             let view = store.view();
             Verdict::of(req, partner_asi, store, &view, need_sellers, need_ads_txt)
         };
