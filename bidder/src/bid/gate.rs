@@ -243,14 +243,13 @@ impl BidService {
         }
         t.body.clear();
         t.body.extend_from_slice(call.body);
-        // FlatBuffers when the partner is configured for them or the request asks.
-        let configured = partner.map_or(Format::Json, |p| {
-            catalog.partners[usize::from(p)].response_format
-        });
+        // FlatBuffers when the request asks for them, else the partner's format.
         let format = if call.prefers_flatbuffers {
             Format::FlatBuffers
         } else {
-            configured
+            partner.map_or(Format::Json, |p| {
+                catalog.partners[usize::from(p)].response_format
+            })
         };
         let arrival = Arrival {
             partner,

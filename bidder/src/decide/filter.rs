@@ -9,7 +9,7 @@ use crate::catalog::{CampaignSet, Catalog};
 use crate::config::targeting::{hour_of_week, MediaType};
 use crate::openrtb::{BidRequest, Imp};
 
-use super::supply::Verdicts;
+use super::supply::{Needs, Verdicts};
 use super::{consent, ivt, Context, DecisionStats, NoBidReason};
 use crate::catalog::ivt::IvtKind;
 use crate::metrics::{Counter, WorkerMetrics};
@@ -297,19 +297,15 @@ fn supply_chain(
     if policies.is_empty() || !policies.iter().any(|(_, c)| set.intersects(c)) {
         return Ok(());
     }
-    let need_sellers = policies.iter().any(|(p, _)| p.verify_sellers);
-    let need_ads_txt = policies.iter().any(|(p, _)| p.verify_ads_txt);
+    let needs = Needs {
+        sellers: policies.iter().any(|(p, _)| p.verify_sellers),
+        ads_txt: policies.iter().any(|(p, _)| p.verify_ads_txt),
+    };
     let partner_asi = ctx
         .partner
         .and_then(|p| catalog.partners.get(usize::from(p)))
         .and_then(|p| p.asi.as_deref());
-    let verdict = verdicts.get(
-        req,
-        partner_asi,
-        store,
-        (need_sellers, need_ads_txt),
-        computed,
-    );
+    let verdict = verdicts.get(req, partner_asi, store, needs, computed);
     let mut refused = None;
     for (policy, campaigns) in policies {
         if let Err(reason) = verdict.check(policy) {

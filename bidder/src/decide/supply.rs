@@ -54,16 +54,22 @@ pub struct Verdict {
     pub ads_txt: Check,
 }
 
+/// Which files the campaigns still in play verify: what a verdict computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub sellers: bool,
+    pub ads_txt: bool,
+}
+
 impl Verdict {
-    /// Computes the facts `need_sellers` / `need_ads_txt` ask for (the other side stays
-    /// `Verified`). `partner_asi` is the sending partner's system domain, when known.
+    /// Computes the facts `needs` asks for (the other side stays `Verified`).
+    /// `partner_asi` is the sending partner's system domain, when known.
     pub fn of(
         req: &BidRequest<'_>,
         partner_asi: Option<&str>,
         store: &SupplyStore,
         view: &View,
-        need_sellers: bool,
-        need_ads_txt: bool,
+        needs: Needs,
     ) -> Verdict {
         let nodes = req.schain().map_or(&[][..], |s| req.schain_nodes(s.nodes));
         let last_is_partner = match (partner_asi, nodes.last().and_then(|n| n.asi)) {
@@ -80,10 +86,10 @@ impl Verdict {
         if verdict.incomplete {
             return verdict;
         }
-        if need_sellers {
+        if needs.sellers {
             verdict.sellers = sellers(nodes, store, view);
         }
-        if need_ads_txt {
+        if needs.ads_txt {
             verdict.ads_txt = ads_txt(req, nodes, store, view);
         }
         verdict
@@ -234,7 +240,7 @@ impl Verdicts {
         req: &BidRequest<'_>,
         partner_asi: Option<&str>,
         store: &SupplyStore,
-        (need_sellers, need_ads_txt): (bool, bool),
+        needs: Needs,
         computed: &Counter,
     ) -> Verdict {
         // A view published between this load and the one below only makes a verdict
@@ -247,9 +253,9 @@ impl Verdicts {
         let compute = || {
             computed.inc();
             let view = store.view();
-            Verdict::of(req, partner_asi, store, &view, need_sellers, need_ads_txt)
+            Verdict::of(req, partner_asi, store, &view, needs)
         };
-        if !verdict_key(&mut self.key, req, partner_asi, need_sellers, need_ads_txt) {
+        if !verdict_key(&mut self.key, req, partner_asi, needs) {
             return compute();
         }
         self.cache.get(&self.key, compute)
@@ -263,8 +269,7 @@ fn verdict_key(
     key: &mut Vec<u8>,
     req: &BidRequest<'_>,
     partner_asi: Option<&str>,
-    need_sellers: bool,
-    need_ads_txt: bool,
+    needs: Needs,
 ) -> bool {
     /// The length prefix of an absent field (a present one is shorter).
     const ABSENT: u16 = u16::MAX;
@@ -281,7 +286,7 @@ fn verdict_key(
     }
     key.clear();
     let (kind, host) = publisher_host(req);
-    key.push(u8::from(need_sellers) | u8::from(need_ads_txt) << 1 | (kind as u8) << 2);
+    key.push(u8::from(needs.sellers) | u8::from(needs.ads_txt) << 1 | (kind as u8) << 2);
     let nodes = req.schain().map_or(&[][..], |s| req.schain_nodes(s.nodes));
     field(key, partner_asi)
         && field(key, host)
