@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 
 /// A change slower than this to show hung; speed is measured by the benchmarks.
 const NOT_HUNG: Duration = Duration::from_secs(5);
+/// Tries to start a bidder when another process took one of its free ports first.
+const START_ATTEMPTS: usize = 3;
 
 #[path = "../../bidder/tests/support/netns.rs"]
 mod netns;
@@ -97,6 +99,17 @@ struct Setup {
     agent_config: PathBuf,
     /// The bidder's notice listener.
     notices: String,
+}
+
+impl Setup {
+    fn bidder_log(&self) -> PathBuf {
+        self.dir.join("bidder.log")
+    }
+
+    /// What the bidder has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.bidder_log()).unwrap_or_default()
+    }
 }
 
 impl Drop for Setup {
@@ -217,28 +230,46 @@ fn wait_until(what: &str, timeout_ms: u64, mut ok: impl FnMut() -> bool) {
 }
 
 fn start_bidder(s: &Setup, bin: &Path) -> Child {
-    let child = spawn_bidder(s, Command::new(bin));
-    wait_ready(s);
+    let mut child = spawn_bidder(s, Command::new(bin));
+    if let Err(log) = wait_ready(s, &mut child) {
+        panic!("the bidder did not become ready: {log}");
+    }
     child
 }
 
 /// Starts `bidder` (a command for the binary, perhaps set to enter a namespace) as
-/// `bidder run` on the setup's configuration.
+/// `bidder run` on the setup's configuration; its log goes to the setup's `bidder.log`
+/// (appended: a restarted bidder's follows).
 fn spawn_bidder(s: &Setup, mut bidder: Command) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(s.bidder_log())
+        .unwrap();
     bidder
         .args(["run", "--config"])
         .arg(&s.bidder_config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
 
-/// Waits for the bidder's admin port to say it is ready.
-fn wait_ready(s: &Setup) {
-    wait_until("the bidder to be ready", 30_000, || {
-        matches!(http(&s.admin, "GET", "/ready", ""), Ok((200, _)))
-    });
+/// Waits for the bidder's admin port to say it is ready; `Err` with its log when it
+/// exits first or time runs out.
+fn wait_ready(s: &Setup, child: &mut Child) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited with {status}:\n{}", s.log()));
+        }
+        if matches!(http(&s.admin, "GET", "/ready", ""), Ok((200, _))) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!("not ready within 30 s:\n{}", s.log()))
 }
 
 fn start_agent(s: &Setup) -> Child {
@@ -284,32 +315,49 @@ fn first_bid_at(addr: &str, want: Option<i64>, since: Instant) -> (Duration, u32
 /// A bidder and an agent on a fresh setup named `name`. Bind the result as
 /// `(bin, setup, procs)`: the processes then stop before the setup's folder goes.
 fn running(name: &str) -> (PathBuf, Setup, Procs) {
+    running_with(name, |_| {})
+}
+
+/// [`running`], with `customise` applied to each fresh setup before the bidder starts.
+/// The setup's ports were free when chosen, but another process may bind one before
+/// the bidder does: then the setup is made again on other ports, up to
+/// [`START_ATTEMPTS`] times. Any other failure to start fails the test.
+fn running_with(name: &str, customise: impl Fn(&Setup)) -> (PathBuf, Setup, Procs) {
     let bidder_bin = bidder_binary();
-    let s = setup(name);
-    let mut procs = Procs(Vec::new());
-    procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
-    procs.0.push(("agent", start_agent(&s)));
-    (bidder_bin, s, procs)
+    for _ in 0..START_ATTEMPTS {
+        let s = setup(name);
+        customise(&s);
+        let mut bidder = spawn_bidder(&s, Command::new(&bidder_bin));
+        match wait_ready(&s, &mut bidder) {
+            Ok(()) => {
+                let mut procs = Procs(vec![("bidder", bidder)]);
+                procs.0.push(("agent", start_agent(&s)));
+                return (bidder_bin, s, procs);
+            }
+            Err(log) if log.contains("Address already in use") => {
+                let _ = bidder.wait();
+            }
+            Err(log) => panic!("the bidder did not become ready: {log}"),
+        }
+    }
+    panic!("no free ports after {START_ATTEMPTS} attempts");
 }
 
 #[test]
 fn an_llm_cycle_moves_a_margin_and_the_next_bid_is_priced_with_it() {
-    let bidder_bin = bidder_binary();
-    let s = setup("llm");
     let fake = fake_llm::FakeLlm::start();
-    let key = s.dir.join("llm.key");
-    std::fs::write(&key, "sk-e2e\n").unwrap();
-    let llm = format!(
-        "[llm]\nmodel = \"claude-fake\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\ninterval_s = 3600\ncycle_timeout_s = 20\n",
-        fake.base_url,
-        key.display()
-    );
-    let mut agent_config = std::fs::read_to_string(&s.agent_config).unwrap();
-    agent_config.push_str(&llm);
-    std::fs::write(&s.agent_config, agent_config).unwrap();
-    let mut procs = Procs(Vec::new());
-    procs.0.push(("bidder", start_bidder(&s, &bidder_bin)));
-    procs.0.push(("agent", start_agent(&s)));
+    let (_bidder_bin, s, _procs) = running_with("llm", |s| {
+        let key = s.dir.join("llm.key");
+        std::fs::write(&key, "sk-e2e\n").unwrap();
+        let llm = format!(
+            "[llm]\nmodel = \"claude-fake\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\ninterval_s = 3600\ncycle_timeout_s = 20\n",
+            fake.base_url,
+            key.display()
+        );
+        let mut agent_config = std::fs::read_to_string(&s.agent_config).unwrap();
+        agent_config.push_str(&llm);
+        std::fs::write(&s.agent_config, agent_config).unwrap();
+    });
     // Base 2.00 CPM × configured shading 0.90.
     assert_eq!(bid_price(&s.bid), Some(1_800_000));
     wait_until("the bidder's stats table", 5_000, || {
@@ -755,9 +803,12 @@ fn partner_limits_reach_the_xdp_front_in_a_namespace() {
     ));
     std::fs::write(&s.bidder_config, config).unwrap();
     let mut procs = Procs(Vec::new());
-    let bidder = spawn_bidder(&s, ns.command(bidder_bin.to_str().unwrap()));
+    let mut bidder = spawn_bidder(&s, ns.command(bidder_bin.to_str().unwrap()));
+    let ready = ns.run(|| wait_ready(&s, &mut bidder));
     procs.0.push(("bidder", bidder));
-    ns.run(|| wait_ready(&s));
+    if let Err(log) = ready {
+        panic!("the bidder did not become ready in the namespace: {log}");
+    }
     procs.0.push(("agent", start_agent(&s)));
     // Every request answered: a generous budget, a stalled host must not fail these.
     let through = || ns.run(|| answered_at_once(&s.bid, CLIENTS, Duration::from_secs(5)));

@@ -116,6 +116,8 @@ pub fn run() -> Result<()> {
             failed.join(", ")
         );
     }
+    tally.print_panics(TESTS_STEP);
+    shifted.print_panics(SHIFTED_STEP);
     // Last, in the plain form CI reads: the test counts over every test binary, rather
     // than whichever binary (often an empty doc-test run) happened to finish last.
     println!("{}", tally.summary());
@@ -214,11 +216,22 @@ struct TestTally {
     ignored: u64,
     /// What tests recorded through `testkit::skip`, one line each.
     skips: Vec<String>,
+    /// The first lines of each test panic (where and why), repeated at the end of the
+    /// run: a CI log cut to its tail still says why a test failed.
+    panics: Vec<String>,
+    /// Lines still to add to the last panic.
+    panic_lines_left: usize,
 }
+
+/// Panics kept for the end of the run, and lines (and bytes per line) kept of each.
+const MAX_PANICS_REPEATED: usize = 20;
+const PANIC_LINES_KEPT: usize = 6;
+const PANIC_LINE_BYTES_KEPT: usize = 400;
 
 impl TestTally {
     /// Adds the counts from `line` if it is a libtest result line; ignores anything else.
     fn add(&mut self, line: &str) {
+        self.keep_panic(line);
         let Some(rest) = line.strip_prefix("test result: ") else {
             return;
         };
@@ -235,6 +248,46 @@ impl TestTally {
                 "failed" => self.failed += count,
                 "ignored" => self.ignored += count,
                 _ => {}
+            }
+        }
+    }
+
+    /// Keeps `thread '…' panicked at …` and the message lines after it, up to the
+    /// backtrace or a blank line.
+    fn keep_panic(&mut self, line: &str) {
+        let cut = |l: &str| {
+            let mut end = l.len().min(PANIC_LINE_BYTES_KEPT);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            l[..end].to_owned()
+        };
+        if line.starts_with("thread '") && line.contains("panicked at") {
+            self.panic_lines_left = 0;
+            if self.panics.len() < MAX_PANICS_REPEATED {
+                self.panics.push(cut(line));
+                self.panic_lines_left = PANIC_LINES_KEPT - 1;
+            }
+        } else if self.panic_lines_left > 0 {
+            if line.trim().is_empty() || line.starts_with("stack backtrace:") {
+                self.panic_lines_left = 0;
+            } else if let Some(last) = self.panics.last_mut() {
+                last.push('\n');
+                last.push_str(&cut(line));
+                self.panic_lines_left -= 1;
+            }
+        }
+    }
+
+    /// Prints the kept panics, if any.
+    fn print_panics(&self, step: &str) {
+        if self.panics.is_empty() {
+            return;
+        }
+        println!("ci: {step}: why tests failed (the first lines of each panic):");
+        for panic in &self.panics {
+            for line in panic.lines() {
+                println!("  {line}");
             }
         }
     }
@@ -274,7 +327,7 @@ fn ebpf_clippy() -> Command {
 
 #[cfg(test)]
 mod tests {
-    use super::TestTally;
+    use super::{TestTally, MAX_PANICS_REPEATED, PANIC_LINE_BYTES_KEPT};
 
     #[test]
     fn tally_sums_result_lines_and_ignores_the_rest() {
@@ -293,11 +346,54 @@ mod tests {
                 passed: 77,
                 failed: 1,
                 ignored: 2,
-                skips: Vec::new(),
+                ..TestTally::default()
             }
         );
         assert_eq!(tally.summary(), "tests: 77 passed, 1 failed, 2 skipped");
         tally.count_skips(&["xdp_loader: needs root".to_owned()]);
         assert_eq!(tally.summary(), "tests: 76 passed, 1 failed, 3 skipped");
+    }
+
+    #[test]
+    fn panics_are_kept_from_where_to_the_backtrace_and_bounded() {
+        let mut tally = TestTally::default();
+        for line in [
+            "test a ... FAILED",
+            "---- a stdout ----",
+            "",
+            "thread 'a' (123) panicked at src/a.rs:4:5:",
+            "timed out waiting for the bidder",
+            "stack backtrace:",
+            "   0: __rustc::rust_begin_unwind",
+            "thread 'b' (124) panicked at src/b.rs:9:1:",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six: past the lines kept",
+            "",
+            "failures:",
+        ] {
+            tally.add(line);
+        }
+        assert_eq!(
+            tally.panics,
+            vec![
+                "thread 'a' (123) panicked at src/a.rs:4:5:\ntimed out waiting for the bidder",
+                "thread 'b' (124) panicked at src/b.rs:9:1:\none\ntwo\nthree\nfour\nfive",
+            ]
+        );
+        let long = format!("thread 'c' panicked at x.rs:1:1:\n{}", "é".repeat(300));
+        for _ in 0..MAX_PANICS_REPEATED + 5 {
+            for line in long.lines() {
+                tally.add(line);
+            }
+        }
+        assert_eq!(tally.panics.len(), MAX_PANICS_REPEATED);
+        assert!(tally
+            .panics
+            .iter()
+            .all(|p| p.lines().all(|l| l.len() <= PANIC_LINE_BYTES_KEPT)));
     }
 }

@@ -43,10 +43,14 @@ fn profile_draws_a_flamegraph_whose_stacks_include_the_decision_core() {
         .output()
         .expect("xtask starts");
     let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    // The error is last; say it first, where a log cut short still shows it.
+    let last_lines: Vec<&str> = stderr.lines().rev().take(3).collect();
     assert!(
         run.status.success(),
-        "xtask profile failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        "xtask profile failed ({}), its stderr ends: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        run.status,
+        last_lines
     );
 
     let svg = fs::read_to_string(only_file_with_extension(&out.0, "svg").unwrap()).unwrap();
