@@ -25,7 +25,7 @@ use crate::control::{
 };
 use crate::engine::ring::{RingConfig, SqPoll};
 use crate::engine::{EngineError, ServeConfig};
-use crate::http::{HttpConfig, HttpLimits};
+use crate::http::{HttpConfig, HttpLimits, NoContent, Service};
 use crate::metrics::{Collect, WorkerMetrics};
 use crate::money::bid_id::BidId;
 use crate::money::budget::{Budgets, RecoveredSpend, Reservation};
@@ -648,13 +648,16 @@ enum Running {
 }
 
 impl Running {
-    /// Starts the configured engine; io_uring falls back to tokio (with a log line)
-    /// when the kernel cannot run it.
-    fn start(daemon: &Daemon, metrics: &[Arc<WorkerMetrics>]) -> Result<Running, RunError> {
-        let service = Arc::clone(&daemon.service);
-        if daemon.server.engine == "io_uring" {
+    /// Starts the engine `server` names with `service`; io_uring falls back to tokio
+    /// (with a log line) when the kernel cannot run it.
+    fn start<S: Service + 'static>(
+        server: &ServerConfig,
+        service: Arc<S>,
+        metrics: &[Arc<WorkerMetrics>],
+    ) -> Result<Running, RunError> {
+        if server.engine == "io_uring" {
             match crate::engine::ring::Engine::start(
-                ring_config(&daemon.server),
+                ring_config(server),
                 Arc::clone(&service),
                 metrics,
             ) {
@@ -670,15 +673,12 @@ impl Running {
                 }
             }
         }
-        let engine = crate::engine::tokio::TokioEngine::start(
-            tokio_config(&daemon.server),
-            service,
-            metrics,
-        )
-        .map_err(|source| RunError::Engine {
-            engine: "tokio",
-            source,
-        })?;
+        let engine =
+            crate::engine::tokio::TokioEngine::start(tokio_config(server), service, metrics)
+                .map_err(|source| RunError::Engine {
+                    engine: "tokio",
+                    source,
+                })?;
         Ok(Running::Tokio(engine))
     }
 
@@ -720,6 +720,28 @@ impl Running {
     }
 }
 
+/// `bidder serve-io`: the engine, cores and HTTP limits of `server`, answering every
+/// request `204` without reading its body ([`NoContent`]) until SIGTERM or SIGINT.
+/// What the engine costs apart from the decision: the benchmark's I/O-only rows. No
+/// admin or notice listener, no XDP front, no tables; it bids nothing.
+pub fn serve_io_only(server: &ServerConfig) -> Result<(), RunError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+    let metrics: Vec<Arc<WorkerMetrics>> = (0..server.cores.len())
+        .map(|worker| Arc::new(WorkerMetrics::new(worker)))
+        .collect();
+    let engine = Running::start(server, Arc::new(NoContent), &metrics)?;
+    tracing::warn!(
+        listen = %engine.local_addr(),
+        engine = engine.name(),
+        workers = metrics.len(),
+        "I/O-only benchmark: every request is answered 204 unread; nothing is bid"
+    );
+    let _ = signals.forever().next();
+    engine.shutdown()
+}
+
 /// Addresses a running daemon serves on.
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
@@ -753,7 +775,7 @@ impl Daemon {
     ) -> Result<(), RunError> {
         use signal_hook::consts::SIGHUP;
         let metrics = registry.add_workers(daemon.server.cores.len());
-        let engine = Running::start(daemon, &metrics)?;
+        let engine = Running::start(&daemon.server, Arc::clone(&daemon.service), &metrics)?;
         registry.register(engine.collector());
         registry.register(Arc::clone(&daemon.supply) as Arc<dyn crate::metrics::Collect>);
         let service = Arc::clone(&daemon.service);

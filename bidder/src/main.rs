@@ -35,6 +35,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Benchmark the engine alone: serve the configuration's bid listener with its
+    /// engine, cores and HTTP limits, answering every request 204 without reading it.
+    /// Bids nothing; no admin or notice listener. Not for production.
+    ServeIo {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a configuration file; print every problem with its line and fix.
     CheckConfig {
         #[arg(long)]
@@ -83,6 +90,7 @@ enum XdpCommand {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config } => run(&config),
+        Command::ServeIo { config } => serve_io(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::Decide {
             config,
@@ -154,7 +162,8 @@ fn xdp_detach(pin_dir: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+/// Logs to stderr at `RUST_LOG` (default `info`), in colour only on a terminal.
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -162,6 +171,10 @@ fn run(path: &Path) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn run(path: &Path) -> ExitCode {
+    init_logging();
     let daemon = match Daemon::load(path, Clock::system()) {
         Ok(d) => d,
         Err(e) => {
@@ -171,6 +184,21 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     match daemon.serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_io(path: &Path) -> ExitCode {
+    init_logging();
+    let config = match load(path) {
+        Ok((config, _)) => config,
+        Err(code) => return code,
+    };
+    match bidder::daemon::serve_io_only(&config.server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -195,6 +195,21 @@ impl Daemon {
         customise: impl Fn(String) -> String,
         spawn: impl Fn(&Path, &Path) -> Child,
     ) -> Daemon {
+        Daemon::start_until(tag, customise, spawn, Daemon::answers_ready)
+    }
+
+    /// `/ready` answers 200.
+    fn answers_ready(&self) -> bool {
+        matches!(try_admin(self.admin, "GET", "/ready", b""), Ok((200, _)))
+    }
+
+    /// [`start_with`](Self::start_with), ready when `ready` says so.
+    fn start_until(
+        tag: &str,
+        customise: impl Fn(String) -> String,
+        spawn: impl Fn(&Path, &Path) -> Child,
+        ready: impl Fn(&Daemon) -> bool,
+    ) -> Daemon {
         for _ in 0..START_ATTEMPTS {
             let addrs = Addrs::free();
             let dir = TempDir::new(tag);
@@ -219,7 +234,7 @@ impl Daemon {
                 log,
                 _dir: dir,
             };
-            match daemon.wait_ready() {
+            match daemon.wait_for(&ready) {
                 Ok(()) => return daemon,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("bidder run did not become ready:\n{log}"),
@@ -230,12 +245,17 @@ impl Daemon {
 
     /// Polls `/ready` until 200; the log if the daemon exits or time runs out.
     fn wait_ready(&mut self) -> Result<(), String> {
+        self.wait_for(Daemon::answers_ready)
+    }
+
+    /// Polls `ready` until it holds; the log if the daemon exits or time runs out.
+    fn wait_for(&mut self, ready: impl Fn(&Daemon) -> bool) -> Result<(), String> {
         let until = Instant::now() + READY_TIMEOUT;
         while Instant::now() < until {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited with {status}:\n{}", self.log()));
             }
-            if matches!(try_admin(self.admin, "GET", "/ready", b""), Ok((200, _))) {
+            if ready(self) {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(20));
@@ -693,6 +713,48 @@ fn the_tokio_engine_serves_when_configured() {
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(EXIT_TIMEOUT);
     assert!(status.success(), "exit {status}:\n{}", d.log());
+}
+
+#[test]
+fn serve_io_answers_every_request_204_unread_on_both_engines() {
+    for engine in ["io_uring", "tokio"] {
+        let spawn = |config: &Path, log: &Path| {
+            let mut run = Command::new(BIDDER);
+            run.args(["serve-io", "--config"]).arg(config);
+            spawn_logged(run, log)
+        };
+        let mut d = Daemon::start_until(
+            "serve-io",
+            |t| {
+                edit(
+                    &t,
+                    "engine = \"io_uring\"",
+                    &format!("engine = \"{engine}\""),
+                )
+            },
+            spawn,
+            |d| d.log().contains("I/O-only benchmark"),
+        );
+        let log = d.log();
+        assert!(log.contains("nothing is bid"), "{engine}: {log}");
+        let mut c = Client::connect(d.bid);
+        // A bid `bidder run` answers 200 and a body it refuses with 400: both 204
+        // here, neither read.
+        assert_eq!(
+            c.post("/bid/exchange-a", banner("io1").as_bytes()).status,
+            204
+        );
+        assert_eq!(c.post("/bid/exchange-a", b"{not json").status, 204);
+        // The engine's HTTP limits still apply: the framing is the engine's work.
+        let too_long =
+            b"POST /bid/exchange-a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+        assert_eq!(Client::connect(d.bid).request(too_long).status, 413);
+        // No admin listener: nothing that answers money questions runs.
+        assert!(try_admin(d.admin, "GET", "/health", b"").is_err());
+        d.signal(libc::SIGTERM);
+        let status = d.wait_exit(EXIT_TIMEOUT);
+        assert!(status.success(), "{engine}: exit {status}:\n{}", d.log());
+    }
 }
 
 #[test]

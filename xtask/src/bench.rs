@@ -4,10 +4,14 @@
 //! - `xdp`: CPU per over-limit request, XDP drop versus user-space 204
 //!   (`cargo bench -p bidder --bench xdp`).
 //! - `engines`: the io_uring engine (SQPOLL off and on), the tokio engine and nginx
-//!   `return 204`, one after another under the same clients. Each server is pinned to
-//!   CPU 0 and the client to CPU 1. Saturation is wrk's throughput (closed loop, the
-//!   shipped `perf/wrk/bid.lua`); latency is the open-loop `loadgen` at half of each
-//!   target's saturation, so coordinated omission cannot flatter it.
+//!   `return 204`, one after another under the same clients; each engine also answering
+//!   204 unread (`bidder serve-io`: its I/O cost alone), with two workers, with 16
+//!   requests pipelined, and answering in FlatBuffers. Servers are pinned to CPUs
+//!   0…workers−1 and the client to the next CPU. Saturation is wrk's throughput (closed
+//!   loop, the shipped `perf/wrk/bid.lua`); latency is the open-loop `loadgen` at half
+//!   of each target's saturation, so coordinated omission cannot flatter it. Every
+//!   target runs three times, round after round; the report gives each run and the
+//!   medians.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,43 +33,184 @@ const WRK_CONNECTIONS: u32 = 64;
 const HALF_RATE_DURATION_S: u32 = 8;
 /// How long a server may take to accept connections.
 const START_TIMEOUT_MS: u64 = 15_000;
-pub(crate) const SERVER_CPU: &str = "0";
-pub(crate) const CLIENT_CPU: &str = "1";
+/// Where a one-worker server and its client run (profile and the one-worker rows).
+pub(crate) const SERVER_CPU: usize = 0;
+pub(crate) const CLIENT_CPU: usize = 1;
 
-/// One benchmarked server (also what `xtask profile` starts).
-pub(crate) struct Target {
-    pub(crate) name: &'static str,
-    /// `engine` and extra `[server]` lines of the bidder config; `None` for nginx.
-    pub(crate) bidder: Option<(&'static str, &'static str)>,
+/// What serves a target.
+pub(crate) enum Kind {
+    /// `bidder run` on this engine, with extra `[server]` lines: the full bid path.
+    Bidder {
+        engine: &'static str,
+        extra: &'static str,
+    },
+    /// `bidder serve-io` on this engine: the same I/O and HTTP framing, every request
+    /// answered 204 unread; what the engine costs apart from the decision.
+    IoOnly { engine: &'static str },
+    /// nginx `return 204` (`perf/nginx/return204.conf`).
+    Nginx,
 }
 
-const TARGETS: [Target; 4] = [
+/// How the client loads a target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// The example requests, one in flight per connection; then latency at half of the
+    /// saturation rate.
+    Bids,
+    /// The example requests written `depth` at a time on each connection before the
+    /// answers are read (pipelining, as TechEmpower runs it); saturation only.
+    Pipelined(u32),
+    /// The example requests with `Accept: application/x-flatbuffers`: the FlatBuffers
+    /// answer; saturation only.
+    FlatBuffers,
+}
+
+impl Load {
+    fn label(self) -> String {
+        match self {
+            Load::Bids => "bids".into(),
+            Load::Pipelined(depth) => format!("pipelined ×{depth}"),
+            Load::FlatBuffers => "FlatBuffers".into(),
+        }
+    }
+
+    /// Options for `perf/wrk/bid.lua`, before the request files.
+    fn wrk_options(self) -> Vec<String> {
+        match self {
+            Load::Bids => Vec::new(),
+            Load::Pipelined(depth) => vec![format!("--depth={depth}")],
+            Load::FlatBuffers => vec!["--accept=application/x-flatbuffers".into()],
+        }
+    }
+}
+
+/// One benchmarked server and its load (also what `xtask profile` starts).
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    /// Worker threads, pinned to CPUs 0, 1, … (nginx: always one worker).
+    pub(crate) workers: usize,
+    pub(crate) load: Load,
+}
+
+/// Depth of the pipelined runs (TechEmpower's plaintext test uses 16).
+const PIPELINE_DEPTH: u32 = 16;
+/// Times each target is run; the report gives every run and the median.
+const RUNS: usize = 3;
+
+const IO_URING: Kind = Kind::Bidder {
+    engine: "io_uring",
+    extra: "",
+};
+const TOKIO: Kind = Kind::Bidder {
+    engine: "tokio",
+    extra: "",
+};
+
+const TARGETS: [Target; 13] = [
     Target {
         name: "io_uring",
-        bidder: Some(("io_uring", "")),
+        kind: IO_URING,
+        workers: 1,
+        load: Load::Bids,
+    },
+    Target {
+        name: "io_uring I/O only",
+        kind: Kind::IoOnly { engine: "io_uring" },
+        workers: 1,
+        load: Load::Bids,
     },
     Target {
         name: "io_uring+sqpoll",
-        bidder: Some(("io_uring", "sqpoll = true\nsqpoll_cpus = [1]\n")),
+        kind: Kind::Bidder {
+            engine: "io_uring",
+            extra: "sqpoll = true\nsqpoll_cpus = [1]\n",
+        },
+        workers: 1,
+        load: Load::Bids,
+    },
+    Target {
+        name: "io_uring ×2 workers",
+        kind: IO_URING,
+        workers: 2,
+        load: Load::Bids,
     },
     Target {
         name: "tokio",
-        bidder: Some(("tokio", "")),
+        kind: TOKIO,
+        workers: 1,
+        load: Load::Bids,
+    },
+    Target {
+        name: "tokio I/O only",
+        kind: Kind::IoOnly { engine: "tokio" },
+        workers: 1,
+        load: Load::Bids,
+    },
+    Target {
+        name: "tokio ×2 workers",
+        kind: TOKIO,
+        workers: 2,
+        load: Load::Bids,
     },
     Target {
         name: "nginx-204",
-        bidder: None,
+        kind: Kind::Nginx,
+        workers: 1,
+        load: Load::Bids,
+    },
+    Target {
+        name: "io_uring pipelined",
+        kind: IO_URING,
+        workers: 1,
+        load: Load::Pipelined(PIPELINE_DEPTH),
+    },
+    Target {
+        name: "tokio pipelined",
+        kind: TOKIO,
+        workers: 1,
+        load: Load::Pipelined(PIPELINE_DEPTH),
+    },
+    Target {
+        name: "nginx-204 pipelined",
+        kind: Kind::Nginx,
+        workers: 1,
+        load: Load::Pipelined(PIPELINE_DEPTH),
+    },
+    Target {
+        name: "io_uring FlatBuffers",
+        kind: IO_URING,
+        workers: 1,
+        load: Load::FlatBuffers,
+    },
+    Target {
+        name: "tokio FlatBuffers",
+        kind: TOKIO,
+        workers: 1,
+        load: Load::FlatBuffers,
     },
 ];
 
-/// Results of one target.
-struct Row {
-    name: &'static str,
+/// One run of one target.
+struct Sample {
     saturation_rps: f64,
-    half_rate: f64,
-    p50_us: u64,
-    p99_us: u64,
-    bid_rate: f64,
+    /// At half of this run's saturation: (rate, p50 µs, p99 µs, bid share); `None`
+    /// for saturation-only loads.
+    half: Option<(f64, u64, u64, f64)>,
+}
+
+/// The CPUs of a target's server (`0..workers`, as taskset and the bidder's `cores`
+/// list them) and of its client: the first CPU past the server's, or the last one
+/// (then shared with a worker) when the host has no more.
+fn cpus(workers: usize) -> (String, usize, bool) {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = (0..workers)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let apart = workers < host;
+    let client = if apart { workers } else { host - 1 };
+    (server, client, !apart)
 }
 
 /// `cargo xtask bench core [ARGS]`.
@@ -89,7 +234,8 @@ pub fn xdp() -> Result<()> {
     )
 }
 
-/// `cargo xtask bench engines`.
+/// `cargo xtask bench engines`: every target [`RUNS`] times, round after round (so a
+/// slow spell of the machine touches every target alike), then one report of medians.
 pub fn engines() -> Result<()> {
     setup::run()?;
     let root = paths::workspace_root();
@@ -111,38 +257,52 @@ pub fn engines() -> Result<()> {
     let work = std::env::temp_dir().join(format!("bidder-bench-{}", std::process::id()));
     fs::create_dir_all(&work)?;
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut rows = Vec::new();
-    for target in &TARGETS {
-        println!("\nbench: ── {} ──", target.name);
-        let server = start(target, root, &release, &work)?;
-        let url = format!("http://127.0.0.1:{}/bid/exchange-a", port(target));
-        let saturation_rps = wrk(root, &url)?;
-        let half_rate = (saturation_rps / 2.0).max(1.0);
-        let (p50_us, p99_us, bid_rate) =
-            loadgen(root, &release, &url, half_rate, HALF_RATE_DURATION_S)?;
-        drop(server);
-        println!(
-            "bench: {}: {saturation_rps:.0} req/s saturated; at {half_rate:.0} req/s p50 {p50_us} µs, p99 {p99_us} µs",
-            target.name
-        );
-        rows.push(Row {
-            name: target.name,
-            saturation_rps,
-            half_rate,
-            p50_us,
-            p99_us,
-            bid_rate,
-        });
+    let mut samples: Vec<Vec<Sample>> = TARGETS.iter().map(|_| Vec::new()).collect();
+    for run in 1..=RUNS {
+        for (target, samples) in TARGETS.iter().zip(&mut samples) {
+            println!("\nbench: ── {} (run {run} of {RUNS}) ──", target.name);
+            let sample = measure(target, root, &release, &work)?;
+            samples.push(sample);
+        }
     }
     let _ = fs::remove_dir_all(&work);
-    report(root, &rows, load_before.trim())
+    report(root, &samples, load_before.trim())
+}
+
+/// One run of `target`: saturation, then (for bids) latency at half of it.
+fn measure(target: &Target, root: &Path, release: &Path, work: &Path) -> Result<Sample> {
+    let server = start(target, root, release, work)?;
+    let url = format!("http://127.0.0.1:{}/bid/exchange-a", port(target));
+    let (_, client_cpu, _) = cpus(target.workers);
+    let saturation_rps = wrk(root, &url, target.load, client_cpu)?;
+    let half = match target.load {
+        Load::Bids => {
+            let rate = (saturation_rps / 2.0).max(1.0);
+            let (p50, p99, bids) =
+                loadgen_on(root, release, &url, rate, HALF_RATE_DURATION_S, client_cpu)?;
+            println!(
+                "bench: {}: at {rate:.0} req/s p50 {p50} µs, p99 {p99} µs",
+                target.name
+            );
+            Some((rate, p50, p99, bids))
+        }
+        Load::Pipelined(_) | Load::FlatBuffers => None,
+    };
+    drop(server);
+    println!(
+        "bench: {}: {saturation_rps:.0} req/s saturated",
+        target.name
+    );
+    Ok(Sample {
+        saturation_rps,
+        half,
+    })
 }
 
 fn port(target: &Target) -> u16 {
-    if target.bidder.is_some() {
-        BID_PORT
-    } else {
-        NGINX_PORT
+    match target.kind {
+        Kind::Bidder { .. } | Kind::IoOnly { .. } => BID_PORT,
+        Kind::Nginx => NGINX_PORT,
     }
 }
 
@@ -173,21 +333,35 @@ impl Drop for Server {
 }
 
 pub(crate) fn start(target: &Target, root: &Path, release: &Path, work: &Path) -> Result<Server> {
+    let (server_cpus, _, _) = cpus(target.workers);
     let mut cmd = Command::new("taskset");
     cmd.arg("-c")
-        .arg(SERVER_CPU)
+        .arg(&server_cpus)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    match target.bidder {
-        Some((engine, extra)) => {
-            let config = bench_config(root, engine, extra)?;
-            let path = work.join(format!("{}.toml", target.name.replace('+', "-")));
-            fs::write(&path, config)?;
+    let config_file = |engine: &str, extra: &str| -> Result<PathBuf> {
+        let config = bench_config(root, engine, extra, target.workers)?;
+        let name: String = target
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = work.join(format!("{name}.toml"));
+        fs::write(&path, config)?;
+        Ok(path)
+    };
+    match target.kind {
+        Kind::Bidder { engine, extra } => {
             cmd.arg(release.join("bidder"))
                 .args(["run", "--config"])
-                .arg(&path);
+                .arg(config_file(engine, extra)?);
         }
-        None => {
+        Kind::IoOnly { engine } => {
+            cmd.arg(release.join("bidder"))
+                .args(["serve-io", "--config"])
+                .arg(config_file(engine, "")?);
+        }
+        Kind::Nginx => {
             let prefix = work.join("nginx");
             fs::create_dir_all(&prefix)?;
             cmd.arg("nginx")
@@ -206,10 +380,11 @@ pub(crate) fn start(target: &Target, root: &Path, release: &Path, work: &Path) -
     Ok(server)
 }
 
-/// The demo configuration made fit for saturation: one worker on CPU 0, no partner
-/// limit, budgets that cannot run out, reservations that expire within the run, and
-/// the deadline cap of production (8 ms) kept.
-fn bench_config(root: &Path, engine: &str, extra_server: &str) -> Result<String> {
+/// The demo configuration made fit for saturation: `workers` workers on CPUs 0, 1, …,
+/// no partner limit, budgets that cannot run out, reservations that expire within the
+/// run, and the deadline cap of production (8 ms) kept.
+fn bench_config(root: &Path, engine: &str, extra_server: &str, workers: usize) -> Result<String> {
+    let (cores, _, _) = cpus(workers);
     let demo = root.join("bidder/examples/demo.toml");
     let text = fs::read_to_string(&demo).with_context(|| format!("reading {}", demo.display()))?;
     let key = root.join("bidder/examples/demo-notice.key");
@@ -225,7 +400,7 @@ fn bench_config(root: &Path, engine: &str, extra_server: &str) -> Result<String>
         } else if trimmed.starts_with("engine =") {
             format!("engine = \"{engine}\"\n{extra_server}")
         } else if trimmed.starts_with("cores =") {
-            format!("cores = [{SERVER_CPU}]")
+            format!("cores = [{cores}]")
         } else if trimmed.starts_with("qps_limit =") {
             "qps_limit = 100_000_000".into()
         } else if trimmed.starts_with("max_held_micros =") {
@@ -263,17 +438,19 @@ fn wait_listening(server: &mut Server, port: u16) -> Result<()> {
     bail!("server did not listen on port {port} within {START_TIMEOUT_MS} ms")
 }
 
-/// Saturation throughput: wrk's `Requests/sec`.
-fn wrk(root: &Path, url: &str) -> Result<f64> {
+/// Saturation throughput under `load`: wrk's `Requests/sec` (each answer counts, so a
+/// pipelined write of 16 requests counts 16), the client on `client_cpu`.
+fn wrk(root: &Path, url: &str, load: Load, client_cpu: usize) -> Result<f64> {
     let traffic = example_requests(&root.join("bidder/examples/traffic"))?;
     let output = Command::new("taskset")
-        .args(["-c", CLIENT_CPU, "wrk", "-t1"])
+        .args(["-c", &client_cpu.to_string(), "wrk", "-t1"])
         .arg(format!("-c{WRK_CONNECTIONS}"))
         .arg(format!("-d{WRK_DURATION_S}s"))
         .arg("-s")
         .arg(root.join("perf/wrk/bid.lua"))
         .arg(url)
         .arg("--")
+        .args(load.wrk_options())
         .args(&traffic)
         .output()
         .context("running wrk")?;
@@ -283,7 +460,12 @@ fn wrk(root: &Path, url: &str) -> Result<f64> {
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .context("wrk printed no Requests/sec")?;
+        .with_context(|| {
+            format!(
+                "wrk printed no Requests/sec: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
     if text.contains("Non-2xx or 3xx responses") {
         bail!("wrk saw error responses: the benchmark would measure errors");
     }
@@ -299,8 +481,20 @@ pub(crate) fn loadgen(
     rate: f64,
     duration_s: u32,
 ) -> Result<(u64, u64, f64)> {
+    loadgen_on(root, release, url, rate, duration_s, CLIENT_CPU)
+}
+
+/// [`loadgen`] on `client_cpu`.
+fn loadgen_on(
+    root: &Path,
+    release: &Path,
+    url: &str,
+    rate: f64,
+    duration_s: u32,
+    client_cpu: usize,
+) -> Result<(u64, u64, f64)> {
     let output = Command::new("taskset")
-        .args(["-c", CLIENT_CPU])
+        .args(["-c", &client_cpu.to_string()])
         .arg(release.join("loadgen"))
         .args(["run", "--url", url, "--quiet", "--json", "-c", "32"])
         .arg(format!("--rate={rate:.0}"))
@@ -331,39 +525,150 @@ fn example_requests(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Prints the comparison and writes JSON and Markdown under `perf/reports/`.
-fn report(root: &Path, rows: &[Row], load_before: &str) -> Result<()> {
-    let rps = |name: &str| {
+/// The median of `values` (the middle one; of two, their mean); NaN when empty.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// A target's runs summed up.
+struct Row<'t> {
+    target: &'t Target,
+    runs_rps: Vec<f64>,
+    rps: f64,
+    /// Medians at half rate: p50 µs, p99 µs, bid share, and every run's p99.
+    half: Option<(f64, f64, f64, Vec<u64>)>,
+}
+
+fn row<'t>(target: &'t Target, samples: &[Sample]) -> Row<'t> {
+    let runs_rps: Vec<f64> = samples.iter().map(|s| s.saturation_rps).collect();
+    let halves: Vec<(f64, u64, u64, f64)> = samples.iter().filter_map(|s| s.half).collect();
+    let half = (!halves.is_empty()).then(|| {
+        let mut p50: Vec<f64> = halves.iter().map(|h| h.1 as f64).collect();
+        let mut p99: Vec<f64> = halves.iter().map(|h| h.2 as f64).collect();
+        let mut bids: Vec<f64> = halves.iter().map(|h| h.3).collect();
+        let runs_p99 = halves.iter().map(|h| h.2).collect();
+        (
+            median(&mut p50),
+            median(&mut p99),
+            median(&mut bids),
+            runs_p99,
+        )
+    });
+    Row {
+        target,
+        rps: median(&mut runs_rps.clone()),
+        runs_rps,
+        half,
+    }
+}
+
+/// Prints the comparison and writes JSON and Markdown under `perf/reports/`. Ratios
+/// compare medians with nginx and the one-worker tokio engine under the same
+/// pipelining (a FlatBuffers row with the JSON rows).
+fn report(root: &Path, samples: &[Vec<Sample>], load_before: &str) -> Result<()> {
+    let rows: Vec<Row> = TARGETS
+        .iter()
+        .zip(samples)
+        .map(|(t, s)| row(t, s))
+        .collect();
+    let pipelined = |load: Load| matches!(load, Load::Pipelined(_));
+    let baseline = |row: &Row, want: fn(&Kind) -> bool| {
         rows.iter()
-            .find(|r| r.name == name)
-            .map_or(f64::NAN, |r| r.saturation_rps)
+            .find(|b| {
+                want(&b.target.kind)
+                    && b.target.workers == 1
+                    && pipelined(b.target.load) == pipelined(row.target.load)
+                    && b.target.load != Load::FlatBuffers
+            })
+            .map_or(f64::NAN, |b| b.rps)
     };
-    let (nginx, tokio) = (rps("nginx-204"), rps("tokio"));
-    let mut md = String::from("| target | req/s | × nginx | × tokio | p50 @ half (µs) | p99 @ half (µs) | bids |\n|---|---|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "| target | workers | load | req/s (median) | runs | × nginx | × tokio | p50 @ half (µs) | p99 @ half (µs) | p99 runs | bids |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
     let mut json = Vec::new();
-    for r in rows {
+    let mut shared_cpu = false;
+    for r in &rows {
+        let nginx = baseline(r, |k| matches!(k, Kind::Nginx));
+        let tokio = baseline(r, |k| {
+            matches!(
+                k,
+                Kind::Bidder {
+                    engine: "tokio",
+                    ..
+                }
+            )
+        });
+        let (_, client_cpu, shared) = cpus(r.target.workers);
+        shared_cpu |= shared;
+        let runs = r
+            .runs_rps
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let (p50, p99, p99_runs, bids) = match &r.half {
+            Some((p50, p99, bids, runs)) => (
+                format!("{p50:.0}"),
+                format!("{p99:.0}"),
+                runs.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                format!("{:.0}%", bids * 100.0),
+            ),
+            None => ("—".into(), "—".into(), "—".into(), "—".into()),
+        };
         md.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0}% |\n",
-            r.name,
-            r.saturation_rps,
-            r.saturation_rps / nginx,
-            r.saturation_rps / tokio,
-            r.p50_us,
-            r.p99_us,
-            r.bid_rate * 100.0
+            "| {} | {}{} | {} | {:.0} | {runs} | {:.2} | {:.2} | {p50} | {p99} | {p99_runs} | {bids} |\n",
+            r.target.name,
+            r.target.workers,
+            if shared { " (client shares a CPU)" } else { "" },
+            r.target.load.label(),
+            r.rps,
+            r.rps / nginx,
+            r.rps / tokio,
         ));
         json.push(serde_json::json!({
-            "target": r.name, "saturation_rps": r.saturation_rps, "half_rate": r.half_rate,
-            "p50_us": r.p50_us, "p99_us": r.p99_us, "bid_rate": r.bid_rate,
+            "target": r.target.name,
+            "workers": r.target.workers,
+            "client_cpu": client_cpu,
+            "client_shares_a_cpu": shared,
+            "load": r.target.load.label(),
+            "saturation_rps": r.rps,
+            "saturation_rps_runs": r.runs_rps,
+            "x_nginx": r.rps / nginx,
+            "x_tokio": r.rps / tokio,
+            "p50_us": r.half.as_ref().map(|h| h.0),
+            "p99_us": r.half.as_ref().map(|h| h.1),
+            "p99_us_runs": r.half.as_ref().map(|h| h.3.clone()),
+            "bid_rate": r.half.as_ref().map(|h| h.2),
         }));
     }
-    println!("\nbench: engines, one run (server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}; load before: {load_before})\n\n{md}");
+    let host = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\nbench: engines, median of {RUNS} runs (servers on CPUs 0…workers−1, the client on the next CPU{}; load before: {load_before})\n\n{md}",
+        if shared_cpu {
+            format!("; with {host} CPUs the ×2 rows' client shares CPU {} with a worker", host - 1)
+        } else {
+            String::new()
+        }
+    );
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let dir = root.join("perf/reports");
     fs::create_dir_all(&dir)?;
-    let doc = serde_json::json!({ "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "load_before": load_before, "targets": json });
+    let doc = serde_json::json!({
+        "cores": host,
+        "runs": RUNS,
+        "load_before": load_before,
+        "targets": json,
+    });
     fs::write(
         dir.join(format!("engines-{stamp}.json")),
         serde_json::to_string_pretty(&doc)?,

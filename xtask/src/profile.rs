@@ -24,7 +24,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 use inferno::collapse::{perf as perf_collapse, Collapse as _};
 use inferno::flamegraph;
 
-use crate::bench::{self, Target};
+use crate::bench::{self, Kind, Load, Target};
 use crate::{command, paths, setup};
 
 /// Load runs this long before sampling starts, so start-up and cold caches stay out
@@ -44,7 +44,12 @@ const STAT_EVENTS: &str = "task-clock,context-switches,cpu-migrations,page-fault
 /// The profiled server: the benchmark's plain io_uring target.
 const TARGET: Target = Target {
     name: "io_uring",
-    bidder: Some(("io_uring", "")),
+    kind: Kind::Bidder {
+        engine: "io_uring",
+        extra: "",
+    },
+    workers: 1,
+    load: Load::Bids,
 };
 
 /// What `cargo xtask profile` was asked for.

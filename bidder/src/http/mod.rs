@@ -38,5 +38,5 @@ pub use response::{
 };
 pub use route::{Route, RouteConfigError, Router, MAX_PARTNER_NAME_BYTES};
 pub use serve::{ConnState, HttpConfig, HttpConfigError, Server, Step};
-pub use service::{BidCall, Outcome, Service};
+pub use service::{BidCall, NoContent, Outcome, Service};
 pub use status::{canned, ConnectionHeader, Status, CONTINUE, STATUS_COUNT};

@@ -48,3 +48,14 @@ pub trait Service: Send + Sync {
     /// Decides on `call`, writing any bid body into `out` (cleared beforehand).
     fn handle(&self, call: &BidCall<'_>, out: &mut ResponseBuf) -> Outcome;
 }
+
+/// Answers every request `204 No Content` without reading its body or deciding: what
+/// an engine and the HTTP framing cost alone (`bidder serve-io`, the I/O-only rows of
+/// `cargo xtask bench engines`). It bids nothing.
+pub struct NoContent;
+
+impl Service for NoContent {
+    fn handle(&self, _call: &BidCall<'_>, _out: &mut ResponseBuf) -> Outcome {
+        Outcome::NoBid
+    }
+}
