@@ -31,6 +31,18 @@ impl Service for Echo {
     }
 }
 
+/// Answers with the request body itself: answers as large as the requests.
+struct Mirror;
+
+impl Service for Mirror {
+    fn handle(&self, call: &BidCall<'_>, out: &mut ResponseBuf) -> Outcome {
+        match out.write_all(call.body) {
+            Ok(()) => Outcome::Bid,
+            Err(_) => Outcome::NoBid,
+        }
+    }
+}
+
 fn config() -> RingConfig {
     RingConfig {
         serve: ServeConfig {
@@ -128,6 +140,46 @@ fn few_output_buffers_are_shared_by_waiting_connections() {
     for c in clients {
         c.join().expect("client thread");
     }
+}
+
+#[test]
+fn pipelined_answers_share_writes_and_one_that_does_not_fit_is_written_next() {
+    let mut config = config();
+    // Each output buffer holds one worst-case answer of 4 KiB (plus head room): small
+    // answers fit many to a buffer, a 3,000-byte one fits behind small ones but not
+    // behind another. The whole batch arrives in one 16 KiB receive.
+    config.serve.http.max_response_body_bytes = 4096;
+    config.recv_buffer_bytes = 16 * 1024;
+    let engine = Engine::start(config.clone(), Arc::new(Mirror), &metrics_for(&config))
+        .expect("engine starts");
+    let mut s = connect(&engine);
+    let sizes = [
+        100, 100, 3000, 100, 3000, 3000, 100, 100, 100, 100, 100, 100, 100, 100,
+    ];
+    let body = |i: usize| vec![b'a' + i as u8; sizes[i]];
+    let batch: Vec<u8> = (0..sizes.len())
+        .flat_map(|i| post("/bid/m", &body(i)))
+        .collect();
+    let writes_before = engine.totals().writes;
+    s.write_all(&batch).unwrap();
+    for (i, &size) in sizes.iter().enumerate() {
+        let r = read_response(&mut s);
+        assert_eq!((r.status, r.body.len()), (200, size), "answer {i}");
+        assert_eq!(r.body, body(i), "answer {i} in order, whole");
+    }
+    let writes = engine.totals().writes - writes_before;
+    // One write per answer before answers shared buffers. Now four: answers 0–3
+    // together, 4 (which did not fit behind them) next, 5–12 together, then 13 (one
+    // more if the batch arrives in two receives).
+    assert!(
+        writes <= 5,
+        "{writes} writes for {} pipelined answers",
+        sizes.len()
+    );
+    // The connection serves on, and every buffer came back (checked again at shutdown).
+    s.write_all(&post("/bid/m", b"after")).unwrap();
+    assert_eq!(read_response(&mut s).body, b"after");
+    engine.shutdown().unwrap();
 }
 
 #[test]

@@ -113,6 +113,28 @@ impl Pool {
         }
     }
 
+    /// Bytes in each buffer.
+    pub(crate) fn buf_bytes(&self) -> usize {
+        self.buf_bytes
+    }
+
+    /// Copies the first `len` bytes of buffer `from` into buffer `to` at offset `at`.
+    pub(crate) fn copy(&mut self, from: u32, len: usize, to: u32, at: usize) {
+        assert!(from < self.count && to < self.count && from != to);
+        assert!(len <= self.buf_bytes && at <= self.buf_bytes - len);
+        let base = self.region.ptr.as_ptr();
+        // SAFETY: both ranges lie inside the region (asserted) and in different buffers,
+        // so they do not overlap; `&mut self` excludes other slices from this pool, and
+        // callers copy only between buffers no kernel operation is using.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                base.add(from as usize * self.buf_bytes),
+                base.add(to as usize * self.buf_bytes + at),
+                len,
+            );
+        }
+    }
+
     /// Start of buffer `idx`, for submitting operations on it.
     pub(crate) fn ptr(&self, idx: u32) -> *const u8 {
         assert!(idx < self.count);

@@ -49,6 +49,9 @@ pub(crate) struct Conn {
     pub(crate) output: Option<u32>,
     pub(crate) out_len: usize,
     pub(crate) out_sent: usize,
+    /// An answer that did not fit behind the others in `output`: its buffer and length,
+    /// written once `output` is.
+    pub(crate) next_output: Option<(u32, usize)>,
     pub(crate) writing: bool,
     pub(crate) recv_armed: bool,
     /// Queued for an output buffer.
@@ -83,6 +86,7 @@ impl Conn {
             output: None,
             out_len: 0,
             out_sent: 0,
+            next_output: None,
             writing: false,
             recv_armed: false,
             waiting_for_output: false,

@@ -611,6 +611,7 @@ impl<S: Service> EventLoop<S> {
                 .build()
         };
         let user_data = token::encode(token::WRITE, conn.generation, slot);
+        WorkerStats::bump(&self.stats.writes);
         self.push(entry.user_data(user_data));
     }
 
@@ -629,6 +630,15 @@ impl<S: Service> EventLoop<S> {
         if conn.out_sent < conn.out_len {
             conn.writing = true;
             return self.submit_write(slot);
+        }
+        if let Some((next, len)) = conn.next_output.take() {
+            let written = conn.output.replace(next).expect("a write had its buffer");
+            conn.out_len = len;
+            conn.out_sent = 0;
+            conn.writing = true;
+            self.submit_write(slot);
+            self.outputs.give(written);
+            return self.serve_waiters();
         }
         conn.out_len = 0;
         conn.out_sent = 0;
@@ -694,6 +704,7 @@ impl<S: Service> EventLoop<S> {
         conn.drop_input();
         let held = conn.held.take();
         let output = conn.output.take();
+        let next_output = conn.next_output.take();
         let open_index = conn.open_index;
         self.open.swap_remove(open_index);
         if let Some(&moved) = self.open.get(open_index) {
@@ -704,6 +715,9 @@ impl<S: Service> EventLoop<S> {
         self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
         if let Some(held) = held {
             self.give_back(held.bid);
+        }
+        if let Some((idx, _)) = next_output {
+            self.outputs.give(idx);
         }
         if let Some(idx) = output {
             self.outputs.give(idx);
@@ -880,6 +894,7 @@ fn idle(conn: &Conn) -> bool {
         && !conn.writing
         && !conn.waiting_for_output
         && conn.out_len == 0
+        && conn.next_output.is_none()
 }
 
 /// Where `serve` counts: the engine's own stats and the metrics both engines share.
@@ -892,6 +907,11 @@ struct Meters<'a> {
 /// Serves requests from `input` into the connection's output buffer until the input has
 /// no complete request, the buffer is full, or the connection must close. Returns the
 /// input bytes consumed.
+///
+/// Pipelined requests share one write: an answer behind others, where the buffer lacks
+/// room for a worst-case answer (the body limit; real answers are ~1 KiB), is served
+/// into a spare buffer and copied behind them if it fits after all; if not, it is
+/// written next, and serving stops until then.
 #[allow(clippy::too_many_arguments)]
 fn serve<S: Service>(
     server: &mut Server<S>,
@@ -904,7 +924,11 @@ fn serve<S: Service>(
     now: Instant,
 ) -> usize {
     let mut pos = 0;
-    while !conn.writing && !conn.close_after_write && pos < input.len() {
+    while !conn.writing
+        && !conn.close_after_write
+        && conn.next_output.is_none()
+        && pos < input.len()
+    {
         let idx = match conn.output {
             Some(idx) => idx,
             None => match outputs.take() {
@@ -921,10 +945,29 @@ fn serve<S: Service>(
                 }
             },
         };
-        let mut out = OutBuf::new(&mut outputs.get_mut(idx)[conn.out_len..]);
+        let room = outputs.buf_bytes() - conn.out_len;
+        let spare = if room < server.min_out_bytes() && conn.out_len > 0 {
+            match outputs.take() {
+                Some(spare) => Some(spare),
+                None => break, // write what is there first
+            }
+        } else {
+            None
+        };
+        let (into, at) = spare.map_or((idx, conn.out_len), |spare| (spare, 0));
+        let mut out = OutBuf::new(&mut outputs.get_mut(into)[at..]);
         let started = monotonic_now();
         let step = server.serve_one(&mut conn.http, &input[pos..], now, &mut out);
-        conn.out_len += out.len();
+        let written = out.len();
+        match spare {
+            None => conn.out_len += written,
+            Some(spare) if written <= room => {
+                outputs.copy(spare, written, idx, conn.out_len);
+                conn.out_len += written;
+                outputs.give(spare);
+            }
+            Some(spare) => conn.next_output = Some((spare, written)),
+        }
         match step {
             Step::Incomplete | Step::OutFull => break,
             Step::Answered {

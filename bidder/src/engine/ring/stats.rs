@@ -34,6 +34,8 @@ pub struct WorkerStats {
     pub recv_buffer_exhaustions: AtomicU64,
     /// Accept completions that failed (e.g. out of file descriptors).
     pub accept_errors: AtomicU64,
+    /// Writes submitted: fewer than responses when pipelined answers share one.
+    pub writes: AtomicU64,
 }
 
 /// A plain copy of [`WorkerStats`] at one moment.
@@ -63,6 +65,8 @@ pub struct StatsSnapshot {
     pub recv_buffer_exhaustions: u64,
     /// See [`WorkerStats::accept_errors`].
     pub accept_errors: u64,
+    /// See [`WorkerStats::writes`].
+    pub writes: u64,
 }
 
 impl StatsSnapshot {
@@ -87,6 +91,7 @@ impl StatsSnapshot {
         self.request_timeouts += other.request_timeouts;
         self.recv_buffer_exhaustions += other.recv_buffer_exhaustions;
         self.accept_errors += other.accept_errors;
+        self.writes += other.writes;
     }
 }
 
@@ -107,6 +112,7 @@ impl WorkerStats {
             request_timeouts: get(&self.request_timeouts),
             recv_buffer_exhaustions: get(&self.recv_buffer_exhaustions),
             accept_errors: get(&self.accept_errors),
+            writes: get(&self.writes),
         }
     }
 
@@ -143,7 +149,7 @@ impl crate::metrics::Collect for RingStatsCollector {
                 accept_errors: s.accept_errors,
             }
             .render(out, &labels);
-            let ring_only: [(&'static str, &'static str, u64); 2] = [
+            let ring_only: [(&'static str, &'static str, u64); 3] = [
                 (
                     "bidder_ring_input_overflows_total",
                     "Connections closed for sending far more than could be buffered.",
@@ -153,6 +159,11 @@ impl crate::metrics::Collect for RingStatsCollector {
                     "bidder_ring_recv_buffer_exhaustions_total",
                     "Multishot receives ended by an empty provided-buffer ring and re-armed.",
                     s.recv_buffer_exhaustions,
+                ),
+                (
+                    "bidder_ring_writes_total",
+                    "Writes submitted; fewer than responses when pipelined answers share one.",
+                    s.writes,
                 ),
             ];
             for (name, help, value) in ring_only {
