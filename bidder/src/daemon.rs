@@ -23,7 +23,7 @@ use crate::control::{
     ControlConfig, ControlError, ControlParts, ControlPort, NoticeListenerConfig, Notices,
     Readiness,
 };
-use crate::engine::ring::{RingConfig, SqPoll};
+use crate::engine::ring::{RingConfig, RingWrite, SqPoll};
 use crate::engine::{EngineError, ServeConfig};
 use crate::http::{HttpConfig, HttpLimits, NoContent, Service};
 use crate::metrics::{Collect, WorkerMetrics};
@@ -618,6 +618,10 @@ pub fn ring_config(server: &ServerConfig) -> RingConfig {
             idle_ms: server.sqpoll_idle_ms,
             cpus: server.sqpoll_cpus.clone(),
         }),
+        write: match server.ring_write.as_str() {
+            "send" => RingWrite::Send,
+            _ => RingWrite::Fixed,
+        },
         ..RingConfig::default()
     }
 }

@@ -91,6 +91,7 @@ fn each_broken_rule_names_line_field_and_fix() {
         ("[bidding]\ndeadline_cap_ms = 0", "", "", &["bidding.deadline_cap_ms", "1..=1000"]),
         ("[server]\nlisten = \"nope\"", "", "", &["test.toml:2:", "server.listen", "ip:port"]),
         ("[server]\nengine = \"epoll\"", "", "", &["server.engine", "io_uring"]),
+        ("[server]\nring_write = \"zerocopy\"", "", "", &["server.ring_write", "unknown way to write `zerocopy`", "\"send\""]),
         // One bound for both engines: what validates runs on either.
         ("[server]\nengine = \"tokio\"\nmax_connections_per_worker = 2_000_000", "", "", &["server.max_connections_per_worker", "outside 1..=1048576"]),
         ("[server]\nmax_connections_per_worker = 2_000_000", "", "", &["server.max_connections_per_worker", "outside 1..=1048576"]),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use bidder::engine::ring::{Engine, RingConfig, SqPoll};
+use bidder::engine::ring::{Engine, RingConfig, RingWrite, SqPoll};
 use bidder::engine::{EngineError, ServeConfig};
 use bidder::http::{BidCall, HttpConfig, HttpLimits, Outcome, ResponseBuf, Service, Status};
 use testkit::http::read_response;
@@ -71,6 +71,7 @@ fn config() -> RingConfig {
         output_buffers: 16,
         timer_tick_ms: 5,
         sqpoll: None,
+        write: RingWrite::Fixed,
     }
 }
 
@@ -179,6 +180,33 @@ fn pipelined_answers_share_writes_and_one_that_does_not_fit_is_written_next() {
     // The connection serves on, and every buffer came back (checked again at shutdown).
     s.write_all(&post("/bid/m", b"after")).unwrap();
     assert_eq!(read_response(&mut s).body, b"after");
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn send_mode_serves_pipelined_and_large_answers() {
+    let mut config = RingConfig {
+        write: RingWrite::Send,
+        ..config()
+    };
+    config.serve.http.max_response_body_bytes = 4096;
+    let engine = Engine::start(config.clone(), Arc::new(Mirror), &metrics_for(&config))
+        .expect("engine starts");
+    assert!(
+        engine.features()[0].fixed_buffers,
+        "registered all the same"
+    );
+    let mut s = connect(&engine);
+    let sizes = [10, 3000, 3000, 10, 4000];
+    let body = |i: usize| vec![b'k' + i as u8; sizes[i]];
+    let batch: Vec<u8> = (0..sizes.len())
+        .flat_map(|i| post("/bid/s", &body(i)))
+        .collect();
+    s.write_all(&batch).unwrap();
+    for i in 0..sizes.len() {
+        assert_eq!(read_response(&mut s).body, body(i), "answer {i}");
+    }
+    s.shutdown(Shutdown::Both).unwrap();
     engine.shutdown().unwrap();
 }
 

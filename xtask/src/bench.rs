@@ -107,7 +107,7 @@ const TOKIO: Kind = Kind::Bidder {
     extra: "",
 };
 
-const TARGETS: [Target; 13] = [
+const TARGETS: [Target; 14] = [
     Target {
         name: "io_uring",
         kind: IO_URING,
@@ -117,6 +117,15 @@ const TARGETS: [Target; 13] = [
     Target {
         name: "io_uring I/O only",
         kind: Kind::IoOnly { engine: "io_uring" },
+        workers: 1,
+        load: Load::Bids,
+    },
+    Target {
+        name: "io_uring send",
+        kind: Kind::Bidder {
+            engine: "io_uring",
+            extra: "ring_write = \"send\"\n",
+        },
         workers: 1,
         load: Load::Bids,
     },

@@ -146,6 +146,10 @@ pub struct ServerConfig {
     pub sqpoll_cpus: Vec<usize>,
     /// How long an idle polling thread spins before it sleeps.
     pub sqpoll_idle_ms: u32,
+    /// How the io_uring engine writes answers: `fixed` (a write from the registered
+    /// output buffer; the default) or `send` (a socket send from the same buffer).
+    /// `cargo xtask bench engines` measures both.
+    pub ring_write: String,
 }
 
 impl Default for ServerConfig {
@@ -169,6 +173,7 @@ impl Default for ServerConfig {
             sqpoll: false,
             sqpoll_cpus: Vec::new(),
             sqpoll_idle_ms: 100,
+            ring_write: "fixed".into(),
         }
     }
 }

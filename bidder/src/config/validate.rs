@@ -109,6 +109,13 @@ fn server(p: &mut Problems) {
             "use \"io_uring\" or \"tokio\"",
         );
     }
+    if !matches!(s.ring_write.as_str(), "fixed" | "send") {
+        p.add(
+            "server.ring_write".into(),
+            format!("unknown way to write `{}`", s.ring_write),
+            "use \"fixed\" (registered buffers) or \"send\"",
+        );
+    }
     if s.cores.is_empty() {
         p.add(
             "server.cores".into(),

@@ -24,7 +24,7 @@ use bidder::config::Config;
 use bidder::control::Registry;
 use bidder::decide::strategy::{CampaignStrategy, StaticStrategy, StrategySource};
 use bidder::decide::DecisionStats;
-use bidder::engine::ring::{Engine, RingConfig};
+use bidder::engine::ring::{Engine, RingConfig, RingWrite};
 use bidder::engine::tokio::{TokioEngine, TokioEngineConfig};
 use bidder::engine::ServeConfig;
 use bidder::http::{HttpConfig, HttpLimits, Status};
@@ -102,6 +102,7 @@ impl EngineSettings {
             output_buffers: 32,
             timer_tick_ms: 5,
             sqpoll: None,
+            write: RingWrite::Fixed,
         }
     }
 

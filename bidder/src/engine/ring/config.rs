@@ -35,6 +35,19 @@ pub struct RingConfig {
     pub timer_tick_ms: u64,
     /// Submission polling; `None` to submit with `io_uring_enter`.
     pub sqpoll: Option<SqPoll>,
+    /// How answers are written from the output buffers.
+    pub write: RingWrite,
+}
+
+/// How the io_uring engine writes an answer from its output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingWrite {
+    /// `IORING_OP_WRITE_FIXED` from the registered buffer (the kernel skips mapping the
+    /// user pages per call); `Send` where registration failed.
+    #[default]
+    Fixed,
+    /// `IORING_OP_SEND` from the same buffer, as a plain socket write.
+    Send,
 }
 
 impl Default for RingConfig {
@@ -50,6 +63,7 @@ impl Default for RingConfig {
             output_buffers: 256,
             timer_tick_ms: 10,
             sqpoll: None,
+            write: RingWrite::Fixed,
         }
     }
 }

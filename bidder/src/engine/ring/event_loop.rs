@@ -16,7 +16,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use tracing::{debug, warn};
 
 use super::buffers::{BufRing, Pool, RECV_BUFFER_GROUP};
-use super::config::RingConfig;
+use super::config::{RingConfig, RingWrite};
 use super::conn::{token, Conn, Held, Phase};
 use super::probe::RingFeatures;
 use super::socket;
@@ -56,6 +56,8 @@ pub(crate) struct EventLoop<S> {
     // operation still refers to the memory below.
     ring: IoUring,
     features: RingFeatures,
+    /// Write with `WriteFixed` (registered buffers, and configured) or `Send`.
+    write_fixed: bool,
     index: usize,
     server: Server<S>,
     stats: Arc<WorkerStats>,
@@ -132,6 +134,7 @@ impl<S: Service> EventLoop<S> {
         Ok(EventLoop {
             ring,
             features,
+            write_fixed: features.fixed_buffers && config.write == RingWrite::Fixed,
             index,
             server,
             stats,
@@ -601,7 +604,7 @@ impl<S: Service> EventLoop<S> {
         let ptr = unsafe { self.outputs.ptr(idx).add(conn.out_sent) };
         let len = (conn.out_len - conn.out_sent) as u32;
         let fd = types::Fd(conn.fd);
-        let entry = if self.features.fixed_buffers {
+        let entry = if self.write_fixed {
             opcode::WriteFixed::new(fd, ptr, len, idx as u16)
                 .offset(u64::MAX)
                 .build()

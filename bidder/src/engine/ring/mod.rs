@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-pub use config::{RingConfig, SqPoll, MAX_OUTPUT_BUFFERS, MAX_RECV_BUFFERS};
+pub use config::{RingConfig, RingWrite, SqPoll, MAX_OUTPUT_BUFFERS, MAX_RECV_BUFFERS};
 pub use probe::RingFeatures;
 pub use stats::{StatsSnapshot, WorkerStats};
 
