@@ -200,12 +200,20 @@ const TARGETS: [Target; 14] = [
     },
 ];
 
+/// What loadgen measured at one rate (in `bench engines`, half of a run's saturation).
+#[derive(Clone, Copy)]
+pub(crate) struct Latency {
+    pub(crate) p50_us: u64,
+    pub(crate) p99_us: u64,
+    /// Share of answers that were bids.
+    pub(crate) bid_share: f64,
+}
+
 /// One run of one target.
 struct Sample {
     saturation_rps: f64,
-    /// At half of this run's saturation: (rate, p50 µs, p99 µs, bid share); `None`
-    /// for saturation-only loads.
-    half: Option<(f64, u64, u64, f64)>,
+    /// `None` for saturation-only loads.
+    half: Option<Latency>,
 }
 
 /// The CPUs of a target's server (`0..workers`, as taskset and the bidder's `cores`
@@ -287,13 +295,12 @@ fn measure(target: &Target, root: &Path, release: &Path, work: &Path) -> Result<
     let half = match target.load {
         Load::Bids => {
             let rate = (saturation_rps / 2.0).max(1.0);
-            let (p50, p99, bids) =
-                loadgen_on(root, release, &url, rate, HALF_RATE_DURATION_S, client_cpu)?;
+            let half = loadgen(root, release, &url, rate, HALF_RATE_DURATION_S, client_cpu)?;
             println!(
-                "bench: {}: at {rate:.0} req/s p50 {p50} µs, p99 {p99} µs",
-                target.name
+                "bench: {}: at {rate:.0} req/s p50 {} µs, p99 {} µs",
+                target.name, half.p50_us, half.p99_us
             );
-            Some((rate, p50, p99, bids))
+            Some(half)
         }
         Load::Pipelined(_) | Load::FlatBuffers => None,
     };
@@ -482,26 +489,15 @@ fn wrk(root: &Path, url: &str, load: Load, client_cpu: usize) -> Result<f64> {
 }
 
 /// Latency at `rate` for `duration_s` with the open-loop generator, pinned to
-/// `CLIENT_CPU`: (p50, p99, bid share).
+/// `client_cpu`.
 pub(crate) fn loadgen(
     root: &Path,
     release: &Path,
     url: &str,
     rate: f64,
     duration_s: u32,
-) -> Result<(u64, u64, f64)> {
-    loadgen_on(root, release, url, rate, duration_s, CLIENT_CPU)
-}
-
-/// [`loadgen`] on `client_cpu`.
-fn loadgen_on(
-    root: &Path,
-    release: &Path,
-    url: &str,
-    rate: f64,
-    duration_s: u32,
     client_cpu: usize,
-) -> Result<(u64, u64, f64)> {
+) -> Result<Latency> {
     let output = Command::new("taskset")
         .args(["-c", &client_cpu.to_string()])
         .arg(release.join("loadgen"))
@@ -518,11 +514,11 @@ fn loadgen_on(
         )
     })?;
     let latency = &report["latency_us"];
-    Ok((
-        latency["p50"].as_u64().unwrap_or(0),
-        latency["p99"].as_u64().unwrap_or(0),
-        report["bid_rate"].as_f64().unwrap_or(0.0),
-    ))
+    Ok(Latency {
+        p50_us: latency["p50"].as_u64().unwrap_or(0),
+        p99_us: latency["p99"].as_u64().unwrap_or(0),
+        bid_share: report["bid_rate"].as_f64().unwrap_or(0.0),
+    })
 }
 
 fn example_requests(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -549,24 +545,28 @@ struct Row<'t> {
     target: &'t Target,
     runs_rps: Vec<f64>,
     rps: f64,
-    /// Medians at half rate: p50 µs, p99 µs, bid share, and every run's p99.
-    half: Option<(f64, f64, f64, Vec<u64>)>,
+    half: Option<LatencyMedians>,
+}
+
+/// The medians of a target's [`Latency`] runs, and every run's p99.
+struct LatencyMedians {
+    p50_us: f64,
+    p99_us: f64,
+    bid_share: f64,
+    p99_runs_us: Vec<u64>,
 }
 
 fn row<'t>(target: &'t Target, samples: &[Sample]) -> Row<'t> {
     let runs_rps: Vec<f64> = samples.iter().map(|s| s.saturation_rps).collect();
-    let halves: Vec<(f64, u64, u64, f64)> = samples.iter().filter_map(|s| s.half).collect();
+    let halves: Vec<Latency> = samples.iter().filter_map(|s| s.half).collect();
     let half = (!halves.is_empty()).then(|| {
-        let mut p50: Vec<f64> = halves.iter().map(|h| h.1 as f64).collect();
-        let mut p99: Vec<f64> = halves.iter().map(|h| h.2 as f64).collect();
-        let mut bids: Vec<f64> = halves.iter().map(|h| h.3).collect();
-        let runs_p99 = halves.iter().map(|h| h.2).collect();
-        (
-            median(&mut p50),
-            median(&mut p99),
-            median(&mut bids),
-            runs_p99,
-        )
+        let of = |f: fn(&Latency) -> f64| median(&mut halves.iter().map(f).collect::<Vec<_>>());
+        LatencyMedians {
+            p50_us: of(|h| h.p50_us as f64),
+            p99_us: of(|h| h.p99_us as f64),
+            bid_share: of(|h| h.bid_share),
+            p99_runs_us: halves.iter().map(|h| h.p99_us).collect(),
+        }
     });
     Row {
         target,
@@ -621,14 +621,15 @@ fn report(root: &Path, samples: &[Vec<Sample>], load_before: &str) -> Result<()>
             .collect::<Vec<_>>()
             .join(" / ");
         let (p50, p99, p99_runs, bids) = match &r.half {
-            Some((p50, p99, bids, runs)) => (
-                format!("{p50:.0}"),
-                format!("{p99:.0}"),
-                runs.iter()
+            Some(h) => (
+                format!("{:.0}", h.p50_us),
+                format!("{:.0}", h.p99_us),
+                h.p99_runs_us
+                    .iter()
                     .map(u64::to_string)
                     .collect::<Vec<_>>()
                     .join(" / "),
-                format!("{:.0}%", bids * 100.0),
+                format!("{:.0}%", h.bid_share * 100.0),
             ),
             None => ("—".into(), "—".into(), "—".into(), "—".into()),
         };
@@ -652,10 +653,10 @@ fn report(root: &Path, samples: &[Vec<Sample>], load_before: &str) -> Result<()>
             "saturation_rps_runs": r.runs_rps,
             "x_nginx": r.rps / nginx,
             "x_tokio": r.rps / tokio,
-            "p50_us": r.half.as_ref().map(|h| h.0),
-            "p99_us": r.half.as_ref().map(|h| h.1),
-            "p99_us_runs": r.half.as_ref().map(|h| h.3.clone()),
-            "bid_rate": r.half.as_ref().map(|h| h.2),
+            "p50_us": r.half.as_ref().map(|h| h.p50_us),
+            "p99_us": r.half.as_ref().map(|h| h.p99_us),
+            "p99_us_runs": r.half.as_ref().map(|h| h.p99_runs_us.clone()),
+            "bid_rate": r.half.as_ref().map(|h| h.bid_share),
         }));
     }
     let host = std::thread::available_parallelism().map_or(0, |n| n.get());

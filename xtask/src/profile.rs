@@ -101,7 +101,11 @@ pub fn run(opts: &Options) -> Result<()> {
         recorded.stat
     );
     print_latency(&recorded.metrics)?;
-    let (p50, p99, bid_rate) = recorded.loadgen;
+    let bench::Latency {
+        p50_us: p50,
+        p99_us: p99,
+        bid_share: bid_rate,
+    } = recorded.loadgen;
     println!(
         "\nprofile: loadgen at {} req/s: p50 {p50} µs, p99 {p99} µs (client side), {:.0}% bids",
         opts.rate,
@@ -169,7 +173,7 @@ struct Recorded {
     folded: String,
     stat: String,
     metrics: String,
-    loadgen: (u64, u64, f64),
+    loadgen: bench::Latency,
 }
 
 /// Starts the bidder, loads it, records, counts, scrapes `/metrics`, and stops it.
@@ -190,7 +194,9 @@ fn record_under_load(
         bench::SERVER_CPU,
         bench::CLIENT_CPU
     );
-    let load = thread::spawn(move || bench::loadgen(&load_root, &load_bin, &url, rate, load_s));
+    let load = thread::spawn(move || {
+        bench::loadgen(&load_root, &load_bin, &url, rate, load_s, bench::CLIENT_CPU)
+    });
     thread::sleep(Duration::from_secs(WARM_UP_S.into()));
 
     let data = work.join("perf.data");
