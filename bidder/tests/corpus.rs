@@ -1,6 +1,7 @@
 //! The OpenRTB corpus (`shared/fixtures/openrtb`, described by its `MANIFEST.json`)
-//! through the parser: every real request parses, every broken body fails clearly, and
-//! chosen files yield the values a decision depends on.
+//! through the parser: every real request parses, every broken body fails clearly,
+//! chosen files yield the values a decision depends on, and the bid path's one-pass
+//! reader makes the same of every file, cut and mutation as the simd-json reference.
 //!
 //! The corpus path comes from `BIDDER_FIXTURES`, else `<manifest dir>/../../shared/
 //! fixtures/openrtb`. A missing corpus fails the run: a silent skip would let CI pass
@@ -11,7 +12,9 @@ use testkit::corpus_dir;
 use std::io::Read;
 use std::sync::OnceLock;
 
-use bidder::openrtb::{BidRequest, NativeRequest, Origins, ParseError, Parser};
+use bidder::openrtb::{
+    compare_readers, Agreement, BidRequest, NativeRequest, Origins, ParseError, Parser,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
@@ -461,11 +464,54 @@ fn corpus_requests() -> &'static [Vec<u8>] {
     })
 }
 
-fn parse_without_panic(body: &mut [u8]) {
+/// Both readers make the same of `body` (see `openrtb::compare_readers`), and what
+/// the bid path's reader accepted resolves without a panic.
+fn readers_agree_and_never_panic(body: &[u8]) {
+    if let Err(disagreement) = compare_readers(body) {
+        panic!("{disagreement}\nbody: {}", String::from_utf8_lossy(body));
+    }
+    let mut copy = body.to_vec();
     let mut parser = Parser::new();
-    if let Ok(req) = parser.parse(body) {
+    if let Ok(req) = parser.parse(&mut copy) {
         exercise(&req);
     };
+}
+
+/// Prefixes of each corpus body checked by the differential test: evenly spaced cuts,
+/// which land inside every kind of token.
+const PREFIXES_PER_BODY: usize = 48;
+
+#[test]
+fn both_readers_agree_on_every_corpus_file_and_on_cuts_of_each_request() {
+    let (mut accepted, mut refused) = (0, 0);
+    for entry in manifest() {
+        let body = read_body(&entry.path);
+        match compare_readers(&body) {
+            Ok(Agreement::Accepted) => accepted += 1,
+            Ok(Agreement::Refused(_)) => refused += 1,
+            Err(disagreement) => panic!("{}: {disagreement}", entry.path),
+        }
+    }
+    // The corpus holds both real requests and broken bodies: both paths are compared.
+    assert!(
+        accepted >= 100 && refused >= 1,
+        "{accepted} accepted, {refused} refused"
+    );
+    let mut cuts_refused = 0;
+    for body in corpus_requests() {
+        let step = (body.len() / PREFIXES_PER_BODY).max(1);
+        for cut in (0..body.len()).step_by(step) {
+            match compare_readers(&body[..cut]) {
+                Ok(Agreement::Refused(_)) => cuts_refused += 1,
+                Ok(Agreement::Accepted) => {}
+                Err(disagreement) => panic!("cut at {cut}: {disagreement}"),
+            }
+        }
+    }
+    assert!(
+        cuts_refused > 1000,
+        "only {cuts_refused} cut bodies refused"
+    );
 }
 
 fn count_nodes(v: &Value) -> usize {
@@ -517,7 +563,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
 
 proptest! {
     #[test]
-    fn corpus_requests_with_bytes_overwritten_or_cut_never_panic(
+    fn corpus_requests_with_bytes_overwritten_or_cut_read_alike_without_panic(
         pick in any::<Index>(),
         edits in prop::collection::vec((any::<Index>(), any::<u8>()), 0..8),
         cut in any::<Option<Index>>(),
@@ -530,11 +576,11 @@ proptest! {
         if let Some(cut) = cut {
             body.truncate(cut.index(body.len()));
         }
-        parse_without_panic(&mut body);
+        readers_agree_and_never_panic(&body);
     }
 
     #[test]
-    fn corpus_requests_with_values_of_the_wrong_type_never_panic(
+    fn corpus_requests_with_values_of_the_wrong_type_read_alike_without_panic(
         pick in any::<Index>(),
         edits in prop::collection::vec((any::<Index>(), arb_json()), 1..4),
     ) {
@@ -543,7 +589,7 @@ proptest! {
             let mut n = at.index(count_nodes(&doc));
             replace_nth(&mut doc, &mut n, with);
         }
-        let mut body = serde_json::to_vec(&doc).expect("re-encode");
-        parse_without_panic(&mut body);
+        let body = serde_json::to_vec(&doc).expect("re-encode");
+        readers_agree_and_never_panic(&body);
     }
 }

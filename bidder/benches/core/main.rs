@@ -15,7 +15,8 @@
 //! - **trust checks**: what consent, invalid-traffic and supply-chain checks add to
 //!   that request's decision against the same request and book with none of them
 //!   (alternating rounds, each side's best round; goal ≤ 200 ns);
-//! - **stages** of that banner request: parse only, decide only, encode only;
+//! - **stages** of that banner request: parse only (the one-pass reader, then the
+//!   simd-json reference it replaced), decide only, encode only;
 //! - **baseline**: the same request parsed into a `serde_json::Value`, a reference
 //!   point for the parser and the whole request. On a shared machine, load from other
 //!   processes comes and goes between scenarios, so both absolute numbers and ratios
@@ -36,7 +37,7 @@ use std::fmt::Write as _;
 use bidder::bid::pipeline::Bidding;
 use bidder::decide::{Context, Decider};
 use bidder::money::notice::NoticeSigner;
-use bidder::openrtb::Parser;
+use bidder::openrtb::{JsonReader, Parser};
 use serde_json::{json, Value};
 
 use measure::{Plan, Summary};
@@ -403,8 +404,10 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
     let body = workload::PBS_SITE_BANNER.as_bytes();
     let plan = mode.plan(300_000);
 
-    let mut parse = ParseOnly::new(body, BATCH);
+    let mut parse = ParseOnly::new(body, BATCH, JsonReader::OnePass);
     let parsed = Summary::of(&measure::run(&mut parse, plan));
+    let mut reference = ParseOnly::new(body, BATCH, JsonReader::Tape);
+    let reference = Summary::of(&measure::run(&mut reference, plan));
 
     let mut parser = Parser::new();
     let mut buf = body.to_vec();
@@ -460,7 +463,12 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
     rows.push(Row {
         name: "stage: parse only".into(),
         summary: parsed,
-        extra: json!({ "body_bytes": body.len() }),
+        extra: json!({ "body_bytes": body.len(), "reader": "one pass" }),
+    });
+    rows.push(Row {
+        name: "stage: parse only, simd-json tape (reference)".into(),
+        summary: reference,
+        extra: json!({ "body_bytes": body.len(), "reader": "simd-json tape" }),
     });
     rows.push(Row {
         name: "stage: decide only".into(),

@@ -9,7 +9,7 @@ use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::decide::{ChosenBid, Context, Decider};
 use bidder::money::bid_id::{BidId, BidIdGen};
 use bidder::money::notice::NoticeSigner;
-use bidder::openrtb::{BidRequest, Parser};
+use bidder::openrtb::{BidRequest, JsonReader, Parser};
 use bidder::respond::{BidOut, Encoder, ResponseOut};
 
 use crate::measure::Scenario;
@@ -110,9 +110,9 @@ pub struct ParseOnly<'b> {
 }
 
 impl<'b> ParseOnly<'b> {
-    pub fn new(body: &'b [u8], batch: usize) -> ParseOnly<'b> {
+    pub fn new(body: &'b [u8], batch: usize, reader: JsonReader) -> ParseOnly<'b> {
         ParseOnly {
-            parser: Parser::new(),
+            parser: Parser::with_reader(reader),
             body,
             slots: Slots::new(batch, body.len()),
         }

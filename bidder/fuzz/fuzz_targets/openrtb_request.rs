@@ -1,13 +1,18 @@
-//! Fuzzes the OpenRTB reader: any body must parse into a request or fail with a
-//! `ParseError`, never panic, and never hold more imps than the limit.
+//! Fuzzes the OpenRTB readers against each other: any body must give the same request
+//! (or the same refusal) from the bid path's one-pass reader and from the simd-json
+//! reference (`openrtb::compare_readers`), neither may panic, and an accepted request
+//! never holds more imps than the limit.
 
 #![no_main]
 
-use bidder::openrtb::{Parser, MAX_IMPS};
+use bidder::openrtb::{compare_readers, Parser, MAX_IMPS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // simd-json parses in place, as the bid path does with its own copy.
+    if let Err(disagreement) = compare_readers(data) {
+        panic!("the readers disagree: {disagreement}");
+    }
+    // Both readers unescape in place, as the bid path does with its own copy.
     let mut body = data.to_vec();
     let mut parser = Parser::new();
     let imps = match parser.parse(&mut body) {

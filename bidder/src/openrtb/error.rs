@@ -3,7 +3,7 @@
 //! exchange's integration engineer can fix their side from the log line alone.
 
 /// A bid request body that was refused. Building one never allocates (the JSON
-/// variant keeps simd-json's error value, which holds no heap data for syntax errors).
+/// variant keeps the reader's fault, which holds no heap data for syntax errors).
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The body exceeds [`super::MAX_REQUEST_BYTES`]; refused before any parsing.
@@ -17,11 +17,11 @@ pub enum ParseError {
     /// The body is not valid JSON (or not valid UTF-8).
     #[error("bid request is not valid JSON (near byte {offset}): {source}")]
     InvalidJson {
-        /// Byte offset simd-json reports for the fault.
+        /// Byte offset the reader reports for the fault.
         offset: usize,
-        /// simd-json's description of the fault.
+        /// What the reader found there.
         #[source]
-        source: simd_json::Error,
+        source: JsonSyntax,
     },
     /// Objects and arrays nest deeper than [`super::MAX_DEPTH`].
     #[error("bid request nests objects/arrays deeper than {max} levels")]
@@ -63,4 +63,26 @@ pub enum ParseError {
         /// The limit in force.
         max: usize,
     },
+}
+
+impl ParseError {
+    /// Whether the body was refused as JSON (not JSON, or nested too deep) rather than
+    /// as a bid request: such a refusal stands whatever else the body holds.
+    pub fn is_json(&self) -> bool {
+        matches!(
+            self,
+            ParseError::InvalidJson { .. } | ParseError::TooDeep { .. }
+        )
+    }
+}
+
+/// What was wrong with bytes that are not JSON, in the words of the reader that found it.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonSyntax {
+    /// Found by the bid path's one-pass reader.
+    #[error("{0}")]
+    Scan(&'static str),
+    /// Found by simd-json, the reference reader.
+    #[error(transparent)]
+    Tape(simd_json::Error),
 }

@@ -1,5 +1,6 @@
 //! OpenRTB 2.6 bid requests: a borrowed, flat model of what the decision core reads,
-//! and the simd-json parser that fills it without allocating once warm.
+//! and the parser that fills it in one pass without allocating once warm (simd-json,
+//! the reference it is held to, stays available as [`JsonReader::Tape`]).
 //!
 //! Entry point: [`Parser::parse`]. Both engines (io_uring and tokio) call it with the
 //! request body; the decision core reads the [`BidRequest`] it returns.
@@ -25,19 +26,23 @@
 //! rule (block lists, seat lists, supply chain) makes the whole request fail, so that
 //! no bid is ever made on a partially read block list.
 
+mod differential;
 mod error;
 mod extract;
 mod model;
 mod parser;
+mod read;
+mod scan;
 pub(crate) mod scratch;
 mod tape;
 #[cfg(test)]
 mod tests;
 mod version;
 
-pub use error::ParseError;
+pub use differential::{compare_readers, Agreement};
+pub use error::{JsonSyntax, ParseError};
 pub use model::*;
-pub use parser::{Parsed, Parser};
+pub use parser::{JsonReader, Parsed, Parser};
 pub use version::OpenRtbVersion;
 
 pub use crate::limits::MAX_REQUEST_BYTES;

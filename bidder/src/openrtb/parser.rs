@@ -1,15 +1,29 @@
-//! The parser object each worker owns: simd-json's scratch buffers, the tape, and the
-//! request pools, all kept across requests so that a warmed-up parser allocates
-//! nothing (pinned by `tests/parse_alloc.rs`).
+//! The parser object each worker owns: the request pools (and, for the reference
+//! reader, simd-json's scratch buffers and tape), all kept across requests so that a
+//! warmed-up parser allocates nothing (pinned by `tests/parse_alloc.rs`).
 
 use std::mem;
 use std::ops::Deref;
 
 use simd_json::{Buffers, ErrorType, Tape};
 
-use super::error::ParseError;
+use super::error::{JsonSyntax, ParseError};
 use super::model::BidRequest;
+use super::scan::Scanner;
+use super::tape::TapeReader;
 use super::{extract, MAX_DEPTH, MAX_REQUEST_BYTES};
+
+/// Which JSON reader fills the model. Both feed the same extraction and give the same
+/// request or the same refusal (the differential tests and fuzz target hold them to it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JsonReader {
+    /// One pass that checks every byte and converts only the fields the decision
+    /// reads: the bid path's reader.
+    #[default]
+    OnePass,
+    /// simd-json's full tape, then the same walk: the reference.
+    Tape,
+}
 
 /// Body size the scratch buffers are first sized for, in bytes; they grow to the
 /// largest body seen (at most [`MAX_REQUEST_BYTES`]) and stay there.
@@ -17,6 +31,7 @@ const INITIAL_BODY_BYTES: usize = 8 * 1024;
 
 /// Reusable OpenRTB parser. One per worker thread; not shared, never locked.
 pub struct Parser {
+    reader: JsonReader,
     buffers: Buffers,
     /// Empty between parses; holds its capacity.
     tape: Tape<'static>,
@@ -31,10 +46,21 @@ impl Default for Parser {
 }
 
 impl Parser {
-    /// A parser sized for a typical request; the first few requests grow its buffers.
+    /// A parser with the bid path's reader; the first few requests grow its pools.
     pub fn new() -> Self {
+        Self::with_reader(JsonReader::OnePass)
+    }
+
+    /// A parser with the given reader.
+    pub fn with_reader(reader: JsonReader) -> Self {
+        // The one-pass reader needs no scratch: the tape's buffers start empty.
+        let scratch_bytes = match reader {
+            JsonReader::OnePass => 0,
+            JsonReader::Tape => INITIAL_BODY_BYTES,
+        };
         Self {
-            buffers: Buffers::with_max_depth(INITIAL_BODY_BYTES, MAX_DEPTH),
+            reader,
+            buffers: Buffers::with_max_depth(scratch_bytes, MAX_DEPTH),
             tape: Tape(Vec::new()),
             spare: BidRequest::empty(),
         }
@@ -62,13 +88,22 @@ impl Parser {
                 max: MAX_REQUEST_BYTES,
             });
         }
-        let mut tape: Tape<'a> = mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let mut req: BidRequest<'a> = mem::take(&mut self.spare).recycle();
-        let result = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
-            Ok(()) => extract::request(&tape.0, &mut req),
-            Err(e) => Err(json_error(e)),
+        let result = match self.reader {
+            JsonReader::OnePass => match Scanner::new(body) {
+                Ok(mut scanner) => extract::request(&mut scanner, &mut req),
+                Err(e) => Err(e.into()),
+            },
+            JsonReader::Tape => {
+                let mut tape: Tape<'a> = mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+                let result = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
+                    Ok(()) => extract::request(&mut TapeReader::new(&tape.0), &mut req),
+                    Err(e) => Err(json_error(e)),
+                };
+                self.tape = tape.reset();
+                result
+            }
         };
-        self.tape = tape.reset();
         match result {
             Ok(()) => Ok(Parsed { parser: self, req }),
             Err(e) => {
@@ -86,7 +121,7 @@ fn json_error(e: simd_json::Error) -> ParseError {
     }
     ParseError::InvalidJson {
         offset: e.index(),
-        source: e,
+        source: JsonSyntax::Tape(e),
     }
 }
 

@@ -1,144 +1,150 @@
-//! Reading simd-json's tape: object fields, array items and typed scalars.
+//! The reference reader: simd-json's tape of the whole document, walked forward.
 //!
 //! The tape is a flat `Vec<Node>` in document order; a container node records how many
-//! nodes follow inside it, so skipping an unwanted value is one addition. Everything
-//! here reads with `get` and returns `None` on a mismatch, so a malformed or
-//! unexpected document can never index out of bounds.
-//!
-//! Type rule (one rule for every optional field): a value of the wrong JSON type, an
-//! integer out of range, or an empty string is treated as absent. The one exception is
-//! a floor (`bidfloor`): one of the wrong type refuses the request (`extract.rs`).
+//! nodes follow inside it, so skipping an unwanted value is one addition. simd-json has
+//! already checked the document, so the only faults left here would be bugs in the
+//! walk; they are refused as invalid JSON rather than trusted (every read is a `get`).
 
 use simd_json::{Node, StaticNode};
 
-/// Index one past the value starting at `i` (containers span their children).
-pub(crate) fn value_end(nodes: &[Node<'_>], i: usize) -> usize {
-    match nodes.get(i) {
-        Some(Node::Object { count, .. } | Node::Array { count, .. }) => i + 1 + count,
-        _ => i + 1,
-    }
-}
+use super::read::{JsonError, Kind, Reader, Scalar};
+use super::MAX_DEPTH;
 
-/// Iterator over `(key, value index)` of the object starting at node `i`.
-pub(crate) struct Fields<'t, 'a> {
+/// A forward-only walk over a finished tape.
+pub(crate) struct TapeReader<'t, 'a> {
     nodes: &'t [Node<'a>],
     next: usize,
-    left: usize,
+    depth: usize,
+    /// Per open container: the fields or items not yet visited.
+    left: [usize; MAX_DEPTH],
+    /// Bit `d` set: the container at depth `d + 1` is an object.
+    objects: u64,
 }
 
-/// The fields of the object at `i`, or `None` when `i` is not an object.
-pub(crate) fn object<'t, 'a>(nodes: &'t [Node<'a>], i: usize) -> Option<Fields<'t, 'a>> {
-    match nodes.get(i) {
-        Some(Node::Object { len, .. }) => Some(Fields {
+impl<'t, 'a> TapeReader<'t, 'a> {
+    pub(crate) fn new(nodes: &'t [Node<'a>]) -> Self {
+        Self {
             nodes,
-            next: i + 1,
-            left: *len,
-        }),
-        _ => None,
-    }
-}
-
-impl<'a> Iterator for Fields<'_, 'a> {
-    type Item = (&'a str, usize);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
+            next: 0,
+            depth: 0,
+            left: [0; MAX_DEPTH],
+            objects: 0,
         }
-        let Some(Node::String(key)) = self.nodes.get(self.next) else {
-            self.left = 0;
-            return None;
+    }
+
+    #[cold]
+    fn fail(&self, why: &'static str) -> JsonError {
+        JsonError::Syntax { offset: 0, why }
+    }
+
+    fn node(&self) -> Result<&'t Node<'a>, JsonError> {
+        self.nodes
+            .get(self.next)
+            .ok_or_else(|| self.fail("tape ended early"))
+    }
+
+    fn enter(&mut self, object: bool) -> Result<(), JsonError> {
+        let len = match self.node()? {
+            Node::Object { len, .. } if object => *len,
+            Node::Array { len, .. } if !object => *len,
+            _ => return Err(self.fail("tape walk out of step")),
         };
-        let value = self.next + 1;
-        self.next = value_end(self.nodes, value);
-        self.left -= 1;
-        Some((key, value))
-    }
-}
-
-/// Iterator over the value indexes of the array starting at node `i`.
-pub(crate) struct Items<'t, 'a> {
-    nodes: &'t [Node<'a>],
-    next: usize,
-    left: usize,
-}
-
-/// The items of the array at `i` and their count, or `None` when `i` is not an array.
-pub(crate) fn array<'t, 'a>(nodes: &'t [Node<'a>], i: usize) -> Option<Items<'t, 'a>> {
-    match nodes.get(i) {
-        Some(Node::Array { len, .. }) => Some(Items {
-            nodes,
-            next: i + 1,
-            left: *len,
-        }),
-        _ => None,
-    }
-}
-
-impl Items<'_, '_> {
-    /// Number of items the array holds on the wire.
-    pub(crate) fn wire_len(&self) -> usize {
-        self.left
-    }
-}
-
-impl Iterator for Items<'_, '_> {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        if self.left == 0 || self.next >= self.nodes.len() {
-            return None;
+        if self.depth == MAX_DEPTH {
+            return Err(JsonError::TooDeep);
         }
-        let item = self.next;
-        self.next = value_end(self.nodes, item);
-        self.left -= 1;
-        Some(item)
+        self.left[self.depth] = len;
+        self.objects = (self.objects & !(1 << self.depth)) | (u64::from(object) << self.depth);
+        self.depth += 1;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Counts one member of the innermost container; `false` (and steps out) when
+    /// none is left.
+    fn member(&mut self) -> bool {
+        debug_assert!(self.depth > 0);
+        let left = &mut self.left[self.depth - 1];
+        if *left == 0 {
+            self.depth -= 1;
+            return false;
+        }
+        *left -= 1;
+        true
     }
 }
 
-/// A non-empty string.
-pub(crate) fn str_at<'a>(nodes: &[Node<'a>], i: usize) -> Option<&'a str> {
-    match nodes.get(i) {
-        Some(Node::String(s)) if !s.is_empty() => Some(s),
-        _ => None,
+impl<'a> Reader<'a> for TapeReader<'_, 'a> {
+    fn peek(&mut self) -> Result<Kind, JsonError> {
+        Ok(match self.node()? {
+            Node::Object { .. } => Kind::Object,
+            Node::Array { .. } => Kind::Array,
+            Node::String(_) => Kind::String,
+            Node::Static(StaticNode::Bool(_)) => Kind::Bool,
+            Node::Static(StaticNode::Null) => Kind::Null,
+            Node::Static(_) => Kind::Number,
+        })
     }
-}
 
-/// Any JSON number, as `f64`.
-pub(crate) fn f64_at(nodes: &[Node<'_>], i: usize) -> Option<f64> {
-    match nodes.get(i)? {
-        Node::Static(StaticNode::I64(v)) => Some(*v as f64),
-        Node::Static(StaticNode::U64(v)) => Some(*v as f64),
-        Node::Static(StaticNode::F64(v)) => Some(*v),
-        _ => None,
+    fn scalar(&mut self) -> Result<Scalar<'a>, JsonError> {
+        let value = match self.node()? {
+            Node::String(s) => Scalar::Str(s),
+            Node::Static(StaticNode::I64(v)) => Scalar::I64(*v),
+            Node::Static(StaticNode::U64(v)) => Scalar::U64(*v),
+            Node::Static(StaticNode::F64(v)) => Scalar::F64(*v),
+            Node::Static(StaticNode::Bool(b)) => Scalar::Bool(*b),
+            Node::Static(StaticNode::Null) => Scalar::Null,
+            Node::Object { .. } | Node::Array { .. } => Scalar::Container,
+        };
+        self.skip()?;
+        Ok(value)
     }
-}
 
-/// An integer (or a float with an integral value, which some exchanges send), as `i64`.
-pub(crate) fn i64_at(nodes: &[Node<'_>], i: usize) -> Option<i64> {
-    match nodes.get(i)? {
-        Node::Static(StaticNode::I64(v)) => Some(*v),
-        Node::Static(StaticNode::U64(v)) => i64::try_from(*v).ok(),
-        Node::Static(StaticNode::F64(v)) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
-        _ => None,
+    fn skip(&mut self) -> Result<(), JsonError> {
+        self.next += match self.node()? {
+            Node::Object { count, .. } | Node::Array { count, .. } => 1 + count,
+            _ => 1,
+        };
+        Ok(())
     }
-}
 
-/// A non-negative integer that fits `u32`.
-pub(crate) fn u32_at(nodes: &[Node<'_>], i: usize) -> Option<u32> {
-    u32::try_from(i64_at(nodes, i)?).ok()
-}
+    fn enter_object(&mut self) -> Result<(), JsonError> {
+        self.enter(true)
+    }
 
-/// An integer that fits `i32`.
-pub(crate) fn i32_at(nodes: &[Node<'_>], i: usize) -> Option<i32> {
-    i32::try_from(i64_at(nodes, i)?).ok()
-}
+    fn enter_array(&mut self) -> Result<(), JsonError> {
+        self.enter(false)
+    }
 
-/// A 0/1 flag. Any non-zero number means set, which fails closed for privacy flags
-/// (`gdpr: 2` is treated as "applies"); JSON booleans are accepted too.
-pub(crate) fn flag_at(nodes: &[Node<'_>], i: usize) -> Option<bool> {
-    match nodes.get(i)? {
-        Node::Static(StaticNode::Bool(b)) => Some(*b),
-        _ => f64_at(nodes, i).map(|v| v != 0.0),
+    fn key(&mut self) -> Result<Option<&'a str>, JsonError> {
+        debug_assert!(self.in_object());
+        if !self.member() {
+            return Ok(None);
+        }
+        let Node::String(key) = self.node()? else {
+            return Err(self.fail("tape walk out of step"));
+        };
+        self.next += 1;
+        Ok(Some(key))
+    }
+
+    fn item(&mut self) -> Result<bool, JsonError> {
+        debug_assert!(!self.in_object());
+        Ok(self.member())
+    }
+
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn in_object(&self) -> bool {
+        self.depth > 0 && self.objects & (1 << (self.depth - 1)) != 0
+    }
+
+    fn finish(&mut self) -> Result<(), JsonError> {
+        debug_assert_eq!(self.depth, 0);
+        if self.next != self.nodes.len() {
+            return Err(self.fail("tape walk out of step"));
+        }
+        Ok(())
     }
 }

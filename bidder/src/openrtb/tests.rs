@@ -799,3 +799,125 @@ proptest! {
         let _ = parser.parse(&mut raw);
     }
 }
+
+/// What a body must come to, on both readers.
+#[derive(Debug)]
+enum Expect {
+    Accept,
+    /// Refused with the `ParseError` variant of this name.
+    Refuse(&'static str),
+}
+
+fn variant(e: &ParseError) -> &'static str {
+    match e {
+        ParseError::TooLarge { .. } => "TooLarge",
+        ParseError::InvalidJson { .. } => "InvalidJson",
+        ParseError::TooDeep { .. } => "TooDeep",
+        ParseError::NotAnObject => "NotAnObject",
+        ParseError::MissingId => "MissingId",
+        ParseError::MissingImp => "MissingImp",
+        ParseError::ImpMissingId { .. } => "ImpMissingId",
+        ParseError::WrongType { .. } => "WrongType",
+        ParseError::ListTooLong { .. } => "ListTooLong",
+    }
+}
+
+#[test]
+fn both_readers_agree_on_edge_cases_and_reach_the_expected_outcome() {
+    use Expect::{Accept, Refuse};
+    let nested = |levels: usize| {
+        with_root(&format!(
+            ",\"ext\":{}{}",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        ))
+    };
+    let many = |n: usize| repeat("\"x\"", n);
+    let cases: Vec<(&str, String, Expect)> = vec![
+        ("unknown fields of every type", with_root(r#","x":{"a":[1,2.5e3,-0,true,null,"s"]},"y":[]"#), Accept),
+        ("whitespace everywhere", " {\r\n\t\"id\" : \"r\" , \"imp\" : [ { \"id\" : \"1\" } ] } \n".into(), Accept),
+        ("escapes in values", with_root(r#","site":{"domain":"a\"b\\c\/d\n\u00e9\ud83d\ude00"}"#), Accept),
+        ("escaped keys", r#"{"\u0069d":"r","imp":[{"i\u0064":"1"}]}"#.into(), Accept),
+        ("raw unicode", with_root(r#","site":{"name":"Zürich 東京 🙂"}"#), Accept),
+        ("escape at the end of a long string", with_root(r#","site":{"page":"abcdefghijklmnopqrstuvwxyz\\"}"#), Accept),
+        ("lone high surrogate", with_root(r#","x":"\ud83d""#), Refuse("InvalidJson")),
+        ("lone low surrogate", with_root(r#","x":"\ude00""#), Refuse("InvalidJson")),
+        ("bad escape", with_root(r#","x":"\q""#), Refuse("InvalidJson")),
+        ("short unicode escape", with_root(r#","x":"\u12""#), Refuse("InvalidJson")),
+        ("2.5 ext locations", with_root(r#","user":{"ext":{"consent":"CO","eids":[{"source":"s","uids":[{"id":"u"}]}]}},"regs":{"ext":{"gdpr":1,"us_privacy":"1YNN"}},"source":{"ext":{"schain":{"complete":1,"nodes":[{"asi":"a","sid":"1","hp":1}]}}}"#), Accept),
+        ("2.6 beats ext", with_root(r#","regs":{"gdpr":0,"ext":{"gdpr":1}},"source":{"schain":{"complete":0},"ext":{"schain":{"complete":1}}}"#), Accept),
+        ("ext schain over its limit is not used when schain is there", with_root(&format!(r#","source":{{"ext":{{"schain":{{"nodes":[{}]}}}},"schain":{{"complete":1}}}}"#, repeat("{}", MAX_SCHAIN_NODES + 1))), Accept),
+        ("ext schain over its limit refuses when it is used", with_root(&format!(r#","source":{{"ext":{{"schain":{{"nodes":[{}]}}}}}}"#, repeat("{}", MAX_SCHAIN_NODES + 1))), Refuse("ListTooLong")),
+        ("native request as a string", with_imp(r#","native":{"request":"{\"ver\":\"1.2\",\"assets\":[]}"}"#), Accept),
+        ("native request as an object", with_imp(r#","native":{"request":{"ver":"1.2"}}"#), Accept),
+        ("duplicate keys, last wins", r#"{"id":"a","id":"b","imp":[{"id":"x"}],"imp":[{"id":"1","bidfloor":1},{"id":"2"}],"tmax":100,"tmax":"no"}"#.into(), Accept),
+        ("an earlier bad imp list is replaced", r#"{"id":"r","imp":[{}],"imp":[{"id":"1"}]}"#.into(), Accept),
+        ("a later bad imp list counts", r#"{"id":"r","imp":[{"id":"1"}],"imp":[{}]}"#.into(), Refuse("ImpMissingId")),
+        ("missing id is reported before a bad imp", r#"{"imp":[{}]}"#.into(), Refuse("MissingId")),
+        ("a bad imp waits for later fields' refusals", format!(r#"{{"id":"r","imp":[{{}}],"bcat":[{}]}}"#, many(MAX_LIST_ITEMS + 1)), Refuse("ListTooLong")),
+        ("imps past the limit are not read", format!(r#"{{"id":"r","imp":[{},{{}}]}}"#, repeat(r#"{"id":"1"}"#, MAX_IMPS)), Accept),
+        ("lists at and past their limit", with_root(&format!(r#","bcat":[{}]"#, many(MAX_LIST_ITEMS))), Accept),
+        ("list past its limit", with_root(&format!(r#","badv":[{}]"#, many(MAX_LIST_ITEMS + 1))), Refuse("ListTooLong")),
+        ("nesting at the limit", nested(MAX_DEPTH - 1), Accept),
+        ("nesting past the limit", nested(MAX_DEPTH), Refuse("TooDeep")),
+        // Found by the fuzzer: too deep and malformed, simd-json names the syntax first.
+        ("too deep and malformed", format!("{}{{\"mp\":[{{\"id\":\"1\"\":{{32", "[".repeat(32)), Refuse("TooDeep")),
+        ("numbers: integral floats, exponents, negative zero", with_root(r#","tmax":1.2e2,"at":1.0,"device":{"geo":{"lat":0e-1,"lon":-0.0,"utcoffset":-60}}"#), Accept),
+        ("largest integers", with_root(r#","x":[18446744073709551615,-9223372036854775808]"#), Accept),
+        ("integer past u64", with_root(r#","x":18446744073709551616"#), Refuse("InvalidJson")),
+        ("integer past i64", with_root(r#","x":-9223372036854775809"#), Refuse("InvalidJson")),
+        ("float past f64", with_root(r#","x":1e400"#), Refuse("InvalidJson")),
+        ("float under f64", with_root(r#","x":1e-400"#), Accept),
+        ("leading zero", with_root(r#","x":01"#), Refuse("InvalidJson")),
+        ("bare minus", with_root(r#","x":-"#), Refuse("InvalidJson")),
+        ("dot without digits", with_root(r#","x":1."#), Refuse("InvalidJson")),
+        ("control byte in a string", with_root(",\"x\":\"a\tb\""), Refuse("InvalidJson")),
+        ("trailing comma in an object", r#"{"id":"r","imp":[{"id":"1"}],}"#.into(), Refuse("InvalidJson")),
+        ("trailing comma in an array", r#"{"id":"r","imp":[{"id":"1"},]}"#.into(), Refuse("InvalidJson")),
+        ("trailing bytes", format!("{} x", with_root("")), Refuse("InvalidJson")),
+        ("two documents", format!("{}{{}}", with_root("")), Refuse("InvalidJson")),
+        ("bad literal", with_root(r#","test":tru"#), Refuse("InvalidJson")),
+        ("not an object", r#"[{"id":"r"}]"#.into(), Refuse("NotAnObject")),
+        ("a string", r#""id""#.into(), Refuse("NotAnObject")),
+        ("empty", String::new(), Refuse("InvalidJson")),
+        ("invalid JSON after a refusal", r#"{"imp":[],"x":}"#.into(), Refuse("InvalidJson")),
+        ("byte order mark", format!("\u{feff}{}", with_root("")), Refuse("InvalidJson")),
+        ("floor of the wrong type", with_imp(r#","bidfloor":{"v":1}"#), Refuse("WrongType")),
+        ("floor null", with_imp(r#","bidfloor":null"#), Accept),
+    ];
+    for (name, body, expect) in cases {
+        let agreement = compare_readers(body.as_bytes()).unwrap_or_else(|d| panic!("{name}: {d}"));
+        let mut bytes = body.into_bytes();
+        let outcome = Parser::new()
+            .parse(&mut bytes)
+            .map(|_| ())
+            .map_err(|e| variant(&e));
+        match (&expect, outcome) {
+            (Expect::Accept, Ok(())) => assert_eq!(agreement, Agreement::Accepted, "{name}"),
+            (Expect::Refuse(want), Err(got)) if *want == got => {}
+            (_, got) => panic!("{name}: expected {expect:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_refused_by_both_readers() {
+    let body = b"{\"id\":\"r\",\"imp\":[{\"id\":\"1\"}],\"x\":\"\xc3\"}";
+    let agreement = compare_readers(body).expect("readers agree");
+    assert!(
+        matches!(agreement, Agreement::Refused(ref e) if e.contains("not valid JSON")),
+        "{agreement:?}"
+    );
+}
+
+#[test]
+fn the_one_pass_reader_unescapes_what_it_reads_in_place() {
+    parse_ok(
+        &with_root(r#","site":{"domain":"a\"b\u00e9\ud83d\ude00","page":"x\/y"}"#),
+        |req| {
+            let site = req.site.expect("site");
+            assert_eq!(site.domain, Some("a\"bé😀"));
+            assert_eq!(site.page, Some("x/y"));
+        },
+    );
+}
