@@ -5,7 +5,7 @@
 
 use bidder::money::bid_id::BidIdGen;
 use bidder::money::notice::NoticeSigner;
-use bidder::respond::{encode_nobid_json, BidOut, Encoder, ResponseOut};
+use bidder::respond::{encode_nobid_json, BidOut, CreativeOut, Encoder, ResponseOut, Template};
 
 #[global_allocator]
 static ALLOCATOR: testkit::CountingAllocator = testkit::CountingAllocator;
@@ -25,6 +25,19 @@ fn encoders_do_not_allocate_in_steady_state() {
     let mut ids = BidIdGen::new(3, 4);
     let adomain = vec!["advertiser.example".to_owned()];
     let cat = vec!["IAB1".to_owned()];
+    let creative = CreativeOut {
+        campaign_id: "camp-1",
+        creative_id: "cr-1",
+        adm: "<div class=\"ad\">\n<img src=\"https://ad.example/${AUCTION_PRICE}\"></div>",
+        adomain: &adomain,
+        cat: &cat,
+        attr: &[3],
+        w: 728,
+        h: 90,
+        mtype: 1,
+    };
+    // As the bid path encodes: the creative's part written once, before the loop.
+    let template = Template::new(&creative);
     let bid = |ids: &mut BidIdGen, imp_id| BidOut {
         bid_id: ids.next_id(1_000),
         imp_id,
@@ -39,6 +52,7 @@ fn encoders_do_not_allocate_in_steady_state() {
         h: 90,
         mtype: 1,
         deal_id: None,
+        template: Some(&template),
     };
     let mut out = Vec::with_capacity(16 * 1024);
 

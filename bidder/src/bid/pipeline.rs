@@ -359,6 +359,7 @@ pub fn bid_out<'a>(
         h: creative.h,
         mtype: creative.media as u8,
         deal_id,
+        template: Some(&creative.template),
     }
 }
 

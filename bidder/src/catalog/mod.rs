@@ -24,6 +24,7 @@ use crate::money::budget::BudgetLimits;
 use crate::money::frequency::{FrequencyCap, UserSource};
 use crate::money::period::Calendar;
 use crate::openrtb::OpenRtbVersion;
+use crate::respond::{CreativeOut, Template};
 
 /// Position of a campaign in [`Catalog::campaigns`] (and in every [`CampaignSet`]).
 pub type CampaignIdx = usize;
@@ -172,6 +173,28 @@ pub struct Creative {
     pub cat_ids: Vec<u32>,
     /// `adomain` as [`Vocabulary`] ids.
     pub adomain_ids: Vec<u32>,
+    /// Its part of a JSON bid, encoded once (see [`Template`]); made by
+    /// [`Creative::with_template`] from the fields above.
+    pub template: Template,
+}
+
+impl Creative {
+    /// This creative with its [`Template`] made from its current fields, for the
+    /// campaign `campaign_id` it belongs to.
+    pub fn with_template(mut self, campaign_id: &str) -> Creative {
+        self.template = Template::new(&CreativeOut {
+            campaign_id,
+            creative_id: &self.id,
+            adm: &self.adm,
+            adomain: &self.adomain,
+            cat: &self.cat,
+            attr: &self.attr,
+            w: self.w,
+            h: self.h,
+            mtype: self.media as u8,
+        });
+        self
+    }
 }
 
 /// Ids for the categories and advertiser domains creatives carry, so a request's
@@ -457,23 +480,27 @@ fn compile_campaign(
         .iter()
         .filter_map(|cr| {
             let adomain: Vec<String> = cr.adomain.iter().map(|d| d.to_ascii_lowercase()).collect();
-            Some(Creative {
-                cat_ids: vocabulary.category_ids(&cr.cat),
-                adomain_ids: adomain
-                    .iter()
-                    .map(|d| Vocabulary::id(&mut vocabulary.adomains, d))
-                    .collect(),
-                id: cr.id.clone(),
-                media: MediaType::parse(&cr.format)?,
-                w: cr.w,
-                h: cr.h,
-                attr: cr.attr.clone(),
-                adomain,
-                cat: cr.cat.clone(),
-                adm: cr.adm.clone(),
-                duration_s: cr.duration_s,
-                mime: cr.mime.to_ascii_lowercase(),
-            })
+            Some(
+                Creative {
+                    cat_ids: vocabulary.category_ids(&cr.cat),
+                    adomain_ids: adomain
+                        .iter()
+                        .map(|d| Vocabulary::id(&mut vocabulary.adomains, d))
+                        .collect(),
+                    id: cr.id.clone(),
+                    media: MediaType::parse(&cr.format)?,
+                    w: cr.w,
+                    h: cr.h,
+                    attr: cr.attr.clone(),
+                    adomain,
+                    cat: cr.cat.clone(),
+                    adm: cr.adm.clone(),
+                    duration_s: cr.duration_s,
+                    mime: cr.mime.to_ascii_lowercase(),
+                    template: Template::default(),
+                }
+                .with_template(&c.id),
+            )
         })
         .collect();
     Campaign {

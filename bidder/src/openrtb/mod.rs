@@ -45,6 +45,8 @@ pub use model::*;
 pub use parser::{JsonReader, Parsed, Parser};
 pub use version::OpenRtbVersion;
 
+pub(crate) use scan::special_bytes;
+
 pub use crate::limits::MAX_REQUEST_BYTES;
 
 pub use crate::limits::MAX_DEPTH;

@@ -477,12 +477,14 @@ fn syntax(offset: usize, why: &'static str) -> JsonError {
 }
 
 /// A mask with the high bit set in the first byte of `word` (little-endian order)
-/// that is a quote, a backslash or below 0x20, or zero when none is. Bits above the
+/// that is a quote, a backslash or below 0x20, or zero when none is: the bytes that
+/// end a plain run in a JSON string, for this reader and for the response encoder's
+/// escaping (`respond/json.rs`). Bits above the
 /// first match can be spurious (a borrow carries into the next byte), so only its
 /// lowest set bit is read: the classic has-zero-byte and has-less-than tests,
 /// Hacker's Delight 6-1.
 #[inline]
-fn special_bytes(word: u64) -> u64 {
+pub(crate) fn special_bytes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;

@@ -10,12 +10,20 @@
 //!
 //! ```text
 //! {"id":…,"seatbid":[{"seat":…,"bid":[{"id","impid","price","adm","adomain","crid",
-//!  "cid","cat","attr","w","h","dealid","mtype","nurl","burl","lurl"},…]}],"bidid":…,"cur":…}
+//!  "cid","cat","attr","w","h","mtype","dealid","nurl","burl","lurl"},…]}],"bidid":…,"cur":…}
+//! ```
+//!
+//! Everything from `adm` to `mtype` depends only on the creative: it is written once
+//! per creative when the catalog is compiled ([`super::Template`]), so a bid writes
+//! only its ids, price, deal and notice URLs around that copy.
+//!
+//! ```text
 //! ```
 
-use super::{notice_fields, BidOut, ResponseOut};
+use super::{notice_fields, BidOut, CreativeOut, ResponseOut};
 use crate::money::notice::{NoticeKind, NoticeSigner};
 use crate::money::{write_u64, MICROS_PER_UNIT};
+use crate::openrtb::special_bytes;
 
 /// Decimal places of a micro-unit price.
 const MICRO_DIGITS: usize = 6;
@@ -60,19 +68,34 @@ fn write_bid(signer: &NoticeSigner, bid: &BidOut<'_>, out: &mut Vec<u8>) {
     write_str(out, bid.imp_id);
     out.extend_from_slice(b",\"price\":");
     write_price(out, bid.price_micros);
-    if !bid.adm.is_empty() {
-        out.extend_from_slice(b",\"adm\":");
-        write_str(out, bid.adm);
+    match bid.template {
+        Some(template) => out.extend_from_slice(template.json()),
+        None => write_creative(&bid.creative(), out),
     }
-    write_str_list(out, b",\"adomain\":[", bid.adomain);
+    if let Some(deal_id) = bid.deal_id {
+        out.extend_from_slice(b",\"dealid\":");
+        write_str(out, deal_id);
+    }
+    write_notice_urls(signer, bid, out);
+    out.push(b'}');
+}
+
+/// The fields a bid takes from its creative, from `,"adm"` to `"mtype"`: the same
+/// bytes for every bid on the creative, so [`super::Template`] writes them once.
+pub(super) fn write_creative(creative: &CreativeOut<'_>, out: &mut Vec<u8>) {
+    if !creative.adm.is_empty() {
+        out.extend_from_slice(b",\"adm\":");
+        write_str(out, creative.adm);
+    }
+    write_str_list(out, b",\"adomain\":[", creative.adomain);
     out.extend_from_slice(b",\"crid\":");
-    write_str(out, bid.creative_id);
+    write_str(out, creative.creative_id);
     out.extend_from_slice(b",\"cid\":");
-    write_str(out, bid.campaign_id);
-    write_str_list(out, b",\"cat\":[", bid.cat);
-    if !bid.attr.is_empty() {
+    write_str(out, creative.campaign_id);
+    write_str_list(out, b",\"cat\":[", creative.cat);
+    if !creative.attr.is_empty() {
         out.extend_from_slice(b",\"attr\":[");
-        for (i, &attr) in bid.attr.iter().enumerate() {
+        for (i, &attr) in creative.attr.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -80,16 +103,10 @@ fn write_bid(signer: &NoticeSigner, bid: &BidOut<'_>, out: &mut Vec<u8>) {
         }
         out.push(b']');
     }
-    write_dimension(out, b",\"w\":", bid.w);
-    write_dimension(out, b",\"h\":", bid.h);
-    if let Some(deal_id) = bid.deal_id {
-        out.extend_from_slice(b",\"dealid\":");
-        write_str(out, deal_id);
-    }
+    write_dimension(out, b",\"w\":", creative.w);
+    write_dimension(out, b",\"h\":", creative.h);
     out.extend_from_slice(b",\"mtype\":");
-    write_u64(out, u64::from(bid.mtype));
-    write_notice_urls(signer, bid, out);
-    out.push(b'}');
+    write_u64(out, u64::from(creative.mtype));
 }
 
 /// `nurl`, `burl`, `lurl`, sharing one tag. The signer guarantees the URLs need no JSON
@@ -163,26 +180,13 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Bytes in one machine word for the escape scan.
 const WORD_BYTES: usize = 8;
-const ONES: u64 = u64::from_ne_bytes([0x01; WORD_BYTES]);
-const HIGHS: u64 = u64::from_ne_bytes([0x80; WORD_BYTES]);
-
-/// A mask with bit 7 of a byte set for bytes of `word` (little-endian) that need
-/// escaping. Carries can also flag bytes above a real hit, but never below one, so the
-/// lowest set bit always marks the first byte to escape.
-fn escape_mask(word: u64) -> u64 {
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    control
-        | zero_bytes(word ^ (ONES * u64::from(b'"')))
-        | zero_bytes(word ^ (ONES * u64::from(b'\\')))
-}
 
 fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut run_start = 0;
     let mut i = 0;
     while i + WORD_BYTES <= bytes.len() {
         let word = u64::from_le_bytes(bytes[i..i + WORD_BYTES].try_into().expect("one word"));
-        let mask = escape_mask(word);
+        let mask = special_bytes(word);
         if mask == 0 {
             i += WORD_BYTES;
             continue;

@@ -116,6 +116,7 @@ fn banner<'a>(gen: &mut BidIdGen, adomain: &'a [String], cat: &'a [String]) -> B
         h: 250,
         mtype: 1,
         deal_id: None,
+        template: None,
     }
 }
 
@@ -611,4 +612,51 @@ fn flatbuffers_corruption_is_caught_by_the_verifier() {
     let mut bad_root = bytes.clone();
     bad_root[..4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(fb::root_as_bid_response(&bad_root).is_err());
+}
+
+#[test]
+fn a_creative_template_writes_the_same_bytes_as_the_fields() {
+    let signer = NoticeSigner::new(&[9u8; 32], "https://n.example/x").expect("signer");
+    let encoder = Encoder::new(signer);
+    let mut gen = BidIdGen::new(1, 2);
+    let (adomain, cat) = (adomain(), cat());
+    let base = banner(&mut gen, &adomain, &cat);
+    let creatives = [
+        base,
+        BidOut {
+            adm: "",
+            adomain: &[],
+            cat: &[],
+            attr: &[],
+            w: 0,
+            h: 0,
+            ..base
+        },
+        BidOut {
+            adm: "line\n\"quoted\" \\ é \u{1}",
+            mtype: 2,
+            ..base
+        },
+        BidOut {
+            deal_id: Some("deal \"7\""),
+            price_micros: 0,
+            ..base
+        },
+    ];
+    for fields in creatives {
+        let template = Template::new(&fields.creative());
+        let templated = BidOut {
+            template: Some(&template),
+            ..fields
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encoder
+            .encode_json(&response(&[fields]), &mut a)
+            .expect("fields");
+        encoder
+            .encode_json(&response(&[templated]), &mut b)
+            .expect("template");
+        assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+        assert!(!template.json().is_empty());
+    }
 }
