@@ -724,6 +724,22 @@ impl Running {
     }
 }
 
+/// Keeps the threads started after the workers (control, mirror, fetcher) off the
+/// workers' CPUs where the host has others (see [`crate::engine::confine_to_spare_cpus`]).
+fn confine_housekeeping(worker_cpus: &[usize]) {
+    match crate::engine::confine_to_spare_cpus(worker_cpus) {
+        Ok(Some(cpus)) => tracing::info!(?cpus, "control threads run on the CPUs no worker uses"),
+        Ok(None) => tracing::warn!(
+            ?worker_cpus,
+            "every CPU this process may use has a worker: the control thread shares their CPUs \
+             and can delay bids while it works; leave one CPU without a worker"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not move the control threads off the workers' CPUs")
+        }
+    }
+}
+
 /// `bidder serve-io`: the engine, cores and HTTP limits of `server`, answering every
 /// request `204` without reading its body ([`NoContent`]) until SIGTERM or SIGINT.
 /// What the engine costs apart from the decision: the benchmark's I/O-only rows. No
@@ -780,6 +796,7 @@ impl Daemon {
         use signal_hook::consts::SIGHUP;
         let metrics = registry.add_workers(daemon.server.cores.len());
         let engine = Running::start(&daemon.server, Arc::clone(&daemon.service), &metrics)?;
+        confine_housekeeping(&daemon.server.cores);
         registry.register(engine.collector());
         registry.register(Arc::clone(&daemon.supply) as Arc<dyn crate::metrics::Collect>);
         let service = Arc::clone(&daemon.service);

@@ -17,4 +17,4 @@ mod workers;
 
 pub use config::ServeConfig;
 pub use error::EngineError;
-pub use workers::Liveness;
+pub use workers::{confine_to_spare_cpus, Liveness};
