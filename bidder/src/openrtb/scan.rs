@@ -391,7 +391,12 @@ impl<'a> Reader<'a> for Scanner<'a> {
             return Err(self.fail("expected a key"));
         }
         let key = self.string()?;
-        self.expect(b':', "expected ':' after a key")?;
+        // Compact bodies put the colon right after the key.
+        if self.rest.first() == Some(&b':') {
+            self.advance(1);
+        } else {
+            self.expect(b':', "expected ':' after a key")?;
+        }
         self.first = false;
         Ok(Some(key))
     }
