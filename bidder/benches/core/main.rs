@@ -441,7 +441,7 @@ fn stage_rows(mode: Mode, generated: &Bidding, rows: &mut Vec<Row>) -> [u64; 4] 
     let settings = &catalog.settings;
     let signer = NoticeSigner::new(&settings.notice_hmac_key, &settings.notice_base_url)
         .expect("notice signer");
-    let encoded_campaign = bid.campaign_id.to_owned();
+    let encoded_campaign = bid.creative.campaign_id.to_owned();
     let mut encode = EncodeOnly::new(
         signer,
         bid,

@@ -18,7 +18,7 @@ use crate::money::ledger::{HeldBid, LedgerInbox, INBOX_CAPACITY};
 use crate::money::notice::{NoticeSigner, SignerError};
 use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
-use crate::respond::{BidOut, EncodeError, Encoder, Format, ResponseOut};
+use crate::respond::{BidOut, CreativeOut, EncodeError, Encoder, Format, ResponseOut};
 use crate::supply::SupplyStore;
 
 /// Bytes the response buffer starts with: a banner response with its notice URLs fits.
@@ -349,15 +349,17 @@ pub fn bid_out<'a>(
         bid_id,
         imp_id: imp.id,
         price_micros: chosen.price_micros,
-        campaign_id: &campaign.id,
-        creative_id: &creative.id,
-        adm: &creative.adm,
-        adomain: &creative.adomain,
-        cat: &creative.cat,
-        attr: &creative.attr,
-        w: creative.w,
-        h: creative.h,
-        mtype: creative.media as u8,
+        creative: CreativeOut {
+            campaign_id: &campaign.id,
+            creative_id: &creative.id,
+            adm: &creative.adm,
+            adomain: &creative.adomain,
+            cat: &creative.cat,
+            attr: &creative.attr,
+            w: creative.w,
+            h: creative.h,
+            mtype: creative.media as u8,
+        },
         deal_id,
         template: Some(&creative.template),
     }

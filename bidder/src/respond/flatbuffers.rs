@@ -93,12 +93,12 @@ fn encode_bid(
     let [nurl, burl, lurl] = notice_urls(signer, bid, fbb, url);
     let id = fbb.create_string(bid.bid_id.to_text().as_str());
     let impid = fbb.create_string(bid.imp_id);
-    let adm = (!bid.adm.is_empty()).then(|| fbb.create_string(bid.adm));
-    let adomain = string_list(fbb, bid.adomain);
-    let crid = fbb.create_string(bid.creative_id);
-    let cid = fbb.create_string(bid.campaign_id);
-    let cat = string_list(fbb, bid.cat);
-    let attr = (!bid.attr.is_empty()).then(|| fbb.create_vector(bid.attr));
+    let adm = (!bid.creative.adm.is_empty()).then(|| fbb.create_string(bid.creative.adm));
+    let adomain = string_list(fbb, bid.creative.adomain);
+    let crid = fbb.create_string(bid.creative.creative_id);
+    let cid = fbb.create_string(bid.creative.campaign_id);
+    let cat = string_list(fbb, bid.creative.cat);
+    let attr = (!bid.creative.attr.is_empty()).then(|| fbb.create_vector(bid.creative.attr));
     let dealid = bid.deal_id.map(|deal_id| fbb.create_string(deal_id));
     fb::Bid::create(
         fbb,
@@ -112,10 +112,10 @@ fn encode_bid(
             cid: Some(cid),
             cat,
             attr,
-            w: bid.w,
-            h: bid.h,
+            w: bid.creative.w,
+            h: bid.creative.h,
             dealid,
-            mtype: bid.mtype,
+            mtype: bid.creative.mtype,
             nurl: Some(nurl),
             burl: Some(burl),
             lurl: Some(lurl),

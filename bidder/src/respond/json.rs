@@ -70,7 +70,7 @@ fn write_bid(signer: &NoticeSigner, bid: &BidOut<'_>, out: &mut Vec<u8>) {
     write_price(out, bid.price_micros);
     match bid.template {
         Some(template) => out.extend_from_slice(template.json()),
-        None => write_creative(&bid.creative(), out),
+        None => write_creative(&bid.creative, out),
     }
     if let Some(deal_id) = bid.deal_id {
         out.extend_from_slice(b",\"dealid\":");

@@ -44,6 +44,18 @@ pub struct BidOut<'a> {
     pub imp_id: &'a str,
     /// CPM in micro-units of the response currency; > 0 unless `deal_id` is `Some`.
     pub price_micros: i64,
+    /// What the bid takes from its creative.
+    pub creative: CreativeOut<'a>,
+    /// The deal this bid is made under, if any; allows a zero price.
+    pub deal_id: Option<&'a str>,
+    /// `creative` encoded once ([`Template`]), made from the same creative; `None`
+    /// writes its fields per bid.
+    pub template: Option<&'a Template>,
+}
+
+/// What a bid says about its creative: the same for every bid on it.
+#[derive(Debug, Clone, Copy)]
+pub struct CreativeOut<'a> {
     /// Written as `bid.cid`.
     pub campaign_id: &'a str,
     /// Written as `bid.crid`.
@@ -62,43 +74,6 @@ pub struct BidOut<'a> {
     /// Creative height in pixels; 0 = omit.
     pub h: u32,
     /// 1 banner, 2 video, 3 audio, 4 native; anything else is refused.
-    pub mtype: u8,
-    /// The deal this bid is made under, if any; allows a zero price.
-    pub deal_id: Option<&'a str>,
-    /// The creative's fields encoded once ([`Template`]), made from the same
-    /// creative as the fields above; `None` writes them per bid.
-    pub template: Option<&'a Template>,
-}
-
-impl<'a> BidOut<'a> {
-    /// What this bid takes from its creative.
-    pub fn creative(&self) -> CreativeOut<'a> {
-        CreativeOut {
-            campaign_id: self.campaign_id,
-            creative_id: self.creative_id,
-            adm: self.adm,
-            adomain: self.adomain,
-            cat: self.cat,
-            attr: self.attr,
-            w: self.w,
-            h: self.h,
-            mtype: self.mtype,
-        }
-    }
-}
-
-/// What a bid says about its creative: the same for every bid on it. Fields as in
-/// [`BidOut`].
-#[derive(Debug, Clone, Copy)]
-pub struct CreativeOut<'a> {
-    pub campaign_id: &'a str,
-    pub creative_id: &'a str,
-    pub adm: &'a str,
-    pub adomain: &'a [String],
-    pub cat: &'a [String],
-    pub attr: &'a [u32],
-    pub w: u32,
-    pub h: u32,
     pub mtype: u8,
 }
 
@@ -277,7 +252,7 @@ fn notice_fields<'a>(bid: &BidOut<'a>) -> NoticeFields<'a> {
     NoticeFields {
         bid_id: bid.bid_id,
         imp_id: bid.imp_id,
-        campaign_id: bid.campaign_id,
+        campaign_id: bid.creative.campaign_id,
         price_micros: bid.price_micros,
     }
 }
@@ -309,8 +284,8 @@ fn validate(resp: &ResponseOut<'_>) -> Result<(), EncodeError> {
 fn validate_bid(index: usize, bid: &BidOut<'_>) -> Result<(), EncodeError> {
     for (field, value) in [
         ("impid", bid.imp_id),
-        ("crid", bid.creative_id),
-        ("cid", bid.campaign_id),
+        ("crid", bid.creative.creative_id),
+        ("cid", bid.creative.campaign_id),
     ] {
         if value.is_empty() {
             return Err(EncodeError::EmptyBidField { bid: index, field });
@@ -329,16 +304,16 @@ fn validate_bid(index: usize, bid: &BidOut<'_>) -> Result<(), EncodeError> {
             micros: bid.price_micros,
         });
     }
-    if !MTYPES.contains(&bid.mtype) {
+    if !MTYPES.contains(&bid.creative.mtype) {
         return Err(EncodeError::Mtype {
             bid: index,
-            mtype: bid.mtype,
+            mtype: bid.creative.mtype,
         });
     }
     let lists = [
-        ("adomain", bid.adomain.len()),
-        ("cat", bid.cat.len()),
-        ("attr", bid.attr.len()),
+        ("adomain", bid.creative.adomain.len()),
+        ("cat", bid.creative.cat.len()),
+        ("attr", bid.creative.attr.len()),
     ];
     for (field, count) in lists {
         if count > MAX_LIST_ITEMS {

@@ -106,18 +106,26 @@ fn banner<'a>(gen: &mut BidIdGen, adomain: &'a [String], cat: &'a [String]) -> B
         bid_id: gen.next_id(1_000),
         imp_id: IMPS[0],
         price_micros: 1_500_000,
-        campaign_id: "camp-1",
-        creative_id: "cr-1",
-        adm: "<a href=\"https://ad.example/c?p=${AUCTION_PRICE}\"><img src=\"https://ad.example/i.png\"></a>",
-        adomain,
-        cat,
-        attr: &[1, 4],
-        w: 300,
-        h: 250,
-        mtype: 1,
+        creative: CreativeOut {
+            campaign_id: "camp-1",
+            creative_id: "cr-1",
+            adm: "<a href=\"https://ad.example/c?p=${AUCTION_PRICE}\"><img src=\"https://ad.example/i.png\"></a>",
+            adomain,
+            cat,
+            attr: &[1, 4],
+            w: 300,
+            h: 250,
+            mtype: 1,
+        },
         deal_id: None,
         template: None,
     }
+}
+
+/// `bid` with its creative changed by `edit`.
+fn with_creative<'a>(mut bid: BidOut<'a>, edit: impl FnOnce(&mut CreativeOut<'a>)) -> BidOut<'a> {
+    edit(&mut bid.creative);
+    bid
 }
 
 fn response<'a>(bids: &'a [BidOut<'a>]) -> ResponseOut<'a> {
@@ -148,17 +156,20 @@ fn assert_json_bid(bid: &Bid, want: &BidOut<'_>) {
     assert_eq!(bid.price, money::cpm_to_f64(want.price_micros));
     assert_eq!(
         bid.adm.as_deref(),
-        Some(want.adm).filter(|adm| !adm.is_empty())
+        Some(want.creative.adm).filter(|adm| !adm.is_empty())
     );
-    assert_eq!(bid.adomain.as_deref().unwrap_or_default(), want.adomain);
-    assert_eq!(bid.crid, want.creative_id);
-    assert_eq!(bid.cid, want.campaign_id);
-    assert_eq!(bid.cat.as_deref().unwrap_or_default(), want.cat);
-    assert_eq!(bid.attr.as_deref().unwrap_or_default(), want.attr);
-    assert_eq!(bid.w, Some(want.w).filter(|&w| w != 0));
-    assert_eq!(bid.h, Some(want.h).filter(|&h| h != 0));
+    assert_eq!(
+        bid.adomain.as_deref().unwrap_or_default(),
+        want.creative.adomain
+    );
+    assert_eq!(bid.crid, want.creative.creative_id);
+    assert_eq!(bid.cid, want.creative.campaign_id);
+    assert_eq!(bid.cat.as_deref().unwrap_or_default(), want.creative.cat);
+    assert_eq!(bid.attr.as_deref().unwrap_or_default(), want.creative.attr);
+    assert_eq!(bid.w, Some(want.creative.w).filter(|&w| w != 0));
+    assert_eq!(bid.h, Some(want.creative.h).filter(|&h| h != 0));
     assert_eq!(bid.dealid.as_deref(), want.deal_id);
-    assert_eq!(bid.mtype, want.mtype);
+    assert_eq!(bid.mtype, want.creative.mtype);
     for (url, path) in [
         (&bid.nurl, "/win?"),
         (&bid.burl, "/bill?"),
@@ -208,7 +219,7 @@ fn notice_urls_in_the_response_verify() {
         let notice = signer.verify(kind, &query).expect("notice verifies");
         assert_eq!(notice.bid_id, bids[0].bid_id);
         assert_eq!(notice.imp_id, bids[0].imp_id);
-        assert_eq!(notice.campaign_id, bids[0].campaign_id);
+        assert_eq!(notice.campaign_id, bids[0].creative.campaign_id);
         assert_eq!(notice.price_micros, bids[0].price_micros);
         assert_eq!(notice.auction.clearing_price_micros(), Some(1_200_000));
     }
@@ -263,13 +274,11 @@ fn deal_bid_may_have_zero_price_but_an_open_bid_may_not() {
 #[test]
 fn optional_fields_are_omitted_when_unset() {
     let mut gen = BidIdGen::new(1, 1);
-    let bids = [BidOut {
-        adm: "",
-        attr: &[],
-        w: 0,
-        h: 0,
-        ..banner(&mut gen, &[], &[])
-    }];
+    let bids = [with_creative(banner(&mut gen, &[], &[]), |c| {
+        c.adm = "";
+        c.attr = &[];
+        (c.w, c.h) = (0, 0);
+    })];
     let (text, _) = json(&response(&bids));
     let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let bid = value["seatbid"][0]["bid"][0]
@@ -291,14 +300,14 @@ fn hostile_strings_round_trip_exactly() {
     let (adomain, cat) = (vec![hostile.to_owned()], vec![hostile.to_owned()]);
     let mut gen = BidIdGen::new(1, 1);
     for adm in [hostile, big_vast.as_str()] {
-        let bids = [BidOut {
+        let bid = BidOut {
             imp_id: hostile,
-            creative_id: hostile,
-            campaign_id: hostile,
-            adm,
             deal_id: Some(hostile),
             ..banner(&mut gen, &adomain, &cat)
-        }];
+        };
+        let bids = [with_creative(bid, |c| {
+            (c.creative_id, c.campaign_id, c.adm) = (hostile, hostile, adm);
+        })];
         let resp = ResponseOut {
             request_id: hostile,
             seat: hostile,
@@ -326,20 +335,14 @@ fn bad_responses_are_refused_before_writing() {
             },
         ),
         (
-            BidOut {
-                creative_id: "",
-                ..good
-            },
+            with_creative(good, |c| c.creative_id = ""),
             EncodeError::EmptyBidField {
                 bid: 0,
                 field: "crid",
             },
         ),
         (
-            BidOut {
-                campaign_id: "",
-                ..good
-            },
+            with_creative(good, |c| c.campaign_id = ""),
             EncodeError::EmptyBidField {
                 bid: 0,
                 field: "cid",
@@ -373,18 +376,15 @@ fn bad_responses_are_refused_before_writing() {
             },
         ),
         (
-            BidOut { mtype: 0, ..good },
+            with_creative(good, |c| c.mtype = 0),
             EncodeError::Mtype { bid: 0, mtype: 0 },
         ),
         (
-            BidOut { mtype: 5, ..good },
+            with_creative(good, |c| c.mtype = 5),
             EncodeError::Mtype { bid: 0, mtype: 5 },
         ),
         (
-            BidOut {
-                adomain: &many,
-                ..good
-            },
+            with_creative(good, |c| c.adomain = &many),
             EncodeError::TooManyItems {
                 bid: 0,
                 field: "adomain",
@@ -392,10 +392,7 @@ fn bad_responses_are_refused_before_writing() {
             },
         ),
         (
-            BidOut {
-                adm: &huge_adm,
-                ..good
-            },
+            with_creative(good, |c| c.adm = &huge_adm),
             EncodeError::TooLarge(0), // size checked below
         ),
     ];
@@ -523,20 +520,23 @@ fn assert_fb_bid(bid: fb::Bid<'_>, want: &BidOut<'_>) {
     assert_eq!(bid.id(), want.bid_id.to_string());
     assert_eq!(bid.impid(), want.imp_id);
     assert_eq!(bid.price(), money::cpm_to_f64(want.price_micros));
-    assert_eq!(bid.adm(), Some(want.adm).filter(|adm| !adm.is_empty()));
+    assert_eq!(
+        bid.adm(),
+        Some(want.creative.adm).filter(|adm| !adm.is_empty())
+    );
     let strings = |v: Option<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&str>>>| {
         v.map(|v| v.iter().map(str::to_owned).collect::<Vec<_>>())
             .unwrap_or_default()
     };
-    assert_eq!(strings(bid.adomain()), want.adomain);
-    assert_eq!(bid.crid(), want.creative_id);
-    assert_eq!(bid.cid(), Some(want.campaign_id));
-    assert_eq!(strings(bid.cat()), want.cat);
+    assert_eq!(strings(bid.adomain()), want.creative.adomain);
+    assert_eq!(bid.crid(), want.creative.creative_id);
+    assert_eq!(bid.cid(), Some(want.creative.campaign_id));
+    assert_eq!(strings(bid.cat()), want.creative.cat);
     let attr: Vec<u32> = bid.attr().map(|v| v.iter().collect()).unwrap_or_default();
-    assert_eq!(attr, want.attr);
-    assert_eq!((bid.w(), bid.h()), (want.w, want.h));
+    assert_eq!(attr, want.creative.attr);
+    assert_eq!((bid.w(), bid.h()), (want.creative.w, want.creative.h));
     assert_eq!(bid.dealid(), want.deal_id);
-    assert_eq!(bid.mtype(), want.mtype);
+    assert_eq!(bid.mtype(), want.creative.mtype);
     let signer = NoticeSigner::new(KEY, NOTICE_BASE).expect("signer");
     for (url, path, kind) in [
         (bid.nurl(), "/win?", NoticeKind::Win),
@@ -559,15 +559,16 @@ fn flatbuffers_round_trip_every_field() {
     let (adomain, cat) = (adomain(), cat());
     let first = [banner(&mut gen, &adomain, &cat)];
     let second = [
-        BidOut {
-            imp_id: IMPS[1],
-            adm: "",
-            attr: &[],
-            w: 0,
-            h: 0,
-            mtype: 2,
-            ..banner(&mut gen, &[], &[])
-        },
+        with_creative(
+            BidOut {
+                imp_id: IMPS[1],
+                ..banner(&mut gen, &[], &[])
+            },
+            |c| {
+                (c.adm, c.attr) = ("", &[]);
+                (c.w, c.h, c.mtype) = (0, 0, 2);
+            },
+        ),
         BidOut {
             imp_id: IMPS[2],
             price_micros: 0,
@@ -623,20 +624,13 @@ fn a_creative_template_writes_the_same_bytes_as_the_fields() {
     let base = banner(&mut gen, &adomain, &cat);
     let creatives = [
         base,
-        BidOut {
-            adm: "",
-            adomain: &[],
-            cat: &[],
-            attr: &[],
-            w: 0,
-            h: 0,
-            ..base
-        },
-        BidOut {
-            adm: "line\n\"quoted\" \\ é \u{1}",
-            mtype: 2,
-            ..base
-        },
+        with_creative(base, |c| {
+            (c.adm, c.adomain, c.cat, c.attr) = ("", &[], &[], &[]);
+            (c.w, c.h) = (0, 0);
+        }),
+        with_creative(base, |c| {
+            (c.adm, c.mtype) = ("line\n\"quoted\" \\ é \u{1}", 2);
+        }),
         BidOut {
             deal_id: Some("deal \"7\""),
             price_micros: 0,
@@ -644,7 +638,7 @@ fn a_creative_template_writes_the_same_bytes_as_the_fields() {
         },
     ];
     for fields in creatives {
-        let template = Template::new(&fields.creative());
+        let template = Template::new(&fields.creative);
         let templated = BidOut {
             template: Some(&template),
             ..fields
