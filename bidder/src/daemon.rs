@@ -104,7 +104,18 @@ impl Daemon {
     /// Loads the configuration and builds everything but the engines; every part that
     /// reads the time of day reads `clock` ([`Clock::system`] in production).
     pub fn load(config_path: &Path, clock: Clock) -> Result<Daemon, LoadError> {
-        let mut config = Config::load(config_path).map_err(LoadError)?;
+        let config = Config::load(config_path).map_err(LoadError)?;
+        Daemon::from_config(config_path, config, clock)
+    }
+
+    /// [`Daemon::load`] of a configuration already read from `config_path` (which
+    /// reloads read again). `bidder run` reads it first to move itself off the worker
+    /// cores before any thread starts: see [`confine_housekeeping`].
+    pub fn from_config(
+        config_path: &Path,
+        mut config: Config,
+        clock: Clock,
+    ) -> Result<Daemon, LoadError> {
         let strategy = Arc::new(StrategyTable::open(&config.strategy.table_path));
         let mut slots = BudgetSlots::with_capacity(MAX_CAMPAIGNS);
         let catalog =
@@ -724,9 +735,11 @@ impl Running {
     }
 }
 
-/// Keeps the threads started after the workers (control, mirror, fetcher) off the
-/// workers' CPUs where the host has others (see [`crate::engine::confine_to_spare_cpus`]).
-fn confine_housekeeping(worker_cpus: &[usize]) {
+/// Moves the calling thread, and every thread it starts from then on (the journal,
+/// the XDP drop log, control, mirror, fetcher), off the workers' CPUs where the host
+/// has others (see [`crate::engine::confine_to_spare_cpus`]); workers pin themselves
+/// to theirs. `bidder run` calls it first thing, before [`Daemon::from_config`].
+pub fn confine_housekeeping(worker_cpus: &[usize]) {
     match crate::engine::confine_to_spare_cpus(worker_cpus) {
         Ok(Some(cpus)) => tracing::info!(?cpus, "control threads run on the CPUs no worker uses"),
         Ok(None) => tracing::warn!(
@@ -796,7 +809,6 @@ impl Daemon {
         use signal_hook::consts::SIGHUP;
         let metrics = registry.add_workers(daemon.server.cores.len());
         let engine = Running::start(&daemon.server, Arc::clone(&daemon.service), &metrics)?;
-        confine_housekeeping(&daemon.server.cores);
         registry.register(engine.collector());
         registry.register(Arc::clone(&daemon.supply) as Arc<dyn crate::metrics::Collect>);
         let service = Arc::clone(&daemon.service);

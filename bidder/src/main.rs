@@ -13,7 +13,7 @@ use bidder::bid::pipeline::{Answer, Arrival, Bidding, Pipeline};
 use bidder::catalog::Catalog;
 use bidder::clock::{monotonic_now, Clock};
 use bidder::config::Config;
-use bidder::daemon::Daemon;
+use bidder::daemon::{Daemon, LoadError};
 use bidder::decide::strategy::StaticStrategy;
 use bidder::xdp::{link, Status};
 use clap::{Parser, Subcommand};
@@ -175,7 +175,11 @@ fn init_logging() {
 
 fn run(path: &Path) -> ExitCode {
     init_logging();
-    let daemon = match Daemon::load(path, Clock::system()) {
+    let daemon = Config::load(path).map_err(LoadError).and_then(|config| {
+        bidder::daemon::confine_housekeeping(&config.server.cores);
+        Daemon::from_config(path, config, Clock::system())
+    });
+    let daemon = match daemon {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");

@@ -173,28 +173,8 @@ pub struct Creative {
     pub cat_ids: Vec<u32>,
     /// `adomain` as [`Vocabulary`] ids.
     pub adomain_ids: Vec<u32>,
-    /// Its part of a JSON bid, encoded once (see [`Template`]); made by
-    /// [`Creative::with_template`] from the fields above.
+    /// Its part of a JSON bid, encoded once (see [`Template`]) from the fields above.
     pub template: Template,
-}
-
-impl Creative {
-    /// This creative with its [`Template`] made from its current fields, for the
-    /// campaign `campaign_id` it belongs to.
-    pub fn with_template(mut self, campaign_id: &str) -> Creative {
-        self.template = Template::new(&CreativeOut {
-            campaign_id,
-            creative_id: &self.id,
-            adm: &self.adm,
-            adomain: &self.adomain,
-            cat: &self.cat,
-            attr: &self.attr,
-            w: self.w,
-            h: self.h,
-            mtype: self.media as u8,
-        });
-        self
-    }
 }
 
 /// Ids for the categories and advertiser domains creatives carry, so a request's
@@ -480,27 +460,36 @@ fn compile_campaign(
         .iter()
         .filter_map(|cr| {
             let adomain: Vec<String> = cr.adomain.iter().map(|d| d.to_ascii_lowercase()).collect();
-            Some(
-                Creative {
-                    cat_ids: vocabulary.category_ids(&cr.cat),
-                    adomain_ids: adomain
-                        .iter()
-                        .map(|d| Vocabulary::id(&mut vocabulary.adomains, d))
-                        .collect(),
-                    id: cr.id.clone(),
-                    media: MediaType::parse(&cr.format)?,
-                    w: cr.w,
-                    h: cr.h,
-                    attr: cr.attr.clone(),
-                    adomain,
-                    cat: cr.cat.clone(),
-                    adm: cr.adm.clone(),
-                    duration_s: cr.duration_s,
-                    mime: cr.mime.to_ascii_lowercase(),
-                    template: Template::default(),
-                }
-                .with_template(&c.id),
-            )
+            let media = MediaType::parse(&cr.format)?;
+            let template = Template::new(&CreativeOut {
+                campaign_id: &c.id,
+                creative_id: &cr.id,
+                adm: &cr.adm,
+                adomain: &adomain,
+                cat: &cr.cat,
+                attr: &cr.attr,
+                w: cr.w,
+                h: cr.h,
+                mtype: media as u8,
+            });
+            Some(Creative {
+                cat_ids: vocabulary.category_ids(&cr.cat),
+                adomain_ids: adomain
+                    .iter()
+                    .map(|d| Vocabulary::id(&mut vocabulary.adomains, d))
+                    .collect(),
+                id: cr.id.clone(),
+                media,
+                w: cr.w,
+                h: cr.h,
+                attr: cr.attr.clone(),
+                adomain,
+                cat: cr.cat.clone(),
+                adm: cr.adm.clone(),
+                duration_s: cr.duration_s,
+                mime: cr.mime.to_ascii_lowercase(),
+                template,
+            })
         })
         .collect();
     Campaign {

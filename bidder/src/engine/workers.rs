@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn threads_confined_to_spare_cpus_leave_the_workers_cpus() {
-        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let cpus = core_affinity::get_core_ids().expect("this thread's CPUs can be read");
         // In its own thread: the affinity it sets is inherited by nothing else.
         std::thread::spawn(move || {
             let worker = cpus.first().map_or(0, |c| c.id);

@@ -5,8 +5,8 @@
 //! is both may be named by either fault, as each reader meets them in its own order
 //! (simd-json finds some syntax faults in a first pass over the whole body, before it
 //! counts depth; the one-pass reader reports whichever comes first).
-//! Used by `tests/reader_differential.rs` and the `openrtb_differential` fuzz target;
-//! it allocates, so it is never on the bid path.
+//! Used by the reader tests (`openrtb/tests.rs`, `tests/corpus.rs`) and the
+//! `openrtb_request` fuzz target; it allocates, so it is never on the bid path.
 
 use std::mem::discriminant;
 

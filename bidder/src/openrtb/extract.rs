@@ -16,11 +16,12 @@
 //! - A body that is not JSON is refused as such, whatever else is wrong with it: after
 //!   any other refusal the rest of the body is still read through.
 //!
-//! Walking forward only, a refusal that depends on what comes later waits for it: the
-//! impression list is read where it stands but its refusal is reported after the
-//! request `id` is checked, and the `ext` copies (read where they stand) count only
-//! when the 2.6 field is absent — [`Extract::deferred`] holds such an outcome, and
-//! the lists an `ext` copy cut, until it is known to count.
+//! Walking forward only, what depends on what comes later waits for it, held by
+//! [`Extract::deferred`]: the impression list is read where it stands but its refusal
+//! is reported after the request `id` is checked; `source.ext.schain` is read where it
+//! stands but counts (and can refuse) only when `source.schain` is absent; and of a
+//! key given more than once (`imp`, `user.ext`) only the last occurrence counts, so
+//! the lists an earlier occurrence cut do not mark the request `truncated`.
 
 use std::mem;
 

@@ -6,9 +6,10 @@
 //!   validates everything it skips but converts only what is asked for;
 //! - [`super::tape::TapeReader`], the reference: simd-json builds the whole tape first,
 //!   then the same extraction walks it. The differential tests and the
-//!   `openrtb_differential` fuzz target hold the two to the same model and errors.
+//!   `openrtb_request` fuzz target hold the two to the same model and errors.
 //!
-//! Protocol (both readers check it in debug builds): at a value, call exactly one of
+//! Protocol (a walk out of step shows as invalid JSON from the scanner and as a
+//! refused `finish` from the tape reader): at a value, call exactly one of
 //! `scalar`, `skip`, `enter_object` or `enter_array` (after `peek` if the type
 //! matters); inside an object, `key` until it returns `None`, consuming each key's
 //! value; inside an array, `item` until it returns `false`, consuming each item.
@@ -51,13 +52,12 @@ impl<'a> Scalar<'a> {
         }
     }
 
-    /// Any JSON number, as `f64`; a negative zero reads as zero (readers disagree on
-    /// the sign of `0e-1`, and no field we read cares).
+    /// Any JSON number, as `f64`.
     pub(crate) fn f64(self) -> Option<f64> {
         match self {
             Scalar::I64(v) => Some(v as f64),
             Scalar::U64(v) => Some(v as f64),
-            Scalar::F64(v) => Some(v + 0.0),
+            Scalar::F64(v) => Some(v),
             _ => None,
         }
     }
@@ -92,7 +92,7 @@ impl<'a> Scalar<'a> {
     }
 }
 
-/// Why the bytes are not JSON we accept, and where. Two words: every reader call
+/// Why the bytes are not JSON we accept, and where. Three words: every reader call
 /// returns it, so it is kept small (the full [`ParseError`] is made once, at the end).
 #[derive(Debug)]
 pub(crate) enum JsonError {

@@ -1,14 +1,16 @@
-//! The bid path's JSON reader: one forward pass over the body that checks every byte
-//! but converts only what the extraction asks for.
+//! The bid path's JSON reader: one forward pass over the body (after a SIMD check that
+//! the whole body is UTF-8) that checks every byte but converts only what the
+//! extraction asks for.
 //!
 //! Why hand-written: the reference (simd-json) builds a tape of the whole document —
 //! every number parsed, every string unescaped, every node stored — and the extraction
 //! then reads perhaps a third of it. A request is a few kilobytes read once, so the
-//! pass that touches each byte once and decodes nothing unasked is the cheaper one
-//! (measured in `cargo bench --bench core`: the "stage: parse only" rows).
+//! pass that touches each byte once and decodes nothing unasked is the cheaper one:
+//! by 5–25% here, more on compact bodies than on pretty-printed ones (`cargo bench
+//! --bench core`, the "stage: parse only" rows; README, "The decision core").
 //!
 //! What it checks, so that it refuses exactly what the reference refuses (pinned by
-//! the differential tests and the `openrtb_differential` fuzz target): UTF-8 of the
+//! the differential tests and the `openrtb_request` fuzz target): UTF-8 of the
 //! whole body up front (simdutf8), the JSON grammar of every value including skipped
 //! ones, escapes and surrogate pairs, integers that overflow 64 bits and floats that
 //! overflow `f64`, nesting past [`MAX_DEPTH`], and trailing bytes.
@@ -17,7 +19,8 @@
 //! control byte. A string with escapes that the extraction reads is unescaped in
 //! place, as the reference does, so every `&str` the model holds borrows the body.
 //! The body is split as the cursor moves (`split_at_mut`), so handing out `&'a str`
-//! for bytes behind the cursor while still reading ahead needs no `unsafe`.
+//! for bytes behind the cursor while still reading ahead needs no `unsafe` (the one
+//! `unsafe`, in `string`, only skips checking UTF-8 a second time).
 
 use std::mem;
 
@@ -154,7 +157,8 @@ impl<'a> Scanner<'a> {
                 Some(b'"') => return Ok((i + 1, escaped)),
                 Some(b'\\') => {
                     escaped = true;
-                    i += escape_len(&s[i..]).ok_or(syntax(self.offset() + i, "invalid escape"))?;
+                    i += escape_len(&s[i..])
+                        .ok_or_else(|| syntax(self.offset() + i, "invalid escape"))?;
                 }
                 Some(_) => return Err(syntax(self.offset() + i, "control byte in string")),
             }
@@ -165,20 +169,20 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn string(&mut self) -> Result<&'a str, JsonError> {
         let (len, escaped) = self.string_len()?;
+        let at = self.offset();
         let raw = self.take(len);
         let inner = &mut raw[1..len - 1];
-        let used = if escaped {
-            unescape_in_place(inner)
-        } else {
-            inner.len()
-        };
-        let text: &'a [u8] = &inner[..used];
+        if escaped {
+            // Rare: checked again rather than trusted to the unescaping.
+            let used = unescape_in_place(inner);
+            return std::str::from_utf8(&inner[..used]).map_err(|_| syntax(at, "invalid UTF-8"));
+        }
+        let text: &'a [u8] = inner;
         debug_assert!(std::str::from_utf8(text).is_ok());
-        // SAFETY: `new` checked the whole body as UTF-8. `text` starts after a quote
-        // and ends before one (or where unescaping stopped writing), and a quote byte
-        // never occurs inside a multi-byte sequence, so it holds whole characters
-        // only; unescaping copies whole characters and writes `char::encode_utf8`.
-        // Checking again costs a tenth of the whole read (measured with perf).
+        // SAFETY: `new` checked the whole body as UTF-8, and `text` is the untouched
+        // bytes between two quotes; a quote byte never occurs inside a multi-byte
+        // sequence, so `text` holds whole characters only. Checking again cost a tenth
+        // of the whole read (measured with perf).
         Ok(unsafe { std::str::from_utf8_unchecked(text) })
     }
 
@@ -290,20 +294,21 @@ impl<'a> Scanner<'a> {
         self.advance(1);
     }
 
-    /// Before the next member of a container: the separating comma, unless it is the
-    /// first; `Some(close)` when the container ends instead.
+    /// Before the next member of a container: steps over the separating comma (none
+    /// before the first) and gives `true`; at the closing bracket, steps out and
+    /// gives `false`.
     #[inline(always)]
-    fn separator(&mut self, close: u8) -> Result<Option<()>, JsonError> {
+    fn separator(&mut self, close: u8) -> Result<bool, JsonError> {
         match self.next_byte() {
             Some(b) if b == close => {
                 self.leave();
-                Ok(None)
+                Ok(false)
             }
             Some(b',') if !self.first => {
                 self.advance(1);
-                Ok(Some(()))
+                Ok(true)
             }
-            _ if self.first => Ok(Some(())),
+            _ if self.first => Ok(true),
             None => Err(self.fail("unterminated object or array")),
             Some(_) => Err(self.fail("expected ',' or a closing bracket")),
         }
@@ -357,11 +362,11 @@ impl<'a> Reader<'a> for Scanner<'a> {
                     return Ok(());
                 }
                 if self.in_object() {
-                    if self.separator(b'}')?.is_some() {
+                    if self.separator(b'}')? {
                         self.skip_key()?;
                         break;
                     }
-                } else if self.separator(b']')?.is_some() {
+                } else if self.separator(b']')? {
                     self.first = false;
                     break;
                 }
@@ -384,7 +389,7 @@ impl<'a> Reader<'a> for Scanner<'a> {
     #[inline(always)]
     fn key(&mut self) -> Result<Option<&'a str>, JsonError> {
         debug_assert!(self.in_object());
-        if self.separator(b'}')?.is_none() {
+        if !self.separator(b'}')? {
             return Ok(None);
         }
         if self.next_byte() != Some(b'"') {
@@ -404,7 +409,7 @@ impl<'a> Reader<'a> for Scanner<'a> {
     #[inline]
     fn item(&mut self) -> Result<bool, JsonError> {
         debug_assert!(!self.in_object());
-        if self.separator(b']')?.is_none() {
+        if !self.separator(b']')? {
             return Ok(false);
         }
         self.first = false;

@@ -16,9 +16,6 @@
 //! Everything from `adm` to `mtype` depends only on the creative: it is written once
 //! per creative when the catalog is compiled ([`super::Template`]), so a bid writes
 //! only its ids, price, deal and notice URLs around that copy.
-//!
-//! ```text
-//! ```
 
 use super::{notice_fields, BidOut, CreativeOut, ResponseOut};
 use crate::money::notice::{NoticeKind, NoticeSigner};

@@ -81,7 +81,7 @@ pub struct CreativeOut<'a> {
 /// catalog is compiled so that a bid copies it instead of escaping markup and
 /// writing a dozen fields on the hot path (measured: `cargo bench --bench core`,
 /// "stage: encode only"). The JSON encoder writes the same bytes either way.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Template {
     json: Box<[u8]>,
 }
