@@ -169,13 +169,10 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn string(&mut self) -> Result<&'a str, JsonError> {
         let (len, escaped) = self.string_len()?;
-        let at = self.offset();
         let raw = self.take(len);
         let inner = &mut raw[1..len - 1];
         if escaped {
-            // Rare: checked again rather than trusted to the unescaping.
-            let used = unescape_in_place(inner);
-            return std::str::from_utf8(&inner[..used]).map_err(|_| syntax(at, "invalid UTF-8"));
+            return unescaped(inner, self.offset() - len);
         }
         let text: &'a [u8] = inner;
         debug_assert!(std::str::from_utf8(text).is_ok());
@@ -533,6 +530,15 @@ fn hex4(digits: &[u8]) -> Option<u32> {
         let v = char::from(d).to_digit(16)?;
         Some(acc << 4 | v)
     })
+}
+
+/// The escaped string content `s` (which starts at byte `at`) unescaped in place, and
+/// checked as UTF-8 again rather than trusted to the unescaping (rare: most strings
+/// hold no escape).
+#[cold]
+fn unescaped(s: &mut [u8], at: usize) -> Result<&str, JsonError> {
+    let used = unescape_in_place(s);
+    std::str::from_utf8(&s[..used]).map_err(|_| syntax(at, "invalid UTF-8"))
 }
 
 /// Rewrites the escaped string content `s` (already checked by [`escape_len`]) as its
