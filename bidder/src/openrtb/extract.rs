@@ -828,39 +828,36 @@ impl<'a, R: Reader<'a>> Extract<'_, '_, 'a, R> {
 
     /// Non-empty strings; a list over [`MAX_LIST_ITEMS`] refuses the request.
     fn str_list(&mut self, field: &'static str) -> Result<StrSpan> {
-        if !self.array()? {
-            return Ok(StrSpan::EMPTY);
-        }
-        let start = self.req.strs.len();
-        let mut count = 0;
-        while self.item()? {
-            count += 1;
-            if count > MAX_LIST_ITEMS {
-                self.skip()?;
-            } else if let Some(s) = self.scalar()?.str() {
-                self.req.strs.push(s);
-            }
-        }
-        check_len(count, MAX_LIST_ITEMS, field)?;
-        Ok(span(start, self.req.strs.len()))
+        self.scalar_list(field, |req| &mut req.strs, Scalar::str)
     }
 
     /// Integers (or decimal strings); a list over [`MAX_LIST_ITEMS`] refuses the request.
     fn int_list(&mut self, field: &'static str) -> Result<IntSpan> {
+        self.scalar_list(field, |req| &mut req.ints, int_item)
+    }
+
+    /// A list of scalars into `pool`, each read by `item` (those it gives `None` for
+    /// are skipped); a list over [`MAX_LIST_ITEMS`] refuses the request.
+    fn scalar_list<P, T>(
+        &mut self,
+        field: &'static str,
+        pool: for<'r> fn(&'r mut BidRequest<'a>) -> &'r mut Vec<T>,
+        item: fn(Scalar<'a>) -> Option<T>,
+    ) -> Result<Span<P>> {
         if !self.array()? {
-            return Ok(IntSpan::EMPTY);
+            return Ok(Span::EMPTY);
         }
-        let start = self.req.ints.len();
+        let start = pool(self.req).len();
         let mut count = 0;
         while self.item()? {
             count += 1;
             if count > MAX_LIST_ITEMS {
                 self.skip()?;
-            } else if let Some(v) = int_item(self.scalar()?) {
-                self.req.ints.push(v);
+            } else if let Some(v) = item(self.scalar()?) {
+                pool(self.req).push(v);
             }
         }
         check_len(count, MAX_LIST_ITEMS, field)?;
-        Ok(span(start, self.req.ints.len()))
+        Ok(span(start, pool(self.req).len()))
     }
 }
