@@ -26,6 +26,18 @@ pub struct AgentConfig {
     pub metrics_listen: String,
     /// The LLM strategist (optional: without a key it is skipped).
     pub llm: LlmConfig,
+    /// Simulation mode: the time of day from the auction simulator's clock file.
+    /// Refused unless the agent is started with `--simulate`.
+    pub simulation: Option<SimulationConfig>,
+}
+
+/// `[simulation]`: the agent stamps audit lines and rows and runs its cycles on the
+/// auction simulator's clock (the bidder's `[simulation]` reads the same file). Only
+/// for `agent --simulate`; without the flag the agent refuses this section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationConfig {
+    pub clock_file: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -38,6 +50,7 @@ impl Default for AgentConfig {
             bidder_admin_token_file: None,
             metrics_listen: "127.0.0.1:9097".into(),
             llm: LlmConfig::default(),
+            simulation: None,
         }
     }
 }

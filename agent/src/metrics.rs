@@ -130,6 +130,12 @@ pub fn render(agent: &Agent) -> String {
         &[(&version, 1.0)],
     );
     family(
+        "bidder_agent_simulated_clock",
+        "gauge",
+        "1: the time of day comes from an auction simulator's clock file (agent --simulate), never in production; 0: the host clock.",
+        &[("", if agent.clock().is_simulated() { 1.0 } else { 0.0 })],
+    );
+    family(
         "bidder_agent_requests_total",
         "counter",
         "Control-socket requests answered, by outcome (error: refused or invalid).",

@@ -138,3 +138,98 @@ fn without_metrics_listen_nothing_is_served_and_status_says_none() {
     let status = c.call(r#"{"v":1,"verb":"status"}"#);
     assert!(status["result"]["agent"]["metrics"].is_null(), "{status}");
 }
+
+/// The agent binary on `config`, `--simulate` if asked.
+fn agent_binary(config: &std::path::Path, simulate: bool) -> std::process::Command {
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_agent"));
+    agent.arg("--config").arg(config);
+    if simulate {
+        agent.arg("--simulate");
+    }
+    agent
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    agent
+}
+
+/// Kills the agent when the test ends, passed or failed.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn simulation_mode_is_explicit_and_stamps_changes_with_the_simulators_clock() {
+    const SIMULATED_MS: u64 = 1_930_473_000_000;
+    let dir = TempDir::new("metrics-sim");
+    let _bidder = fake_bidder(&dir.0.join("stats"));
+    let clock_path = dir.0.join("clock");
+    let calendar = bidder_common::clock::ClockFile::create(&clock_path, SIMULATED_MS).unwrap();
+    let c = config(&dir.0);
+    let text = format!(
+        "audit_log = \"{}\"\nbidder_admin = \"\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+         [socket]\npath = \"{}\"\nallowed_uids = [{}]\n\
+         [tables]\nstrategy_path = \"{}\"\nstats_path = \"{}\"\ncampaign_capacity = 16\npartner_capacity = 4\n\
+         [llm]\napi_key_env = \"BIDDER_TEST_NO_LLM_KEY\"\n",
+        c.audit_log.display(),
+        c.socket.path.display(),
+        common::current_uid(),
+        c.tables.strategy_path.display(),
+        c.tables.stats_path.display(),
+    );
+    let production = dir.0.join("agent.toml");
+    std::fs::write(&production, &text).unwrap();
+    let simulation = dir.0.join("agent-sim.toml");
+    let section = format!("[simulation]\nclock_file = \"{}\"\n", clock_path.display());
+    std::fs::write(&simulation, format!("{text}{section}")).unwrap();
+
+    for (file, simulate, says) in [
+        (&simulation, false, "production agent refuses"),
+        (&production, true, "--simulate needs a [simulation] section"),
+    ] {
+        let out = agent_binary(file, simulate).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+
+    let _agent = Killed(agent_binary(&simulation, true).spawn().unwrap());
+    testkit::eventually(Duration::from_secs(10), "the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&c.socket.path).is_ok()
+    });
+    let mut client = Client::connect(&c.socket.path);
+    let text = scrape(&mut client);
+    assert_eq!(
+        sample(&text, "bidder_agent_simulated_clock"),
+        Some(1.0),
+        "{text}"
+    );
+    calendar.set_unix_ms(SIMULATED_MS + 90_000);
+    let set = client.call(
+        r#"{"v":1,"verb":"strategy.set","args":{"campaign":"acme-display","margin_ppm":1100000},"why":"sim"}"#,
+    );
+    assert_eq!(code(&set), "ok", "{set}");
+    let audit = std::fs::read_to_string(&c.audit_log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(line["at_unix_ms"], SIMULATED_MS + 90_000, "{audit}");
+}
+
+#[test]
+fn a_production_agent_reports_the_host_clock() {
+    let dir = TempDir::new("metrics-host-clock");
+    let _bidder = fake_bidder(&dir.0.join("stats"));
+    let agent = Running::start(config(&dir.0));
+    let mut c = Client::connect(&agent.socket);
+    let text = scrape(&mut c);
+    assert_eq!(
+        sample(&text, "bidder_agent_simulated_clock"),
+        Some(0.0),
+        "{text}"
+    );
+}

@@ -82,6 +82,20 @@ pub struct Daemon {
     pub supply: Arc<SupplyStore>,
 }
 
+/// `bidder_simulated_clock`: whether the time of day is a simulator's.
+struct CalendarGauge(bool);
+
+impl crate::metrics::Collect for CalendarGauge {
+    fn collect(&self, out: &mut crate::metrics::PromText) {
+        out.gauge(
+            "bidder_simulated_clock",
+            "1: the time of day comes from an auction simulator's clock file (bidder run --simulate), never in production; 0: the host clock.",
+            &[],
+            i64::from(self.0),
+        );
+    }
+}
+
 /// Why a configuration could not be loaded; every problem, one per line.
 #[derive(Debug)]
 pub struct LoadError(pub Vec<ConfigError>);
@@ -171,6 +185,9 @@ impl Daemon {
             .iter()
             .map(|f| format!("server.{f}"))
             .collect();
+        if config.simulation_clock_path() != in_force.simulation_clock_path() {
+            waiting.push("[simulation]".to_owned());
+        }
         if control_config(&config).notice != self.control.notice {
             waiting.push("the [notice] listener".to_owned());
         }
@@ -811,6 +828,7 @@ impl Daemon {
         let engine = Running::start(&daemon.server, Arc::clone(&daemon.service), &metrics)?;
         registry.register(engine.collector());
         registry.register(Arc::clone(&daemon.supply) as Arc<dyn crate::metrics::Collect>);
+        registry.register(Arc::new(CalendarGauge(daemon.clock.is_simulated())));
         let service = Arc::clone(&daemon.service);
         registry.add_decision_source(Arc::new(move || service.decision_stats()));
         publish_catalog(daemon, registry);

@@ -34,6 +34,10 @@ enum Command {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Simulation mode: read the time of day from the `[simulation] clock_file`
+        /// the auction simulator moves, not the host's clock. Never in production.
+        #[arg(long)]
+        simulate: bool,
     },
     /// Benchmark the engine alone: serve the configuration's bid listener with its
     /// engine, cores and HTTP limits, answering every request 204 without reading it.
@@ -89,7 +93,7 @@ enum XdpCommand {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, simulate } => run(&config, simulate),
         Command::ServeIo { config } => serve_io(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::Decide {
@@ -173,12 +177,15 @@ fn init_logging() {
         .init();
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, simulate: bool) -> ExitCode {
     init_logging();
-    let daemon = Config::load(path).map_err(LoadError).and_then(|config| {
-        bidder::daemon::confine_housekeeping(&config.server.cores);
-        Daemon::from_config(path, config, Clock::system())
-    });
+    let daemon = Config::load(path)
+        .map_err(|e| LoadError(e).to_string())
+        .and_then(|config| {
+            let clock = calendar(path, &config, simulate)?;
+            bidder::daemon::confine_housekeeping(&config.server.cores);
+            Daemon::from_config(path, config, clock).map_err(|e| e.to_string())
+        });
     let daemon = match daemon {
         Ok(d) => d,
         Err(e) => {
@@ -192,6 +199,31 @@ fn run(path: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The calendar `bidder run` reads: the host's, or in simulation mode (the flag and
+/// the `[simulation]` section, both or neither) the simulator's clock file.
+fn calendar(path: &Path, config: &Config, simulate: bool) -> Result<Clock, String> {
+    let file = config.simulation_clock_path();
+    match (simulate, file) {
+        (false, None) => Ok(Clock::system()),
+        (false, Some(_)) => Err(format!(
+            "{}: [simulation]: this configuration runs on a simulator's clock, which a production bidder refuses; fix: remove [simulation], or start `bidder run --simulate` for a simulation",
+            path.display()
+        )),
+        (true, None) => Err(format!(
+            "{}: --simulate needs a [simulation] section with the clock_file the simulator moves; fix: add it, or drop --simulate",
+            path.display()
+        )),
+        (true, Some(file)) => {
+            let clock = bidder::clock::ClockFile::open_clock(&file).map_err(|e| e.to_string())?;
+            tracing::warn!(
+                clock_file = %file.display(),
+                "SIMULATION MODE: the time of day comes from the simulator's clock file, not the host clock (bidder_simulated_clock is 1 on /metrics); never run this in production"
+            );
+            Ok(clock)
         }
     }
 }

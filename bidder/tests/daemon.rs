@@ -443,6 +443,7 @@ fn the_daemon_becomes_ready_and_bids_over_http() {
     assert_eq!(c.post("/openrtb2/bid", banner("d3").as_bytes()).status, 200);
     // io_uring is configured: it serves, or the fallback to tokio is logged.
     let metrics = d.metrics();
+    assert_eq!(metric_sum(&metrics, "bidder_simulated_clock"), 0);
     let ring = metrics.contains("bidder_connections_open{engine=\"io_uring\"");
     assert!(
         ring || d.log().contains("io_uring unavailable"),
@@ -1039,4 +1040,67 @@ fn a_frequency_cap_counts_wins_over_http_and_survives_a_restart() {
         "still capped after the restart"
     );
     assert!(acme_bid(&d, next(), "bob").is_some());
+}
+
+/// Wednesday 2031-03-05 10:30 UTC, ms since the Unix epoch.
+const SIMULATED_WEDNESDAY_10_30_MS: u64 = 1_930_473_000_000;
+const HOUR_MS: u64 = 3_600_000;
+
+#[test]
+fn simulation_mode_is_explicit_and_bids_on_the_simulators_clock() {
+    let clock_dir = TempDir::new("sim-clock");
+    let clock_path = clock_dir.0.join("clock");
+    let calendar =
+        bidder::clock::ClockFile::create(&clock_path, SIMULATED_WEDNESDAY_10_30_MS).unwrap();
+    // acme-display runs only Wednesdays 10:00-11:00 UTC, a slot the host's clock is
+    // almost never in: its bids show which clock the bidder reads.
+    let simulated = |text: String| {
+        let text = edit(
+            &text,
+            "sizes = [\"300x250\", \"728x90\", \"320x50\", \"160x600\"]",
+            "sizes = [\"300x250\", \"728x90\", \"320x50\", \"160x600\"]\n  dayparts = [\"wed 10-11\"]",
+        );
+        format!(
+            "{text}\n[simulation]\nclock_file = \"{}\"\n",
+            clock_path.display()
+        )
+    };
+
+    // Without --simulate a configuration with [simulation] is refused, and so is the
+    // flag without the section: neither half alone puts a bidder on a driven clock.
+    let dir = TempDir::new("sim-refused");
+    let config = dir.0.join("bidder.toml");
+    let addrs = Addrs::free();
+    std::fs::write(&config, simulated(demo_config(&addrs, &token_file(&dir.0)))).unwrap();
+    let refused = bidder(&["run"], &config);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("production bidder refuses"), "{stderr}");
+    assert!(stderr.contains("--simulate"), "{stderr}");
+    std::fs::write(&config, demo_config(&addrs, &token_file(&dir.0))).unwrap();
+    let refused = bidder(&["run", "--simulate"], &config);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--simulate needs a [simulation] section"),
+        "{stderr}"
+    );
+
+    let simulate = |config: &Path, log: &Path| {
+        let mut run = Command::new(BIDDER);
+        run.args(["run", "--simulate", "--config"]).arg(config);
+        spawn_logged(run, log)
+    };
+    let d = Daemon::start_with("sim", simulated, simulate);
+    d.wait_log("SIMULATION MODE");
+    assert_eq!(metric_sum(&d.metrics(), "bidder_simulated_clock"), 1);
+    assert_eq!(
+        d.price(),
+        Some(1.8),
+        "inside the daypart on the simulated clock"
+    );
+    calendar.set_unix_ms(SIMULATED_WEDNESDAY_10_30_MS + HOUR_MS);
+    assert_ne!(d.price(), Some(1.8), "outside it an hour later");
+    calendar.set_unix_ms(SIMULATED_WEDNESDAY_10_30_MS + 7 * 24 * HOUR_MS);
+    assert_eq!(d.price(), Some(1.8), "inside again a week later");
 }

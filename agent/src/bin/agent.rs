@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bidder_common::clock::Clock;
+use bidder_common::clock::{Clock, ClockFile};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -19,6 +19,10 @@ struct Cli {
     /// Configuration file (TOML); without it every default applies.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Simulation mode: read the time of day from the `[simulation] clock_file` the
+    /// auction simulator moves, not the host's clock. Never in production.
+    #[arg(long)]
+    simulate: bool,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,13 @@ fn main() -> ExitCode {
     };
     let config = match config {
         Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let clock = match calendar(&config, cli.simulate) {
+        Ok(clock) => clock,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(1);
@@ -63,7 +74,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(socket, pid = std::process::id(), "serving");
-        agent::run_until(config, cli.config, Clock::system(), stop).await
+        agent::run_until(config, cli.config, clock, stop).await
     });
     match result {
         Ok(()) => {
@@ -73,6 +84,28 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The host's clock, or in simulation mode (the flag and `[simulation]`, both or
+/// neither) the simulator's clock file.
+fn calendar(config: &agent::config::AgentConfig, simulate: bool) -> Result<Clock, String> {
+    match (simulate, &config.simulation) {
+        (false, None) => Ok(Clock::system()),
+        (false, Some(_)) => Err(
+            "[simulation]: this configuration runs on a simulator's clock, which a production agent refuses; fix: remove [simulation], or start `agent --simulate` for a simulation".to_owned(),
+        ),
+        (true, None) => Err(
+            "--simulate needs a [simulation] section with the clock_file the simulator moves; fix: add it, or drop --simulate".to_owned(),
+        ),
+        (true, Some(sim)) => {
+            let clock = ClockFile::open_clock(&sim.clock_file).map_err(|e| e.to_string())?;
+            tracing::warn!(
+                clock_file = %sim.clock_file.display(),
+                "SIMULATION MODE: the time of day comes from the simulator's clock file, not the host clock (bidder_agent_simulated_clock is 1 on /metrics); never run this in production"
+            );
+            Ok(clock)
         }
     }
 }

@@ -103,6 +103,11 @@ impl Agent {
         &self.config
     }
 
+    /// The agent's one calendar (the host's, or a simulator's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Now, from the agent's one clock.
     pub fn now_unix_ms(&self) -> u64 {
         self.clock.now_unix_ms()

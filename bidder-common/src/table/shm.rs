@@ -146,7 +146,7 @@ impl core::fmt::Display for WriteError {
 impl std::error::Error for WriteError {}
 
 /// A shared mapping of a whole file, unmapped on drop.
-struct Mapping {
+pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -159,7 +159,12 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(file: &File, len: usize, writable: bool, path: &Path) -> Result<Mapping, OpenError> {
+    pub(crate) fn new(
+        file: &File,
+        len: usize,
+        writable: bool,
+        path: &Path,
+    ) -> Result<Mapping, OpenError> {
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
@@ -183,6 +188,19 @@ impl Mapping {
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).expect("mmap never returns null on success");
         Ok(Mapping { ptr, len })
+    }
+}
+
+impl Mapping {
+    /// The first byte of the mapping.
+    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+impl core::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Mapping({} bytes)", self.len)
     }
 }
 

@@ -75,6 +75,9 @@ pub struct Config {
     /// How ads.txt, app-ads.txt and sellers.json are fetched and kept (`[supply]`).
     #[serde(default)]
     pub supply: SupplyConfig,
+    /// Simulation mode (`[simulation]`): calendar time from the auction simulator's
+    /// clock file. Refused unless the bidder is started with `--simulate`.
+    pub simulation: Option<SimulationConfig>,
     /// Where the file was read from and its text, for error messages.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -253,6 +256,17 @@ impl Default for LedgerConfig {
             retention_days: 35,
         }
     }
+}
+
+/// `[simulation]`: the bidder reads the time of day from a file the auction simulator
+/// (`auction-sim`) moves, so a simulated day runs in minutes. Only for `bidder run
+/// --simulate`; a bidder started without the flag refuses a configuration with this
+/// section, so a production host cannot run on a driven clock by a stray line.
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationConfig {
+    /// The simulator's clock file (relative to this file).
+    pub clock_file: PathBuf,
 }
 
 /// The spend-rate circuit breaker: a campaign spending more than
@@ -906,6 +920,14 @@ impl Config {
             .path
             .as_deref()
             .map(|p| self.relative_to_file(p))
+    }
+
+    /// The simulation clock file, if `[simulation]` is configured (relative to the
+    /// config file).
+    pub fn simulation_clock_path(&self) -> Option<PathBuf> {
+        self.simulation
+            .as_ref()
+            .map(|s| self.relative_to_file(&s.clock_file))
     }
 
     /// `path` as written in the file, resolved against the file's folder.
