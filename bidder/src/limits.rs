@@ -189,6 +189,9 @@ pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
 /// beat the best bid found.
 pub const MAX_MARGIN_PPM: u32 = 1_500_000;
 
+/// The highest `floor_markup_ppm` a campaign may set: floor × 3.
+pub const MAX_FLOOR_MARKUP_PPM: u32 = 3_000_000;
+
 /// Most reservations held at once; beyond this new bids are refused (fail closed).
 pub const MAX_PENDING: usize = 1_000_000;
 

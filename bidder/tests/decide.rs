@@ -350,6 +350,40 @@ fn shading_below_the_floor_bids_the_floor_when_value_covers_it() {
 }
 
 #[test]
+fn a_floor_markup_bids_the_floor_times_it_capped_at_the_value() {
+    let c = banner_campaign("c", 2_000_000, "", "").replace(
+        "base_cpm_micros = 2000000",
+        "base_cpm_micros = 2000000\nfloor_markup_ppm = 1_100_000",
+    );
+    assert!(c.contains("floor_markup_ppm"), "{c}");
+    let cases: &[(&str, Expect)] = &[
+        (r#","bidfloor":1.0"#, Bid("c", 1_100_000)),
+        // 1.9 × 1.1 = 2.09, above the value: the value.
+        (r#","bidfloor":1.9"#, Bid("c", 2_000_000)),
+        (r#","bidfloor":2.5"#, NoBid(BelowFloor)),
+        // No floor: the shaded value (shading 1.0 here).
+        ("", Bid("c", 2_000_000)),
+    ];
+    for (imp, want) in cases {
+        assert_eq!(&decide(&c, &banner_request(imp, "")), want, "{imp}");
+    }
+    let config = |markup: &str| {
+        Config::from_text(
+            Path::new("test.toml"),
+            format!(
+                "[notice]\nbase_url = \"https://b.test/n\"\nhmac_key_file = \"k\"\n{}",
+                banner_campaign("c", 2_000_000, "", "").replace(
+                    "base_cpm_micros = 2000000",
+                    &format!("base_cpm_micros = 2000000\nfloor_markup_ppm = {markup}")
+                )
+            ),
+        )
+    };
+    let refused = format!("{:?}", config("900_000").unwrap_err());
+    assert!(refused.contains("floor_markup_ppm"), "{refused}");
+}
+
+#[test]
 fn prices_are_capped_and_the_best_campaign_wins() {
     let campaigns = banner_campaign("cheap", 1_000_000, "", "")
         + &banner_campaign("rich", 50_000_000, "", "")

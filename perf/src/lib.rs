@@ -12,6 +12,7 @@ pub mod request;
 mod response;
 pub mod run;
 pub mod saturate;
+pub mod sim;
 mod stats;
 pub mod target;
 mod worker;

@@ -143,6 +143,8 @@ pub struct Campaign {
     pub calendar: Calendar,
     pub max_bid_cpm_micros: i64,
     pub base_cpm_micros: i64,
+    /// Bid the floor × this instead of the shaded value (`floor_markup_ppm`).
+    pub floor_markup_ppm: Option<u32>,
     /// The most this campaign can ever bid: its value at the highest margin a strategy
     /// may set, capped by `max_bid_cpm_micros`. Campaigns are ordered by it, so the
     /// decision meets candidates best-first and can stop early.
@@ -506,6 +508,7 @@ fn compile_campaign(
         }),
         max_bid_cpm_micros: c.max_bid_cpm_micros,
         base_cpm_micros: c.base_cpm_micros,
+        floor_markup_ppm: c.floor_markup_ppm,
         max_price_cpm_micros: max_price(c),
         creatives,
         deals: c

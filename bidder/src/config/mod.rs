@@ -608,6 +608,12 @@ pub struct CampaignConfig {
     pub max_bid_cpm_micros: i64,
     /// What an impression is worth to us, as a CPM, before strategy and shading.
     pub base_cpm_micros: i64,
+    /// Bid the imp's floor × this (parts per million, e.g. 1_100_000 for "floor ×
+    /// 1.10"), never above the value, instead of the shaded value: the static rule
+    /// many buyers start from, and a baseline the auction simulator measures. Imps
+    /// without a floor are bid the shaded value. Unset: the shaded value always.
+    #[serde(default)]
+    pub floor_markup_ppm: Option<u32>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default)]

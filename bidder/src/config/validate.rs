@@ -19,7 +19,9 @@ use crate::money::MAX_CPM_MICROS;
 use crate::openrtb::OpenRtbVersion;
 
 pub use crate::limits::MAX_REPORTED_ERRORS;
-use crate::limits::{self, MAX_FREQUENCY_TRACKED, MAX_RESERVATION_TTL_MS, MIN_NOTICE_KEY_BYTES};
+use crate::limits::{
+    self, MAX_FLOOR_MARKUP_PPM, MAX_FREQUENCY_TRACKED, MAX_RESERVATION_TTL_MS, MIN_NOTICE_KEY_BYTES,
+};
 use crate::money::frequency::{UserSource, MAX_FREQUENCY_CAP};
 use crate::money::period::Calendar;
 
@@ -622,6 +624,15 @@ fn money(p: &mut Problems, prefix: &str, c: &CampaignConfig) {
             format!("unknown time zone {:?}", c.time_zone),
             "use an IANA name such as \"UTC\" or \"America/New_York\"",
         );
+    }
+    if let Some(markup) = c.floor_markup_ppm {
+        if !(1_000_000..=MAX_FLOOR_MARKUP_PPM).contains(&markup) {
+            p.add(
+                format!("{prefix}.floor_markup_ppm"),
+                format!("{markup} is outside 1_000_000..={MAX_FLOOR_MARKUP_PPM}"),
+                "a multiplier on the floor in parts per million, e.g. 1_100_000 for 1.10",
+            );
+        }
     }
     for (name, value) in [
         ("max_bid_cpm_micros", c.max_bid_cpm_micros),

@@ -224,7 +224,8 @@ fn timed_media_fits(
 
 /// Price = value × margin × shading, capped by the campaign's and the strategy's
 /// ceilings. Below the floor, we bid the floor if our unshaded value covers it;
-/// otherwise no bid.
+/// otherwise no bid. A campaign with `floor_markup_ppm` bids floor × markup instead
+/// where there is a floor (capped at the value; no bid if the value is below it).
 fn price(
     campaign: &Campaign,
     strategy: &CampaignStrategy,
@@ -234,7 +235,12 @@ fn price(
     let margin = strategy.margin_ppm.min(MAX_MARGIN_PPM);
     let worth = apply_ppm(campaign.base_cpm_micros, margin).min(ceiling);
     debug_assert!(worth <= campaign.max_price_cpm_micros);
-    let shaded = apply_ppm(worth, strategy.shading_ppm);
+    let shaded = match campaign.floor_markup_ppm {
+        Some(markup) if floor_micros > 0 && floor_micros <= worth => {
+            apply_ppm(floor_micros, markup).min(worth)
+        }
+        _ => apply_ppm(worth, strategy.shading_ppm),
+    };
     let price = if shaded >= floor_micros {
         shaded
     } else {

@@ -1,0 +1,310 @@
+//! `auction-sim`: an exchange that plays a simulated day against the real bidder and
+//! agent, and measures what a strategy earns.
+//!
+//! The simulator starts `bidder run --simulate` and `agent --simulate` on configurations
+//! of its own, sharing one clock file that it moves to each auction's instant, so a
+//! day runs in seconds. It speaks only their real interfaces: bid requests over HTTP,
+//! the bids' own `nurl`/`lurl` with the macros filled in as an exchange would, the
+//! agent's control socket to set a baseline's strategy. It never touches the tables.
+//!
+//! `market.rs` draws the day (the same auctions for every strategy under a seed),
+//! `exchange.rs` plays it, `processes.rs` runs the bidder and the agent, `report.rs`
+//! sums the outcomes and the oracle, `plot.rs` draws them.
+
+pub mod exchange;
+mod http;
+pub mod market;
+pub mod processes;
+pub mod report;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use bidder_common::clock::ClockFile;
+use serde::Serialize;
+
+use market::{Feedback, Market, SIZES};
+use processes::{BidderSetup, Binaries, Stack, CAMPAIGN};
+use report::{Plan, Played, Run, Summary};
+
+/// Midnight UTC starting the simulated day (Wednesday 2031-03-05): a fixed date, so
+/// runs agree whatever day they run on.
+pub const SIM_DAY_START_MS: u64 = 1_930_435_200_000;
+
+/// How a run bids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Strategy {
+    /// The seed's static rule: the floor × 1.10, capped at the value.
+    FloorX110,
+    /// A fixed shading of 0.90 on the value.
+    Shading090,
+    /// The value itself.
+    Unshaded,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [
+        Strategy::FloorX110,
+        Strategy::Shading090,
+        Strategy::Unshaded,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::FloorX110 => "floor_x1.10",
+            Strategy::Shading090 => "shading_0.90",
+            Strategy::Unshaded => "unshaded",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A market and the campaign that buys in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub market: Market,
+    /// The daily budget as a share of what unshaded, unpaced bidding would spend.
+    pub budget_share_of_unpaced: f64,
+    /// The campaign's ceiling as a multiple of its value.
+    pub max_bid_share_of_value: f64,
+}
+
+impl Scenario {
+    /// The default: segment spread 0.5, market σ 0.6, budget at 50% of the
+    /// unpaced spend, min-to-win on wins and losses.
+    pub fn default_scenario() -> Scenario {
+        Scenario {
+            name: "default".into(),
+            market: Market::default(),
+            budget_share_of_unpaced: 0.5,
+            max_bid_share_of_value: 2.0,
+        }
+    }
+
+    /// The scenarios `cargo xtask sim` runs: the default, the two poorer feedback
+    /// regimes, and the stress cases of the pacing goals.
+    pub fn standard() -> Vec<Scenario> {
+        let base = Scenario::default_scenario();
+        let with = |name: &str, market: Market| Scenario {
+            name: name.into(),
+            market,
+            ..base.clone()
+        };
+        vec![
+            base.clone(),
+            with(
+                "losses_only",
+                Market {
+                    feedback: Feedback::LossesOnly,
+                    ..base.market.clone()
+                },
+            ),
+            with(
+                "win_loss_only",
+                Market {
+                    feedback: Feedback::WinLossOnly,
+                    ..base.market.clone()
+                },
+            ),
+            with(
+                "forecast_50pct_off",
+                Market {
+                    forecast_error: 0.5,
+                    ..base.market.clone()
+                },
+            ),
+            with(
+                "price_drift_up_30pct",
+                Market {
+                    drift: 0.3,
+                    ..base.market.clone()
+                },
+            ),
+            with(
+                "price_drift_down_30pct",
+                Market {
+                    drift: -0.3,
+                    ..base.market.clone()
+                },
+            ),
+            with(
+                "delayed_notices",
+                Market {
+                    notice_delay_mean_ms: 120_000,
+                    notice_drop: 0.02,
+                    ..base.market.clone()
+                },
+            ),
+        ]
+    }
+
+    pub fn by_name(name: &str) -> Option<Scenario> {
+        Scenario::standard().into_iter().find(|s| s.name == name)
+    }
+}
+
+/// What a scenario run needs from outside.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub binaries: Binaries,
+    pub seeds: Vec<u64>,
+    pub strategies: Vec<Strategy>,
+    /// Each run's configurations and logs go in a folder under here.
+    pub work_dir: PathBuf,
+}
+
+/// A scenario's runs and their averages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: Scenario,
+    pub strategies: Vec<Summary>,
+    pub runs: Vec<Run>,
+}
+
+/// Plays the scenario's day under every seed for every strategy, and the oracle.
+pub fn run_scenario(options: &Options, scenario: &Scenario) -> Result<ScenarioReport> {
+    let market = &scenario.market;
+    let value = market.value_cpm_micros;
+    let max_bid = (value as f64 * scenario.max_bid_share_of_value) as i64;
+    let mut runs = Vec::new();
+    for &seed in &options.seeds {
+        let day = market.day(seed);
+        let budget = (report::unpaced_spend_micros(&day, value) as f64
+            * scenario.budget_share_of_unpaced) as i64;
+        let plan = Plan {
+            budget_micros: budget,
+            max_bid_cpm_micros: max_bid,
+        };
+        for &strategy in &options.strategies {
+            let dir =
+                options
+                    .work_dir
+                    .join(format!("{}-{}-{seed}", scenario.name, strategy.name()));
+            let played = play_one(options, scenario, strategy, &day, plan, &dir)
+                .with_context(|| format!("{} {} seed {seed}", scenario.name, strategy.name()))?;
+            runs.push(report::summarise(
+                strategy.name(),
+                seed,
+                market,
+                &day,
+                plan,
+                &played,
+            ));
+        }
+        runs.push(report::Oracle::new(&day, max_bid).run(seed, day.len(), budget));
+    }
+    let mut names: Vec<&str> = options.strategies.iter().map(|s| s.name()).collect();
+    names.push("oracle");
+    let strategies = names
+        .iter()
+        .map(|name| {
+            let of: Vec<&Run> = runs.iter().filter(|r| r.strategy == *name).collect();
+            report::average(&of)
+        })
+        .collect();
+    Ok(ScenarioReport {
+        scenario: scenario.clone(),
+        strategies,
+        runs,
+    })
+}
+
+fn play_one(
+    options: &Options,
+    scenario: &Scenario,
+    strategy: Strategy,
+    day: &[market::Auction],
+    plan: Plan,
+    dir: &std::path::Path,
+) -> Result<Played> {
+    let market = &scenario.market;
+    std::fs::create_dir_all(dir)?;
+    let clock_path = dir.join("clock");
+    let clock = ClockFile::create(&clock_path, SIM_DAY_START_MS)?;
+    let setup = BidderSetup {
+        daily_budget_micros: plan.budget_micros,
+        value_cpm_micros: market.value_cpm_micros,
+        max_bid_cpm_micros: plan.max_bid_cpm_micros,
+        shading_ppm: match strategy {
+            Strategy::Shading090 => 900_000,
+            _ => 1_000_000,
+        },
+        floor_markup_ppm: (strategy == Strategy::FloorX110).then_some(1_100_000),
+        sizes: SIZES.to_vec(),
+    };
+    let stack = Stack::start(&options.binaries, dir, &clock_path, &setup, None)?;
+    let (outcomes, notices) = exchange::play(
+        market,
+        day,
+        &clock,
+        SIM_DAY_START_MS,
+        stack.bid,
+        stack.notices,
+    )?;
+    let metrics = stack.metrics()?;
+    let series = format!("bidder_budget_lifetime_spent_micros{{campaign=\"{CAMPAIGN}\"");
+    let bidder_spent_micros = metrics
+        .lines()
+        .find(|l| l.starts_with(&series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    stack.stop()?;
+    Ok(Played {
+        outcomes,
+        notices,
+        bidder_spent_micros,
+    })
+}
+
+/// Every scenario's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+impl Report {
+    /// The JSON `cargo xtask sim --json` prints: the first scenario's `strategies` at
+    /// the top (the default scenario when it ran), every scenario under `scenarios`.
+    pub fn json(&self) -> serde_json::Value {
+        let first = self.scenarios.first();
+        serde_json::json!({
+            "scenario": first.map(|s| s.scenario.name.clone()),
+            "seeds": first.map(|s| s.strategies.first().map_or(0, |r| r.seeds)),
+            "strategies": first.map(|s| s.strategies.clone()),
+            "scenarios": self.scenarios.iter().map(|s| serde_json::json!({
+                "scenario": s.scenario,
+                "strategies": s.strategies,
+                "runs": s.runs,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn markdown(&self) -> String {
+        self.scenarios
+            .iter()
+            .map(|s| report::markdown(&s.scenario.name, &s.strategies))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs every scenario and writes `report.json` and `report.md` into `out`.
+pub fn run_all(options: &Options, scenarios: &[Scenario], out: &std::path::Path) -> Result<Report> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut report = Report {
+        scenarios: Vec::new(),
+    };
+    for scenario in scenarios {
+        report.scenarios.push(run_scenario(options, scenario)?);
+    }
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report.json())?,
+    )?;
+    std::fs::write(out.join("report.md"), report.markdown())?;
+    Ok(report)
+}

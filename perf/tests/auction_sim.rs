@@ -1,0 +1,118 @@
+//! The auction simulator against the real bidder binary: a simulated day charges
+//! exactly what the exchange billed, never past the budget, and the same seed plays
+//! the same day.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use perf::sim::processes::Binaries;
+use perf::sim::{run_scenario, Options, Scenario, Strategy};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The bidder and agent binaries, built (or found up to date) in this test's target
+/// directory: cargo builds only this package's binaries for its tests.
+fn binaries() -> Binaries {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_auction-sim"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = bin_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "bidder",
+            "--bin",
+            "bidder",
+            "-p",
+            "agent",
+            "--bin",
+            "agent",
+            "--target-dir",
+        ])
+        .arg(target)
+        .current_dir(workspace())
+        .status()
+        .expect("run cargo build for the bidder and the agent");
+    assert!(status.success(), "building the bidder and the agent failed");
+    Binaries {
+        bidder: bin_dir.join("bidder"),
+        agent: bin_dir.join("agent"),
+    }
+}
+
+fn small_default() -> Scenario {
+    let mut s = Scenario::default_scenario();
+    s.market.auctions_per_day = 3_000;
+    s
+}
+
+#[test]
+fn a_simulated_day_charges_what_the_exchange_billed_and_never_overspends() {
+    let dir = testkit::TempDir::new("auction-sim");
+    let options = Options {
+        binaries: binaries(),
+        seeds: vec![11],
+        strategies: vec![Strategy::Unshaded, Strategy::FloorX110],
+        work_dir: dir.0.clone(),
+    };
+    let report = run_scenario(&options, &small_default()).unwrap();
+    for run in report.runs.iter().filter(|r| r.strategy != "oracle") {
+        let name = &run.strategy;
+        assert_eq!(run.notices.refused, 0, "{name}: {:?}", run.notices);
+        assert_eq!(run.notices.dropped, 0, "{name}");
+        assert_eq!(
+            run.notices.wins, run.impressions,
+            "{name}: a win notice per impression"
+        );
+        assert_eq!(run.notices.wins + run.notices.losses, run.bids, "{name}");
+        // The bidder's ledger and the exchange's bill agree to the micro.
+        assert_eq!(run.bidder_spent_micros, run.spend_micros, "{name}");
+        assert!(run.spend_micros <= run.budget_micros, "{name}: overspent");
+        assert!(
+            run.impressions > 0 && run.impressions < run.auctions,
+            "{name}"
+        );
+    }
+    // Unshaded bidding would spend twice the budget: the bidder stops within one
+    // impression of it.
+    let unshaded = &report.runs[0];
+    assert_eq!(unshaded.strategy, "unshaded");
+    assert!(
+        unshaded.budget_micros - unshaded.spend_micros <= 4_000,
+        "{unshaded:?}"
+    );
+    // The floor rule bids below the value where floors are low: a lower CPM.
+    let floor = &report.runs[1];
+    assert!(floor.avg_cpm_micros < unshaded.avg_cpm_micros, "{floor:?}");
+    // The oracle buys at least as many impressions for the money as anyone.
+    let oracle = &report.runs[2];
+    assert_eq!(oracle.strategy, "oracle");
+    assert!(oracle.impressions >= unshaded.impressions.max(floor.impressions));
+    assert!(oracle.spend_micros <= oracle.budget_micros);
+}
+
+#[test]
+fn the_same_seed_plays_the_same_day() {
+    let dir = testkit::TempDir::new("auction-sim-seed");
+    let options = |sub: &str| Options {
+        binaries: binaries(),
+        seeds: vec![5],
+        strategies: vec![Strategy::Shading090],
+        work_dir: dir.0.join(sub),
+    };
+    let scenario = small_default();
+    let first = run_scenario(&options("a"), &scenario).unwrap();
+    let again = run_scenario(&options("b"), &scenario).unwrap();
+    let hours = |r: &perf::sim::ScenarioReport| serde_json::to_string(&r.runs[0].hours).unwrap();
+    assert_eq!(hours(&first), hours(&again));
+    assert_eq!(first.runs[0].spend_micros, again.runs[0].spend_micros);
+}
