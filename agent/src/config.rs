@@ -29,6 +29,8 @@ pub struct AgentConfig {
     /// Simulation mode: the time of day from the auction simulator's clock file.
     /// Refused unless the agent is started with `--simulate`.
     pub simulation: Option<SimulationConfig>,
+    /// The built-in shading and pacing controller (on by default).
+    pub controller: crate::controller::ControllerConfig,
 }
 
 /// `[simulation]`: the agent stamps audit lines and rows and runs its cycles on the
@@ -51,6 +53,7 @@ impl Default for AgentConfig {
             metrics_listen: "127.0.0.1:9097".into(),
             llm: LlmConfig::default(),
             simulation: None,
+            controller: crate::controller::ControllerConfig::default(),
         }
     }
 }
@@ -258,6 +261,7 @@ impl AgentConfig {
 
     /// Bounds of every number.
     pub fn check(&self) -> Result<(), String> {
+        self.controller.check()?;
         let s = &self.socket;
         let t = &self.tables;
         let max_rows = u64::from(bidder_common::table::MAX_ROWS);

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod bounds;
 pub mod config;
+pub mod controller;
 pub mod llm;
 pub mod metrics;
 pub mod protocol;
@@ -27,6 +28,8 @@ use verbs::Agent;
 
 /// How often the agent stamps its heartbeat into the strategy table's header.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+/// How often the controller's timer looks whether a step is due on the calendar.
+pub const CONTROLLER_TICK_MS: u64 = 1_000;
 
 /// Takes the table, binds the socket and serves until `shutdown` completes, stamping
 /// every change with `clock` ([`Clock::system`] in production); removes
@@ -70,10 +73,22 @@ pub async fn run_until(
         }
     };
     let strategist = llm::run(Arc::clone(&agent));
+    let stepper = Arc::clone(&agent);
+    let controller = async move {
+        let mut every = tokio::time::interval(Duration::from_millis(CONTROLLER_TICK_MS));
+        loop {
+            every.tick().await;
+            stepper
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .controller_tick();
+        }
+    };
     tokio::select! {
         () = socket::serve(listener, agent) => {}
         () = strategist => {}
         () = heartbeat => {}
+        () = controller => {}
         () = exporter => {}
         () = shutdown => {}
     }

@@ -38,11 +38,13 @@ pub enum Verb {
     LlmEnable,
     LlmDisable,
     SupplyStatus,
+    ControllerStatus,
+    ControllerStep,
 }
 
 impl Verb {
     /// Every verb, in the order the documentation lists them.
-    pub const ALL: [Verb; 20] = [
+    pub const ALL: [Verb; 22] = [
         Verb::Status,
         Verb::StrategyGet,
         Verb::StrategyList,
@@ -63,6 +65,8 @@ impl Verb {
         Verb::LlmEnable,
         Verb::LlmDisable,
         Verb::SupplyStatus,
+        Verb::ControllerStatus,
+        Verb::ControllerStep,
     ];
 
     /// The verb as spelled on the wire.
@@ -88,6 +92,8 @@ impl Verb {
             Verb::LlmEnable => "llm.enable",
             Verb::LlmDisable => "llm.disable",
             Verb::SupplyStatus => "supply.status",
+            Verb::ControllerStatus => "controller.status",
+            Verb::ControllerStep => "controller.step",
         }
     }
 

@@ -173,7 +173,7 @@ fn setup(name: &str) -> Setup {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     let agent = format!(
-        "audit_log = \"{d}/audit.jsonl\"\nbidder_admin = \"{admin}\"\nbidder_admin_token_file = \"{t}\"\nmetrics_listen = \"127.0.0.1:0\"\n[socket]\npath = \"{s}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\ncampaign_capacity = 64\npartner_capacity = 8\n",
+        "audit_log = \"{d}/audit.jsonl\"\nbidder_admin = \"{admin}\"\nbidder_admin_token_file = \"{t}\"\nmetrics_listen = \"127.0.0.1:0\"\n[socket]\npath = \"{s}\"\nallowed_uids = [{uid}]\n[tables]\nstrategy_path = \"{d}/strategy\"\nstats_path = \"{d}/stats\"\ncampaign_capacity = 64\npartner_capacity = 8\n[controller]\ntimer = false\n",
         d = dir.display(),
         s = socket.display(),
         t = token.display()

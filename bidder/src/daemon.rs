@@ -577,6 +577,9 @@ fn apply_budgets(catalog: &Catalog, config: &Config, budgets: &Budgets, clock: &
     for c in &catalog.campaigns {
         budgets.configure(c.budget_slot, &c.id, c.budget_limits(), &c.calendar, now_ms);
         budgets.set_frequency_cap(c.budget_slot, c.frequency_cap);
+        budgets
+            .feedback()
+            .set_reference(c.budget_slot, c.max_bid_cpm_micros);
     }
     crate::bid::pipeline::apply_partner_holds(catalog, budgets);
 }

@@ -500,6 +500,48 @@ fn a_loss_returns_the_reservation_and_a_win_after_it_is_still_charged() {
 }
 
 #[test]
+fn each_bids_first_notice_counts_what_it_says_about_the_market() {
+    use bidder_common::table::stats::feedback_bucket;
+    let mut s = start(ControlConfig::default());
+    const MAX_BID: i64 = 4_000_000;
+    let limits = BudgetLimits {
+        daily_micros: DAILY_MICROS,
+        hourly_micros: None,
+        lifetime_micros: None,
+    };
+    let now_ms = s.calendar.now_unix_ms();
+    s.budgets
+        .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    s.budgets.feedback().set_reference(0, MAX_BID);
+    let notice = |s: &Setup, bid: &Bid, kind, mtw: &str| {
+        let path = s
+            .notice_path(bid, kind, Some("2.0"))
+            .replace("${AUCTION_MIN_TO_WIN}", mtw)
+            .replace("${AUCTION_LOSS}", "102");
+        assert_eq!(get(s.notices, &path).0, 204, "{path}");
+    };
+    // Min-to-win on a win and on a loss; then a win and a loss without one (an
+    // empty macro, as exchanges send when they withhold it).
+    let bids: Vec<Bid> = (0..4).map(|_| s.bid(2_000_000, 60_000)).collect();
+    notice(&s, &bids[0], NoticeKind::Win, "1.5");
+    notice(&s, &bids[1], NoticeKind::Loss, "2.6");
+    notice(&s, &bids[2], NoticeKind::Win, "");
+    notice(&s, &bids[3], NoticeKind::Loss, "");
+    // A duplicate and a bill after the win say nothing new.
+    notice(&s, &bids[0], NoticeKind::Bill, "1.5");
+    notice(&s, &bids[1], NoticeKind::Loss, "2.6");
+    let f = s.budgets.feedback().snapshot(0).unwrap();
+    assert_eq!(f.min_to_win.iter().sum::<u32>(), 2);
+    assert_eq!(f.min_to_win[feedback_bucket(1_500_000, MAX_BID)], 1);
+    assert_eq!(f.min_to_win[feedback_bucket(2_600_000, MAX_BID)], 1);
+    assert_eq!(f.won_at.iter().sum::<u32>(), 1);
+    assert_eq!(f.won_at[feedback_bucket(2_000_000, MAX_BID)], 1);
+    assert_eq!(f.lost_at.iter().sum::<u32>(), 1);
+    assert_eq!(f.lost_at[feedback_bucket(2_000_000, MAX_BID)], 1);
+    s.port.shutdown().unwrap();
+}
+
+#[test]
 fn a_late_win_is_charged_from_what_is_left_and_never_past_the_limit() {
     let mut s = start(ControlConfig {
         ledger_tick_ms: 10,

@@ -116,3 +116,49 @@ fn the_same_seed_plays_the_same_day() {
     assert_eq!(hours(&first), hours(&again));
     assert_eq!(first.runs[0].spend_micros, again.runs[0].spend_micros);
 }
+
+#[test]
+fn the_agents_controller_paces_the_day_and_shades_below_unshaded_bidding() {
+    let dir = testkit::TempDir::new("auction-sim-controller");
+    let mut scenario = small_default();
+    scenario.market.auctions_per_day = 8_000;
+    let options = Options {
+        binaries: binaries(),
+        seeds: vec![21],
+        strategies: vec![Strategy::Unshaded, Strategy::Controller],
+        work_dir: dir.0.clone(),
+    };
+    let report = run_scenario(&options, &scenario).unwrap();
+    let (unshaded, controller) = (&report.runs[0], &report.runs[1]);
+    assert_eq!(controller.strategy, "controller");
+    assert_eq!(controller.bidder_spent_micros, controller.spend_micros);
+    assert!(
+        controller.spend_micros <= controller.budget_micros,
+        "overspent"
+    );
+    assert!(
+        controller.end_of_day_pacing_error_pct.abs() <= 5.0,
+        "end of day {:+.1}%",
+        controller.end_of_day_pacing_error_pct
+    );
+    assert!(controller.first_half_spend_pct <= 90.0);
+    assert!(
+        (controller.avg_cpm_micros as f64) < 0.8 * unshaded.avg_cpm_micros as f64,
+        "{} vs {}",
+        controller.avg_cpm_micros,
+        unshaded.avg_cpm_micros
+    );
+    assert!(controller.surplus_micros > unshaded.surplus_micros);
+    // Every change is in the agent's audit log, by the controller, with its why.
+    let audit = std::fs::read_to_string(dir.0.join("default-controller-21/audit.jsonl")).unwrap();
+    let changes: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(changes.len() > 10, "{} changes", changes.len());
+    for c in &changes {
+        assert_eq!(c["who"]["actor"], "controller", "{c}");
+        assert_eq!(c["verb"], "controller.step");
+        assert!(c["why"].as_str().unwrap().starts_with("bid "), "{c}");
+    }
+}

@@ -85,6 +85,17 @@ enum Command {
     /// The bidder's ads.txt and sellers.json files.
     #[command(subcommand)]
     Supply(SupplyCmd),
+    /// The built-in shading and pacing controller.
+    #[command(subcommand)]
+    Controller(ControllerCmd),
+}
+
+#[derive(Subcommand)]
+enum ControllerCmd {
+    /// Per campaign: the bid it aims at, the market it learnt, its calibration.
+    Status,
+    /// One step now for every campaign (the timer's step, without waiting for it).
+    Step,
 }
 
 #[derive(Subcommand)]
@@ -348,6 +359,8 @@ fn request(cmd: &Command) -> Result<(Verb, Value, Option<&str>), Fail> {
         Command::Reload => (Verb::Reload, json!({}), None),
         Command::Llm(LlmCmd::Status) => (Verb::LlmStatus, json!({}), None),
         Command::Supply(SupplyCmd::Status) => (Verb::SupplyStatus, json!({}), None),
+        Command::Controller(ControllerCmd::Status) => (Verb::ControllerStatus, json!({}), None),
+        Command::Controller(ControllerCmd::Step) => (Verb::ControllerStep, json!({}), None),
         Command::Llm(LlmCmd::RunNow { why }) => (Verb::LlmRun, json!({}), Some(why.as_str())),
         Command::Llm(LlmCmd::Enable { why }) => (Verb::LlmEnable, json!({}), Some(why.as_str())),
         Command::Llm(LlmCmd::Disable { why }) => (Verb::LlmDisable, json!({}), Some(why.as_str())),
@@ -690,7 +703,9 @@ fn render(verb: Verb, r: &Value) -> String {
         | Verb::PartnerSetLimit
         | Verb::PartnerEnable
         | Verb::PartnerDisable => change(r),
-        Verb::Status
+        Verb::ControllerStatus
+        | Verb::ControllerStep
+        | Verb::Status
         | Verb::BudgetGet
         | Verb::Reload
         | Verb::LlmStatus

@@ -10,7 +10,8 @@
 //! This file holds the agent, the dispatch on [`Verb`] and what every family shares
 //! (the stats-table lookups, the audit, the error helpers); the verbs themselves are
 //! in `campaigns.rs` (`strategy.*`, `campaign.*`, `budget.*`), `partners.rs`
-//! (`partner.*`) and `reports.rs` (`status`, `stats`, `reload`).
+//! (`partner.*`), `reports.rs` (`status`, `stats`, `reload`), `llm.rs` (`llm.*`) and
+//! `controller.rs` (`controller.*`, and the controller's timer).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -38,11 +39,13 @@ use crate::config::AgentConfig;
 use crate::protocol::{self, Code, Error, Request, Response, Verb};
 
 mod campaigns;
+mod controller;
 mod llm;
 mod partners;
 mod reports;
 use reports::post_to_bidder;
 
+pub use controller::ControllerState;
 use partners::LimitArgs;
 
 /// The agent: its configuration, the strategy table it alone writes, the audit log.
@@ -62,6 +65,8 @@ pub struct Agent {
     pub failed: u64,
     /// Where `GET /metrics` is served, once bound (`metrics_listen`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The built-in controller's memory and record (`controller.rs`).
+    pub controller: ControllerState,
 }
 
 impl Agent {
@@ -96,6 +101,7 @@ impl Agent {
             served: 0,
             failed: 0,
             metrics_addr: None,
+            controller: ControllerState::default(),
         })
     }
 
@@ -242,6 +248,11 @@ impl Agent {
                 protocol::args::<NoArgs>(name, a)?;
                 self.llm_switch(verb == Verb::LlmEnable, who, why)
             }
+            Verb::ControllerStatus => {
+                protocol::args::<NoArgs>(name, a)?;
+                Ok(self.controller_status())
+            }
+            Verb::ControllerStep => self.controller_step(protocol::args(name, a)?),
         }
     }
 

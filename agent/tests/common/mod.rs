@@ -40,6 +40,9 @@ pub fn config(dir: &Path) -> AgentConfig {
     c.metrics_listen = "127.0.0.1:0".into();
     // Never a real key from the developer's environment.
     c.llm.api_key_env = "BIDDER_TEST_NO_LLM_KEY".into();
+    // The controller steps only when a test asks (`controller.step`): tests that set
+    // strategy by hand see only their own changes.
+    c.controller.timer = false;
     c
 }
 

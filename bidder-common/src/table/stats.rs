@@ -38,10 +38,53 @@ pub const MAX_NO_BID_REASONS: usize = 48;
 /// today: sellers, pause, deals, creatives and block lists, floor, pacing, budget,
 /// deadline, our own errors); the rest decide for the whole request or imp before any
 /// campaign is looked at, and are in the totals only. Their names are in
-/// [`StatsPrefix::campaign_reason_names`]. Exact counts in a fixed array keep the row
-/// at 768 bytes (48 slots would take it to 1,280) and the sum above checkable, which a
-/// top-N list would not.
+/// [`StatsPrefix::campaign_reason_names`]. Exact counts in a fixed array keep the sum
+/// above checkable, which a top-N list would not; 16 slots, not 48, save 512 bytes in
+/// each of the row's two copies.
 pub const MAX_CAMPAIGN_NO_BID_REASONS: usize = 16;
+
+/// Price buckets of the market feedback a campaign row carries.
+pub const FEEDBACK_BUCKETS: usize = 48;
+/// Buckets per doubling of price (each ~9% wide).
+pub const FEEDBACK_BUCKETS_PER_OCTAVE: usize = 8;
+/// The lowest bucket starts at the reference price / 2^this; the highest ends at
+/// reference × 2^(6 − this): with the campaign's max bid as reference, 1/32 to 2×.
+pub const FEEDBACK_OCTAVES_BELOW_REFERENCE: usize = 5;
+
+/// The bucket of a CPM price on the scale of `reference_cpm_micros` (prices below the
+/// scale fall into bucket 0, above it into the last).
+pub fn feedback_bucket(price_cpm_micros: i64, reference_cpm_micros: i64) -> usize {
+    if price_cpm_micros <= 0 || reference_cpm_micros <= 0 {
+        return 0;
+    }
+    let octaves = (price_cpm_micros as f64 / reference_cpm_micros as f64).log2()
+        + FEEDBACK_OCTAVES_BELOW_REFERENCE as f64;
+    let bucket = (octaves * FEEDBACK_BUCKETS_PER_OCTAVE as f64).floor();
+    if bucket < 0.0 {
+        0
+    } else {
+        (bucket as usize).min(FEEDBACK_BUCKETS - 1)
+    }
+}
+
+/// The CPM prices (micros, as `f64`) bucket `i` spans on the scale of `reference`:
+/// `[low, high)`; bucket 0 reaches down to 0 and the last up to infinity.
+pub fn feedback_bucket_bounds(i: usize, reference_cpm_micros: i64) -> (f64, f64) {
+    let edge = |k: usize| {
+        reference_cpm_micros as f64
+            * 2f64.powf(
+                k as f64 / FEEDBACK_BUCKETS_PER_OCTAVE as f64
+                    - FEEDBACK_OCTAVES_BELOW_REFERENCE as f64,
+            )
+    };
+    let low = if i == 0 { 0.0 } else { edge(i) };
+    let high = if i + 1 >= FEEDBACK_BUCKETS {
+        f64::INFINITY
+    } else {
+        edge(i + 1)
+    };
+    (low, high)
+}
 
 /// An hourly or lifetime budget that is not set.
 pub const NO_LIMIT: i64 = -1;
@@ -54,14 +97,16 @@ impl TableSpec for StatsTable {
     const KIND: TableKind = TableKind::Stats;
     /// 2: per-campaign requests, bids, outbid, wins, clearing prices, no-bids by reason.
     /// 3: budget periods (day and hour starts), hourly and lifetime budgets.
-    const LAYOUT_VERSION: u32 = 3;
+    /// 4: market feedback from notices (min-to-win and censored win/loss by price
+    /// bucket) for the agent's controller; the totals count publications.
+    const LAYOUT_VERSION: u32 = 4;
     type Campaign = CampaignStatsWords;
     type Partner = PartnerStatsWords;
     type Prefix = StatsPrefix;
 }
 
 /// One campaign's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CampaignStatsValue {
     /// [`IN_CATALOG`].
     pub flags: u32,
@@ -118,7 +163,54 @@ pub struct CampaignStatsValue {
     pub lifetime_budget_micros: i64,
     /// Spent over the campaign's life, as the ledger recorded it.
     pub lifetime_spent_micros: i64,
+    /// The price scale of the feedback buckets ([`feedback_bucket`]): the campaign's
+    /// max bid when the counts began (a new max bid starts them again).
+    pub feedback_reference_cpm_micros: i64,
+    /// Win and loss notices that carried `${AUCTION_MIN_TO_WIN}`, by that price's
+    /// bucket: the market's price to win, seen directly. Since start, wrapping.
+    pub min_to_win: [u32; FEEDBACK_BUCKETS],
+    /// Wins whose notice carried no min-to-win, by our bid's bucket: the price to win
+    /// was at most the bid (censored).
+    pub won_at: [u32; FEEDBACK_BUCKETS],
+    /// Losses whose notice carried no min-to-win, by our bid's bucket: it was above.
+    pub lost_at: [u32; FEEDBACK_BUCKETS],
     pub checksum: u64,
+}
+
+impl Default for CampaignStatsValue {
+    fn default() -> Self {
+        CampaignStatsValue {
+            flags: 0,
+            default_shading_ppm: 0,
+            max_bid_cpm_micros: 0,
+            base_cpm_micros: 0,
+            config_daily_budget_micros: 0,
+            daily_budget_micros: 0,
+            available_micros: 0,
+            reserved_micros: 0,
+            spent_micros: 0,
+            overcharged_micros: 0,
+            budget_refusals: 0,
+            requests: 0,
+            bids: 0,
+            outbid: 0,
+            wins: 0,
+            clearing_micros: 0,
+            no_bids: [0; MAX_CAMPAIGN_NO_BID_REASONS],
+            day_start_ms: 0,
+            hour_start_ms: 0,
+            previous_day_spent_micros: 0,
+            hourly_budget_micros: 0,
+            hour_spent_micros: 0,
+            lifetime_budget_micros: 0,
+            lifetime_spent_micros: 0,
+            feedback_reference_cpm_micros: 0,
+            min_to_win: [0; FEEDBACK_BUCKETS],
+            won_at: [0; FEEDBACK_BUCKETS],
+            lost_at: [0; FEEDBACK_BUCKETS],
+            checksum: 0,
+        }
+    }
 }
 
 impl CampaignStatsValue {
@@ -149,8 +241,17 @@ impl CampaignStatsValue {
             self.hour_spent_micros as u64,
             self.lifetime_budget_micros as u64,
             self.lifetime_spent_micros as u64,
+            self.feedback_reference_cpm_micros as u64,
         ];
-        checksum(head.into_iter().chain(self.no_bids).chain(periods))
+        let feedback = [&self.min_to_win, &self.won_at, &self.lost_at]
+            .into_iter()
+            .flat_map(|counts| counts.iter().map(|&n| u64::from(n)));
+        checksum(
+            head.into_iter()
+                .chain(self.no_bids)
+                .chain(periods)
+                .chain(feedback),
+        )
     }
 
     pub fn sealed(mut self) -> Self {
@@ -190,15 +291,20 @@ pub struct CampaignStatsWords {
     pub hour_spent_micros: AtomicI64,
     pub lifetime_budget_micros: AtomicI64,
     pub lifetime_spent_micros: AtomicI64,
+    pub feedback_reference_cpm_micros: AtomicI64,
+    pub min_to_win: [AtomicU32; FEEDBACK_BUCKETS],
+    pub won_at: [AtomicU32; FEEDBACK_BUCKETS],
+    pub lost_at: [AtomicU32; FEEDBACK_BUCKETS],
     pub checksum: AtomicU64,
 }
 
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, max_bid_cpm_micros) == 8);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, requests) == 80);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, no_bids) == 120);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 304);
-const _: () = assert!(size_of::<CampaignStatsWords>() == 312);
-const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 768);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, min_to_win) == 312);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 888);
+const _: () = assert!(size_of::<CampaignStatsWords>() == 896);
+const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 1_920);
 
 impl Payload for CampaignStatsWords {
     type Value = CampaignStatsValue;
@@ -229,6 +335,10 @@ impl Payload for CampaignStatsWords {
             hour_spent_micros: self.hour_spent_micros.load(Relaxed),
             lifetime_budget_micros: self.lifetime_budget_micros.load(Relaxed),
             lifetime_spent_micros: self.lifetime_spent_micros.load(Relaxed),
+            feedback_reference_cpm_micros: self.feedback_reference_cpm_micros.load(Relaxed),
+            min_to_win: core::array::from_fn(|i| self.min_to_win[i].load(Relaxed)),
+            won_at: core::array::from_fn(|i| self.won_at[i].load(Relaxed)),
+            lost_at: core::array::from_fn(|i| self.lost_at[i].load(Relaxed)),
             checksum: self.checksum.load(Relaxed),
         }
     }
@@ -267,6 +377,17 @@ impl Payload for CampaignStatsWords {
             .store(v.lifetime_budget_micros, Relaxed);
         self.lifetime_spent_micros
             .store(v.lifetime_spent_micros, Relaxed);
+        self.feedback_reference_cpm_micros
+            .store(v.feedback_reference_cpm_micros, Relaxed);
+        for (words, counts) in [
+            (&self.min_to_win, &v.min_to_win),
+            (&self.won_at, &v.won_at),
+            (&self.lost_at, &v.lost_at),
+        ] {
+            for (word, &n) in words.iter().zip(counts) {
+                word.store(n, Relaxed);
+            }
+        }
         self.checksum.store(v.checksum, Relaxed);
     }
 }
@@ -405,6 +526,9 @@ pub struct TotalsValue {
     pub strategy_contended: u64,
     /// Imps without a bid, by reason; the names are in [`StatsPrefix::reason_names`].
     pub no_bid_imps: [u64; MAX_NO_BID_REASONS],
+    /// Times the bidder has published the table since it started: a reader that
+    /// needs figures newer than an instant waits for this to move twice.
+    pub publications: u64,
     pub checksum: u64,
 }
 
@@ -419,6 +543,7 @@ impl Default for TotalsValue {
             catalog_generation: 0,
             strategy_contended: 0,
             no_bid_imps: [0; MAX_NO_BID_REASONS],
+            publications: 0,
             checksum: 0,
         }
     }
@@ -434,6 +559,7 @@ impl TotalsValue {
             self.deadline_missed,
             self.catalog_generation,
             self.strategy_contended,
+            self.publications,
         ];
         checksum(head.into_iter().chain(self.no_bid_imps))
     }
@@ -459,10 +585,11 @@ pub struct TotalsWords {
     pub catalog_generation: AtomicU64,
     pub strategy_contended: AtomicU64,
     pub no_bid_imps: [AtomicU64; MAX_NO_BID_REASONS],
+    pub publications: AtomicU64,
     pub checksum: AtomicU64,
 }
 
-const _: () = assert!(size_of::<TotalsWords>() == 8 * (8 + MAX_NO_BID_REASONS));
+const _: () = assert!(size_of::<TotalsWords>() == 8 * (9 + MAX_NO_BID_REASONS));
 
 impl Payload for TotalsWords {
     type Value = TotalsValue;
@@ -477,6 +604,7 @@ impl Payload for TotalsWords {
             catalog_generation: self.catalog_generation.load(Relaxed),
             strategy_contended: self.strategy_contended.load(Relaxed),
             no_bid_imps: core::array::from_fn(|i| self.no_bid_imps[i].load(Relaxed)),
+            publications: self.publications.load(Relaxed),
             checksum: self.checksum.load(Relaxed),
         }
     }
@@ -492,6 +620,7 @@ impl Payload for TotalsWords {
         for (word, n) in self.no_bid_imps.iter().zip(v.no_bid_imps) {
             word.store(n, Relaxed);
         }
+        self.publications.store(v.publications, Relaxed);
         self.checksum.store(v.checksum, Relaxed);
     }
 }

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::metrics::PromText;
 use crate::money::budget::{BudgetSlot, Budgets};
 use crate::money::currency::{Converted, CurrencyBook};
+use crate::money::feedback::Ended;
 use crate::money::impression_cost_micros;
 use crate::money::journal::{Ack, Entry, Event, EventKind, Journal, JournalError, Outcome};
 use crate::money::lease::{next_lease, LeaseState};
@@ -436,6 +437,28 @@ impl NoticeDesk {
             (NoticeKind::Loss, None) => n.ledger.release(notice.bid_id, &n.budgets, now_ms),
         };
         self.accepted[kind_index(kind)][outcome_index(&outcome)] += 1;
+        if let (Some(slot), NoticeOutcome::Settled(_) | NoticeOutcome::Released { .. }) =
+            (slot, outcome)
+        {
+            // The bid's first notice: what it says about the market, for the
+            // controller. A min-to-win in another currency counts converted; without
+            // a rate, the notice counts as one that carried none.
+            let ended = match kind {
+                NoticeKind::Loss => Ended::Lost,
+                NoticeKind::Win | NoticeKind::Bill => Ended::Won,
+            };
+            let auction = &notice.auction;
+            let min_to_win = match auction
+                .min_to_win_micros()
+                .map(|price| n.currencies.to_ours(price, auction.currency))
+            {
+                Some(Converted::Ours(cpm) | Converted::Converted(cpm)) => Some(cpm),
+                Some(Converted::Unknown) | None => None,
+            };
+            n.budgets
+                .feedback()
+                .record(slot, ended, notice.price_micros, min_to_win);
+        }
         if let (NoticeOutcome::Settled(s), Some(user)) = (outcome, user_key) {
             // A frequency cap counts the impression; a pair the full table cannot
             // store keeps that user from the campaign's bids (see money/frequency.rs).

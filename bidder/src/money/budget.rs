@@ -339,12 +339,19 @@ pub struct Budgets {
     frequency: FrequencyTable,
     /// What each partner's bids hold, by partner index.
     partners: Box<[PartnerHold]>,
+    /// What notices say about the market, per campaign (for the agent's controller).
+    feedback: super::feedback::MarketFeedback,
 }
 
 /// The frequency table of [`Budgets::new`]; the daemon sizes it from the config.
 const DEFAULT_FREQUENCY_TRACKED: usize = 1_024;
 
 impl Budgets {
+    /// What notices say about the market, per campaign slot.
+    pub fn feedback(&self) -> &super::feedback::MarketFeedback {
+        &self.feedback
+    }
+
     /// Budgets with each campaign's full daily budget available, in windows that
     /// never roll until the campaign is configured with a calendar.
     pub fn new(daily_micros: impl IntoIterator<Item = i64>) -> Budgets {
@@ -361,6 +368,7 @@ impl Budgets {
             })
             .collect();
         Budgets {
+            feedback: super::feedback::MarketFeedback::new(campaigns.len()),
             campaigns,
             closed: AtomicBool::new(false),
             // Grown as campaigns are configured: most slots of a daemon's table are

@@ -16,6 +16,7 @@
 pub mod bid_id;
 pub mod budget;
 pub mod currency;
+pub mod feedback;
 pub mod frequency;
 pub mod journal;
 pub mod lease;

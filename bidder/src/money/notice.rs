@@ -14,13 +14,16 @@
 //! into three disjoint [`TAG_BYTES`] slices, win, bill and loss, and HMAC's output bits
 //! are independent, so one slice tells nothing about the others.
 //!
-//! URL shape (`/bill` and `/loss` alike; `/loss` adds the two loss macros):
+//! URL shape (`/bill` and `/loss` alike; `/win` adds the min-to-win macro, `/loss`
+//! the loss reason and min-to-win — the market's price, which the controller learns
+//! from, see `feedback.rs`):
 //!
 //! ```text
 //! {base}/win?bid=<bid id>&imp=<imp id>&cid=<campaign id>&px=<price micros>&sig=<tag hex>
 //!     &price=${AUCTION_PRICE}&auction=${AUCTION_ID}&aimp=${AUCTION_IMP_ID}
 //!     &abid=${AUCTION_BID_ID}&seat=${AUCTION_SEAT_ID}&cur=${AUCTION_CURRENCY}
-//!     [&loss=${AUCTION_LOSS}&mtw=${AUCTION_MIN_TO_WIN}]
+//!     [&mtw=${AUCTION_MIN_TO_WIN}]                                   (win)
+//!     [&loss=${AUCTION_LOSS}&mtw=${AUCTION_MIN_TO_WIN}]              (loss)
 //! ```
 
 use std::borrow::Cow;
@@ -67,6 +70,9 @@ const COMMON_MACROS: &str = concat!(
     "&seat=${AUCTION_SEAT_ID}",
     "&cur=${AUCTION_CURRENCY}",
 );
+/// What a win notice adds after [`COMMON_MACROS`]: the price that would have tied
+/// the next bid (OpenRTB 2.6 §4.4); a first-price win's own price says nothing more.
+const WIN_MACROS: &str = "&mtw=${AUCTION_MIN_TO_WIN}";
 /// The macros only a loss notice carries, after [`COMMON_MACROS`].
 const LOSS_MACROS: &str = concat!("&loss=${AUCTION_LOSS}", "&mtw=${AUCTION_MIN_TO_WIN}");
 
@@ -192,12 +198,24 @@ impl AuctionValues<'_> {
     /// encrypted price: the caller then settles at our bid price, which the tag vouches
     /// for.
     pub fn clearing_price_micros(&self) -> Option<i64> {
-        let text = self.price?;
-        let micros = money::parse_millionths(text, money::ExtraDecimals::RoundUp).ok()?;
-        (0..=money::MAX_CPM_MICROS)
-            .contains(&micros)
-            .then_some(micros)
+        cpm_micros(self.price?)
     }
+
+    /// `${AUCTION_MIN_TO_WIN}` in micros of the notice's currency: the price that
+    /// would have tied the best other offer. `None` when absent, empty (exchanges may
+    /// withhold it), unsubstituted or unreadable.
+    pub fn min_to_win_micros(&self) -> Option<i64> {
+        cpm_micros(self.min_to_win?)
+    }
+}
+
+/// A CPM price an exchange filled into a macro, in micros; `None` if unreadable or
+/// outside `0..=MAX_CPM_MICROS`.
+fn cpm_micros(text: &str) -> Option<i64> {
+    let micros = money::parse_millionths(text, money::ExtraDecimals::RoundUp).ok()?;
+    (0..=money::MAX_CPM_MICROS)
+        .contains(&micros)
+        .then_some(micros)
 }
 
 /// Signs notice URLs on the hot path and verifies them at the notice endpoint. Built
@@ -271,9 +289,12 @@ impl NoticeSigner {
         write_param(out, KEY_TAG);
         out.extend_from_slice(&signed.tag_hex[kind as usize]);
         out.extend_from_slice(COMMON_MACROS.as_bytes());
-        if kind == NoticeKind::Loss {
-            out.extend_from_slice(LOSS_MACROS.as_bytes());
-        }
+        let extra = match kind {
+            NoticeKind::Win => WIN_MACROS,
+            NoticeKind::Bill => "",
+            NoticeKind::Loss => LOSS_MACROS,
+        };
+        out.extend_from_slice(extra.as_bytes());
     }
 
     /// Parses an incoming `kind` notice's query string (the part after `?`) and checks
@@ -374,6 +395,7 @@ pub const MAX_SIGNED_QUERY_BYTES: usize = KEY_BID.len()
     + TAG_HEX_LEN
     + COMMON_MACROS.len()
     + LOSS_MACROS.len();
+const _: () = assert!(WIN_MACROS.len() <= LOSS_MACROS.len());
 
 // What exchanges substitute for the macros (prices, ids, currencies) must fit too.
 const _: () = assert!(MAX_SIGNED_QUERY_BYTES + 2_048 <= MAX_QUERY_BYTES);
@@ -657,9 +679,10 @@ mod tests {
             for mac in common {
                 assert!(url.contains(mac), "{url} lacks {mac}");
             }
-            for mac in ["&loss=${AUCTION_LOSS}", "&mtw=${AUCTION_MIN_TO_WIN}"] {
-                assert_eq!(url.contains(mac), kind == NoticeKind::Loss, "{url}");
-            }
+            let loss = url.contains("&loss=${AUCTION_LOSS}");
+            assert_eq!(loss, kind == NoticeKind::Loss, "{url}");
+            let mtw = url.contains("&mtw=${AUCTION_MIN_TO_WIN}");
+            assert_eq!(mtw, kind != NoticeKind::Bill, "{url}");
             assert!(url
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use bidder_common::table::shm::{OnMismatch, OpenError, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, TotalsValue, BREAKER_TRIPPED,
-    CONFIG_ENABLED, ENABLED, IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS, MAX_NO_BID_REASONS, NO_LIMIT,
+    CONFIG_ENABLED, ENABLED, FEEDBACK_BUCKETS, IN_CATALOG, MAX_CAMPAIGN_NO_BID_REASONS,
+    MAX_NO_BID_REASONS, NO_LIMIT,
 };
 use bidder_common::table::Capacity;
 
@@ -51,6 +52,8 @@ pub struct StatsPublisher {
     in_catalog: HashSet<String>,
     /// Campaigns or partners past the table's capacity, already logged.
     overflow_logged: bool,
+    /// Publications so far (the totals carry it).
+    publications: u64,
 }
 
 impl StatsPublisher {
@@ -65,6 +68,7 @@ impl StatsPublisher {
             writer,
             in_catalog: HashSet::new(),
             overflow_logged: false,
+            publications: 0,
         })
     }
 
@@ -77,7 +81,10 @@ impl StatsPublisher {
         overflow |= self.partners(catalog, &inputs.workers, strategy, &mut now_in);
         self.retire(&now_in);
         self.in_catalog = now_in;
-        self.writer.put_totals(&totals(inputs));
+        self.publications += 1;
+        let mut totals = totals(inputs);
+        totals.publications = self.publications;
+        self.writer.put_totals(&totals);
         self.writer.heartbeat();
         if overflow && !self.overflow_logged {
             self.overflow_logged = true;
@@ -99,6 +106,7 @@ impl StatsPublisher {
             }
             let b = budgets.snapshot(c.budget_slot);
             let o = outcomes.campaign(c.budget_slot);
+            let feedback = budgets.feedback().snapshot(c.budget_slot);
             let mut no_bids = [0; MAX_CAMPAIGN_NO_BID_REASONS];
             no_bids[..o.no_bids.len()].copy_from_slice(&o.no_bids);
             let flags = if b.breaker_tripped {
@@ -131,6 +139,10 @@ impl StatsPublisher {
                 hour_spent_micros: b.hour_spent_micros,
                 lifetime_budget_micros: b.lifetime_micros.unwrap_or(NO_LIMIT),
                 lifetime_spent_micros: b.lifetime_spent_micros,
+                feedback_reference_cpm_micros: feedback.map_or(0, |f| f.reference_cpm_micros),
+                min_to_win: feedback.map_or([0; FEEDBACK_BUCKETS], |f| f.min_to_win),
+                won_at: feedback.map_or([0; FEEDBACK_BUCKETS], |f| f.won_at),
+                lost_at: feedback.map_or([0; FEEDBACK_BUCKETS], |f| f.lost_at),
                 checksum: 0,
             }
             .sealed();

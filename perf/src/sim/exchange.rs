@@ -48,6 +48,13 @@ struct Pending {
     url: String,
 }
 
+/// Something run every `interval_ms` of simulated time (the agent's controller step),
+/// given the instant; before it, every notice due by then has been answered.
+pub struct Every<'a> {
+    pub interval_ms: u64,
+    pub run: &'a mut dyn FnMut(u64) -> Result<()>,
+}
+
 /// Plays `day` (the auctions of `market` under one seed) against the bidder at `bid`
 /// whose notices go to `notices`; `clock` is moved to each instant, `day_start_ms`
 /// after the epoch. One outcome per auction, in order.
@@ -56,8 +63,8 @@ pub fn play(
     day: &[Auction],
     clock: &ClockFile,
     day_start_ms: u64,
-    bid: SocketAddr,
-    notices_addr: SocketAddr,
+    (bid, notices_addr): (SocketAddr, SocketAddr),
+    mut every: Option<Every<'_>>,
 ) -> Result<(Vec<Outcome>, NoticeCounts)> {
     let mut bids = Conn::new(bid);
     let mut notices = Conn::new(notices_addr);
@@ -65,8 +72,18 @@ pub fn play(
     let mut counts = NoticeCounts::default();
     let mut outcomes = Vec::with_capacity(day.len());
     let path = format!("/bid/{PARTNER}");
+    let mut next_run_ms = every.as_ref().map(|e| day_start_ms + e.interval_ms);
     for (seq, auction) in day.iter().enumerate() {
         let now_ms = day_start_ms + auction.at_ms;
+        while let (Some(at), Some(e)) = (next_run_ms, every.as_mut()) {
+            if at > now_ms {
+                break;
+            }
+            deliver(&mut pending, at, clock, &mut notices, &mut counts)?;
+            clock.set_unix_ms(at);
+            (e.run)(at).with_context(|| format!("the step at +{} ms", at - day_start_ms))?;
+            next_run_ms = Some(at + e.interval_ms);
+        }
         deliver(&mut pending, now_ms, clock, &mut notices, &mut counts)?;
         clock.set_unix_ms(now_ms);
         let id = format!("a{seq}");

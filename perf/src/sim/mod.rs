@@ -14,6 +14,7 @@
 pub mod exchange;
 mod http;
 pub mod market;
+pub mod oracle;
 pub mod processes;
 pub mod report;
 
@@ -40,13 +41,19 @@ pub enum Strategy {
     Shading090,
     /// The value itself.
     Unshaded,
+    /// The agent's built-in controller, stepped every [`CONTROLLER_INTERVAL_MS`].
+    Controller,
 }
 
+/// How often the simulator steps the agent's controller (its default interval).
+pub const CONTROLLER_INTERVAL_MS: u64 = 300_000;
+
 impl Strategy {
-    pub const ALL: [Strategy; 3] = [
+    pub const ALL: [Strategy; 4] = [
         Strategy::FloorX110,
         Strategy::Shading090,
         Strategy::Unshaded,
+        Strategy::Controller,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +61,7 @@ impl Strategy {
             Strategy::FloorX110 => "floor_x1.10",
             Strategy::Shading090 => "shading_0.90",
             Strategy::Unshaded => "unshaded",
+            Strategy::Controller => "controller",
         }
     }
 
@@ -195,7 +203,7 @@ pub fn run_scenario(options: &Options, scenario: &Scenario) -> Result<ScenarioRe
                 &played,
             ));
         }
-        runs.push(report::Oracle::new(&day, max_bid).run(seed, day.len(), budget));
+        runs.push(report::oracle_run(market, &day, seed, plan));
     }
     let mut names: Vec<&str> = options.strategies.iter().map(|s| s.name()).collect();
     names.push("oracle");
@@ -236,14 +244,39 @@ fn play_one(
         floor_markup_ppm: (strategy == Strategy::FloorX110).then_some(1_100_000),
         sizes: SIZES.to_vec(),
     };
-    let stack = Stack::start(&options.binaries, dir, &clock_path, &setup, None)?;
+    // The controller knows the forecast's shape, never the day's real volume.
+    let agent = (strategy == Strategy::Controller).then(|| {
+        let weights: Vec<String> = (0..market::HOURS)
+            .map(|h| format!("{:.6}", market.forecast_share(h)))
+            .collect();
+        format!(
+            "[controller]\ntimer = false\ninterval_s = {}\ntraffic_by_hour = [{}]\n",
+            CONTROLLER_INTERVAL_MS / 1000,
+            weights.join(", ")
+        )
+    });
+    let stack = Stack::start(
+        &options.binaries,
+        dir,
+        &clock_path,
+        &setup,
+        agent.as_deref(),
+    )?;
+    let mut step = |_: u64| -> Result<()> {
+        stack.agent_call(r#"{"v":1,"verb":"controller.step","args":{"fresh":true}}"#)?;
+        Ok(())
+    };
+    let every = (strategy == Strategy::Controller).then_some(exchange::Every {
+        interval_ms: CONTROLLER_INTERVAL_MS,
+        run: &mut step,
+    });
     let (outcomes, notices) = exchange::play(
         market,
         day,
         &clock,
         SIM_DAY_START_MS,
-        stack.bid,
-        stack.notices,
+        (stack.bid, stack.notices),
+        every,
     )?;
     let metrics = stack.metrics()?;
     let series = format!("bidder_budget_lifetime_spent_micros{{campaign=\"{CAMPAIGN}\"");

@@ -180,6 +180,24 @@ impl Stack {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
 
+    /// One request on the agent's control socket; its `result`.
+    pub fn agent_call(&self, request: &str) -> Result<serde_json::Value> {
+        use std::io::{BufRead, BufReader, Write};
+        let socket = self.agent_socket.as_ref().context("no agent runs")?;
+        let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(READY_TIMEOUT))?;
+        stream.write_all(request.as_bytes())?;
+        stream.write_all(b"\n")?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("the agent answered {line:?}"))?;
+        if answer["ok"] != true {
+            bail!("the agent refused {request}: {}", answer["error"]);
+        }
+        Ok(answer["result"].clone())
+    }
+
     /// The bidder's `/metrics`.
     pub fn metrics(&self) -> Result<String> {
         let (status, body) = Conn::new(self.admin).send("GET", "/metrics", b"")?;
@@ -303,9 +321,12 @@ base_cpm_micros = {value}
 {markup}  [campaign.targeting]
   media = ["banner"]
 {creatives}
+# The controller steps on fresh figures: the simulator asks it to wait for two
+# publications, which come every 10 ms here.
 [strategy]
 table_path = "{dir}/strategy"
 stats_path = "{dir}/stats"
+stats_interval_ms = 10
 
 [simulation]
 clock_file = "{clock}"

@@ -1,0 +1,367 @@
+//! The built-in controller: per campaign, on the agent's calendar, it learns what the
+//! market charges to win ([`win_curve`]) and sets the bid that spends what is left of
+//! the day's budget along the forecast traffic, at the lowest price that does.
+//!
+//! One step, per campaign, from the stats table alone:
+//! 1. the notice counts since the last step, decayed with a half-life, refit W(b);
+//! 2. the plan: the share of today's traffic still to come (the hourly curve), and the
+//!    opportunities that means at today's observed volume (forecast volume errors
+//!    correct themselves);
+//! 3. pacing: the bid b whose expected spend over the rest of the day,
+//!    `opportunities × W(b) × b × calibration`, equals the budget left (Balseiro and
+//!    Gur's multiplicative pacing, solved forward rather than by a step size; the
+//!    calibration is what the last interval actually spent over what the curve said
+//!    it would). Short of supply, b rises to the campaign's ceiling and no further;
+//! 4. steps are limited to `max_change_pct`, and with no min-to-win in the notices
+//!    the bid dithers ± `dither_pct` between steps so win/loss alone shows the curve.
+//!
+//! The controller moves shading only: the margin (what an impression is worth) stays
+//! the operator's or the LLM strategist's. Every change stays inside the agent's hard
+//! bounds and is audited as `controller` with its why; see `verbs/controller.rs`.
+
+pub mod win_curve;
+
+use bidder_common::table::stats::{CampaignStatsValue, FEEDBACK_BUCKETS};
+use serde::{Deserialize, Serialize};
+
+use win_curve::{LogNormal, Observations};
+
+use crate::bounds;
+
+/// Milliseconds in a budget day (the bidder's days are local days: 23 or 25 hours
+/// across a DST change make the plan's last hour shorter or longer, nothing worse).
+pub const DAY_MS: u64 = 86_400_000;
+/// Opportunities seen today below which the day's volume is not yet extrapolated.
+const MIN_REQUESTS_TO_EXTRAPOLATE: u64 = 50;
+/// Below this share of notices carrying a min-to-win, the bid dithers.
+const DITHER_BELOW_MIN_TO_WIN_SHARE: f64 = 0.1;
+/// The calibration factor's bounds and the weight of each new interval in it.
+const CALIBRATION_RANGE: (f64, f64) = (0.5, 2.0);
+const CALIBRATION_WEIGHT: f64 = 0.3;
+
+/// `[controller]` in the agent's configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// On by default: every campaign in the bidder's catalog is paced and shaded.
+    pub enabled: bool,
+    /// Calendar seconds between steps.
+    pub interval_s: u64,
+    /// Half-life of what the market taught, calendar seconds: shorter follows a
+    /// shocked market sooner, longer is steadier.
+    pub half_life_s: u64,
+    /// Relative traffic in each hour of the campaign's day (24 values, its time zone);
+    /// empty: even.
+    pub traffic_by_hour: Vec<f64>,
+    /// Step on the agent's own timer. Off, only `controller.step` steps (the auction
+    /// simulator steps it at each interval, so its days are reproducible).
+    pub timer: bool,
+    /// Largest change of the bid per step, percent.
+    pub max_change_pct: u32,
+    /// How far the bid alternates around its target when the exchanges give no
+    /// min-to-win, percent.
+    pub dither_pct: u32,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            enabled: true,
+            interval_s: 300,
+            half_life_s: 3_600,
+            traffic_by_hour: Vec::new(),
+            timer: true,
+            max_change_pct: 25,
+            dither_pct: 10,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// Bounds of every field; the message names it.
+    pub fn check(&self) -> Result<(), String> {
+        let ranges: [(&str, u64, u64, u64); 4] = [
+            ("controller.interval_s", self.interval_s, 1, 86_400),
+            ("controller.half_life_s", self.half_life_s, 60, 7 * 86_400),
+            (
+                "controller.max_change_pct",
+                u64::from(self.max_change_pct),
+                1,
+                100,
+            ),
+            ("controller.dither_pct", u64::from(self.dither_pct), 0, 50),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{name} = {value} is outside {min}..={max}"));
+            }
+        }
+        let t = &self.traffic_by_hour;
+        if !t.is_empty()
+            && (t.len() != 24
+                || t.iter().any(|w| !w.is_finite() || *w < 0.0)
+                || t.iter().sum::<f64>() <= 0.0)
+        {
+            return Err(
+                "controller.traffic_by_hour: 24 non-negative weights, not all zero (or none for an even day)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The share of the day's traffic before `day_fraction` (0..=1).
+    pub fn traffic_before(&self, day_fraction: f64) -> f64 {
+        let f = day_fraction.clamp(0.0, 1.0);
+        if self.traffic_by_hour.is_empty() {
+            return f;
+        }
+        let total: f64 = self.traffic_by_hour.iter().sum();
+        let hours = f * 24.0;
+        let whole = (hours.floor() as usize).min(24);
+        let before: f64 = self.traffic_by_hour[..whole].iter().sum();
+        let part = if whole < 24 {
+            self.traffic_by_hour[whole] * (hours - whole as f64)
+        } else {
+            0.0
+        };
+        (before + part) / total
+    }
+}
+
+/// What the controller remembers of one campaign between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignState {
+    /// The stats row's cumulative counts at the last step.
+    last_counts: Option<Counts>,
+    pub observations: Observations,
+    pub fit: Option<LogNormal>,
+    /// The bid the last step aimed at (before dither), CPM micros.
+    pub target_micros: Option<f64>,
+    /// Today's start, and the campaign's request count when today began.
+    day_start_ms: u64,
+    requests_at_day_start: u64,
+    /// Requests at the last step and the one before, committed spend at the last
+    /// step, and what that step predicted the interval would spend.
+    last_requests: u64,
+    last_requests_before_step: u64,
+    last_committed_micros: i64,
+    predicted_micros: Option<f64>,
+    pub calibration: f64,
+    dither_up: bool,
+    last_step_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Counts {
+    reference: i64,
+    min_to_win: [u32; FEEDBACK_BUCKETS],
+    won_at: [u32; FEEDBACK_BUCKETS],
+    lost_at: [u32; FEEDBACK_BUCKETS],
+}
+
+impl Counts {
+    fn of(c: &CampaignStatsValue) -> Counts {
+        Counts {
+            reference: c.feedback_reference_cpm_micros,
+            min_to_win: c.min_to_win,
+            won_at: c.won_at,
+            lost_at: c.lost_at,
+        }
+    }
+}
+
+/// What one step decided for one campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub shading_ppm: i64,
+    /// The bid it makes (after dither), CPM micros.
+    pub bid_micros: i64,
+    pub why: String,
+}
+
+impl CampaignState {
+    pub fn new(c: &CampaignStatsValue, now_ms: u64) -> CampaignState {
+        CampaignState {
+            last_counts: None,
+            observations: Observations::new(c.feedback_reference_cpm_micros),
+            fit: None,
+            target_micros: None,
+            day_start_ms: c.day_start_ms,
+            requests_at_day_start: c.requests,
+            last_requests: c.requests,
+            last_requests_before_step: c.requests,
+            last_committed_micros: c.spent_micros + c.reserved_micros,
+            predicted_micros: None,
+            calibration: 1.0,
+            dither_up: true,
+            last_step_ms: now_ms,
+        }
+    }
+
+    /// One step at `now_ms` on the campaign's stats row `c`, worth `value_micros` (its
+    /// base CPM × the margin in force: an operator's or the strategist's judgement of
+    /// value, which the controller leaves alone) and bidding `current_bid_micros`.
+    /// `None` until the market and today's volume are known: the controller changes
+    /// nothing it cannot justify.
+    pub fn step(
+        &mut self,
+        config: &ControllerConfig,
+        c: &CampaignStatsValue,
+        value_micros: f64,
+        current_bid_micros: f64,
+        now_ms: u64,
+    ) -> Option<Decision> {
+        self.learn(config, c, now_ms);
+        let committed = c.spent_micros + c.reserved_micros;
+        if c.day_start_ms != self.day_start_ms {
+            // A new budget day: its volume is counted afresh.
+            self.day_start_ms = c.day_start_ms;
+            self.requests_at_day_start = self.last_requests_before_step;
+            self.last_committed_micros = 0;
+            self.predicted_micros = None;
+        }
+        // How the last interval's spend compared with what the curve predicted.
+        if let Some(predicted) = self.predicted_micros.take() {
+            let spent = (committed - self.last_committed_micros).max(0) as f64;
+            if predicted > 1.0 {
+                let ratio = (spent / predicted).clamp(CALIBRATION_RANGE.0, CALIBRATION_RANGE.1);
+                self.calibration = (self.calibration * (1.0 - CALIBRATION_WEIGHT)
+                    + ratio * CALIBRATION_WEIGHT)
+                    .clamp(CALIBRATION_RANGE.0, CALIBRATION_RANGE.1);
+            }
+        }
+        self.last_committed_micros = committed;
+        let fit = self.fit?;
+        let value = value_micros.max(1.0);
+        // Shading never raises a bid above the value: short of supply, the controller
+        // bids the value and no more.
+        let ceiling = (c.max_bid_cpm_micros.max(1) as f64).min(value);
+        let lowest = (value * bounds::SHADING_PPM.0 as f64 / 1e6).min(ceiling);
+        let day_fraction = now_ms.saturating_sub(c.day_start_ms) as f64 / DAY_MS as f64;
+        let before = config.traffic_before(day_fraction);
+        let requests_today = c.requests.saturating_sub(self.requests_at_day_start);
+        if requests_today < MIN_REQUESTS_TO_EXTRAPOLATE || before <= 0.0 || before >= 1.0 {
+            return None;
+        }
+        let remaining = requests_today as f64 * (1.0 - before) / before;
+        let left_micros = (c.daily_budget_micros - committed).max(0) as f64;
+        let calibration = self.calibration;
+        let spend = |b: f64| remaining * fit.win_probability(b) * b / 1000.0 * calibration;
+        let last = self
+            .target_micros
+            .unwrap_or(current_bid_micros)
+            .clamp(lowest, ceiling);
+        let aim = if left_micros <= 0.0 {
+            last
+        } else if spend(ceiling) <= left_micros {
+            ceiling
+        } else {
+            solve_increasing(spend, left_micros, lowest, ceiling)
+        };
+        let step = f64::from(config.max_change_pct) / 100.0;
+        let target = aim
+            .clamp(last * (1.0 - step), last * (1.0 + step))
+            .clamp(lowest, ceiling);
+        self.target_micros = Some(target);
+        let censored = self.observations.min_to_win.iter().sum::<f64>()
+            < DITHER_BELOW_MIN_TO_WIN_SHARE * self.observations.total();
+        let bid = if censored && config.dither_pct > 0 {
+            self.dither_up = !self.dither_up;
+            let d = f64::from(config.dither_pct) / 100.0;
+            target * if self.dither_up { 1.0 + d } else { 1.0 - d }
+        } else {
+            target
+        }
+        .clamp(lowest, ceiling);
+        // What the coming interval should spend at this bid, for the next calibration.
+        let next =
+            config.traffic_before(day_fraction + config.interval_s as f64 * 1000.0 / DAY_MS as f64);
+        let opportunities = remaining * (next - before) / (1.0 - before);
+        self.predicted_micros = Some(opportunities * fit.win_probability(bid) * bid / 1000.0);
+        let shading_ppm = shading_for(bid, value);
+        let why = format!(
+            "bid {:.2}: {:.0}% of budget left for {:.0}% of the day's traffic; market median {:.2} (sigma {:.2}) from {:.0} notices; calibration {:.2}",
+            bid / 1e6,
+            100.0 * left_micros / c.daily_budget_micros.max(1) as f64,
+            100.0 * (1.0 - before),
+            fit.median_micros() / 1e6,
+            fit.sigma,
+            self.observations.total(),
+            self.calibration,
+        );
+        Some(Decision {
+            shading_ppm,
+            bid_micros: bid.round() as i64,
+            why,
+        })
+    }
+
+    /// Adds the counts since the last step, decayed by the time since.
+    fn learn(&mut self, config: &ControllerConfig, c: &CampaignStatsValue, now_ms: u64) {
+        let counts = Counts::of(c);
+        let elapsed_s = now_ms.saturating_sub(self.last_step_ms) as f64 / 1000.0;
+        self.last_step_ms = now_ms;
+        let factor = 0.5f64.powf(elapsed_s / config.half_life_s as f64);
+        let delta = |now: &[u32; FEEDBACK_BUCKETS], then: Option<&[u32; FEEDBACK_BUCKETS]>| {
+            std::array::from_fn(|i| now[i].wrapping_sub(then.map_or(0, |t| t[i])))
+        };
+        match &self.last_counts {
+            Some(last) if last.reference == counts.reference => {
+                let (m, w, l) = (
+                    delta(&counts.min_to_win, Some(&last.min_to_win)),
+                    delta(&counts.won_at, Some(&last.won_at)),
+                    delta(&counts.lost_at, Some(&last.lost_at)),
+                );
+                self.observations.decay_and_add(factor, &m, &w, &l);
+            }
+            _ => {
+                // First sight, or the bidder restarted its counts on a new max bid.
+                self.observations = Observations::new(counts.reference);
+                self.observations.decay_and_add(
+                    1.0,
+                    &counts.min_to_win,
+                    &counts.won_at,
+                    &counts.lost_at,
+                );
+            }
+        }
+        self.last_counts = Some(counts);
+        if let Some(fit) = self.observations.fit() {
+            self.fit = Some(fit);
+        }
+        self.last_requests_before_step = self.last_requests;
+        self.last_requests = c.requests;
+    }
+}
+
+/// The shading that makes the bidder bid `bid` on a campaign worth `value`, inside
+/// the hard bounds.
+pub fn shading_for(bid: f64, value: f64) -> i64 {
+    let (lo, hi) = bounds::SHADING_PPM;
+    if !(bid / value).is_finite() {
+        return hi;
+    }
+    ((bid / value * 1e6).round() as i64).clamp(lo, hi)
+}
+
+/// The `x` in `lo..=hi` where the increasing `f(x)` reaches `target` (bisection in log
+/// space, to 0.1%).
+fn solve_increasing(f: impl Fn(f64) -> f64, target: f64, lo: f64, hi: f64) -> f64 {
+    let (mut lo, mut hi) = (lo.ln(), hi.ln());
+    for _ in 0..40 {
+        let mid = (lo + hi) / 2.0;
+        if f(mid.exp()) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-3 {
+            break;
+        }
+    }
+    ((lo + hi) / 2.0).exp()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! The controller against a market in closed form: each interval the campaign meets
+//! the expected number of auctions, wins W(b) of them and pays its bid, and the
+//! bidder's notice counts grow by what those auctions would report. No processes
+//! (the auction simulator plays the real ones); this holds the control law itself.
+
+use bidder_common::table::stats::{
+    feedback_bucket, CampaignStatsValue, FEEDBACK_BUCKETS, IN_CATALOG,
+};
+use proptest::prelude::*;
+
+use super::win_curve::normal_cdf;
+use super::*;
+
+const VALUE: f64 = 2_000_000.0;
+const MAX_BID: i64 = 4_000_000;
+const STEP_MS: u64 = 300_000;
+
+/// Relative traffic at `hour` (fractional): the simulator's cosine daypart.
+fn intensity(hour: f64) -> f64 {
+    1.0 + 0.6 * (2.0 * std::f64::consts::PI * (hour - 20.0) / 24.0).cos()
+}
+
+/// What a day under the controller came to.
+struct Day {
+    spent: f64,
+    first_half: f64,
+    budget: f64,
+    bids: Vec<f64>,
+}
+
+/// Plays one day of `auctions` in a market whose price to win is log-normal around
+/// `median` (× `shock` from `shock_hour`), with min-to-win on every notice or none.
+fn play_day(
+    auctions: f64,
+    median: f64,
+    min_to_win: bool,
+    shock: (f64, f64),
+    forecast_error: f64,
+) -> Day {
+    let sigma = 0.6;
+    let mut config = ControllerConfig {
+        timer: false,
+        traffic_by_hour: (0..24).map(|h| intensity(h as f64 + 0.5)).collect(),
+        ..ControllerConfig::default()
+    };
+    config.interval_s = STEP_MS / 1000;
+    let steps = (DAY_MS / STEP_MS) as usize;
+    let total_intensity: f64 = (0..steps)
+        .map(|i| intensity(i as f64 * 24.0 / steps as f64))
+        .sum();
+    // Unshaded, unpaced spend at the value, and half of it as the budget.
+    let unpaced = auctions * normal_cdf((VALUE / median).ln() / sigma) * VALUE / 1000.0;
+    let budget = 0.5 * unpaced;
+    let mut row = CampaignStatsValue {
+        flags: IN_CATALOG,
+        base_cpm_micros: VALUE as i64,
+        max_bid_cpm_micros: MAX_BID,
+        daily_budget_micros: budget as i64,
+        config_daily_budget_micros: budget as i64,
+        feedback_reference_cpm_micros: MAX_BID,
+        ..CampaignStatsValue::default()
+    };
+    let mut state = CampaignState::new(&row, 0);
+    let mut bid = VALUE;
+    let (mut spent, mut first_half, mut bids) = (0.0, 0.0, Vec::new());
+    for i in 0..steps {
+        let now_ms = i as u64 * STEP_MS;
+        if let Some(d) = state.step(&config, &row, VALUE, bid, now_ms) {
+            bid = VALUE * d.shading_ppm as f64 / 1e6;
+            assert!(
+                d.shading_ppm >= bounds::SHADING_PPM.0 && d.shading_ppm <= bounds::SHADING_PPM.1
+            );
+        }
+        bids.push(bid);
+        let hour = i as f64 * 24.0 / steps as f64;
+        let m = if hour >= shock.0 {
+            median * shock.1
+        } else {
+            median
+        };
+        let n = auctions * (1.0 + forecast_error) * intensity(hour) / total_intensity;
+        let win = normal_cdf((bid / m).ln() / sigma);
+        // The bidder stops at the budget: never a bid it cannot pay.
+        let cost = (n * win * bid / 1000.0).min(budget - spent);
+        spent += cost;
+        if hour < 12.0 {
+            first_half += cost;
+        }
+        row.requests += n.round() as u64;
+        row.spent_micros = spent as i64;
+        // The notices: per bucket of the price to win, its expected count.
+        for b in 0..FEEDBACK_BUCKETS {
+            let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
+            let p = |x: f64| {
+                if x <= 0.0 {
+                    0.0
+                } else if x.is_infinite() {
+                    1.0
+                } else {
+                    normal_cdf((x / m).ln() / sigma)
+                }
+            };
+            let mass = n * (p(hi) - p(lo));
+            if min_to_win {
+                row.min_to_win[b] += mass.round() as u32;
+            }
+        }
+        if !min_to_win {
+            let at = feedback_bucket(bid as i64, MAX_BID);
+            row.won_at[at] += (n * win).round() as u32;
+            row.lost_at[at] += (n * (1.0 - win)).round() as u32;
+        }
+    }
+    Day {
+        spent,
+        first_half,
+        budget,
+        bids,
+    }
+}
+
+#[test]
+fn a_nominal_day_spends_its_budget_along_the_traffic() {
+    let day = play_day(24_000.0, 1_000_000.0, true, (24.0, 1.0), 0.0);
+    let error = (day.spent - day.budget) / day.budget;
+    assert!(error.abs() <= 0.02, "end of day {:+.1}%", 100.0 * error);
+    assert!(
+        day.first_half <= 0.9 * day.budget,
+        "first half {:.0}%",
+        100.0 * day.first_half / day.budget
+    );
+    // Bidding below the value: the budget buys impressions at a shaded price.
+    let late = day.bids[day.bids.len() / 2..].iter().sum::<f64>() / (day.bids.len() / 2) as f64;
+    assert!(late < 0.9 * VALUE, "bid {late}");
+}
+
+#[test]
+fn stress_days_stay_within_five_percent() {
+    for (name, shock, forecast_error, min_to_win) in [
+        ("traffic 50% over forecast", (24.0, 1.0), 0.5, true),
+        ("market 30% dearer from noon", (12.0, 1.3), 0.0, true),
+        ("market 30% cheaper from noon", (12.0, 0.7), 0.0, true),
+        ("win/loss only", (24.0, 1.0), 0.0, false),
+    ] {
+        let day = play_day(24_000.0, 1_000_000.0, min_to_win, shock, forecast_error);
+        let error = (day.spent - day.budget) / day.budget;
+        assert!(
+            error.abs() <= 0.05,
+            "{name}: end of day {:+.1}%",
+            100.0 * error
+        );
+        assert!(day.spent <= day.budget * 1.0001, "{name}: overspent");
+    }
+}
+
+#[test]
+fn short_supply_bids_the_value_and_no_more() {
+    // A market far above the value: the budget cannot be spent; the bid rises to the
+    // value (shading 1.0) and stays there.
+    let day = play_day(2_000.0, 6_000_000.0, true, (24.0, 1.0), 0.0);
+    assert!(day.bids.iter().all(|&b| b <= VALUE + 1.0));
+    assert!(day.bids.last().copied().unwrap_or(0.0) >= 0.99 * VALUE);
+}
+
+fn any_row() -> impl Strategy<Value = CampaignStatsValue> {
+    (
+        1i64..=50_000_000,
+        1i64..=50_000_000,
+        0i64..=1_000_000_000,
+        0i64..=1_000_000_000,
+        0u64..=10_000_000,
+        proptest::collection::vec(0u32..=1_000_000, FEEDBACK_BUCKETS * 3),
+        0u64..=2 * DAY_MS,
+    )
+        .prop_map(
+            |(base, max_bid, budget, spent, requests, counts, day_start)| {
+                let mut row = CampaignStatsValue {
+                    flags: IN_CATALOG,
+                    base_cpm_micros: base,
+                    max_bid_cpm_micros: max_bid,
+                    daily_budget_micros: budget,
+                    spent_micros: spent,
+                    requests,
+                    day_start_ms: day_start,
+                    feedback_reference_cpm_micros: max_bid,
+                    ..CampaignStatsValue::default()
+                };
+                row.min_to_win.copy_from_slice(&counts[..FEEDBACK_BUCKETS]);
+                row.won_at
+                    .copy_from_slice(&counts[FEEDBACK_BUCKETS..2 * FEEDBACK_BUCKETS]);
+                row.lost_at.copy_from_slice(&counts[2 * FEEDBACK_BUCKETS..]);
+                row
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the bidder reports, the controller's shading stays inside the hard
+    /// bounds and its bid never above the value or the campaign's ceiling.
+    #[test]
+    fn the_controller_never_leaves_the_bounds(
+        rows in proptest::collection::vec(any_row(), 1..6),
+        margin in 900_000u32..=1_500_000,
+        step_ms in 1u64..=DAY_MS,
+    ) {
+        let config = ControllerConfig::default();
+        let mut state = CampaignState::new(&rows[0], 0);
+        let mut now = 0;
+        for row in &rows {
+            now += step_ms;
+            let value = row.base_cpm_micros as f64 * f64::from(margin) / 1e6;
+            if let Some(d) = state.step(&config, row, value, value, now) {
+                prop_assert!(d.shading_ppm >= bounds::SHADING_PPM.0 && d.shading_ppm <= bounds::SHADING_PPM.1);
+                prop_assert!(d.bid_micros as f64 <= value.min(row.max_bid_cpm_micros as f64) + 1.0);
+                prop_assert!(!d.why.is_empty());
+            }
+        }
+    }
+}
