@@ -106,7 +106,7 @@ fn the_same_seed_plays_the_same_day() {
     let options = |sub: &str| Options {
         binaries: binaries(),
         seeds: vec![5],
-        strategies: vec![Strategy::Shading090],
+        strategies: vec![Strategy::Controller],
         work_dir: dir.0.join(sub),
     };
     let scenario = small_default();
@@ -149,6 +149,13 @@ fn the_agents_controller_paces_the_day_and_shades_below_unshaded_bidding() {
         unshaded.avg_cpm_micros
     );
     assert!(controller.surplus_micros > unshaded.surplus_micros);
+    // The pictures: spend against plan for both, the controller's bids against prices.
+    let pictures = perf::sim::plot::draw(&report, &dir.0).unwrap();
+    assert_eq!(pictures.len(), 2);
+    let spend = std::fs::read_to_string(&pictures[0]).unwrap();
+    assert!(spend.starts_with("<svg") && spend.contains("controller") && spend.contains("plan"));
+    let bids = std::fs::read_to_string(&pictures[1]).unwrap();
+    assert!(bids.contains("our bid") && bids.matches("<rect").count() > 20);
     // Every change is in the agent's audit log, by the controller, with its why.
     let audit = std::fs::read_to_string(dir.0.join("default-controller-21/audit.jsonl")).unwrap();
     let changes: Vec<serde_json::Value> = audit

@@ -14,6 +14,7 @@ mod paths;
 mod profile;
 mod setup;
 mod shifted_clock;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -105,6 +106,21 @@ enum Task {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_inputs: Option<u64>,
     },
+    /// The auction simulator: every standard scenario (default market, poorer
+    /// feedback, forecast and price stress, delayed notices), three seeds each, every
+    /// strategy (floor x 1.10, shading 0.90, unshaded, the agent's controller) against
+    /// the real bidder and agent on a simulated clock, and the oracle. Prints one
+    /// table per scenario; reports and SVG pictures go to target/auction-sim/.
+    #[command(verbatim_doc_comment)]
+    Sim {
+        /// One JSON object on stdout instead of the tables: `strategies` holds the
+        /// default scenario's rows averaged over the seeds, `scenarios` every one.
+        #[arg(long)]
+        json: bool,
+        /// The default scenario only.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Benchmarks, each comparing in one run on this machine.
     #[command(subcommand)]
     Bench(BenchTask),
@@ -167,6 +183,7 @@ fn main() -> ExitCode {
             max_inputs,
             target.as_deref(),
         ),
+        Task::Sim { json, quick } => sim::run(json, quick),
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
         Task::Bench(BenchTask::Xdp) => bench::xdp(),

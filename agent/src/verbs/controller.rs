@@ -11,6 +11,22 @@ use crate::controller::{CampaignState, ControllerConfig};
 /// Longest a `controller.step` with `fresh` waits for the bidder to publish twice.
 const FRESH_STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Reads a row the bidder may be rewriting at this instant (it publishes every few
+/// milliseconds): tried again a few times, so a step never skips a campaign, nor a
+/// wait misreads the publication count, for a collision.
+fn retrying<T, E>(load: impl Fn() -> Result<T, E>) -> Option<T> {
+    for _ in 0..LOAD_ATTEMPTS {
+        if let Ok(value) = load() {
+            return Some(value);
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
+/// Reads of one row before giving it up for this step.
+const LOAD_ATTEMPTS: usize = 1_000;
+
 /// What the controller remembers, per campaign, and its record.
 #[derive(Debug, Default)]
 pub struct ControllerState {
@@ -73,7 +89,8 @@ impl Agent {
     fn wait_for_fresh_stats(&self) -> Result<(), Error> {
         let publications = |agent: &Agent| -> Result<u64, Error> {
             let stats = agent.stats_table()?;
-            Ok(stats.prefix().totals.load().map_or(0, |t| t.publications))
+            let totals = retrying(|| stats.prefix().totals.load());
+            Ok(totals.map_or(0, |t| t.publications))
         };
         let start = publications(self)?;
         let until = Instant::now() + FRESH_STATS_TIMEOUT;
@@ -98,7 +115,7 @@ impl Agent {
         let rows: Vec<(String, CampaignStatsValue)> = stats
             .campaigns()
             .iter()
-            .filter_map(|r| Some((r.key.get().as_str().to_owned(), r.load().ok()?)))
+            .filter_map(|r| Some((r.key.get().as_str().to_owned(), retrying(|| r.load())?)))
             .filter(|(_, c)| c.flags & IN_CATALOG != 0)
             .collect();
         drop(stats);

@@ -114,7 +114,13 @@ fn main() -> ExitCode {
                 );
             } else {
                 print!("{}", report.markdown());
-                println!("\nreports and pictures: {}", cli.out.display());
+                println!(
+                    "\nreports: {0}/report.md, {0}/report.json",
+                    cli.out.display()
+                );
+                for picture in &report.pictures {
+                    println!("picture: {}", picture.display());
+                }
             }
             ExitCode::SUCCESS
         }

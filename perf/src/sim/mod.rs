@@ -15,6 +15,7 @@ pub mod exchange;
 mod http;
 pub mod market;
 pub mod oracle;
+pub mod plot;
 pub mod processes;
 pub mod report;
 
@@ -297,6 +298,8 @@ fn play_one(
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenarios: Vec<ScenarioReport>,
+    /// The SVG pictures drawn.
+    pub pictures: Vec<PathBuf>,
 }
 
 impl Report {
@@ -308,6 +311,7 @@ impl Report {
             "scenario": first.map(|s| s.scenario.name.clone()),
             "seeds": first.map(|s| s.strategies.first().map_or(0, |r| r.seeds)),
             "strategies": first.map(|s| s.strategies.clone()),
+            "pictures": self.pictures,
             "scenarios": self.scenarios.iter().map(|s| serde_json::json!({
                 "scenario": s.scenario,
                 "strategies": s.strategies,
@@ -330,9 +334,12 @@ pub fn run_all(options: &Options, scenarios: &[Scenario], out: &std::path::Path)
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut report = Report {
         scenarios: Vec::new(),
+        pictures: Vec::new(),
     };
     for scenario in scenarios {
-        report.scenarios.push(run_scenario(options, scenario)?);
+        let done = run_scenario(options, scenario)?;
+        report.pictures.extend(plot::draw(&done, out)?);
+        report.scenarios.push(done);
     }
     std::fs::write(
         out.join("report.json"),
