@@ -209,10 +209,17 @@ mod file {
             let mut bytes = [0u8; FILE_BYTES];
             bytes[..8].copy_from_slice(&MAGIC.to_le_bytes());
             bytes[8..].copy_from_slice(&start_unix_ms.to_le_bytes());
+            // Written beside and renamed into place: a process still mapping an
+            // earlier file at `path` keeps its own inode instead of faulting on a
+            // truncated one.
+            let mut name = std::ffi::OsString::from(path.as_os_str());
+            name.push(".new");
+            let fresh = PathBuf::from(name);
             let write = || -> std::io::Result<()> {
-                let mut file = File::create(path)?;
+                let mut file = File::create(&fresh)?;
                 file.write_all(&bytes)?;
-                file.sync_all()
+                file.sync_all()?;
+                std::fs::rename(&fresh, path)
             };
             write()
                 .map_err(|e| problem(path, std::format!("cannot create the clock file: {e}")))?;

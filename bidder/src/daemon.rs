@@ -177,6 +177,29 @@ impl Daemon {
     /// running catalog stays and the problems are returned. Returns a one-line summary.
     pub fn reload(&self) -> Result<String, LoadError> {
         let config = Config::load(&self.config_path).map_err(LoadError)?;
+        // A file this process could not restart with is refused now, not at the next
+        // restart: adding [simulation] to a production bidder (or dropping it from a
+        // simulated one) would keep it from starting again.
+        if config.simulation.is_some() != self.clock.is_simulated() {
+            let (problem, fix) = if self.clock.is_simulated() {
+                (
+                    "a simulated bidder's configuration lost its [simulation] section",
+                    "put [simulation] back, or restart without --simulate",
+                )
+            } else {
+                (
+                    "[simulation] in a production bidder's configuration: it would not start again",
+                    "remove [simulation]; simulations run with `bidder run --simulate`",
+                )
+            };
+            return Err(LoadError(vec![crate::config::ConfigError::Invalid {
+                path: self.config_path.clone(),
+                line: 0,
+                field: "simulation".into(),
+                problem: problem.into(),
+                fix: fix.into(),
+            }]));
+        }
         let mut in_force = self.config.lock().expect("config poisoned");
         let mut summary = self.install(&config)?;
         let mut waiting: Vec<String> = config

@@ -264,7 +264,7 @@ fn load(path: &Path) -> Result<(Config, Catalog), ExitCode> {
 
 fn check_config(path: &Path) -> ExitCode {
     match load(path) {
-        Ok((_, catalog)) => {
+        Ok((config, catalog)) => {
             let creatives: usize = catalog.campaigns.iter().map(|c| c.creatives.len()).sum();
             println!(
                 "{}: ok: {} partners, {} campaigns, {} creatives",
@@ -273,6 +273,12 @@ fn check_config(path: &Path) -> ExitCode {
                 catalog.campaigns.len(),
                 creatives
             );
+            if config.simulation.is_some() {
+                println!(
+                    "{}: note: [simulation]: runs only as `bidder run --simulate` (a simulator's clock); a production bidder refuses it",
+                    path.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,

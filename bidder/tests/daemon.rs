@@ -1103,4 +1103,37 @@ fn simulation_mode_is_explicit_and_bids_on_the_simulators_clock() {
     assert_ne!(d.price(), Some(1.8), "outside it an hour later");
     calendar.set_unix_ms(SIMULATED_WEDNESDAY_10_30_MS + 7 * 24 * HOUR_MS);
     assert_eq!(d.price(), Some(1.8), "inside again a week later");
+
+    // check-config says what the section means.
+    let checked = bidder(&["check-config"], &d.config);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(stdout.contains("note: [simulation]"), "{stdout}");
+    // A reload that drops [simulation] would leave a bidder that could not start again
+    // the way it runs: refused, and the running configuration stays.
+    let section = format!(
+        "\n[simulation]\nclock_file = \"{}\"\n",
+        clock_path.display()
+    );
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    assert!(text.contains(&section));
+    std::fs::write(&d.config, text.replace(&section, "\n")).unwrap();
+    let (status, body) = d.admin("POST", "/reload", b"");
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("simulation"), "{body}");
+    assert_eq!(d.price(), Some(1.8), "still serving");
+}
+
+#[test]
+fn a_reload_that_adds_simulation_to_a_production_bidder_is_refused() {
+    let d = Daemon::start("sim-reload", |t| t);
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        format!("{text}\n[simulation]\nclock_file = \"clock\"\n"),
+    )
+    .unwrap();
+    let (status, body) = d.admin("POST", "/reload", b"");
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("remove [simulation]"), "{body}");
+    assert_eq!(metric_sum(&d.metrics(), "bidder_simulated_clock"), 0);
 }

@@ -6,6 +6,8 @@
 //!    a `/metrics` excerpt, then SIGTERM and a clean exit. As root the XDP front runs
 //!    on `lo` (generic mode, pins in a folder of the demo's own) and its per-partner
 //!    counters are shown; otherwise the demo says it runs with user-space limits.
+//! 3. A short simulated day (`auction-sim`): unshaded bidding against the agent's
+//!    controller, a table, and the pictures' paths.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -49,7 +51,7 @@ const BPFFS_ROOT: &str = "/sys/fs/bpf";
 pub fn run() -> Result<()> {
     setup::run()?;
     let root = paths::workspace_root();
-    println!("demo: building the bidder and the agent");
+    println!("demo: building the bidder, the agent and the auction simulator");
     command::stream(
         command::cargo()
             .args([
@@ -58,6 +60,8 @@ pub fn run() -> Result<()> {
                 "bidder",
                 "--package",
                 "agent",
+                "--package",
+                "perf",
                 "--bins",
             ])
             .current_dir(root),
@@ -65,7 +69,37 @@ pub fn run() -> Result<()> {
     let bidder = paths::target_dir().join("debug").join("bidder");
     let requests = example_requests(&root.join(TRAFFIC_DIR))?;
     dry_run(&bidder, root, &requests)?;
-    live(&bidder, root, &requests)
+    live(&bidder, root, &requests)?;
+    simulated_day(root)
+}
+
+/// Auctions in the demo's simulated day: a short day, seconds on a debug build.
+const SIMULATED_AUCTIONS: &str = "4000";
+
+/// 3. A short simulated day: the auction simulator plays an exchange against the
+///    bidder and the agent on a driven clock, unshaded bidding against the agent's
+///    controller, and points at the pictures.
+fn simulated_day(root: &Path) -> Result<()> {
+    println!("\ndemo: ── a simulated day: `auction-sim`, unshaded bidding against the agent's controller ──");
+    let out = paths::target_dir().join("auction-sim").join("demo");
+    command::stream(
+        Command::new(paths::target_dir().join("debug").join("auction-sim"))
+            .args([
+                "--scenario",
+                "default",
+                "--seeds",
+                "1",
+                "--strategies",
+                "unshaded,controller",
+                "--auctions-per-day",
+                SIMULATED_AUCTIONS,
+                "--out",
+            ])
+            .arg(&out)
+            .current_dir(root),
+    )?;
+    println!("demo: every strategy on every scenario: cargo xtask sim (README, \"The auction simulator\")");
+    Ok(())
 }
 
 /// `bidder decide` on every example: the decision core alone, no server.

@@ -28,11 +28,18 @@ use win_curve::{LogNormal, Observations};
 
 use crate::bounds;
 
-/// Milliseconds in a budget day (the bidder's days are local days: 23 or 25 hours
-/// across a DST change make the plan's last hour shorter or longer, nothing worse).
+/// Milliseconds in a budget day. The bidder's days are local days: across a DST
+/// change a 23-hour day ends with an hour of plan unspent, and on a 25-hour day the
+/// controller makes no change in the last hour (its plan has run out); the hours of
+/// `traffic_by_hour` count from the day's start, so that day they run an hour off the
+/// local clock.
 pub const DAY_MS: u64 = 86_400_000;
-/// Opportunities seen today below which the day's volume is not yet extrapolated.
+/// Opportunities seen since the controller's count began, below which the day's
+/// volume is not yet extrapolated.
 const MIN_REQUESTS_TO_EXTRAPOLATE: u64 = 50;
+/// The share of the day's forecast traffic that must have passed since the count began
+/// before it is extrapolated (about 7 minutes of an even day).
+const MIN_TRAFFIC_SHARE_SEEN: f64 = 0.005;
 /// Below this share of notices carrying a min-to-win, the bid dithers.
 const DITHER_BELOW_MIN_TO_WIN_SHARE: f64 = 0.1;
 /// The calibration factor's bounds and the weight of each new interval in it.
@@ -58,6 +65,8 @@ pub struct ControllerConfig {
     pub timer: bool,
     /// Largest change of the bid per step, percent.
     pub max_change_pct: u32,
+    /// Campaigns the controller leaves alone (their shading stays as set by hand).
+    pub exclude_campaigns: Vec<String>,
     /// How far the bid alternates around its target when the exchanges give no
     /// min-to-win, percent.
     pub dither_pct: u32,
@@ -72,6 +81,7 @@ impl Default for ControllerConfig {
             traffic_by_hour: Vec::new(),
             timer: true,
             max_change_pct: 25,
+            exclude_campaigns: Vec::new(),
             dither_pct: 10,
         }
     }
@@ -138,18 +148,26 @@ pub struct CampaignState {
     pub fit: Option<LogNormal>,
     /// The bid the last step aimed at (before dither), CPM micros.
     pub target_micros: Option<f64>,
-    /// Today's start, and the campaign's request count when today began.
+    /// Today's start, and where today's count of opportunities began: the first step
+    /// of the day, or of this agent, or after the bidder restarted its counts.
     day_start_ms: u64,
-    requests_at_day_start: u64,
-    /// Requests at the last step and the one before, committed spend at the last
-    /// step, and what that step predicted the interval would spend.
+    baseline: Option<Baseline>,
+    /// Requests at the last step, committed spend at the last step, and what that step
+    /// predicted the interval would spend.
     last_requests: u64,
-    last_requests_before_step: u64,
     last_committed_micros: i64,
     predicted_micros: Option<f64>,
     pub calibration: f64,
     dither_up: bool,
     last_step_ms: u64,
+}
+
+/// Where a day's count of opportunities began.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Baseline {
+    requests: u64,
+    /// The forecast share of the day's traffic already past then.
+    traffic_before: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +179,19 @@ struct Counts {
 }
 
 impl Counts {
+    /// Whether any count is lower in `now` on the same scale: the bidder restarted (a
+    /// count wrapping at 2^32 reads the same way, and costs one interval of learning).
+    fn went_down_to(&self, now: &Counts) -> bool {
+        self.reference == now.reference
+            && [
+                (&self.min_to_win, &now.min_to_win),
+                (&self.won_at, &now.won_at),
+                (&self.lost_at, &now.lost_at),
+            ]
+            .iter()
+            .any(|(then, now)| then.iter().zip(now.iter()).any(|(a, b)| b < a))
+    }
+
     fn of(c: &CampaignStatsValue) -> Counts {
         Counts {
             reference: c.feedback_reference_cpm_micros,
@@ -188,9 +219,8 @@ impl CampaignState {
             fit: None,
             target_micros: None,
             day_start_ms: c.day_start_ms,
-            requests_at_day_start: c.requests,
+            baseline: None,
             last_requests: c.requests,
-            last_requests_before_step: c.requests,
             last_committed_micros: c.spent_micros + c.reserved_micros,
             predicted_micros: None,
             calibration: 1.0,
@@ -199,9 +229,10 @@ impl CampaignState {
         }
     }
 
-    /// One step at `now_ms` on the campaign's stats row `c`, worth `value_micros` (its
-    /// base CPM × the margin in force: an operator's or the strategist's judgement of
-    /// value, which the controller leaves alone) and bidding `current_bid_micros`.
+    /// One step at `now_ms` on the campaign's stats row `c`, worth `value_micros` (what
+    /// the bidder shades: its base CPM × the margin in force — an operator's or the
+    /// strategist's judgement, which the controller leaves alone — capped by the
+    /// campaign's and the strategy's max CPM) and bidding `current_bid_micros`.
     /// `None` until the market and today's volume are known: the controller changes
     /// nothing it cannot justify.
     pub fn step(
@@ -217,7 +248,7 @@ impl CampaignState {
         if c.day_start_ms != self.day_start_ms {
             // A new budget day: its volume is counted afresh.
             self.day_start_ms = c.day_start_ms;
-            self.requests_at_day_start = self.last_requests_before_step;
+            self.baseline = None;
             self.last_committed_micros = 0;
             self.predicted_micros = None;
         }
@@ -240,11 +271,22 @@ impl CampaignState {
         let lowest = (value * bounds::SHADING_PPM.0 as f64 / 1e6).min(ceiling);
         let day_fraction = now_ms.saturating_sub(c.day_start_ms) as f64 / DAY_MS as f64;
         let before = config.traffic_before(day_fraction);
-        let requests_today = c.requests.saturating_sub(self.requests_at_day_start);
-        if requests_today < MIN_REQUESTS_TO_EXTRAPOLATE || before <= 0.0 || before >= 1.0 {
+        let baseline = *self.baseline.get_or_insert(Baseline {
+            requests: c.requests,
+            traffic_before: before,
+        });
+        // Today's volume from what came since the count began, against the share of
+        // the day's forecast traffic that passed meanwhile: an agent started at noon
+        // extrapolates its own afternoon, not the morning it never saw.
+        let seen = c.requests.saturating_sub(baseline.requests);
+        let share_seen = before - baseline.traffic_before;
+        if seen < MIN_REQUESTS_TO_EXTRAPOLATE
+            || share_seen < MIN_TRAFFIC_SHARE_SEEN
+            || before >= 1.0
+        {
             return None;
         }
-        let remaining = requests_today as f64 * (1.0 - before) / before;
+        let remaining = seen as f64 * (1.0 - before) / share_seen;
         let left_micros = (c.daily_budget_micros - committed).max(0) as f64;
         let calibration = self.calibration;
         let spend = |b: f64| remaining * fit.win_probability(b) * b / 1000.0 * calibration;
@@ -297,7 +339,8 @@ impl CampaignState {
         })
     }
 
-    /// Adds the counts since the last step, decayed by the time since.
+    /// Adds the counts since the last step, decayed by the time since, and refits the
+    /// curve when anything new came.
     fn learn(&mut self, config: &ControllerConfig, c: &CampaignStatsValue, now_ms: u64) {
         let counts = Counts::of(c);
         let elapsed_s = now_ms.saturating_sub(self.last_step_ms) as f64 / 1000.0;
@@ -306,6 +349,20 @@ impl CampaignState {
         let delta = |now: &[u32; FEEDBACK_BUCKETS], then: Option<&[u32; FEEDBACK_BUCKETS]>| {
             std::array::from_fn(|i| now[i].wrapping_sub(then.map_or(0, |t| t[i])))
         };
+        // The bidder's counts live in its memory: after it restarts they begin again
+        // from zero. Counts that went down (or a request count that did) are a new
+        // beginning, not four billion observations; today's volume is counted afresh.
+        let restarted = c.requests < self.last_requests
+            || self
+                .last_counts
+                .as_ref()
+                .is_some_and(|last| last.went_down_to(&counts));
+        if restarted {
+            self.last_counts = None;
+            self.baseline = None;
+            self.predicted_micros = None;
+        }
+        let before = self.observations.total();
         match &self.last_counts {
             Some(last) if last.reference == counts.reference => {
                 let (m, w, l) = (
@@ -327,10 +384,13 @@ impl CampaignState {
             }
         }
         self.last_counts = Some(counts);
-        if let Some(fit) = self.observations.fit() {
-            self.fit = Some(fit);
+        // Decay alone does not move the maximum much: refit only on news.
+        let news = self.observations.total() > before * factor + 0.5;
+        if news || self.fit.is_none() {
+            if let Some(fit) = self.observations.fit() {
+                self.fit = Some(fit);
+            }
         }
-        self.last_requests_before_step = self.last_requests;
         self.last_requests = c.requests;
     }
 }

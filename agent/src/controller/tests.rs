@@ -23,20 +23,53 @@ fn intensity(hour: f64) -> f64 {
 /// What a day under the controller came to.
 struct Day {
     spent: f64,
+    /// What its bids would have spent had the bidder not stopped at the budget: the
+    /// controller's own aim, overspend included.
+    wanted: f64,
     first_half: f64,
     budget: f64,
     bids: Vec<f64>,
 }
 
-/// Plays one day of `auctions` in a market whose price to win is log-normal around
-/// `median` (× `shock` from `shock_hour`), with min-to-win on every notice or none.
-fn play_day(
+/// A market: `auctions` a day whose price to win is log-normal around `median` (×
+/// `shock.1` from hour `shock.0`), traffic off the forecast by `forecast_error`,
+/// min-to-win in the notices or not, and the controller (the agent) starting at
+/// `start_hour` with the day's earlier figures already counted.
+struct Market {
     auctions: f64,
     median: f64,
     min_to_win: bool,
     shock: (f64, f64),
     forecast_error: f64,
-) -> Day {
+    start_hour: f64,
+    /// What the campaign bids before the controller's first change.
+    initial_bid: f64,
+}
+
+fn nominal() -> Market {
+    Market {
+        auctions: 24_000.0,
+        median: 1_000_000.0,
+        min_to_win: true,
+        shock: (24.0, 1.0),
+        forecast_error: 0.0,
+        start_hour: 0.0,
+        initial_bid: VALUE,
+    }
+}
+
+/// Plays one day of `market`; before the controller starts, the campaign bids its
+/// value.
+fn play_day(market: Market) -> Day {
+    let Market {
+        auctions,
+        median,
+        min_to_win,
+        shock,
+        forecast_error,
+        start_hour,
+        initial_bid,
+    } = market;
     let sigma = 0.6;
     let mut config = ControllerConfig {
         timer: false,
@@ -60,19 +93,20 @@ fn play_day(
         feedback_reference_cpm_micros: MAX_BID,
         ..CampaignStatsValue::default()
     };
-    let mut state = CampaignState::new(&row, 0);
-    let mut bid = VALUE;
-    let (mut spent, mut first_half, mut bids) = (0.0, 0.0, Vec::new());
+    let mut state: Option<CampaignState> = None;
+    let mut bid = initial_bid;
+    let (mut spent, mut wanted, mut first_half) = (0.0, 0.0, 0.0);
+    let mut bids = Vec::new();
     for i in 0..steps {
         let now_ms = i as u64 * STEP_MS;
-        if let Some(d) = state.step(&config, &row, VALUE, bid, now_ms) {
-            bid = VALUE * d.shading_ppm as f64 / 1e6;
-            assert!(
-                d.shading_ppm >= bounds::SHADING_PPM.0 && d.shading_ppm <= bounds::SHADING_PPM.1
-            );
+        let hour = i as f64 * 24.0 / steps as f64;
+        if hour >= start_hour {
+            let state = state.get_or_insert_with(|| CampaignState::new(&row, now_ms));
+            if let Some(d) = state.step(&config, &row, VALUE, bid, now_ms) {
+                bid = VALUE * d.shading_ppm as f64 / 1e6;
+            }
         }
         bids.push(bid);
-        let hour = i as f64 * 24.0 / steps as f64;
         let m = if hour >= shock.0 {
             median * shock.1
         } else {
@@ -81,6 +115,7 @@ fn play_day(
         let n = auctions * (1.0 + forecast_error) * intensity(hour) / total_intensity;
         let win = normal_cdf((bid / m).ln() / sigma);
         // The bidder stops at the budget: never a bid it cannot pay.
+        wanted += n * win * bid / 1000.0;
         let cost = (n * win * bid / 1000.0).min(budget - spent);
         spent += cost;
         if hour < 12.0 {
@@ -113,17 +148,31 @@ fn play_day(
     }
     Day {
         spent,
+        wanted,
         first_half,
         budget,
         bids,
     }
 }
 
+/// (spent − budget) / budget and (wanted − budget) / budget.
+fn errors(day: &Day) -> (f64, f64) {
+    (
+        (day.spent - day.budget) / day.budget,
+        (day.wanted - day.budget) / day.budget,
+    )
+}
+
 #[test]
 fn a_nominal_day_spends_its_budget_along_the_traffic() {
-    let day = play_day(24_000.0, 1_000_000.0, true, (24.0, 1.0), 0.0);
-    let error = (day.spent - day.budget) / day.budget;
+    let day = play_day(nominal());
+    let (error, aimed) = errors(&day);
     assert!(error.abs() <= 0.02, "end of day {:+.1}%", 100.0 * error);
+    assert!(
+        aimed <= 0.01,
+        "aimed {:+.1}% past the budget",
+        100.0 * aimed
+    );
     assert!(
         day.first_half <= 0.9 * day.budget,
         "first half {:.0}%",
@@ -136,29 +185,102 @@ fn a_nominal_day_spends_its_budget_along_the_traffic() {
 
 #[test]
 fn stress_days_stay_within_five_percent() {
-    for (name, shock, forecast_error, min_to_win) in [
-        ("traffic 50% over forecast", (24.0, 1.0), 0.5, true),
-        ("market 30% dearer from noon", (12.0, 1.3), 0.0, true),
-        ("market 30% cheaper from noon", (12.0, 0.7), 0.0, true),
-        ("win/loss only", (24.0, 1.0), 0.0, false),
+    for (name, market) in [
+        (
+            "traffic 50% over forecast",
+            Market {
+                forecast_error: 0.5,
+                ..nominal()
+            },
+        ),
+        (
+            "market 30% dearer from noon",
+            Market {
+                shock: (12.0, 1.3),
+                ..nominal()
+            },
+        ),
+        (
+            "market 30% cheaper from noon",
+            Market {
+                shock: (12.0, 0.7),
+                ..nominal()
+            },
+        ),
+        (
+            "win/loss only",
+            Market {
+                min_to_win: false,
+                ..nominal()
+            },
+        ),
     ] {
-        let day = play_day(24_000.0, 1_000_000.0, min_to_win, shock, forecast_error);
-        let error = (day.spent - day.budget) / day.budget;
+        let (error, aimed) = errors(&play_day(market));
         assert!(
             error.abs() <= 0.05,
             "{name}: end of day {:+.1}%",
             100.0 * error
         );
-        assert!(day.spent <= day.budget * 1.0001, "{name}: overspent");
+        assert!(
+            aimed <= 0.05,
+            "{name}: aimed {:+.1}% past the budget",
+            100.0 * aimed
+        );
     }
 }
 
 #[test]
+fn an_agent_started_at_noon_extrapolates_the_afternoon_it_sees() {
+    // Until noon the campaign bid its value with no agent; the controller starts with
+    // the morning's requests already counted and must not take them for its own.
+    let day = play_day(Market {
+        start_hour: 12.0,
+        ..nominal()
+    });
+    let (_, aimed) = errors(&day);
+    assert!(
+        aimed <= 0.05,
+        "aimed {:+.1}% past the budget",
+        100.0 * aimed
+    );
+    let evening = &day.bids[day.bids.len() * 3 / 4..];
+    assert!(evening.iter().all(|&b| b < 0.95 * VALUE), "{evening:?}");
+}
+
+#[test]
+fn a_bidder_restart_starts_the_counts_again_instead_of_wrapping() {
+    let config = ControllerConfig::default();
+    let mut row = CampaignStatsValue {
+        flags: IN_CATALOG,
+        base_cpm_micros: VALUE as i64,
+        max_bid_cpm_micros: MAX_BID,
+        daily_budget_micros: 1_000_000,
+        feedback_reference_cpm_micros: MAX_BID,
+        requests: 10_000,
+        ..CampaignStatsValue::default()
+    };
+    row.min_to_win[20] = 5_000;
+    let mut state = CampaignState::new(&row, 0);
+    state.step(&config, &row, VALUE, VALUE, STEP_MS);
+    // The bidder restarts: its counts begin again from a few.
+    row.min_to_win[20] = 3;
+    row.requests = 40;
+    state.step(&config, &row, VALUE, VALUE, 2 * STEP_MS);
+    let total = state.observations.total();
+    assert!(total < 10_000.0, "{total} observations after a restart");
+}
+
+#[test]
 fn short_supply_bids_the_value_and_no_more() {
-    // A market far above the value: the budget cannot be spent; the bid rises to the
-    // value (shading 1.0) and stays there.
-    let day = play_day(2_000.0, 6_000_000.0, true, (24.0, 1.0), 0.0);
-    assert!(day.bids.iter().all(|&b| b <= VALUE + 1.0));
+    // A market far above the value: the budget cannot be spent; from half its value
+    // the bid rises to the value (shading 1.0), and never past it.
+    let day = play_day(Market {
+        auctions: 2_000.0,
+        median: 6_000_000.0,
+        initial_bid: VALUE / 2.0,
+        ..nominal()
+    });
+    assert!(day.bids.iter().all(|&b| b <= VALUE));
     assert!(day.bids.last().copied().unwrap_or(0.0) >= 0.99 * VALUE);
 }
 

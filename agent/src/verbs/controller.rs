@@ -125,7 +125,7 @@ impl Agent {
         let mut changed = Vec::new();
         for (id, c) in rows {
             let current = self.effective(&id, &c);
-            if current.paused() {
+            if current.paused() || config.exclude_campaigns.contains(&id) {
                 continue;
             }
             let state = self
@@ -133,7 +133,11 @@ impl Agent {
                 .campaigns
                 .entry(id.clone())
                 .or_insert_with(|| CampaignState::new(&c, now_ms));
-            let value = c.base_cpm_micros as f64 * f64::from(current.margin_ppm) / 1e6;
+            // What the bidder shades: the value at the margin in force, capped by the
+            // campaign's and the strategy's max CPM (`decide/candidate.rs`).
+            let value = (c.base_cpm_micros as f64 * f64::from(current.margin_ppm) / 1e6)
+                .min(c.max_bid_cpm_micros as f64)
+                .min(current.max_cpm_micros as f64);
             let current_bid = value * f64::from(current.shading_ppm) / 1e6;
             let Some(decision) = state.step(&config, &c, value, current_bid, now_ms) else {
                 continue;

@@ -437,8 +437,10 @@ impl NoticeDesk {
             (NoticeKind::Loss, None) => n.ledger.release(notice.bid_id, &n.budgets, now_ms),
         };
         self.accepted[kind_index(kind)][outcome_index(&outcome)] += 1;
-        if let (Some(slot), NoticeOutcome::Settled(_) | NoticeOutcome::Released { .. }) =
-            (slot, outcome)
+        if let (
+            Some(slot),
+            NoticeOutcome::Settled(_) | NoticeOutcome::Released { .. } | NoticeOutcome::Unfunded,
+        ) = (slot, outcome)
         {
             // The bid's first notice: what it says about the market, for the
             // controller. A min-to-win in another currency counts converted; without

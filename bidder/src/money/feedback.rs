@@ -85,10 +85,14 @@ impl MarketFeedback {
             return;
         };
         let c = cell.get_or_init(|| Box::new(Counts::new()));
-        if c.reference_cpm_micros.swap(max_bid_cpm_micros, Relaxed) != max_bid_cpm_micros {
+        if c.reference_cpm_micros.load(Relaxed) != max_bid_cpm_micros {
+            // Cleared before the new scale is set: a publication in between shows the
+            // counts going down on the old scale, which readers take as a restart,
+            // never old counts on the new scale.
             for array in c.arrays() {
                 array.iter().for_each(|n| n.store(0, Relaxed));
             }
+            c.reference_cpm_micros.store(max_bid_cpm_micros, Relaxed);
         }
     }
 

@@ -1,0 +1,100 @@
+//! The controller over the control socket, on a driven clock, against a stats table
+//! written here as a bidder would: it changes nothing until it knows the market and
+//! the day's volume, then sets shading (and only shading) of every campaign but the
+//! excluded ones, audited as `controller`.
+
+mod common;
+
+use bidder_common::clock::DrivenClock;
+use bidder_common::table::shm::Writer;
+use bidder_common::table::stats::{feedback_bucket, CampaignStatsValue, StatsTable};
+use common::{code, config, fake_bidder, Client, Running, TempDir};
+
+/// Wednesday 2031-03-05 12:00 UTC.
+const NOON_MS: u64 = 1_930_478_400_000;
+const MIDNIGHT_MS: u64 = NOON_MS - 12 * 3_600_000;
+
+/// Rewrites `id`'s row: today began at midnight, `requests` so far, and the market's
+/// min-to-win reports around 1.00 CPM.
+fn market_row(w: &mut Writer<StatsTable>, id: &str, requests: u64) {
+    let stats = w.table();
+    let row = stats.find_campaign(id).unwrap();
+    let mut v: CampaignStatsValue = stats.campaigns()[row].load().unwrap();
+    v.day_start_ms = MIDNIGHT_MS;
+    v.requests = requests;
+    v.feedback_reference_cpm_micros = v.max_bid_cpm_micros;
+    for (price, n) in [
+        (600_000, 40),
+        (800_000, 80),
+        (1_000_000, 100),
+        (1_300_000, 80),
+        (1_800_000, 40),
+    ] {
+        v.min_to_win[feedback_bucket(price, v.max_bid_cpm_micros)] = n * (requests as u32 / 1_000);
+    }
+    w.put_campaign(id, &v.sealed()).unwrap();
+}
+
+#[test]
+fn the_controller_shades_what_it_knows_and_leaves_excluded_campaigns_alone() {
+    let dir = TempDir::new("controller");
+    let mut bidder = fake_bidder(&dir.0.join("stats"));
+    let mut c = config(&dir.0);
+    c.controller.exclude_campaigns = vec!["zephyr-video".into()];
+    let calendar = DrivenClock::at(NOON_MS);
+    let agent = Running::start_with_clock(c, calendar.clock());
+    let mut client = Client::connect(&agent.socket);
+    let step = |client: &mut Client| {
+        let answer = client.call(r#"{"v":1,"verb":"controller.step"}"#);
+        assert_eq!(code(&answer), "ok", "{answer}");
+        answer["result"]["changed"].as_array().unwrap().clone()
+    };
+
+    // Nothing known yet: no notices, then no volume seen since the count began.
+    assert!(step(&mut client).is_empty());
+    for id in ["acme-display", "zephyr-video"] {
+        market_row(&mut bidder, id, 5_000);
+    }
+    calendar.advance_ms(300_000);
+    assert!(
+        step(&mut client).is_empty(),
+        "the count of today's volume begins here"
+    );
+
+    // Half an hour later, with more traffic: a decision, for acme-display only.
+    for id in ["acme-display", "zephyr-video"] {
+        market_row(&mut bidder, id, 7_000);
+    }
+    calendar.advance_ms(1_800_000);
+    let changed = step(&mut client);
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    let change = &changed[0];
+    assert_eq!(change["campaign"], "acme-display");
+    assert_ne!(change["old"]["shading_ppm"], change["new"]["shading_ppm"]);
+    assert_eq!(
+        change["old"]["margin_ppm"], change["new"]["margin_ppm"],
+        "margin is not the controller's"
+    );
+    assert!(
+        change["new"]["why"].as_str().unwrap().starts_with("bid "),
+        "{change}"
+    );
+
+    let status = client.call(r#"{"v":1,"verb":"controller.status"}"#);
+    let campaigns = status["result"]["campaigns"].as_array().unwrap();
+    let acme = campaigns
+        .iter()
+        .find(|c| c["campaign"] == "acme-display")
+        .unwrap();
+    let median = acme["market_median_micros"].as_i64().unwrap();
+    assert!((900_000..1_150_000).contains(&median), "{status}");
+    assert!(
+        campaigns.iter().all(|c| c["campaign"] != "zephyr-video"),
+        "{status}"
+    );
+    let audit = client.call(r#"{"v":1,"verb":"audit.tail","args":{"lines":1}}"#);
+    let entry = &audit["result"]["entries"][0];
+    assert_eq!(entry["who"]["actor"], "controller", "{audit}");
+    assert_eq!(entry["verb"], "controller.step");
+    assert_eq!(entry["at_unix_ms"], NOON_MS + 2_100_000);
+}
