@@ -32,7 +32,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor_x1.10,shading_0.90,unshaded,controller"
+        default_value = "floor_x1.10,shading_0.90,unshaded,mode_price,controller"
     )]
     strategies: Vec<String>,
     /// Override the scenario's expected auctions per day (smaller: faster).

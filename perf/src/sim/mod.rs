@@ -42,6 +42,9 @@ pub enum Strategy {
     Shading090,
     /// The value itself.
     Unshaded,
+    /// A fixed bid at the most likely price to win (the mode of the day's prices to
+    /// win; Pan et al.'s baseline), as a static shading.
+    ModePrice,
     /// The agent's built-in controller, stepped every [`CONTROLLER_INTERVAL_MS`].
     Controller,
 }
@@ -50,10 +53,11 @@ pub enum Strategy {
 pub const CONTROLLER_INTERVAL_MS: u64 = 300_000;
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::FloorX110,
         Strategy::Shading090,
         Strategy::Unshaded,
+        Strategy::ModePrice,
         Strategy::Controller,
     ];
 
@@ -62,6 +66,7 @@ impl Strategy {
             Strategy::FloorX110 => "floor_x1.10",
             Strategy::Shading090 => "shading_0.90",
             Strategy::Unshaded => "unshaded",
+            Strategy::ModePrice => "mode_price",
             Strategy::Controller => "controller",
         }
     }
@@ -141,6 +146,22 @@ impl Scenario {
                 },
             ),
             with(
+                "shock_up_30pct_at_noon",
+                Market {
+                    shock_hour: 12,
+                    shock: 0.3,
+                    ..base.market.clone()
+                },
+            ),
+            with(
+                "shock_down_30pct_at_noon",
+                Market {
+                    shock_hour: 12,
+                    shock: -0.3,
+                    ..base.market.clone()
+                },
+            ),
+            with(
                 "delayed_notices",
                 Market {
                     notice_delay_mean_ms: 120_000,
@@ -208,13 +229,14 @@ pub fn run_scenario(options: &Options, scenario: &Scenario) -> Result<ScenarioRe
     }
     let mut names: Vec<&str> = options.strategies.iter().map(|s| s.name()).collect();
     names.push("oracle");
-    let strategies = names
+    let mut strategies: Vec<Summary> = names
         .iter()
         .map(|name| {
             let of: Vec<&Run> = runs.iter().filter(|r| r.strategy == *name).collect();
             report::average(&of)
         })
         .collect();
+    report::saving_captured(&mut strategies);
     Ok(ScenarioReport {
         scenario: scenario.clone(),
         strategies,
@@ -240,6 +262,10 @@ fn play_one(
         max_bid_cpm_micros: plan.max_bid_cpm_micros,
         shading_ppm: match strategy {
             Strategy::Shading090 => 900_000,
+            Strategy::ModePrice => {
+                let share = mode_price_micros(day) / market.value_cpm_micros as f64;
+                ((share * 1e6).round() as u32).clamp(100_000, 1_000_000)
+            }
             _ => 1_000_000,
         },
         floor_markup_ppm: (strategy == Strategy::FloorX110).then_some(1_100_000),
@@ -292,6 +318,22 @@ fn play_one(
         notices,
         bidder_spent_micros,
     })
+}
+
+/// The most likely price to win over `day` (CPM micros): the fullest of 5%-wide
+/// bins in log space.
+pub fn mode_price_micros(day: &[market::Auction]) -> f64 {
+    const BIN: f64 = 0.05;
+    let mut bins = std::collections::HashMap::<i64, u32>::new();
+    for a in day {
+        let bin = ((a.min_to_win_micros().max(1) as f64).ln() / BIN).floor() as i64;
+        *bins.entry(bin).or_default() += 1;
+    }
+    let (bin, _) = bins
+        .into_iter()
+        .max_by_key(|&(bin, n)| (n, std::cmp::Reverse(bin)))
+        .unwrap_or((0, 0));
+    ((bin as f64 + 0.5) * BIN).exp()
 }
 
 /// Every scenario's report.
@@ -347,4 +389,52 @@ pub fn run_all(options: &Options, scenarios: &[Scenario], out: &std::path::Path)
     )?;
     std::fs::write(out.join("report.md"), report.markdown())?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mode_price_is_the_fullest_bin() {
+        let auction = |competing| market::Auction {
+            at_ms: 0,
+            segment: 0,
+            competing_micros: competing,
+            floor_micros: 0,
+            value_micros: 2_000_000,
+            notice_delay_ms: None,
+        };
+        let mut day: Vec<market::Auction> = (0..10).map(|_| auction(900_000)).collect();
+        day.extend((0..4).map(|_| auction(2_500_000)));
+        day.extend((0..3).map(|_| auction(400_000)));
+        let mode = mode_price_micros(&day);
+        assert!((mode / 900_000.0 - 1.0).abs() < 0.05, "{mode}");
+    }
+
+    #[test]
+    fn the_saving_captured_is_measured_against_the_floor_rule() {
+        let row = |strategy: &str, cpm: i64, oracle: i64| Summary {
+            strategy: strategy.into(),
+            seeds: 1,
+            impressions: 1,
+            spend_micros: 0,
+            avg_cpm_micros: cpm,
+            surplus_micros: 0,
+            win_rate: 0.0,
+            end_of_day_pacing_error_pct: 0.0,
+            first_half_spend_pct: 0.0,
+            hourly_plan_rmse: 0.0,
+            oracle_cpm_same_impressions_micros: oracle,
+            oracle_saving_captured_pct: None,
+        };
+        let mut rows = vec![
+            row("floor_x1.10", 1_600_000, 1_100_000),
+            row("controller", 1_300_000, 1_200_000),
+        ];
+        report::saving_captured(&mut rows);
+        assert_eq!(rows[0].oracle_saving_captured_pct, Some(0.0));
+        // (1.60 − 1.30) / (1.60 − 1.20) = 75%
+        assert!((rows[1].oracle_saving_captured_pct.unwrap() - 75.0).abs() < 1e-9);
+    }
 }

@@ -224,6 +224,26 @@ pub struct Summary {
     pub first_half_spend_pct: f64,
     pub hourly_plan_rmse: f64,
     pub oracle_cpm_same_impressions_micros: i64,
+    /// How much of the oracle's saving over `floor_x1.10` this strategy captures,
+    /// percent: (floor × 1.10's CPM − this CPM) / (floor × 1.10's CPM − the oracle's CPM
+    /// for this strategy's impressions). `None` without a floor × 1.10 row.
+    pub oracle_saving_captured_pct: Option<f64>,
+}
+
+/// Fills [`Summary::oracle_saving_captured_pct`] of every row against `floor_x1.10`.
+pub fn saving_captured(rows: &mut [Summary]) {
+    let Some(floor) = rows
+        .iter()
+        .find(|r| r.strategy == "floor_x1.10")
+        .map(|r| r.avg_cpm_micros as f64)
+    else {
+        return;
+    };
+    for r in rows.iter_mut() {
+        let possible = floor - r.oracle_cpm_same_impressions_micros as f64;
+        r.oracle_saving_captured_pct =
+            (possible > 0.0).then(|| 100.0 * (floor - r.avg_cpm_micros as f64) / possible);
+    }
 }
 
 /// Averages `runs` of one strategy.
@@ -245,13 +265,14 @@ pub fn average(runs: &[&Run]) -> Summary {
         first_half_spend_pct: mean_f(|r| r.first_half_spend_pct),
         hourly_plan_rmse: mean_f(|r| r.hourly_plan_rmse),
         oracle_cpm_same_impressions_micros: mean_i(|r| r.oracle_cpm_same_impressions_micros),
+        oracle_saving_captured_pct: None,
     }
 }
 
 /// The comparison table in Markdown.
 pub fn markdown(scenario: &str, rows: &[Summary]) -> String {
     let mut out = format!(
-        "### Scenario `{scenario}` ({} seeds)\n\n| strategy | impressions | spend | avg CPM | oracle CPM, same impressions | surplus | win rate | end-of-day pacing error | spent before noon | hourly RMSE vs plan |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "### Scenario `{scenario}` ({} seeds)\n\n| strategy | impressions | spend | avg CPM | oracle CPM, same impressions | oracle's saving captured | surplus | win rate | end-of-day pacing error | spent before noon | hourly RMSE vs plan |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         rows.first().map_or(0, |r| r.seeds)
     );
     let money = |m: i64| format!("{:.2}", m as f64 / 1e6);
@@ -264,12 +285,14 @@ pub fn markdown(scenario: &str, rows: &[Summary]) -> String {
     };
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.strategy,
             r.impressions,
             money(r.spend_micros),
             money(r.avg_cpm_micros),
             money(r.oracle_cpm_same_impressions_micros),
+            r.oracle_saving_captured_pct
+                .map_or("–".to_owned(), |p| format!("{p:.0}%")),
             money(r.surplus_micros),
             if r.win_rate.is_nan() {
                 "–".to_owned()
