@@ -227,7 +227,7 @@ pub fn request_json(id: &str, auction: &Auction) -> String {
         format!("\"app\":{{\"id\":\"app-{s}\",\"bundle\":\"example.segment{s}\"}}")
     };
     format!(
-        "{{\"id\":\"{id}\",\"at\":1,\"tmax\":100,\"cur\":[\"USD\"],\"imp\":[{{\"id\":\"1\",\"banner\":{{\"w\":{w},\"h\":{h}}}{floor}}}],{place},\"device\":{{\"ua\":\"Mozilla/5.0 (auction-sim)\",\"ip\":\"203.0.113.{}\",\"geo\":{{\"country\":\"{country}\"}}}}}}",
+        "{{\"id\":\"{id}\",\"at\":1,\"tmax\":1000,\"cur\":[\"USD\"],\"imp\":[{{\"id\":\"1\",\"banner\":{{\"w\":{w},\"h\":{h}}}{floor}}}],{place},\"device\":{{\"ua\":\"Mozilla/5.0 (auction-sim)\",\"ip\":\"203.0.113.{}\",\"geo\":{{\"country\":\"{country}\"}}}}}}",
         s % 250 + 1
     )
 }

@@ -293,6 +293,10 @@ seat = "sim"
 currency = "USD"
 host_id = 1
 default_shading_ppm = {shading}
+# The simulated exchange waits for every answer: a hiccup of this host must not turn a
+# bid into a late no-bid, which would make two runs of one seed differ.
+network_allowance_ms = 0
+deadline_cap_ms = 1000
 
 [notice]
 base_url = "http://{notices}/notice"
