@@ -56,8 +56,19 @@ pub struct Stack {
     pub dir: PathBuf,
 }
 
-fn free_addr() -> Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+/// Three distinct free loopback addresses: the listeners are held together while
+/// their ports are read, so the kernel cannot hand out one port twice.
+fn free_addrs() -> Result<(SocketAddr, SocketAddr, SocketAddr)> {
+    let listeners = [
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+    ];
+    Ok((
+        listeners[0].local_addr()?,
+        listeners[1].local_addr()?,
+        listeners[2].local_addr()?,
+    ))
 }
 
 impl Stack {
@@ -92,7 +103,7 @@ impl Stack {
         agent_config: Option<&str>,
     ) -> Result<Stack> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (bid, admin, notices) = (free_addr()?, free_addr()?, free_addr()?);
+        let (bid, admin, notices) = free_addrs()?;
         let key = dir.join("notice.key");
         std::fs::write(&key, NOTICE_KEY)?;
         let config = dir.join("bidder.toml");
