@@ -35,31 +35,8 @@ fn workspace() -> PathBuf {
 }
 
 /// The `bidder` binary, built (or found up to date) in this test's target directory.
-/// Cargo builds only this package's binaries for its tests, so the bidder is built
-/// here, with the same cargo and target directory.
 fn bidder_binary() -> PathBuf {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_agent"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let target = bin_dir.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "bidder",
-            "--bin",
-            "bidder",
-            "--target-dir",
-        ])
-        .arg(target)
-        .current_dir(workspace())
-        .status()
-        .expect("run cargo build for the bidder");
-    assert!(status.success(), "building the bidder failed");
-    bin_dir.join("bidder")
+    testkit::workspace_binaries(env!("CARGO_BIN_EXE_agent"), &[("bidder", "bidder")]).join("bidder")
 }
 
 /// A free localhost port (bound, read, released: the bidder binds it next).

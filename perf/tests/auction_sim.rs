@@ -2,50 +2,19 @@
 //! exactly what the exchange billed, never past the budget, and the same seed plays
 //! the same day.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use perf::sim::processes::Binaries;
 use perf::sim::{run_scenario, Options, Scenario, Strategy};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// The bidder and agent binaries, built (or found up to date) in this test's target
-/// directory: cargo builds only this package's binaries for its tests.
+/// directory.
 fn binaries() -> Binaries {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_auction-sim"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let target = bin_dir.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "bidder",
-            "--bin",
-            "bidder",
-            "-p",
-            "agent",
-            "--bin",
-            "agent",
-            "--target-dir",
-        ])
-        .arg(target)
-        .current_dir(workspace())
-        .status()
-        .expect("run cargo build for the bidder and the agent");
-    assert!(status.success(), "building the bidder and the agent failed");
+    let dir = testkit::workspace_binaries(
+        env!("CARGO_BIN_EXE_auction-sim"),
+        &[("bidder", "bidder"), ("agent", "agent")],
+    );
     Binaries {
-        bidder: bin_dir.join("bidder"),
-        agent: bin_dir.join("agent"),
+        bidder: dir.join("bidder"),
+        agent: dir.join("agent"),
     }
 }
 

@@ -16,6 +16,9 @@
 //!
 //! **Allocations.** [`CountingAllocator`] and [`heap_calls`] count the heap calls of a
 //! closure on the calling thread, for the "allocates nothing" tests.
+//!
+//! **Other crates' binaries.** [`workspace_binaries`]: cargo builds only a package's
+//! own binaries for its tests; this builds (or finds up to date) the others a test runs.
 
 mod alloc;
 mod corpus;
@@ -29,6 +32,35 @@ use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Builds the workspace binaries `bins` (`(package, binary)`) with the cargo running the
+/// tests, into the target directory of `own_binary` (a `CARGO_BIN_EXE_*` path of the
+/// calling package), and returns the folder they are in: the tests of one package then
+/// run the real binaries of another, as fresh as the source.
+pub fn workspace_binaries(own_binary: &str, bins: &[(&str, &str)]) -> PathBuf {
+    let bin_dir = Path::new(own_binary)
+        .parent()
+        .expect("a binary path has a folder")
+        .to_path_buf();
+    let target = bin_dir.parent().expect("the profile folder has a parent");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the workspace");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet"]);
+    for (package, bin) in bins {
+        build.args(["-p", package, "--bin", bin]);
+    }
+    let status = build
+        .arg("--target-dir")
+        .arg(target)
+        .current_dir(workspace)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {bins:?} failed");
+    bin_dir
+}
 
 /// Monday 2026-11-23 10:30 UTC, ms since the Unix epoch: where tests that fix an
 /// instant put their calendar (a `DrivenClock`), so dayparts and expiry decide the same

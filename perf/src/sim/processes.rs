@@ -111,16 +111,12 @@ impl Stack {
             &config,
             bidder_config(setup, dir, clock_file, bid, admin, notices),
         )?;
-        let log = std::fs::File::create(dir.join("bidder.log"))?;
-        let bidder = Command::new(&bins.bidder)
-            .args(["run", "--simulate", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bins.bidder.display()))?;
+        let bidder = spawn(
+            &bins.bidder,
+            &["run", "--simulate"],
+            &config,
+            &dir.join("bidder.log"),
+        )?;
         let mut stack = Stack {
             bidder,
             agent: None,
@@ -135,16 +131,12 @@ impl Stack {
             let socket = dir.join("agent.sock");
             let config = dir.join("agent.toml");
             std::fs::write(&config, agent_toml(dir, clock_file, &socket, admin, extra))?;
-            let log = std::fs::File::create(dir.join("agent.log"))?;
-            let agent = Command::new(&bins.agent)
-                .args(["--simulate", "--config"])
-                .arg(&config)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", bins.agent.display()))?;
+            let agent = spawn(
+                &bins.agent,
+                &["--simulate"],
+                &config,
+                &dir.join("agent.log"),
+            )?;
             stack.agent = Some(agent);
             let until = Instant::now() + READY_TIMEOUT;
             while std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -247,6 +239,21 @@ impl Drop for Stack {
             }
         }
     }
+}
+
+/// `binary args --config config`, warnings and worse logged to `log`.
+fn spawn(binary: &Path, args: &[&str], config: &Path, log: &Path) -> Result<Child> {
+    let log = std::fs::File::create(log)?;
+    Command::new(binary)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
 }
 
 fn terminate(mut child: Child, name: &str) -> Result<()> {
