@@ -101,20 +101,14 @@ impl<'a> Oracle<'a> {
 
     /// The cheapest bids that buy `impressions` (or all they can under the cap).
     pub fn for_impressions(&self, impressions: u64) -> Tally {
-        self.search(|t| t.impressions >= impressions)
+        let (_, enough) = self.bracket(|t| t.impressions >= impressions);
+        self.play(enough)
     }
 
     /// The most the oracle buys without spending more than `budget_micros`.
     pub fn for_budget(&self, budget_micros: i64) -> Tally {
-        let (lo, hi) = self.bracket(|t| t.spend_micros > budget_micros);
-        let _ = hi;
-        self.play(lo)
-    }
-
-    /// The tally at the least shadow value where `enough` holds.
-    fn search(&self, enough: impl Fn(&Tally) -> bool) -> Tally {
-        let (_, hi) = self.bracket(enough);
-        self.play(hi)
+        let (within, _) = self.bracket(|t| t.spend_micros > budget_micros);
+        self.play(within)
     }
 
     /// Shadow values (lo, hi) around where `over` starts to hold (bisection in log
