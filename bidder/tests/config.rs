@@ -131,6 +131,8 @@ fn each_broken_rule_names_line_field_and_fix() {
         ("[privacy]\ngvl_vendor_id = -1", "", "", &["test.toml:2:", "expected u16"]),
         ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nresponse_format = \"xml\"", "", "", &["test.toml:4:", "unknown variant `xml`", "expected `json` or `flatbuffers`"]),
         ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nresponse_format = \"flatbuffers\"", "", "", &[]),
+        ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nunnoticed_bids = \"keep\"", "", "", &["test.toml:4:", "unknown variant `keep`", "expected `release` or `charge`"]),
+        ("[[partner]]\nname = \"ex-b\"\nqps_limit = 1\nunnoticed_bids = \"charge\"", "", "", &[]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr1\"\n  format = \"banner\"\n  w = 1\n  h = 1\n  adomain = [\"a\"]\n  adm = \"x\"", &["duplicate creative id"]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"banner\"\n  adomain = [\"a\"]\n  adm = \"x\"", &["creative[1] (cr2).w/h", "set w and h"]),
         ("", "", "  [[campaign.creative]]\n  id = \"cr2\"\n  format = \"video\"\n  adomain = []\n  adm = \"\"", &["creative[1] (cr2).adm"]),

@@ -30,7 +30,7 @@ use bidder::money::budget::{BudgetLimits, Budgets};
 use bidder::money::currency::{CurrencyBook, Rates};
 use bidder::money::impression_cost_micros;
 use bidder::money::journal::{Journal, JournalConfig};
-use bidder::money::ledger::{HeldBid, Ledger, LedgerInbox};
+use bidder::money::ledger::{HeldBid, Ledger, LedgerInbox, Unnoticed};
 use bidder::money::notice::{NoticeFields, NoticeKind, NoticeSigner};
 use bidder::money::notice_keys::NoticeKeyring;
 use bidder::money::period::Calendar;
@@ -156,6 +156,11 @@ struct Bid {
 
 impl Setup {
     fn bid(&mut self, price_cpm_micros: i64, ttl_ms: u64) -> Bid {
+        self.bid_for(price_cpm_micros, ttl_ms, Unnoticed::Release)
+    }
+
+    /// [`Setup::bid`] to a partner whose `unnoticed_bids` is `unnoticed`.
+    fn bid_for(&mut self, price_cpm_micros: i64, ttl_ms: u64, unnoticed: Unnoticed) -> Bid {
         let now_ms = self.calendar.now_unix_ms();
         let id = self.ids.next_id(now_ms);
         let reservation = self
@@ -168,6 +173,7 @@ impl Setup {
                 reservation,
                 expires_at_ms: now_ms + ttl_ms,
                 user_key: None,
+                unnoticed,
             })
             .expect("inbox has room");
         Bid {
@@ -999,6 +1005,61 @@ fn an_answered_notice_is_on_disk_and_counts_once_after_a_restart() {
     let mut want = vec![won.id, lost.id];
     want.sort();
     assert_eq!(resolved, want);
+}
+
+#[test]
+fn a_silent_bid_of_a_partner_that_always_answers_is_charged_journalled_and_kept() {
+    let dir = testkit::TempDir::new("control-unnoticed");
+    let (journal, _) = journal_in(&dir.0);
+    let mut s = start_with(
+        ControlConfig {
+            ledger_tick_ms: 10,
+            ..ControlConfig::default()
+        },
+        Some(journal),
+    );
+    let limits = BudgetLimits {
+        daily_micros: DAILY_MICROS,
+        hourly_micros: None,
+        lifetime_micros: None,
+    };
+    let now_ms = s.calendar.now_unix_ms();
+    s.budgets
+        .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    let silent = s.bid_for(2_000_000, 50, Unnoticed::Charge);
+    let released = s.bid(1_000_000, 50);
+    s.calendar.advance_ms(50);
+    testkit::eventually(CLIENT_TIMEOUT, "the charge to be on disk", || {
+        journal_rows(&dir.0) == [("camp 1".to_owned(), "settled".to_owned(), 2_000)]
+    });
+    assert_eq!(
+        s.budget(),
+        (DAILY_MICROS - 2_000, 0, 2_000),
+        "the silent bid is spent at its price, the other's money went back"
+    );
+    // Its loss notice comes late: the money stays spent, and that is counted.
+    let loss = s.notice_path(&silent, NoticeKind::Loss, Some("2.5"));
+    assert_eq!(get(s.notices, &loss).0, 204);
+    assert_eq!(s.budget(), (DAILY_MICROS - 2_000, 0, 2_000));
+    let late_win = s.notice_path(&released, NoticeKind::Win, Some("1.0"));
+    assert_eq!(get(s.notices, &late_win).0, 204);
+    let text = s.scrape();
+    for needle in [
+        "bidder_ledger_expired_total 2\n",
+        "bidder_ledger_charged_unnoticed_total 1\n",
+        "bidder_ledger_charged_unnoticed_micros_total 2000\n",
+        "bidder_ledger_charged_then_lost_total 1\n",
+        "bidder_ledger_late_settled_total 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    s.port.shutdown().unwrap();
+    let (_journal, recovered) = journal_in(&dir.0);
+    assert_eq!(
+        recovered.spent_since("camp 1", 0),
+        3_000,
+        "a restart counts the charge"
+    );
 }
 
 /// A small tmpfs mounted for one test and unmounted when dropped (even on failure).

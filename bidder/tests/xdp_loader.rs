@@ -114,6 +114,7 @@ fn partner(name: &str, cidrs: &[&str], qps_limit: u32, enabled: bool) -> Partner
         syn_per_s: 100,
         syn_burst: 20,
         notice_horizon_ms: 300_000,
+        unnoticed_bids: Default::default(),
         max_held_micros: None,
         asi: None,
     }

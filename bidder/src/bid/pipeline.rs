@@ -14,7 +14,7 @@ use crate::decide::strategy::StrategySource;
 use crate::decide::{CampaignCounts, ChosenBid, Context, Decider, DecisionStats, NoBidReason};
 use crate::money::bid_id::{BidId, BidIdGen};
 use crate::money::budget::Budgets;
-use crate::money::ledger::{HeldBid, LedgerInbox, INBOX_CAPACITY};
+use crate::money::ledger::{HeldBid, LedgerInbox, Unnoticed, INBOX_CAPACITY};
 use crate::money::notice::{NoticeSigner, SignerError};
 use crate::openrtb::scratch::reuse_vec;
 use crate::openrtb::{BidRequest, ParseError, Parser};
@@ -283,10 +283,12 @@ impl Pipeline {
         }
         // The partner's horizon: how long its notices may take before the money goes
         // back (a later win is still charged, see money/ledger.rs).
-        let horizon_ms = arrival
+        let partner = arrival
             .partner
-            .and_then(|p| catalog.partners.get(usize::from(p)))
-            .map_or(catalog.settings.reservation_ttl_ms, |p| p.notice_horizon_ms);
+            .and_then(|p| catalog.partners.get(usize::from(p)));
+        let horizon_ms =
+            partner.map_or(catalog.settings.reservation_ttl_ms, |p| p.notice_horizon_ms);
+        let unnoticed = partner.map_or(Unnoticed::Release, |p| p.unnoticed_bids);
         let expires_at_ms = arrival.now_ms + horizon_ms;
         for (i, chosen) in decision.bids.drain(..).enumerate() {
             let slot = catalog.campaigns[chosen.campaign].budget_slot;
@@ -297,6 +299,7 @@ impl Pipeline {
                         reservation: chosen.reservation,
                         expires_at_ms,
                         user_key: chosen.user_key,
+                        unnoticed,
                     });
                     counts.bid(slot);
                 }

@@ -77,6 +77,8 @@ pub struct Partner {
     /// How long its bids hold their price waiting for a notice, ms (at most the
     /// reservation TTL).
     pub notice_horizon_ms: u64,
+    /// What a bid of its that got no notice in time costs.
+    pub unnoticed_bids: crate::money::ledger::Unnoticed,
     /// The most its bids may hold at once, micros; `None`: no limit.
     pub max_held_micros: Option<i64>,
     /// Its advertising-system domain (lower case), the last node of a chain it sends.
@@ -447,6 +449,7 @@ fn compile_partner(p: &crate::config::PartnerConfig, reservation_ttl_ms: u64) ->
             .notice_horizon_ms
             .unwrap_or(reservation_ttl_ms)
             .min(reservation_ttl_ms),
+        unnoticed_bids: p.unnoticed_bids,
         max_held_micros: p.max_held_micros,
         asi: p.asi_domain(),
     }

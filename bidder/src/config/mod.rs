@@ -514,6 +514,12 @@ pub struct PartnerConfig {
     /// is cut to it).
     #[serde(default)]
     pub notice_horizon_ms: Option<u64>,
+    /// What a bid that got no notice within the horizon costs: `"release"` (default:
+    /// the money goes back, for exchanges that send no loss notices) or `"charge"` (it
+    /// is charged at its price, for exchanges that send a notice for every bid, so a
+    /// lost win notice can never let their bill pass the budget).
+    #[serde(default)]
+    pub unnoticed_bids: crate::money::ledger::Unnoticed,
     /// The most this partner's bids may hold at once while they wait (micros, all
     /// campaigns together): a partner whose bids are never answered cannot hold the
     /// budgets hostage. Unset: no limit.

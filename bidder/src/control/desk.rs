@@ -207,6 +207,7 @@ impl NoticeDesk {
         if new_days > 0 {
             tracing::info!(campaigns = new_days, "a new budget day started");
         }
+        self.journal_charged_unnoticed(now_ms);
         self.close_while_unrecordable();
         self.settle_leases(now_ms);
         if now_ms >= self.next_breaker_check_ms {
@@ -280,6 +281,44 @@ impl NoticeDesk {
                 let _ = journal.record_lease(&id, target, now_ms);
                 self.lease_cuts += 1;
             }
+        }
+    }
+
+    /// Writes the bids charged at expiry (`unnoticed_bids = "charge"`) to the journal
+    /// like a win's settlement, so a restart still counts their spend; each one's
+    /// pinned lease room comes back once its record is durable.
+    fn journal_charged_unnoticed(&mut self, now_ms: u64) {
+        let n = &mut self.notices;
+        let charged = n.ledger.take_charged();
+        let Some(journal) = &n.journal else {
+            return;
+        };
+        for c in charged {
+            let s = c.settlement;
+            let Some(campaign) = n.budgets.id_of(s.campaign) else {
+                continue;
+            };
+            let entry = Entry {
+                bid_id: c.bid_id,
+                campaign,
+                outcome: Outcome::Settled {
+                    charged_micros: s.charged_micros,
+                    clearing_micros: s.charged_micros,
+                },
+                at_ms: now_ms,
+                user_key: None,
+            };
+            // A journal that cannot take it has closed the budgets already (see
+            // `close_while_unrecordable`); the money stays spent in memory.
+            let _ = journal.append(entry);
+            let seq = journal.last_seq();
+            self.lease_waits.push_back((
+                seq,
+                LeaseWait::Unpin {
+                    campaign: s.campaign,
+                    micros: s.charged_micros,
+                },
+            ));
         }
     }
 
@@ -573,7 +612,7 @@ impl NoticeDesk {
             self.notices.budgets.frequency_untracked(),
         );
         let s = ledger.stats;
-        let counters: [(&'static str, &'static str, u64); 15] = [
+        let counters: [(&'static str, &'static str, u64); 18] = [
             (
                 "bidder_ledger_held_total",
                 "Reservations taken into the ledger.",
@@ -591,7 +630,7 @@ impl NoticeDesk {
             ),
             (
                 "bidder_ledger_expired_total",
-                "Reservations returned because no notice came in time.",
+                "Reservations whose notice did not come in time: returned, or charged for partners with unnoticed_bids = charge.",
                 s.expired,
             ),
             (
@@ -638,6 +677,21 @@ impl NoticeDesk {
                 "bidder_ledger_forgotten_full_total",
                 "Expired bids not remembered for a late win because the ledger remembered as many as it may.",
                 s.forgotten_full,
+            ),
+            (
+                "bidder_ledger_charged_unnoticed_total",
+                "Bids charged at their price because no notice came in time (partners with unnoticed_bids = charge).",
+                s.charged_unnoticed,
+            ),
+            (
+                "bidder_ledger_charged_unnoticed_micros_total",
+                "Money charged for bids no notice came for (partners with unnoticed_bids = charge).",
+                u64::try_from(s.charged_unnoticed_micros).unwrap_or(0),
+            ),
+            (
+                "bidder_ledger_charged_then_lost_total",
+                "Bids charged with no notice whose loss notice came later: the money stays spent (the cost of failing closed).",
+                s.charged_then_lost,
             ),
             (
                 "bidder_ledger_lease_raises_total",

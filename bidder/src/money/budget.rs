@@ -609,6 +609,18 @@ impl Budgets {
     /// reservation is charged at the reservation and the excess counted, never taken
     /// from other bids' budget.
     pub fn settle(&self, reservation: Reservation, clearing_micros: i64) -> Settlement {
+        self.spend(reservation, clearing_micros, true)
+    }
+
+    /// Spends a whole reservation whose bid no notice came for (see
+    /// [`super::ledger::Unnoticed::Charge`]): spent, but not counted as a win nor in
+    /// the clearing figures, which only notices feed.
+    pub fn charge_unnoticed(&self, reservation: Reservation) -> Settlement {
+        let amount = reservation.amount_micros;
+        self.spend(reservation, amount, false)
+    }
+
+    fn spend(&self, reservation: Reservation, clearing_micros: i64, won: bool) -> Settlement {
         self.return_partner(&reservation);
         let b = self.campaign(reservation.campaign);
         let clearing = clearing_micros.max(0);
@@ -622,12 +634,14 @@ impl Budgets {
             b.overcharged_micros
                 .fetch_add(overcharged, Ordering::Relaxed);
         }
-        b.wins.fetch_add(1, Ordering::Relaxed);
-        // The statistic takes what was charged: a clearing price above our bid cannot
-        // be true in a first- or second-price auction (and `${AUCTION_PRICE}` rides
-        // unsigned), so one absurd notice must not skew every average after it; the
-        // excess is counted as overcharged above.
-        b.clearing_micros.fetch_add(charged, Ordering::Relaxed);
+        if won {
+            b.wins.fetch_add(1, Ordering::Relaxed);
+            // The statistic takes what was charged: a clearing price above our bid
+            // cannot be true in a first- or second-price auction (and
+            // `${AUCTION_PRICE}` rides unsigned), so one absurd notice must not skew
+            // every average after it; the excess is counted as overcharged above.
+            b.clearing_micros.fetch_add(charged, Ordering::Relaxed);
+        }
         self.return_room(b, reservation.amount_micros);
         Settlement {
             campaign: reservation.campaign,

@@ -18,6 +18,12 @@
 //! out of what the budget has then. A budget never goes past its limit for it: when
 //! nothing is left the win is counted `unfunded` (`late_unfunded`), never forced.
 //!
+//! A partner that sends a notice for every bid, won or lost, can have its silent bids
+//! charged instead ([`Unnoticed::Charge`]): no notice within the horizon means the
+//! notice was lost, and the bid may have won. Charging it at its price keeps what the
+//! exchange bills within the budget (fail closed); the cost is the lost bids among
+//! them, counted when their loss notice comes late (`charged_then_lost`).
+//!
 //! After a restart the ledger also holds, per campaign, the money bids made before it
 //! may still spend (the lease the journal recorded, see [`super::lease`]): a notice for
 //! such a bid is charged out of that hold, and the rest of the hold returns once no
@@ -46,6 +52,30 @@ pub struct HeldBid {
     pub expires_at_ms: u64,
     /// The user a win counts against (campaigns with a frequency cap).
     pub user_key: Option<u64>,
+    /// What its expiry does with the money (its partner's `unnoticed_bids`).
+    pub unnoticed: Unnoticed,
+}
+
+/// What happens to a bid's reservation when no notice came within its partner's
+/// horizon (`unnoticed_bids` in a partner's configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unnoticed {
+    /// The money goes back: right for exchanges that send no loss notices (silence
+    /// mostly means a loss). A win notice that comes later is still charged.
+    #[default]
+    Release,
+    /// The bid is charged at its price: right for exchanges that send a notice for
+    /// every bid, where silence means a lost notice, so the exchange's bill can never
+    /// pass the budget.
+    Charge,
+}
+
+/// A bid charged at expiry ([`Unnoticed::Charge`]); its owner journals it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargedUnnoticed {
+    pub bid_id: BidId,
+    pub settlement: Settlement,
 }
 
 /// Where workers hand over reservations. Shared (`Arc`) between all workers and the
@@ -177,6 +207,13 @@ pub struct LedgerStats {
     /// Expired bids not remembered for a late win because the ledger remembered
     /// [`MAX_REMEMBERED_BIDS`] already (their late wins count as unknown).
     pub forgotten_full: u64,
+    /// Bids charged at expiry ([`Unnoticed::Charge`]), and the money.
+    pub charged_unnoticed: u64,
+    pub charged_unnoticed_micros: i64,
+    /// Of those, bids whose loss notice came after the charge: money kept although
+    /// the bid lost (the price of failing closed; never refunded, as spend only
+    /// grows).
+    pub charged_then_lost: u64,
 }
 
 /// How a bid the ledger no longer holds was resolved, while it is remembered.
@@ -184,6 +221,9 @@ pub struct LedgerStats {
 enum Resolved {
     /// Settled by a win or bill notice: any later notice is a duplicate.
     Settled,
+    /// Charged at expiry with no notice: any later notice is a duplicate (a loss is
+    /// also counted, `charged_then_lost`).
+    Charged,
     /// Its reservation went back (a loss notice, or no notice in time): a later win
     /// or bill is charged from the budget then, a later loss is a duplicate.
     Returned {
@@ -206,6 +246,7 @@ struct Pending {
     reservation: Reservation,
     expires_at_ms: u64,
     user_key: Option<u64>,
+    unnoticed: Unnoticed,
 }
 
 /// The ledger itself, owned by one thread.
@@ -226,6 +267,8 @@ pub struct Ledger {
     in_doubt: FxHashMap<BudgetSlot, InDoubt>,
     /// When this process started bidding: bids stamped earlier are from before it.
     started_ms: u64,
+    /// Bids charged at expiry since the owner last took them (to journal them).
+    charged: Vec<ChargedUnnoticed>,
     pub stats: LedgerStats,
 }
 
@@ -240,6 +283,7 @@ impl Ledger {
             duplicate_window_ms,
             in_doubt: FxHashMap::default(),
             started_ms: 0,
+            charged: Vec::new(),
             stats: LedgerStats::default(),
         }
     }
@@ -373,6 +417,7 @@ impl Ledger {
                     reservation: bid.reservation,
                     expires_at_ms: bid.expires_at_ms,
                     user_key: bid.user_key,
+                    unnoticed: bid.unnoticed,
                 },
             );
             assert!(previous.is_none(), "bid id {:?} issued twice", bid.bid_id);
@@ -434,6 +479,9 @@ impl Ledger {
 
     /// A loss notice: return the whole reservation.
     pub fn release(&mut self, bid_id: BidId, budgets: &Budgets, now_ms: u64) -> NoticeOutcome {
+        if let Some((_, Resolved::Charged)) = self.done.get(&bid_id) {
+            self.stats.charged_then_lost += 1;
+        }
         match self.pending.remove(&bid_id) {
             Some(p) => {
                 self.stats.released += 1;
@@ -450,7 +498,9 @@ impl Ledger {
         }
     }
 
-    /// Returns the budget of every bid whose notice did not come in time, and forgets
+    /// Returns the budget of every bid whose notice did not come in time (or charges
+    /// it, for a partner whose silence means a lost notice: [`Unnoticed::Charge`];
+    /// [`Ledger::take_charged`] hands those over for the journal), and forgets
     /// settled bids past the duplicate window. Returns how many expired.
     pub fn expire(&mut self, now_ms: u64, budgets: &Budgets) -> usize {
         let mut expired = 0;
@@ -465,6 +515,11 @@ impl Ledger {
                 .is_some_and(|p| p.expires_at_ms <= now_ms);
             if due {
                 let p = self.pending.remove(&bid_id).expect("checked above");
+                if p.unnoticed == Unnoticed::Charge {
+                    self.charge_unnoticed(bid_id, p, budgets, now_ms);
+                    expired += 1;
+                    continue;
+                }
                 // Remembered so a win that comes late is still charged; bounded, so
                 // a flood of bids nobody answers cannot grow the memory for ever.
                 if self.done.len() < MAX_REMEMBERED_BIDS {
@@ -499,6 +554,26 @@ impl Ledger {
         }
         self.stats.expired += expired as u64;
         expired
+    }
+
+    /// Charges a silent bid at its price. Its lease room is pinned first and stays
+    /// pinned until the owner has journalled the charge (as for a notice's record).
+    fn charge_unnoticed(&mut self, bid_id: BidId, p: Pending, budgets: &Budgets, now_ms: u64) {
+        let amount = p.reservation.amount_micros;
+        budgets.pin_lease(p.reservation.campaign, amount);
+        let settlement = budgets.charge_unnoticed(p.reservation);
+        assert_eq!(settlement.charged_micros, amount, "charged at its price");
+        self.stats.charged_unnoticed += 1;
+        self.stats.charged_unnoticed_micros += amount;
+        // Always remembered (even past MAX_REMEMBERED_BIDS, as a settled bid is): a
+        // late notice must be a duplicate, never a second charge.
+        self.remember(bid_id, now_ms, Resolved::Charged);
+        self.charged.push(ChargedUnnoticed { bid_id, settlement });
+    }
+
+    /// The bids charged at expiry since the last call, for the journal.
+    pub fn take_charged(&mut self) -> Vec<ChargedUnnoticed> {
+        std::mem::take(&mut self.charged)
     }
 
     /// Makes every held bid expire at most `ttl_ms` after it was made (a reload that
@@ -587,6 +662,17 @@ mod tests {
         amount: i64,
         expires: u64,
     ) -> BidId {
+        hold_for(b, inbox, ids, amount, expires, Unnoticed::Release)
+    }
+
+    fn hold_for(
+        b: &Budgets,
+        inbox: &LedgerInbox,
+        ids: &mut BidIdGen,
+        amount: i64,
+        expires: u64,
+        unnoticed: Unnoticed,
+    ) -> BidId {
         let bid_id = ids.next_id(1_000);
         let reservation = b.reserve(0, amount).unwrap();
         inbox
@@ -595,9 +681,49 @@ mod tests {
                 reservation,
                 expires_at_ms: expires,
                 user_key: None,
+                unnoticed,
             })
             .unwrap();
         bid_id
+    }
+
+    #[test]
+    fn a_silent_bid_of_a_partner_that_always_answers_is_charged_at_its_price() {
+        let (b, inbox, mut ledger, mut ids) = setup();
+        let silent = hold_for(&b, &inbox, &mut ids, 1_000, 100, Unnoticed::Charge);
+        let lost_late = hold_for(&b, &inbox, &mut ids, 700, 100, Unnoticed::Charge);
+        let released = hold(&b, &inbox, &mut ids, 500, 100);
+        ledger.drain(&inbox, &b);
+        let wins_before = b.snapshot(0).wins;
+        assert_eq!(ledger.expire(150, &b), 3);
+        let s = b.snapshot(0);
+        assert_eq!(
+            (s.spent_micros, s.reserved_micros, s.available_micros),
+            (1_700, 0, 98_300),
+            "the two silent bids are spent, the other went back"
+        );
+        assert_eq!(s.wins, wins_before, "a charge is not a win");
+        let charged = ledger.take_charged();
+        let ids_charged: Vec<BidId> = charged.iter().map(|c| c.bid_id).collect();
+        assert_eq!(ids_charged, [silent, lost_late]);
+        assert_eq!(charged[0].settlement.charged_micros, 1_000);
+        assert!(ledger.take_charged().is_empty(), "handed over once");
+        // Late notices change nothing: never a second charge, never a refund.
+        assert_eq!(
+            ledger.settle(silent, 900, &b, 160),
+            NoticeOutcome::Duplicate
+        );
+        assert_eq!(ledger.release(lost_late, &b, 170), NoticeOutcome::Duplicate);
+        assert_eq!(b.snapshot(0).spent_micros, 1_700);
+        assert_eq!(ledger.stats.charged_unnoticed, 2);
+        assert_eq!(ledger.stats.charged_unnoticed_micros, 1_700);
+        assert_eq!(ledger.stats.charged_then_lost, 1);
+        // The released one's late win is still charged, as before.
+        assert!(matches!(
+            ledger.settle(released, 500, &b, 180),
+            NoticeOutcome::Settled(_)
+        ));
+        assert_eq!(b.snapshot(0).spent_micros, 2_200);
     }
 
     #[test]
@@ -631,6 +757,7 @@ mod tests {
             reservation: b.reserve(0, 100).unwrap(),
             expires_at_ms: 1_000,
             user_key: None,
+            unnoticed: Unnoticed::Release,
         }
     }
 
@@ -733,6 +860,7 @@ mod tests {
                 reservation,
                 expires_at_ms: 1_000,
                 user_key: None,
+                unnoticed: Unnoticed::Release,
             })
             .unwrap_err();
         b.release(refused.reservation);

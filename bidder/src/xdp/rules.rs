@@ -118,6 +118,7 @@ mod tests {
             syn_per_s: 100,
             syn_burst: 10,
             notice_horizon_ms: 300_000,
+            unnoticed_bids: Default::default(),
             max_held_micros: None,
             asi: None,
         }

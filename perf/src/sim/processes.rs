@@ -332,6 +332,8 @@ qps_limit = 1_000_000
 burst = 1_000_000
 # Notices come late in simulated time; bids hold their price for 10 simulated minutes.
 notice_horizon_ms = 600_000
+# The simulated exchange sends a notice for every bid: silence is a lost notice.
+unnoticed_bids = "charge"
 
 [[campaign]]
 id = "{CAMPAIGN}"
