@@ -18,10 +18,57 @@ fn binaries() -> Binaries {
     }
 }
 
+/// The default scenario on a smaller day, without the equal-impressions replays.
 fn small_default() -> Scenario {
     let mut s = Scenario::default_scenario();
     s.market.auctions_per_day = 3_000;
+    s.match_impressions_of.clear();
     s
+}
+
+#[test]
+fn the_controller_is_replayed_on_a_budget_that_buys_a_baselines_impressions() {
+    let dir = testkit::TempDir::new("auction-sim-match");
+    let mut scenario = small_default();
+    scenario.match_impressions_of = vec![Strategy::FloorX110];
+    let options = Options {
+        binaries: binaries(),
+        seeds: vec![13],
+        strategies: vec![Strategy::FloorX110, Strategy::Controller],
+        work_dir: dir.0.clone(),
+    };
+    let report = run_scenario(&options, &scenario).unwrap();
+    let row = |name: &str| {
+        report
+            .runs
+            .iter()
+            .find(|r| r.strategy == name)
+            .unwrap_or_else(|| panic!("no {name} run"))
+    };
+    let (floor, full, matched) = (
+        row("floor_x1.10"),
+        row("controller"),
+        row("controller@floor_x1.10"),
+    );
+    let off = matched.impressions as f64 / floor.impressions as f64 - 1.0;
+    assert!(
+        off.abs() <= perf::sim::SAME_IMPRESSIONS_TOLERANCE,
+        "{} impressions against floor × 1.10's {}",
+        matched.impressions,
+        floor.impressions
+    );
+    // It bought fewer impressions than on the full budget, on a smaller budget it
+    // spent, never past it.
+    assert!(matched.impressions < full.impressions);
+    assert!(matched.budget_micros < full.budget_micros);
+    assert!(matched.spend_micros <= matched.budget_micros);
+    assert!(matched.end_of_day_pacing_error_pct.abs() <= 5.0);
+    let summary = report
+        .strategies
+        .iter()
+        .find(|s| s.strategy == "controller@floor_x1.10")
+        .expect("a summary row");
+    assert!(summary.oracle_saving_captured_pct.is_some());
 }
 
 #[test]

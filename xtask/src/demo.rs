@@ -91,6 +91,7 @@ fn simulated_day(root: &Path) -> Result<()> {
                 "1",
                 "--strategies",
                 "unshaded,controller",
+                "--no-equal-impressions",
                 "--auctions-per-day",
                 SIMULATED_AUCTIONS,
                 "--out",

@@ -44,6 +44,10 @@ struct Cli {
     /// Print one JSON object instead of the Markdown tables.
     #[arg(long)]
     json: bool,
+    /// Skip the `controller@<baseline>` rows (the controller replayed on budgets
+    /// searched to buy a baseline's impressions): faster.
+    #[arg(long)]
+    no_equal_impressions: bool,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,11 @@ fn main() -> ExitCode {
                 eprintln!("--strategies {name}: unknown; one of: {}", known.join(", "));
                 return ExitCode::from(2);
             }
+        }
+    }
+    if cli.no_equal_impressions {
+        for s in &mut scenarios {
+            s.match_impressions_of.clear();
         }
     }
     if cli.seeds.is_empty() {

@@ -85,7 +85,16 @@ pub struct Scenario {
     pub budget_share_of_unpaced: f64,
     /// The campaign's ceiling as a multiple of its value.
     pub max_bid_share_of_value: f64,
+    /// Baselines the controller is also compared with at equal impressions: for each,
+    /// the controller plays again on a budget searched so it buys that baseline's
+    /// impressions (±[`SAME_IMPRESSIONS_TOLERANCE`]), as row `controller@<baseline>`.
+    pub match_impressions_of: Vec<Strategy>,
 }
+
+/// "Equal impressions" for the `controller@<baseline>` rows.
+pub const SAME_IMPRESSIONS_TOLERANCE: f64 = 0.01;
+/// Days played at most per search for that budget (the closest one is kept).
+pub const SAME_IMPRESSIONS_MAX_RUNS: usize = 5;
 
 impl Scenario {
     /// The default: segment spread 0.5, market σ 0.6, budget at 50% of the
@@ -96,6 +105,11 @@ impl Scenario {
             market: Market::default(),
             budget_share_of_unpaced: 0.5,
             max_bid_share_of_value: 2.0,
+            match_impressions_of: vec![
+                Strategy::FloorX110,
+                Strategy::Unshaded,
+                Strategy::ModePrice,
+            ],
         }
     }
 
@@ -106,18 +120,24 @@ impl Scenario {
         let with = |name: &str, market: Market| Scenario {
             name: name.into(),
             market,
+            match_impressions_of: Vec::new(),
             ..base.clone()
+        };
+        // The shading goals are stated at equal impressions, also with poorer feedback.
+        let with_floor_match = |name: &str, market: Market| Scenario {
+            match_impressions_of: vec![Strategy::FloorX110],
+            ..with(name, market)
         };
         vec![
             base.clone(),
-            with(
+            with_floor_match(
                 "losses_only",
                 Market {
                     feedback: Feedback::LossesOnly,
                     ..base.market.clone()
                 },
             ),
-            with(
+            with_floor_match(
                 "win_loss_only",
                 Market {
                     feedback: Feedback::WinLossOnly,
@@ -209,6 +229,7 @@ pub fn run_scenario(options: &Options, scenario: &Scenario) -> Result<ScenarioRe
             budget_micros: budget,
             max_bid_cpm_micros: max_bid,
         };
+        let first = runs.len();
         for &strategy in &options.strategies {
             let dir =
                 options
@@ -225,10 +246,33 @@ pub fn run_scenario(options: &Options, scenario: &Scenario) -> Result<ScenarioRe
                 &played,
             ));
         }
+        let of_seed = |name: &str, runs: &[Run]| {
+            runs[first..]
+                .iter()
+                .find(|r| r.strategy == name)
+                .map(|r| (r.impressions, r.avg_cpm_micros))
+        };
+        let controller = of_seed(Strategy::Controller.name(), &runs);
+        for baseline in matched(options, scenario) {
+            let (Some((target, _)), Some((_, cpm))) = (of_seed(baseline.name(), &runs), controller)
+            else {
+                continue;
+            };
+            let name = format!("controller@{}", baseline.name());
+            let (plan, played) =
+                controller_at_impressions(options, scenario, &day, plan, target, cpm, &name, seed)
+                    .with_context(|| format!("{} {name} seed {seed}", scenario.name))?;
+            runs.push(report::summarise(&name, seed, market, &day, plan, &played));
+        }
         runs.push(report::oracle_run(market, &day, seed, plan));
     }
-    let mut names: Vec<&str> = options.strategies.iter().map(|s| s.name()).collect();
-    names.push("oracle");
+    let mut names: Vec<String> = options
+        .strategies
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    names.extend(matched(options, scenario).map(|b| format!("controller@{}", b.name())));
+    names.push("oracle".into());
     let mut strategies: Vec<Summary> = names
         .iter()
         .map(|name| {
@@ -318,6 +362,74 @@ fn play_one(
         notices,
         bidder_spent_micros,
     })
+}
+
+/// The baselines of `scenario` the controller is matched to at equal impressions (both
+/// it and the controller among the strategies run).
+fn matched<'a>(
+    options: &'a Options,
+    scenario: &'a Scenario,
+) -> impl Iterator<Item = Strategy> + 'a {
+    let runs = |s: Strategy| options.strategies.contains(&s);
+    scenario
+        .match_impressions_of
+        .iter()
+        .copied()
+        .filter(move |&b| runs(b) && runs(Strategy::Controller))
+}
+
+/// Plays the controller on budgets searched (secant on impressions against budget) so
+/// it buys `target` impressions within [`SAME_IMPRESSIONS_TOLERANCE`]; the first guess
+/// is `target` at the CPM the controller paid on the full budget. Returns the closest
+/// day of at most [`SAME_IMPRESSIONS_MAX_RUNS`].
+#[allow(clippy::too_many_arguments)]
+fn controller_at_impressions(
+    options: &Options,
+    scenario: &Scenario,
+    day: &[market::Auction],
+    plan: Plan,
+    target: u64,
+    cpm_micros: i64,
+    name: &str,
+    seed: u64,
+) -> Result<(Plan, Played)> {
+    let mut budget = (target as i64 * cpm_micros / 1000).max(1);
+    let mut tried: Vec<(i64, u64, Played)> = Vec::new();
+    for attempt in 0..SAME_IMPRESSIONS_MAX_RUNS {
+        let dir = options
+            .work_dir
+            .join(format!("{}-{name}-{seed}-{attempt}", scenario.name));
+        let at = Plan {
+            budget_micros: budget,
+            ..plan
+        };
+        let played = play_one(options, scenario, Strategy::Controller, day, at, &dir)?;
+        let impressions = played.outcomes.iter().filter(|o| o.won).count() as u64;
+        let off = impressions as f64 / target as f64 - 1.0;
+        tried.push((budget, impressions, played));
+        if off.abs() <= SAME_IMPRESSIONS_TOLERANCE {
+            break;
+        }
+        budget = match tried.as_slice() {
+            [.., (b0, i0, _), (b1, i1, _)] if i1 != i0 => {
+                let slope = (*b1 - *b0) as f64 / (*i1 as f64 - *i0 as f64);
+                (*b1 as f64 + slope * (target as f64 - *i1 as f64)) as i64
+            }
+            _ => (budget as f64 * target as f64 / impressions.max(1) as f64) as i64,
+        }
+        .max(1);
+    }
+    let best = tried
+        .into_iter()
+        .min_by_key(|(_, impressions, _)| impressions.abs_diff(target))
+        .expect("at least one day played");
+    Ok((
+        Plan {
+            budget_micros: best.0,
+            ..plan
+        },
+        best.2,
+    ))
 }
 
 /// The most likely price to win over `day` (CPM micros): the fullest of 5%-wide
@@ -427,6 +539,9 @@ mod tests {
             hourly_plan_rmse: 0.0,
             oracle_cpm_same_impressions_micros: oracle,
             oracle_saving_captured_pct: None,
+            shock_recovery_auctions: None,
+            shock_before_ratio: None,
+            shock_first_after_ratio: None,
         };
         let mut rows = vec![
             row("floor_x1.10", 1_600_000, 1_100_000),

@@ -59,7 +59,8 @@ impl<'a> Oracle<'a> {
     }
 
     /// The oracle's bid on `a` at shadow value `lambda` (CPM micros; 0: none).
-    fn bid(&self, a: &Auction, lambda: f64) -> i64 {
+    /// What the oracle bids in auction `a` at marginal value `lambda` (CPM micros).
+    pub fn bid(&self, a: &Auction, lambda: f64) -> i64 {
         let median = self.market.median_micros(a.segment, a.at_ms);
         let position = ((lambda / median).ln() + TABLE_LOG_RANGE) / (2.0 * TABLE_LOG_RANGE)
             * (TABLE_POINTS - 1) as f64;
@@ -107,8 +108,13 @@ impl<'a> Oracle<'a> {
 
     /// The most the oracle buys without spending more than `budget_micros`.
     pub fn for_budget(&self, budget_micros: i64) -> Tally {
+        self.play(self.lambda_for_budget(budget_micros))
+    }
+
+    /// The marginal value at which the oracle spends `budget_micros` at most.
+    pub fn lambda_for_budget(&self, budget_micros: i64) -> f64 {
         let (within, _) = self.bracket(|t| t.spend_micros > budget_micros);
-        self.play(within)
+        within
     }
 
     /// Shadow values (lo, hi) around where `over` starts to hold (bisection in log

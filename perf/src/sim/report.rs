@@ -54,6 +54,9 @@ pub struct Run {
     pub notices: NoticeCounts,
     /// What the bidder says it spent (`bidder_budget_lifetime_spent_micros`).
     pub bidder_spent_micros: i64,
+    /// How its surplus compared with the oracle's around the market's shock (scenarios
+    /// with one).
+    pub shock_recovery: Option<ShockRecovery>,
     pub hours: Vec<Hour>,
     /// Each bid and what would have won it (CPM micros), for the pictures.
     #[serde(skip)]
@@ -145,9 +148,80 @@ pub fn summarise(
             .avg_cpm_micros(),
         notices: played.notices,
         bidder_spent_micros: played.bidder_spent_micros,
+        shock_recovery: shock_recovery(market, day, outcomes, plan),
         hours,
         bids_and_prices,
     }
+}
+
+/// Auctions in each window the shock recovery compares (about an hour at noon).
+pub const RECOVERY_WINDOW_AUCTIONS: usize = 1_000;
+/// How far each window starts after the one before.
+pub const RECOVERY_STEP_AUCTIONS: usize = 100;
+/// "Back" means the window's surplus is within this share of the oracle's.
+pub const RECOVERY_TOLERANCE: f64 = 0.05;
+
+/// A strategy's surplus against the oracle's (spending the same budget) in windows of
+/// [`RECOVERY_WINDOW_AUCTIONS`] auctions around the market's shock.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ShockRecovery {
+    /// Surplus over the oracle's in the window just before the shock.
+    pub before_ratio: f64,
+    /// The same in the window starting at the shock.
+    pub first_after_ratio: f64,
+    /// Auctions from the shock to the end of the first window (starting at or after
+    /// it, every [`RECOVERY_STEP_AUCTIONS`]) whose surplus is within
+    /// [`RECOVERY_TOLERANCE`] of the oracle's; `None`: not within the day.
+    pub auctions_to_within_tolerance: Option<u64>,
+}
+
+/// Measures [`ShockRecovery`] for one run; `None` in a market without a shock.
+pub fn shock_recovery(
+    market: &Market,
+    day: &[Auction],
+    outcomes: &[Outcome],
+    plan: Plan,
+) -> Option<ShockRecovery> {
+    if market.shock == 0.0 || day.len() < 2 * RECOVERY_WINDOW_AUCTIONS {
+        return None;
+    }
+    let shock_ms = u64::from(market.shock_hour) * HOUR_MS;
+    let start = day.partition_point(|a| a.at_ms < shock_ms);
+    let oracle = Oracle::new(market, day, plan.max_bid_cpm_micros);
+    let lambda = oracle.lambda_for_budget(plan.budget_micros);
+    let surplus = |a: &Auction, bid: i64| if a.wins(bid) { a.value_micros - bid } else { 0 };
+    let ours: Vec<i64> = day
+        .iter()
+        .zip(outcomes)
+        .map(|(a, o)| match o.bid_micros {
+            Some(bid) if o.won => a.value_micros - bid,
+            _ => 0,
+        })
+        .collect();
+    let theirs: Vec<i64> = day
+        .iter()
+        .map(|a| surplus(a, oracle.bid(a, lambda)))
+        .collect();
+    let ratio = |from: usize| -> Option<f64> {
+        let to = from + RECOVERY_WINDOW_AUCTIONS;
+        if to > day.len() {
+            return None;
+        }
+        let oracle_sum: i64 = theirs[from..to].iter().sum();
+        (oracle_sum > 0).then(|| ours[from..to].iter().sum::<i64>() as f64 / oracle_sum as f64)
+    };
+    let before_ratio = ratio(start.checked_sub(RECOVERY_WINDOW_AUCTIONS)?)?;
+    let first_after_ratio = ratio(start)?;
+    let auctions_to_within_tolerance = (start..day.len())
+        .step_by(RECOVERY_STEP_AUCTIONS)
+        .map_while(|from| ratio(from).map(|r| (from, r)))
+        .find(|&(_, r)| (r - 1.0).abs() <= RECOVERY_TOLERANCE)
+        .map(|(from, _)| (from - start + RECOVERY_WINDOW_AUCTIONS) as u64);
+    Some(ShockRecovery {
+        before_ratio,
+        first_after_ratio,
+        auctions_to_within_tolerance,
+    })
 }
 
 fn avg_cpm(spend_micros: i64, impressions: u64) -> i64 {
@@ -197,6 +271,7 @@ pub fn oracle_run(market: &Market, day: &[Auction], seed: u64, plan: Plan) -> Ru
         oracle_cpm_same_impressions_micros: t.avg_cpm_micros(),
         notices: NoticeCounts::default(),
         bidder_spent_micros: 0,
+        shock_recovery: None,
         hours: Vec::new(),
         bids_and_prices: Vec::new(),
     }
@@ -228,6 +303,12 @@ pub struct Summary {
     /// percent: (floor × 1.10's CPM − this CPM) / (floor × 1.10's CPM − the oracle's CPM
     /// for this strategy's impressions). `None` without a floor × 1.10 row.
     pub oracle_saving_captured_pct: Option<f64>,
+    /// After the market's shock: the most auctions any seed took to come back within
+    /// [`RECOVERY_TOLERANCE`] of the oracle's surplus (`None`: no shock, or a seed
+    /// that did not within the day), and the mean surplus ratios around it.
+    pub shock_recovery_auctions: Option<u64>,
+    pub shock_before_ratio: Option<f64>,
+    pub shock_first_after_ratio: Option<f64>,
 }
 
 /// Fills [`Summary::oracle_saving_captured_pct`] of every row against `floor_x1.10`.
@@ -266,7 +347,22 @@ pub fn average(runs: &[&Run]) -> Summary {
         hourly_plan_rmse: mean_f(|r| r.hourly_plan_rmse),
         oracle_cpm_same_impressions_micros: mean_i(|r| r.oracle_cpm_same_impressions_micros),
         oracle_saving_captured_pct: None,
+        shock_recovery_auctions: runs
+            .iter()
+            .map(|r| r.shock_recovery?.auctions_to_within_tolerance)
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|all| all.into_iter().max()),
+        shock_before_ratio: mean_shock(runs, |s| s.before_ratio),
+        shock_first_after_ratio: mean_shock(runs, |s| s.first_after_ratio),
     }
+}
+
+fn mean_shock(runs: &[&Run], f: fn(&ShockRecovery) -> f64) -> Option<f64> {
+    let all: Vec<f64> = runs
+        .iter()
+        .map(|r| r.shock_recovery.as_ref().map(f))
+        .collect::<Option<_>>()?;
+    Some(all.iter().sum::<f64>() / all.len() as f64)
 }
 
 /// The comparison table in Markdown.
@@ -311,6 +407,25 @@ pub fn markdown(scenario: &str, rows: &[Summary]) -> String {
                 format!("{:.3}", r.hourly_plan_rmse)
             },
         ));
+    }
+    let shocked: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let before = r.shock_before_ratio?;
+            let after = r.shock_first_after_ratio?;
+            let back = r.shock_recovery_auctions.map_or(
+                "not within the day".to_owned(),
+                |n| format!("within {:.0}% after {n} auctions", 100.0 * RECOVERY_TOLERANCE),
+            );
+            Some(format!(
+                "- `{}`: surplus {:.2}× the oracle's before the shock, {:.2}× in the {RECOVERY_WINDOW_AUCTIONS} auctions after; back {back} (the worst seed)\n",
+                r.strategy, before, after
+            ))
+        })
+        .collect();
+    if !shocked.is_empty() {
+        out.push_str("\nAround the shock (windows of auctions, against the oracle spending the same budget):\n\n");
+        out.extend(shocked);
     }
     out
 }
@@ -374,5 +489,65 @@ mod tests {
         assert_eq!(run.hours[13].bids, 1);
         // The oracle buys the same two impressions, bidding from the distributions.
         assert!(run.oracle_cpm_same_impressions_micros > 0);
+    }
+
+    #[test]
+    fn the_shock_recovery_counts_auctions_until_the_surplus_is_back() {
+        let market = Market {
+            shock_hour: 12,
+            shock: 0.3,
+            ..Market::default()
+        };
+        let day = market.day(3);
+        let plan = Plan {
+            budget_micros: unpaced_spend_micros(&day, market.value_cpm_micros) / 2,
+            max_bid_cpm_micros: 2 * market.value_cpm_micros,
+        };
+        let oracle = Oracle::new(&market, &day, plan.max_bid_cpm_micros);
+        let lambda = oracle.lambda_for_budget(plan.budget_micros);
+        let as_oracle = |a: &Auction| {
+            let bid = oracle.bid(a, lambda);
+            Outcome {
+                bid_micros: Some(bid),
+                won: a.wins(bid),
+            }
+        };
+        let start = day.partition_point(|a| a.at_ms < 12 * HOUR_MS);
+        // Bidding as the oracle does: back in the first window.
+        let same: Vec<Outcome> = day.iter().map(as_oracle).collect();
+        let r = shock_recovery(&market, &day, &same, plan).expect("a shock");
+        assert_eq!((r.before_ratio, r.first_after_ratio), (1.0, 1.0));
+        assert_eq!(
+            r.auctions_to_within_tolerance,
+            Some(RECOVERY_WINDOW_AUCTIONS as u64)
+        );
+        // Silent for 2,000 auctions after the shock, then as the oracle: the first
+        // window clear of the silence starts 2,000 auctions in.
+        let silent: Vec<Outcome> = day
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if (start..start + 2_000).contains(&i) {
+                    Outcome {
+                        bid_micros: None,
+                        won: false,
+                    }
+                } else {
+                    as_oracle(a)
+                }
+            })
+            .collect();
+        let r = shock_recovery(&market, &day, &silent, plan).expect("a shock");
+        assert_eq!(r.before_ratio, 1.0);
+        assert_eq!(r.first_after_ratio, 0.0);
+        // One starting a step earlier loses a tenth of its auctions' surplus: too much.
+        assert_eq!(
+            r.auctions_to_within_tolerance,
+            Some(2_000 + RECOVERY_WINDOW_AUCTIONS as u64)
+        );
+        assert!(
+            shock_recovery(&Market::default(), &day, &same, plan).is_none(),
+            "no shock, no measure"
+        );
     }
 }
