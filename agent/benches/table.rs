@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bidder_common::clock::Clock;
+use bidder_common::table::segment::SEGMENTS_PER_CAMPAIGN;
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, PricingFields, StrategyTable, BUDGET_AS_CONFIGURED, MAX_REASONING_BYTES,
@@ -32,6 +33,8 @@ fn value(n: u64) -> CampaignStrategyValue {
         updated_by: 0,
         reasoning_len: 0,
         reasoning: [0; MAX_REASONING_BYTES],
+        segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+        segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
         checksum: 0,
     }
     .sealed()

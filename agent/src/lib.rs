@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod socket;
 pub mod units;
+pub mod upgrade;
 pub mod verbs;
 
 use std::future::Future;

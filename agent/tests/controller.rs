@@ -6,8 +6,11 @@
 mod common;
 
 use bidder_common::clock::DrivenClock;
+use bidder_common::table::segment::{Channel, SegmentKey};
 use bidder_common::table::shm::Writer;
-use bidder_common::table::stats::{feedback_bucket, CampaignStatsValue, StatsTable};
+use bidder_common::table::stats::{
+    feedback_bucket, CampaignStatsValue, StatsTable, FEEDBACK_BUCKETS,
+};
 use common::{code, config, fake_bidder, Client, Running, TempDir};
 
 /// Wednesday 2031-03-05 12:00 UTC.
@@ -97,4 +100,85 @@ fn the_controller_shades_what_it_knows_and_leaves_excluded_campaigns_alone() {
     assert_eq!(entry["who"]["actor"], "controller", "{audit}");
     assert_eq!(entry["verb"], "controller.step");
     assert_eq!(entry["at_unix_ms"], NOON_MS + 2_100_000);
+}
+
+/// `id`'s row with two market segments: app 320×50 in the USA around 0.60 CPM and
+/// site 300×250 in Germany around 1.60, as many notices each.
+fn segmented_row(w: &mut Writer<StatsTable>, id: &str, requests: u64) {
+    let stats = w.table();
+    let row = stats.find_campaign(id).unwrap();
+    let mut v: CampaignStatsValue = stats.campaigns()[row].load().unwrap();
+    v.day_start_ms = MIDNIGHT_MS;
+    v.requests = requests;
+    v.feedback_reference_cpm_micros = v.max_bid_cpm_micros;
+    v.min_to_win = [0; FEEDBACK_BUCKETS];
+    let scale = requests as u32 / 1_000;
+    for (slot, (segment, median)) in [(cheap(), 600_000.0), (dear(), 1_600_000.0)]
+        .into_iter()
+        .enumerate()
+    {
+        v.segments[slot].key = segment.0;
+        v.segments[slot].min_to_win = [0; FEEDBACK_BUCKETS];
+        for (share, n) in [(0.7, 40), (0.85, 80), (1.0, 100), (1.2, 80), (1.45, 40)] {
+            let bucket = feedback_bucket((median * share) as i64, v.max_bid_cpm_micros);
+            v.segments[slot].min_to_win[bucket] += n * scale;
+            v.min_to_win[bucket] += n * scale;
+        }
+    }
+    w.put_campaign(id, &v.sealed()).unwrap();
+}
+
+fn cheap() -> SegmentKey {
+    SegmentKey::new(Channel::App, 320, 50, Some("USA"))
+}
+
+fn dear() -> SegmentKey {
+    SegmentKey::new(Channel::Site, 300, 250, Some("DEU"))
+}
+
+#[test]
+fn each_segment_gets_its_own_shading_until_an_operator_sets_one_by_hand() {
+    let dir = TempDir::new("controller-segments");
+    let mut bidder = fake_bidder(&dir.0.join("stats"));
+    let mut c = config(&dir.0);
+    c.controller.exclude_campaigns = vec!["zephyr-video".into()];
+    let calendar = DrivenClock::at(NOON_MS);
+    let agent = Running::start_with_clock(c, calendar.clock());
+    let mut client = Client::connect(&agent.socket);
+    segmented_row(&mut bidder, "acme-display", 5_000);
+    let step = r#"{"v":1,"verb":"controller.step"}"#;
+    assert_eq!(code(&client.call(step)), "ok");
+    segmented_row(&mut bidder, "acme-display", 7_000);
+    calendar.advance_ms(1_800_000);
+    let answer = client.call(step);
+    let change = &answer["result"]["changed"][0];
+    let segments = change["new"]["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 2, "{change}");
+    let shading_of = |name: String| {
+        segments
+            .iter()
+            .find(|s| s["segment"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {change}"))["shading_ppm"]
+            .as_i64()
+            .unwrap()
+    };
+    let (low, high) = (
+        shading_of(cheap().to_string()),
+        shading_of(dear().to_string()),
+    );
+    assert!(
+        low < high,
+        "the cheap segment is shaded deeper: {low} vs {high}"
+    );
+    let status = client.call(r#"{"v":1,"verb":"controller.status"}"#);
+    let learnt = &status["result"]["campaigns"][0]["segments"];
+    assert_eq!(learnt.as_array().unwrap().len(), 2, "{status}");
+    // An operator's shading applies to every segment.
+    let set = client.call(
+        r#"{"v":1,"verb":"strategy.set","args":{"campaign":"acme-display","shading_ppm":800000},"why":"flat shading for the audit"}"#,
+    );
+    assert_eq!(code(&set), "ok", "{set}");
+    let get = client.call(r#"{"v":1,"verb":"strategy.get","args":{"campaign":"acme-display"}}"#);
+    assert_eq!(get["result"]["shading_ppm"], 800_000, "{get}");
+    assert_eq!(get["result"]["segments"], serde_json::json!([]), "{get}");
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread;
 
 use bidder_common::clock::Clock;
+use bidder_common::table::segment::SEGMENTS_PER_CAMPAIGN;
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, StrategyTable, BUDGET_AS_CONFIGURED, MAX_REASONING_BYTES,
@@ -38,6 +39,8 @@ fn value(n: u64) -> CampaignStrategyValue {
         updated_by: (n % 65_536) as u32,
         reasoning_len: 0,
         reasoning: [0; MAX_REASONING_BYTES],
+        segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+        segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
         checksum: 0,
     };
     // Different text lengths so the reasoning words change too.

@@ -23,6 +23,7 @@ use bidder::decide::strategy::{StaticStrategy, StrategySource};
 use bidder::money::PPM_ONE;
 use bidder::tables::strategy::StrategyTable;
 use bidder_common::clock::Clock;
+use bidder_common::table::segment::SEGMENTS_PER_CAMPAIGN;
 use bidder_common::table::shm::{OnMismatch, Writer};
 use bidder_common::table::strategy::{
     CampaignStrategyValue, StrategyTable as Layout, BUDGET_AS_CONFIGURED, MAX_REASONING_BYTES,
@@ -52,6 +53,8 @@ fn row(margin_ppm: u32) -> CampaignStrategyValue {
         updated_by: 0,
         reasoning_len: 0,
         reasoning: [0; MAX_REASONING_BYTES],
+        segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+        segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
         checksum: 0,
     }
     .sealed()

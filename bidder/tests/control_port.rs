@@ -174,6 +174,7 @@ impl Setup {
                 expires_at_ms: now_ms + ttl_ms,
                 user_key: None,
                 unnoticed,
+                segment: 0,
             })
             .expect("inbox has room");
         Bid {

@@ -11,6 +11,7 @@ use bidder::decide::{request_user, Context, Decider, NoBidReason};
 use bidder::money::budget::Budgets;
 use bidder::money::frequency::{user_key, UserSource};
 use bidder::openrtb::Parser;
+use bidder_common::table::segment::{Channel, SegmentKey};
 
 /// Monday 2026-11-23 10:30 UTC.
 const MONDAY_10_30: u64 = testkit::MONDAY_10_30_MS / 1_000;
@@ -1309,4 +1310,94 @@ fn frequency_caps_count_each_user_per_period() {
             "{why}: per {period}, [frequency] {frequency:?}, prior {prior:?}"
         );
     }
+}
+
+/// Shades one market segment to half, every other at 1.0.
+struct HalfIn(SegmentKey);
+impl StrategySource for HalfIn {
+    fn campaign(&self, idx: usize, c: &bidder::catalog::Campaign) -> CampaignStrategy {
+        StaticStrategy {
+            shading_ppm: 1_000_000,
+        }
+        .campaign(idx, c)
+    }
+
+    fn campaign_in(
+        &self,
+        idx: usize,
+        c: &bidder::catalog::Campaign,
+        segment: SegmentKey,
+    ) -> CampaignStrategy {
+        CampaignStrategy {
+            shading_ppm: if segment == self.0 {
+                500_000
+            } else {
+                1_000_000
+            },
+            ..self.campaign(idx, c)
+        }
+    }
+}
+
+#[test]
+fn an_imp_is_priced_with_its_market_segments_shading() {
+    let c = banner_campaign("c", 2_000_000, "", "");
+    // The banner request: a site, 300×250, to a device in Germany.
+    let site_de = SegmentKey::new(Channel::Site, 300, 250, Some("DEU"));
+    let req = banner_request("", "");
+    assert_eq!(
+        decide_with(&c, &req, Some("ex-a"), &HalfIn(site_de)),
+        vec![Bid("c", 1_000_000)]
+    );
+    for other in [
+        SegmentKey::new(Channel::App, 300, 250, Some("DEU")),
+        SegmentKey::new(Channel::Site, 320, 50, Some("DEU")),
+        SegmentKey::new(Channel::Site, 300, 250, Some("FRA")),
+    ] {
+        assert_eq!(
+            decide_with(&c, &req, Some("ex-a"), &HalfIn(other)),
+            vec![Bid("c", 2_000_000)],
+            "{other}"
+        );
+    }
+    // The bid carries its segment, for the notice's count.
+    let catalog = catalog(&c);
+    let budgets = Budgets::new(catalog.campaigns.iter().map(|c| c.daily_budget_micros));
+    let mut parser = Parser::new();
+    let mut body = req.into_bytes();
+    let parsed = parser.parse(&mut body).unwrap();
+    let mut decider = Decider::new(&catalog, Default::default(), 7);
+    let ctx = Context {
+        partner: catalog.partner_by_name("ex-a"),
+        now_unix_s: MONDAY_10_30,
+        user_key: None,
+    };
+    let decision = decider.decide(&catalog, &HalfIn(site_de), &budgets, &parsed, ctx);
+    assert_eq!(decision.bids[0].segment, site_de);
+    decision.release_all(&budgets);
+}
+
+#[test]
+fn the_segment_is_the_first_size_of_a_format_list_or_the_video_player() {
+    let mut parser = Parser::new();
+    let segment = |parser: &mut Parser, json: &str| {
+        let mut body = json.as_bytes().to_vec();
+        let req = parser.parse(&mut body).expect("parses");
+        bidder::decide::segment::segment_of(&req, &req.imps()[0])
+    };
+    let formats = r#"{"id":"r","imp":[{"id":"1","banner":{"format":[{"w":728,"h":90},{"w":300,"h":250}]}}],"app":{"bundle":"a.b"},"device":{"geo":{"country":"usa"}}}"#;
+    assert_eq!(
+        segment(&mut parser, formats),
+        SegmentKey::new(Channel::App, 728, 90, Some("USA"))
+    );
+    let video = r#"{"id":"r","imp":[{"id":"1","video":{"mimes":["video/mp4"],"w":640,"h":360}}],"site":{"domain":"x.example"}}"#;
+    assert_eq!(
+        segment(&mut parser, video),
+        SegmentKey::new(Channel::Site, 640, 360, None)
+    );
+    let native = r#"{"id":"r","imp":[{"id":"1","native":{"request":"{}"}}]}"#;
+    assert_eq!(
+        segment(&mut parser, native).to_string(),
+        "unknown 0x0 anywhere"
+    );
 }

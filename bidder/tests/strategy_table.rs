@@ -25,6 +25,7 @@ use bidder::money::PPM_ONE;
 use bidder::tables::stats::{StatsInputs, StatsPublisher};
 use bidder::tables::strategy::{Change, StrategyTable};
 use bidder_common::clock::Clock;
+use bidder_common::table::segment::{Channel, SegmentKey, SEGMENTS_PER_CAMPAIGN};
 use bidder_common::table::shm::{OnMismatch, Table, Writer};
 use bidder_common::table::stats::{StatsTable, IN_CATALOG};
 use bidder_common::table::stats_file::reason_names;
@@ -53,6 +54,8 @@ fn row(margin_ppm: u32, max_cpm_micros: i64, paused: bool) -> CampaignStrategyVa
         updated_by: 1000,
         reasoning_len: 0,
         reasoning: [0; MAX_REASONING_BYTES],
+        segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+        segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
         checksum: 0,
     };
     v.set_reasoning("test");
@@ -120,6 +123,41 @@ fn rows_are_read_on_the_hot_path_and_a_rewrite_is_seen_without_a_poll() {
         source.campaign(other, &catalog.campaigns[other]).margin_ppm,
         PPM_ONE
     );
+}
+
+#[test]
+fn a_row_shades_its_segments_apart_and_the_rest_at_its_own_shading() {
+    let dir = TempDir::new("strategy-table-segments");
+    let path = dir.0.join("strategy");
+    let catalog = demo_catalog();
+    let table = StrategyTable::open(&path);
+    let mut agent =
+        Writer::<Layout>::open(&path, CAP, OnMismatch::Refuse, Clock::system()).unwrap();
+    let (app, site) = (
+        SegmentKey::new(Channel::App, 320, 50, Some("USA")),
+        SegmentKey::new(Channel::Site, 300, 250, Some("DEU")),
+    );
+    let mut v = row(PPM_ONE, 5_000_000, false);
+    v.shading_ppm = 800_000;
+    v.segment_keys[0] = app.0;
+    v.segment_shading_ppm[0] = 600_000;
+    v.segment_keys[SEGMENTS_PER_CAMPAIGN - 1] = site.0;
+    v.segment_shading_ppm[SEGMENTS_PER_CAMPAIGN - 1] = 950_000;
+    agent.put_campaign("acme-display", &v.sealed()).unwrap();
+    table.poll();
+    let source = table.source_for(&catalog);
+    let idx = catalog.campaign_by_id("acme-display").unwrap();
+    let campaign = &catalog.campaigns[idx];
+    let shading = |segment| source.campaign_in(idx, campaign, segment).shading_ppm;
+    assert_eq!(shading(app), 600_000);
+    assert_eq!(shading(site), 950_000);
+    assert_eq!(
+        shading(SegmentKey::new(Channel::App, 320, 50, Some("CAN"))),
+        800_000,
+        "another segment"
+    );
+    assert_eq!(shading(SegmentKey::NONE), 800_000);
+    assert_eq!(source.campaign(idx, campaign).shading_ppm, 800_000);
 }
 
 /// What workers share, with `table`'s strategy: full budgets, a small inbox.

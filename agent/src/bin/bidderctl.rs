@@ -141,7 +141,8 @@ enum StrategyCmd {
         /// Share of eligible requests to bid on, 0–1.
         #[arg(long)]
         pacing: Option<String>,
-        /// Bid shading multiplier, 0.10–1.00.
+        /// Bid shading multiplier, 0.10–1.00 (for every segment: clears the
+        /// controller's per-segment shadings).
         #[arg(long)]
         shading: Option<String>,
         #[arg(long)]

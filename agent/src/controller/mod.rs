@@ -1,27 +1,38 @@
 //! The built-in controller: per campaign, on the agent's calendar, it learns what the
-//! market charges to win ([`win_curve`]) and sets the bid that spends what is left of
-//! the day's budget along the forecast traffic, at the lowest price that does.
+//! market charges to win ([`win_curve`]), segment by segment, and sets the bids that
+//! spend what is left of the day's budget along the forecast traffic, at the lowest
+//! price that does.
 //!
 //! One step, per campaign, from the stats table alone:
-//! 1. the notice counts since the last step, decayed with a half-life, refit W(b);
+//! 1. the notice counts since the last step, decayed with a half-life, refit W(b) for
+//!    the campaign and for each market segment the bidder counts apart (channel ×
+//!    size × country, `bidder_common::table::segment`) once it has enough notices;
 //! 2. the plan: the share of today's traffic still to come (the hourly curve), and the
 //!    opportunities that means at today's observed volume (forecast volume errors
 //!    correct themselves);
-//! 3. pacing: the bid b whose expected spend over the rest of the day,
-//!    `opportunities × W(b) × b × calibration`, equals the budget left (Balseiro and
-//!    Gur's multiplicative pacing, solved forward rather than by a step size; the
-//!    calibration is what the last interval actually spent over what the curve said
-//!    it would). Short of supply, b rises to the campaign's ceiling and no further;
-//! 4. steps are limited to `max_change_pct`, and with no min-to-win in the notices
-//!    the bid dithers ± `dither_pct` between steps so win/loss alone shows the curve.
+//! 3. pacing with one marginal value λ for every segment: each bids the b that
+//!    maximises (λ − b)·W_s(b) (Pan et al.; where prices are low it shades deeper),
+//!    and λ is the one whose expected spend over the rest of the day,
+//!    `Σ opportunities × share_s × W_s(b_s) × b_s × calibration`, equals the budget
+//!    left (Balseiro and Gur's multiplier, solved forward rather than by a step size;
+//!    the calibration is what the last interval actually spent over what the curves
+//!    said it would). Short of supply, bids rise to the campaign's ceiling and no
+//!    further. With one segment this is the single bid that spends the budget;
+//! 4. λ's steps are limited to `max_change_pct`, and with no min-to-win in the
+//!    notices the bids dither ± `dither_pct` between steps so win/loss alone shows
+//!    the curve.
 //!
-//! The controller moves shading only: the margin (what an impression is worth) stays
-//! the operator's or the LLM strategist's. Every change stays inside the agent's hard
-//! bounds and is audited as `controller` with its why; see `verbs/controller.rs`.
+//! The controller moves shading only (the campaign's, and each segment's in the
+//! strategy row): the margin (what an impression is worth) stays the operator's or
+//! the LLM strategist's. Every change stays inside the agent's hard bounds and is
+//! audited as `controller` with its why; see `verbs/controller.rs`.
 
 pub mod win_curve;
 
-use bidder_common::table::stats::{CampaignStatsValue, FEEDBACK_BUCKETS};
+use std::collections::BTreeMap;
+
+use bidder_common::table::segment::SEGMENTS_PER_CAMPAIGN;
+use bidder_common::table::stats::{CampaignStatsValue, SegmentFeedback, FEEDBACK_BUCKETS};
 use serde::{Deserialize, Serialize};
 
 use win_curve::{LogNormal, Observations};
@@ -42,6 +53,11 @@ const MIN_REQUESTS_TO_EXTRAPOLATE: u64 = 50;
 const MIN_TRAFFIC_SHARE_SEEN: f64 = 0.005;
 /// Below this share of notices carrying a min-to-win, the bid dithers.
 const DITHER_BELOW_MIN_TO_WIN_SHARE: f64 = 0.1;
+/// Notices (after decay) a segment needs before it is bid on its own curve.
+const MIN_SEGMENT_OBSERVATIONS: f64 = 2.0 * win_curve::MIN_OBSERVATIONS;
+/// The highest marginal value searched, over the ceiling: there every part bids the
+/// ceiling, so the controller spends all it can when supply is short.
+const LAMBDA_ABOVE_CEILING: f64 = 50.0;
 /// The calibration factor's bounds and the weight of each new interval in it.
 const CALIBRATION_RANGE: (f64, f64) = (0.5, 2.0);
 const CALIBRATION_WEIGHT: f64 = 0.3;
@@ -139,15 +155,74 @@ impl ControllerConfig {
     }
 }
 
-/// What the controller remembers of one campaign between steps.
+/// What the controller learnt of one market: a campaign's as a whole, or one of its
+/// segments'.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CampaignState {
+pub struct Learner {
     /// The stats row's cumulative counts at the last step.
     last_counts: Option<Counts>,
     pub observations: Observations,
     pub fit: Option<LogNormal>,
-    /// The bid the last step aimed at (before dither), CPM micros.
-    pub target_micros: Option<f64>,
+}
+
+impl Learner {
+    fn new(reference_cpm_micros: i64) -> Learner {
+        Learner {
+            last_counts: None,
+            observations: Observations::new(reference_cpm_micros),
+            fit: None,
+        }
+    }
+
+    /// Adds the counts since the last step, after decaying what it knew by `factor`,
+    /// and refits the curve when anything new came.
+    fn learn(&mut self, counts: Counts, factor: f64) {
+        let before = self.observations.total();
+        let delta = |now: &[u32; FEEDBACK_BUCKETS], then: &[u32; FEEDBACK_BUCKETS]| {
+            std::array::from_fn(|i| now[i].wrapping_sub(then[i]))
+        };
+        match &self.last_counts {
+            Some(last) if last.reference == counts.reference => {
+                let (m, w, l) = (
+                    delta(&counts.min_to_win, &last.min_to_win),
+                    delta(&counts.won_at, &last.won_at),
+                    delta(&counts.lost_at, &last.lost_at),
+                );
+                self.observations.decay_and_add(factor, &m, &w, &l);
+            }
+            _ => {
+                // First sight, or the bidder restarted its counts (a restart or a new
+                // max bid): what it reports now is all there is.
+                self.observations = Observations::new(counts.reference);
+                self.observations.decay_and_add(
+                    1.0,
+                    &counts.min_to_win,
+                    &counts.won_at,
+                    &counts.lost_at,
+                );
+            }
+        }
+        self.last_counts = Some(counts);
+        // Decay alone does not move the maximum much: refit only on news.
+        let news = self.observations.total() > before * factor + 0.5;
+        if news || self.fit.is_none() {
+            if let Some(fit) = self.observations.fit() {
+                self.fit = Some(fit);
+            }
+        }
+    }
+}
+
+/// What the controller remembers of one campaign between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignState {
+    /// The campaign's market as a whole: the curve of segments without their own.
+    pub market: Learner,
+    /// Each market segment the bidder counts apart (by its key), while it does.
+    pub segments: BTreeMap<u64, Learner>,
+    /// The marginal value the last step aimed at (before dither), CPM micros: each
+    /// segment bids what maximises (λ − b)·W(b).
+    pub lambda_micros: Option<f64>,
     /// Today's start, and where today's count of opportunities began: the first step
     /// of the day, or of this agent, or after the bidder restarted its counts.
     day_start_ms: u64,
@@ -200,24 +275,44 @@ impl Counts {
             lost_at: c.lost_at,
         }
     }
+
+    fn of_segment(c: &CampaignStatsValue, s: &SegmentFeedback) -> Counts {
+        Counts {
+            reference: c.feedback_reference_cpm_micros,
+            min_to_win: s.min_to_win,
+            won_at: s.won_at,
+            lost_at: s.lost_at,
+        }
+    }
 }
 
 /// What one step decided for one campaign.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
+    /// The campaign's shading: for segments without their own.
     pub shading_ppm: i64,
-    /// The bid it makes (after dither), CPM micros.
+    /// The bid it makes there (after dither), CPM micros.
     pub bid_micros: i64,
+    /// Segments shaded apart, by key, with their shading (at most
+    /// [`SEGMENTS_PER_CAMPAIGN`], in key order).
+    pub segments: Vec<(u64, i64)>,
     pub why: String,
+}
+
+/// One part of the campaign's traffic and the curve it is bid on.
+struct Part {
+    /// `None`: the segments without a curve of their own.
+    segment: Option<u64>,
+    share: f64,
+    fit: LogNormal,
 }
 
 impl CampaignState {
     pub fn new(c: &CampaignStatsValue, now_ms: u64) -> CampaignState {
         CampaignState {
-            last_counts: None,
-            observations: Observations::new(c.feedback_reference_cpm_micros),
-            fit: None,
-            target_micros: None,
+            market: Learner::new(c.feedback_reference_cpm_micros),
+            segments: BTreeMap::new(),
+            lambda_micros: None,
             day_start_ms: c.day_start_ms,
             baseline: None,
             last_requests: c.requests,
@@ -252,7 +347,7 @@ impl CampaignState {
             self.last_committed_micros = 0;
             self.predicted_micros = None;
         }
-        // How the last interval's spend compared with what the curve predicted.
+        // How the last interval's spend compared with what the curves predicted.
         if let Some(predicted) = self.predicted_micros.take() {
             let spent = (committed - self.last_committed_micros).max(0) as f64;
             if predicted > 1.0 {
@@ -263,7 +358,7 @@ impl CampaignState {
             }
         }
         self.last_committed_micros = committed;
-        let fit = self.fit?;
+        let parts = self.parts()?;
         let value = value_micros.max(1.0);
         // Shading never raises a bid above the value: short of supply, the controller
         // bids the value and no more.
@@ -289,107 +384,168 @@ impl CampaignState {
         let remaining = seen as f64 * (1.0 - before) / share_seen;
         let left_micros = (c.daily_budget_micros - committed).max(0) as f64;
         let calibration = self.calibration;
-        let spend = |b: f64| remaining * fit.win_probability(b) * b / 1000.0 * calibration;
+        // Each part bids its best at λ; what the rest of the day spends then.
+        let bids_at = |lambda: f64| -> Vec<f64> {
+            parts
+                .iter()
+                .map(|p| p.fit.best_bid(lambda, lowest, ceiling))
+                .collect()
+        };
+        let per_opportunity = |bids: &[f64]| -> f64 {
+            parts
+                .iter()
+                .zip(bids)
+                .map(|(p, &b)| p.share * p.fit.win_probability(b) * b / 1000.0)
+                .sum()
+        };
+        let spend = |lambda: f64| remaining * per_opportunity(&bids_at(lambda)) * calibration;
+        // Far above the ceiling every part bids the ceiling: all that can be spent.
+        let top = ceiling * LAMBDA_ABOVE_CEILING;
         let last = self
-            .target_micros
+            .lambda_micros
             .unwrap_or(current_bid_micros)
-            .clamp(lowest, ceiling);
+            .clamp(lowest, top);
         let aim = if left_micros <= 0.0 {
             last
-        } else if spend(ceiling) <= left_micros {
-            ceiling
+        } else if spend(top) <= left_micros {
+            top
         } else {
-            solve_increasing(spend, left_micros, lowest, ceiling)
+            solve_increasing(spend, left_micros, lowest, top)
         };
         let step = f64::from(config.max_change_pct) / 100.0;
-        let target = aim
+        let lambda = aim
             .clamp(last * (1.0 - step), last * (1.0 + step))
-            .clamp(lowest, ceiling);
-        self.target_micros = Some(target);
-        let censored = self.observations.min_to_win.iter().sum::<f64>()
-            < DITHER_BELOW_MIN_TO_WIN_SHARE * self.observations.total();
-        let bid = if censored && config.dither_pct > 0 {
+            .clamp(lowest, top);
+        self.lambda_micros = Some(lambda);
+        let censored = self.market.observations.min_to_win.iter().sum::<f64>()
+            < DITHER_BELOW_MIN_TO_WIN_SHARE * self.market.observations.total();
+        let dither = if censored && config.dither_pct > 0 {
             self.dither_up = !self.dither_up;
             let d = f64::from(config.dither_pct) / 100.0;
-            target * if self.dither_up { 1.0 + d } else { 1.0 - d }
+            if self.dither_up {
+                1.0 + d
+            } else {
+                1.0 - d
+            }
         } else {
-            target
-        }
-        .clamp(lowest, ceiling);
-        // What the coming interval should spend at this bid, for the next calibration.
+            1.0
+        };
+        let bids: Vec<f64> = bids_at(lambda)
+            .into_iter()
+            .map(|b| (b * dither).clamp(lowest, ceiling))
+            .collect();
+        // What the coming interval should spend at these bids, for the next
+        // calibration.
         let next =
             config.traffic_before(day_fraction + config.interval_s as f64 * 1000.0 / DAY_MS as f64);
         let opportunities = remaining * (next - before) / (1.0 - before);
-        self.predicted_micros = Some(opportunities * fit.win_probability(bid) * bid / 1000.0);
-        let shading_ppm = shading_for(bid, value);
+        self.predicted_micros = Some(opportunities * per_opportunity(&bids));
+        let rest = parts
+            .iter()
+            .position(|p| p.segment.is_none())
+            .expect("always a rest");
+        let bid = bids[rest];
+        let segments: Vec<(u64, i64)> = parts
+            .iter()
+            .zip(&bids)
+            .filter_map(|(p, &b)| Some((p.segment?, shading_for(b, value))))
+            .collect();
+        let fit = parts[rest].fit;
+        let spread = if segments.is_empty() {
+            String::new()
+        } else {
+            let (lo, hi) = bids
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+            format!(
+                " ({} segments apart: {:.2}-{:.2})",
+                segments.len(),
+                lo / 1e6,
+                hi / 1e6
+            )
+        };
         let why = format!(
-            "bid {:.2}: {:.0}% of budget left for {:.0}% of the day's traffic; market median {:.2} (sigma {:.2}) from {:.0} notices; calibration {:.2}",
+            "bid {:.2}{spread} at value {:.2}: {:.0}% of budget left for {:.0}% of the day's traffic; market median {:.2} (sigma {:.2}) from {:.0} notices; calibration {:.2}",
             bid / 1e6,
+            lambda / 1e6,
             100.0 * left_micros / c.daily_budget_micros.max(1) as f64,
             100.0 * (1.0 - before),
             fit.median_micros() / 1e6,
             fit.sigma,
-            self.observations.total(),
+            self.market.observations.total(),
             self.calibration,
         );
         Some(Decision {
-            shading_ppm,
+            shading_ppm: shading_for(bid, value),
             bid_micros: bid.round() as i64,
+            segments,
             why,
         })
     }
 
-    /// Adds the counts since the last step, decayed by the time since, and refits the
-    /// curve when anything new came.
+    /// The parts of the campaign's traffic, each with its share and curve: every
+    /// segment with enough notices of its own, and the rest on the campaign's curve.
+    /// `None` before the campaign's curve is known.
+    fn parts(&self) -> Option<Vec<Part>> {
+        let market_fit = self.market.fit?;
+        let total = self.market.observations.total();
+        let mut parts: Vec<Part> = self
+            .segments
+            .iter()
+            .filter(|(_, l)| l.observations.total() >= MIN_SEGMENT_OBSERVATIONS)
+            .filter_map(|(&key, l)| {
+                Some(Part {
+                    segment: Some(key),
+                    share: l.observations.total() / total,
+                    fit: l.fit?,
+                })
+            })
+            .take(SEGMENTS_PER_CAMPAIGN)
+            .collect();
+        let apart: f64 = parts.iter().map(|p| p.share).sum();
+        parts.push(Part {
+            segment: None,
+            share: (1.0 - apart).max(0.0),
+            fit: market_fit,
+        });
+        Some(parts)
+    }
+
+    /// Adds the counts since the last step, decayed by the time since, to the
+    /// campaign's curve and each segment's.
     fn learn(&mut self, config: &ControllerConfig, c: &CampaignStatsValue, now_ms: u64) {
         let counts = Counts::of(c);
         let elapsed_s = now_ms.saturating_sub(self.last_step_ms) as f64 / 1000.0;
         self.last_step_ms = now_ms;
         let factor = 0.5f64.powf(elapsed_s / config.half_life_s as f64);
-        let delta = |now: &[u32; FEEDBACK_BUCKETS], then: Option<&[u32; FEEDBACK_BUCKETS]>| {
-            std::array::from_fn(|i| now[i].wrapping_sub(then.map_or(0, |t| t[i])))
-        };
         // The bidder's counts live in its memory: after it restarts they begin again
         // from zero. Counts that went down (or a request count that did) are a new
         // beginning, not four billion observations; today's volume is counted afresh.
         let restarted = c.requests < self.last_requests
             || self
+                .market
                 .last_counts
                 .as_ref()
                 .is_some_and(|last| last.went_down_to(&counts));
         if restarted {
-            self.last_counts = None;
+            self.market.last_counts = None;
+            self.segments
+                .values_mut()
+                .for_each(|l| l.last_counts = None);
             self.baseline = None;
             self.predicted_micros = None;
         }
-        let before = self.observations.total();
-        match &self.last_counts {
-            Some(last) if last.reference == counts.reference => {
-                let (m, w, l) = (
-                    delta(&counts.min_to_win, Some(&last.min_to_win)),
-                    delta(&counts.won_at, Some(&last.won_at)),
-                    delta(&counts.lost_at, Some(&last.lost_at)),
-                );
-                self.observations.decay_and_add(factor, &m, &w, &l);
-            }
-            _ => {
-                // First sight, or the bidder restarted its counts on a new max bid.
-                self.observations = Observations::new(counts.reference);
-                self.observations.decay_and_add(
-                    1.0,
-                    &counts.min_to_win,
-                    &counts.won_at,
-                    &counts.lost_at,
-                );
-            }
-        }
-        self.last_counts = Some(counts);
-        // Decay alone does not move the maximum much: refit only on news.
-        let news = self.observations.total() > before * factor + 0.5;
-        if news || self.fit.is_none() {
-            if let Some(fit) = self.observations.fit() {
-                self.fit = Some(fit);
-            }
+        self.market.learn(counts, factor);
+        // Segments the bidder no longer counts (their slots freed by a new max bid)
+        // are forgotten; the others learn from their own counts.
+        let counted: Vec<&SegmentFeedback> = c.segments.iter().filter(|s| s.key != 0).collect();
+        self.segments
+            .retain(|key, _| counted.iter().any(|s| s.key == *key));
+        for s in counted {
+            self.segments
+                .entry(s.key)
+                .or_insert_with(|| Learner::new(c.feedback_reference_cpm_micros))
+                .learn(Counts::of_segment(c, s), factor);
         }
         self.last_requests = c.requests;
     }

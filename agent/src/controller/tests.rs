@@ -266,7 +266,7 @@ fn a_bidder_restart_starts_the_counts_again_instead_of_wrapping() {
     row.min_to_win[20] = 3;
     row.requests = 40;
     state.step(&config, &row, VALUE, VALUE, 2 * STEP_MS);
-    let total = state.observations.total();
+    let total = state.market.observations.total();
     assert!(total < 10_000.0, "{total} observations after a restart");
 }
 
@@ -311,6 +311,14 @@ fn any_row() -> impl Strategy<Value = CampaignStatsValue> {
                 row.won_at
                     .copy_from_slice(&counts[FEEDBACK_BUCKETS..2 * FEEDBACK_BUCKETS]);
                 row.lost_at.copy_from_slice(&counts[2 * FEEDBACK_BUCKETS..]);
+                // Two segments with parts of those counts: the bounds hold for them too.
+                for (i, s) in row.segments.iter_mut().take(2).enumerate() {
+                    s.key = 1 << 45 | (i as u64 + 1);
+                    for b in 0..FEEDBACK_BUCKETS {
+                        s.min_to_win[b] = row.min_to_win[b] / (i as u32 + 2);
+                        s.lost_at[b] = row.lost_at[b] / (i as u32 + 3);
+                    }
+                }
                 row
             },
         )
@@ -335,9 +343,115 @@ proptest! {
             let value = row.base_cpm_micros as f64 * f64::from(margin) / 1e6;
             if let Some(d) = state.step(&config, row, value, value, now) {
                 prop_assert!(d.shading_ppm >= bounds::SHADING_PPM.0 && d.shading_ppm <= bounds::SHADING_PPM.1);
+                for &(_, ppm) in &d.segments {
+                    prop_assert!(ppm >= bounds::SHADING_PPM.0 && ppm <= bounds::SHADING_PPM.1);
+                }
+                prop_assert!(d.segments.len() <= SEGMENTS_PER_CAMPAIGN);
                 prop_assert!(d.bid_micros as f64 <= value.min(row.max_bid_cpm_micros as f64) + 1.0);
                 prop_assert!(!d.why.is_empty());
             }
         }
     }
+}
+
+/// Two segments of equal traffic whose prices to win differ by e (medians 0.6 and
+/// 1.63 around 1.0): the controller learns each curve apart and buys more with the
+/// same budget than any single bid could.
+#[test]
+fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
+    const A: u64 = 1 << 45 | 1;
+    const B: u64 = 1 << 45 | 2;
+    let medians = [600_000.0, 1_630_000.0];
+    let sigma = 0.6;
+    let config = ControllerConfig {
+        timer: false,
+        interval_s: STEP_MS / 1000,
+        ..ControllerConfig::default()
+    };
+    let steps = (DAY_MS / STEP_MS) as usize;
+    let per_step = 24_000.0 / steps as f64;
+    let win = |b: f64, m: f64| normal_cdf((b / m).ln() / sigma);
+    let unpaced: f64 = medians
+        .iter()
+        .map(|&m| 24_000.0 / 2.0 * win(VALUE, m) * VALUE / 1000.0)
+        .sum();
+    let budget = 0.5 * unpaced;
+    let mut row = CampaignStatsValue {
+        flags: IN_CATALOG,
+        base_cpm_micros: VALUE as i64,
+        max_bid_cpm_micros: MAX_BID,
+        daily_budget_micros: budget as i64,
+        feedback_reference_cpm_micros: MAX_BID,
+        ..CampaignStatsValue::default()
+    };
+    row.segments[0].key = A;
+    row.segments[1].key = B;
+    let mut state = CampaignState::new(&row, 0);
+    let mut bids = [VALUE, VALUE];
+    let (mut spent, mut impressions) = (0.0, 0.0);
+    let mut last = None;
+    for i in 0..steps {
+        let now_ms = i as u64 * STEP_MS;
+        if let Some(d) = state.step(&config, &row, VALUE, bids[0], now_ms) {
+            for (k, key) in [A, B].into_iter().enumerate() {
+                let ppm = d
+                    .segments
+                    .iter()
+                    .find(|s| s.0 == key)
+                    .map_or(d.shading_ppm, |s| s.1);
+                assert_shading_in_bounds(ppm);
+                bids[k] = VALUE * ppm as f64 / 1e6;
+            }
+            last = Some(d);
+        }
+        for (k, &m) in medians.iter().enumerate() {
+            let n = per_step / 2.0;
+            let won = n * win(bids[k], m);
+            let cost = (won * bids[k] / 1000.0).min(budget - spent);
+            spent += cost;
+            impressions += won * cost / (won * bids[k] / 1000.0).max(1e-9);
+            row.requests += n.round() as u64;
+            for b in 0..FEEDBACK_BUCKETS {
+                let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
+                let p = |x: f64| match x {
+                    x if x <= 0.0 => 0.0,
+                    x if x.is_infinite() => 1.0,
+                    x => win(x, m),
+                };
+                let mass = (n * (p(hi) - p(lo))).round() as u32;
+                row.min_to_win[b] += mass;
+                row.segments[k].min_to_win[b] += mass;
+            }
+        }
+        row.spent_micros = spent as i64;
+    }
+    let last = last.expect("the controller decided");
+    assert_eq!(last.segments.len(), 2, "{last:?}");
+    assert!(
+        bids[0] < 0.8 * bids[1],
+        "the cheap segment is bid lower: {bids:?}"
+    );
+    let error = (spent - budget) / budget;
+    assert!(error.abs() <= 0.02, "end of day {:+.1}%", 100.0 * error);
+    // One bid for both that spends the same: how many impressions it buys.
+    let spend_at = |b: f64| {
+        medians
+            .iter()
+            .map(|&m| 24_000.0 / 2.0 * win(b, m) * b / 1000.0)
+            .sum::<f64>()
+    };
+    let single = solve_increasing(spend_at, spent, 1.0, VALUE);
+    let single_impressions: f64 = medians.iter().map(|&m| 12_000.0 * win(single, m)).sum();
+    assert!(
+        impressions > 1.02 * single_impressions,
+        "{impressions:.0} impressions against {single_impressions:.0} at one bid of {single:.0}"
+    );
+    assert!(state.segments.len() == 2 && state.segments.values().all(|l| l.fit.is_some()));
+}
+
+fn assert_shading_in_bounds(ppm: i64) {
+    assert!(
+        (bounds::SHADING_PPM.0..=bounds::SHADING_PPM.1).contains(&ppm),
+        "{ppm}"
+    );
 }

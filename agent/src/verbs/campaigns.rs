@@ -67,6 +67,11 @@ impl Agent {
             }
             if let Some(s) = args.shading_ppm {
                 v.shading_ppm = check("shading_ppm", s, bounds::SHADING_PPM).map_err(out_of_bounds)? as u32;
+                // A shading set by hand applies to every segment: the controller's
+                // per-segment ones go (it sets them again on its next step unless the
+                // campaign is in its `exclude_campaigns`).
+                v.segment_keys = [0; SEGMENTS_PER_CAMPAIGN];
+                v.segment_shading_ppm = [0; SEGMENTS_PER_CAMPAIGN];
             }
             if let Some(cpm) = args.max_cpm_micros {
                 let ceiling = (bounds::MIN_MAX_CPM_MICROS, c.max_bid_cpm_micros);
@@ -217,6 +222,8 @@ pub(super) fn initial_campaign(c: &CampaignStatsValue) -> CampaignStrategyValue 
         updated_by: 0,
         reasoning_len: 0,
         reasoning: [0; MAX_REASONING_BYTES],
+        segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+        segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
         checksum: 0,
     }
 }
@@ -240,6 +247,13 @@ pub(super) fn campaign_view(
         "updated_at": (v.updated_at_unix_ms > 0).then(|| rfc3339(v.updated_at_unix_ms)),
         "updated_by": (v.updated_at_unix_ms > 0).then(|| who_view(v.updated_by)),
         "why": v.reasoning(),
+        "segments": v
+            .segment_keys
+            .iter()
+            .zip(&v.segment_shading_ppm)
+            .filter(|(&key, _)| key != 0)
+            .map(|(&key, &ppm)| json!({"segment": SegmentKey(key).to_string(), "shading_ppm": ppm}))
+            .collect::<Vec<Value>>(),
     })
 }
 

@@ -24,6 +24,20 @@ fn retrying<T, E>(load: impl Fn() -> Result<T, E>) -> Option<T> {
     None
 }
 
+/// A decision's segment shadings as the strategy row's two columns (unused: 0), each
+/// inside the hard bounds.
+fn segment_columns(
+    segments: &[(u64, i64)],
+) -> ([u64; SEGMENTS_PER_CAMPAIGN], [u32; SEGMENTS_PER_CAMPAIGN]) {
+    let mut keys = [0; SEGMENTS_PER_CAMPAIGN];
+    let mut shadings = [0; SEGMENTS_PER_CAMPAIGN];
+    for (i, &(key, ppm)) in segments.iter().take(SEGMENTS_PER_CAMPAIGN).enumerate() {
+        keys[i] = key;
+        shadings[i] = ppm.clamp(bounds::SHADING_PPM.0, bounds::SHADING_PPM.1) as u32;
+    }
+    (keys, shadings)
+}
+
 /// Reads of one row before giving it up for this step.
 const LOAD_ATTEMPTS: usize = 1_000;
 
@@ -142,7 +156,11 @@ impl Agent {
             let Some(decision) = state.step(&config, &c, value, current_bid, now_ms) else {
                 continue;
             };
-            if i64::from(current.shading_ppm) == decision.shading_ppm {
+            let (keys, shadings) = segment_columns(&decision.segments);
+            if i64::from(current.shading_ppm) == decision.shading_ppm
+                && current.segment_keys == keys
+                && current.segment_shading_ppm == shadings
+            {
                 continue;
             }
             let why = bounds::cut_reasoning(&decision.why, bounds::MAX_WHY_BYTES);
@@ -150,6 +168,8 @@ impl Agent {
             let done =
                 self.change_campaign("controller.step", &id, who, Some(&why), None, |v, _| {
                     v.shading_ppm = decision.shading_ppm as u32;
+                    v.segment_keys = keys;
+                    v.segment_shading_ppm = shadings;
                     Ok(())
                 })?;
             self.controller.changes += 1;
@@ -166,13 +186,26 @@ impl Agent {
             .campaigns
             .iter()
             .map(|(id, s)| {
+                let segments: Vec<Value> = s
+                    .segments
+                    .iter()
+                    .map(|(&key, l)| {
+                        json!({
+                            "segment": SegmentKey(key).to_string(),
+                            "market_median_micros": l.fit.map(|f| f.median_micros().round() as i64),
+                            "market_sigma": l.fit.map(|f| f.sigma),
+                            "observations": l.observations.total(),
+                        })
+                    })
+                    .collect();
                 json!({
                     "campaign": id,
-                    "target_bid_micros": s.target_micros.map(|t| t.round() as i64),
-                    "market_median_micros": s.fit.map(|f| f.median_micros().round() as i64),
-                    "market_sigma": s.fit.map(|f| f.sigma),
-                    "observations": s.observations.total(),
+                    "marginal_value_micros": s.lambda_micros.map(|t| t.round() as i64),
+                    "market_median_micros": s.market.fit.map(|f| f.median_micros().round() as i64),
+                    "market_sigma": s.market.fit.map(|f| f.sigma),
+                    "observations": s.market.observations.total(),
                     "calibration": s.calibration,
+                    "segments": segments,
                 })
             })
             .collect();

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bidder_common::clock::Clock;
-use bidder_common::table::shm::{OnMismatch, Table, Writer};
+use bidder_common::table::segment::{SegmentKey, SEGMENTS_PER_CAMPAIGN};
+use bidder_common::table::shm::{Table, Writer};
 use bidder_common::table::stats::{
     CampaignStatsValue, PartnerStatsValue, StatsTable, BREAKER_TRIPPED, CONFIG_ENABLED, ENABLED,
     IN_CATALOG, NO_LIMIT,
@@ -81,13 +82,8 @@ impl Agent {
             campaigns: config.tables.campaign_capacity,
             partners: config.tables.partner_capacity,
         };
-        let writer = Writer::<StrategyTable>::open(
-            &config.tables.strategy_path,
-            cap,
-            OnMismatch::Refuse,
-            clock.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        let writer =
+            crate::upgrade::open_strategy_table(&config.tables.strategy_path, cap, clock.clone())?;
         let audit = AuditLog::open(&config.audit_log)
             .map_err(|e| format!("{}: audit log: {e}", config.audit_log.display()))?;
         Ok(Agent {

@@ -25,6 +25,7 @@
 //! a mapped file are [`stats_file`].
 
 pub mod cell;
+pub mod segment;
 pub mod stats;
 pub mod strategy;
 

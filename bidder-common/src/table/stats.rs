@@ -19,6 +19,7 @@
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::cell::{Payload, SeqCell};
+use super::segment::SEGMENTS_PER_CAMPAIGN;
 use super::{checksum, Key, Row, TableKind, TableSpec};
 
 /// Row flag: the campaign or partner is in the catalog in force.
@@ -99,7 +100,8 @@ impl TableSpec for StatsTable {
     /// 3: budget periods (day and hour starts), hourly and lifetime budgets.
     /// 4: market feedback from notices (min-to-win and censored win/loss by price
     /// bucket) for the agent's controller; the totals count publications.
-    const LAYOUT_VERSION: u32 = 4;
+    /// 5: the same feedback for each of a campaign's first market segments.
+    const LAYOUT_VERSION: u32 = 5;
     type Campaign = CampaignStatsWords;
     type Partner = PartnerStatsWords;
     type Prefix = StatsPrefix;
@@ -174,7 +176,78 @@ pub struct CampaignStatsValue {
     pub won_at: [u32; FEEDBACK_BUCKETS],
     /// Losses whose notice carried no min-to-win, by our bid's bucket: it was above.
     pub lost_at: [u32; FEEDBACK_BUCKETS],
+    /// The same counts for the campaign's first market segments (slots in the order
+    /// the segments were first met; a notice of any other segment counts above only).
+    pub segments: [SegmentFeedback; SEGMENTS_PER_CAMPAIGN],
     pub checksum: u64,
+}
+
+/// One market segment's notice counts (as [`CampaignStatsValue::min_to_win`] etc.).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentFeedback {
+    /// The segment ([`super::segment::SegmentKey`]); 0: the slot is unused.
+    pub key: u64,
+    pub min_to_win: [u32; FEEDBACK_BUCKETS],
+    pub won_at: [u32; FEEDBACK_BUCKETS],
+    pub lost_at: [u32; FEEDBACK_BUCKETS],
+}
+
+impl Default for SegmentFeedback {
+    fn default() -> Self {
+        SegmentFeedback {
+            key: 0,
+            min_to_win: [0; FEEDBACK_BUCKETS],
+            won_at: [0; FEEDBACK_BUCKETS],
+            lost_at: [0; FEEDBACK_BUCKETS],
+        }
+    }
+}
+
+/// The shared-memory form of [`SegmentFeedback`].
+#[repr(C)]
+pub struct SegmentFeedbackWords {
+    pub key: AtomicU64,
+    pub min_to_win: [AtomicU32; FEEDBACK_BUCKETS],
+    pub won_at: [AtomicU32; FEEDBACK_BUCKETS],
+    pub lost_at: [AtomicU32; FEEDBACK_BUCKETS],
+}
+
+const _: () = assert!(size_of::<SegmentFeedbackWords>() == 584);
+
+impl SegmentFeedbackWords {
+    fn load(&self) -> SegmentFeedback {
+        SegmentFeedback {
+            key: self.key.load(Relaxed),
+            min_to_win: core::array::from_fn(|i| self.min_to_win[i].load(Relaxed)),
+            won_at: core::array::from_fn(|i| self.won_at[i].load(Relaxed)),
+            lost_at: core::array::from_fn(|i| self.lost_at[i].load(Relaxed)),
+        }
+    }
+
+    fn store(&self, v: &SegmentFeedback) {
+        self.key.store(v.key, Relaxed);
+        store_counts(
+            [&self.min_to_win, &self.won_at, &self.lost_at],
+            [&v.min_to_win, &v.won_at, &v.lost_at],
+        );
+    }
+}
+
+fn store_counts(words: [&[AtomicU32; FEEDBACK_BUCKETS]; 3], counts: [&[u32; FEEDBACK_BUCKETS]; 3]) {
+    for (words, counts) in words.into_iter().zip(counts) {
+        for (word, &n) in words.iter().zip(counts) {
+            word.store(n, Relaxed);
+        }
+    }
+}
+
+/// The words a segment's counts add to a checksum.
+fn segment_words(s: &SegmentFeedback) -> impl Iterator<Item = u64> + '_ {
+    core::iter::once(s.key).chain(
+        [&s.min_to_win, &s.won_at, &s.lost_at]
+            .into_iter()
+            .flat_map(|counts| counts.iter().map(|&n| u64::from(n))),
+    )
 }
 
 impl Default for CampaignStatsValue {
@@ -208,6 +281,7 @@ impl Default for CampaignStatsValue {
             min_to_win: [0; FEEDBACK_BUCKETS],
             won_at: [0; FEEDBACK_BUCKETS],
             lost_at: [0; FEEDBACK_BUCKETS],
+            segments: [SegmentFeedback::default(); SEGMENTS_PER_CAMPAIGN],
             checksum: 0,
         }
     }
@@ -250,7 +324,8 @@ impl CampaignStatsValue {
             head.into_iter()
                 .chain(self.no_bids)
                 .chain(periods)
-                .chain(feedback),
+                .chain(feedback)
+                .chain(self.segments.iter().flat_map(segment_words)),
         )
     }
 
@@ -295,6 +370,7 @@ pub struct CampaignStatsWords {
     pub min_to_win: [AtomicU32; FEEDBACK_BUCKETS],
     pub won_at: [AtomicU32; FEEDBACK_BUCKETS],
     pub lost_at: [AtomicU32; FEEDBACK_BUCKETS],
+    pub segments: [SegmentFeedbackWords; SEGMENTS_PER_CAMPAIGN],
     pub checksum: AtomicU64,
 }
 
@@ -302,9 +378,10 @@ const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, max_bid_cpm_micr
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, requests) == 80);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, no_bids) == 120);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, min_to_win) == 312);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 888);
-const _: () = assert!(size_of::<CampaignStatsWords>() == 896);
-const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 1_920);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, segments) == 888);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 5_560);
+const _: () = assert!(size_of::<CampaignStatsWords>() == 5_568);
+const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 11_264);
 
 impl Payload for CampaignStatsWords {
     type Value = CampaignStatsValue;
@@ -339,6 +416,7 @@ impl Payload for CampaignStatsWords {
             min_to_win: core::array::from_fn(|i| self.min_to_win[i].load(Relaxed)),
             won_at: core::array::from_fn(|i| self.won_at[i].load(Relaxed)),
             lost_at: core::array::from_fn(|i| self.lost_at[i].load(Relaxed)),
+            segments: core::array::from_fn(|i| self.segments[i].load()),
             checksum: self.checksum.load(Relaxed),
         }
     }
@@ -379,14 +457,12 @@ impl Payload for CampaignStatsWords {
             .store(v.lifetime_spent_micros, Relaxed);
         self.feedback_reference_cpm_micros
             .store(v.feedback_reference_cpm_micros, Relaxed);
-        for (words, counts) in [
-            (&self.min_to_win, &v.min_to_win),
-            (&self.won_at, &v.won_at),
-            (&self.lost_at, &v.lost_at),
-        ] {
-            for (word, &n) in words.iter().zip(counts) {
-                word.store(n, Relaxed);
-            }
+        store_counts(
+            [&self.min_to_win, &self.won_at, &self.lost_at],
+            [&v.min_to_win, &v.won_at, &v.lost_at],
+        );
+        for (words, segment) in self.segments.iter().zip(&v.segments) {
+            words.store(segment);
         }
         self.checksum.store(v.checksum, Relaxed);
     }
@@ -660,13 +736,16 @@ mod tests {
         }
         .sealed();
         assert!(v.is_sealed());
-        let changes: [fn(&mut CampaignStatsValue); 6] = [
+        let changes: [fn(&mut CampaignStatsValue); 9] = [
             |v| v.requests += 1,
             |v| v.bids += 1,
             |v| v.outbid += 1,
             |v| v.wins += 1,
             |v| v.clearing_micros += 1,
             |v| v.no_bids[MAX_CAMPAIGN_NO_BID_REASONS - 1] += 1,
+            |v| v.lost_at[3] += 1,
+            |v| v.segments[SEGMENTS_PER_CAMPAIGN - 1].key += 1,
+            |v| v.segments[2].min_to_win[FEEDBACK_BUCKETS - 1] += 1,
         ];
         for change in changes {
             let mut torn = v;

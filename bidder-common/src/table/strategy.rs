@@ -7,6 +7,7 @@
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::cell::Payload;
+use super::segment::SEGMENTS_PER_CAMPAIGN;
 use super::{checksum, copy_words_in, copy_words_out, Row, TableKind, TableSpec};
 
 /// Longest "why" an operator or the optimizer can attach to a change.
@@ -30,7 +31,8 @@ pub enum StrategyTable {}
 impl TableSpec for StrategyTable {
     const MAGIC: u64 = u64::from_le_bytes(*b"BIDSTRAT");
     const KIND: TableKind = TableKind::Strategy;
-    const LAYOUT_VERSION: u32 = 1;
+    /// 2: a shading per market segment (`segment_keys`, `segment_shading_ppm`).
+    const LAYOUT_VERSION: u32 = 2;
     type Campaign = CampaignStrategyWords;
     type Partner = PartnerLimitWords;
     type Prefix = ();
@@ -56,6 +58,11 @@ pub struct CampaignStrategyValue {
     pub updated_by: u32,
     pub reasoning_len: u32,
     pub reasoning: [u8; MAX_REASONING_BYTES],
+    /// Market segments ([`super::segment::SegmentKey`]; 0: unused) priced with their
+    /// own shading, `segment_shading_ppm` at the same position, instead of
+    /// `shading_ppm`.
+    pub segment_keys: [u64; SEGMENTS_PER_CAMPAIGN],
+    pub segment_shading_ppm: [u32; SEGMENTS_PER_CAMPAIGN],
     /// Set by [`CampaignStrategyValue::sealed`]; see [`super::checksum`].
     pub checksum: u64,
 }
@@ -83,6 +90,15 @@ impl CampaignStrategyValue {
     }
 
     fn sum(&self) -> u64 {
+        let segments = self
+            .segment_keys
+            .into_iter()
+            .chain(self.segment_shading_ppm.map(u64::from));
+        checksum(self.fields_of_layout_1().chain(segments))
+    }
+
+    /// The words layout 1 sealed (every field but the segments).
+    fn fields_of_layout_1(&self) -> impl Iterator<Item = u64> + '_ {
         let head = [
             u64::from(self.margin_ppm),
             u64::from(self.pacing_ppm),
@@ -98,7 +114,7 @@ impl CampaignStrategyValue {
             .reasoning
             .chunks(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        checksum(head.into_iter().chain(text))
+        head.into_iter().chain(text)
     }
 
     /// This value with its checksum set: what the writer stores.
@@ -126,15 +142,18 @@ pub struct CampaignStrategyWords {
     pub updated_by: AtomicU32,
     pub reasoning_len: AtomicU32,
     pub reasoning: [AtomicU64; MAX_REASONING_BYTES / 8],
+    pub segment_keys: [AtomicU64; SEGMENTS_PER_CAMPAIGN],
+    pub segment_shading_ppm: [AtomicU32; SEGMENTS_PER_CAMPAIGN],
     pub checksum: AtomicU64,
 }
 
 const _: () = assert!(MAX_REASONING_BYTES.is_multiple_of(8));
 const _: () = assert!(core::mem::offset_of!(CampaignStrategyWords, max_cpm_micros) == 16);
 const _: () = assert!(core::mem::offset_of!(CampaignStrategyWords, reasoning) == 48);
-const _: () = assert!(core::mem::offset_of!(CampaignStrategyWords, checksum) == 328);
-const _: () = assert!(size_of::<CampaignStrategyWords>() == 336);
-const _: () = assert!(size_of::<Row<CampaignStrategyWords>>() == 768);
+const _: () = assert!(core::mem::offset_of!(CampaignStrategyWords, segment_keys) == 328);
+const _: () = assert!(core::mem::offset_of!(CampaignStrategyWords, checksum) == 424);
+const _: () = assert!(size_of::<CampaignStrategyWords>() == 432);
+const _: () = assert!(size_of::<Row<CampaignStrategyWords>>() == 960);
 
 impl Payload for CampaignStrategyWords {
     type Value = CampaignStrategyValue;
@@ -153,6 +172,10 @@ impl Payload for CampaignStrategyWords {
             updated_by: self.updated_by.load(Relaxed),
             reasoning_len: self.reasoning_len.load(Relaxed),
             reasoning,
+            segment_keys: core::array::from_fn(|i| self.segment_keys[i].load(Relaxed)),
+            segment_shading_ppm: core::array::from_fn(|i| {
+                self.segment_shading_ppm[i].load(Relaxed)
+            }),
             checksum: self.checksum.load(Relaxed),
         }
     }
@@ -169,12 +192,104 @@ impl Payload for CampaignStrategyWords {
         self.updated_by.store(v.updated_by, Relaxed);
         self.reasoning_len.store(v.reasoning_len, Relaxed);
         copy_words_in(&v.reasoning, &self.reasoning);
+        for (word, &key) in self.segment_keys.iter().zip(&v.segment_keys) {
+            word.store(key, Relaxed);
+        }
+        for (word, &ppm) in self.segment_shading_ppm.iter().zip(&v.segment_shading_ppm) {
+            word.store(ppm, Relaxed);
+        }
         self.checksum.store(v.checksum, Relaxed);
     }
 }
 
+/// The strategy table as layout 1 wrote it (before a shading per segment): read once
+/// by an upgraded agent to carry the operators' rows into the current layout. Its
+/// rows read as current values without segments, sealed when layout 1's seal held.
+pub mod layout_1 {
+    use super::*;
+
+    pub enum StrategyTableLayout1 {}
+
+    impl TableSpec for StrategyTableLayout1 {
+        const MAGIC: u64 = StrategyTable::MAGIC;
+        const KIND: TableKind = TableKind::Strategy;
+        const LAYOUT_VERSION: u32 = 1;
+        type Campaign = CampaignStrategyWords1;
+        type Partner = PartnerLimitWords;
+        type Prefix = ();
+    }
+
+    /// [`CampaignStrategyWords`] without the segment columns.
+    #[repr(C)]
+    pub struct CampaignStrategyWords1 {
+        pub margin_ppm: AtomicU32,
+        pub pacing_ppm: AtomicU32,
+        pub shading_ppm: AtomicU32,
+        pub flags: AtomicU32,
+        pub max_cpm_micros: AtomicI64,
+        pub daily_budget_micros: AtomicI64,
+        pub updated_at_unix_ms: AtomicU64,
+        pub updated_by: AtomicU32,
+        pub reasoning_len: AtomicU32,
+        pub reasoning: [AtomicU64; MAX_REASONING_BYTES / 8],
+        pub checksum: AtomicU64,
+    }
+
+    const _: () = assert!(size_of::<CampaignStrategyWords1>() == 336);
+    const _: () = assert!(size_of::<Row<CampaignStrategyWords1>>() == 768);
+
+    impl Payload for CampaignStrategyWords1 {
+        type Value = CampaignStrategyValue;
+
+        fn load(&self) -> CampaignStrategyValue {
+            let mut reasoning = [0u8; MAX_REASONING_BYTES];
+            copy_words_out(&self.reasoning, &mut reasoning);
+            let v = CampaignStrategyValue {
+                margin_ppm: self.margin_ppm.load(Relaxed),
+                pacing_ppm: self.pacing_ppm.load(Relaxed),
+                shading_ppm: self.shading_ppm.load(Relaxed),
+                flags: self.flags.load(Relaxed),
+                max_cpm_micros: self.max_cpm_micros.load(Relaxed),
+                daily_budget_micros: self.daily_budget_micros.load(Relaxed),
+                updated_at_unix_ms: self.updated_at_unix_ms.load(Relaxed),
+                updated_by: self.updated_by.load(Relaxed),
+                reasoning_len: self.reasoning_len.load(Relaxed),
+                reasoning,
+                segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+                segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
+                checksum: 0,
+            };
+            let sealed_then = self.checksum.load(Relaxed) == checksum(v.fields_of_layout_1());
+            if sealed_then {
+                v.sealed()
+            } else {
+                v
+            }
+        }
+
+        /// Writes what layout 1 holds, sealed as layout 1 sealed it (tests make old
+        /// tables with it); segments cannot be written.
+        fn store(&self, v: &CampaignStrategyValue) {
+            self.margin_ppm.store(v.margin_ppm, Relaxed);
+            self.pacing_ppm.store(v.pacing_ppm, Relaxed);
+            self.shading_ppm.store(v.shading_ppm, Relaxed);
+            self.flags.store(v.flags, Relaxed);
+            self.max_cpm_micros.store(v.max_cpm_micros, Relaxed);
+            self.daily_budget_micros
+                .store(v.daily_budget_micros, Relaxed);
+            self.updated_at_unix_ms.store(v.updated_at_unix_ms, Relaxed);
+            self.updated_by.store(v.updated_by, Relaxed);
+            self.reasoning_len.store(v.reasoning_len, Relaxed);
+            copy_words_in(&v.reasoning, &self.reasoning);
+            self.checksum
+                .store(checksum(v.fields_of_layout_1()), Relaxed);
+        }
+    }
+}
+
 /// What pricing reads per candidate: the numeric fields only, so the hot path copies
-/// 32 bytes, not the whole row with its reasoning.
+/// 32 bytes, not the whole row with its reasoning (`shading_ppm` is the segment's
+/// when the row has one for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PricingFields {
     pub margin_ppm: u32,
@@ -195,6 +310,24 @@ impl CampaignStrategyWords {
             flags: self.flags.load(Relaxed),
             max_cpm_micros: self.max_cpm_micros.load(Relaxed),
         }
+    }
+
+    /// [`CampaignStrategyWords::pricing`] for an impression of market `segment`
+    /// ([`super::segment::SegmentKey`]): the segment's shading when the row has one.
+    /// Costs at most [`SEGMENTS_PER_CAMPAIGN`] more loads.
+    #[inline]
+    pub fn pricing_for(&self, segment: u64) -> PricingFields {
+        let mut p = self.pricing();
+        if segment != 0 {
+            let found = self
+                .segment_keys
+                .iter()
+                .position(|k| k.load(Relaxed) == segment);
+            if let Some(i) = found {
+                p.shading_ppm = self.segment_shading_ppm[i].load(Relaxed);
+            }
+        }
+        p
     }
 }
 
@@ -294,6 +427,8 @@ mod tests {
             updated_by: 1000,
             reasoning_len: 0,
             reasoning: [0; MAX_REASONING_BYTES],
+            segment_keys: [0; SEGMENTS_PER_CAMPAIGN],
+            segment_shading_ppm: [0; SEGMENTS_PER_CAMPAIGN],
             checksum: 0,
         }
     }
@@ -309,6 +444,12 @@ mod tests {
         assert!(!torn.is_sealed());
         let mut torn = v;
         torn.reasoning[3] ^= 1;
+        assert!(!torn.is_sealed());
+        let mut torn = v;
+        torn.segment_keys[SEGMENTS_PER_CAMPAIGN - 1] = 7;
+        assert!(!torn.is_sealed());
+        let mut torn = v;
+        torn.segment_shading_ppm[0] = 1;
         assert!(!torn.is_sealed());
     }
 

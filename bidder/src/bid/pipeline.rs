@@ -300,6 +300,7 @@ impl Pipeline {
                         expires_at_ms,
                         user_key: chosen.user_key,
                         unnoticed,
+                        segment: chosen.segment.0,
                     });
                     counts.bid(slot);
                 }

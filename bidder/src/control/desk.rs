@@ -435,6 +435,7 @@ impl NoticeDesk {
             n.budgets.pin_lease(campaign, micros);
         }
         let user_key = n.ledger.user_of(notice.bid_id);
+        let segment = n.ledger.segment_of(notice.bid_id);
         let outcome = match (kind, slot) {
             (NoticeKind::Win | NoticeKind::Bill, _) => {
                 // A price we cannot read (absent, encrypted, in a currency without a
@@ -498,7 +499,7 @@ impl NoticeDesk {
             };
             n.budgets
                 .feedback()
-                .record(slot, ended, notice.price_micros, min_to_win);
+                .record(slot, segment, ended, notice.price_micros, min_to_win);
         }
         if let (NoticeOutcome::Settled(s), Some(user)) = (outcome, user_key) {
             // A frequency cap counts the impression; a pair the full table cannot
@@ -610,6 +611,12 @@ impl NoticeDesk {
             "Wins of capped campaigns whose user could not be counted (table full): those users get no bids until counts lapse.",
             &[],
             self.notices.budgets.frequency_untracked(),
+        );
+        out.counter(
+            "bidder_feedback_segments_full_total",
+            "Notices counted for their campaign only: every market-segment slot of the campaign was another segment's.",
+            &[],
+            self.notices.budgets.feedback().segments_full(),
         );
         let s = ledger.stats;
         let counters: [(&'static str, &'static str, u64); 18] = [

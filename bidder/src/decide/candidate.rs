@@ -2,6 +2,8 @@
 //! what only it knows — sellers, strategy, deals, creatives and block lists, price
 //! and floor, pacing, budget — in that order, cheapest and most decisive first.
 
+use bidder_common::table::segment::SegmentKey;
+
 use crate::catalog::{Campaign, CampaignIdx, Catalog, Creative};
 use crate::config::targeting::MediaType;
 use crate::decide::strategy::{CampaignStrategy, StrategySource};
@@ -32,6 +34,8 @@ pub(super) struct Env<'e, 'r> {
     pub budgets: &'e Budgets,
     pub req: &'e BidRequest<'r>,
     pub imp: &'e Imp<'r>,
+    /// The imp's market segment: the strategy may shade it apart.
+    pub segment: SegmentKey,
     /// The imp's floor in our currency, CPM micros.
     pub floor_micros: i64,
     /// The request's `bcat` and `badv` as bitsets.
@@ -48,7 +52,7 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
     if !sellers_allowed(env.req, campaign) {
         return Err(NoBidReason::SellerNotAllowed);
     }
-    let strategy = env.strategy.campaign(c, campaign);
+    let strategy = env.strategy.campaign_in(c, campaign, env.segment);
     if strategy.paused {
         return Err(NoBidReason::Paused);
     }

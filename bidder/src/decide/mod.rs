@@ -23,6 +23,7 @@ pub mod consent;
 mod filter;
 pub mod ivt;
 mod reason;
+pub mod segment;
 pub mod strategy;
 pub mod supply;
 mod text_cache;
@@ -32,7 +33,10 @@ pub use reason::{DecisionStats, NoBidReason};
 
 use std::sync::Arc;
 
+use bidder_common::table::segment::SegmentKey;
+
 use crate::catalog::{CampaignIdx, CampaignSet, Catalog, PartnerIdx};
+use crate::decide::segment::segment_of;
 use crate::decide::strategy::StrategySource;
 use crate::money::budget::{Budgets, Reservation};
 use crate::money::frequency::{user_key, UserSource};
@@ -55,6 +59,8 @@ pub struct ChosenBid {
     pub reservation: Reservation,
     /// The user a win counts against, when the campaign has a frequency cap.
     pub user_key: Option<u64>,
+    /// The imp's market segment (its notices are counted there, for the controller).
+    pub segment: SegmentKey,
 }
 
 /// The outcome for one request. Reused between requests by its [`Decider`].
@@ -249,12 +255,14 @@ impl Decider {
                 .ok_or(NoBidReason::FloorCurrencyUnsupported)?;
         self.candidates.clear();
         let mut furthest: Option<NoBidReason> = None;
+        let segment = segment_of(req, imp);
         let env = candidate::Env {
             catalog,
             strategy,
             budgets,
             req,
             imp,
+            segment,
             floor_micros,
             blocked: &self.blocked,
             user_key: ctx.user_key,
@@ -311,6 +319,7 @@ impl Decider {
                     user_key: ctx
                         .user_key
                         .filter(|_| catalog.campaigns[found.campaign].frequency_cap.is_some()),
+                    segment,
                 });
             }
             counts.no_bid(found.slot, NoBidReason::BudgetExhausted);

@@ -5,6 +5,8 @@
 //! invisible to it. Multipliers are fixed-point parts per million (`*_ppm`,
 //! 1_000_000 = ×1.0) so that prices stay integer arithmetic end to end.
 
+use bidder_common::table::segment::SegmentKey;
+
 use crate::catalog::{Campaign, CampaignIdx};
 use crate::money::PPM_ONE;
 
@@ -27,6 +29,18 @@ pub struct CampaignStrategy {
 /// and must never block: they run on the hot path of every worker.
 pub trait StrategySource: Send + Sync {
     fn campaign(&self, idx: CampaignIdx, campaign: &Campaign) -> CampaignStrategy;
+
+    /// The strategy for an imp of market `segment`: a source that shades segments
+    /// apart (the agent's table) gives that segment's shading; by default, the
+    /// campaign's.
+    fn campaign_in(
+        &self,
+        idx: CampaignIdx,
+        campaign: &Campaign,
+        _segment: SegmentKey,
+    ) -> CampaignStrategy {
+        self.campaign(idx, campaign)
+    }
 }
 
 /// Strategy when no agent has written any: bid the campaign's value as configured,

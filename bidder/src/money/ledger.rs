@@ -54,6 +54,9 @@ pub struct HeldBid {
     pub user_key: Option<u64>,
     /// What its expiry does with the money (its partner's `unnoticed_bids`).
     pub unnoticed: Unnoticed,
+    /// Its imp's market segment ([`bidder_common::table::segment::SegmentKey`]), where
+    /// its notice is counted for the controller.
+    pub segment: u64,
 }
 
 /// What happens to a bid's reservation when no notice came within its partner's
@@ -230,6 +233,7 @@ enum Resolved {
         campaign: BudgetSlot,
         reserved_micros: i64,
         user_key: Option<u64>,
+        segment: u64,
     },
 }
 
@@ -247,6 +251,7 @@ struct Pending {
     expires_at_ms: u64,
     user_key: Option<u64>,
     unnoticed: Unnoticed,
+    segment: u64,
 }
 
 /// The ledger itself, owned by one thread.
@@ -339,6 +344,15 @@ impl Ledger {
         }
     }
 
+    /// The market segment of a bid still held or returned (0 when unknown).
+    pub fn segment_of(&self, bid_id: BidId) -> u64 {
+        match (self.pending.get(&bid_id), self.done.get(&bid_id)) {
+            (Some(p), _) => p.segment,
+            (None, Some((_, Resolved::Returned { segment, .. }))) => *segment,
+            _ => 0,
+        }
+    }
+
     /// A bid made before the restart, not resolved since, whose reservation would
     /// still live, of a campaign with a hold.
     fn is_in_doubt(&self, bid_id: BidId, campaign: BudgetSlot, now_ms: u64) -> bool {
@@ -418,6 +432,7 @@ impl Ledger {
                     expires_at_ms: bid.expires_at_ms,
                     user_key: bid.user_key,
                     unnoticed: bid.unnoticed,
+                    segment: bid.segment,
                 },
             );
             assert!(previous.is_none(), "bid id {:?} issued twice", bid.bid_id);
@@ -638,6 +653,7 @@ fn returned(p: &Pending) -> Resolved {
         campaign: p.reservation.campaign,
         reserved_micros: p.reservation.amount_micros,
         user_key: p.user_key,
+        segment: p.segment,
     }
 }
 
@@ -682,6 +698,7 @@ mod tests {
                 expires_at_ms: expires,
                 user_key: None,
                 unnoticed,
+                segment: 0,
             })
             .unwrap();
         bid_id
@@ -758,6 +775,7 @@ mod tests {
             expires_at_ms: 1_000,
             user_key: None,
             unnoticed: Unnoticed::Release,
+            segment: 0,
         }
     }
 
@@ -861,6 +879,7 @@ mod tests {
                 expires_at_ms: 1_000,
                 user_key: None,
                 unnoticed: Unnoticed::Release,
+                segment: 0,
             })
             .unwrap_err();
         b.release(refused.reservation);

@@ -143,6 +143,7 @@ impl StatsPublisher {
                 min_to_win: feedback.map_or([0; FEEDBACK_BUCKETS], |f| f.min_to_win),
                 won_at: feedback.map_or([0; FEEDBACK_BUCKETS], |f| f.won_at),
                 lost_at: feedback.map_or([0; FEEDBACK_BUCKETS], |f| f.lost_at),
+                segments: feedback.map_or(Default::default(), |f| f.segments),
                 checksum: 0,
             }
             .sealed();

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bidder_common::table::segment::SegmentKey;
 use bidder_common::table::shm::{file_id, FileId, OpenError, Table};
 use bidder_common::table::strategy::{
     PartnerLimitValue, StrategyTable as Layout, BUDGET_AS_CONFIGURED, CAMPAIGN_PAUSED,
@@ -337,6 +338,18 @@ impl StrategySource for TableStrategy {
     /// those rows (one hash lookup each).
     #[inline]
     fn campaign(&self, idx: CampaignIdx, campaign: &Campaign) -> CampaignStrategy {
+        self.campaign_in(idx, campaign, SegmentKey::NONE)
+    }
+
+    /// As [`TableStrategy::campaign`], with the segment's shading when the row has
+    /// one for it (up to `SEGMENTS_PER_CAMPAIGN` more loads inside the same read).
+    #[inline]
+    fn campaign_in(
+        &self,
+        idx: CampaignIdx,
+        campaign: &Campaign,
+        segment: SegmentKey,
+    ) -> CampaignStrategy {
         let (Some(table), Some(slot)) = (self.table.as_ref(), self.rows.get(idx)) else {
             return self.defaults(campaign);
         };
@@ -350,7 +363,7 @@ impl StrategySource for TableStrategy {
         let Some(row) = table.campaigns().get(row as usize) else {
             return self.defaults(campaign);
         };
-        match row.cell.read(|p| p.pricing()) {
+        match row.cell.read(|p| p.pricing_for(segment.0)) {
             Ok(p) => CampaignStrategy {
                 margin_ppm: p.margin_ppm,
                 max_cpm_micros: p.max_cpm_micros,
