@@ -315,6 +315,10 @@ default_shading_ppm = {shading}
 # bid into a late no-bid, which would make two runs of one seed differ.
 network_allowance_ms = 0
 deadline_cap_ms = 1000
+# A bid's money waits up to 10 simulated minutes for its notice (this caps the
+# partner's horizon below; with unnoticed_bids = "charge" a shorter one would charge
+# the lost bids among the slowest notices).
+reservation_ttl_ms = 600_000
 
 [notice]
 base_url = "http://{notices}/notice"
