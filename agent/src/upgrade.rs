@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use bidder_common::clock::Clock;
+use bidder_common::table::cell::Payload;
 use bidder_common::table::shm::{OnMismatch, OpenError, Table, Writer};
 use bidder_common::table::strategy::layout_1::StrategyTableLayout1;
 use bidder_common::table::strategy::StrategyTable;
-use bidder_common::table::{Capacity, LayoutError};
+use bidder_common::table::{Capacity, LayoutError, Row};
 
 /// Opens the strategy table at `path` for writing, first carrying a layout-1 file's
 /// rows into the current layout (the new file replaces the old one in one rename, so
@@ -35,29 +36,13 @@ pub fn open_strategy_table(
 fn carry_layout_1(path: &Path, cap: Capacity, clock: Clock) -> Result<(), String> {
     let old = Table::<StrategyTableLayout1>::open_read(path).map_err(|e| e.to_string())?;
     let mut dropped = 0;
-    let campaigns: Vec<_> = old
-        .campaigns()
-        .iter()
-        .filter_map(|r| {
-            let v = r.load().ok().filter(|v| v.is_sealed());
-            dropped += usize::from(v.is_none());
-            Some((r.key.get().as_str().to_owned(), v?))
-        })
-        .collect();
-    let partners: Vec<_> = old
-        .partners()
-        .iter()
-        .filter_map(|r| {
-            let v = r.load().ok().filter(|v| v.is_sealed());
-            dropped += usize::from(v.is_none());
-            Some((r.key.get().as_str().to_owned(), v?))
-        })
-        .collect();
+    let campaigns = sealed_rows(old.campaigns(), |v| v.is_sealed(), &mut dropped);
+    let partners = sealed_rows(old.partners(), |v| v.is_sealed(), &mut dropped);
     drop(old);
     let next = next_to(path);
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         format!(
-            "{}: carrying the strategy table into layout 2: {what}: {e}; fix: free the directory's space or permissions and restart the agent (the old table is untouched)",
+            "{}: carrying the strategy table into layout 2: {what}: {e}; fix: raise [tables] campaign_capacity and partner_capacity to at least the old table's rows, or free the directory's space or permissions, and restart the agent (the old table is untouched)",
             path.display()
         )
     };
@@ -85,6 +70,21 @@ fn carry_layout_1(path: &Path, cap: Capacity, clock: Clock) -> Result<(), String
         "strategy table carried from layout 1 into layout 2 (a shading per market segment)"
     );
     Ok(())
+}
+
+/// The rows whose value reads sealed, with their keys; `dropped` counts the others.
+fn sealed_rows<P: Payload>(
+    rows: &[Row<P>],
+    sealed: impl Fn(&P::Value) -> bool,
+    dropped: &mut usize,
+) -> Vec<(String, P::Value)> {
+    rows.iter()
+        .filter_map(|r| {
+            let v = r.load().ok().filter(|v| sealed(v));
+            *dropped += usize::from(v.is_none());
+            Some((r.key.get().as_str().to_owned(), v?))
+        })
+        .collect()
 }
 
 fn next_to(path: &Path) -> PathBuf {

@@ -141,6 +141,10 @@ fn a_row_shades_its_segments_apart_and_the_rest_at_its_own_shading() {
     v.shading_ppm = 800_000;
     v.segment_keys[0] = app.0;
     v.segment_shading_ppm[0] = 600_000;
+    for i in 1..SEGMENTS_PER_CAMPAIGN - 1 {
+        v.segment_keys[i] = SegmentKey::new(Channel::Dooh, i as u32, 1, None).0;
+        v.segment_shading_ppm[i] = 700_000;
+    }
     v.segment_keys[SEGMENTS_PER_CAMPAIGN - 1] = site.0;
     v.segment_shading_ppm[SEGMENTS_PER_CAMPAIGN - 1] = 950_000;
     agent.put_campaign("acme-display", &v.sealed()).unwrap();
@@ -158,6 +162,11 @@ fn a_row_shades_its_segments_apart_and_the_rest_at_its_own_shading() {
     );
     assert_eq!(shading(SegmentKey::NONE), 800_000);
     assert_eq!(source.campaign(idx, campaign).shading_ppm, 800_000);
+    // Segments fill the row from the first position: the first empty one ends them.
+    v.segment_keys[1] = 0;
+    agent.put_campaign("acme-display", &v.sealed()).unwrap();
+    assert_eq!(shading(app), 600_000);
+    assert_eq!(shading(site), 800_000);
 }
 
 /// What workers share, with `table`'s strategy: full budgets, a small inbox.

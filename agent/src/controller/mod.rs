@@ -18,9 +18,9 @@
 //!    the calibration is what the last interval actually spent over what the curves
 //!    said it would). Short of supply, bids rise to the campaign's ceiling and no
 //!    further. With one segment this is the single bid that spends the budget;
-//! 4. λ's steps are limited to `max_change_pct`, and with no min-to-win in the
-//!    notices the bids dither ± `dither_pct` between steps so win/loss alone shows
-//!    the curve.
+//! 4. each bid moves at most `max_change_pct` a step (a segment that gets a curve of
+//!    its own starts from the rest's bid), and with no min-to-win in the notices the
+//!    bids dither ± `dither_pct` between steps so win/loss alone shows the curve.
 //!
 //! The controller moves shading only (the campaign's, and each segment's in the
 //! strategy row): the margin (what an impression is worth) stays the operator's or
@@ -55,8 +55,10 @@ const MIN_TRAFFIC_SHARE_SEEN: f64 = 0.005;
 const DITHER_BELOW_MIN_TO_WIN_SHARE: f64 = 0.1;
 /// Notices (after decay) a segment needs before it is bid on its own curve.
 const MIN_SEGMENT_OBSERVATIONS: f64 = 2.0 * win_curve::MIN_OBSERVATIONS;
-/// The highest marginal value searched, over the ceiling: there every part bids the
-/// ceiling, so the controller spends all it can when supply is short.
+/// [`CampaignState::last_bids`]' key of the rest (no segment is 0).
+const REST_KEY: u64 = 0;
+/// The most the marginal value goes over the ceiling: where a curve's far tail is so
+/// flat that only a larger one would bid the ceiling, the bid stays a little under.
 const LAMBDA_ABOVE_CEILING: f64 = 50.0;
 /// The calibration factor's bounds and the weight of each new interval in it.
 const CALIBRATION_RANGE: (f64, f64) = (0.5, 2.0);
@@ -174,6 +176,14 @@ impl Learner {
         }
     }
 
+    /// Decays what it knew by `factor`, with nothing new (its counts are not reported
+    /// now; when they are again, they start afresh).
+    fn fade(&mut self, factor: f64) {
+        let none = [0; FEEDBACK_BUCKETS];
+        self.observations.decay_and_add(factor, &none, &none, &none);
+        self.last_counts = None;
+    }
+
     /// Adds the counts since the last step, after decaying what it knew by `factor`,
     /// and refits the curve when anything new came.
     fn learn(&mut self, counts: Counts, factor: f64) {
@@ -216,13 +226,16 @@ impl Learner {
 /// What the controller remembers of one campaign between steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignState {
-    /// The campaign's market as a whole: the curve of segments without their own.
+    /// The campaign's market as a whole (its curve prices the rest while too few of
+    /// the rest's own notices are known).
     pub market: Learner,
     /// Each market segment the bidder counts apart (by its key), while it does.
     pub segments: BTreeMap<u64, Learner>,
     /// The marginal value the last step aimed at (before dither), CPM micros: each
     /// segment bids what maximises (λ − b)·W(b).
     pub lambda_micros: Option<f64>,
+    /// Each part's last bid before dither, by segment key ([`REST_KEY`]: the rest).
+    last_bids: BTreeMap<u64, f64>,
     /// Today's start, and where today's count of opportunities began: the first step
     /// of the day, or of this agent, or after the bidder restarted its counts.
     day_start_ms: u64,
@@ -313,6 +326,7 @@ impl CampaignState {
             market: Learner::new(c.feedback_reference_cpm_micros),
             segments: BTreeMap::new(),
             lambda_micros: None,
+            last_bids: BTreeMap::new(),
             day_start_ms: c.day_start_ms,
             baseline: None,
             last_requests: c.requests,
@@ -399,11 +413,26 @@ impl CampaignState {
                 .sum()
         };
         let spend = |lambda: f64| remaining * per_opportunity(&bids_at(lambda)) * calibration;
-        // Far above the ceiling every part bids the ceiling: all that can be spent.
-        let top = ceiling * LAMBDA_ABOVE_CEILING;
+        // From here every part bids the ceiling (all that can be spent): λ goes no
+        // higher, so it comes straight down when supply returns.
+        let top = parts
+            .iter()
+            .map(|p| p.fit.lambda_for_bid(ceiling))
+            .fold(ceiling, f64::max)
+            .min(ceiling * LAMBDA_ABOVE_CEILING);
+        let rest = parts
+            .iter()
+            .position(|p| p.segment.is_none())
+            .expect("always a rest");
+        // The first step starts from the λ at which the rest bids what the campaign
+        // bids now, so the step limit holds from the start.
         let last = self
             .lambda_micros
-            .unwrap_or(current_bid_micros)
+            .unwrap_or_else(|| {
+                parts[rest]
+                    .fit
+                    .lambda_for_bid(current_bid_micros.clamp(lowest, ceiling))
+            })
             .clamp(lowest, top);
         let aim = if left_micros <= 0.0 {
             last
@@ -412,10 +441,10 @@ impl CampaignState {
         } else {
             solve_increasing(spend, left_micros, lowest, top)
         };
+        // The step limit is on the bids (below), not on λ: a λ that must travel far
+        // (from the ceiling's, say) would hold every bid back for many steps.
         let step = f64::from(config.max_change_pct) / 100.0;
-        let lambda = aim
-            .clamp(last * (1.0 - step), last * (1.0 + step))
-            .clamp(lowest, top);
+        let lambda = aim.clamp(lowest, top);
         self.lambda_micros = Some(lambda);
         let censored = self.market.observations.min_to_win.iter().sum::<f64>()
             < DITHER_BELOW_MIN_TO_WIN_SHARE * self.market.observations.total();
@@ -430,8 +459,30 @@ impl CampaignState {
         } else {
             1.0
         };
-        let bids: Vec<f64> = bids_at(lambda)
-            .into_iter()
+        // Each part's bid also moves at most a step (a segment that gets a curve of its
+        // own starts from the rest's last bid).
+        let previous = |segment: Option<u64>| {
+            let of = |key: u64| self.last_bids.get(&key).copied();
+            of(segment.unwrap_or(REST_KEY))
+                .or_else(|| of(REST_KEY))
+                .unwrap_or(current_bid_micros)
+        };
+        let aimed: Vec<f64> = parts
+            .iter()
+            .zip(bids_at(lambda))
+            .map(|(p, b)| {
+                let last = previous(p.segment);
+                b.clamp(last * (1.0 - step), last * (1.0 + step))
+                    .clamp(lowest, ceiling)
+            })
+            .collect();
+        self.last_bids = parts
+            .iter()
+            .zip(&aimed)
+            .map(|(p, &b)| (p.segment.unwrap_or(REST_KEY), b))
+            .collect();
+        let bids: Vec<f64> = aimed
+            .iter()
             .map(|b| (b * dither).clamp(lowest, ceiling))
             .collect();
         // What the coming interval should spend at these bids, for the next
@@ -440,10 +491,6 @@ impl CampaignState {
             config.traffic_before(day_fraction + config.interval_s as f64 * 1000.0 / DAY_MS as f64);
         let opportunities = remaining * (next - before) / (1.0 - before);
         self.predicted_micros = Some(opportunities * per_opportunity(&bids));
-        let rest = parts
-            .iter()
-            .position(|p| p.segment.is_none())
-            .expect("always a rest");
         let bid = bids[rest];
         let segments: Vec<(u64, i64)> = parts
             .iter()
@@ -465,7 +512,7 @@ impl CampaignState {
             )
         };
         let why = format!(
-            "bid {:.2}{spread} at value {:.2}: {:.0}% of budget left for {:.0}% of the day's traffic; market median {:.2} (sigma {:.2}) from {:.0} notices; calibration {:.2}",
+            "bid {:.2}{spread} at marginal value {:.2}: {:.0}% of budget left for {:.0}% of the day's traffic; market median {:.2} (sigma {:.2}) from {:.0} notices; calibration {:.2}",
             bid / 1e6,
             lambda / 1e6,
             100.0 * left_micros / c.daily_budget_micros.max(1) as f64,
@@ -484,11 +531,13 @@ impl CampaignState {
     }
 
     /// The parts of the campaign's traffic, each with its share and curve: every
-    /// segment with enough notices of its own, and the rest on the campaign's curve.
-    /// `None` before the campaign's curve is known.
+    /// segment with enough notices of its own, and the rest on the curve of the
+    /// campaign's notices less those segments' (the campaign's own while that is too
+    /// little to fit). `None` before the campaign's curve is known.
     fn parts(&self) -> Option<Vec<Part>> {
         let market_fit = self.market.fit?;
         let total = self.market.observations.total();
+        let mut rest = self.market.observations.clone();
         let mut parts: Vec<Part> = self
             .segments
             .iter()
@@ -496,17 +545,27 @@ impl CampaignState {
             .filter_map(|(&key, l)| {
                 Some(Part {
                     segment: Some(key),
-                    share: l.observations.total() / total,
+                    share: (l.observations.total() / total).min(1.0),
                     fit: l.fit?,
                 })
             })
             .take(SEGMENTS_PER_CAMPAIGN)
             .collect();
+        for p in &parts {
+            if let Some(l) = p.segment.and_then(|key| self.segments.get(&key)) {
+                rest.subtract(&l.observations);
+            }
+        }
         let apart: f64 = parts.iter().map(|p| p.share).sum();
+        let fit = if parts.is_empty() {
+            market_fit
+        } else {
+            rest.fit().unwrap_or(market_fit)
+        };
         parts.push(Part {
             segment: None,
             share: (1.0 - apart).max(0.0),
-            fit: market_fit,
+            fit,
         });
         Some(parts)
     }
@@ -535,12 +594,26 @@ impl CampaignState {
             self.baseline = None;
             self.predicted_micros = None;
         }
+        let new_scale = self
+            .market
+            .last_counts
+            .as_ref()
+            .is_some_and(|last| last.reference != counts.reference);
         self.market.learn(counts, factor);
-        // Segments the bidder no longer counts (their slots freed by a new max bid)
-        // are forgotten; the others learn from their own counts.
+        if new_scale {
+            // A new max bid: the bidder's segment slots begin again, and so do these.
+            self.segments.clear();
+        }
         let counted: Vec<&SegmentFeedback> = c.segments.iter().filter(|s| s.key != 0).collect();
+        for (key, learner) in self.segments.iter_mut() {
+            if !counted.iter().any(|s| s.key == *key) {
+                // Not counted now (the bidder restarted and has not met it yet): what
+                // was learnt fades as the campaign's does, and goes when it is gone.
+                learner.fade(factor);
+            }
+        }
         self.segments
-            .retain(|key, _| counted.iter().any(|s| s.key == *key));
+            .retain(|_, l| l.last_counts.is_some() || l.observations.total() >= 1.0);
         for s in counted {
             self.segments
                 .entry(s.key)

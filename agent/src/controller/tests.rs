@@ -354,14 +354,20 @@ proptest! {
     }
 }
 
-/// Two segments of equal traffic whose prices to win differ by e (medians 0.6 and
-/// 1.63 around 1.0): the controller learns each curve apart and buys more with the
-/// same budget than any single bid could.
+/// Three parts of equal traffic: two segments the bidder counts apart, whose prices
+/// to win differ by e (medians 0.60 and 1.63), and the rest (1.00), counted for the
+/// campaign only. The controller learns each curve (the rest's from the campaign's
+/// notices less the segments'), bids each apart, and buys more with the same budget
+/// than any single bid could.
 #[test]
 fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
     const A: u64 = 1 << 45 | 1;
     const B: u64 = 1 << 45 | 2;
-    let medians = [600_000.0, 1_630_000.0];
+    let parts: [(Option<u64>, f64); 3] = [
+        (Some(A), 600_000.0),
+        (Some(B), 1_630_000.0),
+        (None, 1_000_000.0),
+    ];
     let sigma = 0.6;
     let config = ControllerConfig {
         timer: false,
@@ -369,11 +375,11 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
         ..ControllerConfig::default()
     };
     let steps = (DAY_MS / STEP_MS) as usize;
-    let per_step = 24_000.0 / steps as f64;
+    let per_part = 24_000.0 / steps as f64 / parts.len() as f64;
     let win = |b: f64, m: f64| normal_cdf((b / m).ln() / sigma);
-    let unpaced: f64 = medians
+    let unpaced: f64 = parts
         .iter()
-        .map(|&m| 24_000.0 / 2.0 * win(VALUE, m) * VALUE / 1000.0)
+        .map(|&(_, m)| 8_000.0 * win(VALUE, m) * VALUE / 1000.0)
         .sum();
     let budget = 0.5 * unpaced;
     let mut row = CampaignStatsValue {
@@ -387,30 +393,30 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
     row.segments[0].key = A;
     row.segments[1].key = B;
     let mut state = CampaignState::new(&row, 0);
-    let mut bids = [VALUE, VALUE];
+    let mut bids = [VALUE; 3];
     let (mut spent, mut impressions) = (0.0, 0.0);
     let mut last = None;
     for i in 0..steps {
         let now_ms = i as u64 * STEP_MS;
-        if let Some(d) = state.step(&config, &row, VALUE, bids[0], now_ms) {
-            for (k, key) in [A, B].into_iter().enumerate() {
-                let ppm = d
-                    .segments
-                    .iter()
-                    .find(|s| s.0 == key)
+        if let Some(d) = state.step(&config, &row, VALUE, bids[2], now_ms) {
+            for (k, (segment, _)) in parts.iter().enumerate() {
+                let ppm = segment
+                    .and_then(|key| d.segments.iter().find(|s| s.0 == key))
                     .map_or(d.shading_ppm, |s| s.1);
                 assert_shading_in_bounds(ppm);
                 bids[k] = VALUE * ppm as f64 / 1e6;
             }
             last = Some(d);
         }
-        for (k, &m) in medians.iter().enumerate() {
-            let n = per_step / 2.0;
-            let won = n * win(bids[k], m);
-            let cost = (won * bids[k] / 1000.0).min(budget - spent);
+        for (k, &(_, m)) in parts.iter().enumerate() {
+            let won = per_part * win(bids[k], m);
+            let full = won * bids[k] / 1000.0;
+            let cost = full.min(budget - spent);
             spent += cost;
-            impressions += won * cost / (won * bids[k] / 1000.0).max(1e-9);
-            row.requests += n.round() as u64;
+            if full > 0.0 {
+                impressions += won * cost / full;
+            }
+            row.requests += per_part.round() as u64;
             for b in 0..FEEDBACK_BUCKETS {
                 let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
                 let p = |x: f64| match x {
@@ -418,9 +424,11 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
                     x if x.is_infinite() => 1.0,
                     x => win(x, m),
                 };
-                let mass = (n * (p(hi) - p(lo))).round() as u32;
+                let mass = (per_part * (p(hi) - p(lo))).round() as u32;
                 row.min_to_win[b] += mass;
-                row.segments[k].min_to_win[b] += mass;
+                if k < 2 {
+                    row.segments[k].min_to_win[b] += mass;
+                }
             }
         }
         row.spent_micros = spent as i64;
@@ -428,25 +436,81 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
     let last = last.expect("the controller decided");
     assert_eq!(last.segments.len(), 2, "{last:?}");
     assert!(
-        bids[0] < 0.8 * bids[1],
-        "the cheap segment is bid lower: {bids:?}"
+        bids[0] < bids[2] && bids[2] < bids[1],
+        "cheaper parts are bid lower: {bids:?}"
     );
     let error = (spent - budget) / budget;
     assert!(error.abs() <= 0.02, "end of day {:+.1}%", 100.0 * error);
-    // One bid for both that spends the same: how many impressions it buys.
+    // One bid for all that spends the same: how many impressions it buys.
     let spend_at = |b: f64| {
-        medians
+        parts
             .iter()
-            .map(|&m| 24_000.0 / 2.0 * win(b, m) * b / 1000.0)
+            .map(|&(_, m)| 8_000.0 * win(b, m) * b / 1000.0)
             .sum::<f64>()
     };
     let single = solve_increasing(spend_at, spent, 1.0, VALUE);
-    let single_impressions: f64 = medians.iter().map(|&m| 12_000.0 * win(single, m)).sum();
+    let single_impressions: f64 = parts.iter().map(|&(_, m)| 8_000.0 * win(single, m)).sum();
     assert!(
         impressions > 1.02 * single_impressions,
         "{impressions:.0} impressions against {single_impressions:.0} at one bid of {single:.0}"
     );
     assert!(state.segments.len() == 2 && state.segments.values().all(|l| l.fit.is_some()));
+}
+
+/// Short of supply the bids rise to the ceiling and λ stops there: when supply
+/// returns the bids come down within a step or two, not after a long unwinding.
+#[test]
+fn a_short_supply_does_not_wind_the_marginal_value_up() {
+    let config = ControllerConfig {
+        timer: false,
+        interval_s: STEP_MS / 1000,
+        ..ControllerConfig::default()
+    };
+    let median = 1_000_000.0;
+    let win = |b: f64| normal_cdf((b / median).ln() / 0.6);
+    let mut row = CampaignStatsValue {
+        flags: IN_CATALOG,
+        base_cpm_micros: VALUE as i64,
+        max_bid_cpm_micros: MAX_BID,
+        // Far more than the day can spend: bid the value.
+        daily_budget_micros: 1_000_000_000,
+        feedback_reference_cpm_micros: MAX_BID,
+        ..CampaignStatsValue::default()
+    };
+    let mut state = CampaignState::new(&row, 0);
+    let mut bid = VALUE;
+    let play = |state: &mut CampaignState,
+                row: &mut CampaignStatsValue,
+                from: usize,
+                to: usize,
+                bid: &mut f64| {
+        for i in from..to {
+            if let Some(d) = state.step(&config, row, VALUE, *bid, i as u64 * STEP_MS) {
+                *bid = VALUE * d.shading_ppm as f64 / 1e6;
+            }
+            let n = 100.0;
+            row.requests += n as u64;
+            row.spent_micros += (n * win(*bid) * *bid / 1000.0) as i64;
+            for b in 0..FEEDBACK_BUCKETS {
+                let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
+                let p = |x: f64| match x {
+                    x if x <= 0.0 => 0.0,
+                    x if x.is_infinite() => 1.0,
+                    x => win(x),
+                };
+                row.min_to_win[b] += (n * (p(hi) - p(lo))).round() as u32;
+            }
+        }
+    };
+    play(&mut state, &mut row, 0, 72, &mut bid);
+    assert!(bid >= 0.99 * VALUE, "short of supply: the value, {bid}");
+    let wound = state.lambda_micros.unwrap();
+    assert!(wound < 4.0 * VALUE, "λ stopped at the ceiling's: {wound}");
+    // Supply returns: the budget left is now small against the traffic. The bid falls
+    // as fast as the step limit allows (25% a step).
+    row.daily_budget_micros = row.spent_micros + 2_000_000;
+    play(&mut state, &mut row, 72, 74, &mut bid);
+    assert!(bid < 0.6 * VALUE, "down two full steps: {bid}");
 }
 
 fn assert_shading_in_bounds(ppm: i64) {

@@ -55,6 +55,19 @@ impl Observations {
         }
     }
 
+    /// Takes `part`'s counts (a segment of these) out, never below zero.
+    pub fn subtract(&mut self, part: &Observations) {
+        for (ours, theirs) in [
+            (&mut self.min_to_win, &part.min_to_win),
+            (&mut self.won_at, &part.won_at),
+            (&mut self.lost_at, &part.lost_at),
+        ] {
+            for (o, t) in ours.iter_mut().zip(theirs) {
+                *o = (*o - t).max(0.0);
+            }
+        }
+    }
+
     pub fn total(&self) -> f64 {
         self.min_to_win
             .iter()
@@ -168,6 +181,19 @@ impl LogNormal {
         self.mu.exp()
     }
 
+    /// The marginal value at which `bid_micros` is the best bid ([`LogNormal::best_bid`]
+    /// inverted: where (λ − b)·W'(b) = W(b)); infinite where W' vanishes.
+    pub fn lambda_for_bid(&self, bid_micros: f64) -> f64 {
+        let b = bid_micros.max(1.0);
+        let z = (b.ln() - self.mu) / self.sigma;
+        let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let slope = density / (self.sigma * b);
+        if slope <= 0.0 {
+            return f64::INFINITY;
+        }
+        b + self.win_probability(b) / slope
+    }
+
     /// The bid in `lo..=hi` (and never above `lambda`) that maximises the expected
     /// surplus at marginal value `lambda`, (λ − b)·W(b): the bid of Pan et al.; with
     /// one λ for every segment, the cheapest way to buy a number of impressions
@@ -206,6 +232,28 @@ pub fn normal_cdf(z: f64) -> f64 {
 mod tests {
     use super::*;
     use bidder_common::table::stats::feedback_bucket;
+
+    #[test]
+    fn the_marginal_value_of_a_bid_inverts_the_best_bid() {
+        let market = LogNormal {
+            mu: (1_000_000f64).ln(),
+            sigma: 0.6,
+        };
+        for bid in [300_000.0, 800_000.0, 1_500_000.0, 3_000_000.0] {
+            let lambda = market.lambda_for_bid(bid);
+            assert!(lambda > bid);
+            let back = market.best_bid(lambda, 1.0, 1e9);
+            assert!(
+                (back / bid - 1.0).abs() < 1e-3,
+                "{bid} -> {lambda} -> {back}"
+            );
+        }
+        // A ceiling caps the best bid, from the ceiling's own marginal value on.
+        let ceiling = 2_000_000.0;
+        let at = market.lambda_for_bid(ceiling);
+        assert!((market.best_bid(at * 1.01, 1.0, ceiling) / ceiling - 1.0).abs() < 1e-3);
+        assert!(market.best_bid(at * 0.9, 1.0, ceiling) < 0.99 * ceiling);
+    }
 
     const REFERENCE: i64 = 4_000_000;
 

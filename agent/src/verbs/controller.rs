@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::controller::{CampaignState, ControllerConfig};
+use crate::controller::{CampaignState, ControllerConfig, Learner};
 
 /// Longest a `controller.step` with `fresh` waits for the bidder to publish twice.
 const FRESH_STATS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,6 +36,15 @@ fn segment_columns(
         shadings[i] = ppm.clamp(bounds::SHADING_PPM.0, bounds::SHADING_PPM.1) as u32;
     }
     (keys, shadings)
+}
+
+/// What the controller learnt of one market, as `controller.status` shows it.
+fn market_view(l: &Learner) -> Value {
+    json!({
+        "market_median_micros": l.fit.map(|f| f.median_micros().round() as i64),
+        "market_sigma": l.fit.map(|f| f.sigma),
+        "observations": l.observations.total(),
+    })
 }
 
 /// Reads of one row before giving it up for this step.
@@ -190,23 +199,17 @@ impl Agent {
                     .segments
                     .iter()
                     .map(|(&key, l)| {
-                        json!({
-                            "segment": SegmentKey(key).to_string(),
-                            "market_median_micros": l.fit.map(|f| f.median_micros().round() as i64),
-                            "market_sigma": l.fit.map(|f| f.sigma),
-                            "observations": l.observations.total(),
-                        })
+                        let mut v = market_view(l);
+                        v["segment"] = SegmentKey(key).to_string().into();
+                        v
                     })
                     .collect();
-                json!({
-                    "campaign": id,
-                    "marginal_value_micros": s.lambda_micros.map(|t| t.round() as i64),
-                    "market_median_micros": s.market.fit.map(|f| f.median_micros().round() as i64),
-                    "market_sigma": s.market.fit.map(|f| f.sigma),
-                    "observations": s.market.observations.total(),
-                    "calibration": s.calibration,
-                    "segments": segments,
-                })
+                let mut v = market_view(&s.market);
+                v["campaign"] = id.as_str().into();
+                v["marginal_value_micros"] = s.lambda_micros.map(|t| t.round() as i64).into();
+                v["calibration"] = s.calibration.into();
+                v["segments"] = segments.into();
+                v
             })
             .collect();
         json!({

@@ -58,9 +58,9 @@ pub struct CampaignStrategyValue {
     pub updated_by: u32,
     pub reasoning_len: u32,
     pub reasoning: [u8; MAX_REASONING_BYTES],
-    /// Market segments ([`super::segment::SegmentKey`]; 0: unused) priced with their
-    /// own shading, `segment_shading_ppm` at the same position, instead of
-    /// `shading_ppm`.
+    /// Market segments ([`super::segment::SegmentKey`]) priced with their own shading,
+    /// `segment_shading_ppm` at the same position, instead of `shading_ppm`. Filled
+    /// from the first position: the first 0 ends them.
     pub segment_keys: [u64; SEGMENTS_PER_CAMPAIGN],
     pub segment_shading_ppm: [u32; SEGMENTS_PER_CAMPAIGN],
     /// Set by [`CampaignStrategyValue::sealed`]; see [`super::checksum`].
@@ -314,17 +314,22 @@ impl CampaignStrategyWords {
 
     /// [`CampaignStrategyWords::pricing`] for an impression of market `segment`
     /// ([`super::segment::SegmentKey`]): the segment's shading when the row has one.
-    /// Costs at most [`SEGMENTS_PER_CAMPAIGN`] more loads.
+    /// Costs one more load for a row without segments, at most
+    /// [`SEGMENTS_PER_CAMPAIGN`] + 1 with.
     #[inline]
     pub fn pricing_for(&self, segment: u64) -> PricingFields {
         let mut p = self.pricing();
-        if segment != 0 {
-            let found = self
-                .segment_keys
-                .iter()
-                .position(|k| k.load(Relaxed) == segment);
-            if let Some(i) = found {
-                p.shading_ppm = self.segment_shading_ppm[i].load(Relaxed);
+        if segment == 0 {
+            return p;
+        }
+        for (key, shading) in self.segment_keys.iter().zip(&self.segment_shading_ppm) {
+            match key.load(Relaxed) {
+                0 => break,
+                k if k == segment => {
+                    p.shading_ppm = shading.load(Relaxed);
+                    break;
+                }
+                _ => {}
             }
         }
         p

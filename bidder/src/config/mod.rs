@@ -517,7 +517,8 @@ pub struct PartnerConfig {
     /// What a bid that got no notice within the horizon costs: `"release"` (default:
     /// the money goes back, for exchanges that send no loss notices) or `"charge"` (it
     /// is charged at its price, for exchanges that send a notice for every bid, so a
-    /// lost win notice can never let their bill pass the budget).
+    /// lost win notice does not let their bill pass the budget; bids made before a
+    /// restart, or refused by a full ledger, are still released).
     #[serde(default)]
     pub unnoticed_bids: crate::money::ledger::Unnoticed,
     /// The most this partner's bids may hold at once while they wait (micros, all

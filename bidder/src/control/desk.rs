@@ -286,17 +286,34 @@ impl NoticeDesk {
 
     /// Writes the bids charged at expiry (`unnoticed_bids = "charge"`) to the journal
     /// like a win's settlement, so a restart still counts their spend; each one's
-    /// pinned lease room comes back once its record is durable.
+    /// pinned lease room comes back once its record is durable. Charges the journal
+    /// cannot take now (its queue is full) wait in the ledger, still pinned, for the
+    /// next tick: nothing retries them as an exchange retries a notice.
     fn journal_charged_unnoticed(&mut self, now_ms: u64) {
         let n = &mut self.notices;
-        let charged = n.ledger.take_charged();
         let Some(journal) = &n.journal else {
+            // Without a journal there are no leases: nothing is pinned.
+            n.ledger.take_charged(usize::MAX);
             return;
         };
-        for c in charged {
+        let charged = n.ledger.take_charged(journal.room());
+        let mut ids: Vec<(BudgetSlot, String)> = Vec::new();
+        for (i, c) in charged.iter().enumerate() {
             let s = c.settlement;
-            let Some(campaign) = n.budgets.id_of(s.campaign) else {
-                continue;
+            let campaign = match ids.iter().find(|(slot, _)| *slot == s.campaign) {
+                Some((_, id)) => id.clone(),
+                None => match n.budgets.id_of(s.campaign) {
+                    Some(id) => {
+                        ids.push((s.campaign, id.clone()));
+                        id
+                    }
+                    // No campaign in the slot (cannot happen: ids stay): nothing to
+                    // journal it under, so the room comes back now.
+                    None => {
+                        n.budgets.unpin_lease(s.campaign, s.charged_micros);
+                        continue;
+                    }
+                },
             };
             let entry = Entry {
                 bid_id: c.bid_id,
@@ -308,9 +325,11 @@ impl NoticeDesk {
                 at_ms: now_ms,
                 user_key: None,
             };
-            // A journal that cannot take it has closed the budgets already (see
-            // `close_while_unrecordable`); the money stays spent in memory.
-            let _ = journal.append(entry);
+            if journal.append(entry).is_err() {
+                // Full after all: this one and the rest wait for the next tick.
+                n.ledger.keep_charged(charged[i..].iter().copied());
+                break;
+            }
             let seq = journal.last_seq();
             self.lease_waits.push_back((
                 seq,
@@ -434,8 +453,7 @@ impl NoticeDesk {
         if let Some((campaign, micros)) = pinned {
             n.budgets.pin_lease(campaign, micros);
         }
-        let user_key = n.ledger.user_of(notice.bid_id);
-        let segment = n.ledger.segment_of(notice.bid_id);
+        let (user_key, segment) = n.ledger.facts_of(notice.bid_id);
         let outcome = match (kind, slot) {
             (NoticeKind::Win | NoticeKind::Bill, _) => {
                 // A price we cannot read (absent, encrypted, in a currency without a
@@ -599,6 +617,12 @@ impl NoticeDesk {
             "Budget held back after a restart for bids made before it that may still win.",
             &[],
             ledger.in_doubt_total_micros(),
+        );
+        out.gauge(
+            "bidder_ledger_charges_waiting",
+            "Bids charged for want of a notice whose record waits for room in the journal's queue.",
+            &[],
+            i64::try_from(ledger.charged_waiting()).unwrap_or(i64::MAX),
         );
         out.gauge(
             "bidder_frequency_capacity_pairs",

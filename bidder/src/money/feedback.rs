@@ -13,7 +13,10 @@
 //! bid starts the counts again, since old buckets would mean other prices. Counts are
 //! cumulative and wrap; readers take differences.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI64, AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::OnceLock;
 
 use bidder_common::table::segment::SEGMENTS_PER_CAMPAIGN;
@@ -80,9 +83,11 @@ impl Arrays {
 struct Counts {
     reference_cpm_micros: AtomicI64,
     all: Arrays,
-    /// Segment keys by slot (0: free); a slot is taken before its counts are added,
-    /// so a publication may show a new segment with no counts, never counts under
-    /// another segment's key.
+    /// Segment keys by slot (0: free). A slot is taken (Release) before its counts
+    /// are added, and a reader loads the key (Acquire) before the counts and again
+    /// after, so a publication may show a new segment with no counts, and never counts
+    /// under another segment's key (a new max bid, on the reload path, frees slots
+    /// while the notice desk counts).
     segment_keys: [AtomicU64; SEGMENTS_PER_CAMPAIGN],
     segments: [Arrays; SEGMENTS_PER_CAMPAIGN],
 }
@@ -98,14 +103,14 @@ impl Counts {
     }
 
     /// The slot of `segment`, taking a free one for a segment met first; `None` when
-    /// every slot is another segment's. Only the notice desk's thread calls this.
+    /// every slot is another segment's. Only the notice desk's thread takes slots.
     fn slot_of(&self, segment: u64) -> Option<usize> {
         let keys = &self.segment_keys;
-        if let Some(i) = keys.iter().position(|k| k.load(Relaxed) == segment) {
+        if let Some(i) = keys.iter().position(|k| k.load(Acquire) == segment) {
             return Some(i);
         }
-        let free = keys.iter().position(|k| k.load(Relaxed) == 0)?;
-        keys[free].store(segment, Relaxed);
+        let free = keys.iter().position(|k| k.load(Acquire) == 0)?;
+        keys[free].store(segment, Release);
         Some(free)
     }
 }
@@ -154,7 +159,7 @@ impl MarketFeedback {
             // never old counts on the new scale.
             c.all.clear();
             for (key, arrays) in c.segment_keys.iter().zip(&c.segments) {
-                key.store(0, Relaxed);
+                key.store(0, Release);
                 arrays.clear();
             }
             c.reference_cpm_micros.store(max_bid_cpm_micros, Relaxed);
@@ -201,9 +206,14 @@ impl MarketFeedback {
             won_at,
             lost_at,
             segments: std::array::from_fn(|i| {
+                let key = c.segment_keys[i].load(Acquire);
                 let [min_to_win, won_at, lost_at] = c.segments[i].load();
+                if key == 0 || c.segment_keys[i].load(Acquire) != key {
+                    // Free, or taken anew while read: nothing to show this time.
+                    return SegmentFeedback::default();
+                }
                 SegmentFeedback {
-                    key: c.segment_keys[i].load(Relaxed),
+                    key,
                     min_to_win,
                     won_at,
                     lost_at,

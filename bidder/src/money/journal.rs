@@ -427,7 +427,12 @@ impl Journal {
 
     /// Whether one more notice may be applied (checked before applying it).
     pub fn has_room(&self) -> bool {
-        self.shared.unwritten.load(Ordering::Acquire) < MAX_UNWRITTEN_NOTICES
+        self.room() > 0
+    }
+
+    /// How many more records the queue takes now.
+    pub fn room(&self) -> usize {
+        MAX_UNWRITTEN_NOTICES.saturating_sub(self.shared.unwritten.load(Ordering::Acquire))
     }
 
     /// The last commit failed and records wait for storage.

@@ -22,7 +22,9 @@
 //! charged instead ([`Unnoticed::Charge`]): no notice within the horizon means the
 //! notice was lost, and the bid may have won. Charging it at its price keeps what the
 //! exchange bills within the budget (fail closed); the cost is the lost bids among
-//! them, counted when their loss notice comes late (`charged_then_lost`).
+//! them, counted when their loss notice comes late (`charged_then_lost`). Bids the
+//! ledger does not hold are outside that: those made before a restart (released with
+//! the in-doubt hold) and those it refused when full ([`MAX_PENDING`]).
 //!
 //! After a restart the ledger also holds, per campaign, the money bids made before it
 //! may still spend (the lease the journal recorded, see [`super::lease`]): a notice for
@@ -335,21 +337,22 @@ impl Ledger {
         None
     }
 
-    /// The user a pending bid's win counts against, for frequency caps.
-    pub fn user_of(&self, bid_id: BidId) -> Option<u64> {
+    /// What the ledger knows of a bid still held or returned: the user its win counts
+    /// against (frequency caps) and its market segment (the notice's feedback; 0 when
+    /// unknown).
+    pub fn facts_of(&self, bid_id: BidId) -> (Option<u64>, u64) {
         match (self.pending.get(&bid_id), self.done.get(&bid_id)) {
-            (Some(p), _) => p.user_key,
-            (None, Some((_, Resolved::Returned { user_key, .. }))) => *user_key,
-            _ => None,
-        }
-    }
-
-    /// The market segment of a bid still held or returned (0 when unknown).
-    pub fn segment_of(&self, bid_id: BidId) -> u64 {
-        match (self.pending.get(&bid_id), self.done.get(&bid_id)) {
-            (Some(p), _) => p.segment,
-            (None, Some((_, Resolved::Returned { segment, .. }))) => *segment,
-            _ => 0,
+            (Some(p), _) => (p.user_key, p.segment),
+            (
+                None,
+                Some((
+                    _,
+                    Resolved::Returned {
+                        user_key, segment, ..
+                    },
+                )),
+            ) => (*user_key, *segment),
+            _ => (None, 0),
         }
     }
 
@@ -494,8 +497,10 @@ impl Ledger {
 
     /// A loss notice: return the whole reservation.
     pub fn release(&mut self, bid_id: BidId, budgets: &Budgets, now_ms: u64) -> NoticeOutcome {
-        if let Some((_, Resolved::Charged)) = self.done.get(&bid_id) {
+        if let Some((_, how @ Resolved::Charged)) = self.done.get_mut(&bid_id) {
+            // Counted once, however often the exchange retries the loss.
             self.stats.charged_then_lost += 1;
+            *how = Resolved::Settled;
         }
         match self.pending.remove(&bid_id) {
             Some(p) => {
@@ -586,9 +591,23 @@ impl Ledger {
         self.charged.push(ChargedUnnoticed { bid_id, settlement });
     }
 
-    /// The bids charged at expiry since the last call, for the journal.
-    pub fn take_charged(&mut self) -> Vec<ChargedUnnoticed> {
-        std::mem::take(&mut self.charged)
+    /// Up to `at_most` of the bids charged at expiry and not yet taken, oldest first,
+    /// for the journal.
+    pub fn take_charged(&mut self, at_most: usize) -> Vec<ChargedUnnoticed> {
+        let n = at_most.min(self.charged.len());
+        self.charged.drain(..n).collect()
+    }
+
+    /// Puts charges the journal could not take back in front, to be taken first.
+    pub fn keep_charged(&mut self, charges: impl IntoIterator<Item = ChargedUnnoticed>) {
+        let mut kept: Vec<ChargedUnnoticed> = charges.into_iter().collect();
+        kept.append(&mut self.charged);
+        self.charged = kept;
+    }
+
+    /// Charges waiting for the journal.
+    pub fn charged_waiting(&self) -> usize {
+        self.charged.len()
     }
 
     /// Makes every held bid expire at most `ttl_ms` after it was made (a reload that
@@ -705,6 +724,32 @@ mod tests {
     }
 
     #[test]
+    fn a_charge_keeps_its_lease_room_until_its_record_is_written() {
+        let (b, inbox, mut ledger, mut ids) = setup();
+        b.enable_leases();
+        b.grant_lease(0, 10_000);
+        hold_for(&b, &inbox, &mut ids, 1_000, 100, Unnoticed::Charge);
+        ledger.drain(&inbox, &b);
+        assert_eq!(b.lease(0).in_flight_micros, 1_000);
+        ledger.expire(150, &b);
+        assert_eq!(
+            b.lease(0).in_flight_micros,
+            1_000,
+            "pinned until journalled"
+        );
+        // The journal's queue was full: the charge waits, still pinned.
+        let charged = ledger.take_charged(usize::MAX);
+        ledger.keep_charged(charged);
+        assert_eq!(ledger.charged_waiting(), 1);
+        assert!(ledger.take_charged(0).is_empty());
+        let c = ledger.take_charged(1)[0];
+        assert_eq!(ledger.charged_waiting(), 0);
+        b.unpin_lease(0, c.settlement.charged_micros);
+        assert_eq!(b.lease(0).in_flight_micros, 0, "written: the room is back");
+        assert_eq!(b.snapshot(0).spent_micros, 1_000);
+    }
+
+    #[test]
     fn a_silent_bid_of_a_partner_that_always_answers_is_charged_at_its_price() {
         let (b, inbox, mut ledger, mut ids) = setup();
         let silent = hold_for(&b, &inbox, &mut ids, 1_000, 100, Unnoticed::Charge);
@@ -720,17 +765,21 @@ mod tests {
             "the two silent bids are spent, the other went back"
         );
         assert_eq!(s.wins, wins_before, "a charge is not a win");
-        let charged = ledger.take_charged();
+        let charged = ledger.take_charged(usize::MAX);
         let ids_charged: Vec<BidId> = charged.iter().map(|c| c.bid_id).collect();
         assert_eq!(ids_charged, [silent, lost_late]);
         assert_eq!(charged[0].settlement.charged_micros, 1_000);
-        assert!(ledger.take_charged().is_empty(), "handed over once");
+        assert!(
+            ledger.take_charged(usize::MAX).is_empty(),
+            "handed over once"
+        );
         // Late notices change nothing: never a second charge, never a refund.
         assert_eq!(
             ledger.settle(silent, 900, &b, 160),
             NoticeOutcome::Duplicate
         );
         assert_eq!(ledger.release(lost_late, &b, 170), NoticeOutcome::Duplicate);
+        assert_eq!(ledger.release(lost_late, &b, 171), NoticeOutcome::Duplicate);
         assert_eq!(b.snapshot(0).spent_micros, 1_700);
         assert_eq!(ledger.stats.charged_unnoticed, 2);
         assert_eq!(ledger.stats.charged_unnoticed_micros, 1_700);

@@ -423,6 +423,16 @@ fn controller_at_impressions(
         .into_iter()
         .min_by_key(|(_, impressions, _)| impressions.abs_diff(target))
         .expect("at least one day played");
+    let off = best.1 as f64 / target as f64 - 1.0;
+    if off.abs() > SAME_IMPRESSIONS_TOLERANCE {
+        // The row shows its impressions; say why they are not the baseline's.
+        eprintln!(
+            "auction-sim: {} {name} seed {seed}: the closest of {SAME_IMPRESSIONS_MAX_RUNS} days bought {} impressions against {target} ({:+.1}%)",
+            scenario.name,
+            best.1,
+            100.0 * off
+        );
+    }
     Ok((
         Plan {
             budget_micros: best.0,
