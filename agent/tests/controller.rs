@@ -20,12 +20,7 @@ const MIDNIGHT_MS: u64 = NOON_MS - 12 * 3_600_000;
 /// Rewrites `id`'s row: today began at midnight, `requests` so far, and the market's
 /// min-to-win reports around 1.00 CPM.
 fn market_row(w: &mut Writer<StatsTable>, id: &str, requests: u64) {
-    let stats = w.table();
-    let row = stats.find_campaign(id).unwrap();
-    let mut v: CampaignStatsValue = stats.campaigns()[row].load().unwrap();
-    v.day_start_ms = MIDNIGHT_MS;
-    v.requests = requests;
-    v.feedback_reference_cpm_micros = v.max_bid_cpm_micros;
+    let mut v = todays_row(w, id, requests);
     for (price, n) in [
         (600_000, 40),
         (800_000, 80),
@@ -36,6 +31,18 @@ fn market_row(w: &mut Writer<StatsTable>, id: &str, requests: u64) {
         v.min_to_win[feedback_bucket(price, v.max_bid_cpm_micros)] = n * (requests as u32 / 1_000);
     }
     w.put_campaign(id, &v.sealed()).unwrap();
+}
+
+/// `id`'s row as the bidder last wrote it, with today beginning at midnight and
+/// `requests` so far; its feedback on the scale of its max bid.
+fn todays_row(w: &Writer<StatsTable>, id: &str, requests: u64) -> CampaignStatsValue {
+    let stats = w.table();
+    let row = stats.find_campaign(id).unwrap();
+    let mut v: CampaignStatsValue = stats.campaigns()[row].load().unwrap();
+    v.day_start_ms = MIDNIGHT_MS;
+    v.requests = requests;
+    v.feedback_reference_cpm_micros = v.max_bid_cpm_micros;
+    v
 }
 
 #[test]
@@ -105,12 +112,7 @@ fn the_controller_shades_what_it_knows_and_leaves_excluded_campaigns_alone() {
 /// `id`'s row with two market segments: app 320×50 in the USA around 0.60 CPM and
 /// site 300×250 in Germany around 1.60, as many notices each.
 fn segmented_row(w: &mut Writer<StatsTable>, id: &str, requests: u64) {
-    let stats = w.table();
-    let row = stats.find_campaign(id).unwrap();
-    let mut v: CampaignStatsValue = stats.campaigns()[row].load().unwrap();
-    v.day_start_ms = MIDNIGHT_MS;
-    v.requests = requests;
-    v.feedback_reference_cpm_micros = v.max_bid_cpm_micros;
+    let mut v = todays_row(w, id, requests);
     v.min_to_win = [0; FEEDBACK_BUCKETS];
     let scale = requests as u32 / 1_000;
     for (slot, (segment, median)) in [(cheap(), 600_000.0), (dear(), 1_600_000.0)]

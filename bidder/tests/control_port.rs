@@ -203,6 +203,18 @@ impl Setup {
         }
     }
 
+    /// Puts campaign "camp 1" in slot 0 with a daily budget, on UTC days.
+    fn configure_camp_1(&self, daily_micros: i64) {
+        let limits = BudgetLimits {
+            daily_micros,
+            hourly_micros: None,
+            lifetime_micros: None,
+        };
+        let now_ms = self.calendar.now_unix_ms();
+        self.budgets
+            .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    }
+
     fn budget(&self) -> (i64, i64, i64) {
         let s = self.budgets.snapshot(0);
         (s.available_micros, s.reserved_micros, s.spent_micros)
@@ -511,14 +523,7 @@ fn each_bids_first_notice_counts_what_it_says_about_the_market() {
     use bidder_common::table::stats::feedback_bucket;
     let mut s = start(ControlConfig::default());
     const MAX_BID: i64 = 4_000_000;
-    let limits = BudgetLimits {
-        daily_micros: DAILY_MICROS,
-        hourly_micros: None,
-        lifetime_micros: None,
-    };
-    let now_ms = s.calendar.now_unix_ms();
-    s.budgets
-        .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    s.configure_camp_1(DAILY_MICROS);
     s.budgets.feedback().set_reference(0, MAX_BID);
     let notice = |s: &Setup, bid: &Bid, kind, mtw: &str| {
         let path = s
@@ -905,14 +910,7 @@ fn a_burst_of_wins_trips_the_spend_rate_breaker_which_audits_and_is_resumed() {
     let (journal, _) = journal_in(&dir.0);
     let mut s = start_with(ControlConfig::default(), Some(journal));
     // 86.4 a day is 1,000 micros a second: 3× over 60 s allows 180,000.
-    let limits = BudgetLimits {
-        daily_micros: 86_400_000,
-        hourly_micros: None,
-        lifetime_micros: None,
-    };
-    let now_ms = s.calendar.now_unix_ms();
-    s.budgets
-        .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    s.configure_camp_1(86_400_000);
     // Two wins at a 100.00 CPM: 200,000 micros within a second.
     for _ in 0..2 {
         let bid = s.bid(100_000_000, 60_000);
@@ -1019,14 +1017,7 @@ fn a_silent_bid_of_a_partner_that_always_answers_is_charged_journalled_and_kept(
         },
         Some(journal),
     );
-    let limits = BudgetLimits {
-        daily_micros: DAILY_MICROS,
-        hourly_micros: None,
-        lifetime_micros: None,
-    };
-    let now_ms = s.calendar.now_unix_ms();
-    s.budgets
-        .configure(0, "camp 1", limits, &Calendar::utc(), now_ms);
+    s.configure_camp_1(DAILY_MICROS);
     let silent = s.bid_for(2_000_000, 50, Unnoticed::Charge);
     let released = s.bid(1_000_000, 50);
     s.calendar.advance_ms(50);

@@ -124,21 +124,9 @@ fn play_day(market: Market) -> Day {
         row.requests += n.round() as u64;
         row.spent_micros = spent as i64;
         // The notices: per bucket of the price to win, its expected count.
-        for b in 0..FEEDBACK_BUCKETS {
-            let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
-            let p = |x: f64| {
-                if x <= 0.0 {
-                    0.0
-                } else if x.is_infinite() {
-                    1.0
-                } else {
-                    normal_cdf((x / m).ln() / sigma)
-                }
-            };
-            let mass = n * (p(hi) - p(lo));
-            if min_to_win {
-                row.min_to_win[b] += mass.round() as u32;
-            }
+        if min_to_win {
+            let counts = expected_min_to_win(n, |x| normal_cdf((x / m).ln() / sigma));
+            add(&mut row.min_to_win, &counts);
         }
         if !min_to_win {
             let at = feedback_bucket(bid as i64, MAX_BID);
@@ -153,6 +141,24 @@ fn play_day(market: Market) -> Day {
         budget,
         bids,
     }
+}
+
+/// The min-to-win counts `n` auctions report, per bucket, when the price to win has
+/// distribution function `cdf` (CPM micros).
+fn expected_min_to_win(n: f64, cdf: impl Fn(f64) -> f64) -> [u32; FEEDBACK_BUCKETS] {
+    let p = |x: f64| match x {
+        x if x <= 0.0 => 0.0,
+        x if x.is_infinite() => 1.0,
+        x => cdf(x),
+    };
+    std::array::from_fn(|b| {
+        let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
+        (n * (p(hi) - p(lo))).round() as u32
+    })
+}
+
+fn add(counts: &mut [u32; FEEDBACK_BUCKETS], more: &[u32; FEEDBACK_BUCKETS]) {
+    counts.iter_mut().zip(more).for_each(|(c, m)| *c += m);
 }
 
 /// (spent − budget) / budget and (wanted − budget) / budget.
@@ -417,18 +423,10 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
                 impressions += won * cost / full;
             }
             row.requests += per_part.round() as u64;
-            for b in 0..FEEDBACK_BUCKETS {
-                let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
-                let p = |x: f64| match x {
-                    x if x <= 0.0 => 0.0,
-                    x if x.is_infinite() => 1.0,
-                    x => win(x, m),
-                };
-                let mass = (per_part * (p(hi) - p(lo))).round() as u32;
-                row.min_to_win[b] += mass;
-                if k < 2 {
-                    row.segments[k].min_to_win[b] += mass;
-                }
+            let counts = expected_min_to_win(per_part, |x| win(x, m));
+            add(&mut row.min_to_win, &counts);
+            if k < 2 {
+                add(&mut row.segments[k].min_to_win, &counts);
             }
         }
         row.spent_micros = spent as i64;
@@ -491,15 +489,7 @@ fn a_short_supply_does_not_wind_the_marginal_value_up() {
             let n = 100.0;
             row.requests += n as u64;
             row.spent_micros += (n * win(*bid) * *bid / 1000.0) as i64;
-            for b in 0..FEEDBACK_BUCKETS {
-                let (lo, hi) = bidder_common::table::stats::feedback_bucket_bounds(b, MAX_BID);
-                let p = |x: f64| match x {
-                    x if x <= 0.0 => 0.0,
-                    x if x.is_infinite() => 1.0,
-                    x => win(x),
-                };
-                row.min_to_win[b] += (n * (p(hi) - p(lo))).round() as u32;
-            }
+            add(&mut row.min_to_win, &expected_min_to_win(n, win));
         }
     };
     play(&mut state, &mut row, 0, 72, &mut bid);

@@ -219,7 +219,8 @@ pub mod layout_1 {
         type Prefix = ();
     }
 
-    /// [`CampaignStrategyWords`] without the segment columns.
+    /// [`CampaignStrategyWords`] without the segment columns. A frozen copy, on
+    /// purpose: it must read what layout 1 wrote whatever the current layout becomes.
     #[repr(C)]
     pub struct CampaignStrategyWords1 {
         pub margin_ppm: AtomicU32,
