@@ -216,7 +216,7 @@ impl Learner {
         // Decay alone does not move the maximum much: refit only on news.
         let news = self.observations.total() > before * factor + 0.5;
         if news || self.fit.is_none() {
-            if let Some(fit) = self.observations.fit() {
+            if let Some(fit) = self.observations.fit_from(self.fit) {
                 self.fit = Some(fit);
             }
         }
@@ -560,7 +560,7 @@ impl CampaignState {
         let fit = if parts.is_empty() {
             market_fit
         } else {
-            rest.fit().unwrap_or(market_fit)
+            rest.fit_from(Some(market_fit)).unwrap_or(market_fit)
         };
         parts.push(Part {
             segment: None,

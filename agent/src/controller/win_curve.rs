@@ -78,6 +78,13 @@ impl Observations {
 
     /// The log-normal that makes these counts likeliest; `None` with too few.
     pub fn fit(&self) -> Option<LogNormal> {
+        self.fit_from(None)
+    }
+
+    /// [`Observations::fit`], starting the search around `previous` (the last fit):
+    /// a window of ±3 coarse steps instead of the whole grid, 13× fewer evaluations.
+    /// A best at the window's edge (the market moved further) searches everything.
+    pub fn fit_from(&self, previous: Option<LogNormal>) -> Option<LogNormal> {
         if self.total() < MIN_OBSERVATIONS || self.reference_cpm_micros <= 0 {
             return None;
         }
@@ -120,7 +127,8 @@ impl Observations {
             }
             ll
         };
-        // Coarse grid over the buckets' span, then a finer one around the best.
+        // Coarse grid over the buckets' span (or near the last fit), then a finer one
+        // around the best.
         let span = (edges[1].0, edges[FEEDBACK_BUCKETS - 1].0);
         let mut best = (f64::NEG_INFINITY, 0.0, 1.0);
         let search =
@@ -136,15 +144,39 @@ impl Observations {
                     }
                 }
             };
-        search(
-            (span.0, span.1, 60),
-            (SIGMA_RANGE.0, SIGMA_RANGE.1, 39),
-            &mut best,
-        );
         let (mu_step, sigma_step) = (
             (span.1 - span.0) / 60.0,
             (SIGMA_RANGE.1 - SIGMA_RANGE.0) / 39.0,
         );
+        let near = previous.filter(|p| p.mu.is_finite() && p.sigma.is_finite());
+        let inside = |best: &(f64, f64, f64), p: &LogNormal| {
+            (best.1 - p.mu).abs() < 2.5 * mu_step && (best.2 - p.sigma).abs() < 2.5 * sigma_step
+        };
+        match near {
+            Some(p) => {
+                search(
+                    (p.mu - 3.0 * mu_step, p.mu + 3.0 * mu_step, 6),
+                    (
+                        (p.sigma - 3.0 * sigma_step).max(SIGMA_RANGE.0),
+                        (p.sigma + 3.0 * sigma_step).min(SIGMA_RANGE.1),
+                        6,
+                    ),
+                    &mut best,
+                );
+                if !inside(&best, &p) {
+                    search(
+                        (span.0, span.1, 60),
+                        (SIGMA_RANGE.0, SIGMA_RANGE.1, 39),
+                        &mut best,
+                    );
+                }
+            }
+            None => search(
+                (span.0, span.1, 60),
+                (SIGMA_RANGE.0, SIGMA_RANGE.1, 39),
+                &mut best,
+            ),
+        }
         let (_, mu, sigma) = best;
         search(
             (mu - mu_step, mu + mu_step, 20),
@@ -232,6 +264,48 @@ pub fn normal_cdf(z: f64) -> f64 {
 mod tests {
     use super::*;
     use bidder_common::table::stats::feedback_bucket;
+
+    #[test]
+    fn a_fit_started_near_the_last_finds_what_the_whole_search_finds() {
+        let reference = 4_000_000;
+        let mut o = Observations::new(reference);
+        let market = |mu: f64| move |x: f64| normal_cdf((x.ln() - mu) / 0.5);
+        let counts = |cdf: &dyn Fn(f64) -> f64| -> [u32; FEEDBACK_BUCKETS] {
+            std::array::from_fn(|i| {
+                let (lo, hi) = feedback_bucket_bounds(i, reference);
+                let p = |x: f64| {
+                    if x <= 0.0 {
+                        0.0
+                    } else if x.is_infinite() {
+                        1.0
+                    } else {
+                        cdf(x)
+                    }
+                };
+                (1_000.0 * (p(hi) - p(lo))).round() as u32
+            })
+        };
+        let zero = [0; FEEDBACK_BUCKETS];
+        o.decay_and_add(1.0, &counts(&market(1_000_000f64.ln())), &zero, &zero);
+        let whole = o.fit().unwrap();
+        assert_eq!(o.fit_from(Some(whole)), Some(whole));
+        // Near or far from the market, the search ends at the same curve.
+        for start in [0.9, 1.1, 3.0, 0.2] {
+            let from = LogNormal {
+                mu: whole.mu + f64::ln(start),
+                sigma: 0.3,
+            };
+            let near = o.fit_from(Some(from)).unwrap();
+            assert!(
+                (near.mu - whole.mu).abs() < 0.01,
+                "{start}: {near:?} vs {whole:?}"
+            );
+            assert!(
+                (near.sigma - whole.sigma).abs() < 0.02,
+                "{start}: {near:?} vs {whole:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_marginal_value_of_a_bid_inverts_the_best_bid() {
