@@ -101,9 +101,29 @@ impl<'a> Oracle<'a> {
     }
 
     /// The cheapest bids that buy `impressions` (or all they can under the cap).
+    ///
+    /// Impressions jump where λ passes a floor (the oracle starts bidding it in every
+    /// auction of that segment): there it buys what the λ below buys, plus only as
+    /// many of the wins the λ above adds as it needs (the oracle is indifferent at the
+    /// jump, so any of them will do).
     pub fn for_impressions(&self, impressions: u64) -> Tally {
-        let (_, enough) = self.bracket(|t| t.impressions >= impressions);
-        self.play(enough)
+        let (short, enough) = self.bracket(|t| t.impressions >= impressions);
+        let mut t = self.play(short);
+        if t.impressions >= impressions || short == enough {
+            return self.play(enough);
+        }
+        for a in self.day {
+            if t.impressions >= impressions {
+                break;
+            }
+            let (low, high) = (self.bid(a, short), self.bid(a, enough));
+            if a.wins(high) && !a.wins(low) {
+                t.impressions += 1;
+                t.spend_micros += impression_cost_micros(high);
+                t.surplus_cpm_micros += a.value_micros - high;
+            }
+        }
+        t
     }
 
     /// The most the oracle buys without spending more than `budget_micros`.
@@ -170,6 +190,21 @@ fn best_share(r: f64, sigma: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oracle_buys_the_impressions_asked_also_across_a_floors_jump() {
+        let market = Market::default();
+        let day = market.day(1);
+        let oracle = Oracle::new(&market, &day, 4_000_000);
+        let mut last_cpm = 0;
+        for n in (9_000..=15_000).step_by(500) {
+            let t = oracle.for_impressions(n);
+            assert_eq!(t.impressions, n, "asked {n}");
+            // More impressions cost more each: the marginal ones are dearer.
+            assert!(t.avg_cpm_micros() >= last_cpm, "{n}: {t:?}");
+            last_cpm = t.avg_cpm_micros();
+        }
+    }
 
     #[test]
     fn the_best_bid_maximises_expected_surplus() {
