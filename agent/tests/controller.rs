@@ -45,15 +45,22 @@ fn todays_row(w: &Writer<StatsTable>, id: &str, requests: u64) -> CampaignStatsV
     v
 }
 
-#[test]
-fn the_controller_shades_what_it_knows_and_leaves_excluded_campaigns_alone() {
-    let dir = TempDir::new("controller");
-    let mut bidder = fake_bidder(&dir.0.join("stats"));
+/// An agent at noon on a driven calendar, with a stats table written here as the
+/// bidder's, zephyr-video excluded from the controller; and a client of its socket.
+fn started(name: &str) -> (TempDir, Writer<StatsTable>, DrivenClock, Running, Client) {
+    let dir = TempDir::new(name);
+    let bidder = fake_bidder(&dir.0.join("stats"));
     let mut c = config(&dir.0);
     c.controller.exclude_campaigns = vec!["zephyr-video".into()];
     let calendar = DrivenClock::at(NOON_MS);
     let agent = Running::start_with_clock(c, calendar.clock());
-    let mut client = Client::connect(&agent.socket);
+    let client = Client::connect(&agent.socket);
+    (dir, bidder, calendar, agent, client)
+}
+
+#[test]
+fn the_controller_shades_what_it_knows_and_leaves_excluded_campaigns_alone() {
+    let (_dir, mut bidder, calendar, _agent, mut client) = started("controller");
     let step = |client: &mut Client| {
         let answer = client.call(r#"{"v":1,"verb":"controller.step"}"#);
         assert_eq!(code(&answer), "ok", "{answer}");
@@ -140,13 +147,7 @@ fn dear() -> SegmentKey {
 
 #[test]
 fn each_segment_gets_its_own_shading_until_an_operator_sets_one_by_hand() {
-    let dir = TempDir::new("controller-segments");
-    let mut bidder = fake_bidder(&dir.0.join("stats"));
-    let mut c = config(&dir.0);
-    c.controller.exclude_campaigns = vec!["zephyr-video".into()];
-    let calendar = DrivenClock::at(NOON_MS);
-    let agent = Running::start_with_clock(c, calendar.clock());
-    let mut client = Client::connect(&agent.socket);
+    let (_dir, mut bidder, calendar, _agent, mut client) = started("controller-segments");
     segmented_row(&mut bidder, "acme-display", 5_000);
     let step = r#"{"v":1,"verb":"controller.step"}"#;
     assert_eq!(code(&client.call(step)), "ok");

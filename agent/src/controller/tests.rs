@@ -71,12 +71,10 @@ fn play_day(market: Market) -> Day {
         initial_bid,
     } = market;
     let sigma = 0.6;
-    let mut config = ControllerConfig {
-        timer: false,
+    let config = ControllerConfig {
         traffic_by_hour: (0..24).map(|h| intensity(h as f64 + 0.5)).collect(),
-        ..ControllerConfig::default()
+        ..stepped_by_hand()
     };
-    config.interval_s = STEP_MS / 1000;
     let steps = (DAY_MS / STEP_MS) as usize;
     let total_intensity: f64 = (0..steps)
         .map(|i| intensity(i as f64 * 24.0 / steps as f64))
@@ -85,13 +83,8 @@ fn play_day(market: Market) -> Day {
     let unpaced = auctions * normal_cdf((VALUE / median).ln() / sigma) * VALUE / 1000.0;
     let budget = 0.5 * unpaced;
     let mut row = CampaignStatsValue {
-        flags: IN_CATALOG,
-        base_cpm_micros: VALUE as i64,
-        max_bid_cpm_micros: MAX_BID,
-        daily_budget_micros: budget as i64,
         config_daily_budget_micros: budget as i64,
-        feedback_reference_cpm_micros: MAX_BID,
-        ..CampaignStatsValue::default()
+        ..campaign_row(budget as i64)
     };
     let mut state: Option<CampaignState> = None;
     let mut bid = initial_bid;
@@ -140,6 +133,28 @@ fn play_day(market: Market) -> Day {
         first_half,
         budget,
         bids,
+    }
+}
+
+/// The campaign's row as the bidder writes it: worth `VALUE`, at most `MAX_BID`, a
+/// daily budget of `budget_micros`, feedback on the max bid's scale.
+fn campaign_row(budget_micros: i64) -> CampaignStatsValue {
+    CampaignStatsValue {
+        flags: IN_CATALOG,
+        base_cpm_micros: VALUE as i64,
+        max_bid_cpm_micros: MAX_BID,
+        daily_budget_micros: budget_micros,
+        feedback_reference_cpm_micros: MAX_BID,
+        ..CampaignStatsValue::default()
+    }
+}
+
+/// The controller stepped by the test every `STEP_MS`, never by its timer.
+fn stepped_by_hand() -> ControllerConfig {
+    ControllerConfig {
+        timer: false,
+        interval_s: STEP_MS / 1000,
+        ..ControllerConfig::default()
     }
 }
 
@@ -257,13 +272,8 @@ fn an_agent_started_at_noon_extrapolates_the_afternoon_it_sees() {
 fn a_bidder_restart_starts_the_counts_again_instead_of_wrapping() {
     let config = ControllerConfig::default();
     let mut row = CampaignStatsValue {
-        flags: IN_CATALOG,
-        base_cpm_micros: VALUE as i64,
-        max_bid_cpm_micros: MAX_BID,
-        daily_budget_micros: 1_000_000,
-        feedback_reference_cpm_micros: MAX_BID,
         requests: 10_000,
-        ..CampaignStatsValue::default()
+        ..campaign_row(1_000_000)
     };
     row.min_to_win[20] = 5_000;
     let mut state = CampaignState::new(&row, 0);
@@ -375,11 +385,7 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
         (None, 1_000_000.0),
     ];
     let sigma = 0.6;
-    let config = ControllerConfig {
-        timer: false,
-        interval_s: STEP_MS / 1000,
-        ..ControllerConfig::default()
-    };
+    let config = stepped_by_hand();
     let steps = (DAY_MS / STEP_MS) as usize;
     let per_part = 24_000.0 / steps as f64 / parts.len() as f64;
     let win = |b: f64, m: f64| normal_cdf((b / m).ln() / sigma);
@@ -388,14 +394,7 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
         .map(|&(_, m)| 8_000.0 * win(VALUE, m) * VALUE / 1000.0)
         .sum();
     let budget = 0.5 * unpaced;
-    let mut row = CampaignStatsValue {
-        flags: IN_CATALOG,
-        base_cpm_micros: VALUE as i64,
-        max_bid_cpm_micros: MAX_BID,
-        daily_budget_micros: budget as i64,
-        feedback_reference_cpm_micros: MAX_BID,
-        ..CampaignStatsValue::default()
-    };
+    let mut row = campaign_row(budget as i64);
     row.segments[0].key = A;
     row.segments[1].key = B;
     let mut state = CampaignState::new(&row, 0);
@@ -459,22 +458,11 @@ fn segments_are_bid_apart_and_buy_more_than_one_bid_for_all() {
 /// returns the bids come down within a step or two, not after a long unwinding.
 #[test]
 fn a_short_supply_does_not_wind_the_marginal_value_up() {
-    let config = ControllerConfig {
-        timer: false,
-        interval_s: STEP_MS / 1000,
-        ..ControllerConfig::default()
-    };
+    let config = stepped_by_hand();
     let median = 1_000_000.0;
     let win = |b: f64| normal_cdf((b / median).ln() / 0.6);
-    let mut row = CampaignStatsValue {
-        flags: IN_CATALOG,
-        base_cpm_micros: VALUE as i64,
-        max_bid_cpm_micros: MAX_BID,
-        // Far more than the day can spend: bid the value.
-        daily_budget_micros: 1_000_000_000,
-        feedback_reference_cpm_micros: MAX_BID,
-        ..CampaignStatsValue::default()
-    };
+    // Far more than the day can spend: bid the value.
+    let mut row = campaign_row(1_000_000_000);
     let mut state = CampaignState::new(&row, 0);
     let mut bid = VALUE;
     let play = |state: &mut CampaignState,
