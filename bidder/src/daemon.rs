@@ -80,6 +80,10 @@ pub struct Daemon {
     /// ads.txt and sellers.json: filled by the control thread's fetcher, read by every
     /// worker; its settings follow reloads.
     pub supply: Arc<SupplyStore>,
+    /// Fleet mode (`[fleet]`): leases of the day's budgets from Redis, renewed by the
+    /// control thread; a reload does not change it (restart to join or leave a fleet).
+    fleet: Option<crate::fleet::Fleet>,
+    fleet_status: Arc<crate::fleet::FleetStatus>,
 }
 
 /// `bidder_simulated_clock`: whether the time of day is a simulator's.
@@ -138,6 +142,11 @@ impl Daemon {
             .with_frequency_tracked(config.frequency.max_tracked);
         let budgets = Arc::new(budgets);
         apply_budgets(&catalog, &config, &budgets, &clock);
+        let fleet = crate::fleet::Fleet::from_config(&config);
+        if fleet.is_some() {
+            // Before the journal's recovery and in-doubt holds: they move the room too.
+            budgets.enable_fleet();
+        }
         let journal = open_journal(&config, &catalog, &budgets, &clock)?;
         let inbox = Arc::new(LedgerInbox::new(INBOX_CAPACITY));
         // Compiling the catalog validated the key and base URL.
@@ -170,6 +179,8 @@ impl Daemon {
             clock,
             journal: Mutex::new(journal),
             supply,
+            fleet,
+            fleet_status: Arc::default(),
         })
     }
 
@@ -855,6 +866,9 @@ impl Daemon {
         registry.register(engine.collector());
         registry.register(Arc::clone(&daemon.supply) as Arc<dyn crate::metrics::Collect>);
         registry.register(Arc::new(CalendarGauge(daemon.clock.is_simulated())));
+        if daemon.fleet.is_some() {
+            registry.register(Arc::clone(&daemon.fleet_status) as Arc<dyn crate::metrics::Collect>);
+        }
         let service = Arc::clone(&daemon.service);
         registry.add_decision_source(Arc::new(move || service.decision_stats()));
         publish_catalog(daemon, registry);
@@ -942,6 +956,10 @@ impl Daemon {
                 }
             },
             supply: Some((Arc::clone(&self.supply), self.clock.clone())),
+            fleet: self
+                .fleet
+                .clone()
+                .map(|fleet| (fleet, Arc::clone(&self.fleet_status))),
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod control;
 pub mod daemon;
 pub mod decide;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod limits;
 pub mod metrics;

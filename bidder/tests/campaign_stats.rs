@@ -150,6 +150,7 @@ fn known_traffic_and_notices_give_exact_per_campaign_figures() {
                 journal: None,
             },
             supply: None,
+            fleet: None,
         },
     )
     .unwrap();

@@ -116,6 +116,7 @@ fn start_full(config: ControlConfig, journal: Option<Journal>, with_token: bool)
             journal,
         },
         supply: None,
+        fleet: None,
     };
     let port = ControlPort::start(
         ControlConfig {

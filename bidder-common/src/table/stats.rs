@@ -35,14 +35,14 @@ pub const BREAKER_TRIPPED: u32 = 8;
 pub const MAX_NO_BID_REASONS: usize = 48;
 
 /// No-bid reasons each campaign row has room for. Only reasons one campaign can meet
-/// after the targeting index let it through for an imp are counted per campaign (13
-/// today: sellers, pause, deals, creatives and block lists, floor, pacing, budget,
-/// deadline, our own errors); the rest decide for the whole request or imp before any
+/// after the targeting index let it through for an imp are counted per campaign (17
+/// today: sellers, pause, deals, creatives and block lists, floor, pacing, budget and
+/// the fleet's share of it, deadline, our own errors); the rest decide for the whole request or imp before any
 /// campaign is looked at, and are in the totals only. Their names are in
 /// [`StatsPrefix::campaign_reason_names`]. Exact counts in a fixed array keep the sum
-/// above checkable, which a top-N list would not; 16 slots, not 48, save 512 bytes in
+/// above checkable, which a top-N list would not; 24 slots, not 48, save 192 bytes in
 /// each of the row's two copies.
-pub const MAX_CAMPAIGN_NO_BID_REASONS: usize = 16;
+pub const MAX_CAMPAIGN_NO_BID_REASONS: usize = 24;
 
 /// Price buckets of the market feedback a campaign row carries.
 pub const FEEDBACK_BUCKETS: usize = 48;
@@ -101,7 +101,8 @@ impl TableSpec for StatsTable {
     /// 4: market feedback from notices (min-to-win and censored win/loss by price
     /// bucket) for the agent's controller; the totals count publications.
     /// 5: the same feedback for each of a campaign's first market segments.
-    const LAYOUT_VERSION: u32 = 5;
+    /// 6: room for 24 per-campaign no-bid reasons (`budget_unavailable` was the 17th).
+    const LAYOUT_VERSION: u32 = 6;
     type Campaign = CampaignStatsWords;
     type Partner = PartnerStatsWords;
     type Prefix = StatsPrefix;
@@ -377,11 +378,11 @@ pub struct CampaignStatsWords {
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, max_bid_cpm_micros) == 8);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, requests) == 80);
 const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, no_bids) == 120);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, min_to_win) == 312);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, segments) == 888);
-const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 5_560);
-const _: () = assert!(size_of::<CampaignStatsWords>() == 5_568);
-const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 11_264);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, min_to_win) == 376);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, segments) == 952);
+const _: () = assert!(core::mem::offset_of!(CampaignStatsWords, checksum) == 5_624);
+const _: () = assert!(size_of::<CampaignStatsWords>() == 5_632);
+const _: () = assert!(size_of::<Row<CampaignStatsWords>>() == 11_392);
 
 impl Payload for CampaignStatsWords {
     type Value = CampaignStatsValue;

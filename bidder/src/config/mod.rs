@@ -75,6 +75,9 @@ pub struct Config {
     /// How ads.txt, app-ads.txt and sellers.json are fetched and kept (`[supply]`).
     #[serde(default)]
     pub supply: SupplyConfig,
+    /// Fleet mode (`[fleet]`): the day's budgets shared with other hosts through
+    /// Redis; absent: this host spends its whole configured budget on its own.
+    pub fleet: Option<FleetConfig>,
     /// Simulation mode (`[simulation]`): calendar time from the auction simulator's
     /// clock file. Refused unless the bidder is started with `--simulate`.
     pub simulation: Option<SimulationConfig>,
@@ -267,6 +270,68 @@ impl Default for LedgerConfig {
 pub struct SimulationConfig {
     /// The simulator's clock file (relative to this file).
     pub clock_file: PathBuf,
+}
+
+/// Fleet mode: every host of a fleet takes its share of each campaign's daily budget
+/// from Redis in small leases (see `crate::fleet`). The host is `bidding.host_id`,
+/// which must be unique in the fleet (bid ids already need that).
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// `redis://host:port/db` (a password as `redis://:secret@host:port`).
+    pub redis_url: String,
+    /// Prefix of every key this fleet writes: fleets sharing one Redis differ here.
+    #[serde(default = "FleetConfig::default_key_prefix")]
+    pub key_prefix: String,
+    /// How often the control thread looks at every campaign's lease.
+    #[serde(default = "FleetConfig::default_renew_interval_ms")]
+    pub renew_interval_ms: u64,
+    /// A Redis command not answered within this is given up ("outcome unknown": the
+    /// next call re-reports absolute counters, so nothing is lost or counted twice).
+    #[serde(default = "FleetConfig::default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    #[serde(default = "FleetConfig::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// A lease covers this many milliseconds of the host's recent spend ...
+    #[serde(default = "FleetConfig::default_lease_spend_ms")]
+    pub lease_spend_ms: u64,
+    /// ... and at least this many impressions at the campaign's highest bid.
+    #[serde(default = "FleetConfig::default_min_lease_bids")]
+    pub min_lease_bids: u32,
+    /// Spend and returns reach Redis at least this often, also with no lease to renew.
+    #[serde(default = "FleetConfig::default_report_interval_ms")]
+    pub report_interval_ms: u64,
+    /// After Redis lost its state (a new epoch), nothing new is granted for this long
+    /// while the hosts re-report what they hold.
+    #[serde(default = "FleetConfig::default_learning_ms")]
+    pub learning_ms: u64,
+}
+
+impl FleetConfig {
+    fn default_key_prefix() -> String {
+        "bidder".into()
+    }
+    fn default_renew_interval_ms() -> u64 {
+        100
+    }
+    fn default_response_timeout_ms() -> u64 {
+        100
+    }
+    fn default_connect_timeout_ms() -> u64 {
+        500
+    }
+    fn default_lease_spend_ms() -> u64 {
+        2_000
+    }
+    fn default_min_lease_bids() -> u32 {
+        10
+    }
+    fn default_report_interval_ms() -> u64 {
+        1_000
+    }
+    fn default_learning_ms() -> u64 {
+        5_000
+    }
 }
 
 /// The spend-rate circuit breaker: a campaign spending more than

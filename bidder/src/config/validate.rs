@@ -78,6 +78,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<ConfigError>> {
     breaker(&mut p);
     frequency(&mut p);
     supply(&mut p);
+    fleet(&mut p);
     let partner_names = partners(&mut p);
     campaigns(&mut p, &partner_names);
     p.into_result()
@@ -449,6 +450,53 @@ fn supply(p: &mut Problems) {
                 format!("supply.{name}"),
                 format!("`{url}` is not an http(s) URL with {{domain}} in it"),
                 "e.g. \"https://{domain}/ads.txt\"",
+            );
+        }
+    }
+}
+
+fn fleet(p: &mut Problems) {
+    let Some(f) = &p.config.fleet else {
+        return;
+    };
+    let url = f.redis_url.clone();
+    if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+        p.add(
+            "fleet.redis_url".into(),
+            format!("`{url}` is not a redis:// URL"),
+            "e.g. \"redis://10.0.0.5:6379/0\" (rediss:// and cluster node lists are not supported yet)",
+        );
+    }
+    let key_ok = !f.key_prefix.is_empty()
+        && f.key_prefix.len() <= 64
+        && f.key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !key_ok {
+        p.add(
+            "fleet.key_prefix".into(),
+            format!(
+                "`{}` is not 1-64 letters, digits, '-', '_', '.' or ':'",
+                f.key_prefix
+            ),
+            "e.g. \"bidder\", or one name per fleet sharing a Redis",
+        );
+    }
+    let numbers: [(&str, u64, u64, u64); 7] = [
+        ("renew_interval_ms", f.renew_interval_ms, 10, 10_000),
+        ("response_timeout_ms", f.response_timeout_ms, 1, 10_000),
+        ("connect_timeout_ms", f.connect_timeout_ms, 1, 60_000),
+        ("lease_spend_ms", f.lease_spend_ms, 100, 600_000),
+        ("min_lease_bids", u64::from(f.min_lease_bids), 1, 1_000_000),
+        ("report_interval_ms", f.report_interval_ms, 10, 600_000),
+        ("learning_ms", f.learning_ms, 0, 3_600_000),
+    ];
+    for (name, value, min, max) in numbers {
+        if !(min..=max).contains(&value) {
+            p.add(
+                format!("fleet.{name}"),
+                format!("{value} is outside {min}..={max}"),
+                "pick a value in range, or remove the key for the default",
             );
         }
     }

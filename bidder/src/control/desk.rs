@@ -782,7 +782,7 @@ impl NoticeDesk {
             i64::try_from(journal.unwritten()).unwrap_or(i64::MAX),
         );
         let s = journal.stats();
-        let counters: [(&'static str, &'static str, u64); 4] = [
+        let counters: [(&'static str, &'static str, u64); 3] = [
             (
                 "bidder_ledger_journal_commits_total",
                 "Durable commits of the spend journal (one fsync each).",
@@ -798,14 +798,15 @@ impl NoticeDesk {
                 "Spend journal commits that failed (disk full, I/O error, read-only).",
                 s.failed_commits.load(Ordering::Relaxed),
             ),
-            (
-                "bidder_ledger_journal_commit_microseconds_total",
-                "Time spent in spend journal commits; divide by commits for the mean.",
-                s.commit_us.load(Ordering::Relaxed),
-            ),
         ];
         for (name, help, value) in counters {
             out.counter(name, help, &[], value);
         }
+        out.counter_seconds(
+            "bidder_ledger_journal_commit_seconds_total",
+            "Time spent in spend journal commits; divide by commits for the mean.",
+            &[],
+            s.commit_us.load(Ordering::Relaxed),
+        );
     }
 }

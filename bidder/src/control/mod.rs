@@ -225,6 +225,9 @@ pub struct ControlParts {
     /// The supply store its fetcher keeps fresh (and `/supply` shows), with the
     /// calendar file ages are measured on; `None`: no fetcher.
     pub supply: Option<(Arc<SupplyStore>, Clock)>,
+    /// Fleet mode: the task that leases the day's budgets from Redis (on this thread,
+    /// never on the bid path), and where it reports; `None`: a single host.
+    pub fleet: Option<(crate::fleet::Fleet, Arc<crate::fleet::FleetStatus>)>,
 }
 
 /// Why the control port did not start, or did not stop cleanly.

@@ -36,6 +36,14 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
 const BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\n\r\nbusy\n";
 
+/// The fleet task's parts: settings, the budgets it leases into, the calendar, status.
+type FleetParts = (
+    crate::fleet::Fleet,
+    Arc<crate::money::budget::Budgets>,
+    Clock,
+    Arc<crate::fleet::FleetStatus>,
+);
+
 /// The two bound listeners the control thread serves.
 pub(super) struct Listeners {
     pub admin: StdListener,
@@ -64,6 +72,10 @@ pub(super) fn run(
         }
     };
     let notice = &config.notice;
+    let fleet = parts.fleet.map(|(fleet, status)| {
+        let n = &parts.notices;
+        (fleet, Arc::clone(&n.budgets), n.clock.clone(), status)
+    });
     let control = Rc::new(Control {
         registry: parts.registry,
         readiness: parts.readiness,
@@ -91,7 +103,7 @@ pub(super) fn run(
     });
     LocalSet::new().block_on(
         &runtime,
-        serve(control, listeners, stop, ready, parts.supply),
+        serve(control, listeners, stop, ready, parts.supply, fleet),
     );
 }
 
@@ -101,6 +113,7 @@ async fn serve(
     stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
     supply: Option<(Arc<SupplyStore>, Clock)>,
+    fleet: Option<FleetParts>,
 ) {
     let bound = TcpListener::from_std(listeners.admin)
         .and_then(|admin| Ok((admin, TcpListener::from_std(listeners.notice)?)));
@@ -117,6 +130,15 @@ async fn serve(
     if let Some((store, clock)) = supply {
         tokio::task::spawn_local(crate::supply::fetch::run(store, clock, stop.clone()));
     }
+    let fleet = fleet.map(|(fleet, budgets, clock, status)| {
+        tokio::task::spawn_local(crate::fleet::run(
+            fleet,
+            budgets,
+            clock,
+            status,
+            stop.clone(),
+        ))
+    });
     // One task per listener: a burst of accepts on one never delays the other's.
     let admin = tokio::task::spawn_local(accept_loop(
         Rc::clone(&control),
@@ -132,6 +154,10 @@ async fn serve(
     ));
     let _ = admin.await;
     let _ = notice.await;
+    if let Some(fleet) = fleet {
+        // Its last round gives back what no bid holds (bounded).
+        let _ = fleet.await;
+    }
     drain(&control).await;
 }
 

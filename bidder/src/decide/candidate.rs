@@ -82,7 +82,16 @@ pub(super) fn evaluate(env: &Env, c: CampaignIdx, rng: &mut u64) -> Result<Candi
         return Err(NoBidReason::LedgerUnavailable);
     }
     if !env.budgets.can_afford(campaign.budget_slot, cost_micros) {
-        return Err(NoBidReason::BudgetExhausted);
+        return Err(
+            if env
+                .budgets
+                .waits_on_fleet(campaign.budget_slot, cost_micros)
+            {
+                NoBidReason::BudgetUnavailable
+            } else {
+                NoBidReason::BudgetExhausted
+            },
+        );
     }
     Ok(Candidate {
         campaign: c,

@@ -322,8 +322,14 @@ impl Decider {
                     segment,
                 });
             }
-            counts.no_bid(found.slot, NoBidReason::BudgetExhausted);
-            furthest = furthest.max(Some(NoBidReason::BudgetExhausted));
+            // Lost the race for the last of the budget, or of this host's fleet share.
+            let short = if budgets.waits_on_fleet(found.slot, cost) {
+                NoBidReason::BudgetUnavailable
+            } else {
+                NoBidReason::BudgetExhausted
+            };
+            counts.no_bid(found.slot, short);
+            furthest = furthest.max(Some(short));
             best = best_candidate(&self.candidates);
         }
         // The imp filter left at least one campaign, so some candidate was evaluated.

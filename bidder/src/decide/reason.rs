@@ -109,6 +109,10 @@ pub enum NoBidReason {
     /// lease on money in flight is full until the ledger records a larger one: no
     /// campaign spends money that could not be recorded.
     LedgerUnavailable,
+    /// In a fleet: the campaign's day still has budget, but this host's share granted
+    /// by the fleet store is used up and no more has come (Redis unreachable, slow, or
+    /// the renewal not yet back). Fail closed: the host spends only what it holds.
+    BudgetUnavailable,
     /// No candidate campaign has budget left for the price.
     BudgetExhausted,
     /// No decision was ready before the deadline.
@@ -165,6 +169,7 @@ impl NoBidReason {
             FrequencyCapped,
             Paced,
             LedgerUnavailable,
+            BudgetUnavailable,
             BudgetExhausted,
             Deadline,
             TechnicalError,
@@ -177,7 +182,7 @@ impl NoBidReason {
     /// that did not leave (deadline, our own error). Per-campaign no-bid counts are
     /// kept for these only; every other reason is decided for the whole request or imp
     /// before any campaign is looked at. Stage order, like [`NoBidReason::ALL`].
-    pub const PER_CAMPAIGN: [NoBidReason; 16] = {
+    pub const PER_CAMPAIGN: [NoBidReason; 17] = {
         use NoBidReason::*;
         [
             SellerNotAllowed,
@@ -193,6 +198,7 @@ impl NoBidReason {
             FrequencyCapped,
             Paced,
             LedgerUnavailable,
+            BudgetUnavailable,
             BudgetExhausted,
             Deadline,
             TechnicalError,
@@ -250,6 +256,7 @@ impl NoBidReason {
             FrequencyCapped => "frequency_capped",
             Paced => "paced",
             LedgerUnavailable => "ledger_unavailable",
+            BudgetUnavailable => "budget_unavailable",
             BudgetExhausted => "budget_exhausted",
             Deadline => "deadline",
             TechnicalError => "technical_error",
@@ -307,6 +314,7 @@ impl NoBidReason {
             NoPurposeConsent => 34,
             UsOptOut => 35,
             IvtInconsistentDevice => 36,
+            BudgetUnavailable => 37,
         };
         500 + n
     }

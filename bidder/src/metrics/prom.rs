@@ -70,6 +70,24 @@ impl PromText {
         sample(samples, name, "", labels, None, format_args!("{value}"));
     }
 
+    /// A monotonic counter of time kept in µs, exposed in seconds (the Prometheus base
+    /// unit) with µs precision. `name` must end in `_seconds_total`.
+    pub fn counter_seconds(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &Labels,
+        micros: u64,
+    ) {
+        assert!(
+            name.ends_with("_seconds_total"),
+            "counter {name} must end in _seconds_total"
+        );
+        let samples = self.family(name, help, Kind::Counter);
+        let (s, us) = (micros / 1_000_000, micros % 1_000_000);
+        sample(samples, name, "", labels, None, format_args!("{s}.{us:06}"));
+    }
+
     /// A gauge sample with an integer value (counts, micros of money).
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: &Labels, value: i64) {
         let samples = self.family(name, help, Kind::Gauge);

@@ -36,6 +36,21 @@
 //! `lease_room`: a reservation takes room by compare-and-swap, as it takes budget.
 //! A campaign spending faster than its breaker allows is tripped
 //! ([`Budgets::check_spend_rates`]) and reserves nothing until an operator resets it.
+//!
+//! In a fleet ([`Budgets::enable_fleet`]) the day's budget is shared by every host, and
+//! this host may use only what the fleet store granted it (see `crate::fleet`). Each
+//! day window then keeps a *fleet room* beside its counters:
+//!
+//! ```text
+//! fleet room == granted − returned − used      (of that day, on this host)
+//! ```
+//!
+//! A reservation takes its amount from the room by compare-and-swap (never below
+//! zero) before it touches the window, and every change to the window's `used` moves
+//! the room the other way; a grant adds to the room, a return takes from it by the
+//! same compare-and-swap. So this host's `used` never passes what it was granted and
+//! did not give back, whatever the interleaving: the fleet's overspend bound rests on
+//! this line and on the store counting grants before a host uses them.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -157,6 +172,12 @@ struct CampaignBudget {
     frequency_cap: AtomicU32,
     /// The cap counts per hour rather than per day.
     frequency_hourly: AtomicBool,
+    /// In fleet mode, each day window's fleet room (see the module doc), by the same
+    /// index as `day`.
+    fleet_room_micros: [AtomicI64; 2],
+    /// The fleet store said the day's budget is all granted: a bid short of fleet room
+    /// is `budget_exhausted`, not `budget_unavailable`.
+    fleet_exhausted: AtomicBool,
 }
 
 const _: () = assert!(size_of::<CampaignBudget>() == 256);
@@ -219,6 +240,18 @@ pub struct LeaseFigures {
     /// What they hold now (reservations out, and settled bids whose record is not yet
     /// on disk).
     pub in_flight_micros: i64,
+}
+
+/// One day of a campaign on this host, as the fleet task reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetDay {
+    /// Start of the day in the campaign's time zone, ms since the Unix epoch.
+    pub day_start_ms: u64,
+    /// Granted by the fleet, less returned, less what the day's bids hold or spent.
+    pub room_micros: i64,
+    pub spent_micros: i64,
+    /// Reserved + spent.
+    pub used_micros: i64,
 }
 
 /// Money held for one bid until its notice or expiry. Must be settled or released.
@@ -335,6 +368,9 @@ pub struct Budgets {
     breaker_window_ms: AtomicU64,
     /// Money in flight is leased (a journal is configured); set before the first bid.
     leased: AtomicBool,
+    /// The day's budget is shared by a fleet: reservations need fleet room; set before
+    /// the first bid.
+    fleet: AtomicBool,
     /// Impressions per (campaign, user) for campaigns with a frequency cap.
     frequency: FrequencyTable,
     /// What each partner's bids hold, by partner index.
@@ -379,6 +415,7 @@ impl Budgets {
             breaker_multiple: AtomicU32::new(SpendBreaker::default().multiple),
             breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
             leased: AtomicBool::new(false),
+            fleet: AtomicBool::new(false),
             frequency: FrequencyTable::new(DEFAULT_FREQUENCY_TRACKED),
             partners: (0..MAX_PARTNERS)
                 .map(|_| PartnerHold {
@@ -494,7 +531,7 @@ impl Budgets {
             b.lease_wanted.store(true, Ordering::Relaxed);
             return None;
         }
-        let taken = Self::take_windows(b, campaign, amount_micros);
+        let taken = self.take_windows(b, campaign, amount_micros);
         if taken.is_none() {
             if leased {
                 b.lease_room_micros
@@ -567,9 +604,11 @@ impl Budgets {
         }
     }
 
-    /// Takes `amount` from the day, hour and lifetime windows, all or none.
+    /// Takes `amount` from the day, hour and lifetime windows (and, in a fleet, the
+    /// day's fleet room first), all or none.
     #[inline]
     fn take_windows(
+        &self,
         b: &CampaignBudget,
         campaign: BudgetSlot,
         amount_micros: i64,
@@ -578,21 +617,26 @@ impl Budgets {
         let hour = b.hour_now.load(Ordering::Acquire);
         let day_window = &b.day[usize::from(day)];
         let hour_window = &b.hour[usize::from(hour)];
+        if self.is_fleet() && !take_room(&b.fleet_room_micros[usize::from(day)], amount_micros) {
+            return None;
+        }
         // AcqRel on each CAS: reservations of one campaign are totally ordered on
         // each window's `used`, which alone guards that window's limit.
-        if !day_window.take(amount_micros, b.daily_micros.load(Ordering::Acquire)) {
-            return None;
-        }
-        if !hour_window.take(amount_micros, b.hourly_micros.load(Ordering::Acquire)) {
-            day_window.give_back(amount_micros);
-            return None;
-        }
-        if !b
-            .lifetime
-            .take(amount_micros, b.lifetime_micros.load(Ordering::Acquire))
-        {
-            hour_window.give_back(amount_micros);
-            day_window.give_back(amount_micros);
+        let taken = day_window.take(amount_micros, b.daily_micros.load(Ordering::Acquire))
+            && (hour_window.take(amount_micros, b.hourly_micros.load(Ordering::Acquire)) || {
+                day_window.give_back(amount_micros);
+                false
+            })
+            && (b
+                .lifetime
+                .take(amount_micros, b.lifetime_micros.load(Ordering::Acquire))
+                || {
+                    hour_window.give_back(amount_micros);
+                    day_window.give_back(amount_micros);
+                    false
+                });
+        if !taken {
+            self.fleet_room_add(b, day, amount_micros);
             return None;
         }
         Some(Reservation {
@@ -630,6 +674,7 @@ impl Budgets {
         b.day[usize::from(reservation.day)].settle(charged, refunded);
         b.hour[usize::from(reservation.hour)].settle(charged, refunded);
         b.lifetime.settle(charged, refunded);
+        self.fleet_room_add(b, reservation.day, refunded);
         if overcharged > 0 {
             b.overcharged_micros
                 .fetch_add(overcharged, Ordering::Relaxed);
@@ -659,6 +704,7 @@ impl Budgets {
         b.day[usize::from(reservation.day)].give_back(amount);
         b.hour[usize::from(reservation.hour)].give_back(amount);
         b.lifetime.give_back(amount);
+        self.fleet_room_add(b, reservation.day, amount);
         self.return_room(b, amount);
     }
 
@@ -762,7 +808,7 @@ impl Budgets {
         if amount == 0 {
             return None;
         }
-        let held = Self::take_windows(b, campaign, amount)?;
+        let held = self.take_windows(b, campaign, amount)?;
         if self.leased.load(Ordering::Acquire) {
             b.lease_room_micros.fetch_sub(amount, Ordering::AcqRel);
         }
@@ -795,6 +841,8 @@ impl Budgets {
             ] {
                 w.used_micros.fetch_add(beyond, Ordering::AcqRel);
             }
+            // Past the fleet room too: this host owes it from its next grant.
+            self.fleet_room_add(b, piece.day, -beyond);
             self.pin_lease(piece.campaign, beyond);
             piece.amount_micros += beyond;
         }
@@ -812,6 +860,127 @@ impl Budgets {
             hour: hold.hour,
             partner: hold.partner,
         }
+    }
+
+    // ---- the fleet's share of the day (see the module doc and `crate::fleet`) ----
+
+    /// From now on a reservation needs fleet room, which starts at zero: this host
+    /// bids only on what the fleet store grants it. Called once, before the first
+    /// reservation.
+    pub fn enable_fleet(&self) {
+        assert!(
+            self.campaigns.iter().all(|b| b.lifetime.reserved() == 0),
+            "the fleet starts before any reservation"
+        );
+        self.fleet.store(true, Ordering::Release);
+    }
+
+    #[inline]
+    pub fn is_fleet(&self) -> bool {
+        self.fleet.load(Ordering::Relaxed)
+    }
+
+    /// Moves the fleet room of day window `day` with a change to its `used` (the
+    /// opposite way): `micros` back when money returns, negative when it is taken
+    /// unchecked.
+    #[inline]
+    fn fleet_room_add(&self, b: &CampaignBudget, day: u8, micros: i64) {
+        if self.is_fleet() && micros != 0 {
+            b.fleet_room_micros[usize::from(day)].fetch_add(micros, Ordering::AcqRel);
+        }
+    }
+
+    /// The day window that started at `day_start_ms`, if it is one of the two kept.
+    fn day_window(b: &CampaignBudget, day_start_ms: u64) -> Option<usize> {
+        (0..2).find(|&i| b.day[i].start_ms.load(Ordering::Acquire) == day_start_ms)
+    }
+
+    /// The campaign's current day as the fleet sees it.
+    pub fn fleet_day(&self, campaign: BudgetSlot) -> FleetDay {
+        let b = self.campaign(campaign);
+        let now = usize::from(b.day_now.load(Ordering::Acquire));
+        let window = &b.day[now];
+        FleetDay {
+            day_start_ms: window.start_ms.load(Ordering::Acquire),
+            room_micros: b.fleet_room_micros[now].load(Ordering::Acquire),
+            spent_micros: window.spent_micros.load(Ordering::Acquire),
+            used_micros: window.used_micros.load(Ordering::Acquire),
+        }
+    }
+
+    /// The fleet room and spend of the day that started at `day_start_ms`, while its
+    /// window is kept (today's or yesterday's).
+    pub fn fleet_day_at(&self, campaign: BudgetSlot, day_start_ms: u64) -> Option<FleetDay> {
+        let b = self.campaign(campaign);
+        let i = Self::day_window(b, day_start_ms)?;
+        Some(FleetDay {
+            day_start_ms,
+            room_micros: b.fleet_room_micros[i].load(Ordering::Acquire),
+            spent_micros: b.day[i].spent_micros.load(Ordering::Acquire),
+            used_micros: b.day[i].used_micros.load(Ordering::Acquire),
+        })
+    }
+
+    /// Adds what the fleet store granted this host for the day that started at
+    /// `day_start_ms`; `false` (nothing added) when that day's window is gone.
+    pub fn fleet_grant(&self, campaign: BudgetSlot, day_start_ms: u64, micros: i64) -> bool {
+        assert!(micros >= 0, "a grant is never negative");
+        let b = self.campaign(campaign);
+        let Some(i) = Self::day_window(b, day_start_ms) else {
+            return false;
+        };
+        b.fleet_room_micros[i].fetch_add(micros, Ordering::AcqRel);
+        true
+    }
+
+    /// Takes up to `micros` of free room of that day back (to return it to the fleet):
+    /// what was taken, which no bid can use any more.
+    pub fn fleet_take_back(&self, campaign: BudgetSlot, day_start_ms: u64, micros: i64) -> i64 {
+        let b = self.campaign(campaign);
+        let Some(i) = Self::day_window(b, day_start_ms) else {
+            return 0;
+        };
+        let room = &b.fleet_room_micros[i];
+        let mut taken = 0;
+        let _ = room.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+            taken = micros.min(left).max(0);
+            Some(left - taken)
+        });
+        taken
+    }
+
+    /// Takes `micros` off that day's room unchecked (it may go below zero, and bids
+    /// wait until grants cover it): money the store counts as returned by this host
+    /// that this run did not know of.
+    pub fn fleet_owe(&self, campaign: BudgetSlot, day_start_ms: u64, micros: i64) {
+        let b = self.campaign(campaign);
+        if let Some(i) = Self::day_window(b, day_start_ms) {
+            b.fleet_room_micros[i].fetch_sub(micros, Ordering::AcqRel);
+        }
+    }
+
+    /// The fleet said the day's budget is all granted (or, `false`, that it is not).
+    pub fn set_fleet_exhausted(&self, campaign: BudgetSlot, exhausted: bool) {
+        self.campaign(campaign)
+            .fleet_exhausted
+            .store(exhausted, Ordering::Release);
+    }
+
+    /// Whether a campaign that cannot afford `amount_micros` is short of fleet room
+    /// only, and the fleet may still grant more: the bid waits on the fleet store
+    /// (`budget_unavailable`) rather than on an exhausted budget.
+    pub fn waits_on_fleet(&self, campaign: BudgetSlot, amount_micros: i64) -> bool {
+        if !self.is_fleet() {
+            return false;
+        }
+        let b = self.campaign(campaign);
+        let now = usize::from(b.day_now.load(Ordering::Relaxed));
+        let room = b.fleet_room_micros[now].load(Ordering::Relaxed);
+        let day_left =
+            b.daily_micros.load(Ordering::Relaxed) - b.day[now].used_micros.load(Ordering::Relaxed);
+        room < amount_micros
+            && day_left >= amount_micros
+            && !b.fleet_exhausted.load(Ordering::Relaxed)
     }
 
     /// Changes a campaign's daily budget (operator action). Lowering it below what
@@ -904,6 +1073,12 @@ impl Budgets {
                 let bounds = c.calendar.bounds(now_ms);
                 let b = &self.campaigns[slot];
                 if now_ms >= c.bounds.day_end_ms {
+                    // The idle window's room restarts from nothing granted (before the
+                    // window is current, so no bid takes an old room).
+                    let next = 1 - usize::from(b.day_now.load(Ordering::Acquire));
+                    let outstanding = b.day[next].reserved().max(0);
+                    b.fleet_room_micros[next].store(-outstanding, Ordering::Release);
+                    b.fleet_exhausted.store(false, Ordering::Release);
                     Self::start_period(&b.day, &b.day_now, bounds.day_start_ms);
                     new_days += 1;
                 }
@@ -939,10 +1114,9 @@ impl Budgets {
             w.used_micros.fetch_add(micros, Ordering::AcqRel);
             w.spent_micros.fetch_add(micros, Ordering::AcqRel);
         };
-        add(
-            &b.day[usize::from(b.day_now.load(Ordering::Acquire))],
-            spent.day_micros,
-        );
+        let day = b.day_now.load(Ordering::Acquire);
+        add(&b.day[usize::from(day)], spent.day_micros);
+        self.fleet_room_add(b, day, -spent.day_micros);
         add(
             &b.hour[usize::from(b.hour_now.load(Ordering::Acquire))],
             spent.hour_micros,
@@ -1081,10 +1255,11 @@ impl Budgets {
                 .load(Ordering::Relaxed)
                 .saturating_sub(w.used_micros.load(Ordering::Relaxed))
         };
-        let day = left(
-            &b.day[usize::from(b.day_now.load(Ordering::Relaxed))],
-            &b.daily_micros,
-        );
+        let day_now = usize::from(b.day_now.load(Ordering::Relaxed));
+        let mut day = left(&b.day[day_now], &b.daily_micros);
+        if self.is_fleet() {
+            day = day.min(b.fleet_room_micros[day_now].load(Ordering::Relaxed));
+        }
         let hour = left(
             &b.hour[usize::from(b.hour_now.load(Ordering::Relaxed))],
             &b.hourly_micros,
@@ -1284,6 +1459,53 @@ mod tests {
         assert_eq!((s.available_micros, s.spent_micros), (10_000, 0));
         assert_eq!((s.previous_day_spent_micros, s.wins), (4_000, 1));
         assert_eq!(s.lifetime_spent_micros, 4_000);
+    }
+
+    /// In a fleet a host bids only on what was granted for the day: the room follows
+    /// every reservation, refund and release, goes back on request without touching
+    /// money bids hold, and a new day starts with nothing granted while yesterday's
+    /// late win is charged to yesterday's room.
+    #[test]
+    fn a_fleet_host_bids_only_within_its_grant_and_each_day_starts_empty() {
+        let b = campaign(daily(100_000), "UTC", at("2026-03-02T23:00:00Z"));
+        b.enable_fleet();
+        let today = b.fleet_day(0).day_start_ms;
+        assert!(b.reserve(0, 1).is_none(), "nothing granted yet");
+        assert!(b.waits_on_fleet(0, 1));
+        assert!(b.fleet_grant(0, today, 10_000));
+        let first = b.reserve(0, 6_000).unwrap();
+        assert!(
+            b.reserve(0, 6_000).is_none(),
+            "past the grant, within the day"
+        );
+        assert_eq!(b.snapshot(0).available_micros, 4_000);
+        b.settle(first, 5_000); // 1,000 refunded to the room
+        assert_eq!(b.fleet_day(0).room_micros, 5_000);
+        let held = b.reserve(0, 3_000).unwrap();
+        assert_eq!(
+            b.fleet_take_back(0, today, 10_000),
+            2_000,
+            "only the free room"
+        );
+        assert_eq!(b.fleet_day(0).room_micros, 0);
+        b.release(held);
+        assert_eq!(b.fleet_day(0).room_micros, 3_000);
+        let late = b.reserve(0, 3_000).unwrap();
+        // Midnight: the new day has no room; yesterday's bid settles into yesterday.
+        assert_eq!(b.roll(at("2026-03-03T00:00:00Z")), 1);
+        let tomorrow = b.fleet_day(0);
+        assert_eq!((tomorrow.room_micros, tomorrow.used_micros), (0, 0));
+        assert!(b.reserve(0, 1).is_none());
+        b.settle(late, 1_000);
+        assert_eq!(b.fleet_day_at(0, today).unwrap().room_micros, 2_000);
+        assert_eq!(b.fleet_day(0).room_micros, 0);
+        // The store says the day is all granted: bids short of room are exhausted.
+        b.set_fleet_exhausted(0, true);
+        assert!(!b.waits_on_fleet(0, 1));
+        assert!(
+            !b.fleet_grant(0, at("2026-03-01T00:00:00Z"), 1),
+            "a day no longer kept"
+        );
     }
 
     #[test]

@@ -166,6 +166,12 @@ impl MarketFeedback {
         }
     }
 
+    /// The campaign's max bid, CPM micros, as the last catalog installed set it.
+    pub fn reference_cpm_micros(&self, slot: BudgetSlot) -> Option<i64> {
+        self.counts(slot)
+            .map(|c| c.reference_cpm_micros.load(Relaxed))
+    }
+
     /// Counts one bid's first notice: our bid's CPM and, if the notice carried one,
     /// the min-to-win CPM (both in our currency), for the campaign and for the bid's
     /// market `segment` (0: unknown, counted for the campaign only).
