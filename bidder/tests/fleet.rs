@@ -2,7 +2,7 @@
 //! acme-display's daily budget, each under load with a win notice for every bid.
 //! Together they never spend more than the budget and leave little of it unspent, also
 //! while Redis is killed, stopped, put to sleep or paused, and while a bidder holding a
-//! lease is killed and restarted.
+//! lease is killed and restarted. A frequency cap holds across the three hosts.
 
 #[path = "engines/harness.rs"]
 mod harness;
@@ -20,8 +20,10 @@ use running::{spawn_run, Daemon, EXIT_TIMEOUT};
 
 /// acme-display's daily budget in these tests: 2,000 wins at the clearing price.
 const BUDGET_MICROS: u64 = 2_000_000;
-/// The fault test's load: a bid every this long per host (~450 wins a second over three
-/// hosts), so the budget lasts through the faults.
+/// The fault test's budget and load: a bid at most every 6 ms per host (under 500 wins
+/// a second over three hosts), so 6,000 wins outlast the faults (about 9 s) on any
+/// machine.
+const FAULT_BUDGET_MICROS: u64 = 6_000_000;
 const FAULT_PACE: Duration = Duration::from_millis(6);
 /// Every win is notified at 1.00 CPM: 1,000 micros an impression (the bid is 1.80).
 const CLEARING_CPM: &str = "1.0";
@@ -132,12 +134,24 @@ impl Drop for Redis {
 }
 
 /// A bidder of the fleet: host `host_id`, acme-display's budget shared through `redis`.
-fn fleet_bidder(host_id: u16, redis: &str) -> Daemon {
+fn fleet_bidder(host_id: u16, redis: &str, budget_micros: u64) -> Daemon {
+    fleet_bidder_with(host_id, &format!("\"{redis}\""), budget_micros, |t| t)
+}
+
+/// [`fleet_bidder`] with `redis_url` as TOML (a quoted URL or a cluster's list) and the
+/// configuration edited by `customise` as well.
+fn fleet_bidder_with(
+    host_id: u16,
+    redis: &str,
+    budget_micros: u64,
+    customise: impl Fn(String) -> String,
+) -> Daemon {
     Daemon::start(&format!("fleet-{host_id}"), |t| {
+        let t = customise(t);
         let t = edit(
             &t,
             "daily_budget_micros = 500_000_000",
-            &format!("daily_budget_micros = {BUDGET_MICROS}"),
+            &format!("daily_budget_micros = {budget_micros}"),
         );
         let t = edit(
             &t,
@@ -146,7 +160,7 @@ fn fleet_bidder(host_id: u16, redis: &str) -> Daemon {
         );
         t + &format!(
             "\n[ledger]\npath = \"ledger.sqlite\"\n\n[breaker]\nspend_rate_multiple = 0\n\n\
-             [fleet]\nredis_url = \"{redis}\"\nkey_prefix = \"fleet-test\"\nrenew_interval_ms = 20\n\
+             [fleet]\nredis_url = {redis}\nkey_prefix = \"fleet-test\"\nrenew_interval_ms = 20\n\
              response_timeout_ms = 200\nlearning_ms = 500\nreport_interval_ms = 200\n"
         )
     })
@@ -259,17 +273,17 @@ fn run_fleet(
 }
 
 /// The budget bound over the whole fleet, by each host's own count and by Redis's.
-fn assert_within_budget(hosts: &[Daemon], redis: &Redis, seen: &[Seen]) {
+fn assert_within_budget(hosts: &[Daemon], redis: &Redis, seen: &[Seen], budget_micros: u64) {
     let by_hosts: u64 = hosts.iter().map(spent).sum();
     let late: u64 = seen.iter().map(|s| s.late.load(Ordering::Relaxed)).sum();
     let bids: u64 = seen.iter().map(|s| s.bids.load(Ordering::Relaxed)).sum();
     let no_bids: u64 = seen.iter().map(|s| s.no_bids.load(Ordering::Relaxed)).sum();
     eprintln!(
-        "fleet: {bids} bids, {no_bids} no-bids, {late} late; spent {by_hosts} of {BUDGET_MICROS}"
+        "fleet: {bids} bids, {no_bids} no-bids, {late} late; spent {by_hosts} of {budget_micros}"
     );
     assert!(
-        by_hosts <= BUDGET_MICROS,
-        "the fleet spent {by_hosts} > {BUDGET_MICROS}"
+        by_hosts <= budget_micros,
+        "the fleet spent {by_hosts} > {budget_micros}"
     );
     assert_eq!(late, 0, "answers later than the deadline");
     // Redis hears the final spend within a report interval.
@@ -285,9 +299,11 @@ fn assert_within_budget(hosts: &[Daemon], redis: &Redis, seen: &[Seen]) {
 #[test]
 fn three_hosts_share_one_budget_and_spend_nearly_all_of_it() {
     let redis = Redis::start();
-    let mut hosts: Vec<Daemon> = (1..=3).map(|h| fleet_bidder(h, &redis.url())).collect();
+    let mut hosts: Vec<Daemon> = (1..=3)
+        .map(|h| fleet_bidder(h, &redis.url(), BUDGET_MICROS))
+        .collect();
     let (seen, _) = run_fleet(&mut hosts, Duration::ZERO, |_| {});
-    assert_within_budget(&hosts, &redis, &seen);
+    assert_within_budget(&hosts, &redis, &seen, BUDGET_MICROS);
     let spent: u64 = hosts.iter().map(spent).sum();
     assert!(
         spent >= BUDGET_MICROS * 95 / 100,
@@ -314,7 +330,9 @@ fn three_hosts_share_one_budget_and_spend_nearly_all_of_it() {
 fn faults_mid_run_never_overspend_and_every_bid_is_answered_in_time() {
     let mut redis = Redis::start();
     let url = redis.url();
-    let mut hosts: Vec<Daemon> = (1..=3).map(|h| fleet_bidder(h, &url)).collect();
+    let mut hosts: Vec<Daemon> = (1..=3)
+        .map(|h| fleet_bidder(h, &url, FAULT_BUDGET_MICROS))
+        .collect();
     let redis_ref = &mut redis;
     let (seen, faults_done_ms) = run_fleet(&mut hosts, FAULT_PACE, |hosts| {
         let pause = |ms| thread::sleep(Duration::from_millis(ms));
@@ -338,7 +356,7 @@ fn faults_mid_run_never_overspend_and_every_bid_is_answered_in_time() {
         d.child = spawn_run(&d.config, &d.log);
         d.wait_ready().expect("the killed bidder restarts");
     });
-    assert_within_budget(&hosts, &redis, &seen);
+    assert_within_budget(&hosts, &redis, &seen, FAULT_BUDGET_MICROS);
     let last_bid_ms = seen
         .iter()
         .map(|s| s.last_bid_ms.load(Ordering::Relaxed))
@@ -368,4 +386,262 @@ fn reason_count(metrics: &str, reason: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(&needle))
         .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The acme-display cap in the frequency test: impressions per user per day.
+const CAP: u64 = 3;
+/// Requests of one user are this far apart (well over a tick plus two round trips).
+const USER_SPACING: Duration = Duration::from_millis(250);
+
+/// A banner request from user `buyeruid`.
+fn banner_from(n: u64, buyeruid: &str) -> String {
+    format!(
+        r#"{{"id":"fc-{n}","tmax":1000,"imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}],"site":{{"domain":"news.example"}},"user":{{"buyeruid":"{buyeruid}"}}}}"#
+    )
+}
+
+/// acme-display capped at 3 a day: each user's requests go round the three hosts, and
+/// every bid wins. Counted per host only, a user would see 3 impressions on each host
+/// (9); shared through Redis, they see 3 in all.
+#[test]
+fn a_frequency_cap_holds_across_three_hosts() {
+    let redis = Redis::start();
+    let capped = |t: String| edit(&t, "# frequency_cap = 3", &format!("frequency_cap = {CAP}"));
+    let hosts: Vec<Daemon> = (1..=3)
+        .map(|h| fleet_bidder_with(h, &format!("\"{}\"", redis.url()), BUDGET_MICROS, capped))
+        .collect();
+    let users: Vec<String> = (0..8).map(|u| format!("fleet-user-{u}")).collect();
+    let mut wins = vec![0u64; users.len()];
+    let mut n = 0u64;
+    for round in 0..(3 * CAP as usize + 3) {
+        for (u, user) in users.iter().enumerate() {
+            n += 1;
+            let d = &hosts[(round + u) % hosts.len()];
+            let (status, text) = testkit::http::exchange(
+                d.bid,
+                "POST",
+                "/bid/exchange-a",
+                "",
+                banner_from(n, user).as_bytes(),
+            )
+            .expect("the bidder answers");
+            if status != 200 {
+                continue;
+            }
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let bid = &json["seatbid"][0]["bid"][0];
+            if bid["cid"] != "acme-display" {
+                continue;
+            }
+            let url = bid["nurl"]
+                .as_str()
+                .unwrap()
+                .replace("${AUCTION_PRICE}", CLEARING_CPM);
+            let path = url.strip_prefix(&format!("http://{}", d.notices)).unwrap();
+            assert_eq!(
+                testkit::http::exchange(d.notices, "GET", path, "", b"")
+                    .unwrap()
+                    .0,
+                204
+            );
+            wins[u] += 1;
+        }
+        thread::sleep(USER_SPACING);
+    }
+    eprintln!("fleet frequency: impressions per user {wins:?} (cap {CAP})");
+    for (u, &w) in wins.iter().enumerate() {
+        assert_eq!(w, CAP, "user {u} saw {w} impressions of a cap of {CAP}");
+    }
+    let shared: u64 = hosts
+        .iter()
+        .map(|d| metric_sum(&d.metrics(), "bidder_fleet_impressions_observed_total"))
+        .sum();
+    assert!(shared > 0, "no host read another's counts");
+}
+
+/// A Redis Cluster on loopback: three masters, each with a replica, killed when
+/// dropped. Ports stay below 22768 so each bus port (+10000) is below 32768.
+struct Cluster {
+    nodes: Vec<(u16, Child)>,
+    _dir: testkit::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = testkit::TempDir::new("redis-cluster");
+        let base = (12_000..22_000)
+            .step_by(10)
+            .map(|p| p + (std::process::id() % 50) as u16 * 10)
+            .find(|&p| {
+                p + 5 < 22_768
+                    && (p..p + 6).all(|q| {
+                        TcpListener::bind(("127.0.0.1", q)).is_ok()
+                            && TcpListener::bind(("127.0.0.1", q + 10_000)).is_ok()
+                    })
+            })
+            .expect("six free ports and their bus ports");
+        let nodes = (base..base + 6)
+            .map(|port| {
+                let child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                    .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(&dir.0)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server");
+                (port, child)
+            })
+            .collect();
+        let cluster = Cluster { nodes, _dir: dir };
+        for (port, _) in &cluster.nodes {
+            testkit::eventually(Duration::from_secs(10), "a cluster node answers", || {
+                Cluster::query::<String>(*port, &["PING"]).is_some()
+            });
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(created.success(), "redis-cli --cluster create");
+        for (port, _) in &cluster.nodes {
+            testkit::eventually(Duration::from_secs(20), "cluster_state:ok", || {
+                Cluster::query::<String>(*port, &["CLUSTER", "INFO"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            });
+            // A replica that never synced is too stale to be promoted: wait for it.
+            testkit::eventually(Duration::from_secs(30), "replicas in sync", || {
+                Cluster::query::<String>(*port, &["INFO", "replication"]).is_some_and(|info| {
+                    info.contains("role:master") || info.contains("master_link_status:up")
+                })
+            });
+        }
+        cluster
+    }
+
+    /// A command to one node; its answer, read as `T`.
+    fn query<T: redis::FromRedisValue>(port: u16, args: &[&str]) -> Option<T> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut c = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut c).ok()
+    }
+
+    /// The first three nodes, as a fleet's `redis_url` lists them (TOML).
+    fn redis_url_toml(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .take(3)
+            .map(|(p, _)| format!("\"redis://127.0.0.1:{p}/\""))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// The port of the master that serves `key`'s slot now, as node `port` sees it.
+    fn master_of(port: u16, key: &str) -> Option<u16> {
+        let slot: u16 = Cluster::query(port, &["CLUSTER", "KEYSLOT", key])?;
+        let nodes: String = Cluster::query(port, &["CLUSTER", "NODES"])?;
+        nodes
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .find_map(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                let owns = fields[8..].iter().any(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
+                });
+                let port = fields[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                owns.then_some(port)
+            })
+    }
+
+    fn kill(&mut self, port: u16) {
+        let (_, child) = self
+            .nodes
+            .iter_mut()
+            .find(|(p, _)| *p == port)
+            .expect("a node on that port");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Three hosts on a three-master Redis Cluster: the budget holds, also when the master
+/// serving the campaign's slot is killed mid-run (its replica takes over, the hosts
+/// re-report and carry on).
+#[test]
+fn a_redis_cluster_holds_the_budget_through_the_loss_of_the_campaigns_master() {
+    let mut cluster = Cluster::start();
+    let url = cluster.redis_url_toml();
+    let mut hosts: Vec<Daemon> = (1..=3)
+        .map(|h| fleet_bidder_with(h, &url, FAULT_BUDGET_MICROS, |t| t))
+        .collect();
+    let cluster_ref = &mut cluster;
+    let key = "{fleet-test:c:acme-display}";
+    let (seen, faults_done_ms) = run_fleet(&mut hosts, FAULT_PACE, |hosts| {
+        thread::sleep(Duration::from_millis(1_500));
+        let first = cluster_ref.nodes[0].0;
+        let master = Cluster::master_of(first, key).expect("a master serves the slot");
+        cluster_ref.kill(master);
+        // Its replica is promoted after the node timeout (1 s) and a vote; then the
+        // hosts find it and renew again.
+        let alive = cluster_ref
+            .nodes
+            .iter()
+            .find(|(p, _)| *p != master)
+            .unwrap()
+            .0;
+        testkit::eventually(Duration::from_secs(30), "a replica takes the slot", || {
+            Cluster::master_of(alive, key).is_some_and(|m| m != master)
+        });
+        testkit::eventually(Duration::from_secs(30), "every host renews again", || {
+            hosts
+                .iter()
+                .all(|d| d.metrics().contains("bidder_fleet_store_up 1"))
+        });
+    });
+    let by_hosts: u64 = hosts.iter().map(spent).sum();
+    let late: u64 = seen.iter().map(|s| s.late.load(Ordering::Relaxed)).sum();
+    eprintln!("fleet on a cluster: spent {by_hosts} of {FAULT_BUDGET_MICROS}, {late} late");
+    assert!(
+        by_hosts <= FAULT_BUDGET_MICROS,
+        "the fleet spent {by_hosts} > {FAULT_BUDGET_MICROS}"
+    );
+    assert_eq!(late, 0, "answers later than the deadline");
+    let last_bid_ms = seen
+        .iter()
+        .map(|s| s.last_bid_ms.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last_bid_ms > faults_done_ms,
+        "no bid after the failover ({faults_done_ms} ms): the hosts did not carry on"
+    );
 }

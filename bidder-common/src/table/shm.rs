@@ -956,25 +956,25 @@ mod tests {
 
     #[test]
     fn a_stats_table_of_the_previous_layout_is_refused_by_readers_and_replaced_by_the_bidder() {
-        let dir = TempDir::new("stats-v4");
+        let dir = TempDir::new("stats-v5");
         let path = dir.0.join("stats");
         let w =
             Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
         let header = w.table().header();
-        assert_eq!(header.layout_version.load(Ordering::Relaxed), 5);
-        // What a bidder from before per-segment feedback left behind.
-        header.layout_version.store(4, Ordering::Relaxed);
+        assert_eq!(header.layout_version.load(Ordering::Relaxed), 6);
+        // What a bidder from before budget_unavailable left behind.
+        header.layout_version.store(5, Ordering::Relaxed);
         drop(w);
         let err = Table::<StatsTable>::open_read(&path).err().unwrap();
         assert!(
             err.to_string().contains(
-                "layout version 4, this program reads version 5 (upgrade the older of agent and bidder)"
+                "layout version 5, this program reads version 6 (upgrade the older of agent and bidder)"
             ),
             "{err}"
         );
         let w =
             Writer::<StatsTable>::open(&path, CAP, OnMismatch::Recreate, Clock::system()).unwrap();
-        assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 5);
+        assert_eq!(w.table().header().layout_version.load(Ordering::Relaxed), 6);
         // The strategy table keeps its own version (the agent carries its rows across
         // a change of it: agent/src/upgrade.rs).
         let strategy = dir.0.join("strategy");

@@ -278,8 +278,10 @@ pub struct SimulationConfig {
 #[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FleetConfig {
-    /// `redis://host:port/db` (a password as `redis://:secret@host:port`).
-    pub redis_url: String,
+    /// `redis://host:port/db` (a password as `redis://:secret@host:port`), or a list of
+    /// a Redis Cluster's nodes (`["redis://10.0.0.5:7000", "redis://10.0.0.6:7000"]`:
+    /// any of them; the rest are found from the cluster).
+    pub redis_url: RedisUrl,
     /// Prefix of every key this fleet writes: fleets sharing one Redis differ here.
     #[serde(default = "FleetConfig::default_key_prefix")]
     pub key_prefix: String,
@@ -305,6 +307,23 @@ pub struct FleetConfig {
     /// while the hosts re-report what they hold.
     #[serde(default = "FleetConfig::default_learning_ms")]
     pub learning_ms: u64,
+}
+
+/// One Redis, or the nodes of a Redis Cluster.
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
+#[serde(untagged)]
+pub enum RedisUrl {
+    One(String),
+    Cluster(Vec<String>),
+}
+
+impl RedisUrl {
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            RedisUrl::One(url) => vec![url.clone()],
+            RedisUrl::Cluster(urls) => urls.clone(),
+        }
+    }
 }
 
 impl FleetConfig {

@@ -459,13 +459,22 @@ fn fleet(p: &mut Problems) {
     let Some(f) = &p.config.fleet else {
         return;
     };
-    let url = f.redis_url.clone();
-    if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+    let urls = f.redis_url.urls();
+    if urls.is_empty() {
         p.add(
             "fleet.redis_url".into(),
-            format!("`{url}` is not a redis:// URL"),
-            "e.g. \"redis://10.0.0.5:6379/0\" (rediss:// and cluster node lists are not supported yet)",
+            "an empty list of cluster nodes",
+            "list at least one node, e.g. [\"redis://10.0.0.5:7000\"]",
         );
+    }
+    for url in urls {
+        if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+            p.add(
+                "fleet.redis_url".into(),
+                format!("`{url}` is not a redis:// URL"),
+                "e.g. \"redis://10.0.0.5:6379/0\", or a cluster's nodes [\"redis://10.0.0.5:7000\", …] (rediss:// is not supported yet)",
+            );
+        }
     }
     let key_ok = !f.key_prefix.is_empty()
         && f.key_prefix.len() <= 64

@@ -24,6 +24,17 @@
 //! larger), and a store that lost everything (no epoch) grants nothing for
 //! `learning_ms` while the hosts re-report.
 //!
+//! **Frequency caps.** A win that counts toward a capped campaign is shared: the host
+//! sends its own absolute count of that user's impressions for the cap's period (the
+//! store keeps the larger per host, so a retry or a restart's recovered counts add
+//! nothing twice), gets the fleet's sum back, and publishes it on a stream every host
+//! reads each `renew_interval_ms`, raising its local count to it. The bid path reads
+//! only the local table. So a host learns of another's impressions within one tick of
+//! each (`renew_interval_ms` plus two Redis round trips): **a user sees at most the cap
+//! plus the wins of bids made for them on other hosts within that lag** (and, as on one
+//! host, plus bids still out when the cap was reached). A restarted host reads the last
+//! hour of the stream; counts older than that reach it only with the user's next win.
+//!
 //! **Failure.** A call that fails or times out changes nothing on this host; the host
 //! keeps bidding on the room it holds, then no-bids with `budget_unavailable` (fail
 //! closed). No host takes another's lease: a host that dies keeps its grant until the
@@ -47,7 +58,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{Collect, PromText};
-use crate::money::budget::{BudgetSlot, Budgets};
+use crate::money::budget::{BudgetSlot, Budgets, SharedImpression};
 use crate::money::impression_cost_micros;
 use lease::{HostLease, Sizing};
 use store::{Store, StoreSettings};
@@ -59,6 +70,12 @@ const ACTIVE_RENEW_INTERVALS: u64 = 30;
 const CLOSING_DAY_MS: u64 = 3_600_000;
 /// On shutdown, the last call (returning what is free) gets this long.
 const SHUTDOWN_SYNC_MS: u64 = 500;
+/// Users' counts shared per tick at most (the rest wait for the next).
+const SHARED_PER_TICK: usize = 4_096;
+/// A host starting reads the frequency stream from this long ago.
+const FREQUENCY_CATCH_UP_MS: u64 = 3_600_000;
+/// Own counts of periods that ended are dropped this often.
+const FREQUENCY_PRUNE_MS: u64 = 60_000;
 
 /// Fleet mode's settings, from `[fleet]` and `bidding.host_id`.
 #[derive(Debug, Clone)]
@@ -76,7 +93,8 @@ impl Fleet {
         let f = config.fleet.as_ref()?;
         Some(Fleet {
             store: StoreSettings {
-                redis_url: f.redis_url.clone(),
+                redis_urls: f.redis_url.urls(),
+                cluster: matches!(f.redis_url, crate::config::RedisUrl::Cluster(_)),
                 key_prefix: f.key_prefix.clone(),
                 host: format!("h{}", config.bidding.host_id),
                 response_timeout_ms: f.response_timeout_ms,
@@ -117,6 +135,8 @@ pub struct FleetStatus {
     granted_micros: AtomicI64,
     returned_micros: AtomicI64,
     epochs_seen: AtomicU64,
+    impressions_shared: AtomicU64,
+    impressions_observed: AtomicU64,
 }
 
 impl FleetStatus {
@@ -184,6 +204,18 @@ impl Collect for FleetStatus {
             self.returned_micros.load(Ordering::Relaxed).max(0) as u64,
         );
         out.counter(
+            "bidder_fleet_impressions_shared_total",
+            "Users' impression counts of capped campaigns this host sent to the fleet store.",
+            &[],
+            self.impressions_shared.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "bidder_fleet_impressions_observed_total",
+            "Fleet counts of users' impressions this host read from the fleet's stream.",
+            &[],
+            self.impressions_observed.load(Ordering::Relaxed),
+        );
+        out.counter(
             "bidder_fleet_epochs_total",
             "Store epochs this host saw change (the store lost its state).",
             &[],
@@ -199,6 +231,101 @@ struct Tracked {
     /// `Some(until)` for a day that ended: it returns what is free and reports until
     /// then.
     closing_until_ms: Option<u64>,
+}
+
+/// Frequency counts on their way to and from the fleet.
+struct Frequency {
+    /// This host's own count per (campaign, period start, user), this period.
+    own: HashMap<(BudgetSlot, u64, u64), u32>,
+    /// Pairs whose own count the store has not yet acknowledged.
+    unsent: std::collections::HashSet<(BudgetSlot, u64, u64)>,
+    /// The last stream entry read.
+    last_id: String,
+    incoming: Vec<SharedImpression>,
+    pruned_ms: u64,
+}
+
+impl Frequency {
+    fn new(now_ms: u64) -> Frequency {
+        Frequency {
+            own: HashMap::new(),
+            unsent: Default::default(),
+            last_id: format!("{}-0", now_ms.saturating_sub(FREQUENCY_CATCH_UP_MS)),
+            incoming: Vec::new(),
+            pruned_ms: now_ms,
+        }
+    }
+}
+
+/// Sends this host's new impressions of capped campaigns, then reads the fleet's.
+async fn share_frequency(
+    store: &mut Store,
+    budgets: &Budgets,
+    status: &FleetStatus,
+    f: &mut Frequency,
+    now_ms: u64,
+) {
+    f.incoming.clear();
+    budgets.take_shared_impressions(&mut f.incoming, SHARED_PER_TICK);
+    for s in &f.incoming {
+        let key = (s.campaign, s.period_start_ms, s.user);
+        *f.own.entry(key).or_default() += s.n;
+        f.unsent.insert(key);
+    }
+    let batch: Vec<_> = f.unsent.iter().copied().take(SHARED_PER_TICK).collect();
+    for key @ (slot, start, user) in batch {
+        let period = budgets.frequency_period(slot);
+        let (Some(id), Some((period_start, period_end))) = (budgets.id_of(slot), period) else {
+            f.unsent.remove(&key);
+            continue;
+        };
+        if period_start != start {
+            // The period is over: its counts no longer matter.
+            f.unsent.remove(&key);
+            continue;
+        }
+        let own = f.own.get(&key).copied().unwrap_or(0);
+        match store
+            .share_impressions(&id, start, period_end, user, own)
+            .await
+        {
+            Ok(total) => {
+                budgets.observe_impressions(slot, user, total, start, now_ms);
+                f.unsent.remove(&key);
+                status.impressions_shared.fetch_add(1, Ordering::Relaxed);
+                status.syncs_ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                status.syncs_failed.fetch_add(1, Ordering::Relaxed);
+                status.set_up(false, &e.to_string());
+                return;
+            }
+        }
+    }
+    match store.read_impressions(&mut f.last_id).await {
+        Ok(updates) => {
+            for u in updates {
+                if let Some(slot) = budgets.slot_of(&u.campaign) {
+                    budgets.observe_impressions(slot, u.user, u.count, u.period_start_ms, now_ms);
+                    status.impressions_observed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(e) => {
+            status.syncs_failed.fetch_add(1, Ordering::Relaxed);
+            status.set_up(false, &e.to_string());
+        }
+    }
+    if now_ms.saturating_sub(f.pruned_ms) >= FREQUENCY_PRUNE_MS {
+        f.pruned_ms = now_ms;
+        let unsent = &f.unsent;
+        f.own.retain(|key @ (slot, start, _), _| {
+            unsent.contains(key)
+                || budgets
+                    .frequency_period(*slot)
+                    .is_some_and(|(s, _)| s == *start)
+        });
+    }
 }
 
 /// The fleet task, on the control thread until `stop`: renews, reports and returns.
@@ -221,6 +348,7 @@ pub async fn run(
     let mut closing: Vec<Tracked> = Vec::new();
     let mut slots = Vec::new();
     let mut epochs: HashMap<BudgetSlot, String> = HashMap::new();
+    let mut frequency = Frequency::new(clock.now_unix_ms());
     let mut tick = tokio::time::interval(Duration::from_millis(fleet.renew_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -261,6 +389,7 @@ pub async fn run(
             .await;
         }
         closing.retain(|t| t.closing_until_ms.is_some_and(|until| now_ms < until));
+        share_frequency(&mut store, &budgets, &status, &mut frequency, now_ms).await;
     }
     // Shutdown: give back what no bid holds, in one bounded round.
     let now_ms = clock.now_unix_ms();

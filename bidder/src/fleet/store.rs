@@ -7,6 +7,8 @@
 //! |---|---|
 //! | `{PREFIX:c:ID}:d:DAYSTART` | a hash per campaign-day: `budget`; per host `g:H` granted, `r:H` returned, `s:H` spent, `t:H` last call (ms), `q:H` last granted request; totals `G`, `R`, `S`. Expires 3 days after the day starts. |
 //! | `{PREFIX:c:ID}:epoch` | `epoch` (made by the first call after the store had nothing) and `learning_until` (ms) |
+//! | `{PREFIX:c:ID}:f:START:USER` | a frequency-capped campaign's impressions of one user in the cap's period from START: per host `H` its count. Expires with the period (+1 h). |
+//! | `PREFIX:freq` | a stream every host reads: `c` campaign, `p` period start, `u` user (hex), `n` the fleet's count after a host counted one. Trimmed to about [`FREQUENCY_STREAM_LEN`] entries. |
 //!
 //! Every counter only grows, and a call raises the host's counters to what it sends
 //! (never lowers them): a retried or reordered call, or one whose reply was lost,
@@ -15,8 +17,10 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::lease::{SyncReply, SyncRequest};
 
@@ -75,6 +79,37 @@ local spent = tonumber(redis.call('HGET', day, 'S') or '0')
 return {g, r, grant, remaining, spent, epoch, learning_until}
 "#;
 
+/// A host's count of a user's impressions raised to what it sends; the sum over
+/// hosts back. ARGV: host, count, expire-at ms.
+const IMPRESSIONS_LUA: &str = r#"
+local k, h = KEYS[1], ARGV[1]
+local count = tonumber(ARGV[2])
+if count > tonumber(redis.call('HGET', k, h) or '0') then
+  redis.call('HSET', k, h, count)
+end
+redis.call('PEXPIREAT', k, ARGV[3])
+local total = 0
+for _, v in ipairs(redis.call('HVALS', k)) do total = total + tonumber(v) end
+return total
+"#;
+
+/// About this many frequency updates are kept in the stream (a host that was away
+/// longer than they last misses older ones).
+pub const FREQUENCY_STREAM_LEN: u64 = 1_000_000;
+/// Stream entries read per call.
+const FREQUENCY_READ_BATCH: usize = 1_000;
+/// A user's counts outlive the end of the cap's period by this much.
+const FREQUENCY_KEY_SLACK_MS: u64 = 3_600_000;
+
+/// One frequency update from the stream: the fleet's count of a user's impressions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetImpressions {
+    pub campaign: String,
+    pub period_start_ms: u64,
+    pub user: u64,
+    pub count: u32,
+}
+
 /// Days a campaign-day's hash outlives its start (late reports of the day before
 /// still land; then Redis forgets it).
 const DAY_KEY_TTL_MS: u64 = 3 * 86_400_000;
@@ -82,7 +117,9 @@ const DAY_KEY_TTL_MS: u64 = 3 * 86_400_000;
 /// How the store is reached and what it is told besides the counters.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    pub redis_url: String,
+    /// One server's URL, or nodes of a Redis Cluster.
+    pub redis_urls: Vec<String>,
+    pub cluster: bool,
     pub key_prefix: String,
     /// This host's name in the store.
     pub host: String,
@@ -103,27 +140,96 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
 }
 
-/// The connection and the script.
+/// One server (a multiplexed connection that reconnects by itself), or a Redis
+/// Cluster (connected on first use, then following the cluster's slot moves).
+enum Connection {
+    Single(ConnectionManager),
+    Cluster {
+        /// Boxed: the client is large and made once.
+        client: Box<ClusterClient>,
+        connection: Option<ClusterConnection>,
+    },
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster { client, connection } => Box::pin(async move {
+                if connection.is_none() {
+                    *connection = Some(client.get_async_connection().await?);
+                }
+                let c = connection.as_mut().expect("connected above");
+                c.req_packed_command(cmd).await
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster { client, connection } => Box::pin(async move {
+                if connection.is_none() {
+                    *connection = Some(client.get_async_connection().await?);
+                }
+                let c = connection.as_mut().expect("connected above");
+                c.req_packed_commands(pipeline, offset, count).await
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster { .. } => 0,
+        }
+    }
+}
+
+/// The connection and the scripts.
 pub struct Store {
     settings: StoreSettings,
-    connection: ConnectionManager,
+    connection: Connection,
     script: Script,
+    impressions: Script,
 }
 
 impl Store {
     /// A store that connects on first use and reconnects by itself (never blocks).
     pub fn new(settings: StoreSettings) -> Result<Store, StoreError> {
-        let client = redis::Client::open(settings.redis_url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_millis(settings.response_timeout_ms)))
-            .set_connection_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(settings.connect_timeout_ms));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        let response = Duration::from_millis(settings.response_timeout_ms);
+        let connect = Duration::from_millis(settings.connect_timeout_ms);
+        let connection = match settings.redis_urls.as_slice() {
+            [one] if !settings.cluster => {
+                let client = redis::Client::open(one.as_str())?;
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(response))
+                    .set_connection_timeout(Some(connect))
+                    .set_number_of_retries(1)
+                    .set_max_delay(connect);
+                Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+            nodes => Connection::Cluster {
+                client: Box::new(
+                    ClusterClient::builder(nodes.iter().map(String::as_str))
+                        .connection_timeout(connect)
+                        .response_timeout(response)
+                        .retries(2)
+                        .build()?,
+                ),
+                connection: None,
+            },
+        };
         Ok(Store {
             settings,
             connection,
             script: Script::new(SYNC_LUA),
+            impressions: Script::new(IMPRESSIONS_LUA),
         })
     }
 
@@ -133,8 +239,143 @@ impl Store {
         (format!("{tag}:d:{day_start_ms}"), format!("{tag}:epoch"))
     }
 
+    /// Tells the fleet this host counted `own` impressions of `user` for the campaign in
+    /// the period from `period_start_ms` (ending at `period_end_ms`), and publishes the
+    /// fleet's count on the stream; returns that count. Absolute, so a retry counts
+    /// nothing twice.
+    pub async fn share_impressions(
+        &mut self,
+        campaign: &str,
+        period_start_ms: u64,
+        period_end_ms: u64,
+        user: u64,
+        own: u32,
+    ) -> Result<u32, StoreError> {
+        let result = self
+            .share_impressions_once(campaign, period_start_ms, period_end_ms, user, own)
+            .await;
+        self.after(result)
+    }
+
+    async fn share_impressions_once(
+        &mut self,
+        campaign: &str,
+        period_start_ms: u64,
+        period_end_ms: u64,
+        user: u64,
+        own: u32,
+    ) -> Result<u32, StoreError> {
+        let s = &self.settings;
+        let tag = format!("{{{}:c:{campaign}}}", s.key_prefix);
+        let key = format!("{tag}:f:{period_start_ms}:{user:016x}");
+        let mut call = self.impressions.key(key);
+        call.arg(&s.host)
+            .arg(own)
+            .arg(period_end_ms + FREQUENCY_KEY_SLACK_MS);
+        let timeout = Duration::from_millis(s.response_timeout_ms);
+        let total: u32 = tokio::time::timeout(timeout, call.invoke_async(&mut self.connection))
+            .await
+            .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
+        let mut add = redis::cmd("XADD");
+        add.arg(format!("{}:freq", s.key_prefix))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(FREQUENCY_STREAM_LEN)
+            .arg("*")
+            .arg("c")
+            .arg(campaign)
+            .arg("p")
+            .arg(period_start_ms)
+            .arg("u")
+            .arg(format!("{user:016x}"))
+            .arg("n")
+            .arg(total);
+        tokio::time::timeout(timeout, add.query_async::<String>(&mut self.connection))
+            .await
+            .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
+        Ok(total)
+    }
+
+    /// The frequency updates after `last_id` (moved to the last one read), without
+    /// waiting for new ones.
+    pub async fn read_impressions(
+        &mut self,
+        last_id: &mut String,
+    ) -> Result<Vec<FleetImpressions>, StoreError> {
+        let result = self.read_impressions_once(last_id).await;
+        self.after(result)
+    }
+
+    async fn read_impressions_once(
+        &mut self,
+        last_id: &mut String,
+    ) -> Result<Vec<FleetImpressions>, StoreError> {
+        let s = &self.settings;
+        let mut read = redis::cmd("XREAD");
+        read.arg("COUNT")
+            .arg(FREQUENCY_READ_BATCH)
+            .arg("STREAMS")
+            .arg(format!("{}:freq", s.key_prefix))
+            .arg(last_id.as_str());
+        let timeout = Duration::from_millis(s.response_timeout_ms);
+        let reply: Option<redis::streams::StreamReadReply> =
+            tokio::time::timeout(timeout, read.query_async(&mut self.connection))
+                .await
+                .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
+        let mut out = Vec::new();
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            *last_id = entry.id.clone();
+            let parsed = (|| {
+                Some(FleetImpressions {
+                    campaign: entry.get("c")?,
+                    period_start_ms: entry.get("p")?,
+                    user: u64::from_str_radix(&entry.get::<String>("u")?, 16).ok()?,
+                    count: entry.get("n")?,
+                })
+            })();
+            // An entry another version wrote differently is skipped, not fatal.
+            out.extend(parsed);
+        }
+        Ok(out)
+    }
+
+    /// A failed call to a cluster drops the connection, so the next one starts from
+    /// the cluster's current slot map (after a failover the old master's address
+    /// only times out).
+    fn after<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let (Err(e), Connection::Cluster { connection, .. }) = (&result, &mut self.connection) {
+            let lost = match e {
+                StoreError::Timeout(_) => true,
+                StoreError::Redis(e) => {
+                    e.is_io_error()
+                        || e.is_timeout()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.is_unrecoverable_error()
+                }
+            };
+            if lost {
+                *connection = None;
+            }
+        }
+        result
+    }
+
     /// One call: the host's counters raised, a grant if it wants one.
     pub async fn sync(
+        &mut self,
+        campaign: &str,
+        budget_micros: i64,
+        request: &SyncRequest,
+        now_ms: u64,
+    ) -> Result<SyncReply, StoreError> {
+        let result = self
+            .sync_once(campaign, budget_micros, request, now_ms)
+            .await;
+        self.after(result)
+    }
+
+    async fn sync_once(
         &mut self,
         campaign: &str,
         budget_micros: i64,

@@ -53,7 +53,9 @@
 //! this line and on the store counting grants before a host uses them.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use crossbeam_queue::ArrayQueue;
 
 use rustc_hash::FxHashMap;
 
@@ -242,6 +244,19 @@ pub struct LeaseFigures {
     pub in_flight_micros: i64,
 }
 
+/// Impressions waiting for the fleet task, at most (a second of 65k wins/s).
+const SHARED_IMPRESSIONS_CAPACITY: usize = 65_536;
+
+/// Impressions of a capped campaign this host counted for a user, for the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedImpression {
+    pub campaign: BudgetSlot,
+    pub user: u64,
+    pub n: u32,
+    /// The cap's period (day or hour) they count in.
+    pub period_start_ms: u64,
+}
+
 /// One day of a campaign on this host, as the fleet task reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetDay {
@@ -371,6 +386,10 @@ pub struct Budgets {
     /// The day's budget is shared by a fleet: reservations need fleet room; set before
     /// the first bid.
     fleet: AtomicBool,
+    /// In a fleet, impressions this host counted for capped campaigns, waiting for the
+    /// fleet task to share them; bounded (past it they are dropped and counted).
+    shared_impressions: OnceLock<ArrayQueue<SharedImpression>>,
+    impressions_unshared: AtomicU64,
     /// Impressions per (campaign, user) for campaigns with a frequency cap.
     frequency: FrequencyTable,
     /// What each partner's bids hold, by partner index.
@@ -416,6 +435,8 @@ impl Budgets {
             breaker_window_ms: AtomicU64::new(SpendBreaker::default().window_ms),
             leased: AtomicBool::new(false),
             fleet: AtomicBool::new(false),
+            shared_impressions: OnceLock::new(),
+            impressions_unshared: AtomicU64::new(0),
             frequency: FrequencyTable::new(DEFAULT_FREQUENCY_TRACKED),
             partners: (0..MAX_PARTNERS)
                 .map(|_| PartnerHold {
@@ -477,10 +498,57 @@ impl Budgets {
         if b.frequency_cap.load(Ordering::Acquire) == 0 || n == 0 {
             return true;
         }
-        let Some((_, end_ms)) = self.frequency_period(campaign) else {
+        let Some((start_ms, end_ms)) = self.frequency_period(campaign) else {
             return true;
         };
+        if let Some(queue) = self.shared_impressions.get() {
+            let shared = SharedImpression {
+                campaign,
+                user,
+                n,
+                period_start_ms: start_ms,
+            };
+            if queue.push(shared).is_err() {
+                self.impressions_unshared.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.frequency.add(campaign, user, n, end_ms, now_ms)
+    }
+
+    /// Raises a user's count of a capped campaign to what the fleet counted for the
+    /// period that started at `period_start_ms` (ignored once that period is over).
+    pub fn observe_impressions(
+        &self,
+        campaign: BudgetSlot,
+        user: u64,
+        count: u32,
+        period_start_ms: u64,
+        now_ms: u64,
+    ) -> bool {
+        if campaign >= self.campaigns.len() || !self.is_frequency_capped(campaign) {
+            return true;
+        }
+        match self.frequency_period(campaign) {
+            Some((start_ms, end_ms)) if start_ms == period_start_ms => self
+                .frequency
+                .observe(campaign, user, count, end_ms, now_ms),
+            _ => true,
+        }
+    }
+
+    /// Up to `max` impressions counted here since the last call, for the fleet.
+    pub fn take_shared_impressions(&self, out: &mut Vec<SharedImpression>, max: usize) {
+        if let Some(queue) = self.shared_impressions.get() {
+            while out.len() < max {
+                let Some(one) = queue.pop() else { break };
+                out.push(one);
+            }
+        }
+    }
+
+    /// Impressions the fleet never heard of because the queue to it was full.
+    pub fn impressions_unshared(&self) -> u64 {
+        self.impressions_unshared.load(Ordering::Relaxed)
     }
 
     /// The campaign's current frequency period (its day or hour, as its cap counts):
@@ -873,6 +941,9 @@ impl Budgets {
             "the fleet starts before any reservation"
         );
         self.fleet.store(true, Ordering::Release);
+        let _ = self
+            .shared_impressions
+            .set(ArrayQueue::new(SHARED_IMPRESSIONS_CAPACITY));
     }
 
     #[inline]
