@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Most lines `audit tail` returns.
 pub const MAX_TAIL_LINES: usize = 1_000;
@@ -17,12 +17,12 @@ const TAIL_WINDOW_BYTES: u64 = 1024 * 1024;
 
 /// Who made a change: the peer of the control socket, or the agent itself (then
 /// `actor` names which part, e.g. `llm:claude-sonnet-4-5`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Who {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
 }
 

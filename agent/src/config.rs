@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub simulation: Option<SimulationConfig>,
     /// The built-in shading and pacing controller (on by default).
     pub controller: crate::controller::ControllerConfig,
+    /// Fleet mode: strategy changes replicated to every host through Redis.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// `[simulation]`: the agent stamps audit lines and rows and runs its cycles on the
@@ -54,6 +56,7 @@ impl Default for AgentConfig {
             llm: LlmConfig::default(),
             simulation: None,
             controller: crate::controller::ControllerConfig::default(),
+            fleet: None,
         }
     }
 }
@@ -318,6 +321,9 @@ impl AgentConfig {
             ));
         }
         self.metrics_addr()?;
+        if let Some(fleet) = &self.fleet {
+            fleet.check()?;
+        }
         if s.allowed_uids.is_empty() && s.allowed_gids.is_empty() {
             return Err(
                 "socket: allowed_uids and allowed_gids are both empty: nobody could use the agent"

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bounds;
 pub mod config;
 pub mod controller;
+pub mod fleet;
 pub mod llm;
 pub mod metrics;
 pub mod protocol;
@@ -85,8 +86,10 @@ pub async fn run_until(
                 .controller_tick();
         }
     };
+    let replication = fleet::run(Arc::clone(&agent));
     tokio::select! {
         () = socket::serve(listener, agent) => {}
+        () = replication => {}
         () = strategist => {}
         () = heartbeat => {}
         () = controller => {}

@@ -182,6 +182,30 @@ pub fn render(agent: &Agent) -> String {
             ("{direction=\"output\"}", llm.output_tokens as f64),
         ],
     );
+    if let Some(r) = agent.replication() {
+        family(
+            "bidder_agent_fleet_changes_total",
+            "counter",
+            "Strategy changes replicated through the fleet's Redis: published by this host, applied from the stream (rows that differed), dropped from a full queue.",
+            &[
+                ("{direction=\"published\"}", r.published as f64),
+                ("{direction=\"applied\"}", r.applied as f64),
+                ("{direction=\"dropped\"}", r.dropped as f64),
+            ],
+        );
+        family(
+            "bidder_agent_fleet_queued",
+            "gauge",
+            "Changes made here and not yet published (Redis unreachable if it grows).",
+            &[("", r.outbox.len() as f64)],
+        );
+        family(
+            "bidder_agent_fleet_failures_total",
+            "counter",
+            "Replication rounds that failed (Redis unreachable or slow).",
+            &[("", r.failures as f64)],
+        );
+    }
     if let Some(at) = llm.last_ok_unix_ms {
         family(
             "bidder_agent_last_ok_cycle_timestamp_seconds",

@@ -1007,3 +1007,171 @@ fn bidderctl_shows_a_denial_and_never_prints_escape_sequences_raw() {
     }
     drop(procs);
 }
+
+/// A campaign's row of the strategy table the agent writes, if it has one.
+fn strategy_row(
+    s: &Setup,
+    id: &str,
+) -> Option<bidder_common::table::strategy::CampaignStrategyValue> {
+    use bidder_common::table::strategy::StrategyTable;
+    let table = Table::<StrategyTable>::open_read(&s.dir.join("strategy")).ok()?;
+    table.campaigns()[table.find_campaign(id)?].load().ok()
+}
+
+/// Where `s`'s agent serves `/metrics`, as its `status` says.
+fn agent_metrics(s: &Setup) -> String {
+    let (_, out) = ctl(s, &["--json", "status"]);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    status["result"]["agent"]["metrics"]
+        .as_str()
+        .unwrap_or_else(|| panic!("status names no metrics address: {status}"))
+        .to_owned()
+}
+
+/// A `redis-server` on loopback without persistence, killed when dropped.
+struct RedisServer(Child, u16);
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = (21_000..32_000)
+            .map(|p| p + (std::process::id() % 89) as u16 * 100)
+            .find(|&p| p < 32_768 && TcpListener::bind(("127.0.0.1", p)).is_ok())
+            .expect("a free port for redis");
+        // Redis is another machine: not under the test's shifted clock (libfaketime,
+        // which it does not run under, in CI's "400 days ahead" step).
+        let child = Command::new("redis-server")
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
+            .env_remove("FAKETIME_SHARED")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by cargo xtask setup)");
+        let redis = RedisServer(child, port);
+        wait_until("redis answers", 10_000, || redis.command(&["PING"]).is_ok());
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.1)
+    }
+
+    fn command(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut c = client.get_connection_with_timeout(Duration::from_millis(500))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut c)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two hosts (a bidder and an agent each) on one Redis: a margin set through host A's
+/// agent prices host B's next bid, and B's audit log names who, why and where from;
+/// then 100 changes on A while every Redis connection is killed again and again end
+/// with B's row equal to A's.
+#[test]
+fn a_strategy_change_on_one_host_reaches_every_host() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let fleet = |host: &'static str| {
+        let url = url.clone();
+        move |s: &Setup| {
+            let mut agent = std::fs::read_to_string(&s.agent_config).unwrap();
+            agent.push_str(&format!(
+                "[fleet]\nredis_url = \"{url}\"\nhost = \"{host}\"\nkey_prefix = \"e2e-{}\"\npoll_interval_ms = 20\n",
+                std::process::id()
+            ));
+            std::fs::write(&s.agent_config, agent).unwrap();
+        }
+    };
+    let (_bin_a, a, _procs_a) = running_with("fleet-a", fleet("host-a"));
+    let (_bin_b, b, _procs_b) = running_with("fleet-b", fleet("host-b"));
+    assert_eq!(bid_price(&b.bid), Some(1_800_000));
+    wait_until("host A's stats table", 5_000, || {
+        ctl(&a, &["strategy", "get", "acme-display"]).0 == 0
+    });
+    let (code, _) = ctl(
+        &a,
+        &[
+            "strategy",
+            "set",
+            "acme-display",
+            "--margin",
+            "1.25",
+            "--why",
+            "fleet e2e: raise",
+        ],
+    );
+    let returned = Instant::now();
+    assert_eq!(code, 0);
+    // Base 2.00 × margin 1.25 × shading 0.90, on the other host.
+    let (latency, bids) = first_bid_at(&b.bid, Some(2_250_000), returned);
+    println!("a change on host A priced into host B's bids after {latency:?} ({bids} bids)");
+    let audit = std::fs::read_to_string(b.dir.join("audit.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(
+        audit
+            .lines()
+            .rev()
+            .find(|l| l.contains("fleet e2e: raise"))
+            .expect("host B audited the change"),
+    )
+    .unwrap();
+    assert_eq!(line["verb"], "strategy.set");
+    assert_eq!(line["asked"]["replicated_from"], "host-a");
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(line["who"]["uid"], json!(uid));
+
+    // 100 changes on A; every client connection is killed every tenth.
+    for i in 0..100u32 {
+        let shading = format!("0.{}", 50 + i % 40);
+        let why = format!("fleet e2e: change {i}");
+        assert_eq!(
+            ctl(
+                &a,
+                &[
+                    "strategy",
+                    "set",
+                    "acme-display",
+                    "--shading",
+                    &shading,
+                    "--why",
+                    &why
+                ]
+            )
+            .0,
+            0
+        );
+        if i % 10 == 9 {
+            let _ = redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+        }
+    }
+    let last = strategy_row(&a, "acme-display").expect("A's row");
+    assert!(
+        last.reasoning().contains("change 99"),
+        "{}",
+        last.reasoning()
+    );
+    wait_until("host B on A's latest version", 20_000, || {
+        strategy_row(&b, "acme-display") == Some(last)
+    });
+    // Nothing is left queued on A.
+    wait_until("host A's queue empty", 10_000, || {
+        let metrics = http(&agent_metrics(&a), "GET", "/metrics", "")
+            .map(|r| r.1)
+            .unwrap_or_default();
+        metrics.contains("bidder_agent_fleet_queued 0")
+            && metrics.contains("bidder_agent_fleet_changes_total{direction=\"published\"} 101")
+    });
+}

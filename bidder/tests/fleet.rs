@@ -34,6 +34,16 @@ const QUIET_FOR: Duration = Duration::from_millis(1_500);
 /// The most a run may take before the test gives up.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
+/// `program` (redis-server, redis-cli) without the test's shifted clock: Redis is
+/// another machine, and it does not run under libfaketime (CI's "400 days ahead" step).
+fn redis_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    for var in ["LD_PRELOAD", "FAKETIME", "FAKETIME_SHARED"] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// A `redis-server` on loopback, without persistence (a restart loses everything, the
 /// case the fleet's learning mode is for), killed when dropped.
 struct Redis {
@@ -52,7 +62,7 @@ impl Redis {
     }
 
     fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
+        let child = redis_command("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--enable-debug-command", "local"])
@@ -482,7 +492,7 @@ impl Cluster {
             .expect("six free ports and their bus ports");
         let nodes = (base..base + 6)
             .map(|port| {
-                let child = Command::new("redis-server")
+                let child = redis_command("redis-server")
                     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                     .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
                     .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
@@ -507,7 +517,7 @@ impl Cluster {
             .iter()
             .map(|(p, _)| format!("127.0.0.1:{p}"))
             .collect();
-        let created = Command::new("redis-cli")
+        let created = redis_command("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])

@@ -286,6 +286,167 @@ pub fn engines() -> Result<()> {
     report(root, &samples, load_before.trim())
 }
 
+/// Where `cargo xtask bench fleet` runs its redis-server.
+const FLEET_REDIS_PORT: u16 = 18_090;
+/// Alternating runs of each side in `cargo xtask bench fleet`.
+const FLEET_RUNS: usize = 3;
+
+/// `cargo xtask bench fleet`: the one-worker io_uring bidder saturated by wrk, alone and
+/// in fleet mode (its budgets leased from a local redis-server every 100 ms), in
+/// alternating runs; prints both rates (their ratio is what fleet mode costs a
+/// saturated host: a compare-and-swap on the bid path, the leases on the control
+/// thread), Redis commands per second and lease grants per second.
+pub fn fleet() -> Result<()> {
+    setup::run()?;
+    let root = paths::workspace_root();
+    println!("bench: building bidder (release)");
+    command::stream(
+        command::cargo()
+            .args(["build", "--release", "--package", "bidder", "--bins"])
+            .current_dir(root),
+    )?;
+    let release = paths::target_dir().join("release");
+    let work = std::env::temp_dir().join(format!("bidder-bench-fleet-{}", std::process::id()));
+    fs::create_dir_all(&work)?;
+    let redis = Server(
+        Command::new("taskset")
+            .args(["-c", &CLIENT_CPU.to_string(), "redis-server"])
+            .args([
+                "--port",
+                &FLEET_REDIS_PORT.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?,
+    );
+    let url = format!("http://127.0.0.1:{BID_PORT}/bid/exchange-a");
+    let mut single = Vec::new();
+    let mut leased = Vec::new();
+    for run in 1..=FLEET_RUNS {
+        for fleet in [false, true] {
+            let mut config = bench_config(root, "io_uring", "", 1)?;
+            if fleet {
+                config.push_str(&format!(
+                    "\n[fleet]\nredis_url = \"redis://127.0.0.1:{FLEET_REDIS_PORT}/\"\nkey_prefix = \"bench-{}-{run}\"\nlearning_ms = 0\n",
+                    std::process::id()
+                ));
+            }
+            let path = work.join(format!("fleet-{fleet}.toml"));
+            fs::write(&path, config)?;
+            let mut server = Server(
+                Command::new("taskset")
+                    .args(["-c", &SERVER_CPU.to_string()])
+                    .arg(release.join("bidder"))
+                    .args(["run", "--config"])
+                    .arg(&path)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting the bidder")?,
+            );
+            wait_listening(&mut server, BID_PORT)?;
+            if fleet {
+                // Measure once the first leases are granted.
+                let started = Instant::now();
+                while admin_metric(BID_PORT + 1, "bidder_fleet_granted_micros_total")? == 0.0 {
+                    if started.elapsed() > Duration::from_secs(10) {
+                        bail!("the bidder got no lease from redis-server in 10 s");
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+            let redis_before = redis_stats()?;
+            let syncs_before = admin_metric(BID_PORT + 1, "bidder_fleet_syncs_total")?;
+            let started = Instant::now();
+            let rps = wrk(root, &url, Load::Bids, CLIENT_CPU)?;
+            let elapsed_s = started.elapsed().as_secs_f64();
+            let label = if fleet { "fleet" } else { "single host" };
+            if fleet {
+                let redis_after = redis_stats()?;
+                let syncs = admin_metric(BID_PORT + 1, "bidder_fleet_syncs_total")? - syncs_before;
+                let commands = (redis_after.0 - redis_before.0) / elapsed_s;
+                let scripts = (redis_after.1 - redis_before.1) / elapsed_s;
+                println!(
+                    "bench: fleet run {run}: {rps:.0} req/s; Redis {commands:.0} commands/s \
+                     ({scripts:.0} scripts/s), {:.1} lease calls/s from the bidder",
+                    syncs / elapsed_s
+                );
+                leased.push((rps, commands, scripts, syncs / elapsed_s));
+            } else {
+                println!("bench: {label} run {run}: {rps:.0} req/s");
+                single.push(rps);
+            }
+            drop(server);
+        }
+    }
+    drop(redis);
+    let _ = fs::remove_dir_all(&work);
+    let single_rps = median(&mut single.clone());
+    let fleet_rps = median(&mut leased.iter().map(|l| l.0).collect::<Vec<_>>());
+    let commands = median(&mut leased.iter().map(|l| l.1).collect::<Vec<_>>());
+    let calls = median(&mut leased.iter().map(|l| l.3).collect::<Vec<_>>());
+    println!(
+        "\nbench fleet (medians of {FLEET_RUNS} alternating runs, server on CPU {SERVER_CPU}, wrk and \
+         redis-server on CPU {CLIENT_CPU}): single host {single_rps:.0} req/s, fleet \
+         {fleet_rps:.0} req/s ({:.2}×); Redis {commands:.0} commands/s, {calls:.1} lease \
+         calls/s (one campaign bidding)",
+        fleet_rps / single_rps
+    );
+    Ok(())
+}
+
+/// `total_commands_processed` and the script calls (EVALSHA, EVAL) of the bench's
+/// redis-server so far.
+fn redis_stats() -> Result<(f64, f64)> {
+    let port = FLEET_REDIS_PORT.to_string();
+    let info = |section: &str| -> Result<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port, "INFO", section])
+            .output()
+            .context("redis-cli")?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let stats = info("stats")?;
+    let total = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    // cmdstat_evalsha:calls=12,usec=…
+    let calls = |text: &str, command: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(command))
+            .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("calls=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let commands = info("commandstats")?;
+    let scripts = calls(&commands, "cmdstat_evalsha:") + calls(&commands, "cmdstat_eval:");
+    Ok((total, scripts))
+}
+
+/// The sum of every sample of `name` on the bidder's admin port.
+fn admin_metric(port: u16, name: &str) -> Result<f64> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
 /// One run of `target`: saturation, then (for bids) latency at half of it.
 fn measure(target: &Target, root: &Path, release: &Path, work: &Path) -> Result<Sample> {
     let server = start(target, root, release, work)?;

@@ -159,6 +159,10 @@ enum BenchTask {
     /// CPU per over-limit request: dropped by the XDP front versus answered 204 by the
     /// bidder in user space (`cargo bench -p bidder --bench xdp`; needs root).
     Xdp,
+    /// Fleet mode at saturation: one bidder alone and leasing its budgets from a local
+    /// redis-server, under the same wrk load, alternating; Redis commands and lease
+    /// grants per second.
+    Fleet,
 }
 
 fn main() -> ExitCode {
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
         Task::Bench(BenchTask::Core { args }) => bench::core(&args),
         Task::Bench(BenchTask::Engines) => bench::engines(),
         Task::Bench(BenchTask::Xdp) => bench::xdp(),
+        Task::Bench(BenchTask::Fleet) => bench::fleet(),
         Task::Profile {
             duration_s,
             rate,

@@ -175,7 +175,15 @@ impl Agent {
             campaign_view(id, &old, exists, &c),
             campaign_view(id, &new, true, &c),
         );
-        self.audit(verb, id, who, &old_view, &new_view, asked.clone(), why)?;
+        self.audit(
+            verb,
+            id,
+            who.clone(),
+            &old_view,
+            &new_view,
+            asked.clone(),
+            why,
+        )?;
         self.writer.put_campaign(id, &new.sealed()).map_err(|e| {
             Error::new(
                 Code::TableFull,
@@ -183,6 +191,8 @@ impl Agent {
                 "raise tables.campaign_capacity",
             )
         })?;
+        let row = crate::fleet::campaign_row(&new.sealed());
+        self.queue_change(crate::fleet::Kind::Campaign, id, verb, &who, why, row);
         let mut done = json!({"campaign": id, "old": old_view, "new": new_view});
         if let Some(asked) = asked {
             done["asked"] = asked;

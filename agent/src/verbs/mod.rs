@@ -68,6 +68,8 @@ pub struct Agent {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The built-in controller's memory and record (`controller.rs`).
     pub controller: ControllerState,
+    /// Fleet mode: changes to publish and the position in the fleet's stream.
+    replication: Option<crate::fleet::Replication>,
 }
 
 impl Agent {
@@ -86,7 +88,15 @@ impl Agent {
             crate::upgrade::open_strategy_table(&config.tables.strategy_path, cap, clock.clone())?;
         let audit = AuditLog::open(&config.audit_log)
             .map_err(|e| format!("{}: audit log: {e}", config.audit_log.display()))?;
+        let replication = config.fleet.clone().map(|fleet| {
+            crate::fleet::Replication::new(
+                fleet,
+                crate::fleet::position_file(&config.audit_log),
+                clock.now_unix_ms(),
+            )
+        });
         Ok(Agent {
+            replication,
             llm: crate::llm::LlmState::new(config.llm.clone()),
             config,
             config_path,
@@ -113,6 +123,87 @@ impl Agent {
     /// Now, from the agent's one clock.
     pub fn now_unix_ms(&self) -> u64 {
         self.clock.now_unix_ms()
+    }
+
+    /// Fleet mode's queue and position (`None` on a single host).
+    pub fn replication(&self) -> Option<&crate::fleet::Replication> {
+        self.replication.as_ref()
+    }
+
+    pub fn replication_mut(&mut self) -> Option<&mut crate::fleet::Replication> {
+        self.replication.as_mut()
+    }
+
+    /// Queues a change this host made for the fleet (no-op on a single host).
+    fn queue_change(
+        &mut self,
+        kind: crate::fleet::Kind,
+        key: &str,
+        verb: &str,
+        who: &Who,
+        why: &str,
+        row: Value,
+    ) {
+        if let Some(r) = &mut self.replication {
+            r.queue(kind, key, verb, who, why, row);
+        }
+    }
+
+    /// Writes a change another host made (or this one, read back from the fleet's
+    /// stream), audited as that change, unless the table holds that row already.
+    /// `Ok(false)`: nothing to do.
+    pub fn apply_change(
+        &mut self,
+        change: &crate::fleet::Change,
+        id: &str,
+    ) -> Result<bool, String> {
+        use crate::fleet::{campaign_from, campaign_row, partner_from, partner_row, Kind};
+        let asked = json!({"replicated_from": change.host, "stream_id": id});
+        match change.kind {
+            Kind::Campaign => {
+                let new = campaign_from(&change.row).ok_or("a campaign row that does not read")?;
+                let old = self.campaign_row(&change.key);
+                if old.map(|o| o.sealed()) == Some(new) {
+                    return Ok(false);
+                }
+                let old_view = old.as_ref().map_or(Value::Null, campaign_row);
+                self.audit(
+                    &change.verb,
+                    &change.key,
+                    change.who.clone(),
+                    &old_view,
+                    &change.row,
+                    Some(asked),
+                    &change.why,
+                )
+                .map_err(|e| e.message)?;
+                self.writer
+                    .put_campaign(&change.key, &new)
+                    .map_err(|e| e.to_string())?;
+            }
+            Kind::Partner => {
+                let new = partner_from(&change.row).ok_or("a partner row that does not read")?;
+                let old = self.partner_row(&change.key);
+                if old.map(|o| o.sealed()) == Some(new) {
+                    return Ok(false);
+                }
+                let old_view = old.as_ref().map_or(Value::Null, partner_row);
+                self.audit(
+                    &change.verb,
+                    &change.key,
+                    change.who.clone(),
+                    &old_view,
+                    &change.row,
+                    Some(asked),
+                    &change.why,
+                )
+                .map_err(|e| e.message)?;
+                self.writer
+                    .put_partner(&change.key, &new)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(true)
     }
 
     /// Says the agent is alive in the strategy table's header.

@@ -27,7 +27,7 @@ impl Agent {
             return Err(table_full("partner", t.capacity().partners));
         }
         let (old_view, new_view) = (limit_view(&old), limit_view(&new));
-        self.audit(verb, name, who, &old_view, &new_view, None, why)?;
+        self.audit(verb, name, who.clone(), &old_view, &new_view, None, why)?;
         self.writer.put_partner(name, &new.sealed()).map_err(|e| {
             Error::new(
                 Code::TableFull,
@@ -35,6 +35,8 @@ impl Agent {
                 "raise tables.partner_capacity",
             )
         })?;
+        let row = crate::fleet::partner_row(&new.sealed());
+        self.queue_change(crate::fleet::Kind::Partner, name, verb, &who, why, row);
         Ok(json!({"partner": name, "old": old_view, "new": new_view}))
     }
 

@@ -44,6 +44,15 @@ impl Agent {
                 "created_at": rfc3339(h.created_unix_ms.load(std::sync::atomic::Ordering::Relaxed)),
             },
             "bidder": bidder,
+            "fleet": self.replication().map(|r| json!({
+                "host": r.config.host,
+                "published": r.published,
+                "applied": r.applied,
+                "queued": r.outbox.len(),
+                "dropped": r.dropped,
+                "failures": r.failures,
+                "position": r.position,
+            })),
             "bounds": {
                 "margin_ppm": bounds::MARGIN_PPM,
                 "shading_ppm": bounds::SHADING_PPM,

@@ -179,6 +179,7 @@ fn main() {
         ));
         verifying.supply = workload::pbs_supply_store();
         let banner = banner_rows(mode, [&generated, &untrusting, &verifying], &mut rows);
+        fleet_cost(mode, &generated);
         let stages = stage_rows(mode, &generated, &mut rows);
         verdict = goal_verdict(&rows[banner].summary);
         let [parse, decide, encode, baseline] = stages;
@@ -396,6 +397,44 @@ fn banner_rows(
         costs.join(", ")
     );
     headline
+}
+
+/// What fleet mode adds to a decision: the same request and book with every campaign
+/// holding a large lease (each reservation then takes its fleet room by
+/// compare-and-swap too), decided in alternating rounds against the single host, each
+/// side's best round kept (as for the trust checks).
+fn fleet_cost(mode: Mode, single: &Bidding) {
+    let fleet = workload::bidding(workload::generated_catalog(
+        GENERATED_CAMPAIGNS,
+        GENERATED_SEED,
+    ));
+    fleet.budgets.enable_fleet();
+    for slot in 0..fleet.budgets.len() {
+        let day = fleet.budgets.fleet_day(slot).day_start_ms;
+        fleet.budgets.fleet_grant(slot, day, i64::MAX / 4);
+    }
+    let body = workload::PBS_SITE_BANNER.as_bytes();
+    let (mut p1, mut b1) = (Parser::new(), body.to_vec());
+    let (mut p2, mut b2) = (Parser::new(), body.to_vec());
+    let (r1, r2) = (
+        p1.parse(&mut b1).expect("parses"),
+        p2.parse(&mut b2).expect("parses"),
+    );
+    let mut alone = DecideOnly::new(single, &r1);
+    let mut leased = DecideOnly::new(&fleet, &r2);
+    let plan = mode.plan(TRUST_ROUND_SAMPLES);
+    let (mut alone_best, mut leased_best) = (u64::MAX, u64::MAX);
+    for _ in 0..TRUST_ROUNDS {
+        alone_best = alone_best.min(Summary::of(&measure::run(&mut alone, plan)).median_ns);
+        leased_best = leased_best.min(Summary::of(&measure::run(&mut leased, plan)).median_ns);
+    }
+    assert!(leased.bids > 0, "fleet mode must let the bid through");
+    println!(
+        "fleet mode's cost in the decision, best of {TRUST_ROUNDS} alternating rounds' \
+         medians: single host {alone_best} ns, fleet (lease granted) {leased_best} ns \
+         ({:+} ns)",
+        leased_best as i64 - alone_best as i64
+    );
 }
 
 /// (c) The Prebid site banner's stages on their own, then the serde_json baseline;

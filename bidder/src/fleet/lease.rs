@@ -50,8 +50,8 @@ pub struct SyncReply {
     pub fleet_spent_micros: i64,
     /// The store's epoch: a new one means it lost its state.
     pub epoch: String,
-    /// Until then the store grants nothing (it is learning what hosts hold).
-    pub learning_until_ms: u64,
+    /// The store grants nothing now: it is learning what hosts hold.
+    pub learning: bool,
 }
 
 /// The host's side of one campaign-day.

@@ -239,8 +239,9 @@ struct Frequency {
     own: HashMap<(BudgetSlot, u64, u64), u32>,
     /// Pairs whose own count the store has not yet acknowledged.
     unsent: std::collections::HashSet<(BudgetSlot, u64, u64)>,
-    /// The last stream entry read.
-    last_id: String,
+    /// The last stream entry read; `None` until Redis's clock says where an hour ago
+    /// is (stream ids count on Redis's clock, not this host's).
+    last_id: Option<String>,
     incoming: Vec<SharedImpression>,
     pruned_ms: u64,
 }
@@ -250,7 +251,7 @@ impl Frequency {
         Frequency {
             own: HashMap::new(),
             unsent: Default::default(),
-            last_id: format!("{}-0", now_ms.saturating_sub(FREQUENCY_CATCH_UP_MS)),
+            last_id: None,
             incoming: Vec::new(),
             pruned_ms: now_ms,
         }
@@ -302,7 +303,20 @@ async fn share_frequency(
             }
         }
     }
-    match store.read_impressions(&mut f.last_id).await {
+    let last_id = match &mut f.last_id {
+        Some(id) => id,
+        None => match store.now_ms().await {
+            Ok(now) => f
+                .last_id
+                .insert(format!("{}-0", now.saturating_sub(FREQUENCY_CATCH_UP_MS))),
+            Err(e) => {
+                status.syncs_failed.fetch_add(1, Ordering::Relaxed);
+                status.set_up(false, &e.to_string());
+                return;
+            }
+        },
+    };
+    match store.read_impressions(last_id).await {
         Ok(updates) => {
             for u in updates {
                 if let Some(slot) = budgets.slot_of(&u.campaign) {
@@ -454,7 +468,7 @@ async fn sync(
             status
                 .granted_micros
                 .fetch_add(reply.grant_micros, Ordering::Relaxed);
-            status.set_learning(now_ms < reply.learning_until_ms);
+            status.set_learning(reply.learning);
             if epochs.get(&slot) != Some(&reply.epoch) {
                 if let Some(old) = epochs.insert(slot, reply.epoch.clone()) {
                     status.epochs_seen.fetch_add(1, Ordering::Relaxed);

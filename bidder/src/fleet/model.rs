@@ -48,7 +48,7 @@ impl ModelStore {
             remaining_micros: remaining,
             fleet_spent_micros: 0,
             epoch: "e".into(),
-            learning_until_ms: 0,
+            learning: false,
         }
     }
 }

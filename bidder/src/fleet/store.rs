@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `{PREFIX:c:ID}:d:DAYSTART` | a hash per campaign-day: `budget`; per host `g:H` granted, `r:H` returned, `s:H` spent, `t:H` last call (ms), `q:H` last granted request; totals `G`, `R`, `S`. Expires 3 days after the day starts. |
 //! | `{PREFIX:c:ID}:epoch` | `epoch` (made by the first call after the store had nothing) and `learning_until` (ms) |
-//! | `{PREFIX:c:ID}:f:START:USER` | a frequency-capped campaign's impressions of one user in the cap's period from START: per host `H` its count. Expires with the period (+1 h). |
+//! | `{PREFIX:c:ID}:f:START:USER` | a frequency-capped campaign's impressions of one user in the cap's period from START: per host `H` its count. Lives a period and an hour past its last write. |
 //! | `PREFIX:freq` | a stream every host reads: `c` campaign, `p` period start, `u` user (hex), `n` the fleet's count after a host counted one. Trimmed to about [`FREQUENCY_STREAM_LEN`] entries. |
 //!
 //! Every counter only grows, and a call raises the host's counters to what it sends
@@ -25,16 +25,20 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use super::lease::{SyncReply, SyncRequest};
 
 /// The sync script. ARGV: host, request id, want, budget, granted, returned, spent,
-/// now ms, expire-at ms, learning ms, active ms, floor, epoch candidate.
+/// time to live ms, learning ms, active ms, floor, epoch candidate. Times in
+/// the store are Redis's (`TIME`) and expiry is relative (`PEXPIRE`): the hosts'
+/// calendars may differ from Redis's and from each other's (a simulation, a skewed
+/// clock) without moving a key's life or the learning window.
 const SYNC_LUA: &str = r#"
 local day, ep = KEYS[1], KEYS[2]
 local h = ARGV[1]
-local now = tonumber(ARGV[8])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('HGET', ep, 'epoch')
 local learning_until = tonumber(redis.call('HGET', ep, 'learning_until') or '0')
 if not epoch then
-  epoch = ARGV[13]
-  learning_until = now + tonumber(ARGV[10])
+  epoch = ARGV[12]
+  learning_until = now + tonumber(ARGV[9])
   redis.call('HSET', ep, 'epoch', epoch, 'learning_until', learning_until)
 end
 local function raise(field, total, value)
@@ -59,12 +63,12 @@ if want > 0 and now >= learning_until and redis.call('HGET', day, 'q:' .. h) ~= 
   local active = 0
   local fields = redis.call('HGETALL', day)
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == 't:' and now - tonumber(fields[i + 1]) <= tonumber(ARGV[11]) then
+    if string.sub(fields[i], 1, 2) == 't:' and now - tonumber(fields[i + 1]) <= tonumber(ARGV[10]) then
       active = active + 1
     end
   end
   if active < 1 then active = 1 end
-  local share = math.max(math.floor(remaining / (4 * active)), tonumber(ARGV[12]))
+  local share = math.max(math.floor(remaining / (4 * active)), tonumber(ARGV[11]))
   grant = math.max(math.min(want, share, remaining), 0)
   if grant > 0 then
     redis.call('HINCRBY', day, 'g:' .. h, grant)
@@ -74,20 +78,22 @@ if want > 0 and now >= learning_until and redis.call('HGET', day, 'q:' .. h) ~= 
   end
   redis.call('HSET', day, 'q:' .. h, ARGV[2])
 end
-redis.call('PEXPIREAT', day, ARGV[9])
+redis.call('PEXPIRE', day, ARGV[8])
 local spent = tonumber(redis.call('HGET', day, 'S') or '0')
-return {g, r, grant, remaining, spent, epoch, learning_until}
+local learning = 0
+if now < learning_until then learning = 1 end
+return {g, r, grant, remaining, spent, epoch, learning}
 "#;
 
 /// A host's count of a user's impressions raised to what it sends; the sum over
-/// hosts back. ARGV: host, count, expire-at ms.
+/// hosts back. ARGV: host, count, time to live ms.
 const IMPRESSIONS_LUA: &str = r#"
 local k, h = KEYS[1], ARGV[1]
 local count = tonumber(ARGV[2])
 if count > tonumber(redis.call('HGET', k, h) or '0') then
   redis.call('HSET', k, h, count)
 end
-redis.call('PEXPIREAT', k, ARGV[3])
+redis.call('PEXPIRE', k, ARGV[3])
 local total = 0
 for _, v in ipairs(redis.call('HVALS', k)) do total = total + tonumber(v) end
 return total
@@ -113,6 +119,12 @@ pub struct FleetImpressions {
 /// Days a campaign-day's hash outlives its start (late reports of the day before
 /// still land; then Redis forgets it).
 const DAY_KEY_TTL_MS: u64 = 3 * 86_400_000;
+
+/// Milliseconds from `now_ms` to `until_ms`, at least a minute (a key is never set to
+/// expire at once, whatever the clocks say).
+fn ttl_ms(until_ms: u64, now_ms: u64) -> u64 {
+    until_ms.saturating_sub(now_ms).max(60_000)
+}
 
 /// How the store is reached and what it is told besides the counters.
 #[derive(Debug, Clone)]
@@ -269,9 +281,10 @@ impl Store {
         let tag = format!("{{{}:c:{campaign}}}", s.key_prefix);
         let key = format!("{tag}:f:{period_start_ms}:{user:016x}");
         let mut call = self.impressions.key(key);
-        call.arg(&s.host)
-            .arg(own)
-            .arg(period_end_ms + FREQUENCY_KEY_SLACK_MS);
+        call.arg(&s.host).arg(own).arg(ttl_ms(
+            period_end_ms + FREQUENCY_KEY_SLACK_MS,
+            period_start_ms,
+        ));
         let timeout = Duration::from_millis(s.response_timeout_ms);
         let total: u32 = tokio::time::timeout(timeout, call.invoke_async(&mut self.connection))
             .await
@@ -294,6 +307,20 @@ impl Store {
             .await
             .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
         Ok(total)
+    }
+
+    /// Redis's clock, ms since the Unix epoch (stream ids count on it).
+    pub async fn now_ms(&mut self) -> Result<u64, StoreError> {
+        let timeout = Duration::from_millis(self.settings.response_timeout_ms);
+        let result = tokio::time::timeout(
+            timeout,
+            redis::cmd("TIME").query_async::<(u64, u64)>(&mut self.connection),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.settings.response_timeout_ms))
+        .and_then(|r| r.map_err(StoreError::from))
+        .map(|(s, us)| s * 1_000 + us / 1_000);
+        self.after(result)
     }
 
     /// The frequency updates after `last_id` (moved to the last one read), without
@@ -393,8 +420,7 @@ impl Store {
             .arg(request.granted_micros)
             .arg(request.returned_micros)
             .arg(request.spent_micros)
-            .arg(now_ms)
-            .arg(request.day_start_ms + DAY_KEY_TTL_MS)
+            .arg(ttl_ms(request.day_start_ms + DAY_KEY_TTL_MS, now_ms))
             .arg(s.learning_ms)
             .arg(s.active_ms)
             .arg(request.floor_micros)
@@ -403,14 +429,14 @@ impl Store {
         let answer = tokio::time::timeout(timeout, call.invoke_async(&mut self.connection))
             .await
             .map_err(|_| StoreError::Timeout(s.response_timeout_ms))?;
-        let (granted, returned, grant, remaining, spent, epoch, learning_until): (
+        let (granted, returned, grant, remaining, spent, epoch, learning): (
             i64,
             i64,
             i64,
             i64,
             i64,
             String,
-            u64,
+            u8,
         ) = answer?;
         Ok(SyncReply {
             granted_micros: granted,
@@ -419,7 +445,7 @@ impl Store {
             remaining_micros: remaining,
             fleet_spent_micros: spent,
             epoch,
-            learning_until_ms: learning_until,
+            learning: learning == 1,
         })
     }
 }
