@@ -42,7 +42,8 @@ const READ_BATCH: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetConfig {
-    /// `redis://host:port/db` — the same Redis the bidders' `[fleet]` use.
+    /// `redis://host:port/db` (or `rediss://`, TLS with the system's trust store) — the
+    /// same Redis the bidders' `[fleet]` use.
     pub redis_url: String,
     #[serde(default = "FleetConfig::default_key_prefix")]
     pub key_prefix: String,
@@ -68,11 +69,11 @@ impl FleetConfig {
 
     /// What the agent cannot run with; the message names the field.
     pub fn check(&self) -> Result<(), String> {
-        if !self.redis_url.starts_with("redis://")
-            || redis::Client::open(self.redis_url.as_str()).is_err()
-        {
+        let scheme =
+            self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://");
+        if !scheme || redis::Client::open(self.redis_url.as_str()).is_err() {
             return Err(format!(
-                "fleet.redis_url: `{}` is not a redis:// URL; e.g. \"redis://10.0.0.5:6379/0\"",
+                "fleet.redis_url: `{}` is not a redis:// or rediss:// URL; e.g. \"redis://10.0.0.5:6379/0\"",
                 self.redis_url
             ));
         }
@@ -101,8 +102,9 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub host: String,
-    /// Grows with every change this host makes (ms × 1000 + a counter: still growing
-    /// after a restart).
+    /// This run of the agent (start time and pid) and its count of changes: a publish
+    /// whose answer was lost is recognised when sent again.
+    pub instance: String,
     pub seq: u64,
     pub kind: Kind,
     pub key: String,
@@ -117,6 +119,7 @@ pub struct Change {
 pub struct Replication {
     pub config: FleetConfig,
     pub outbox: VecDeque<Change>,
+    instance: String,
     next_seq: u64,
     pub published: u64,
     pub applied: u64,
@@ -139,7 +142,8 @@ impl Replication {
         Replication {
             config,
             outbox: VecDeque::new(),
-            next_seq: now_ms.saturating_mul(1_000),
+            instance: format!("{now_ms}-{}", std::process::id()),
+            next_seq: 0,
             published: 0,
             applied: 0,
             dropped: 0,
@@ -158,6 +162,7 @@ impl Replication {
         self.next_seq += 1;
         self.outbox.push_back(Change {
             host: self.config.host.clone(),
+            instance: self.instance.clone(),
             seq: self.next_seq,
             kind,
             key: key.to_owned(),
@@ -255,11 +260,11 @@ pub fn partner_from(row: &Value) -> Option<PartnerLimitValue> {
 
 // ---- the store ----
 
-/// Publishes a change unless this host's `seq` was published already; the entry id.
-/// KEYS: log, rows, seqs. ARGV: stream length, entry, row field, host, seq.
+/// Publishes a change unless it is the one this host published last (a retry whose
+/// answer was lost); the entry id. KEYS: log, rows, last published per host. ARGV:
+/// stream length, entry, row field, host, instance:seq.
 const PUBLISH_LUA: &str = r#"
-local last = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '0')
-if tonumber(ARGV[5]) <= last then return '' end
+if redis.call('HGET', KEYS[3], ARGV[4]) == ARGV[5] then return '' end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], id .. ' ' .. ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
@@ -316,7 +321,7 @@ impl Store {
             .arg(entry)
             .arg(field)
             .arg(&change.host)
-            .arg(change.seq);
+            .arg(format!("{}:{}", change.instance, change.seq));
         let connection = &mut self.connection;
         let fut = call.invoke_async::<String>(connection);
         match tokio::time::timeout(self.timeout, fut).await {
@@ -346,6 +351,16 @@ impl Store {
                 Some((e.id, serde_json::from_str(&text).ok()?))
             })
             .collect())
+    }
+
+    /// The last entry id of the stream (`None`: empty).
+    async fn last_id(&mut self) -> Result<Option<String>, String> {
+        let mut range = redis::cmd("XREVRANGE");
+        range.arg(&self.log).arg("+").arg("-").arg("COUNT").arg(1);
+        let mut connection = self.connection.clone();
+        let last: Vec<(String, Vec<String>)> =
+            self.bounded(range.query_async(&mut connection)).await?;
+        Ok(last.into_iter().next().map(|(id, _)| id))
     }
 
     /// The first entry id the stream still has (`None`: empty).
@@ -500,15 +515,29 @@ async fn round(
         .map(|r| r.position.clone())
         .unwrap_or_default();
     if *check_gap {
-        if let Some(first) = store.first_id().await? {
-            if position != "0-0" && stream_order(&first, &position).is_gt() {
-                tracing::warn!(
-                    position,
-                    first,
-                    "fleet: this host fell behind the stream; catching up from the snapshot"
-                );
-                let rows = store.snapshot().await?;
-                apply(agent, &rows);
+        // A new host (no position), or one the stream was trimmed past (its first
+        // entry, or the newest row when it is empty, is after the position): every
+        // row's latest change from the snapshot, then the stream from its end.
+        let first = store.first_id().await?;
+        let last = store.last_id().await?;
+        let rows = store.snapshot().await?;
+        let newest = rows.last().map(|(id, _)| id.clone());
+        let behind = match (&first, &newest) {
+            (_, None) => false,
+            (Some(first), Some(_)) => position == "0-0" || stream_order(first, &position).is_gt(),
+            (None, Some(newest)) => stream_order(newest, &position).is_gt(),
+        };
+        if behind {
+            tracing::info!(position, "fleet: catching up from the fleet's latest rows");
+            apply(agent, &rows);
+            let mut a = agent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = a.replication_mut() {
+                for id in last.iter().chain(&newest) {
+                    if stream_order(id, &r.position).is_gt() {
+                        r.position = id.clone();
+                    }
+                }
+                r.save_position();
             }
         }
         *check_gap = false;

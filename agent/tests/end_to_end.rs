@@ -1079,7 +1079,8 @@ impl Drop for RedisServer {
 /// Two hosts (a bidder and an agent each) on one Redis: a margin set through host A's
 /// agent prices host B's next bid, and B's audit log names who, why and where from;
 /// then 100 changes on A while every Redis connection is killed again and again end
-/// with B's row equal to A's.
+/// with B's row equal to A's, and a host joining after the stream was trimmed catches
+/// up from the latest rows.
 #[test]
 fn a_strategy_change_on_one_host_reaches_every_host() {
     let redis = RedisServer::start();
@@ -1165,6 +1166,14 @@ fn a_strategy_change_on_one_host_reaches_every_host() {
     );
     wait_until("host B on A's latest version", 20_000, || {
         strategy_row(&b, "acme-display") == Some(last)
+    });
+    // A host that joins after the stream was trimmed gets the latest rows from the
+    // snapshot.
+    let log = format!("{{e2e-{}:strategy}}:log", std::process::id());
+    redis.command(&["XTRIM", &log, "MAXLEN", "0"]).unwrap();
+    let (_bin_c, c, _procs_c) = running_with("fleet-c", fleet("host-c"));
+    wait_until("a new host on the latest rows", 20_000, || {
+        strategy_row(&c, "acme-display") == Some(last)
     });
     // Nothing is left queued on A.
     wait_until("host A's queue empty", 10_000, || {

@@ -331,7 +331,7 @@ pub fn fleet() -> Result<()> {
             let mut config = bench_config(root, "io_uring", "", 1)?;
             if fleet {
                 config.push_str(&format!(
-                    "\n[fleet]\nredis_url = \"redis://127.0.0.1:{FLEET_REDIS_PORT}/\"\nkey_prefix = \"bench-{}-{run}\"\nlearning_ms = 0\n",
+                    "\n[fleet]\nredis_url = \"redis://127.0.0.1:{FLEET_REDIS_PORT}/\"\nkey_prefix = \"bench-{}-{run}\"\nreport_interval_ms = 100\nlearning_ms = 200\n",
                     std::process::id()
                 ));
             }

@@ -91,6 +91,10 @@ pub const APT_PACKAGES: &[AptPackage] = &[
         needed_by: "deploy-test: queries the Prometheus API (answers are chunked)",
     },
     AptPackage {
+        name: "openssl",
+        needed_by: "fleet-mode tests: a self-signed certificate for a TLS-only redis-server",
+    },
+    AptPackage {
         name: "faketime",
         needed_by: "ci: the tests run again with the wall clock 400 days ahead (date bombs)",
     },

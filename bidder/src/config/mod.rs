@@ -282,6 +282,9 @@ pub struct FleetConfig {
     /// a Redis Cluster's nodes (`["redis://10.0.0.5:7000", "redis://10.0.0.6:7000"]`:
     /// any of them; the rest are found from the cluster).
     pub redis_url: RedisUrl,
+    /// For `rediss://`: the CA certificate (PEM) that signed the server's, when it is not
+    /// in the system's trust store (relative to this file).
+    pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key this fleet writes: fleets sharing one Redis differ here.
     #[serde(default = "FleetConfig::default_key_prefix")]
     pub key_prefix: String,

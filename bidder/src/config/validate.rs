@@ -467,12 +467,31 @@ fn fleet(p: &mut Problems) {
             "list at least one node, e.g. [\"redis://10.0.0.5:7000\"]",
         );
     }
-    for url in urls {
-        if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+    for url in &urls {
+        let scheme = url.starts_with("redis://") || url.starts_with("rediss://");
+        if !scheme || redis::Client::open(url.as_str()).is_err() {
             p.add(
                 "fleet.redis_url".into(),
-                format!("`{url}` is not a redis:// URL"),
-                "e.g. \"redis://10.0.0.5:6379/0\", or a cluster's nodes [\"redis://10.0.0.5:7000\", …] (rediss:// is not supported yet)",
+                format!("`{url}` is not a redis:// or rediss:// URL"),
+                "e.g. \"redis://10.0.0.5:6379/0\", \"rediss://redis.internal:6380/0\" (TLS), or a cluster's nodes [\"redis://10.0.0.5:7000\", …]",
+            );
+        }
+    }
+    if let Some(ca) = &f.tls_ca_file {
+        let path = p.config.relative_to_file(ca);
+        let pem = std::fs::read(&path).unwrap_or_default();
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            p.add(
+                "fleet.tls_ca_file".into(),
+                format!("{} is not a readable PEM certificate", path.display()),
+                "point it at the CA certificate that signed Redis's (PEM), or remove it to use the system's trust store",
+            );
+        }
+        if !urls.iter().any(|u| u.starts_with("rediss://")) {
+            p.add(
+                "fleet.tls_ca_file".into(),
+                "set, but redis_url is not rediss://",
+                "use rediss:// for TLS, or remove tls_ca_file",
             );
         }
     }
@@ -498,7 +517,7 @@ fn fleet(p: &mut Problems) {
         ("lease_spend_ms", f.lease_spend_ms, 100, 600_000),
         ("min_lease_bids", u64::from(f.min_lease_bids), 1, 1_000_000),
         ("report_interval_ms", f.report_interval_ms, 10, 600_000),
-        ("learning_ms", f.learning_ms, 0, 3_600_000),
+        ("learning_ms", f.learning_ms, 20, 3_600_000),
     ];
     for (name, value, min, max) in numbers {
         if !(min..=max).contains(&value) {
@@ -509,7 +528,36 @@ fn fleet(p: &mut Problems) {
             );
         }
     }
+    // Hosts holding a grant call every half learning window: a store that lost its
+    // state must hear of every grant before it hands out anything new.
+    let least = 2 * f.report_interval_ms.max(f.renew_interval_ms);
+    if f.learning_ms < least {
+        p.add(
+            "fleet.learning_ms".into(),
+            format!(
+                "{} is shorter than twice report_interval_ms and renew_interval_ms ({least})",
+                f.learning_ms
+            ),
+            "raise learning_ms (default 5000), or shorten report_interval_ms",
+        );
+    }
+    // Redis scripts count in doubles: keep every budget exact in them.
+    for (i, spanned) in p.config.campaigns.iter().enumerate() {
+        let c: &CampaignConfig = spanned.get_ref();
+        if c.daily_budget_micros > MAX_FLEET_BUDGET_MICROS {
+            let field = format!("campaign[{i}] ({}).daily_budget_micros", c.id);
+            p.add(
+                field,
+                format!("{} is above {MAX_FLEET_BUDGET_MICROS} in fleet mode", c.daily_budget_micros),
+                "split the budget over campaigns; the fleet store counts exactly only below 10^13 micros",
+            );
+        }
+    }
 }
+
+/// The largest daily budget fleet mode takes, micros (Redis's Lua numbers are doubles,
+/// written with 14 significant digits).
+pub const MAX_FLEET_BUDGET_MICROS: i64 = 10_000_000_000_000;
 
 fn partners(p: &mut Problems) -> HashSet<String> {
     let mut names = HashSet::new();

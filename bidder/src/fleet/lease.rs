@@ -20,14 +20,19 @@ pub struct Sizing {
     pub floor_micros: i64,
     /// Spend and returns are reported at least this often.
     pub report_interval_ms: u64,
+    /// A host holding a grant calls at least this often, spend or not, so a store that
+    /// lost its state hears of every live grant within its learning window (half of
+    /// `learning_ms`).
+    pub heartbeat_ms: u64,
 }
 
 /// What the host sends: its counters, and how much more it wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRequest {
     pub day_start_ms: u64,
-    /// Unique per host and campaign-day: a retry of the same request is not granted
-    /// twice.
+    /// A retry of the same request (the client's own, within one call) is not granted
+    /// twice; a later request may be granted again, which is safe: the counters sent
+    /// and returned are absolute.
     pub request_id: u64,
     pub want_micros: i64,
     /// The least the store's smallest bid-sized grant may be (the lease floor).
@@ -144,8 +149,11 @@ impl HostLease {
                 want = target - room;
             }
         }
-        let report_due = now_ms.saturating_sub(self.last_report_ms) >= sizing.report_interval_ms
-            && (day.spent_micros != self.reported_spent_micros || !self.synced || closing);
+        let since_ms = now_ms.saturating_sub(self.last_report_ms);
+        let holds = self.granted_micros > self.returned_micros;
+        let report_due = (since_ms >= sizing.report_interval_ms
+            && (day.spent_micros != self.reported_spent_micros || !self.synced || closing))
+            || (holds && since_ms >= sizing.heartbeat_ms);
         let unsent_return = self.returned_micros != self.reported_returned_micros;
         if want == 0 && !report_due && self.synced && !unsent_return {
             return None;
@@ -165,7 +173,8 @@ impl HostLease {
 
     /// Applies a reply to `request`: the room grows by what the store granted this
     /// host beyond what the host knew, and shrinks by returns the store knows of that
-    /// this host did not (a previous run's).
+    /// this host did not (a previous run's). A closing day's reply says nothing of
+    /// today's budget (`closing`: the flag for exhausted stays as it is).
     pub fn apply(
         &mut self,
         budgets: &Budgets,
@@ -173,6 +182,7 @@ impl HostLease {
         request: &SyncRequest,
         reply: &SyncReply,
         now_ms: u64,
+        closing: bool,
     ) {
         let more = reply.granted_micros - self.granted_micros;
         if more > 0 && budgets.fleet_grant(slot, self.day_start_ms, more) {
@@ -188,7 +198,10 @@ impl HostLease {
         self.last_report_ms = now_ms;
         self.reported_returned_micros = request.returned_micros;
         self.reported_spent_micros = request.spent_micros;
-        budgets.set_fleet_exhausted(slot, reply.remaining_micros <= 0 && reply.grant_micros == 0);
+        if !closing {
+            budgets
+                .set_fleet_exhausted(slot, reply.remaining_micros <= 0 && reply.grant_micros == 0);
+        }
     }
 
     /// The counters this host holds for the day (for status and tests).

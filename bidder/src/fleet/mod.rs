@@ -95,6 +95,7 @@ impl Fleet {
             store: StoreSettings {
                 redis_urls: f.redis_url.urls(),
                 cluster: matches!(f.redis_url, crate::config::RedisUrl::Cluster(_)),
+                tls_ca_file: f.tls_ca_file.as_ref().map(|p| config.relative_to_file(p)),
                 key_prefix: f.key_prefix.clone(),
                 host: format!("h{}", config.bidding.host_id),
                 response_timeout_ms: f.response_timeout_ms,
@@ -121,6 +122,7 @@ impl Fleet {
                 .saturating_mul(i64::from(self.min_lease_bids))
                 .max(1),
             report_interval_ms: self.report_interval_ms,
+            heartbeat_ms: self.store.learning_ms / 2,
         }
     }
 }
@@ -129,6 +131,8 @@ impl Fleet {
 #[derive(Debug, Default)]
 pub struct FleetStatus {
     up: AtomicBool,
+    /// A call has completed or failed since start (the first outcome is logged too).
+    known: AtomicBool,
     learning: AtomicBool,
     syncs_ok: AtomicU64,
     syncs_failed: AtomicU64,
@@ -146,7 +150,8 @@ impl FleetStatus {
 
     /// Marks the store reachable or not; logs the change.
     fn set_up(&self, up: bool, why: &str) {
-        if self.up.swap(up, Ordering::AcqRel) != up {
+        let first = !self.known.swap(true, Ordering::AcqRel);
+        if self.up.swap(up, Ordering::AcqRel) != up || first {
             if up {
                 tracing::info!("fleet store reachable: leases renew again");
             } else {
@@ -342,6 +347,31 @@ async fn share_frequency(
     }
 }
 
+/// Shares this host's impressions of capped campaigns and reads the fleet's, every
+/// renew interval until `stop`.
+async fn run_frequency(
+    fleet: Fleet,
+    budgets: Arc<Budgets>,
+    clock: Clock,
+    status: Arc<FleetStatus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(mut store) = Store::new(fleet.store.clone()) else {
+        return; // run() logged it
+    };
+    let mut frequency = Frequency::new(clock.now_unix_ms());
+    let mut tick = tokio::time::interval(Duration::from_millis(fleet.renew_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now_ms = clock.now_unix_ms();
+        share_frequency(&mut store, &budgets, &status, &mut frequency, now_ms).await;
+    }
+}
+
 /// The fleet task, on the control thread until `stop`: renews, reports and returns.
 pub async fn run(
     fleet: Fleet,
@@ -362,7 +392,15 @@ pub async fn run(
     let mut closing: Vec<Tracked> = Vec::new();
     let mut slots = Vec::new();
     let mut epochs: HashMap<BudgetSlot, String> = HashMap::new();
-    let mut frequency = Frequency::new(clock.now_unix_ms());
+    // Frequency counts travel on a task and connection of their own: a burst of wins
+    // on capped campaigns never delays a lease's renewal.
+    tokio::task::spawn_local(run_frequency(
+        fleet.clone(),
+        Arc::clone(&budgets),
+        clock.clone(),
+        Arc::clone(&status),
+        stop.clone(),
+    ));
     let mut tick = tokio::time::interval(Duration::from_millis(fleet.renew_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -403,7 +441,6 @@ pub async fn run(
             .await;
         }
         closing.retain(|t| t.closing_until_ms.is_some_and(|until| now_ms < until));
-        share_frequency(&mut store, &budgets, &status, &mut frequency, now_ms).await;
     }
     // Shutdown: give back what no bid holds, in one bounded round.
     let now_ms = clock.now_unix_ms();
@@ -475,7 +512,10 @@ async fn sync(
                     tracing::warn!(campaign = %id, old, new = %reply.epoch, "fleet store has a new epoch (it lost its state): every host re-reports");
                 }
             }
-            tracked.lease.apply(budgets, slot, &request, &reply, now_ms);
+            let closing = tracked.closing_until_ms.is_some();
+            tracked
+                .lease
+                .apply(budgets, slot, &request, &reply, now_ms, closing);
         }
         Err(e) => {
             status.syncs_failed.fetch_add(1, Ordering::Relaxed);

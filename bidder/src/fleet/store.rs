@@ -132,6 +132,9 @@ pub struct StoreSettings {
     /// One server's URL, or nodes of a Redis Cluster.
     pub redis_urls: Vec<String>,
     pub cluster: bool,
+    /// The CA (PEM) a `rediss://` server's certificate is checked against; `None`: the
+    /// system's trust store.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     pub key_prefix: String,
     /// This host's name in the store.
     pub host: String,
@@ -142,6 +145,19 @@ pub struct StoreSettings {
     pub active_ms: u64,
 }
 
+impl StoreSettings {
+    /// The most one call may take: a (re)connection, TLS handshake included, then the
+    /// answer. The connection's own response timeout still ends a call on a live
+    /// connection after `response_timeout_ms`.
+    pub fn call_timeout_ms(&self) -> u64 {
+        self.connect_timeout_ms + self.response_timeout_ms
+    }
+
+    fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms())
+    }
+}
+
 /// Why a call did not return a reply. Either way the outcome is unknown: the next
 /// call re-sends absolute counters.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +166,8 @@ pub enum StoreError {
     Timeout(u64),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// One server (a multiplexed connection that reconnects by itself), or a Redis
@@ -216,9 +234,21 @@ impl Store {
     pub fn new(settings: StoreSettings) -> Result<Store, StoreError> {
         let response = Duration::from_millis(settings.response_timeout_ms);
         let connect = Duration::from_millis(settings.connect_timeout_ms);
+        let certs = match &settings.tls_ca_file {
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Tls(format!("fleet.tls_ca_file {}: {e}", path.display()))
+                })?),
+            }),
+            None => None,
+        };
         let connection = match settings.redis_urls.as_slice() {
             [one] if !settings.cluster => {
-                let client = redis::Client::open(one.as_str())?;
+                let client = match &certs {
+                    Some(certs) => redis::Client::build_with_tls(one.as_str(), certs.clone())?,
+                    None => redis::Client::open(one.as_str())?,
+                };
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(response))
                     .set_connection_timeout(Some(connect))
@@ -226,16 +256,19 @@ impl Store {
                     .set_max_delay(connect);
                 Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
             }
-            nodes => Connection::Cluster {
-                client: Box::new(
-                    ClusterClient::builder(nodes.iter().map(String::as_str))
-                        .connection_timeout(connect)
-                        .response_timeout(response)
-                        .retries(2)
-                        .build()?,
-                ),
-                connection: None,
-            },
+            nodes => {
+                let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(connect)
+                    .response_timeout(response)
+                    .retries(2);
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                Connection::Cluster {
+                    client: Box::new(builder.build()?),
+                    connection: None,
+                }
+            }
         };
         Ok(Store {
             settings,
@@ -285,10 +318,10 @@ impl Store {
             period_end_ms + FREQUENCY_KEY_SLACK_MS,
             period_start_ms,
         ));
-        let timeout = Duration::from_millis(s.response_timeout_ms);
+        let timeout = s.call_timeout();
         let total: u32 = tokio::time::timeout(timeout, call.invoke_async(&mut self.connection))
             .await
-            .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
+            .map_err(|_| StoreError::Timeout(s.call_timeout_ms()))??;
         let mut add = redis::cmd("XADD");
         add.arg(format!("{}:freq", s.key_prefix))
             .arg("MAXLEN")
@@ -305,19 +338,19 @@ impl Store {
             .arg(total);
         tokio::time::timeout(timeout, add.query_async::<String>(&mut self.connection))
             .await
-            .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
+            .map_err(|_| StoreError::Timeout(s.call_timeout_ms()))??;
         Ok(total)
     }
 
     /// Redis's clock, ms since the Unix epoch (stream ids count on it).
     pub async fn now_ms(&mut self) -> Result<u64, StoreError> {
-        let timeout = Duration::from_millis(self.settings.response_timeout_ms);
+        let timeout = self.settings.call_timeout();
         let result = tokio::time::timeout(
             timeout,
             redis::cmd("TIME").query_async::<(u64, u64)>(&mut self.connection),
         )
         .await
-        .map_err(|_| StoreError::Timeout(self.settings.response_timeout_ms))
+        .map_err(|_| StoreError::Timeout(self.settings.call_timeout_ms()))
         .and_then(|r| r.map_err(StoreError::from))
         .map(|(s, us)| s * 1_000 + us / 1_000);
         self.after(result)
@@ -344,11 +377,11 @@ impl Store {
             .arg("STREAMS")
             .arg(format!("{}:freq", s.key_prefix))
             .arg(last_id.as_str());
-        let timeout = Duration::from_millis(s.response_timeout_ms);
+        let timeout = s.call_timeout();
         let reply: Option<redis::streams::StreamReadReply> =
             tokio::time::timeout(timeout, read.query_async(&mut self.connection))
                 .await
-                .map_err(|_| StoreError::Timeout(s.response_timeout_ms))??;
+                .map_err(|_| StoreError::Timeout(s.call_timeout_ms()))??;
         let mut out = Vec::new();
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             *last_id = entry.id.clone();
@@ -372,7 +405,7 @@ impl Store {
     fn after<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let (Err(e), Connection::Cluster { connection, .. }) = (&result, &mut self.connection) {
             let lost = match e {
-                StoreError::Timeout(_) => true,
+                StoreError::Timeout(_) | StoreError::Tls(_) => true,
                 StoreError::Redis(e) => {
                     e.is_io_error()
                         || e.is_timeout()
@@ -425,10 +458,10 @@ impl Store {
             .arg(s.active_ms)
             .arg(request.floor_micros)
             .arg(format!("{}-{now_ms}-{}", s.host, std::process::id()));
-        let timeout = Duration::from_millis(s.response_timeout_ms);
+        let timeout = s.call_timeout();
         let answer = tokio::time::timeout(timeout, call.invoke_async(&mut self.connection))
             .await
-            .map_err(|_| StoreError::Timeout(s.response_timeout_ms))?;
+            .map_err(|_| StoreError::Timeout(s.call_timeout_ms()))?;
         let (granted, returned, grant, remaining, spent, epoch, learning): (
             i64,
             i64,

@@ -133,6 +133,16 @@ fn take_room(room: &AtomicI64, amount: i64) -> bool {
     .is_ok()
 }
 
+/// What a reservation does to the day's fleet room (fleet mode only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FleetRoom {
+    /// Takes it by compare-and-swap, or refuses: a new bid.
+    Take,
+    /// Takes it unchecked (the room may go below zero): money spent already (a late
+    /// win, a bid made before a restart).
+    Owe,
+}
+
 /// No limit: a window counted but never refusing.
 const UNLIMITED: i64 = i64::MAX;
 
@@ -589,6 +599,22 @@ impl Budgets {
     /// Takes `amount_micros` from the campaign's day, hour and lifetime budgets, or
     /// refuses when that would pass any of them or the ledger is closed.
     pub fn reserve(&self, campaign: BudgetSlot, amount_micros: i64) -> Option<Reservation> {
+        self.reserve_with(campaign, amount_micros, FleetRoom::Take)
+    }
+
+    /// [`Budgets::reserve`] for a win whose reservation had expired (the money is spent
+    /// already): in a fleet it is taken past this host's room, which then owes it to its
+    /// next grants, rather than left uncharged.
+    pub fn reserve_late(&self, campaign: BudgetSlot, amount_micros: i64) -> Option<Reservation> {
+        self.reserve_with(campaign, amount_micros, FleetRoom::Owe)
+    }
+
+    fn reserve_with(
+        &self,
+        campaign: BudgetSlot,
+        amount_micros: i64,
+        fleet_room: FleetRoom,
+    ) -> Option<Reservation> {
         assert!(amount_micros >= 0, "a reservation is never negative");
         let b = self.campaign(campaign);
         if self.closed.load(Ordering::Acquire) || b.tripped.load(Ordering::Acquire) {
@@ -599,7 +625,7 @@ impl Budgets {
             b.lease_wanted.store(true, Ordering::Relaxed);
             return None;
         }
-        let taken = self.take_windows(b, campaign, amount_micros);
+        let taken = self.take_windows(b, campaign, amount_micros, fleet_room);
         if taken.is_none() {
             if leased {
                 b.lease_room_micros
@@ -680,13 +706,21 @@ impl Budgets {
         b: &CampaignBudget,
         campaign: BudgetSlot,
         amount_micros: i64,
+        fleet_room: FleetRoom,
     ) -> Option<Reservation> {
         let day = b.day_now.load(Ordering::Acquire);
         let hour = b.hour_now.load(Ordering::Acquire);
         let day_window = &b.day[usize::from(day)];
         let hour_window = &b.hour[usize::from(hour)];
-        if self.is_fleet() && !take_room(&b.fleet_room_micros[usize::from(day)], amount_micros) {
-            return None;
+        let room = &b.fleet_room_micros[usize::from(day)];
+        if self.is_fleet() {
+            match fleet_room {
+                FleetRoom::Take if !take_room(room, amount_micros) => return None,
+                FleetRoom::Take => {}
+                FleetRoom::Owe => {
+                    room.fetch_sub(amount_micros, Ordering::AcqRel);
+                }
+            }
         }
         // AcqRel on each CAS: reservations of one campaign are totally ordered on
         // each window's `used`, which alone guards that window's limit.
@@ -872,11 +906,13 @@ impl Budgets {
     /// flight; the caller granted the lease it sits in.
     pub fn hold_in_doubt(&self, campaign: BudgetSlot, micros: i64) -> Option<Reservation> {
         let b = self.campaign(campaign);
-        let amount = micros.min(self.available(b)).max(0);
+        // In a fleet the hold is not bounded by the room: those bids were made under
+        // grants the store counts already, and the room owes them until grants cover it.
+        let amount = micros.min(self.windows_left(b)).max(0);
         if amount == 0 {
             return None;
         }
-        let held = self.take_windows(b, campaign, amount)?;
+        let held = self.take_windows(b, campaign, amount, FleetRoom::Owe)?;
         if self.leased.load(Ordering::Acquire) {
             b.lease_room_micros.fetch_sub(amount, Ordering::AcqRel);
         }
@@ -1319,18 +1355,28 @@ impl Budgets {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// The least left of the campaign's day, hour and lifetime budgets.
+    /// The least left of the campaign's day, hour and lifetime budgets, and in a fleet
+    /// of the day's room.
     fn available(&self, b: &CampaignBudget) -> i64 {
+        let mut left = self.windows_left(b);
+        if self.is_fleet() {
+            let day_now = usize::from(b.day_now.load(Ordering::Relaxed));
+            left = left.min(b.fleet_room_micros[day_now].load(Ordering::Relaxed));
+        }
+        left
+    }
+
+    /// The least left of the campaign's day, hour and lifetime budgets.
+    fn windows_left(&self, b: &CampaignBudget) -> i64 {
         let left = |w: &Window, limit: &AtomicI64| {
             limit
                 .load(Ordering::Relaxed)
                 .saturating_sub(w.used_micros.load(Ordering::Relaxed))
         };
-        let day_now = usize::from(b.day_now.load(Ordering::Relaxed));
-        let mut day = left(&b.day[day_now], &b.daily_micros);
-        if self.is_fleet() {
-            day = day.min(b.fleet_room_micros[day_now].load(Ordering::Relaxed));
-        }
+        let day = left(
+            &b.day[usize::from(b.day_now.load(Ordering::Relaxed))],
+            &b.daily_micros,
+        );
         let hour = left(
             &b.hour[usize::from(b.hour_now.load(Ordering::Relaxed))],
             &b.hourly_micros,

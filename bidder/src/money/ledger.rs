@@ -482,7 +482,7 @@ impl Ledger {
         };
         // Settled from now on whatever the budget says: a retry changes nothing.
         entry.1 = Resolved::Settled;
-        match budgets.reserve(campaign, reserved_micros) {
+        match budgets.reserve_late(campaign, reserved_micros) {
             Some(reservation) => {
                 self.stats.settled += 1;
                 self.stats.late_settled += 1;
