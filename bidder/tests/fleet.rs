@@ -125,8 +125,13 @@ impl Redis {
         }
     }
 
-    /// What the fleet store says acme-display's hosts spent, and its budget field.
+    /// What the fleet store says acme-display's hosts spent.
     fn fleet_spent(&self) -> u64 {
+        self.day_field("S")
+    }
+
+    /// A field of acme-display's campaign-day hashes, summed over days (one in a test).
+    fn day_field(&self, field: &str) -> u64 {
         let mut c = self.connection().expect("redis is up");
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("{fleet-test:c:acme-display}:d:*")
@@ -136,7 +141,7 @@ impl Redis {
             .map(|k| {
                 redis::cmd("HGET")
                     .arg(k)
-                    .arg("S")
+                    .arg(field)
                     .query::<Option<u64>>(&mut c)
                     .unwrap()
                     .unwrap_or(0)
@@ -831,4 +836,36 @@ fn a_fleet_over_tls_shares_the_budget_and_refuses_an_unknown_certificate() {
     );
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// A host stopped with SIGTERM gives back the lease it did not use: in Redis its grant
+/// less its returns is what it spent, and another host can be granted the rest.
+#[test]
+fn a_host_stopping_gives_its_unused_lease_back() {
+    let _serial = one_at_a_time();
+    let redis = Redis::start();
+    let mut d = fleet_bidder(1, &redis.url(), BUDGET_MICROS);
+    let seen = Seen::default();
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let (bid, notices) = (d.bid, d.notices);
+        let (seen, stop) = (&seen, &stop);
+        scope.spawn(move || load(bid, notices, seen, stop, Instant::now(), FAULT_PACE));
+        testkit::eventually(Duration::from_secs(20), "some wins", || {
+            seen.bids.load(Ordering::Relaxed) >= 50
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+    let spent_before_stop = spent(&d);
+    d.signal(libc::SIGTERM);
+    d.wait_exit(EXIT_TIMEOUT);
+    let (granted, returned) = (redis.day_field("g:h1"), redis.day_field("r:h1"));
+    eprintln!("stopped host: granted {granted}, returned {returned}, spent {spent_before_stop}");
+    assert!(returned > 0, "nothing returned");
+    assert_eq!(
+        granted - returned,
+        spent_before_stop,
+        "kept more than it spent"
+    );
+    assert_eq!(redis.fleet_spent(), spent_before_stop);
 }

@@ -22,7 +22,12 @@
 //! writes (a failover, a restart without persistence), the excess is at most the grants
 //! it lost: every call re-sends the host's absolute counters (the store keeps the
 //! larger), and a store that lost everything (no epoch) grants nothing for
-//! `learning_ms` while the hosts re-report.
+//! `learning_ms` while the hosts re-report (a host holding a grant calls at least every
+//! half `learning_ms`). Two kinds of money are charged past a host's room, which then
+//! owes them to its next grants: bids out when it restarted (held back as in doubt:
+//! they were made under grants the store counts) and wins notified after their
+//! reservation expired (spent either way; the bound above holds for every bid whose
+//! notice comes within `reservation_ttl_ms`).
 //!
 //! **Frequency caps.** A win that counts toward a capped campaign is shared: the host
 //! sends its own absolute count of that user's impressions for the cap's period (the
