@@ -353,24 +353,16 @@ impl Store {
             .collect())
     }
 
-    /// The last entry id of the stream (`None`: empty).
-    async fn last_id(&mut self) -> Result<Option<String>, String> {
-        let mut range = redis::cmd("XREVRANGE");
-        range.arg(&self.log).arg("+").arg("-").arg("COUNT").arg(1);
+    /// The first (`XRANGE`) or last (`XREVRANGE`) entry id the stream has; `None`
+    /// when it is empty.
+    async fn end_id(&mut self, last: bool) -> Result<Option<String>, String> {
+        let mut range = redis::cmd(if last { "XREVRANGE" } else { "XRANGE" });
+        let (from, to) = if last { ("+", "-") } else { ("-", "+") };
+        range.arg(&self.log).arg(from).arg(to).arg("COUNT").arg(1);
         let mut connection = self.connection.clone();
-        let last: Vec<(String, Vec<String>)> =
+        let end: Vec<(String, Vec<String>)> =
             self.bounded(range.query_async(&mut connection)).await?;
-        Ok(last.into_iter().next().map(|(id, _)| id))
-    }
-
-    /// The first entry id the stream still has (`None`: empty).
-    async fn first_id(&mut self) -> Result<Option<String>, String> {
-        let mut range = redis::cmd("XRANGE");
-        range.arg(&self.log).arg("-").arg("+").arg("COUNT").arg(1);
-        let mut connection = self.connection.clone();
-        let first: Vec<(String, Vec<String>)> =
-            self.bounded(range.query_async(&mut connection)).await?;
-        Ok(first.into_iter().next().map(|(id, _)| id))
+        Ok(end.into_iter().next().map(|(id, _)| id))
     }
 
     /// Every row's latest change, in stream order.
@@ -518,8 +510,8 @@ async fn round(
         // A new host (no position), or one the stream was trimmed past (its first
         // entry, or the newest row when it is empty, is after the position): every
         // row's latest change from the snapshot, then the stream from its end.
-        let first = store.first_id().await?;
-        let last = store.last_id().await?;
+        let first = store.end_id(false).await?;
+        let last = store.end_id(true).await?;
         let rows = store.snapshot().await?;
         let newest = rows.last().map(|(id, _)| id.clone());
         let behind = match (&first, &newest) {

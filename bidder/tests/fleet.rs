@@ -244,6 +244,14 @@ fn load(
     }
 }
 
+/// When (ms into the run) any host last bid.
+fn last_bid_ms(seen: &[Seen]) -> u64 {
+    seen.iter()
+        .map(|s| s.last_bid_ms.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Spent on `d` by its own count (`bidder_budget_spent_micros`).
 fn spent(d: &Daemon) -> u64 {
     metric_sum(&d.metrics(), "bidder_budget_spent_micros")
@@ -277,11 +285,7 @@ fn run_fleet(
         loop {
             thread::sleep(Duration::from_millis(100));
             let now_ms = epoch.elapsed().as_millis() as u64;
-            let last = seen
-                .iter()
-                .map(|s| s.last_bid_ms.load(Ordering::Relaxed))
-                .max()
-                .unwrap_or(0);
+            let last = last_bid_ms(&seen);
             let quiet = now_ms.saturating_sub(last) >= QUIET_FOR.as_millis() as u64;
             if (quiet && faults_done.load(Ordering::Acquire)) || epoch.elapsed() > RUN_LIMIT {
                 break;
@@ -391,11 +395,7 @@ fn faults_mid_run_never_overspend_and_every_bid_is_answered_in_time() {
         d.wait_ready().expect("the killed bidder restarts");
     });
     assert_within_budget(&hosts, &redis, &seen, FAULT_BUDGET_MICROS);
-    let last_bid_ms = seen
-        .iter()
-        .map(|s| s.last_bid_ms.load(Ordering::Relaxed))
-        .max()
-        .unwrap_or(0);
+    let last_bid_ms = last_bid_ms(&seen);
     assert!(
         last_bid_ms > faults_done_ms,
         "the budget ran out before the faults ended ({faults_done_ms} ms): they were not mid-run"
@@ -676,11 +676,7 @@ fn a_redis_cluster_holds_the_budget_through_the_loss_of_the_campaigns_master() {
         "the fleet spent {by_hosts} > {FAULT_BUDGET_MICROS}"
     );
     assert_eq!(late, 0, "answers later than the deadline");
-    let last_bid_ms = seen
-        .iter()
-        .map(|s| s.last_bid_ms.load(Ordering::Relaxed))
-        .max()
-        .unwrap_or(0);
+    let last_bid_ms = last_bid_ms(&seen);
     assert!(
         last_bid_ms > faults_done_ms,
         "no bid after the failover ({faults_done_ms} ms): the hosts did not carry on"

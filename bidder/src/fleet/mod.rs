@@ -385,7 +385,7 @@ pub async fn run(
     status: Arc<FleetStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut store = match Store::new(fleet.store.clone()) {
+    let store = match Store::new(fleet.store.clone()) {
         Ok(store) => store,
         Err(e) => {
             // Validation parsed the URL; this is unexpected. Fail closed: no grants.
@@ -396,7 +396,6 @@ pub async fn run(
     let mut days: HashMap<BudgetSlot, Tracked> = HashMap::new();
     let mut closing: Vec<Tracked> = Vec::new();
     let mut slots = Vec::new();
-    let mut epochs: HashMap<BudgetSlot, String> = HashMap::new();
     // Frequency counts travel on a task and connection of their own: a burst of wins
     // on capped campaigns never delays a lease's renewal.
     tokio::task::spawn_local(run_frequency(
@@ -406,6 +405,13 @@ pub async fn run(
         Arc::clone(&status),
         stop.clone(),
     ));
+    let mut leases = Leases {
+        fleet: &fleet,
+        store,
+        budgets: &budgets,
+        status: &status,
+        epochs: HashMap::new(),
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(fleet.renew_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -434,16 +440,7 @@ pub async fn run(
             }
         }
         for tracked in days.values_mut().chain(closing.iter_mut()) {
-            sync(
-                &fleet,
-                &mut store,
-                &budgets,
-                &status,
-                &mut epochs,
-                tracked,
-                now_ms,
-            )
-            .await;
+            leases.sync(tracked, now_ms).await;
         }
         closing.retain(|t| t.closing_until_ms.is_some_and(|until| now_ms < until));
     }
@@ -452,16 +449,7 @@ pub async fn run(
     let round = async {
         for tracked in days.values_mut().chain(closing.iter_mut()) {
             tracked.closing_until_ms = Some(now_ms);
-            sync(
-                &fleet,
-                &mut store,
-                &budgets,
-                &status,
-                &mut epochs,
-                tracked,
-                now_ms,
-            )
-            .await;
+            leases.sync(tracked, now_ms).await;
         }
     };
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_SYNC_MS), round)
@@ -472,59 +460,60 @@ pub async fn run(
     }
 }
 
-/// One call for one campaign-day, if its lease needs one.
-async fn sync(
-    fleet: &Fleet,
-    store: &mut Store,
-    budgets: &Budgets,
-    status: &FleetStatus,
-    epochs: &mut HashMap<BudgetSlot, String>,
-    tracked: &mut Tracked,
-    now_ms: u64,
-) {
-    let slot = tracked.slot;
-    let sizing = fleet.sizing(budgets, slot);
-    let (_, returned_before) = tracked.lease.counters();
-    let Some(request) = tracked.lease.plan(
-        budgets,
-        slot,
-        now_ms,
-        &sizing,
-        tracked.closing_until_ms.is_some(),
-    ) else {
-        return;
-    };
-    status
-        .returned_micros
-        .fetch_add(request.returned_micros - returned_before, Ordering::Relaxed);
-    let Some(id) = budgets.id_of(slot) else {
-        return;
-    };
-    match store
-        .sync(&id, budgets.daily_micros(slot), &request, now_ms)
-        .await
-    {
-        Ok(reply) => {
-            status.syncs_ok.fetch_add(1, Ordering::Relaxed);
-            status.set_up(true, "");
-            status
-                .granted_micros
-                .fetch_add(reply.grant_micros, Ordering::Relaxed);
-            status.set_learning(reply.learning);
-            if epochs.get(&slot) != Some(&reply.epoch) {
-                if let Some(old) = epochs.insert(slot, reply.epoch.clone()) {
-                    status.epochs_seen.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(campaign = %id, old, new = %reply.epoch, "fleet store has a new epoch (it lost its state): every host re-reports");
+/// What each call of the lease task needs besides the campaign-day.
+struct Leases<'a> {
+    fleet: &'a Fleet,
+    store: Store,
+    budgets: &'a Budgets,
+    status: &'a FleetStatus,
+    /// The store's epoch per campaign as last seen: a change is a store that lost its
+    /// state.
+    epochs: HashMap<BudgetSlot, String>,
+}
+
+impl Leases<'_> {
+    /// One call for one campaign-day, if its lease needs one.
+    async fn sync(&mut self, tracked: &mut Tracked, now_ms: u64) {
+        let (budgets, status) = (self.budgets, self.status);
+        let slot = tracked.slot;
+        let sizing = self.fleet.sizing(budgets, slot);
+        let closing = tracked.closing_until_ms.is_some();
+        let (_, returned_before) = tracked.lease.counters();
+        let Some(request) = tracked.lease.plan(budgets, slot, now_ms, &sizing, closing) else {
+            return;
+        };
+        status
+            .returned_micros
+            .fetch_add(request.returned_micros - returned_before, Ordering::Relaxed);
+        let Some(id) = budgets.id_of(slot) else {
+            return;
+        };
+        let answer = self
+            .store
+            .sync(&id, budgets.daily_micros(slot), &request, now_ms)
+            .await;
+        match answer {
+            Ok(reply) => {
+                status.syncs_ok.fetch_add(1, Ordering::Relaxed);
+                status.set_up(true, "");
+                status
+                    .granted_micros
+                    .fetch_add(reply.grant_micros, Ordering::Relaxed);
+                status.set_learning(reply.learning);
+                if self.epochs.get(&slot) != Some(&reply.epoch) {
+                    if let Some(old) = self.epochs.insert(slot, reply.epoch.clone()) {
+                        status.epochs_seen.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(campaign = %id, old, new = %reply.epoch, "fleet store has a new epoch (it lost its state): every host re-reports");
+                    }
                 }
+                tracked
+                    .lease
+                    .apply(budgets, slot, &request, &reply, now_ms, closing);
             }
-            let closing = tracked.closing_until_ms.is_some();
-            tracked
-                .lease
-                .apply(budgets, slot, &request, &reply, now_ms, closing);
-        }
-        Err(e) => {
-            status.syncs_failed.fetch_add(1, Ordering::Relaxed);
-            status.set_up(false, &e.to_string());
+            Err(e) => {
+                status.syncs_failed.fetch_add(1, Ordering::Relaxed);
+                status.set_up(false, &e.to_string());
+            }
         }
     }
 }
