@@ -42,9 +42,13 @@ const READ_BATCH: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetConfig {
-    /// `redis://host:port/db` (or `rediss://`, TLS with the system's trust store) — the
-    /// same Redis the bidders' `[fleet]` use.
+    /// `redis://host:port/db` (or `rediss://`, TLS) — the same Redis the bidders'
+    /// `[fleet]` use.
     pub redis_url: String,
+    /// For `rediss://`: the CA certificate (PEM) that signed Redis's, when the system's
+    /// trust store does not have it.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     #[serde(default = "FleetConfig::default_key_prefix")]
     pub key_prefix: String,
     /// This host's name in the audit lines of the others (e.g. its hostname).
@@ -76,6 +80,18 @@ impl FleetConfig {
                 "fleet.redis_url: `{}` is not a redis:// or rediss:// URL; e.g. \"redis://10.0.0.5:6379/0\"",
                 self.redis_url
             ));
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            let pem = std::fs::read(ca).unwrap_or_default();
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(format!(
+                    "fleet.tls_ca_file: {} is not a readable PEM certificate; point it at the CA that signed Redis's, or remove it",
+                    ca.display()
+                ));
+            }
+            if !self.redis_url.starts_with("rediss://") {
+                return Err("fleet.tls_ca_file: set, but redis_url is not rediss://".into());
+            }
         }
         if self.host.is_empty() || self.host.len() > 64 {
             return Err("fleet.host: 1 to 64 characters naming this host".into());
@@ -282,7 +298,22 @@ struct Store {
 
 impl Store {
     fn new(config: &FleetConfig) -> redis::RedisResult<Store> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        let client = match &config.tls_ca_file {
+            Some(ca) => {
+                let root_cert = std::fs::read(ca).map_err(|e| {
+                    redis::RedisError::from(std::io::Error::new(
+                        e.kind(),
+                        format!("fleet.tls_ca_file {}: {e}", ca.display()),
+                    ))
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(config.redis_url.as_str(), certs)?
+            }
+            None => redis::Client::open(config.redis_url.as_str())?,
+        };
         let timeout = Duration::from_millis(config.response_timeout_ms);
         let manager = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))

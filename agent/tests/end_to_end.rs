@@ -1033,24 +1033,58 @@ struct RedisServer(Child, u16);
 
 impl RedisServer {
     fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// A server that speaks only TLS with a certificate `ca` signed (in `dir`); the CA.
+    fn start_tls(dir: &Path) -> (RedisServer, PathBuf) {
+        let [ca, cert, key] = testkit::tls::certificates(dir);
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let args = [
+            "--tls-cert-file",
+            cert.as_str(),
+            "--tls-key-file",
+            key.as_str(),
+            "--tls-auth-clients",
+            "no",
+        ];
+        (RedisServer::start_with(&args), ca)
+    }
+
+    /// Plain on its port, or TLS only when `tls` names a certificate and key.
+    fn start_with(tls: &[&str]) -> RedisServer {
         let port = (21_000..32_000)
             .map(|p| p + (std::process::id() % 89) as u16 * 100)
             .find(|&p| p < 32_768 && TcpListener::bind(("127.0.0.1", p)).is_ok())
             .expect("a free port for redis");
         // Redis is another machine: not under the test's shifted clock (libfaketime,
         // which it does not run under, in CI's "400 days ahead" step).
+        let listen: [String; 2] = if tls.is_empty() {
+            ["--port".into(), port.to_string()]
+        } else {
+            ["--tls-port".into(), port.to_string()]
+        };
         let child = Command::new("redis-server")
             .env_remove("LD_PRELOAD")
             .env_remove("FAKETIME")
             .env_remove("FAKETIME_SHARED")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(if tls.is_empty() {
+                &[][..]
+            } else {
+                &["--port", "0"][..]
+            })
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
+            .args(tls)
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (installed by cargo xtask setup)");
         let redis = RedisServer(child, port);
-        wait_until("redis answers", 10_000, || redis.command(&["PING"]).is_ok());
+        wait_until("redis listens", 10_000, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         redis
     }
 
@@ -1183,4 +1217,52 @@ fn a_strategy_change_on_one_host_reaches_every_host() {
         metrics.contains("bidder_agent_fleet_queued 0")
             && metrics.contains("bidder_agent_fleet_changes_total{direction=\"published\"} 101")
     });
+}
+
+/// The same over `rediss://`: the agents check Redis's certificate against
+/// `tls_ca_file`, and a change on one host prices the other's next bid.
+#[test]
+fn strategy_changes_replicate_over_tls() {
+    let certs = testkit::TempDir::new("agent-redis-tls");
+    let (redis, ca) = RedisServer::start_tls(&certs.0);
+    let url = format!("rediss://127.0.0.1:{}/", redis.1);
+    let fleet = |host: &'static str| {
+        let (url, ca) = (url.clone(), ca.clone());
+        move |s: &Setup| {
+            let mut agent = std::fs::read_to_string(&s.agent_config).unwrap();
+            agent.push_str(&format!(
+                "[fleet]\nredis_url = \"{url}\"\ntls_ca_file = \"{}\"\nhost = \"{host}\"\nkey_prefix = \"e2e-tls-{}\"\npoll_interval_ms = 20\n",
+                ca.display(),
+                std::process::id()
+            ));
+            std::fs::write(&s.agent_config, agent).unwrap();
+        }
+    };
+    let (_bin_a, a, _procs_a) = running_with("fleet-tls-a", fleet("host-a"));
+    let (_bin_b, b, _procs_b) = running_with("fleet-tls-b", fleet("host-b"));
+    wait_until("host A's stats table", 5_000, || {
+        ctl(&a, &["strategy", "get", "acme-display"]).0 == 0
+    });
+    let (code, _) = ctl(
+        &a,
+        &[
+            "strategy",
+            "set",
+            "acme-display",
+            "--margin",
+            "1.25",
+            "--why",
+            "fleet e2e: tls",
+        ],
+    );
+    let returned = Instant::now();
+    assert_eq!(code, 0);
+    let (latency, _) = first_bid_at(&b.bid, Some(2_250_000), returned);
+    println!("over TLS, a change on host A priced into host B's bids after {latency:?}");
+    let (_, out) = ctl(&b, &["--json", "status"]);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        status["result"]["fleet"]["applied"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
 }

@@ -683,79 +683,13 @@ fn a_redis_cluster_holds_the_budget_through_the_loss_of_the_campaigns_master() {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 it signed, in `dir` (openssl, installed
-/// by setup): (CA certificate, server certificate, server key).
-fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
-    let file = |name: &str| dir.join(name);
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "redis.key",
-        "-out",
-        "redis.csr",
-    ]);
-    std::fs::write(
-        file("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "redis.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "redis.crt",
-    ]);
-    [file("ca.crt"), file("redis.crt"), file("redis.key")]
-}
-
 /// `rediss://`: two hosts share the budget through a Redis that speaks only TLS, its
 /// certificate checked against `tls_ca_file`; a host given the wrong CA gets nothing.
 #[test]
 fn a_fleet_over_tls_shares_the_budget_and_refuses_an_unknown_certificate() {
     let _serial = one_at_a_time();
     let dir = testkit::TempDir::new("redis-tls");
-    let [ca, cert, key] = certificates(&dir.0);
+    let [ca, cert, key] = testkit::tls::certificates(&dir.0);
     let port = (23_000..32_000)
         .map(|p| p + (std::process::id() % 83) as u16 * 100)
         .find(|&p| p < 32_768 && TcpListener::bind(("127.0.0.1", p)).is_ok())
@@ -797,7 +731,7 @@ fn a_fleet_over_tls_shares_the_budget_and_refuses_an_unknown_certificate() {
         .collect();
     // A third host trusting another CA never connects.
     let other = testkit::TempDir::new("redis-tls-other");
-    let [wrong_ca, _, _] = certificates(&other.0);
+    let [wrong_ca, _, _] = testkit::tls::certificates(&other.0);
     let stranger = fleet_bidder_with(
         3,
         &format!(

@@ -24,6 +24,7 @@ mod alloc;
 mod corpus;
 pub mod http;
 pub mod promtool;
+pub mod tls;
 
 pub use alloc::{counting_allocator_is_installed, heap_calls, CountingAllocator};
 pub use corpus::{corpus_dir, fixture, FIXTURES_ENV};
