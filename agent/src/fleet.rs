@@ -433,14 +433,27 @@ pub fn stream_order(a: &str, b: &str) -> std::cmp::Ordering {
     parse(a).cmp(&parse(b))
 }
 
-/// Applies `entries` (in order) past the agent's position; saves the position.
+/// Applies `entries` (in order) past the agent's position; saves the position. Of a
+/// row changed several times in `entries` only the last change is written (the table
+/// never shows an older one on the way), and a row this host changed and has not yet
+/// published is left alone: its change comes later in the stream and wins there, so
+/// an older one read back now must not undo it here.
 fn apply(agent: &Mutex<Agent>, entries: &[(String, Change)]) {
     let mut agent = agent.lock().unwrap_or_else(|p| p.into_inner());
-    for (id, change) in entries {
-        let Some(position) = agent.replication().map(|r| r.position.clone()) else {
-            return;
-        };
-        if stream_order(id, &position).is_le() {
+    let Some(position) = agent.replication().map(|r| r.position.clone()) else {
+        return;
+    };
+    let fresh: Vec<&(String, Change)> = entries
+        .iter()
+        .filter(|(id, _)| stream_order(id, &position).is_gt())
+        .collect();
+    for (n, (id, change)) in fresh.iter().enumerate() {
+        let same_row = |c: &Change| c.kind == change.kind && c.key == change.key;
+        let superseded = fresh[n + 1..].iter().any(|(_, later)| same_row(later));
+        let pending = agent
+            .replication()
+            .is_some_and(|r| r.outbox.iter().any(same_row));
+        if superseded || pending {
             continue;
         }
         match agent.apply_change(change, id) {
@@ -454,11 +467,11 @@ fn apply(agent: &Mutex<Agent>, entries: &[(String, Change)]) {
                 tracing::warn!(id, key = %change.key, error = %e, "fleet: a replicated change was not applied")
             }
         }
-        if let Some(r) = agent.replication_mut() {
+    }
+    if let Some(r) = agent.replication_mut() {
+        if let Some((id, _)) = fresh.last() {
             r.position = id.clone();
         }
-    }
-    if let Some(r) = agent.replication() {
         r.save_position();
     }
 }
