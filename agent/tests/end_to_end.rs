@@ -1018,6 +1018,45 @@ fn strategy_row(
     table.campaigns()[table.find_campaign(id)?].load().ok()
 }
 
+/// Customises a setup's agent into a fleet on `url` (its CA `ca` for `rediss://`) as
+/// `host`, with keys under `prefix` and this test process's id.
+fn fleet_agent(url: &str, ca: Option<&Path>, host: &str, prefix: &str) -> impl Fn(&Setup) {
+    let ca = ca.map_or(String::new(), |ca| {
+        format!("tls_ca_file = \"{}\"\n", ca.display())
+    });
+    let section = format!(
+        "[fleet]\nredis_url = \"{url}\"\n{ca}host = \"{host}\"\nkey_prefix = \"{prefix}-{}\"\npoll_interval_ms = 20\n",
+        std::process::id()
+    );
+    move |s: &Setup| {
+        let mut agent = std::fs::read_to_string(&s.agent_config).unwrap();
+        agent.push_str(&section);
+        std::fs::write(&s.agent_config, agent).unwrap();
+    }
+}
+
+/// Sets acme-display's margin to 1.25 through `a`'s agent once its stats table is
+/// there; when the command returned.
+fn raise_margin(a: &Setup, why: &str) -> Instant {
+    wait_until("the agent's stats table", 5_000, || {
+        ctl(a, &["strategy", "get", "acme-display"]).0 == 0
+    });
+    let (code, _) = ctl(
+        a,
+        &[
+            "strategy",
+            "set",
+            "acme-display",
+            "--margin",
+            "1.25",
+            "--why",
+            why,
+        ],
+    );
+    assert_eq!(code, 0);
+    Instant::now()
+}
+
 /// Where `s`'s agent serves `/metrics`, as its `status` says.
 fn agent_metrics(s: &Setup) -> String {
     let (_, out) = ctl(s, &["--json", "status"]);
@@ -1119,37 +1158,11 @@ impl Drop for RedisServer {
 fn a_strategy_change_on_one_host_reaches_every_host() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let fleet = |host: &'static str| {
-        let url = url.clone();
-        move |s: &Setup| {
-            let mut agent = std::fs::read_to_string(&s.agent_config).unwrap();
-            agent.push_str(&format!(
-                "[fleet]\nredis_url = \"{url}\"\nhost = \"{host}\"\nkey_prefix = \"e2e-{}\"\npoll_interval_ms = 20\n",
-                std::process::id()
-            ));
-            std::fs::write(&s.agent_config, agent).unwrap();
-        }
-    };
+    let fleet = |host: &'static str| fleet_agent(&url, None, host, "e2e");
     let (_bin_a, a, _procs_a) = running_with("fleet-a", fleet("host-a"));
     let (_bin_b, b, _procs_b) = running_with("fleet-b", fleet("host-b"));
     assert_eq!(bid_price(&b.bid), Some(1_800_000));
-    wait_until("host A's stats table", 5_000, || {
-        ctl(&a, &["strategy", "get", "acme-display"]).0 == 0
-    });
-    let (code, _) = ctl(
-        &a,
-        &[
-            "strategy",
-            "set",
-            "acme-display",
-            "--margin",
-            "1.25",
-            "--why",
-            "fleet e2e: raise",
-        ],
-    );
-    let returned = Instant::now();
-    assert_eq!(code, 0);
+    let returned = raise_margin(&a, "fleet e2e: raise");
     // Base 2.00 × margin 1.25 × shading 0.90, on the other host.
     let (latency, bids) = first_bid_at(&b.bid, Some(2_250_000), returned);
     println!("a change on host A priced into host B's bids after {latency:?} ({bids} bids)");
@@ -1226,37 +1239,10 @@ fn strategy_changes_replicate_over_tls() {
     let certs = testkit::TempDir::new("agent-redis-tls");
     let (redis, ca) = RedisServer::start_tls(&certs.0);
     let url = format!("rediss://127.0.0.1:{}/", redis.1);
-    let fleet = |host: &'static str| {
-        let (url, ca) = (url.clone(), ca.clone());
-        move |s: &Setup| {
-            let mut agent = std::fs::read_to_string(&s.agent_config).unwrap();
-            agent.push_str(&format!(
-                "[fleet]\nredis_url = \"{url}\"\ntls_ca_file = \"{}\"\nhost = \"{host}\"\nkey_prefix = \"e2e-tls-{}\"\npoll_interval_ms = 20\n",
-                ca.display(),
-                std::process::id()
-            ));
-            std::fs::write(&s.agent_config, agent).unwrap();
-        }
-    };
+    let fleet = |host: &'static str| fleet_agent(&url, Some(&ca), host, "e2e-tls");
     let (_bin_a, a, _procs_a) = running_with("fleet-tls-a", fleet("host-a"));
     let (_bin_b, b, _procs_b) = running_with("fleet-tls-b", fleet("host-b"));
-    wait_until("host A's stats table", 5_000, || {
-        ctl(&a, &["strategy", "get", "acme-display"]).0 == 0
-    });
-    let (code, _) = ctl(
-        &a,
-        &[
-            "strategy",
-            "set",
-            "acme-display",
-            "--margin",
-            "1.25",
-            "--why",
-            "fleet e2e: tls",
-        ],
-    );
-    let returned = Instant::now();
-    assert_eq!(code, 0);
+    let returned = raise_margin(&a, "fleet e2e: tls");
     let (latency, _) = first_bid_at(&b.bid, Some(2_250_000), returned);
     println!("over TLS, a change on host A priced into host B's bids after {latency:?}");
     let (_, out) = ctl(&b, &["--json", "status"]);

@@ -178,26 +178,12 @@ proptest! {
                 Step::Sync { host, lose, advance_ms } => {
                     now += advance_ms;
                     let h = &mut hosts[host % n];
-                    if let Some(req) = h.lease.plan(&h.budgets, 0, now, &sizing, false) {
-                        if lose != 1 {
-                            let reply = store.sync(host % n, &req, n);
-                            if lose == 0 {
-                                h.lease.apply(&h.budgets, 0, &req, &reply, now, false);
-                            }
-                        }
-                    }
+                    call(h, &mut store, (host % n, n), now, &sizing, false, lose);
                 }
                 Step::Crash { host } | Step::Restart { host, .. } => {
                     let h = &mut hosts[host % n];
                     if let Step::Restart { lose, .. } = s {
-                        if let Some(req) = h.lease.plan(&h.budgets, 0, now, &sizing, true) {
-                            if lose != 1 {
-                                let reply = store.sync(host % n, &req, n);
-                                if lose == 0 {
-                                    h.lease.apply(&h.budgets, 0, &req, &reply, now, true);
-                                }
-                            }
-                        }
+                        call(h, &mut store, (host % n, n), now, &sizing, true, lose);
                     }
                     // The ledger brings back what was spent; the bids still out are in
                     // doubt (each may yet win), held back as the daemon does at start.
@@ -259,7 +245,7 @@ fn busy_hosts_spend_nearly_all_of_the_budget() {
     );
 }
 
-/// One delivered call of host `i`, if its lease wants one.
+/// One delivered call of host `i` of 2, if its lease wants one.
 fn deliver(
     h: &mut Host,
     store: &mut ModelStore,
@@ -268,23 +254,45 @@ fn deliver(
     sizing: &Sizing,
     closing: bool,
 ) {
-    if let Some(req) = h.lease.plan(&h.budgets, 0, now, sizing, closing) {
-        let reply = store.sync(i, &req, 2);
-        h.lease.apply(&h.budgets, 0, &req, &reply, now, false);
+    call(h, store, (i, 2), now, sizing, closing, 0);
+}
+
+/// A call of host `i` of `hosts`, if its lease wants one. `lose`: 0 delivered, 1 the
+/// request lost, 2 the reply lost (the store applied it).
+fn call(
+    h: &mut Host,
+    store: &mut ModelStore,
+    (i, hosts): (usize, usize),
+    now: u64,
+    sizing: &Sizing,
+    closing: bool,
+    lose: u8,
+) {
+    let Some(req) = h.lease.plan(&h.budgets, 0, now, sizing, closing) else {
+        return;
+    };
+    if lose != 1 {
+        let reply = store.sync(i, &req, hosts);
+        if lose == 0 {
+            h.lease.apply(&h.budgets, 0, &req, &reply, now, closing);
+        }
     }
 }
+
+/// Leases of the deterministic cases: the floor, calls whenever asked.
+const EAGER: Sizing = Sizing {
+    lease_spend_ms: 2_000,
+    floor_micros: 50_000,
+    report_interval_ms: 0,
+    heartbeat_ms: 0,
+};
 
 /// A host that gave its lease back before a restart does not bid on it again after:
 /// the store's count of its returns comes off the room the new run adopts, while
 /// another host spends what was returned.
 #[test]
 fn a_restarted_host_does_not_reuse_what_it_returned_before() {
-    let sizing = Sizing {
-        lease_spend_ms: 2_000,
-        floor_micros: 50_000,
-        report_interval_ms: 0,
-        heartbeat_ms: 0,
-    };
+    let sizing = EAGER;
     let mut store = ModelStore::default();
     let mut a = start_host(0, 0);
     let mut b = start_host(0, 1_000_000);
@@ -320,12 +328,7 @@ fn a_restarted_host_does_not_reuse_what_it_returned_before() {
 /// may still win.
 #[test]
 fn bids_out_at_a_crash_are_held_back_after_the_restart() {
-    let sizing = Sizing {
-        lease_spend_ms: 2_000,
-        floor_micros: 50_000,
-        report_interval_ms: 0,
-        heartbeat_ms: 0,
-    };
+    let sizing = EAGER;
     let mut store = ModelStore::default();
     let mut a = start_host(0, 0);
     let now = NOW_MS;
